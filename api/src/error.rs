@@ -1,0 +1,197 @@
+//! One error type for the HTTP surface. Its `IntoResponse` writes the seed's error
+//! envelope; server-side failures are logged with their cause chain and shown to the
+//! client only as a generic message.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Per-field validation messages, Laravel style: `{"email": ["must be a valid e-mail address"]}`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq, ToSchema)]
+#[serde(transparent)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.entry(field.into()).or_default().push(message.into());
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn contains(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+    /// `Ok(())` when nothing was added, else the 422 error.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.is_empty() { Ok(()) } else { Err(ApiError::Validation(self)) }
+    }
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::default();
+        e.add(field, message);
+        e
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthenticated")]
+    Unauthenticated,
+    #[error("the token lacks the `{0}` ability")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("route not found")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error("{message}")]
+    Conflict { message: String, field: Option<&'static str> },
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("expected a JSON body with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    #[error("request timed out")]
+    Timeout,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => ApiError::Unavailable("database busy"),
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// `{"error": {"message", "code", "details"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub message: String,
+    /// Stable upper-case code, e.g. `VALIDATION_FAILED`, `NOT_FOUND`.
+    pub code: &'static str,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::RouteNotFound => "ROUTE_NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::Validation(_) => "VALIDATION_FAILED",
+            Self::Conflict { .. } => "CONFLICT",
+            Self::MalformedJson(_) => "MALFORMED_JSON",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Timeout => "REQUEST_TIMEOUT",
+            Self::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let (message, details) = match self {
+            Self::Unauthenticated => ("Unauthenticated.".to_owned(), serde_json::json!({})),
+            Self::Forbidden(ability) => {
+                (format!("This action requires the `{ability}` ability."), serde_json::json!({ "ability": ability }))
+            }
+            Self::Validation(fields) => ("The given data was invalid.".to_owned(), serde_json::json!(fields)),
+            Self::Conflict { message, field } => (
+                message.clone(),
+                match field {
+                    Some(f) => serde_json::json!({ "field": f }),
+                    None => serde_json::json!({}),
+                },
+            ),
+            Self::Internal(_) => ("Internal server error.".to_owned(), serde_json::json!({})),
+            other => (capitalise(&other.to_string()), serde_json::json!({})),
+        };
+        ErrorBody { message, code: self.code(), details }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => {
+            let mut out: String = first.to_uppercase().collect();
+            out.push_str(chars.as_str());
+            if !out.ends_with('.') {
+                out.push('.');
+            }
+            out
+        }
+        None => String::new(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(err) = &self {
+            tracing::error!(error = format!("{err:#}"), "request failed");
+        }
+        (status, Json(ErrorEnvelope { error: self.body() })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_hide_internal_causes() {
+        let err = ApiError::Internal(anyhow::anyhow!("password=hunter2 connection refused"));
+        let body = err.body();
+        assert_eq!(body.code, "INTERNAL_ERROR");
+        assert!(!body.message.contains("hunter2"));
+    }
+
+    #[test]
+    fn validation_details_are_per_field() {
+        let mut f = FieldErrors::default();
+        f.add("email", "must be a valid e-mail address");
+        let body = ApiError::Validation(f).body();
+        assert_eq!(body.details, serde_json::json!({"email": ["must be a valid e-mail address"]}));
+        assert_eq!(ApiError::NotFound("customer").body().message, "Customer not found.");
+    }
+}

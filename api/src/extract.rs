@@ -1,0 +1,158 @@
+//! Extractors whose failures come out as the seed's error envelope.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Query, Request},
+    http::{header, request::Parts},
+};
+use fibonacco_platform::auth::{self, AuthContext, AuthenticateError};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::{error::FieldErrors, state::AppState, ApiError};
+
+/// The authenticated caller. Any route taking it answers 401 without a valid token.
+#[derive(Debug, Clone)]
+pub struct Auth(pub AuthContext);
+
+impl Auth {
+    /// 403 unless the token carries `ability` (or a wildcard covering it).
+    pub fn require(&self, ability: &'static str) -> Result<(), ApiError> {
+        if self.0.can(ability) { Ok(()) } else { Err(ApiError::Forbidden(ability)) }
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let presented = auth::parse_bearer(header).map_err(|_| ApiError::Unauthenticated)?;
+        match auth::authenticate(&state.pool, &presented).await {
+            Ok(ctx) => {
+                tracing::Span::current().record("tenant_id", tracing::field::display(ctx.tenant_id));
+                Ok(Auth(ctx))
+            }
+            Err(AuthenticateError::Rejected(reason)) => {
+                tracing::debug!(%reason, "token rejected");
+                Err(ApiError::Unauthenticated)
+            }
+            Err(AuthenticateError::Database(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// A JSON body. Wrong content type → 415, bad syntax → 400, wrong shape → 422 naming the
+/// field, too large → 413.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson("the body could not be read".into())
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let message = strip_position(&inner.to_string());
+                    let field = if path == "." { field_named_in(&message).unwrap_or_else(|| "body".into()) } else { path };
+                    Err(ApiError::Validation(FieldErrors::single(&field, message)))
+                }
+                _ => Err(ApiError::MalformedJson(strip_position(&inner.to_string()))),
+            }
+        }
+    }
+}
+
+/// serde's "unknown field `foo`, expected …" and "missing field `foo`" name the field in
+/// the message only; pull it out so the 422 details point at it.
+fn field_named_in(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Query parameters; a malformed query string is a 422, never a 400 from the framework.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| QueryParams(v))
+            .map_err(|e| ApiError::Validation(FieldErrors::single("query", e.body_text())))
+    }
+}
+
+/// A resource id from the path. Anything that is not a UUID cannot name a row, so it is
+/// a 404 like any other unknown id.
+pub fn resource_id(raw: &str, resource: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(resource))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: Option<String>,
+        tags: Option<Vec<String>>,
+    }
+
+    fn details(err: ApiError) -> FieldErrors {
+        match err {
+            ApiError::Validation(f) => f,
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_fields() {
+        assert!(matches!(parse_json::<Body>(b"{"), Err(ApiError::MalformedJson(_))));
+        assert!(details(parse_json::<Body>(br#"{"name": 5}"#).unwrap_err()).contains("name"));
+        assert!(details(parse_json::<Body>(br#"{"tags": ["a", 1]}"#).unwrap_err()).contains("tags[1]"));
+        assert!(details(parse_json::<Body>(br#"{"nmae": "x"}"#).unwrap_err()).contains("nmae"));
+        assert!(details(parse_json::<Body>(b"[]").unwrap_err()).contains("body"));
+    }
+}

@@ -1,0 +1,17 @@
+//! The HTTP API of the Fibonacco platform under `/api/v1`: one module per resource
+//! family, thin handlers over functions that take a transaction and plain values.
+
+pub mod customers;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod observability;
+pub mod openapi;
+pub mod patch;
+pub mod startup;
+pub mod state;
+
+pub use error::ApiError;
+pub use startup::{Application, router};
+pub use state::AppState;

@@ -1,0 +1,54 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::{customers, envelope, error, health};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Fibonacco platform API",
+        description = "CRM, knowledge base, outbound campaigns, content, AI and analytics for small businesses. \
+                       Authenticate with `Authorization: Bearer {id}|{secret}` (create one with `fibonacco token create`).",
+    ),
+    paths(
+        health::health,
+        customers::list, customers::create, customers::show, customers::show_by_slug,
+        customers::update, customers::destroy, customers::update_business_context, customers::ai_context,
+    ),
+    components(schemas(
+        error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
+        customers::store::Customer, customers::store::AiContext,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "customers", description = "CRM customers"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("{id}|{secret} (Sanctum personal access token)")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The spec as pretty JSON, for `fibonacco openapi` and `/api/v1/openapi.json`.
+pub fn json() -> String {
+    ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
+}

@@ -1,0 +1,124 @@
+//! Building the router and serving it.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, StatusCode},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use fibonacco_platform::{Config, cache, db};
+use tokio::net::TcpListener;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{ApiError, customers, health, observability, openapi::ApiDoc, state::AppState};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// JSON bodies larger than this are refused with 413 before parsing.
+const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// The whole HTTP surface, ready to serve or to drive with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new().merge(customers::routes());
+    let timeout = state.config.request_timeout;
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/health", get(health::health))
+        .route("/metrics", get(observability::render))
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(observability::track))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
+            tracing::error!("handler panicked");
+            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            // The path only: query strings may carry search terms or e-mail addresses.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id, tenant_id = tracing::field::Empty)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A bound, ready-to-serve API: `build` connects and binds; `run_until_stopped` serves.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    #[tracing::instrument(name = "api.build", skip_all)]
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = db::connect(&config).await.map_err(|e| anyhow::anyhow!("cannot connect to Postgres (DATABASE_URL): {e}"))?;
+        let redis = cache::connect(config.redis_url.expose())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {e}"))?;
+        Self::with_parts(config, pool, redis).await
+    }
+
+    /// Binds `APP_HOST:APP_PORT` (port 0 picks a free one, as tests do).
+    pub async fn with_parts(config: Config, pool: sqlx::PgPool, redis: redis::aio::ConnectionManager) -> anyhow::Result<Self> {
+        let addr = SocketAddr::new(config.app_host, config.app_port);
+        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let state = AppState { pool, redis, config: Arc::new(config), metrics: observability::prometheus() };
+        Ok(Self { listener, router: router(state.clone()), state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "api listening");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        self.state.pool.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// How long `run` waits for in-flight work after a signal before giving up.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

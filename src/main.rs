@@ -1,0 +1,198 @@
+//! `fibonacco`: one binary, one subcommand per part of the platform.
+
+mod bench;
+mod seed;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use fibonacco_api::{Application, startup::shutdown_signal};
+use fibonacco_platform::{
+    Config,
+    auth::{self, Ability},
+    config::redact_url,
+    db,
+    domain::Slug,
+    telemetry, tenancy,
+};
+
+#[derive(Parser)]
+#[command(name = "fibonacco", version, about = "Fibonacco operations platform: API, workers and pipelines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Serve the HTTP API on APP_HOST:APP_PORT.
+    Api,
+    /// Everything the platform has, in one process: migrations, then the API.
+    Run,
+    /// Personal access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Load data: `--demo` creates the demo tenant with sample records.
+    Seed(SeedArgs),
+    /// Print the OpenAPI document (JSON) to stdout. Needs no database.
+    Openapi,
+    /// Benchmarks: print the figure and a baseline from the same run.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token for a tenant; the plain-text token is printed once.
+    Create {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated abilities (default `*`), e.g. customers:read,customers:write
+        #[arg(long, value_delimiter = ',')]
+        abilities: Vec<String>,
+        /// Lifetime such as 30d, 12h, 45m (default: never expires).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// A label for the token.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Defaults to a slug derived from the name.
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    /// Create (once) the `demo` tenant with customers, conversations and knowledge entries,
+    /// and print a fresh token for it.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `openapi` must work with no environment at all.
+    if let Command::Openapi = cli.command {
+        print_openapi();
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    match command {
+        Command::Openapi => {
+            print_openapi();
+            Ok(())
+        }
+        Command::Migrate => {
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            println!("migrations applied to {}", redact_url(config.database_url.expose()));
+            Ok(())
+        }
+        Command::Api => serve(config, false).await,
+        Command::Run => serve(config, true).await,
+        Command::Token(TokenCommand::Create { tenant, abilities, expires_in, name }) => {
+            let pool = db::connect(&config).await?;
+            let tenant = tenancy::find_by_slug(&pool, &tenant)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no tenant with slug `{tenant}` (see `fibonacco tenant list`)"))?;
+            let abilities = abilities
+                .iter()
+                .map(|a| Ability::parse(a.trim()).map_err(|e| anyhow::anyhow!("ability `{a}` {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let expires_in = expires_in
+                .map(|raw| auth::parse_expires_in(&raw).map_err(|e| anyhow::anyhow!("--expires-in {e}")))
+                .transpose()?;
+            let token = auth::issue_token(&pool, tenant.id, &name, &abilities, expires_in).await?;
+            println!("{}", token.plain_text);
+            eprintln!(
+                "token {} for tenant `{}` with abilities [{}]{}; store it now, it is not shown again",
+                token.id,
+                tenant.slug,
+                token.abilities.join(", "),
+                token.expires_at.map(|t| format!(", expires {t}")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create { name, slug }) => {
+            let pool = db::connect(&config).await?;
+            let slug = match slug {
+                Some(s) => Slug::parse(&s).map_err(|e| anyhow::anyhow!("--slug {e}"))?,
+                None => Slug::from_text(&name).ok_or_else(|| anyhow::anyhow!("cannot derive a slug from the name; pass --slug"))?,
+            };
+            let tenant = tenancy::create(&pool, &name, &slug).await?;
+            println!("{}\t{}\t{}", tenant.id, tenant.slug, tenant.name);
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let pool = db::connect(&config).await?;
+            for t in tenancy::list(&pool).await? {
+                println!("{}\t{}\t{}", t.id, t.slug, t.name);
+            }
+            Ok(())
+        }
+        Command::Seed(args) => {
+            if !args.demo {
+                anyhow::bail!("nothing to seed: pass --demo");
+            }
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            let summary = seed::demo(&pool).await?;
+            println!("{}", summary.token);
+            eprintln!("{}", summary.describe());
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+fn print_openapi() {
+    println!("{}", fibonacco_api::openapi::json());
+}
+
+async fn serve(config: Config, migrate_first: bool) -> anyhow::Result<()> {
+    let app = Application::build(config.clone()).await?;
+    if migrate_first {
+        db::migrate(&app.state().pool).await?;
+        tracing::info!("migrations applied");
+    }
+    let addr = app.local_addr();
+    eprintln!("fibonacco api on http://{addr} (database {})", redact_url(config.database_url.expose()));
+    eprintln!("  OpenAPI: http://{addr}/api/v1/openapi.json   Swagger UI: http://{addr}/docs   health: http://{addr}/health");
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Bearer tokens: every way to fail is a 401 envelope; a missing ability is a 403.
+
+mod common;
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use common::{TestApp, code};
+use serde_json::json;
+
+#[tokio::test]
+async fn missing_malformed_unknown_wrong_and_expired_tokens_get_401() {
+    let app = TestApp::spawn().await;
+    let (id, _) = app.token_a.split_once('|').unwrap();
+    let expired = app.token_with(app.tenant_a, &["*"], Some(chrono::Duration::seconds(-1))).await;
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("not bearer", Some("Basic abc".into())),
+        ("malformed", Some("Bearer not-a-token".into())),
+        ("no secret", Some(format!("Bearer {id}|"))),
+        ("unknown id", Some("Bearer 999999|abcdefghijklmnopqrstuvwxyz0123456789ABCD".into())),
+        ("wrong secret", Some(format!("Bearer {id}|abcdefghijklmnopqrstuvwxyz0123456789ABCD"))),
+        ("expired", Some(format!("Bearer {expired}"))),
+    ];
+    for (what, header_value) in cases {
+        let mut req = Request::builder().uri("/api/v1/customers");
+        if let Some(h) = header_value {
+            req = req.header(header::AUTHORIZATION, h);
+        }
+        let (status, body) = app.raw(req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{what}");
+        assert!(body["error"]["message"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn abilities_are_enforced_per_route() {
+    let app = TestApp::spawn().await;
+    let reader = app.token_with(app.tenant_a, &["customers:read"], None).await;
+    let (status, body) = app.send("POST", "/api/v1/customers", Some(&reader), Some(json!({"name": "X"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(code(&body), "FORBIDDEN");
+    assert_eq!(body["error"]["details"]["ability"], "customers:write");
+    let (status, _) = app.get("/api/v1/customers", &reader).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let writer = app.token_with(app.tenant_a, &["customers:*"], None).await;
+    let (status, _) = app.send("POST", "/api/v1/customers", Some(&writer), Some(json!({"name": "X"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let other = app.token_with(app.tenant_a, &["orders:read"], None).await;
+    let (status, _) = app.get("/api/v1/customers", &other).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_used_token_records_last_used_at_and_stores_only_a_digest() {
+    let app = TestApp::spawn().await;
+    let (id, secret) = app.token_a.split_once('|').unwrap();
+    let id: i64 = id.parse().unwrap();
+    let (status, _) = app.get("/api/v1/customers", &app.token_a).await;
+    assert_eq!(status, StatusCode::OK);
+    let (stored, last_used): (String, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("select token, last_used_at from personal_access_tokens where id = $1")
+            .bind(id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert!(last_used.is_some());
+    assert_ne!(stored, secret);
+    assert_eq!(stored, fibonacco_platform::auth::hash_secret(secret));
+}

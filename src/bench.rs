@@ -13,7 +13,9 @@ use std::{
 
 use clap::{Args, Subcommand};
 use fibonacco_api::Application;
-use fibonacco_platform::{Config, TenantId, auth, cache, domain::Slug, tenancy, testing::TestDatabase};
+use fibonacco_platform::{
+    Config, TenantId, auth, cache, domain::Slug, tenancy, testing::TestDatabase,
+};
 use rand::Rng;
 use serde::Serialize;
 use uuid::Uuid;
@@ -66,17 +68,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 type Call = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 async fn api(args: ApiBench) -> anyhow::Result<()> {
-    anyhow::ensure!(args.customers > 0 && args.concurrency > 0 && args.duration > 0, "all bench sizes must be positive");
+    anyhow::ensure!(
+        args.customers > 0 && args.concurrency > 0 && args.duration > 0,
+        "all bench sizes must be positive"
+    );
     let config = Config::from_env()?;
-    eprintln!("seeding {} customers into a fresh database…", args.customers);
+    eprintln!(
+        "seeding {} customers into a fresh database…",
+        args.customers
+    );
     let pool_size = u32::try_from(args.concurrency.min(64)).unwrap_or(64);
     let db = TestDatabase::create_with_pool_size(pool_size).await;
     let tenant = tenancy::create(&db.pool, "Bench", &Slug::parse("bench").expect("static")).await?;
     seed_customers(&db.pool, tenant.id, args.customers).await?;
     let ids: Arc<Vec<Uuid>> = Arc::new(
-        sqlx::query_scalar("select id from crm_customers where tenant_id = $1").bind(tenant.id).fetch_all(&db.pool).await?,
+        sqlx::query_scalar("select id from crm_customers where tenant_id = $1")
+            .bind(tenant.id)
+            .fetch_all(&db.pool)
+            .await?,
     );
-    let token = auth::issue_token(&db.pool, tenant.id, "bench", &[], None).await?.plain_text;
+    let token = auth::issue_token(&db.pool, tenant.id, "bench", &[], None)
+        .await?
+        .plain_text;
 
     let mut app_config = config.clone();
     app_config.app_port = 0;
@@ -88,7 +101,9 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let auth_header = format!("Bearer {token}");
     let duration = Duration::from_secs(args.duration);
     let mut results = Vec::new();
@@ -104,42 +119,84 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
                     Ok(tx) => tx,
                     Err(_) => return false,
                 };
-                let row: Result<Option<(Uuid, String)>, _> =
-                    sqlx::query_as("select id, name from crm_customers where tenant_id = $1 and id = $2")
-                        .bind(tenant)
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await;
+                let row: Result<Option<(Uuid, String)>, _> = sqlx::query_as(
+                    "select id, name from crm_customers where tenant_id = $1 and id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await;
                 matches!(row, Ok(Some(_))) && tx.commit().await.is_ok()
             })
         })
     };
-    results.push(load("baseline: sqlx tenant tx, same read", args.concurrency, duration, sql_call).await);
+    results.push(
+        load(
+            "baseline: sqlx tenant tx, same read",
+            args.concurrency,
+            duration,
+            sql_call,
+        )
+        .await,
+    );
 
     let get_call: Call = {
-        let (client, ids, base, auth_header) = (client.clone(), ids.clone(), base.clone(), auth_header.clone());
+        let (client, ids, base, auth_header) = (
+            client.clone(),
+            ids.clone(),
+            base.clone(),
+            auth_header.clone(),
+        );
         Arc::new(move || {
             let url = format!("{base}/api/v1/customers/{}", pick(&ids));
             let req = client.get(url).header("authorization", auth_header.clone());
             Box::pin(ok_response(req))
         })
     };
-    results.push(load("GET /api/v1/customers/{id}", args.concurrency, duration, get_call).await);
+    results.push(
+        load(
+            "GET /api/v1/customers/{id}",
+            args.concurrency,
+            duration,
+            get_call,
+        )
+        .await,
+    );
 
     let list_call: Call = {
-        let (client, url, auth_header) = (client.clone(), format!("{base}/api/v1/customers"), auth_header.clone());
+        let (client, url, auth_header) = (
+            client.clone(),
+            format!("{base}/api/v1/customers"),
+            auth_header.clone(),
+        );
         Arc::new(move || {
-            let req = client.get(url.clone()).header("authorization", auth_header.clone());
+            let req = client
+                .get(url.clone())
+                .header("authorization", auth_header.clone());
             Box::pin(ok_response(req))
         })
     };
-    results.push(load("GET /api/v1/customers (page 1)", args.concurrency, duration, list_call).await);
+    results.push(
+        load(
+            "GET /api/v1/customers (page 1)",
+            args.concurrency,
+            duration,
+            list_call,
+        )
+        .await,
+    );
 
     let _ = stop_tx.send(());
     let _ = server.await;
 
-    println!("customers: {}  concurrency: {}  duration: {}s per scenario", args.customers, args.concurrency, args.duration);
-    println!("{:<40} {:>10} {:>8} {:>9} {:>9} {:>9}", "scenario", "req/s", "errors", "p50 ms", "p99 ms", "max ms");
+    println!(
+        "customers: {}  concurrency: {}  duration: {}s per scenario",
+        args.customers, args.concurrency, args.duration
+    );
+    println!(
+        "{:<40} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "scenario", "req/s", "errors", "p50 ms", "p99 ms", "max ms"
+    );
     for r in &results {
         println!(
             "{:<40} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2}",
@@ -230,7 +287,9 @@ async fn load(name: &'static str, concurrency: usize, duration: Duration, call: 
         if all.is_empty() {
             return 0.0;
         }
-        let idx = ((all.len() as f64 * p).ceil() as usize).saturating_sub(1).min(all.len() - 1);
+        let idx = ((all.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(all.len() - 1);
         all[idx] as f64 / 1000.0
     };
     Scenario {

@@ -13,14 +13,24 @@ use serde_json::json;
 async fn missing_malformed_unknown_wrong_and_expired_tokens_get_401() {
     let app = TestApp::spawn().await;
     let (id, _) = app.token_a.split_once('|').unwrap();
-    let expired = app.token_with(app.tenant_a, &["*"], Some(chrono::Duration::seconds(-1))).await;
+    let expired = app
+        .token_with(app.tenant_a, &["*"], Some(chrono::Duration::seconds(-1)))
+        .await;
     let cases: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("not bearer", Some("Basic abc".into())),
         ("malformed", Some("Bearer not-a-token".into())),
         ("no secret", Some(format!("Bearer {id}|"))),
-        ("unknown id", Some("Bearer 999999|abcdefghijklmnopqrstuvwxyz0123456789ABCD".into())),
-        ("wrong secret", Some(format!("Bearer {id}|abcdefghijklmnopqrstuvwxyz0123456789ABCD"))),
+        (
+            "unknown id",
+            Some("Bearer 999999|abcdefghijklmnopqrstuvwxyz0123456789ABCD".into()),
+        ),
+        (
+            "wrong secret",
+            Some(format!(
+                "Bearer {id}|abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+            )),
+        ),
         ("expired", Some(format!("Bearer {expired}"))),
     ];
     for (what, header_value) in cases {
@@ -38,8 +48,17 @@ async fn missing_malformed_unknown_wrong_and_expired_tokens_get_401() {
 #[tokio::test]
 async fn abilities_are_enforced_per_route() {
     let app = TestApp::spawn().await;
-    let reader = app.token_with(app.tenant_a, &["customers:read"], None).await;
-    let (status, body) = app.send("POST", "/api/v1/customers", Some(&reader), Some(json!({"name": "X"}))).await;
+    let reader = app
+        .token_with(app.tenant_a, &["customers:read"], None)
+        .await;
+    let (status, body) = app
+        .send(
+            "POST",
+            "/api/v1/customers",
+            Some(&reader),
+            Some(json!({"name": "X"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(code(&body), "FORBIDDEN");
     assert_eq!(body["error"]["details"]["ability"], "customers:write");
@@ -47,7 +66,14 @@ async fn abilities_are_enforced_per_route() {
     assert_eq!(status, StatusCode::OK);
 
     let writer = app.token_with(app.tenant_a, &["customers:*"], None).await;
-    let (status, _) = app.send("POST", "/api/v1/customers", Some(&writer), Some(json!({"name": "X"}))).await;
+    let (status, _) = app
+        .send(
+            "POST",
+            "/api/v1/customers",
+            Some(&writer),
+            Some(json!({"name": "X"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
 
     let other = app.token_with(app.tenant_a, &["orders:read"], None).await;

@@ -65,7 +65,9 @@ pub struct Application {
 impl Application {
     #[tracing::instrument(name = "api.build", skip_all)]
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = db::connect(&config).await.map_err(|e| anyhow::anyhow!("cannot connect to Postgres (DATABASE_URL): {e}"))?;
+        let pool = db::connect(&config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Postgres (DATABASE_URL): {e}"))?;
         let redis = cache::connect(config.redis_url.expose())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {e}"))?;
@@ -73,15 +75,32 @@ impl Application {
     }
 
     /// Binds `APP_HOST:APP_PORT` (port 0 picks a free one, as tests do).
-    pub async fn with_parts(config: Config, pool: sqlx::PgPool, redis: redis::aio::ConnectionManager) -> anyhow::Result<Self> {
+    pub async fn with_parts(
+        config: Config,
+        pool: sqlx::PgPool,
+        redis: redis::aio::ConnectionManager,
+    ) -> anyhow::Result<Self> {
         let addr = SocketAddr::new(config.app_host, config.app_port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let state = AppState { pool, redis, config: Arc::new(config), metrics: observability::prometheus() };
-        Ok(Self { listener, router: router(state.clone()), state })
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let state = AppState {
+            pool,
+            redis,
+            config: Arc::new(config),
+            metrics: observability::prometheus(),
+        };
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -89,9 +108,14 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         self.state.pool.close().await;
         Ok(())
     }

@@ -29,8 +29,18 @@ impl Ability {
         let ok = raw == "*"
             || (!raw.is_empty()
                 && raw.len() <= 64
-                && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'-' | b'_' | b'*')));
-        if ok { Ok(Self(raw.to_owned())) } else { Err(crate::domain::Invalid("must look like `resource:action` or `*`")) }
+                && raw.bytes().all(|b| {
+                    b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || matches!(b, b':' | b'-' | b'_' | b'*')
+                }));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(crate::domain::Invalid(
+                "must look like `resource:action` or `*`",
+            ))
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -67,7 +77,11 @@ pub fn parse_bearer(header: Option<&str>) -> Result<PresentedToken<'_>, AuthErro
     }
     let (id, secret) = token.trim().split_once('|').ok_or(AuthError::Malformed)?;
     let id: i64 = id.parse().map_err(|_| AuthError::Malformed)?;
-    if id <= 0 || secret.is_empty() || secret.len() > 128 || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if id <= 0
+        || secret.is_empty()
+        || secret.len() > 128
+        || !secret.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
         return Err(AuthError::Malformed);
     }
     Ok(PresentedToken { id, secret })
@@ -88,13 +102,17 @@ pub struct AuthContext {
 
 impl AuthContext {
     pub fn can(&self, ability: &str) -> bool {
-        self.abilities.iter().any(|a| a == "*" || a == ability || wildcard_matches(a, ability))
+        self.abilities
+            .iter()
+            .any(|a| a == "*" || a == ability || wildcard_matches(a, ability))
     }
 }
 
 /// `customers:*` grants `customers:read` and `customers:write`.
 fn wildcard_matches(granted: &str, wanted: &str) -> bool {
-    granted.strip_suffix('*').is_some_and(|prefix| prefix.ends_with(':') && wanted.starts_with(prefix))
+    granted
+        .strip_suffix('*')
+        .is_some_and(|prefix| prefix.ends_with(':') && wanted.starts_with(prefix))
 }
 
 #[derive(sqlx::FromRow)]
@@ -109,7 +127,10 @@ struct TokenRow {
 
 /// Checks a presented token against the database and returns who is calling.
 #[tracing::instrument(name = "auth.authenticate", skip_all, fields(token_id = presented.id))]
-pub async fn authenticate(pool: &PgPool, presented: &PresentedToken<'_>) -> Result<AuthContext, AuthenticateError> {
+pub async fn authenticate(
+    pool: &PgPool,
+    presented: &PresentedToken<'_>,
+) -> Result<AuthContext, AuthenticateError> {
     let row: Option<TokenRow> = sqlx::query_as(
         "select tenant_id, user_id, token, abilities, expires_at, last_used_at
          from personal_access_tokens where id = $1",
@@ -126,17 +147,26 @@ pub async fn authenticate(pool: &PgPool, presented: &PresentedToken<'_>) -> Resu
     if row.expires_at.is_some_and(|exp| exp <= now) {
         return Err(AuthError::Expired.into());
     }
-    if row.last_used_at.is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS) {
+    if row
+        .last_used_at
+        .is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS)
+    {
         // Best effort: a failed bookkeeping write must not fail the request.
-        if let Err(e) = sqlx::query("update personal_access_tokens set last_used_at = now() where id = $1")
-            .bind(presented.id)
-            .execute(pool)
-            .await
+        if let Err(e) =
+            sqlx::query("update personal_access_tokens set last_used_at = now() where id = $1")
+                .bind(presented.id)
+                .execute(pool)
+                .await
         {
             tracing::warn!(error = %e, "could not record token last_used_at");
         }
     }
-    Ok(AuthContext { token_id: presented.id, tenant_id: row.tenant_id, user_id: row.user_id, abilities: row.abilities.0 })
+    Ok(AuthContext {
+        token_id: presented.id,
+        tenant_id: row.tenant_id,
+        user_id: row.user_id,
+        abilities: row.abilities.0,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,9 +194,16 @@ pub async fn issue_token(
     abilities: &[Ability],
     expires_in: Option<Duration>,
 ) -> Result<IssuedToken, sqlx::Error> {
-    let secret: String = rand::rng().sample_iter(&Alphanumeric).take(SECRET_LEN).map(char::from).collect();
-    let abilities: Vec<String> =
-        if abilities.is_empty() { vec!["*".to_owned()] } else { abilities.iter().map(|a| a.as_str().to_owned()).collect() };
+    let secret: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(SECRET_LEN)
+        .map(char::from)
+        .collect();
+    let abilities: Vec<String> = if abilities.is_empty() {
+        vec!["*".to_owned()]
+    } else {
+        abilities.iter().map(|a| a.as_str().to_owned()).collect()
+    };
     let expires_at = expires_in.map(|d| Utc::now() + d);
     let id: i64 = sqlx::query_scalar(
         "insert into personal_access_tokens (tenant_id, name, token, abilities, expires_at)
@@ -179,7 +216,12 @@ pub async fn issue_token(
     .bind(expires_at)
     .fetch_one(pool)
     .await?;
-    Ok(IssuedToken { id, plain_text: format!("{id}|{secret}"), abilities, expires_at })
+    Ok(IssuedToken {
+        id,
+        plain_text: format!("{id}|{secret}"),
+        abilities,
+        expires_at,
+    })
 }
 
 /// Parses durations such as `30d`, `12h`, `45m`, `3600s` for `--expires-in`.
@@ -187,7 +229,9 @@ pub fn parse_expires_in(raw: &str) -> Result<Duration, crate::domain::Invalid> {
     let raw = raw.trim();
     let bad = crate::domain::Invalid("use a number followed by s, m, h or d, e.g. 30d");
     let unit = raw.chars().last().ok_or(bad.clone())?;
-    let n: i64 = raw[..raw.len() - unit.len_utf8()].parse().map_err(|_| bad.clone())?;
+    let n: i64 = raw[..raw.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| bad.clone())?;
     if n <= 0 {
         return Err(crate::domain::Invalid("must be positive"));
     }
@@ -207,10 +251,26 @@ mod tests {
 
     #[test]
     fn bearer_parsing() {
-        assert_eq!(parse_bearer(Some("Bearer 12|abcDEF123")).unwrap(), PresentedToken { id: 12, secret: "abcDEF123" });
+        assert_eq!(
+            parse_bearer(Some("Bearer 12|abcDEF123")).unwrap(),
+            PresentedToken {
+                id: 12,
+                secret: "abcDEF123"
+            }
+        );
         assert_eq!(parse_bearer(Some("bearer 1|x")).unwrap().id, 1);
         assert_eq!(parse_bearer(None), Err(AuthError::Missing));
-        for bad in ["Bearer", "Basic 1|x", "Bearer 1", "Bearer x|abc", "Bearer 0|abc", "Bearer -1|abc", "Bearer 1|", "Bearer 1|a b", "Bearer 1|ab;c"] {
+        for bad in [
+            "Bearer",
+            "Basic 1|x",
+            "Bearer 1",
+            "Bearer x|abc",
+            "Bearer 0|abc",
+            "Bearer -1|abc",
+            "Bearer 1|",
+            "Bearer 1|a b",
+            "Bearer 1|ab;c",
+        ] {
             assert_eq!(parse_bearer(Some(bad)), Err(AuthError::Malformed), "{bad}");
         }
     }
@@ -218,7 +278,10 @@ mod tests {
     #[test]
     fn hashing_matches_sanctum() {
         // Sanctum stores hash('sha256', $plainTextToken-secret-part).
-        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

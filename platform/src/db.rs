@@ -15,10 +15,19 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 #[tracing::instrument(name = "db.connect", skip_all, fields(pool_max = config.db_pool_max))]
 pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
-    connect_url(config.database_url.expose(), config.db_pool_max, config.db_acquire_timeout).await
+    connect_url(
+        config.database_url.expose(),
+        config.db_pool_max,
+        config.db_acquire_timeout,
+    )
+    .await
 }
 
-pub async fn connect_url(url: &str, max: u32, acquire_timeout: Duration) -> Result<PgPool, sqlx::Error> {
+pub async fn connect_url(
+    url: &str,
+    max: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     PgPoolOptions::new()
         .max_connections(max)
@@ -40,8 +49,14 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// `BEGIN` and the setting travel in one simple-protocol round trip. The tenant id is a
 /// parsed UUID, so formatting it into the statement cannot inject SQL.
 #[tracing::instrument(name = "db.begin_tenant", skip_all)]
-pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let statement = format!("begin; select set_config('app.tenant_id', '{}', true)", tenant.as_uuid().hyphenated());
+pub async fn begin_tenant(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let statement = format!(
+        "begin; select set_config('app.tenant_id', '{}', true)",
+        tenant.as_uuid().hyphenated()
+    );
     pool.begin_with(AssertSqlSafe(statement)).await
 }
 
@@ -49,7 +64,8 @@ pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<Transaction
 /// maintenance). Callers must filter by tenant themselves where it matters.
 #[tracing::instrument(name = "db.begin_system", skip_all)]
 pub async fn begin_system(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with("begin; select set_config('app.bypass_rls', 'on', true)").await
+    pool.begin_with("begin; select set_config('app.bypass_rls', 'on', true)")
+        .await
 }
 
 /// The name of the violated constraint, when `err` is a unique violation.

@@ -49,9 +49,13 @@ impl Slug {
         if raw.len() > Self::MAX_LEN {
             return Err(Invalid("must be at most 120 characters"));
         }
-        let valid_chars = raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid_chars || raw.starts_with('-') || raw.ends_with('-') || raw.contains("--") {
-            return Err(Invalid("must be lowercase letters, digits and single hyphens, e.g. `acme-corp`"));
+            return Err(Invalid(
+                "must be lowercase letters, digits and single hyphens, e.g. `acme-corp`",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -60,11 +64,17 @@ impl Slug {
     /// accents lose them where a plain ASCII twin is obvious; other characters separate words.
     pub fn from_text(text: &str) -> Option<Self> {
         let mut out = String::with_capacity(text.len());
-        for ch in text.chars().flat_map(fold_accent) {
+        let mut push = |ch: char| {
             if ch.is_ascii_alphanumeric() {
                 out.push(ch.to_ascii_lowercase());
             } else if !out.is_empty() && !out.ends_with('-') {
                 out.push('-');
+            }
+        };
+        for ch in text.chars() {
+            match fold_accent(ch) {
+                Some(plain) => plain.chars().for_each(&mut push),
+                None => push(ch),
             }
         }
         while out.ends_with('-') {
@@ -78,22 +88,21 @@ impl Slug {
     }
 }
 
-fn fold_accent(c: char) -> impl Iterator<Item = char> {
-    let folded: &[char] = match c {
-        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => &['a'],
-        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => &['e'],
-        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => &['i'],
-        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' => &['o'],
-        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => &['u'],
-        'ñ' | 'Ñ' => &['n'],
-        'ç' | 'Ç' => &['c'],
-        'ß' => &['s', 's'],
-        '&' => &['-', 'a', 'n', 'd', '-'],
-        _ => return vec![c].into_iter(),
-    };
-    folded.to_vec().into_iter()
+/// The plain ASCII spelling of a character that has an obvious one.
+fn fold_accent(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => "a",
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => "e",
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => "i",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' => "o",
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => "u",
+        'ñ' | 'Ñ' => "n",
+        'ç' | 'Ç' => "c",
+        'ß' => "ss",
+        '&' => " and ",
+        _ => return None,
+    })
 }
-
 
 /// An e-mail address, trimmed, with the domain lowercased. Deliberately permissive in
 /// the local part (RFC 5321 allows much); strict about shape.
@@ -113,7 +122,9 @@ impl Email {
         };
         let local_ok = !local.is_empty()
             && local.len() <= 64
-            && !local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == '<' || c == '>');
+            && !local
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '@' || c == '<' || c == '>');
         let labels: Vec<&str> = domain.split('.').collect();
         let domain_ok = labels.len() >= 2
             && labels.iter().all(|l| {
@@ -153,18 +164,26 @@ impl PhoneNumber {
             },
         };
         if !plus {
-            return Err(Invalid("must be in international format, starting with + and the country code"));
+            return Err(Invalid(
+                "must be in international format, starting with + and the country code",
+            ));
         }
         let mut digits = String::with_capacity(16);
         for c in rest.chars() {
             match c {
                 '0'..='9' => digits.push(c),
                 ' ' | '-' | '.' | '(' | ')' => {}
-                _ => return Err(Invalid("may contain only digits, spaces, dashes, dots and parentheses")),
+                _ => {
+                    return Err(Invalid(
+                        "may contain only digits, spaces, dashes, dots and parentheses",
+                    ));
+                }
             }
         }
         if !(8..=15).contains(&digits.len()) || digits.starts_with('0') {
-            return Err(Invalid("must have 8 to 15 digits after the + and not start with 0"));
+            return Err(Invalid(
+                "must have 8 to 15 digits after the + and not start with 0",
+            ));
         }
         Ok(Self(format!("+{digits}")))
     }
@@ -177,19 +196,45 @@ mod tests {
     #[test]
     fn slugs() {
         assert!(Slug::parse("acme-corp-2").is_ok());
-        for bad in ["", "Acme", "acme--corp", "-acme", "acme-", "acme corp", "acmé"] {
+        for bad in [
+            "",
+            "Acme",
+            "acme--corp",
+            "-acme",
+            "acme-",
+            "acme corp",
+            "acmé",
+        ] {
             assert!(Slug::parse(bad).is_err(), "{bad:?} should be refused");
         }
-        assert_eq!(Slug::from_text("  Café & Bar (EU)!").unwrap().as_str(), "cafe-and-bar-eu");
+        assert_eq!(
+            Slug::from_text("  Café & Bar (EU)!").unwrap().as_str(),
+            "cafe-and-bar-eu"
+        );
         assert_eq!(Slug::from_text("Straße 9").unwrap().as_str(), "strasse-9");
         assert!(Slug::from_text("!!!").is_none());
-        assert_eq!(Slug::from_text(&"ab ".repeat(100)).unwrap().as_str().len(), 119);
+        assert_eq!(
+            Slug::from_text(&"ab ".repeat(100)).unwrap().as_str().len(),
+            119
+        );
     }
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse(" Jane.Doe+x@Example.COM ").unwrap().as_str(), "Jane.Doe+x@example.com");
-        for bad in ["", "jane", "jane@", "@example.com", "jane@example", "ja ne@example.com", "jane@-x.com", "a@b@c"] {
+        assert_eq!(
+            Email::parse(" Jane.Doe+x@Example.COM ").unwrap().as_str(),
+            "Jane.Doe+x@example.com"
+        );
+        for bad in [
+            "",
+            "jane",
+            "jane@",
+            "@example.com",
+            "jane@example",
+            "ja ne@example.com",
+            "jane@-x.com",
+            "a@b@c",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(Email::parse("a@b.co").unwrap().domain(), "b.co");
@@ -197,10 +242,25 @@ mod tests {
 
     #[test]
     fn phones() {
-        assert_eq!(PhoneNumber::parse("+1 (555) 010-9999").unwrap().as_str(), "+15550109999");
-        assert_eq!(PhoneNumber::parse("0044 20 7946 0958").unwrap().as_str(), "+442079460958");
-        for bad in ["5550109999", "+1", "+0123456789", "+1555abc9999", "+1234567890123456"] {
-            assert!(PhoneNumber::parse(bad).is_err(), "{bad:?} should be refused");
+        assert_eq!(
+            PhoneNumber::parse("+1 (555) 010-9999").unwrap().as_str(),
+            "+15550109999"
+        );
+        assert_eq!(
+            PhoneNumber::parse("0044 20 7946 0958").unwrap().as_str(),
+            "+442079460958"
+        );
+        for bad in [
+            "5550109999",
+            "+1",
+            "+0123456789",
+            "+1555abc9999",
+            "+1234567890123456",
+        ] {
+            assert!(
+                PhoneNumber::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 }

@@ -21,7 +21,9 @@ use crate::{
     extract::{Auth, JsonBody, QueryParams, resource_id},
     state::AppState,
 };
-use input::{BusinessContextRequest, CreateCustomerRequest, CustomerListQuery, UpdateCustomerRequest};
+use input::{
+    BusinessContextRequest, CreateCustomerRequest, CustomerListQuery, UpdateCustomerRequest,
+};
 use store::{AiContext, Customer};
 
 pub const READ: &str = "customers:read";
@@ -33,7 +35,10 @@ pub fn routes() -> Router<AppState> {
         .route("/customers", get(list).post(create))
         .route("/customers/slug/{slug}", get(show_by_slug))
         .route("/customers/{id}", get(show).put(update).delete(destroy))
-        .route("/customers/{id}/business-context", put(update_business_context))
+        .route(
+            "/customers/{id}/business-context",
+            put(update_business_context),
+        )
         .route("/customers/{id}/ai-context", get(ai_context))
 }
 
@@ -79,9 +84,14 @@ pub async fn create(
     auth.require(WRITE)?;
     let new = body.parse()?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let customer = store::insert(&mut tx, auth.0.tenant_id, &new).await.map_err(store::conflict)?;
+    let customer = store::insert(&mut tx, auth.0.tenant_id, &new)
+        .await
+        .map_err(store::conflict)?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(Envelope::with_message(customer, "Customer created."))))
+    Ok((
+        StatusCode::CREATED,
+        Json(Envelope::with_message(customer, "Customer created.")),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
@@ -90,13 +100,19 @@ pub async fn create(
         (status = 200, body = inline(Envelope<Customer>)),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<Envelope<Customer>>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<Customer>>, ApiError> {
     auth.require(READ)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
     let customer = store::get(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
-    customer.map(|c| Json(Envelope::data(c))).ok_or(ApiError::NotFound(RESOURCE))
+    customer
+        .map(|c| Json(Envelope::data(c)))
+        .ok_or(ApiError::NotFound(RESOURCE))
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/slug/{slug}", tag = "customers",
@@ -114,7 +130,9 @@ pub async fn show_by_slug(
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
     let customer = store::get_by_slug(&mut tx, auth.0.tenant_id, &slug).await?;
     tx.commit().await?;
-    customer.map(|c| Json(Envelope::data(c))).ok_or(ApiError::NotFound(RESOURCE))
+    customer
+        .map(|c| Json(Envelope::data(c)))
+        .ok_or(ApiError::NotFound(RESOURCE))
 }
 
 /// Partial update: fields left out keep their value; `null` clears an optional field.
@@ -136,7 +154,9 @@ pub async fn update(
     let id = resource_id(&id, RESOURCE)?;
     let changes = body.parse()?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let customer = store::update(&mut tx, auth.0.tenant_id, id, &changes).await.map_err(store::conflict)?;
+    let customer = store::update(&mut tx, auth.0.tenant_id, id, &changes)
+        .await
+        .map_err(store::conflict)?;
     let customer = customer.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
     Ok(Json(Envelope::with_message(customer, "Customer updated.")))
@@ -158,7 +178,11 @@ pub async fn destroy(
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
     let deleted = store::delete(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
-    if deleted { Ok(Json(Envelope::with_message(None, "Customer deleted."))) } else { Err(ApiError::NotFound(RESOURCE)) }
+    if deleted {
+        Ok(Json(Envelope::with_message(None, "Customer deleted.")))
+    } else {
+        Err(ApiError::NotFound(RESOURCE))
+    }
 }
 
 /// Replace the customer's business context (a JSON object the AI assistant reads).
@@ -183,7 +207,10 @@ pub async fn update_business_context(
     let customer = store::set_business_context(&mut tx, auth.0.tenant_id, id, &context).await?;
     let customer = customer.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
-    Ok(Json(Envelope::with_message(customer, "Business context updated.")))
+    Ok(Json(Envelope::with_message(
+        customer,
+        "Business context updated.",
+    )))
 }
 
 /// What an AI assistant should know about the customer: the record, its business
@@ -204,5 +231,7 @@ pub async fn ai_context(
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
     let context = store::ai_context(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
-    context.map(|c| Json(Envelope::data(c))).ok_or(ApiError::NotFound(RESOURCE))
+    context
+        .map(|c| Json(Envelope::data(c)))
+        .ok_or(ApiError::NotFound(RESOURCE))
 }

@@ -27,7 +27,8 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, name, slug, email, phone, business_context, metadata, created_at, updated_at";
+const COLUMNS: &str =
+    "id, name, slug, email, phone, business_context, metadata, created_at, updated_at";
 
 /// Maps unique violations to 409s that name the field; anything else stays a server error.
 pub fn conflict(err: sqlx::Error) -> ApiError {
@@ -46,7 +47,10 @@ pub fn conflict(err: sqlx::Error) -> ApiError {
 
 /// `%` and `_` in user text are literals, not wildcards.
 fn like_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -99,13 +103,23 @@ pub async fn list(
     let direction = if filter.descending { "desc" } else { "asc" };
     // id breaks ties so pages never overlap or skip rows.
     rows.push(format!(" order by {column} {direction}, id {direction}"));
-    rows.push(" limit ").push_bind(page.limit()).push(" offset ").push_bind(page.offset());
-    let customers = rows.build_query_as::<Customer>().fetch_all(&mut *conn).await?;
+    rows.push(" limit ")
+        .push_bind(page.limit())
+        .push(" offset ")
+        .push_bind(page.offset());
+    let customers = rows
+        .build_query_as::<Customer>()
+        .fetch_all(&mut *conn)
+        .await?;
     Ok((customers, total))
 }
 
 #[tracing::instrument(name = "customers.get", skip(conn), fields(tenant_id = %tenant))]
-pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Customer>, sqlx::Error> {
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<Customer>, sqlx::Error> {
     sqlx::query_as::<_, Customer>(
         "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
          from crm_customers where tenant_id = $1 and id = $2",
@@ -117,7 +131,11 @@ pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<
 }
 
 #[tracing::instrument(name = "customers.get_by_slug", skip(conn), fields(tenant_id = %tenant))]
-pub async fn get_by_slug(conn: &mut PgConnection, tenant: TenantId, slug: &str) -> Result<Option<Customer>, sqlx::Error> {
+pub async fn get_by_slug(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    slug: &str,
+) -> Result<Option<Customer>, sqlx::Error> {
     sqlx::query_as::<_, Customer>(
         "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
          from crm_customers where tenant_id = $1 and slug = $2",
@@ -131,8 +149,16 @@ pub async fn get_by_slug(conn: &mut PgConnection, tenant: TenantId, slug: &str) 
 /// Inserts the customer. A derived slug that is taken gets a short suffix
 /// (`acme`, then `acme-2`, …); a slug the client chose is never changed (409 instead).
 #[tracing::instrument(name = "customers.insert", skip_all, fields(tenant_id = %tenant))]
-pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer) -> Result<Customer, sqlx::Error> {
-    let slug = if new.slug_derived { free_slug(conn, tenant, new.slug.as_str()).await? } else { new.slug.to_string() };
+pub async fn insert(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    new: &NewCustomer,
+) -> Result<Customer, sqlx::Error> {
+    let slug = if new.slug_derived {
+        free_slug(conn, tenant, new.slug.as_str()).await?
+    } else {
+        new.slug.to_string()
+    };
     sqlx::query_as::<_, Customer>(
         "insert into crm_customers (tenant_id, name, slug, email, phone, business_context, metadata)
          values ($1, $2, $3, $4, $5, $6, $7)
@@ -149,7 +175,11 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer
     .await
 }
 
-async fn free_slug(conn: &mut PgConnection, tenant: TenantId, base: &str) -> Result<String, sqlx::Error> {
+async fn free_slug(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    base: &str,
+) -> Result<String, sqlx::Error> {
     let taken: Vec<String> = sqlx::query_scalar(
         "select slug from crm_customers where tenant_id = $1 and (slug = $2 or slug like $2 || '-%')",
     )
@@ -160,7 +190,9 @@ async fn free_slug(conn: &mut PgConnection, tenant: TenantId, base: &str) -> Res
     if !taken.iter().any(|s| s == base) {
         return Ok(base.to_owned());
     }
-    let next = (2..).find(|n| !taken.iter().any(|s| *s == format!("{base}-{n}"))).unwrap_or(2);
+    let next = (2..)
+        .find(|n| !taken.iter().any(|s| *s == format!("{base}-{n}")))
+        .unwrap_or(2);
     Ok(format!("{base}-{next}"))
 }
 
@@ -199,7 +231,11 @@ pub async fn update(
 }
 
 #[tracing::instrument(name = "customers.delete", skip(conn), fields(tenant_id = %tenant))]
-pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("delete from crm_customers where tenant_id = $1 and id = $2")
         .bind(tenant)
         .bind(id)
@@ -262,8 +298,14 @@ pub const AI_CONTEXT_CONVERSATIONS: i64 = 5;
 pub const AI_CONTEXT_MESSAGES_PER_CONVERSATION: i64 = 10;
 
 #[tracing::instrument(name = "customers.ai_context", skip(conn), fields(tenant_id = %tenant))]
-pub async fn ai_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<AiContext>, sqlx::Error> {
-    let Some(customer) = get(conn, tenant, id).await? else { return Ok(None) };
+pub async fn ai_context(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<AiContext>, sqlx::Error> {
+    let Some(customer) = get(conn, tenant, id).await? else {
+        return Ok(None);
+    };
     let mut conversations: Vec<ConversationContext> = sqlx::query_as(
         "select id, channel, status, outcome, summary, created_at from crm_conversations
          where tenant_id = $1 and customer_id = $2 order by created_at desc, id desc limit $3",
@@ -288,13 +330,25 @@ pub async fn ai_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> 
     .fetch_all(&mut *conn)
     .await?;
     for message in messages {
-        if let Some(c) = conversations.iter_mut().find(|c| c.id == message.conversation_id) {
+        if let Some(c) = conversations
+            .iter_mut()
+            .find(|c| c.id == message.conversation_id)
+        {
             c.messages.push(message);
         }
     }
     let mut sources = vec![format!("crm_customers:{}", customer.id)];
-    sources.extend(conversations.iter().map(|c| format!("crm_conversations:{}", c.id)));
-    Ok(Some(AiContext { business_context: customer.business_context.clone(), customer, recent_conversations: conversations, sources }))
+    sources.extend(
+        conversations
+            .iter()
+            .map(|c| format!("crm_conversations:{}", c.id)),
+    );
+    Ok(Some(AiContext {
+        business_context: customer.business_context.clone(),
+        customer,
+        recent_conversations: conversations,
+        sources,
+    }))
 }
 
 #[cfg(test)]

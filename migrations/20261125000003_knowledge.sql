@@ -88,8 +88,8 @@ select app_track_updated_at('knowledge_base');
 alter table knowledge_base enable row level security;
 alter table knowledge_base force row level security;
 create policy tenant_isolation on knowledge_base
-  using (tenant_id = app_current_tenant() or app_rls_bypassed())
-  with check (tenant_id = app_current_tenant() or app_rls_bypassed());
+  using (tenant_id = (select app_current_tenant()) or (select app_rls_bypassed()))
+  with check (tenant_id = (select app_current_tenant()) or (select app_rls_bypassed()));
 create policy public_entries_readable on knowledge_base for select
   using (is_public);
 

@@ -81,12 +81,17 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
     let db = TestDatabase::create_with_pool_size(pool_size).await;
     let tenant = tenancy::create(&db.pool, "Bench", &Slug::parse("bench").expect("static")).await?;
     seed_customers(&db.pool, tenant.id, args.customers).await?;
-    let ids: Arc<Vec<Uuid>> = Arc::new(
-        sqlx::query_scalar("select id from crm_customers where tenant_id = $1")
+    // Under row-level security the ids are visible only inside the tenant's transaction.
+    let ids: Arc<Vec<Uuid>> = {
+        let mut tx = fibonacco_platform::db::begin_tenant(&db.pool, tenant.id).await?;
+        let ids = sqlx::query_scalar("select id from crm_customers where tenant_id = $1")
             .bind(tenant.id)
-            .fetch_all(&db.pool)
-            .await?,
-    );
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Arc::new(ids)
+    };
+    anyhow::ensure!(ids.len() as i64 == args.customers, "seeded {} customers, expected {}", ids.len(), args.customers);
     let token = auth::issue_token(&db.pool, tenant.id, "bench", &[], None)
         .await?
         .plain_text;

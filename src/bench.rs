@@ -91,7 +91,12 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
         tx.commit().await?;
         Arc::new(ids)
     };
-    anyhow::ensure!(ids.len() as i64 == args.customers, "seeded {} customers, expected {}", ids.len(), args.customers);
+    anyhow::ensure!(
+        ids.len() as i64 == args.customers,
+        "seeded {} customers, expected {}",
+        ids.len(),
+        args.customers
+    );
     let token = auth::issue_token(&db.pool, tenant.id, "bench", &[], None)
         .await?
         .plain_text;

@@ -98,3 +98,58 @@ async fn a_used_token_records_last_used_at_and_stores_only_a_digest() {
     assert_ne!(stored, secret);
     assert_eq!(stored, fibonacco_platform::auth::hash_secret(secret));
 }
+
+#[tokio::test]
+async fn cached_tokens_still_check_the_secret_and_the_expiry_on_every_request() {
+    let app = TestApp::spawn().await;
+    let short = app
+        .token_with(
+            app.tenant_a,
+            &["*"],
+            Some(chrono::Duration::milliseconds(700)),
+        )
+        .await;
+    let (status, _) = app.get("/api/v1/customers", &short).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "first use loads the row into the cache"
+    );
+    let (id, _) = short.split_once('|').unwrap();
+    let (status, _) = app
+        .get(
+            "/api/v1/customers",
+            &format!("{id}|WrongSecretWrongSecretWrongSecret0000000"),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a cached row does not skip the digest check"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (status, body) = app.get("/api/v1/customers", &short).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "expired while cached: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_token_stops_working_within_the_cache_ttl() {
+    // Tests run with AUTH_CACHE_TTL_SECS=1.
+    let app = TestApp::spawn().await;
+    let token = app.token_with(app.tenant_a, &["*"], None).await;
+    let (status, _) = app.get("/api/v1/customers", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let id: i64 = token.split_once('|').unwrap().0.parse().unwrap();
+    sqlx::query("delete from personal_access_tokens where id = $1")
+        .bind(id)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _) = app.get("/api/v1/customers", &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -38,7 +38,7 @@ impl FromRequestParts<AppState> for Auth {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let presented = auth::parse_bearer(header).map_err(|_| ApiError::Unauthenticated)?;
-        match auth::authenticate(&state.pool, &presented).await {
+        match auth::authenticate_cached(&state.pool, &state.tokens, &presented).await {
             Ok(ctx) => {
                 tracing::Span::current()
                     .record("tenant_id", tracing::field::display(ctx.tenant_id));

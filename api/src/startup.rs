@@ -1,6 +1,6 @@
 //! Building the router and serving it.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
@@ -84,12 +84,7 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let state = AppState {
-            pool,
-            redis,
-            config: Arc::new(config),
-            metrics: observability::prometheus(),
-        };
+        let state = AppState::new(pool, redis, config);
         Ok(Self {
             listener,
             router: router(state.clone()),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fibonacco_platform::Config;
+use fibonacco_platform::{Config, auth::TokenCache};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -13,4 +13,18 @@ pub struct AppState {
     pub redis: ConnectionManager,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    pub tokens: Arc<TokenCache>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, redis: ConnectionManager, config: Config) -> Self {
+        let tokens = Arc::new(TokenCache::new(config.auth_cache_ttl, 100_000));
+        Self {
+            pool,
+            redis,
+            config: Arc::new(config),
+            metrics: crate::observability::prometheus(),
+            tokens,
+        }
+    }
 }

@@ -115,7 +115,7 @@ fn wildcard_matches(granted: &str, wanted: &str) -> bool {
         .is_some_and(|prefix| prefix.ends_with(':') && wanted.starts_with(prefix))
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct TokenRow {
     tenant_id: TenantId,
     user_id: Option<Uuid>,
@@ -131,22 +131,39 @@ pub async fn authenticate(
     pool: &PgPool,
     presented: &PresentedToken<'_>,
 ) -> Result<AuthContext, AuthenticateError> {
+    let row = load_token(pool, presented.id).await?;
+    verify(presented, &row, Utc::now()).map_err(AuthenticateError::from)
+}
+
+/// Like [`authenticate`], but remembers token rows for a short time so that a busy
+/// client does not cost a database round trip per request. The secret's digest and the
+/// expiry are still checked on every request; a deleted token stops working once its
+/// entry ages out (at most the cache's TTL).
+#[tracing::instrument(name = "auth.authenticate_cached", skip_all, fields(token_id = presented.id))]
+pub async fn authenticate_cached(
+    pool: &PgPool,
+    cache: &TokenCache,
+    presented: &PresentedToken<'_>,
+) -> Result<AuthContext, AuthenticateError> {
+    let now = Utc::now();
+    if let Some(row) = cache.get(presented.id, now) {
+        return verify(presented, &row, now).map_err(AuthenticateError::from);
+    }
+    let row = load_token(pool, presented.id).await?;
+    cache.put(presented.id, row.clone(), now);
+    verify(presented, &row, now).map_err(AuthenticateError::from)
+}
+
+async fn load_token(pool: &PgPool, id: i64) -> Result<TokenRow, AuthenticateError> {
     let row: Option<TokenRow> = sqlx::query_as(
         "select tenant_id, user_id, token, abilities, expires_at, last_used_at
          from personal_access_tokens where id = $1",
     )
-    .bind(presented.id)
+    .bind(id)
     .fetch_optional(pool)
     .await?;
     let row = row.ok_or(AuthError::Unknown)?;
-    let digest = hash_secret(presented.secret);
-    if !bool::from(digest.as_bytes().ct_eq(row.token.as_bytes())) {
-        return Err(AuthError::BadSecret.into());
-    }
     let now = Utc::now();
-    if row.expires_at.is_some_and(|exp| exp <= now) {
-        return Err(AuthError::Expired.into());
-    }
     if row
         .last_used_at
         .is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS)
@@ -154,19 +171,89 @@ pub async fn authenticate(
         // Best effort: a failed bookkeeping write must not fail the request.
         if let Err(e) =
             sqlx::query("update personal_access_tokens set last_used_at = now() where id = $1")
-                .bind(presented.id)
+                .bind(id)
                 .execute(pool)
                 .await
         {
             tracing::warn!(error = %e, "could not record token last_used_at");
         }
     }
+    Ok(row)
+}
+
+fn verify(
+    presented: &PresentedToken<'_>,
+    row: &TokenRow,
+    now: DateTime<Utc>,
+) -> Result<AuthContext, AuthError> {
+    let digest = hash_secret(presented.secret);
+    if !bool::from(digest.as_bytes().ct_eq(row.token.as_bytes())) {
+        return Err(AuthError::BadSecret);
+    }
+    if row.expires_at.is_some_and(|exp| exp <= now) {
+        return Err(AuthError::Expired);
+    }
     Ok(AuthContext {
         token_id: presented.id,
         tenant_id: row.tenant_id,
         user_id: row.user_id,
-        abilities: row.abilities.0,
+        abilities: row.abilities.0.clone(),
     })
+}
+
+/// Token rows by id, each kept for `ttl`. Bounded: when full, it starts over, which
+/// costs one database read per active token and nothing else.
+pub struct TokenCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<i64, (DateTime<Utc>, TokenRow)>>,
+}
+
+impl TokenCache {
+    /// `ttl` of zero disables caching.
+    pub fn new(ttl: std::time::Duration, capacity: usize) -> Self {
+        Self {
+            ttl: Duration::from_std(ttl).unwrap_or(Duration::zero()),
+            capacity: capacity.max(1),
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: i64, now: DateTime<Utc>) -> Option<TokenRow> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(&id)
+            .filter(|(at, _)| now - *at < self.ttl)
+            .map(|(_, row)| row.clone())
+    }
+
+    fn put(&self, id: i64, row: TokenRow, now: DateTime<Utc>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(&id) {
+            entries.clear();
+        }
+        entries.insert(id, (now, row));
+    }
+
+    /// Drops a token's entry at once (after revoking it in this process).
+    pub fn forget(&self, id: i64) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -62,6 +62,9 @@ pub struct Config {
     pub max_per_page: u32,
     /// `REQUEST_TIMEOUT_SECS` (default 30).
     pub request_timeout: Duration,
+    /// `AUTH_CACHE_TTL_SECS` (default 5; 0 disables): how long a token row is reused
+    /// without a database read. A deleted token keeps working for at most this long.
+    pub auth_cache_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +161,11 @@ impl Config {
                 "REQUEST_TIMEOUT_SECS",
                 get("REQUEST_TIMEOUT_SECS"),
                 30,
+            )?),
+            auth_cache_ttl: Duration::from_secs(parsed(
+                "AUTH_CACHE_TTL_SECS",
+                get("AUTH_CACHE_TTL_SECS"),
+                5,
             )?),
         })
     }

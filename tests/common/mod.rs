@@ -3,14 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use axum::{
     Router,
     body::Body,
     http::{Request, StatusCode, header},
 };
-use fibonacco_api::{AppState, observability, router};
+use fibonacco_api::{AppState, router};
 use fibonacco_platform::{
     Config, TenantId,
     auth::{self, Ability},
@@ -40,6 +38,7 @@ pub fn test_config(database_url: &str) -> Config {
         "REDIS_URL" => Some(redis.clone()),
         "APP_PORT" => Some("0".into()),
         "PAGINATION_MAX_PER_PAGE" => Some("50".into()),
+        "AUTH_CACHE_TTL_SECS" => Some("1".into()),
         _ => None,
     })
     .expect("test config is valid")
@@ -52,12 +51,7 @@ impl TestApp {
         let redis = cache::connect(config.redis_url.expose())
             .await
             .expect("redis is up (scripts/stack.sh up)");
-        let state = AppState {
-            pool: db.pool.clone(),
-            redis,
-            config: Arc::new(config),
-            metrics: observability::prometheus(),
-        };
+        let state = AppState::new(db.pool.clone(), redis, config);
         let tenant_a = tenancy::create(&db.pool, "Tenant A", &Slug::parse("tenant-a").unwrap())
             .await
             .unwrap()

@@ -145,3 +145,86 @@ async fn the_tenant_setting_does_not_outlive_its_transaction() {
         .unwrap();
     assert_eq!(after, 0);
 }
+
+#[tokio::test]
+async fn one_round_trip_reads_are_tenant_scoped_and_leave_nothing_behind() {
+    use fibonacco_platform::db::{ScopedStatement, fetch_scoped};
+    static NAMES: ScopedStatement = ScopedStatement {
+        name: "fib_test_names",
+        param_types: "uuid",
+        // Deliberately no tenant filter: only row-level security scopes this.
+        sql: "select name from crm_customers where $1::uuid is not null order by name",
+    };
+    let app = TestApp::spawn().await;
+    app.customer(&app.token_a, json!({"name": "A1"})).await;
+    app.customer(&app.token_b, json!({"name": "B1"})).await;
+
+    let pool =
+        fibonacco_platform::db::connect_url(&app.db.url, 1, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let names = |rows: Vec<sqlx::postgres::PgRow>| -> Vec<String> {
+        use sqlx::Row;
+        rows.iter().map(|r| r.get::<String, _>("name")).collect()
+    };
+    // First call prepares the statement on this connection, the second reuses it.
+    let rows = fetch_scoped(&mut conn, app.tenant_a, &NAMES, &[&uuid::Uuid::nil()])
+        .await
+        .unwrap();
+    assert_eq!(names(rows), vec!["A1"]);
+    let rows = fetch_scoped(&mut conn, app.tenant_b, &NAMES, &[&uuid::Uuid::nil()])
+        .await
+        .unwrap();
+    assert_eq!(names(rows), vec!["B1"]);
+    // The setting ended with the message's implicit transaction.
+    let visible: i64 = sqlx::query_scalar("select count(*) from crm_customers")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(visible, 0);
+    drop(conn);
+
+    // Inside an explicit transaction it joins that transaction.
+    let mut tx = db::begin_tenant(&pool, app.tenant_a).await.unwrap();
+    let rows = fetch_scoped(&mut tx, app.tenant_a, &NAMES, &[&uuid::Uuid::nil()])
+        .await
+        .unwrap();
+    assert_eq!(names(rows), vec!["A1"]);
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_first_scoped_read_inside_a_transaction_prepares_without_aborting_it() {
+    let app = TestApp::spawn().await;
+    let c = app.customer(&app.token_a, json!({"name": "In Tx"})).await;
+    let id: uuid::Uuid = c["id"].as_str().unwrap().parse().unwrap();
+    // A fresh pool: nothing is prepared on its connection yet.
+    let pool =
+        fibonacco_platform::db::connect_url(&app.db.url, 1, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    let mut tx = db::begin_tenant(&pool, app.tenant_a).await.unwrap();
+    sqlx::query("update crm_customers set phone = '+15550001111' where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let got = fibonacco_api::customers::store::get(&mut tx, app.tenant_a, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.phone.as_deref(),
+        Some("+15550001111"),
+        "sees the transaction's own write"
+    );
+    tx.commit().await.unwrap();
+    let (_, after) = app
+        .get(&format!("/api/v1/customers/{id}"), &app.token_a)
+        .await;
+    assert_eq!(
+        after["data"]["phone"], "+15550001111",
+        "the earlier write was committed, not lost"
+    );
+}

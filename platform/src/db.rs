@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::{
-    AssertSqlSafe, PgPool, Postgres, Transaction,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    AssertSqlSafe, Either, PgConnection, PgPool, Postgres, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions, PgRow},
 };
+use uuid::Uuid;
 
-use crate::{config::Config, tenancy::TenantId};
+use crate::{config::Config, domain::Slug, tenancy::TenantId};
 
 /// Every migration under `migrations/`, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -82,4 +84,118 @@ pub fn foreign_key_violation(err: &sqlx::Error) -> Option<&str> {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => db.constraint(),
         _ => None,
     }
+}
+
+/// A statement that [`fetch_scoped`] prepares on each connection the first time it is
+/// used there (`PREPARE name(types) AS sql`), then runs by name.
+pub struct ScopedStatement {
+    pub name: &'static str,
+    /// Parameter types, e.g. `"uuid, uuid"`.
+    pub param_types: &'static str,
+    pub sql: &'static str,
+}
+
+/// A value whose SQL literal cannot break out of its quotes: it is written only with
+/// ASCII letters, digits and hyphens.
+pub trait SafeLiteral: Sync {
+    fn sql_literal(&self) -> String;
+}
+
+impl SafeLiteral for Uuid {
+    fn sql_literal(&self) -> String {
+        format!("'{}'", self.hyphenated())
+    }
+}
+
+impl SafeLiteral for TenantId {
+    fn sql_literal(&self) -> String {
+        self.as_uuid().sql_literal()
+    }
+}
+
+impl SafeLiteral for Slug {
+    fn sql_literal(&self) -> String {
+        // Slug::parse admits only [a-z0-9-].
+        format!("'{}'", self.as_str())
+    }
+}
+
+impl SafeLiteral for i64 {
+    fn sql_literal(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Runs `statement` for `tenant` in one round trip and returns its rows.
+///
+/// The tenant setting and the statement travel as one simple-protocol message, so they
+/// share one transaction (the caller's, or an implicit one that ends with the message):
+/// row-level security sees the tenant and the setting dies with the transaction, exactly
+/// as with [`begin_tenant`], but without the `BEGIN` and `COMMIT` round trips. The
+/// statement itself is prepared once per connection, so it is planned like any other
+/// prepared statement. Arguments are [`SafeLiteral`]s, so writing them into the message
+/// cannot inject SQL.
+#[tracing::instrument(name = "db.fetch_scoped", skip_all, fields(statement = statement.name))]
+pub async fn fetch_scoped(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    statement: &ScopedStatement,
+    args: &[&dyn SafeLiteral],
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    let args: Vec<String> = args.iter().map(|a| a.sql_literal()).collect();
+    let core = format!(
+        "select set_config('app.tenant_id', {}, true); execute {}({})",
+        tenant.sql_literal(),
+        statement.name,
+        args.join(", ")
+    );
+    // In a caller's transaction a failed EXECUTE would abort it, so a savepoint (in the
+    // same message) lets the first use on a connection recover and prepare.
+    let in_transaction = sqlx::Connection::is_in_transaction(&*conn);
+    let (message, results_before_ours) = if in_transaction {
+        (
+            format!("savepoint fib_scoped; {core}; release savepoint fib_scoped"),
+            2,
+        )
+    } else {
+        (core, 1)
+    };
+    match run_scoped(conn, &message, results_before_ours).await {
+        // 26000: the statement is not prepared on this connection yet.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("26000") => {
+            if in_transaction {
+                sqlx::raw_sql("rollback to savepoint fib_scoped; release savepoint fib_scoped")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let prepare = format!(
+                "prepare {}({}) as {}",
+                statement.name, statement.param_types, statement.sql
+            );
+            sqlx::raw_sql(AssertSqlSafe(prepare))
+                .execute(&mut *conn)
+                .await?;
+            run_scoped(conn, &message, results_before_ours).await
+        }
+        other => other,
+    }
+}
+
+/// Runs the message and keeps the rows of the statement after `skip` completed results.
+async fn run_scoped(
+    conn: &mut PgConnection,
+    message: &str,
+    skip: usize,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    let mut stream = sqlx::raw_sql(AssertSqlSafe(message.to_owned())).fetch_many(&mut *conn);
+    let mut completed = 0;
+    let mut rows = Vec::new();
+    while let Some(item) = stream.try_next().await? {
+        match item {
+            Either::Left(_) => completed += 1,
+            Either::Right(row) if completed == skip => rows.push(row),
+            Either::Right(_) => {}
+        }
+    }
+    Ok(rows)
 }

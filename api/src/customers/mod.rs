@@ -12,7 +12,7 @@ use axum::{
     http::StatusCode,
     routing::{get, put},
 };
-use fibonacco_platform::db;
+use fibonacco_platform::{db, domain::Slug};
 
 use crate::{
     ApiError,
@@ -107,9 +107,9 @@ pub async fn show(
 ) -> Result<Json<Envelope<Customer>>, ApiError> {
     auth.require(READ)?;
     let id = resource_id(&id, RESOURCE)?;
-    let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let customer = store::get(&mut tx, auth.0.tenant_id, id).await?;
-    tx.commit().await?;
+    // A single-statement read: no explicit transaction, one round trip (db::fetch_scoped).
+    let mut conn = state.pool.acquire().await?;
+    let customer = store::get(&mut conn, auth.0.tenant_id, id).await?;
     customer
         .map(|c| Json(Envelope::data(c)))
         .ok_or(ApiError::NotFound(RESOURCE))
@@ -127,9 +127,10 @@ pub async fn show_by_slug(
     Path(slug): Path<String>,
 ) -> Result<Json<Envelope<Customer>>, ApiError> {
     auth.require(READ)?;
-    let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let customer = store::get_by_slug(&mut tx, auth.0.tenant_id, &slug).await?;
-    tx.commit().await?;
+    // Text that is not a slug cannot name a customer.
+    let slug = Slug::parse(&slug).map_err(|_| ApiError::NotFound(RESOURCE))?;
+    let mut conn = state.pool.acquire().await?;
+    let customer = store::get_by_slug(&mut conn, auth.0.tenant_id, &slug).await?;
     customer
         .map(|c| Json(Envelope::data(c)))
         .ok_or(ApiError::NotFound(RESOURCE))

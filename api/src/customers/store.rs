@@ -2,10 +2,10 @@
 //! and filters by `tenant_id` itself as well: row-level security is the second line.
 
 use chrono::{DateTime, Utc};
-use fibonacco_platform::{TenantId, db};
+use fibonacco_platform::{TenantId, db, domain::Slug};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::{PgConnection, Postgres, QueryBuilder, types::Json};
+use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder, types::Json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -114,36 +114,39 @@ pub async fn list(
     Ok((customers, total))
 }
 
+static BY_ID: db::ScopedStatement = db::ScopedStatement {
+    name: "fib_customer_by_id",
+    param_types: "uuid, uuid",
+    sql: "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
+          from crm_customers where tenant_id = $1 and id = $2",
+};
+
+static BY_SLUG: db::ScopedStatement = db::ScopedStatement {
+    name: "fib_customer_by_slug",
+    param_types: "uuid, text",
+    sql: "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
+          from crm_customers where tenant_id = $1 and slug = $2",
+};
+
+/// One round trip, inside the caller's transaction or on its own (see `db::fetch_scoped`).
 #[tracing::instrument(name = "customers.get", skip(conn), fields(tenant_id = %tenant))]
 pub async fn get(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: Uuid,
 ) -> Result<Option<Customer>, sqlx::Error> {
-    sqlx::query_as::<_, Customer>(
-        "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
-         from crm_customers where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    let rows = db::fetch_scoped(conn, tenant, &BY_ID, &[&tenant, &id]).await?;
+    rows.first().map(Customer::from_row).transpose()
 }
 
 #[tracing::instrument(name = "customers.get_by_slug", skip(conn), fields(tenant_id = %tenant))]
 pub async fn get_by_slug(
     conn: &mut PgConnection,
     tenant: TenantId,
-    slug: &str,
+    slug: &Slug,
 ) -> Result<Option<Customer>, sqlx::Error> {
-    sqlx::query_as::<_, Customer>(
-        "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
-         from crm_customers where tenant_id = $1 and slug = $2",
-    )
-    .bind(tenant)
-    .bind(slug)
-    .fetch_optional(conn)
-    .await
+    let rows = db::fetch_scoped(conn, tenant, &BY_SLUG, &[&tenant, slug]).await?;
+    rows.first().map(Customer::from_row).transpose()
 }
 
 /// Inserts the customer. A derived slug that is taken gets a short suffix

@@ -13,9 +13,7 @@ use std::{
 
 use clap::{Args, Subcommand};
 use fibonacco_api::Application;
-use fibonacco_platform::{
-    Config, TenantId, auth, cache, domain::Slug, tenancy, testing::TestDatabase,
-};
+use fibonacco_platform::{Config, TenantId, auth, cache, domain::Slug, tenancy, testing::TestDatabase};
 use rand::Rng;
 use serde::Serialize;
 use uuid::Uuid;
@@ -73,10 +71,7 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
         "all bench sizes must be positive"
     );
     let config = Config::from_env()?;
-    eprintln!(
-        "seeding {} customers into a fresh database…",
-        args.customers
-    );
+    eprintln!("seeding {} customers into a fresh database…", args.customers);
     let pool_size = u32::try_from(args.concurrency.min(64)).unwrap_or(64);
     let db = TestDatabase::create_with_pool_size(pool_size).await;
     let tenant = tenancy::create(&db.pool, "Bench", &Slug::parse("bench").expect("static")).await?;
@@ -91,15 +86,8 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
         tx.commit().await?;
         Arc::new(ids)
     };
-    anyhow::ensure!(
-        ids.len() as i64 == args.customers,
-        "seeded {} customers, expected {}",
-        ids.len(),
-        args.customers
-    );
-    let token = auth::issue_token(&db.pool, tenant.id, "bench", &[], None)
-        .await?
-        .plain_text;
+    anyhow::ensure!(ids.len() as i64 == args.customers, "seeded {} customers, expected {}", ids.len(), args.customers);
+    let token = auth::issue_token(&db.pool, tenant.id, "bench", &[], None).await?.plain_text;
 
     let mut app_config = config.clone();
     app_config.app_port = 0;
@@ -111,9 +99,7 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let auth_header = format!("Bearer {token}");
     let duration = Duration::from_secs(args.duration);
     let mut results = Vec::new();
@@ -129,72 +115,50 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
                     Ok(tx) => tx,
                     Err(_) => return false,
                 };
-                let row: Result<Option<(Uuid, String)>, _> = sqlx::query_as(
-                    "select id, name from crm_customers where tenant_id = $1 and id = $2",
-                )
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await;
+                let row: Result<Option<(Uuid, String)>, _> =
+                    sqlx::query_as("select id, name from crm_customers where tenant_id = $1 and id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await;
                 matches!(row, Ok(Some(_))) && tx.commit().await.is_ok()
             })
         })
     };
-    results.push(
-        load(
-            "baseline: sqlx tenant tx, same read",
-            args.concurrency,
-            duration,
-            sql_call,
-        )
-        .await,
-    );
+    results.push(load("baseline: sqlx tenant tx, same read", args.concurrency, duration, sql_call).await);
+
+    // The read path the API uses (db::fetch_scoped), without HTTP.
+    let scoped_call: Call = {
+        let (pool, ids) = (db.pool.clone(), ids.clone());
+        Arc::new(move || {
+            let (pool, id) = (pool.clone(), pick(&ids));
+            let tenant = tenant.id;
+            Box::pin(async move {
+                let Ok(mut conn) = pool.acquire().await else { return false };
+                matches!(fibonacco_api::customers::store::get(&mut conn, tenant, id).await, Ok(Some(_)))
+            })
+        })
+    };
+    results.push(load("baseline: one-message scoped read, no HTTP", args.concurrency, duration, scoped_call).await);
 
     let get_call: Call = {
-        let (client, ids, base, auth_header) = (
-            client.clone(),
-            ids.clone(),
-            base.clone(),
-            auth_header.clone(),
-        );
+        let (client, ids, base, auth_header) = (client.clone(), ids.clone(), base.clone(), auth_header.clone());
         Arc::new(move || {
             let url = format!("{base}/api/v1/customers/{}", pick(&ids));
             let req = client.get(url).header("authorization", auth_header.clone());
             Box::pin(ok_response(req))
         })
     };
-    results.push(
-        load(
-            "GET /api/v1/customers/{id}",
-            args.concurrency,
-            duration,
-            get_call,
-        )
-        .await,
-    );
+    results.push(load("GET /api/v1/customers/{id}", args.concurrency, duration, get_call).await);
 
     let list_call: Call = {
-        let (client, url, auth_header) = (
-            client.clone(),
-            format!("{base}/api/v1/customers"),
-            auth_header.clone(),
-        );
+        let (client, url, auth_header) = (client.clone(), format!("{base}/api/v1/customers"), auth_header.clone());
         Arc::new(move || {
-            let req = client
-                .get(url.clone())
-                .header("authorization", auth_header.clone());
+            let req = client.get(url.clone()).header("authorization", auth_header.clone());
             Box::pin(ok_response(req))
         })
     };
-    results.push(
-        load(
-            "GET /api/v1/customers (page 1)",
-            args.concurrency,
-            duration,
-            list_call,
-        )
-        .await,
-    );
+    results.push(load("GET /api/v1/customers (page 1)", args.concurrency, duration, list_call).await);
 
     let _ = stop_tx.send(());
     let _ = server.await;
@@ -203,10 +167,7 @@ async fn api(args: ApiBench) -> anyhow::Result<()> {
         "customers: {}  concurrency: {}  duration: {}s per scenario",
         args.customers, args.concurrency, args.duration
     );
-    println!(
-        "{:<40} {:>10} {:>8} {:>9} {:>9} {:>9}",
-        "scenario", "req/s", "errors", "p50 ms", "p99 ms", "max ms"
-    );
+    println!("{:<40} {:>10} {:>8} {:>9} {:>9} {:>9}", "scenario", "req/s", "errors", "p50 ms", "p99 ms", "max ms");
     for r in &results {
         println!(
             "{:<40} {:>10.0} {:>8} {:>9.2} {:>9.2} {:>9.2}",
@@ -297,9 +258,7 @@ async fn load(name: &'static str, concurrency: usize, duration: Duration, call: 
         if all.is_empty() {
             return 0.0;
         }
-        let idx = ((all.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(all.len() - 1);
+        let idx = ((all.len() as f64 * p).ceil() as usize).saturating_sub(1).min(all.len() - 1);
         all[idx] as f64 / 1000.0
     };
     Scenario {

@@ -17,11 +17,7 @@ use fibonacco_platform::{
 };
 
 #[derive(Parser)]
-#[command(
-    name = "fibonacco",
-    version,
-    about = "Fibonacco operations platform: API, workers and pipelines"
-)]
+#[command(name = "fibonacco", version, about = "Fibonacco operations platform: API, workers and pipelines")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,10 +93,7 @@ fn main() -> ExitCode {
         print_openapi();
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -127,34 +120,22 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Migrate => {
             let pool = db::connect(&config).await?;
             db::migrate(&pool).await?;
-            println!(
-                "migrations applied to {}",
-                redact_url(config.database_url.expose())
-            );
+            println!("migrations applied to {}", redact_url(config.database_url.expose()));
             Ok(())
         }
         Command::Api => serve(config, false).await,
         Command::Run => serve(config, true).await,
-        Command::Token(TokenCommand::Create {
-            tenant,
-            abilities,
-            expires_in,
-            name,
-        }) => {
+        Command::Token(TokenCommand::Create { tenant, abilities, expires_in, name }) => {
             let pool = db::connect(&config).await?;
             let tenant = tenancy::find_by_slug(&pool, &tenant)
                 .await?
-                .ok_or_else(|| {
-                    anyhow::anyhow!("no tenant with slug `{tenant}` (see `fibonacco tenant list`)")
-                })?;
+                .ok_or_else(|| anyhow::anyhow!("no tenant with slug `{tenant}` (see `fibonacco tenant list`)"))?;
             let abilities = abilities
                 .iter()
                 .map(|a| Ability::parse(a.trim()).map_err(|e| anyhow::anyhow!("ability `{a}` {e}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let expires_in = expires_in
-                .map(|raw| {
-                    auth::parse_expires_in(&raw).map_err(|e| anyhow::anyhow!("--expires-in {e}"))
-                })
+                .map(|raw| auth::parse_expires_in(&raw).map_err(|e| anyhow::anyhow!("--expires-in {e}")))
                 .transpose()?;
             let token = auth::issue_token(&pool, tenant.id, &name, &abilities, expires_in).await?;
             println!("{}", token.plain_text);
@@ -163,10 +144,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 token.id,
                 tenant.slug,
                 token.abilities.join(", "),
-                token
-                    .expires_at
-                    .map(|t| format!(", expires {t}"))
-                    .unwrap_or_default()
+                token.expires_at.map(|t| format!(", expires {t}")).unwrap_or_default()
             );
             Ok(())
         }
@@ -174,9 +152,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let pool = db::connect(&config).await?;
             let slug = match slug {
                 Some(s) => Slug::parse(&s).map_err(|e| anyhow::anyhow!("--slug {e}"))?,
-                None => Slug::from_text(&name).ok_or_else(|| {
-                    anyhow::anyhow!("cannot derive a slug from the name; pass --slug")
-                })?,
+                None => Slug::from_text(&name)
+                    .ok_or_else(|| anyhow::anyhow!("cannot derive a slug from the name; pass --slug"))?,
             };
             let tenant = tenancy::create(&pool, &name, &slug).await?;
             println!("{}\t{}\t{}", tenant.id, tenant.slug, tenant.name);
@@ -215,10 +192,7 @@ async fn serve(config: Config, migrate_first: bool) -> anyhow::Result<()> {
         tracing::info!("migrations applied");
     }
     let addr = app.local_addr();
-    eprintln!(
-        "fibonacco api on http://{addr} (database {})",
-        redact_url(config.database_url.expose())
-    );
+    eprintln!("fibonacco api on http://{addr} (database {})", redact_url(config.database_url.expose()));
     eprintln!(
         "  OpenAPI: http://{addr}/api/v1/openapi.json   Swagger UI: http://{addr}/docs   health: http://{addr}/health"
     );

@@ -15,11 +15,7 @@ impl DemoSummary {
     pub fn describe(&self) -> String {
         format!(
             "demo tenant {}: {} customers, {} conversations, {} knowledge entries; token above has all abilities",
-            if self.created {
-                "created"
-            } else {
-                "already present"
-            },
+            if self.created { "created" } else { "already present" },
             self.customers,
             self.conversations,
             self.knowledge
@@ -28,106 +24,30 @@ impl DemoSummary {
 }
 
 const CUSTOMERS: &[(&str, &str, &str, &str)] = &[
-    (
-        "Acme Plumbing",
-        "owner@acme-plumbing.example",
-        "+15550100001",
-        "plumbing",
-    ),
-    (
-        "Bella's Bakery",
-        "hello@bellas-bakery.example",
-        "+15550100002",
-        "food",
-    ),
-    (
-        "Cedar Dental",
-        "front-desk@cedar-dental.example",
-        "+15550100003",
-        "health",
-    ),
-    (
-        "Delta Fitness",
-        "team@delta-fitness.example",
-        "+15550100004",
-        "fitness",
-    ),
-    (
-        "Evergreen Landscaping",
-        "info@evergreen.example",
-        "+15550100005",
-        "landscaping",
-    ),
-    (
-        "Fox & Co Accounting",
-        "office@foxco.example",
-        "+15550100006",
-        "finance",
-    ),
-    (
-        "Granite Auto Repair",
-        "service@granite-auto.example",
-        "+15550100007",
-        "automotive",
-    ),
-    (
-        "Harbor Yoga",
-        "namaste@harbor-yoga.example",
-        "+15550100008",
-        "fitness",
-    ),
-    (
-        "Iris Florist",
-        "orders@iris-florist.example",
-        "+15550100009",
-        "retail",
-    ),
-    (
-        "Juniper Law",
-        "intake@juniper-law.example",
-        "+15550100010",
-        "legal",
-    ),
-    (
-        "Kettle Coffee",
-        "barista@kettle.example",
-        "+15550100011",
-        "food",
-    ),
-    (
-        "Lumen Electric",
-        "jobs@lumen-electric.example",
-        "+15550100012",
-        "trades",
-    ),
+    ("Acme Plumbing", "owner@acme-plumbing.example", "+15550100001", "plumbing"),
+    ("Bella's Bakery", "hello@bellas-bakery.example", "+15550100002", "food"),
+    ("Cedar Dental", "front-desk@cedar-dental.example", "+15550100003", "health"),
+    ("Delta Fitness", "team@delta-fitness.example", "+15550100004", "fitness"),
+    ("Evergreen Landscaping", "info@evergreen.example", "+15550100005", "landscaping"),
+    ("Fox & Co Accounting", "office@foxco.example", "+15550100006", "finance"),
+    ("Granite Auto Repair", "service@granite-auto.example", "+15550100007", "automotive"),
+    ("Harbor Yoga", "namaste@harbor-yoga.example", "+15550100008", "fitness"),
+    ("Iris Florist", "orders@iris-florist.example", "+15550100009", "retail"),
+    ("Juniper Law", "intake@juniper-law.example", "+15550100010", "legal"),
+    ("Kettle Coffee", "barista@kettle.example", "+15550100011", "food"),
+    ("Lumen Electric", "jobs@lumen-electric.example", "+15550100012", "trades"),
 ];
 
 const KNOWLEDGE: &[(&str, &str, &str)] = &[
-    (
-        "What are your opening hours?",
-        "We are open Monday to Friday 8am-6pm and Saturday 9am-1pm.",
-        "general",
-    ),
-    (
-        "How do I book an appointment?",
-        "Book online from the Appointments page or call the front desk.",
-        "booking",
-    ),
-    (
-        "Do you offer refunds?",
-        "Unused services can be refunded within 30 days of purchase.",
-        "billing",
-    ),
+    ("What are your opening hours?", "We are open Monday to Friday 8am-6pm and Saturday 9am-1pm.", "general"),
+    ("How do I book an appointment?", "Book online from the Appointments page or call the front desk.", "booking"),
+    ("Do you offer refunds?", "Unused services can be refunded within 30 days of purchase.", "billing"),
     (
         "Which payment methods do you accept?",
         "Cards, bank transfer and Apple Pay. Invoices are due in 14 days.",
         "billing",
     ),
-    (
-        "How do I unsubscribe from e-mails?",
-        "Every e-mail has an unsubscribe link at the bottom.",
-        "account",
-    ),
+    ("How do I unsubscribe from e-mails?", "Every e-mail has an unsubscribe link at the bottom.", "account"),
     (
         "Is my data shared with third parties?",
         "No. Data is used only to provide our services; see the privacy policy.",
@@ -138,11 +58,7 @@ const KNOWLEDGE: &[(&str, &str, &str)] = &[
         "Yes, upgrade or downgrade any time; changes apply from the next billing period.",
         "billing",
     ),
-    (
-        "Do you serve my area?",
-        "We serve the metro area and suburbs within 40 km.",
-        "general",
-    ),
+    ("Do you serve my area?", "We serve the metro area and suburbs within 40 km.", "general"),
 ];
 
 pub async fn demo(pool: &PgPool) -> anyhow::Result<DemoSummary> {
@@ -180,10 +96,7 @@ pub async fn demo(pool: &PgPool) -> anyhow::Result<DemoSummary> {
             .await?;
             for (role, content) in [
                 ("customer", "Hi, what would a monthly plan cost for us?"),
-                (
-                    "assistant",
-                    "Plans start at $49/month; I can tailor one to your business.",
-                ),
+                ("assistant", "Plans start at $49/month; I can tailor one to your business."),
                 ("customer", "Great, can someone call us next week?"),
             ] {
                 sqlx::query(

@@ -13,24 +13,14 @@ use serde_json::json;
 async fn missing_malformed_unknown_wrong_and_expired_tokens_get_401() {
     let app = TestApp::spawn().await;
     let (id, _) = app.token_a.split_once('|').unwrap();
-    let expired = app
-        .token_with(app.tenant_a, &["*"], Some(chrono::Duration::seconds(-1)))
-        .await;
+    let expired = app.token_with(app.tenant_a, &["*"], Some(chrono::Duration::seconds(-1))).await;
     let cases: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("not bearer", Some("Basic abc".into())),
         ("malformed", Some("Bearer not-a-token".into())),
         ("no secret", Some(format!("Bearer {id}|"))),
-        (
-            "unknown id",
-            Some("Bearer 999999|abcdefghijklmnopqrstuvwxyz0123456789ABCD".into()),
-        ),
-        (
-            "wrong secret",
-            Some(format!(
-                "Bearer {id}|abcdefghijklmnopqrstuvwxyz0123456789ABCD"
-            )),
-        ),
+        ("unknown id", Some("Bearer 999999|abcdefghijklmnopqrstuvwxyz0123456789ABCD".into())),
+        ("wrong secret", Some(format!("Bearer {id}|abcdefghijklmnopqrstuvwxyz0123456789ABCD"))),
         ("expired", Some(format!("Bearer {expired}"))),
     ];
     for (what, header_value) in cases {
@@ -48,17 +38,8 @@ async fn missing_malformed_unknown_wrong_and_expired_tokens_get_401() {
 #[tokio::test]
 async fn abilities_are_enforced_per_route() {
     let app = TestApp::spawn().await;
-    let reader = app
-        .token_with(app.tenant_a, &["customers:read"], None)
-        .await;
-    let (status, body) = app
-        .send(
-            "POST",
-            "/api/v1/customers",
-            Some(&reader),
-            Some(json!({"name": "X"})),
-        )
-        .await;
+    let reader = app.token_with(app.tenant_a, &["customers:read"], None).await;
+    let (status, body) = app.send("POST", "/api/v1/customers", Some(&reader), Some(json!({"name": "X"}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(code(&body), "FORBIDDEN");
     assert_eq!(body["error"]["details"]["ability"], "customers:write");
@@ -66,14 +47,7 @@ async fn abilities_are_enforced_per_route() {
     assert_eq!(status, StatusCode::OK);
 
     let writer = app.token_with(app.tenant_a, &["customers:*"], None).await;
-    let (status, _) = app
-        .send(
-            "POST",
-            "/api/v1/customers",
-            Some(&writer),
-            Some(json!({"name": "X"})),
-        )
-        .await;
+    let (status, _) = app.send("POST", "/api/v1/customers", Some(&writer), Some(json!({"name": "X"}))).await;
     assert_eq!(status, StatusCode::CREATED);
 
     let other = app.token_with(app.tenant_a, &["orders:read"], None).await;
@@ -102,38 +76,15 @@ async fn a_used_token_records_last_used_at_and_stores_only_a_digest() {
 #[tokio::test]
 async fn cached_tokens_still_check_the_secret_and_the_expiry_on_every_request() {
     let app = TestApp::spawn().await;
-    let short = app
-        .token_with(
-            app.tenant_a,
-            &["*"],
-            Some(chrono::Duration::milliseconds(700)),
-        )
-        .await;
+    let short = app.token_with(app.tenant_a, &["*"], Some(chrono::Duration::milliseconds(700))).await;
     let (status, _) = app.get("/api/v1/customers", &short).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "first use loads the row into the cache"
-    );
+    assert_eq!(status, StatusCode::OK, "first use loads the row into the cache");
     let (id, _) = short.split_once('|').unwrap();
-    let (status, _) = app
-        .get(
-            "/api/v1/customers",
-            &format!("{id}|WrongSecretWrongSecretWrongSecret0000000"),
-        )
-        .await;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "a cached row does not skip the digest check"
-    );
+    let (status, _) = app.get("/api/v1/customers", &format!("{id}|WrongSecretWrongSecretWrongSecret0000000")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a cached row does not skip the digest check");
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let (status, body) = app.get("/api/v1/customers", &short).await;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "expired while cached: {body}"
-    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "expired while cached: {body}");
 }
 
 #[tokio::test]
@@ -144,11 +95,7 @@ async fn a_deleted_token_stops_working_within_the_cache_ttl() {
     let (status, _) = app.get("/api/v1/customers", &token).await;
     assert_eq!(status, StatusCode::OK);
     let id: i64 = token.split_once('|').unwrap().0.parse().unwrap();
-    sqlx::query("delete from personal_access_tokens where id = $1")
-        .bind(id)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    sqlx::query("delete from personal_access_tokens where id = $1").bind(id).execute(&app.db.pool).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, _) = app.get("/api/v1/customers", &token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

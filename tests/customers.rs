@@ -42,12 +42,7 @@ async fn create_read_update_delete_round_trip() {
 
     // Partial update: name changes, e-mail is cleared, phone and context stay.
     let (status, updated) = app
-        .send(
-            "PUT",
-            &format!("/api/v1/customers/{id}"),
-            Some(t),
-            Some(json!({"name": "Joe's", "email": null})),
-        )
+        .send("PUT", &format!("/api/v1/customers/{id}"), Some(t), Some(json!({"name": "Joe's", "email": null})))
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     let u = &updated["data"];
@@ -66,22 +61,15 @@ async fn create_read_update_delete_round_trip() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{ctx}");
-    assert_eq!(
-        ctx["data"]["business_context"],
-        json!({"industry": "coffee", "seats": 20})
-    );
+    assert_eq!(ctx["data"]["business_context"], json!({"industry": "coffee", "seats": 20}));
 
-    let (status, deleted) = app
-        .send("DELETE", &format!("/api/v1/customers/{id}"), Some(t), None)
-        .await;
+    let (status, deleted) = app.send("DELETE", &format!("/api/v1/customers/{id}"), Some(t), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(deleted["data"], Value::Null);
     let (status, gone) = app.get(&format!("/api/v1/customers/{id}"), t).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(code(&gone), "NOT_FOUND");
-    let (status, _) = app
-        .send("DELETE", &format!("/api/v1/customers/{id}"), Some(t), None)
-        .await;
+    let (status, _) = app.send("DELETE", &format!("/api/v1/customers/{id}"), Some(t), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -90,19 +78,10 @@ async fn list_paginates_filters_and_sorts() {
     let app = TestApp::spawn().await;
     let t = &app.token_a;
     for i in 1..=23 {
-        let email = if i % 2 == 0 {
-            json!(format!("c{i}@shop.example"))
-        } else {
-            Value::Null
-        };
-        app.customer(
-            t,
-            json!({"name": format!("Customer {i:02}"), "email": email}),
-        )
-        .await;
+        let email = if i % 2 == 0 { json!(format!("c{i}@shop.example")) } else { Value::Null };
+        app.customer(t, json!({"name": format!("Customer {i:02}"), "email": email})).await;
     }
-    app.customer(t, json!({"name": "Zed 100% Natural_Foods"}))
-        .await;
+    app.customer(t, json!({"name": "Zed 100% Natural_Foods"})).await;
 
     let (status, page1) = app.get("/api/v1/customers?per_page=10", t).await;
     assert_eq!(status, StatusCode::OK);
@@ -122,12 +101,7 @@ async fn list_paginates_filters_and_sorts() {
     // Pages never overlap: walk all of them and count distinct ids.
     let mut seen = std::collections::HashSet::new();
     for p in 1..=3 {
-        let (_, page) = app
-            .get(
-                &format!("/api/v1/customers?per_page=10&page={p}&sort=name"),
-                t,
-            )
-            .await;
+        let (_, page) = app.get(&format!("/api/v1/customers?per_page=10&page={p}&sort=name"), t).await;
         for c in page["data"].as_array().unwrap() {
             assert!(seen.insert(c["id"].as_str().unwrap().to_owned()));
         }
@@ -143,9 +117,7 @@ async fn list_paginates_filters_and_sorts() {
     let (_, search) = app.get("/api/v1/customers?search=customer%201", t).await;
     assert_eq!(search["meta"]["pagination"]["total"], 10, "Customer 10..19");
     // `%` and `_` are literal in searches.
-    let (_, literal) = app
-        .get("/api/v1/customers?search=100%25%20natural_", t)
-        .await;
+    let (_, literal) = app.get("/api/v1/customers?search=100%25%20natural_", t).await;
     assert_eq!(literal["meta"]["pagination"]["total"], 1);
     let (_, with_email) = app.get("/api/v1/customers?has_email=true", t).await;
     assert_eq!(with_email["meta"]["pagination"]["total"], 11);
@@ -164,60 +136,28 @@ async fn invalid_input_gets_422_with_per_field_details_and_stores_nothing() {
         (json!({"name": "Ok", "email": "not-an-email"}), "email"),
         (json!({"name": "Ok", "phone": "12345"}), "phone"),
         (json!({"name": "Ok", "slug": "Bad Slug"}), "slug"),
-        (
-            json!({"name": "Ok", "business_context": "text"}),
-            "business_context",
-        ),
+        (json!({"name": "Ok", "business_context": "text"}), "business_context"),
         (json!({"name": 42}), "name"),
-        (
-            json!({"name": "Ok", "favourite_colour": "red"}),
-            "favourite_colour",
-        ),
+        (json!({"name": "Ok", "favourite_colour": "red"}), "favourite_colour"),
         (json!({"name": "!!!"}), "slug"),
     ];
     for (body, field) in cases {
-        let (status, json) = app
-            .send("POST", "/api/v1/customers", Some(t), Some(body.clone()))
-            .await;
+        let (status, json) = app.send("POST", "/api/v1/customers", Some(t), Some(body.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {json}");
         assert_eq!(code(&json), "VALIDATION_FAILED");
-        assert!(
-            json["error"]["details"][field].is_array(),
-            "{body}: details should name {field}: {json}"
-        );
+        assert!(json["error"]["details"][field].is_array(), "{body}: details should name {field}: {json}");
     }
-    let (status, json) = app
-        .send(
-            "POST",
-            "/api/v1/customers",
-            Some(t),
-            Some(json!({"email": "bad", "phone": "1"})),
-        )
-        .await;
+    let (status, json) =
+        app.send("POST", "/api/v1/customers", Some(t), Some(json!({"email": "bad", "phone": "1"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     for field in ["name", "email", "phone"] {
-        assert!(
-            json["error"]["details"][field].is_array(),
-            "all problems at once: {json}"
-        );
+        assert!(json["error"]["details"][field].is_array(), "all problems at once: {json}");
     }
 
     let c = app.customer(t, json!({"name": "Valid"})).await;
     let id = c["id"].as_str().unwrap();
-    for body in [
-        json!({"name": null}),
-        json!({"email": "nope"}),
-        json!({"slug": "UPPER"}),
-        json!({"metadata": [1]}),
-    ] {
-        let (status, json) = app
-            .send(
-                "PUT",
-                &format!("/api/v1/customers/{id}"),
-                Some(t),
-                Some(body.clone()),
-            )
-            .await;
+    for body in [json!({"name": null}), json!({"email": "nope"}), json!({"slug": "UPPER"}), json!({"metadata": [1]})] {
+        let (status, json) = app.send("PUT", &format!("/api/v1/customers/{id}"), Some(t), Some(body.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {json}");
     }
     let (status, _) = app
@@ -229,24 +169,11 @@ async fn invalid_input_gets_422_with_per_field_details_and_stores_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _) = app
-        .send(
-            "PUT",
-            &format!("/api/v1/customers/{id}/business-context"),
-            Some(t),
-            Some(json!({})),
-        )
-        .await;
+    let (status, _) =
+        app.send("PUT", &format!("/api/v1/customers/{id}/business-context"), Some(t), Some(json!({}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    for query in [
-        "page=0",
-        "page=abc",
-        "per_page=0",
-        "sort=colour",
-        "created_after=yesterday",
-        "has_email=perhaps",
-    ] {
+    for query in ["page=0", "page=abc", "per_page=0", "sort=colour", "created_after=yesterday", "has_email=perhaps"] {
         let (status, json) = app.get(&format!("/api/v1/customers?{query}"), t).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {json}");
     }
@@ -254,10 +181,7 @@ async fn invalid_input_gets_422_with_per_field_details_and_stores_nothing() {
     // Nothing but the one valid customer was stored, unchanged.
     let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
     let rows: Vec<(String, Option<String>)> =
-        sqlx::query_as("select name, email from crm_customers")
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query_as("select name, email from crm_customers").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(rows, vec![("Valid".to_string(), None)]);
 }
 
@@ -266,45 +190,24 @@ async fn malformed_bodies_get_400_415_or_413_never_500() {
     let app = TestApp::spawn().await;
     let t = format!("Bearer {}", app.token_a);
     let send = |content_type: Option<&str>, body: Vec<u8>| {
-        let mut req = Request::builder()
-            .method("POST")
-            .uri("/api/v1/customers")
-            .header(header::AUTHORIZATION, t.clone());
+        let mut req =
+            Request::builder().method("POST").uri("/api/v1/customers").header(header::AUTHORIZATION, t.clone());
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }
         req.body(Body::from(body)).unwrap()
     };
-    let (status, json) = app
-        .raw(send(Some("application/json"), b"{\"name\": ".to_vec()))
-        .await;
-    assert_eq!(
-        (status, code(&json)),
-        (StatusCode::BAD_REQUEST, "MALFORMED_JSON")
-    );
+    let (status, json) = app.raw(send(Some("application/json"), b"{\"name\": ".to_vec())).await;
+    assert_eq!((status, code(&json)), (StatusCode::BAD_REQUEST, "MALFORMED_JSON"));
     let (status, json) = app.raw(send(None, b"{\"name\":\"x\"}".to_vec())).await;
-    assert_eq!(
-        (status, code(&json)),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
-    );
-    let (status, json) = app
-        .raw(send(Some("text/plain"), b"{\"name\":\"x\"}".to_vec()))
-        .await;
+    assert_eq!((status, code(&json)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"));
+    let (status, json) = app.raw(send(Some("text/plain"), b"{\"name\":\"x\"}".to_vec())).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{json}");
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let (status, json) = app
-        .raw(send(Some("application/json"), huge.into_bytes()))
-        .await;
-    assert_eq!(
-        (status, code(&json)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
-    );
-    let (status, _) = app
-        .raw(send(
-            Some("application/json; charset=utf-8"),
-            b"{\"name\":\"Charset Ok\"}".to_vec(),
-        ))
-        .await;
+    let (status, json) = app.raw(send(Some("application/json"), huge.into_bytes())).await;
+    assert_eq!((status, code(&json)), (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"));
+    let (status, _) =
+        app.raw(send(Some("application/json; charset=utf-8"), b"{\"name\":\"Charset Ok\"}".to_vec())).await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
@@ -312,38 +215,16 @@ async fn malformed_bodies_get_400_415_or_413_never_500() {
 async fn duplicates_in_a_tenant_get_409() {
     let app = TestApp::spawn().await;
     let t = &app.token_a;
-    app.customer(
-        t,
-        json!({"name": "Acme", "slug": "acme", "email": "ops@acme.example"}),
-    )
-    .await;
+    app.customer(t, json!({"name": "Acme", "slug": "acme", "email": "ops@acme.example"})).await;
 
-    let (status, json) = app
-        .send(
-            "POST",
-            "/api/v1/customers",
-            Some(t),
-            Some(json!({"name": "Other", "slug": "acme"})),
-        )
-        .await;
+    let (status, json) =
+        app.send("POST", "/api/v1/customers", Some(t), Some(json!({"name": "Other", "slug": "acme"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{json}");
-    assert_eq!(
-        (code(&json), &json["error"]["details"]["field"]),
-        ("CONFLICT", &json!("slug"))
-    );
+    assert_eq!((code(&json), &json["error"]["details"]["field"]), ("CONFLICT", &json!("slug")));
     let (status, json) = app
-        .send(
-            "POST",
-            "/api/v1/customers",
-            Some(t),
-            Some(json!({"name": "Other", "email": "OPS@acme.example"})),
-        )
+        .send("POST", "/api/v1/customers", Some(t), Some(json!({"name": "Other", "email": "OPS@acme.example"})))
         .await;
-    assert_eq!(
-        status,
-        StatusCode::CONFLICT,
-        "e-mail is unique case-insensitively: {json}"
-    );
+    assert_eq!(status, StatusCode::CONFLICT, "e-mail is unique case-insensitively: {json}");
     assert_eq!(json["error"]["details"]["field"], "email");
 
     // A derived slug that is taken gets a suffix instead of a conflict.
@@ -354,23 +235,10 @@ async fn duplicates_in_a_tenant_get_409() {
 
     // Updating into a taken slug or e-mail is a 409 too, and changes nothing.
     let id = second["id"].as_str().unwrap();
-    let (status, _) = app
-        .send(
-            "PUT",
-            &format!("/api/v1/customers/{id}"),
-            Some(t),
-            Some(json!({"slug": "acme"})),
-        )
-        .await;
+    let (status, _) = app.send("PUT", &format!("/api/v1/customers/{id}"), Some(t), Some(json!({"slug": "acme"}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = app
-        .send(
-            "PUT",
-            &format!("/api/v1/customers/{id}"),
-            Some(t),
-            Some(json!({"email": "ops@ACME.example"})),
-        )
-        .await;
+    let (status, _) =
+        app.send("PUT", &format!("/api/v1/customers/{id}"), Some(t), Some(json!({"email": "ops@ACME.example"}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (_, unchanged) = app.get(&format!("/api/v1/customers/{id}"), t).await;
     assert_eq!(unchanged["data"]["slug"], "acme-2");
@@ -391,14 +259,8 @@ async fn unknown_and_malformed_ids_are_404() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(code(&json), "NOT_FOUND");
     }
-    let (status, _) = app
-        .send(
-            "PUT",
-            &format!("/api/v1/customers/{unknown}"),
-            Some(t),
-            Some(json!({"name": "x"})),
-        )
-        .await;
+    let (status, _) =
+        app.send("PUT", &format!("/api/v1/customers/{unknown}"), Some(t), Some(json!({"name": "x"}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app
         .send(
@@ -409,21 +271,14 @@ async fn unknown_and_malformed_ids_are_404() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = app
-        .send("DELETE", "/api/v1/customers/123", Some(t), None)
-        .await;
+    let (status, _) = app.send("DELETE", "/api/v1/customers/123", Some(t), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn ai_context_gathers_customer_context_and_recent_conversations() {
     let app = TestApp::spawn().await;
-    let c = app
-        .customer(
-            &app.token_a,
-            json!({"name": "Context Co", "business_context": {"goal": "grow"}}),
-        )
-        .await;
+    let c = app.customer(&app.token_a, json!({"name": "Context Co", "business_context": {"goal": "grow"}})).await;
     let id: uuid::Uuid = c["id"].as_str().unwrap().parse().unwrap();
     let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
     for n in 0..7 {
@@ -454,9 +309,7 @@ async fn ai_context_gathers_customer_context_and_recent_conversations() {
     }
     tx.commit().await.unwrap();
 
-    let (status, json) = app
-        .get(&format!("/api/v1/customers/{id}/ai-context"), &app.token_a)
-        .await;
+    let (status, json) = app.get(&format!("/api/v1/customers/{id}/ai-context"), &app.token_a).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     let ctx = &json["data"];
     assert_eq!(ctx["customer"]["name"], "Context Co");
@@ -466,10 +319,7 @@ async fn ai_context_gathers_customer_context_and_recent_conversations() {
     assert_eq!(convs[0]["summary"], "conversation 0");
     let messages = convs[0]["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 10, "the last ten messages");
-    assert_eq!(
-        messages[0]["content"], "message 2",
-        "oldest of the last ten first"
-    );
+    assert_eq!(messages[0]["content"], "message 2", "oldest of the last ten first");
     assert_eq!(messages[9]["content"], "message 11");
     assert_eq!(ctx["sources"].as_array().unwrap().len(), 6);
 }

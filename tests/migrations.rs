@@ -64,10 +64,7 @@ async fn migrations_apply_to_an_empty_database_and_create_every_table() {
     let base = database_url();
     let name = format!("fibtest_empty_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}"))).execute(&mut admin).await.unwrap();
     let pool = db::connect_url(
         &fibonacco_platform::testing::replace_database(&base, &name),
         2,
@@ -78,21 +75,15 @@ async fn migrations_apply_to_an_empty_database_and_create_every_table() {
     db::migrate(&pool).await.expect("migrations apply");
     db::migrate(&pool).await.expect("a second run is a no-op");
 
-    let tables: Vec<String> =
-        sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     for t in SEED_TABLES.iter().chain(PLATFORM_TABLES) {
         assert!(tables.iter().any(|x| x == t), "table {t} is missing");
     }
     pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "drop database {name} with (force)"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("drop database {name} with (force)"))).execute(&mut admin).await.unwrap();
 }
 
 #[tokio::test]
@@ -107,19 +98,12 @@ async fn every_tenant_owned_table_has_forced_row_level_security() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert!(
-        rows.len() > 30,
-        "expected the tenant-owned tables, got {}",
-        rows.len()
-    );
+    assert!(rows.len() > 30, "expected the tenant-owned tables, got {}", rows.len());
     for (table, enabled, forced) in rows {
         if RLS_EXEMPT.contains(&table.as_str()) {
             continue;
         }
-        assert!(
-            enabled && forced,
-            "{table}: row level security enabled={enabled} forced={forced}"
-        );
+        assert!(enabled && forced, "{table}: row level security enabled={enabled} forced={forced}");
     }
 }
 
@@ -127,19 +111,11 @@ async fn every_tenant_owned_table_has_forced_row_level_security() {
 async fn status_columns_accept_only_the_seed_values() {
     let db = TestDatabase::create().await;
     let mut tx = db::begin_system(&db.pool).await.unwrap();
-    let tenant: uuid::Uuid =
-        sqlx::query_scalar("insert into tenants (name, slug) values ('t', 't') returning id")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-    for status in [
-        "draft",
-        "scheduled",
-        "running",
-        "paused",
-        "completed",
-        "cancelled",
-    ] {
+    let tenant: uuid::Uuid = sqlx::query_scalar("insert into tenants (name, slug) values ('t', 't') returning id")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    for status in ["draft", "scheduled", "running", "paused", "completed", "cancelled"] {
         sqlx::query("insert into outbound_campaigns (tenant_id, name, type, status) values ($1, 'c', 'email', $2)")
             .bind(tenant)
             .bind(status)
@@ -147,40 +123,30 @@ async fn status_columns_accept_only_the_seed_values() {
             .await
             .unwrap_or_else(|e| panic!("{status} should be accepted: {e}"));
     }
-    let err = sqlx::query("insert into outbound_campaigns (tenant_id, name, type, status) values ($1, 'c', 'email', 'bogus')")
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("outbound_campaigns_status_check"),
-        "{err}"
-    );
+    let err = sqlx::query(
+        "insert into outbound_campaigns (tenant_id, name, type, status) values ($1, 'c', 'email', 'bogus')",
+    )
+    .bind(tenant)
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("outbound_campaigns_status_check"), "{err}");
 }
 
 #[tokio::test]
 async fn search_functions_rank_by_text_and_by_vector() {
     let db = TestDatabase::create().await;
     let mut tx = db::begin_system(&db.pool).await.unwrap();
-    let tenant: uuid::Uuid =
-        sqlx::query_scalar("insert into tenants (name, slug) values ('t', 't') returning id")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
+    let tenant: uuid::Uuid = sqlx::query_scalar("insert into tenants (name, slug) values ('t', 't') returning id")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
     // Two entries whose embeddings point along different axes of the 384-d space.
-    let axis = |i: usize| {
-        format!(
-            "[{}]",
-            (0..384)
-                .map(|j| if j == i { "1" } else { "0" })
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-    };
-    for (title, content, dim) in [
-        ("Refund policy", "Refunds within thirty days", 0),
-        ("Opening hours", "Open Monday to Friday", 1),
-    ] {
+    let axis =
+        |i: usize| format!("[{}]", (0..384).map(|j| if j == i { "1" } else { "0" }).collect::<Vec<_>>().join(","));
+    for (title, content, dim) in
+        [("Refund policy", "Refunds within thirty days", 0), ("Opening hours", "Open Monday to Friday", 1)]
+    {
         sqlx::query(
             "insert into knowledge_base (tenant_id, title, content, embedding, embedding_model, embedding_status)
              values ($1, $2, $3, $4::vector, 'test', 'completed')",
@@ -193,21 +159,19 @@ async fn search_functions_rank_by_text_and_by_vector() {
         .await
         .unwrap();
     }
-    let hits: Vec<(String,)> =
-        sqlx::query_as("select title from knowledge_fulltext_search($1, 'refunds', 5)")
+    let hits: Vec<(String,)> = sqlx::query_as("select title from knowledge_fulltext_search($1, 'refunds', 5)")
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(hits, vec![("Refund policy".to_string(),)]);
+    let nearest: (String, f64) =
+        sqlx::query_as("select title, similarity from knowledge_semantic_search($1, $2::vector, 1)")
             .bind(tenant)
-            .fetch_all(&mut *tx)
+            .bind(axis(1))
+            .fetch_one(&mut *tx)
             .await
             .unwrap();
-    assert_eq!(hits, vec![("Refund policy".to_string(),)]);
-    let nearest: (String, f64) = sqlx::query_as(
-        "select title, similarity from knowledge_semantic_search($1, $2::vector, 1)",
-    )
-    .bind(tenant)
-    .bind(axis(1))
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
     assert_eq!(nearest.0, "Opening hours");
     assert!((nearest.1 - 1.0).abs() < 1e-6);
 }

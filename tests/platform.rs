@@ -31,27 +31,14 @@ async fn openapi_lists_every_customer_route_and_swagger_ui_is_served() {
     assert_eq!(status, StatusCode::OK);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
     for (method, path) in SEED_CUSTOMER_ROUTES {
-        assert!(
-            spec["paths"][path][method].is_object(),
-            "{method} {path} missing from the spec"
-        );
+        assert!(spec["paths"][path][method].is_object(), "{method} {path} missing from the spec");
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
 
-    let res = app
-        .router
-        .clone()
-        .oneshot(Request::get("/docs/").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = app.router.clone().oneshot(Request::get("/docs/").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let html = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&html).contains("swagger"),
-        "Swagger UI page"
-    );
+    let html = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    assert!(String::from_utf8_lossy(&html).contains("swagger"), "Swagger UI page");
 }
 
 #[tokio::test]
@@ -59,94 +46,39 @@ async fn health_metrics_request_ids_and_fallbacks() {
     let app = TestApp::spawn().await;
     let (status, health) = app.send("GET", "/health", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        health["checks"],
-        serde_json::json!({"postgres": "ok", "redis": "ok"})
-    );
+    assert_eq!(health["checks"], serde_json::json!({"postgres": "ok", "redis": "ok"}));
 
+    let res = app.router.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+    assert!(res.headers().get("x-request-id").is_some(), "a request id is assigned");
     let res = app
         .router
         .clone()
-        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .oneshot(Request::get("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert!(
-        res.headers().get("x-request-id").is_some(),
-        "a request id is assigned"
-    );
-    let res = app
-        .router
-        .clone()
-        .oneshot(
-            Request::get("/health")
-                .header("x-request-id", "abc-123")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        res.headers()["x-request-id"],
-        "abc-123",
-        "a caller's request id is kept"
-    );
+    assert_eq!(res.headers()["x-request-id"], "abc-123", "a caller's request id is kept");
 
     let _ = app.get("/api/v1/customers", &app.token_a).await;
-    let res = app
-        .router
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let text = String::from_utf8(
-        axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let res = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
     assert!(text.contains("http_requests_total"), "{text}");
-    assert!(
-        text.contains("route=\"/api/v1/customers\""),
-        "routes are labelled by template"
-    );
+    assert!(text.contains("route=\"/api/v1/customers\""), "routes are labelled by template");
 
     let (status, json) = app.send("GET", "/api/v1/nothing-here", None, None).await;
-    assert_eq!(
-        (status, code(&json)),
-        (StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND")
-    );
-    let (status, json) = app
-        .send("PATCH", "/api/v1/customers", Some(&app.token_a), None)
-        .await;
-    assert_eq!(
-        (status, code(&json)),
-        (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
-    );
+    assert_eq!((status, code(&json)), (StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND"));
+    let (status, json) = app.send("PATCH", "/api/v1/customers", Some(&app.token_a), None).await;
+    assert_eq!((status, code(&json)), (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"));
 }
 
 #[tokio::test]
 async fn health_reports_a_dead_redis_as_503() {
     let app = TestApp::spawn().await;
     // A Redis of our own that we can kill: connect while it is up, then stop it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("fib-redis-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut server = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .current_dir(&dir)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -163,30 +95,16 @@ async fn health_reports_a_dead_redis_as_503() {
     let mut state = app.state.clone();
     state.redis = conn.expect("temporary redis answers");
     let router = fibonacco_api::router(state);
-    let res = router
-        .clone()
-        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = router.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK, "healthy while redis runs");
 
     server.kill().unwrap();
     server.wait().unwrap();
-    let res = router
-        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let res = router.oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: serde_json::Value = serde_json::from_slice(
-        &axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        body["checks"],
-        serde_json::json!({"postgres": "ok", "redis": "down"})
-    );
+    let body: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["checks"], serde_json::json!({"postgres": "ok", "redis": "down"}));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -194,9 +112,7 @@ async fn health_reports_a_dead_redis_as_503() {
 async fn the_application_serves_over_tcp_and_shuts_down_gracefully() {
     let app = TestApp::spawn().await;
     let config = test_config(&app.db.url);
-    let server = Application::build(config)
-        .await
-        .expect("builds against the test stack");
+    let server = Application::build(config).await.expect("builds against the test stack");
     let addr = server.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(server.run_until(async {
@@ -214,14 +130,7 @@ async fn the_application_serves_over_tcp_and_shuts_down_gracefully() {
     assert_eq!(body["meta"]["pagination"]["total"], 0);
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
-    assert!(
-        client
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .is_err(),
-        "stopped listening"
-    );
+    assert!(client.get(format!("http://{addr}/health")).send().await.is_err(), "stopped listening");
 }
 
 fn cli(db_url: &str) -> Command {
@@ -236,16 +145,8 @@ fn cli(db_url: &str) -> Command {
 
 #[tokio::test]
 async fn openapi_subcommand_needs_no_environment() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fibonacco"))
-        .arg("openapi")
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fibonacco")).arg("openapi").env_clear().output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(spec["paths"]["/api/v1/customers"].is_object());
 }
@@ -253,80 +154,33 @@ async fn openapi_subcommand_needs_no_environment() {
 #[tokio::test]
 async fn cli_creates_tenants_and_tokens_that_the_api_accepts() {
     let app = TestApp::spawn().await;
-    let out = cli(&app.db.url)
-        .args(["tenant", "create", "--name", "Cli Shop"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cli(&app.db.url).args(["tenant", "create", "--name", "Cli Shop"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cli-shop"));
 
-    let dup = cli(&app.db.url)
-        .args(["tenant", "create", "--name", "Cli Shop"])
-        .output()
-        .unwrap();
+    let dup = cli(&app.db.url).args(["tenant", "create", "--name", "Cli Shop"]).output().unwrap();
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
 
     let out = cli(&app.db.url)
-        .args([
-            "token",
-            "create",
-            "--tenant",
-            "cli-shop",
-            "--abilities",
-            "customers:read",
-            "--expires-in",
-            "1h",
-        ])
+        .args(["token", "create", "--tenant", "cli-shop", "--abilities", "customers:read", "--expires-in", "1h"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let (status, _) = app.get("/api/v1/customers", &token).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app
-        .send(
-            "POST",
-            "/api/v1/customers",
-            Some(&token),
-            Some(serde_json::json!({"name": "x"})),
-        )
-        .await;
+    let (status, _) = app.send("POST", "/api/v1/customers", Some(&token), Some(serde_json::json!({"name": "x"}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     for bad in [
         vec!["token", "create", "--tenant", "nobody"],
-        vec![
-            "token",
-            "create",
-            "--tenant",
-            "cli-shop",
-            "--expires-in",
-            "soon",
-        ],
-        vec![
-            "token",
-            "create",
-            "--tenant",
-            "cli-shop",
-            "--abilities",
-            "Not Valid",
-        ],
+        vec!["token", "create", "--tenant", "cli-shop", "--expires-in", "soon"],
+        vec!["token", "create", "--tenant", "cli-shop", "--abilities", "Not Valid"],
     ] {
         let out = cli(&app.db.url).args(&bad).output().unwrap();
         assert!(!out.status.success(), "{bad:?} should fail");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).starts_with("error:"),
-            "{bad:?}: a clear error"
-        );
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"), "{bad:?}: a clear error");
     }
 }
 
@@ -334,30 +188,15 @@ async fn cli_creates_tenants_and_tokens_that_the_api_accepts() {
 async fn seed_demo_is_idempotent_and_its_token_works() {
     let app = TestApp::spawn().await;
     let first = cli(&app.db.url).args(["seed", "--demo"]).output().unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let second = cli(&app.db.url).args(["seed", "--demo"]).output().unwrap();
     assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already present"));
     let token = String::from_utf8(second.stdout).unwrap().trim().to_owned();
     let (status, list) = app.get("/api/v1/customers?per_page=50", &token).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        list["meta"]["pagination"]["total"], 12,
-        "seeded once, not twice"
-    );
+    assert_eq!(list["meta"]["pagination"]["total"], 12, "seeded once, not twice");
     let id = list["data"][0]["id"].as_str().unwrap();
-    let (_, ctx) = app
-        .get(&format!("/api/v1/customers/{id}/ai-context"), &token)
-        .await;
-    assert_eq!(
-        ctx["data"]["recent_conversations"][0]["messages"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    let (_, ctx) = app.get(&format!("/api/v1/customers/{id}/ai-context"), &token).await;
+    assert_eq!(ctx["data"]["recent_conversations"][0]["messages"].as_array().unwrap().len(), 3);
 }

@@ -15,27 +15,13 @@ pub struct Envelope<T> {
 
 impl<T> Envelope<T> {
     pub fn data(data: T) -> Self {
-        Self {
-            data,
-            message: None,
-            meta: None,
-        }
+        Self { data, message: None, meta: None }
     }
     pub fn with_message(data: T, message: impl Into<String>) -> Self {
-        Self {
-            data,
-            message: Some(message.into()),
-            meta: None,
-        }
+        Self { data, message: Some(message.into()), meta: None }
     }
     pub fn page(data: T, pagination: Pagination) -> Self {
-        Self {
-            data,
-            message: None,
-            meta: Some(Meta {
-                pagination: Some(pagination),
-            }),
-        }
+        Self { data, message: None, meta: Some(Meta { pagination: Some(pagination) }) }
     }
 }
 
@@ -104,11 +90,7 @@ impl PageRequest {
 impl PageQuery {
     /// Per-field problems go into `errors`; a `per_page` above the cap is clamped, as
     /// Laravel users expect, rather than refused.
-    pub fn resolve(
-        &self,
-        max_per_page: u32,
-        errors: &mut crate::error::FieldErrors,
-    ) -> PageRequest {
+    pub fn resolve(&self, max_per_page: u32, errors: &mut crate::error::FieldErrors) -> PageRequest {
         let page = match self.page.as_deref() {
             None | Some("") => 1,
             Some(raw) => match raw.parse::<u32>() {
@@ -144,53 +126,27 @@ mod tests {
 
     #[test]
     fn pagination_math() {
-        let p = PageRequest {
-            page: 2,
-            per_page: 10,
-        };
+        let p = PageRequest { page: 2, per_page: 10 };
         assert_eq!(p.offset(), 10);
         let meta = Pagination::new(p, 25, 10);
-        assert_eq!(
-            (meta.last_page, meta.from, meta.to),
-            (3, Some(11), Some(20))
-        );
-        let empty = Pagination::new(
-            PageRequest {
-                page: 1,
-                per_page: 15,
-            },
-            0,
-            0,
-        );
+        assert_eq!((meta.last_page, meta.from, meta.to), (3, Some(11), Some(20)));
+        let empty = Pagination::new(PageRequest { page: 1, per_page: 15 }, 0, 0);
         assert_eq!((empty.last_page, empty.from, empty.to), (1, None, None));
     }
 
     #[test]
     fn page_query_validation() {
         let mut errors = FieldErrors::default();
-        let q = PageQuery {
-            page: Some("0".into()),
-            per_page: Some("500".into()),
-        };
+        let q = PageQuery { page: Some("0".into()), per_page: Some("500".into()) };
         let page = q.resolve(100, &mut errors);
         assert_eq!(page.per_page, 100);
         assert!(errors.contains("page"));
         let mut errors = FieldErrors::default();
         let page = PageQuery::default().resolve(100, &mut errors);
-        assert_eq!(
-            page,
-            PageRequest {
-                page: 1,
-                per_page: 15
-            }
-        );
+        assert_eq!(page, PageRequest { page: 1, per_page: 15 });
         assert!(errors.is_empty());
         let mut errors = FieldErrors::default();
-        PageQuery {
-            page: None,
-            per_page: Some("ten".into()),
-        }
-        .resolve(100, &mut errors);
+        PageQuery { page: None, per_page: Some("ten".into()) }.resolve(100, &mut errors);
         assert!(errors.contains("per_page"));
     }
 }

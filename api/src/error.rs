@@ -29,11 +29,7 @@ impl FieldErrors {
     }
     /// `Ok(())` when nothing was added, else the 422 error.
     pub fn into_result(self) -> Result<(), ApiError> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self))
-        }
+        if self.is_empty() { Ok(()) } else { Err(ApiError::Validation(self)) }
     }
     pub fn single(field: &str, message: impl Into<String>) -> Self {
         let mut e = Self::default();
@@ -57,10 +53,7 @@ pub enum ApiError {
     #[error("validation failed")]
     Validation(FieldErrors),
     #[error("{message}")]
-    Conflict {
-        message: String,
-        field: Option<&'static str>,
-    },
+    Conflict { message: String, field: Option<&'static str> },
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
     #[error("expected a JSON body with `Content-Type: application/json`")]
@@ -138,14 +131,10 @@ impl ApiError {
     fn body(&self) -> ErrorBody {
         let (message, details) = match self {
             Self::Unauthenticated => ("Unauthenticated.".to_owned(), serde_json::json!({})),
-            Self::Forbidden(ability) => (
-                format!("This action requires the `{ability}` ability."),
-                serde_json::json!({ "ability": ability }),
-            ),
-            Self::Validation(fields) => (
-                "The given data was invalid.".to_owned(),
-                serde_json::json!(fields),
-            ),
+            Self::Forbidden(ability) => {
+                (format!("This action requires the `{ability}` ability."), serde_json::json!({ "ability": ability }))
+            }
+            Self::Validation(fields) => ("The given data was invalid.".to_owned(), serde_json::json!(fields)),
             Self::Conflict { message, field } => (
                 message.clone(),
                 match field {
@@ -156,11 +145,7 @@ impl ApiError {
             Self::Internal(_) => ("Internal server error.".to_owned(), serde_json::json!({})),
             other => (capitalise(&other.to_string()), serde_json::json!({})),
         };
-        ErrorBody {
-            message,
-            code: self.code(),
-            details,
-        }
+        ErrorBody { message, code: self.code(), details }
     }
 }
 
@@ -206,13 +191,7 @@ mod tests {
         let mut f = FieldErrors::default();
         f.add("email", "must be a valid e-mail address");
         let body = ApiError::Validation(f).body();
-        assert_eq!(
-            body.details,
-            serde_json::json!({"email": ["must be a valid e-mail address"]})
-        );
-        assert_eq!(
-            ApiError::NotFound("customer").body().message,
-            "Customer not found."
-        );
+        assert_eq!(body.details, serde_json::json!({"email": ["must be a valid e-mail address"]}));
+        assert_eq!(ApiError::NotFound("customer").body().message, "Customer not found.");
     }
 }

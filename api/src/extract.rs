@@ -18,30 +18,19 @@ pub struct Auth(pub AuthContext);
 impl Auth {
     /// 403 unless the token carries `ability` (or a wildcard covering it).
     pub fn require(&self, ability: &'static str) -> Result<(), ApiError> {
-        if self.0.can(ability) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(ability))
-        }
+        if self.0.can(ability) { Ok(()) } else { Err(ApiError::Forbidden(ability)) }
     }
 }
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let presented = auth::parse_bearer(header).map_err(|_| ApiError::Unauthenticated)?;
         match auth::authenticate_cached(&state.pool, &state.tokens, &presented).await {
             Ok(ctx) => {
-                tracing::Span::current()
-                    .record("tenant_id", tracing::field::display(ctx.tenant_id));
+                tracing::Span::current().record("tenant_id", tracing::field::display(ctx.tenant_id));
                 Ok(Auth(ctx))
             }
             Err(AuthenticateError::Rejected(reason)) => {
@@ -68,8 +57,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -96,11 +84,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             match inner.classify() {
                 serde_json::error::Category::Data => {
                     let message = strip_position(&inner.to_string());
-                    let field = if path == "." {
-                        field_named_in(&message).unwrap_or_else(|| "body".into())
-                    } else {
-                        path
-                    };
+                    let field =
+                        if path == "." { field_named_in(&message).unwrap_or_else(|| "body".into()) } else { path };
                     Err(ApiError::Validation(FieldErrors::single(&field, message)))
                 }
                 _ => Err(ApiError::MalformedJson(strip_position(&inner.to_string()))),
@@ -165,14 +150,9 @@ mod tests {
 
     #[test]
     fn json_errors_name_fields() {
-        assert!(matches!(
-            parse_json::<Body>(b"{"),
-            Err(ApiError::MalformedJson(_))
-        ));
+        assert!(matches!(parse_json::<Body>(b"{"), Err(ApiError::MalformedJson(_))));
         assert!(details(parse_json::<Body>(br#"{"name": 5}"#).unwrap_err()).contains("name"));
-        assert!(
-            details(parse_json::<Body>(br#"{"tags": ["a", 1]}"#).unwrap_err()).contains("tags[1]")
-        );
+        assert!(details(parse_json::<Body>(br#"{"tags": ["a", 1]}"#).unwrap_err()).contains("tags[1]"));
         assert!(details(parse_json::<Body>(br#"{"nmae": "x"}"#).unwrap_err()).contains("nmae"));
         assert!(details(parse_json::<Body>(b"[]").unwrap_err()).contains("body"));
     }

@@ -50,7 +50,5 @@ impl Modify for BearerAuth {
 
 /// The spec as pretty JSON, for `fibonacco openapi` and `/api/v1/openapi.json`.
 pub fn json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
+    ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
 }

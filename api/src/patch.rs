@@ -55,9 +55,6 @@ mod tests {
         let parse = |s: &str| serde_json::from_str::<Body>(s).unwrap().email;
         assert_eq!(parse("{}"), Patch::Missing);
         assert_eq!(parse(r#"{"email": null}"#), Patch::Null);
-        assert_eq!(
-            parse(r#"{"email": "a@b.co"}"#),
-            Patch::Value("a@b.co".to_string())
-        );
+        assert_eq!(parse(r#"{"email": "a@b.co"}"#), Patch::Value("a@b.co".to_string()));
     }
 }

@@ -81,21 +81,13 @@ impl Application {
         redis: redis::aio::ConnectionManager,
     ) -> anyhow::Result<Self> {
         let addr = SocketAddr::new(config.app_host, config.app_port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         let state = AppState::new(pool, redis, config);
-        Ok(Self {
-            listener,
-            router: router(state.clone()),
-            state,
-        })
+        Ok(Self { listener, router: router(state.clone()), state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -103,14 +95,9 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
         self.state.pool.close().await;
         Ok(())
     }

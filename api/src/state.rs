@@ -19,12 +19,6 @@ pub struct AppState {
 impl AppState {
     pub fn new(pool: PgPool, redis: ConnectionManager, config: Config) -> Self {
         let tokens = Arc::new(TokenCache::new(config.auth_cache_ttl, 100_000));
-        Self {
-            pool,
-            redis,
-            config: Arc::new(config),
-            metrics: crate::observability::prometheus(),
-            tokens,
-        }
+        Self { pool, redis, config: Arc::new(config), metrics: crate::observability::prometheus(), tokens }
     }
 }

@@ -29,17 +29,13 @@ impl Ability {
         let ok = raw == "*"
             || (!raw.is_empty()
                 && raw.len() <= 64
-                && raw.bytes().all(|b| {
-                    b.is_ascii_lowercase()
-                        || b.is_ascii_digit()
-                        || matches!(b, b':' | b'-' | b'_' | b'*')
-                }));
+                && raw
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b':' | b'-' | b'_' | b'*')));
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(crate::domain::Invalid(
-                "must look like `resource:action` or `*`",
-            ))
+            Err(crate::domain::Invalid("must look like `resource:action` or `*`"))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -77,11 +73,7 @@ pub fn parse_bearer(header: Option<&str>) -> Result<PresentedToken<'_>, AuthErro
     }
     let (id, secret) = token.trim().split_once('|').ok_or(AuthError::Malformed)?;
     let id: i64 = id.parse().map_err(|_| AuthError::Malformed)?;
-    if id <= 0
-        || secret.is_empty()
-        || secret.len() > 128
-        || !secret.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
+    if id <= 0 || secret.is_empty() || secret.len() > 128 || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(AuthError::Malformed);
     }
     Ok(PresentedToken { id, secret })
@@ -102,17 +94,13 @@ pub struct AuthContext {
 
 impl AuthContext {
     pub fn can(&self, ability: &str) -> bool {
-        self.abilities
-            .iter()
-            .any(|a| a == "*" || a == ability || wildcard_matches(a, ability))
+        self.abilities.iter().any(|a| a == "*" || a == ability || wildcard_matches(a, ability))
     }
 }
 
 /// `customers:*` grants `customers:read` and `customers:write`.
 fn wildcard_matches(granted: &str, wanted: &str) -> bool {
-    granted
-        .strip_suffix('*')
-        .is_some_and(|prefix| prefix.ends_with(':') && wanted.starts_with(prefix))
+    granted.strip_suffix('*').is_some_and(|prefix| prefix.ends_with(':') && wanted.starts_with(prefix))
 }
 
 #[derive(Clone, sqlx::FromRow)]
@@ -127,10 +115,7 @@ struct TokenRow {
 
 /// Checks a presented token against the database and returns who is calling.
 #[tracing::instrument(name = "auth.authenticate", skip_all, fields(token_id = presented.id))]
-pub async fn authenticate(
-    pool: &PgPool,
-    presented: &PresentedToken<'_>,
-) -> Result<AuthContext, AuthenticateError> {
+pub async fn authenticate(pool: &PgPool, presented: &PresentedToken<'_>) -> Result<AuthContext, AuthenticateError> {
     let row = load_token(pool, presented.id).await?;
     verify(presented, &row, Utc::now()).map_err(AuthenticateError::from)
 }
@@ -164,16 +149,12 @@ async fn load_token(pool: &PgPool, id: i64) -> Result<TokenRow, AuthenticateErro
     .await?;
     let row = row.ok_or(AuthError::Unknown)?;
     let now = Utc::now();
-    if row
-        .last_used_at
-        .is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS)
-    {
+    if row.last_used_at.is_none_or(|t| (now - t).num_seconds() >= LAST_USED_GRANULARITY_SECS) {
         // Best effort: a failed bookkeeping write must not fail the request.
-        if let Err(e) =
-            sqlx::query("update personal_access_tokens set last_used_at = now() where id = $1")
-                .bind(id)
-                .execute(pool)
-                .await
+        if let Err(e) = sqlx::query("update personal_access_tokens set last_used_at = now() where id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
         {
             tracing::warn!(error = %e, "could not record token last_used_at");
         }
@@ -181,11 +162,7 @@ async fn load_token(pool: &PgPool, id: i64) -> Result<TokenRow, AuthenticateErro
     Ok(row)
 }
 
-fn verify(
-    presented: &PresentedToken<'_>,
-    row: &TokenRow,
-    now: DateTime<Utc>,
-) -> Result<AuthContext, AuthError> {
+fn verify(presented: &PresentedToken<'_>, row: &TokenRow, now: DateTime<Utc>) -> Result<AuthContext, AuthError> {
     let digest = hash_secret(presented.secret);
     if !bool::from(digest.as_bytes().ct_eq(row.token.as_bytes())) {
         return Err(AuthError::BadSecret);
@@ -223,24 +200,15 @@ impl TokenCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
-            .get(&id)
-            .filter(|(at, _)| now - *at < self.ttl)
-            .map(|(_, row)| row.clone())
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(&id).filter(|(at, _)| now - *at < self.ttl).map(|(_, row)| row.clone())
     }
 
     fn put(&self, id: i64, row: TokenRow, now: DateTime<Utc>) {
         if self.ttl.is_zero() {
             return;
         }
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(&id) {
             entries.clear();
         }
@@ -249,10 +217,7 @@ impl TokenCache {
 
     /// Drops a token's entry at once (after revoking it in this process).
     pub fn forget(&self, id: i64) {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
     }
 }
 
@@ -281,11 +246,7 @@ pub async fn issue_token(
     abilities: &[Ability],
     expires_in: Option<Duration>,
 ) -> Result<IssuedToken, sqlx::Error> {
-    let secret: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(SECRET_LEN)
-        .map(char::from)
-        .collect();
+    let secret: String = rand::rng().sample_iter(&Alphanumeric).take(SECRET_LEN).map(char::from).collect();
     let abilities: Vec<String> = if abilities.is_empty() {
         vec!["*".to_owned()]
     } else {
@@ -303,12 +264,7 @@ pub async fn issue_token(
     .bind(expires_at)
     .fetch_one(pool)
     .await?;
-    Ok(IssuedToken {
-        id,
-        plain_text: format!("{id}|{secret}"),
-        abilities,
-        expires_at,
-    })
+    Ok(IssuedToken { id, plain_text: format!("{id}|{secret}"), abilities, expires_at })
 }
 
 /// Parses durations such as `30d`, `12h`, `45m`, `3600s` for `--expires-in`.
@@ -316,9 +272,7 @@ pub fn parse_expires_in(raw: &str) -> Result<Duration, crate::domain::Invalid> {
     let raw = raw.trim();
     let bad = crate::domain::Invalid("use a number followed by s, m, h or d, e.g. 30d");
     let unit = raw.chars().last().ok_or(bad.clone())?;
-    let n: i64 = raw[..raw.len() - unit.len_utf8()]
-        .parse()
-        .map_err(|_| bad.clone())?;
+    let n: i64 = raw[..raw.len() - unit.len_utf8()].parse().map_err(|_| bad.clone())?;
     if n <= 0 {
         return Err(crate::domain::Invalid("must be positive"));
     }
@@ -338,13 +292,7 @@ mod tests {
 
     #[test]
     fn bearer_parsing() {
-        assert_eq!(
-            parse_bearer(Some("Bearer 12|abcDEF123")).unwrap(),
-            PresentedToken {
-                id: 12,
-                secret: "abcDEF123"
-            }
-        );
+        assert_eq!(parse_bearer(Some("Bearer 12|abcDEF123")).unwrap(), PresentedToken { id: 12, secret: "abcDEF123" });
         assert_eq!(parse_bearer(Some("bearer 1|x")).unwrap().id, 1);
         assert_eq!(parse_bearer(None), Err(AuthError::Missing));
         for bad in [
@@ -365,10 +313,7 @@ mod tests {
     #[test]
     fn hashing_matches_sanctum() {
         // Sanctum stores hash('sha256', $plainTextToken-secret-part).
-        assert_eq!(
-            hash_secret("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

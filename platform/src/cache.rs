@@ -20,9 +20,6 @@ pub async fn ping(conn: &mut ConnectionManager) -> redis::RedisResult<()> {
     if pong == "PONG" {
         Ok(())
     } else {
-        Err(redis::RedisError::from((
-            redis::ErrorKind::UnexpectedReturnType,
-            "unexpected PING reply",
-        )))
+        Err(redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected PING reply")))
     }
 }

@@ -79,33 +79,21 @@ impl Config {
     /// Reads the process environment, then `.env` for keys the environment lacks (the
     /// environment wins, as with Laravel's dotenv).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let dotenv: std::collections::HashMap<String, String> = std::fs::read_to_string(".env")
-            .map(|t| parse_dotenv(&t).into_iter().collect())
-            .unwrap_or_default();
+        let dotenv: std::collections::HashMap<String, String> =
+            std::fs::read_to_string(".env").map(|t| parse_dotenv(&t).into_iter().collect()).unwrap_or_default();
         Self::from_lookup(|k| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned()))
     }
 
     /// Builds a config from any key lookup; tests pass a map.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            get(name)
-                .filter(|v| !v.is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        fn parsed<T: std::str::FromStr>(
-            name: &'static str,
-            raw: Option<String>,
-            default: T,
-        ) -> Result<T, ConfigError>
+        let required = |name: &'static str| get(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name));
+        fn parsed<T: std::str::FromStr>(name: &'static str, raw: Option<String>, default: T) -> Result<T, ConfigError>
         where
             T::Err: fmt::Display,
         {
             match raw.filter(|v| !v.is_empty()) {
                 None => Ok(default),
-                Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
-                    name,
-                    reason: e.to_string(),
-                }),
+                Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() }),
             }
         }
         let app_host: IpAddr = parsed("APP_HOST", get("APP_HOST"), IpAddr::from([127, 0, 0, 1]))?;
@@ -122,26 +110,14 @@ impl Config {
         };
         let db_pool_max: u32 = parsed("DB_POOL_MAX", get("DB_POOL_MAX"), 32)?;
         if db_pool_max == 0 {
-            return Err(ConfigError::Invalid {
-                name: "DB_POOL_MAX",
-                reason: "must be at least 1".into(),
-            });
+            return Err(ConfigError::Invalid { name: "DB_POOL_MAX", reason: "must be at least 1".into() });
         }
-        let max_per_page: u32 = parsed(
-            "PAGINATION_MAX_PER_PAGE",
-            get("PAGINATION_MAX_PER_PAGE"),
-            100,
-        )?;
+        let max_per_page: u32 = parsed("PAGINATION_MAX_PER_PAGE", get("PAGINATION_MAX_PER_PAGE"), 100)?;
         if max_per_page == 0 {
-            return Err(ConfigError::Invalid {
-                name: "PAGINATION_MAX_PER_PAGE",
-                reason: "must be at least 1".into(),
-            });
+            return Err(ConfigError::Invalid { name: "PAGINATION_MAX_PER_PAGE", reason: "must be at least 1".into() });
         }
         Ok(Self {
-            app_env: get("APP_ENV")
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "local".into()),
+            app_env: get("APP_ENV").filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into()),
             app_host,
             app_port,
             app_url: get("APP_URL")
@@ -157,16 +133,8 @@ impl Config {
             redis_url: Secret::new(required("REDIS_URL")?),
             log_format,
             max_per_page,
-            request_timeout: Duration::from_secs(parsed(
-                "REQUEST_TIMEOUT_SECS",
-                get("REQUEST_TIMEOUT_SECS"),
-                30,
-            )?),
-            auth_cache_ttl: Duration::from_secs(parsed(
-                "AUTH_CACHE_TTL_SECS",
-                get("AUTH_CACHE_TTL_SECS"),
-                5,
-            )?),
+            request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECS", get("REQUEST_TIMEOUT_SECS"), 30)?),
+            auth_cache_ttl: Duration::from_secs(parsed("AUTH_CACHE_TTL_SECS", get("AUTH_CACHE_TTL_SECS"), 5)?),
         })
     }
 }
@@ -179,10 +147,7 @@ pub fn parse_dotenv(text: &str) -> Vec<(String, String)> {
         .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
         .map(|(k, v)| {
             let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|s| s.strip_suffix('"'))
-                .unwrap_or(v);
+            let v = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
             (k.trim().to_string(), v.to_string())
         })
         .collect()
@@ -194,10 +159,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -205,18 +167,12 @@ mod tests {
     fn defaults_and_required() {
         let err = Config::from_lookup(lookup(&[])).unwrap_err();
         assert!(matches!(err, ConfigError::Missing("DATABASE_URL")));
-        let cfg = Config::from_lookup(lookup(&[
-            ("DATABASE_URL", "postgres://u:p@h/db"),
-            ("REDIS_URL", "redis://h"),
-        ]))
-        .unwrap();
+        let cfg = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://u:p@h/db"), ("REDIS_URL", "redis://h")]))
+            .unwrap();
         assert_eq!(cfg.app_port, 8000);
         assert_eq!(cfg.app_url, "http://127.0.0.1:8000");
         assert_eq!(cfg.log_format, LogFormat::Pretty);
-        assert!(
-            !format!("{cfg:?}").contains("u:p"),
-            "secrets must not appear in Debug output"
-        );
+        assert!(!format!("{cfg:?}").contains("u:p"), "secrets must not appear in Debug output");
     }
 
     #[test]
@@ -232,26 +188,13 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[test]
     fn dotenv_lines() {
         let parsed = parse_dotenv("# c\nA=1\nexport B=\"two words\"\n\nC = 3\n");
-        assert_eq!(
-            parsed,
-            vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "two words".into()),
-                ("C".into(), "3".into())
-            ]
-        );
+        assert_eq!(parsed, vec![("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "3".into())]);
     }
 }

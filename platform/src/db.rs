@@ -17,19 +17,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 #[tracing::instrument(name = "db.connect", skip_all, fields(pool_max = config.db_pool_max))]
 pub async fn connect(config: &Config) -> Result<PgPool, sqlx::Error> {
-    connect_url(
-        config.database_url.expose(),
-        config.db_pool_max,
-        config.db_acquire_timeout,
-    )
-    .await
+    connect_url(config.database_url.expose(), config.db_pool_max, config.db_acquire_timeout).await
 }
 
-pub async fn connect_url(
-    url: &str,
-    max: u32,
-    acquire_timeout: Duration,
-) -> Result<PgPool, sqlx::Error> {
+pub async fn connect_url(url: &str, max: u32, acquire_timeout: Duration) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     PgPoolOptions::new()
         .max_connections(max)
@@ -51,14 +42,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// `BEGIN` and the setting travel in one simple-protocol round trip. The tenant id is a
 /// parsed UUID, so formatting it into the statement cannot inject SQL.
 #[tracing::instrument(name = "db.begin_tenant", skip_all)]
-pub async fn begin_tenant(
-    pool: &PgPool,
-    tenant: TenantId,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let statement = format!(
-        "begin; select set_config('app.tenant_id', '{}', true)",
-        tenant.as_uuid().hyphenated()
-    );
+pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let statement = format!("begin; select set_config('app.tenant_id', '{}', true)", tenant.as_uuid().hyphenated());
     pool.begin_with(AssertSqlSafe(statement)).await
 }
 
@@ -66,8 +51,7 @@ pub async fn begin_tenant(
 /// maintenance). Callers must filter by tenant themselves where it matters.
 #[tracing::instrument(name = "db.begin_system", skip_all)]
 pub async fn begin_system(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with("begin; select set_config('app.bypass_rls', 'on', true)")
-        .await
+    pool.begin_with("begin; select set_config('app.bypass_rls', 'on', true)").await
 }
 
 /// The name of the violated constraint, when `err` is a unique violation.
@@ -153,10 +137,7 @@ pub async fn fetch_scoped(
     // same message) lets the first use on a connection recover and prepare.
     let in_transaction = sqlx::Connection::is_in_transaction(&*conn);
     let (message, results_before_ours) = if in_transaction {
-        (
-            format!("savepoint fib_scoped; {core}; release savepoint fib_scoped"),
-            2,
-        )
+        (format!("savepoint fib_scoped; {core}; release savepoint fib_scoped"), 2)
     } else {
         (core, 1)
     };
@@ -168,13 +149,8 @@ pub async fn fetch_scoped(
                     .execute(&mut *conn)
                     .await?;
             }
-            let prepare = format!(
-                "prepare {}({}) as {}",
-                statement.name, statement.param_types, statement.sql
-            );
-            sqlx::raw_sql(AssertSqlSafe(prepare))
-                .execute(&mut *conn)
-                .await?;
+            let prepare = format!("prepare {}({}) as {}", statement.name, statement.param_types, statement.sql);
+            sqlx::raw_sql(AssertSqlSafe(prepare)).execute(&mut *conn).await?;
             run_scoped(conn, &message, results_before_ours).await
         }
         other => other,
@@ -182,11 +158,7 @@ pub async fn fetch_scoped(
 }
 
 /// Runs the message and keeps the rows of the statement after `skip` completed results.
-async fn run_scoped(
-    conn: &mut PgConnection,
-    message: &str,
-    skip: usize,
-) -> Result<Vec<PgRow>, sqlx::Error> {
+async fn run_scoped(conn: &mut PgConnection, message: &str, skip: usize) -> Result<Vec<PgRow>, sqlx::Error> {
     let mut stream = sqlx::raw_sql(AssertSqlSafe(message.to_owned())).fetch_many(&mut *conn);
     let mut completed = 0;
     let mut rows = Vec::new();

@@ -78,9 +78,7 @@ pub async fn find_by_slug(pool: &PgPool, slug: &str) -> Result<Option<Tenant>, s
 
 #[tracing::instrument(name = "tenancy.list", skip(pool))]
 pub async fn list(pool: &PgPool) -> Result<Vec<Tenant>, sqlx::Error> {
-    sqlx::query_as::<_, Tenant>(
-        "select id, name, slug, created_at from tenants order by created_at",
-    )
-    .fetch_all(pool)
-    .await
+    sqlx::query_as::<_, Tenant>("select id, name, slug, created_at from tenants order by created_at")
+        .fetch_all(pool)
+        .await
 }

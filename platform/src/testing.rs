@@ -29,7 +29,9 @@ fn stack_setting(key: &str) -> String {
     std::fs::read_to_string(env_file)
         .ok()
         .and_then(|t| crate::config::parse_dotenv(&t).into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
-        .unwrap_or_else(|| panic!("{key} is not set and .stack/env is missing: run `scripts/stack.sh up` (or `make test`)"))
+        .unwrap_or_else(|| {
+            panic!("{key} is not set and .stack/env is missing: run `scripts/stack.sh up` (or `make test`)")
+        })
 }
 
 fn template_name() -> String {
@@ -55,23 +57,16 @@ impl TestDatabase {
 
     pub async fn create_with_pool_size(max: u32) -> Self {
         let base_url = database_url();
-        let base: PgConnectOptions = base_url
-            .parse()
-            .expect("DATABASE_URL is not a valid postgres URL");
+        let base: PgConnectOptions = base_url.parse().expect("DATABASE_URL is not a valid postgres URL");
         let template = template_name();
-        let mut admin = PgConnection::connect_with(&base)
-            .await
-            .expect("cannot connect to DATABASE_URL");
+        let mut admin = PgConnection::connect_with(&base).await.expect("cannot connect to DATABASE_URL");
         ensure_template(&mut admin, &base, &template).await;
 
         let name = format!("fibtest_{}", uuid::Uuid::new_v4().simple());
         let create = format!("create database {name} template {template}");
         let mut attempt = 0;
         loop {
-            match sqlx::query(AssertSqlSafe(create.clone()))
-                .execute(&mut admin)
-                .await
-            {
+            match sqlx::query(AssertSqlSafe(create.clone())).execute(&mut admin).await {
                 Ok(_) => break,
                 // Another process may be connected to the template for an instant.
                 Err(e) if attempt < 20 => {
@@ -84,9 +79,8 @@ impl TestDatabase {
         }
         let _ = admin.close().await;
         let url = replace_database(&base_url, &name);
-        let pool = db::connect_url(&url, max, Duration::from_secs(10))
-            .await
-            .expect("cannot connect to the test database");
+        let pool =
+            db::connect_url(&url, max, Duration::from_secs(10)).await.expect("cannot connect to the test database");
         Self { pool, name, url }
     }
 }
@@ -98,41 +92,27 @@ async fn ensure_template(admin: &mut PgConnection, base: &PgConnectOptions, temp
         .execute(&mut *admin)
         .await
         .expect("advisory lock");
-    let exists: bool =
-        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(template)
-            .fetch_one(&mut *admin)
-            .await
-            .expect("query pg_database");
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+        .bind(template)
+        .fetch_one(&mut *admin)
+        .await
+        .expect("query pg_database");
     if !exists {
         let building = format!("{template}_building");
-        let _ = sqlx::query(AssertSqlSafe(format!("drop database if exists {building}")))
-            .execute(&mut *admin)
-            .await;
+        let _ = sqlx::query(AssertSqlSafe(format!("drop database if exists {building}"))).execute(&mut *admin).await;
         sqlx::query(AssertSqlSafe(format!("create database {building}")))
             .execute(&mut *admin)
             .await
             .expect("create template");
-        let mut conn = PgConnection::connect_with(&base.clone().database(&building))
-            .await
-            .expect("connect template");
-        db::MIGRATOR
-            .run(&mut conn)
-            .await
-            .expect("migrations must apply to an empty database");
+        let mut conn = PgConnection::connect_with(&base.clone().database(&building)).await.expect("connect template");
+        db::MIGRATOR.run(&mut conn).await.expect("migrations must apply to an empty database");
         conn.close().await.expect("close template connection");
-        sqlx::query(AssertSqlSafe(format!(
-            "alter database {building} rename to {template}"
-        )))
-        .execute(&mut *admin)
-        .await
-        .expect("rename template");
+        sqlx::query(AssertSqlSafe(format!("alter database {building} rename to {template}")))
+            .execute(&mut *admin)
+            .await
+            .expect("rename template");
     }
-    sqlx::query("select pg_advisory_unlock(hashtext($1))")
-        .bind(template)
-        .execute(&mut *admin)
-        .await
-        .expect("unlock");
+    sqlx::query("select pg_advisory_unlock(hashtext($1))").bind(template).execute(&mut *admin).await.expect("unlock");
 }
 
 /// Swaps the database name (the path) of a postgres URL, keeping any query string.
@@ -156,17 +136,11 @@ pub fn replace_database(url: &str, database: &str) -> String {
 mod tests {
     #[test]
     fn replaces_database_name() {
-        assert_eq!(
-            super::replace_database("postgres://u:p@h:5/app", "t1"),
-            "postgres://u:p@h:5/t1"
-        );
+        assert_eq!(super::replace_database("postgres://u:p@h:5/app", "t1"), "postgres://u:p@h:5/t1");
         assert_eq!(
             super::replace_database("postgres://u:p@h:5/app?sslmode=disable", "t1"),
             "postgres://u:p@h:5/t1?sslmode=disable"
         );
-        assert_eq!(
-            super::replace_database("postgres://h", "t1"),
-            "postgres://h/t1"
-        );
+        assert_eq!(super::replace_database("postgres://h", "t1"), "postgres://h/t1");
     }
 }

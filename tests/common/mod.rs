@@ -48,35 +48,13 @@ impl TestApp {
     pub async fn spawn() -> Self {
         let db = TestDatabase::create().await;
         let config = test_config(&db.url);
-        let redis = cache::connect(config.redis_url.expose())
-            .await
-            .expect("redis is up (scripts/stack.sh up)");
+        let redis = cache::connect(config.redis_url.expose()).await.expect("redis is up (scripts/stack.sh up)");
         let state = AppState::new(db.pool.clone(), redis, config);
-        let tenant_a = tenancy::create(&db.pool, "Tenant A", &Slug::parse("tenant-a").unwrap())
-            .await
-            .unwrap()
-            .id;
-        let tenant_b = tenancy::create(&db.pool, "Tenant B", &Slug::parse("tenant-b").unwrap())
-            .await
-            .unwrap()
-            .id;
-        let token_a = auth::issue_token(&db.pool, tenant_a, "a", &[], None)
-            .await
-            .unwrap()
-            .plain_text;
-        let token_b = auth::issue_token(&db.pool, tenant_b, "b", &[], None)
-            .await
-            .unwrap()
-            .plain_text;
-        Self {
-            router: router(state.clone()),
-            state,
-            db,
-            tenant_a,
-            token_a,
-            tenant_b,
-            token_b,
-        }
+        let tenant_a = tenancy::create(&db.pool, "Tenant A", &Slug::parse("tenant-a").unwrap()).await.unwrap().id;
+        let tenant_b = tenancy::create(&db.pool, "Tenant B", &Slug::parse("tenant-b").unwrap()).await.unwrap().id;
+        let token_a = auth::issue_token(&db.pool, tenant_a, "a", &[], None).await.unwrap().plain_text;
+        let token_b = auth::issue_token(&db.pool, tenant_b, "b", &[], None).await.unwrap().plain_text;
+        Self { router: router(state.clone()), state, db, tenant_a, token_a, tenant_b, token_b }
     }
 
     pub async fn token_with(
@@ -85,14 +63,8 @@ impl TestApp {
         abilities: &[&str],
         expires_in: Option<chrono::Duration>,
     ) -> String {
-        let abilities: Vec<Ability> = abilities
-            .iter()
-            .map(|a| Ability::parse(a).unwrap())
-            .collect();
-        auth::issue_token(&self.db.pool, tenant, "scoped", &abilities, expires_in)
-            .await
-            .unwrap()
-            .plain_text
+        let abilities: Vec<Ability> = abilities.iter().map(|a| Ability::parse(a).unwrap()).collect();
+        auth::issue_token(&self.db.pool, tenant, "scoped", &abilities, expires_in).await.unwrap().plain_text
     }
 
     /// Sends a request through the whole middleware stack and returns status and JSON body
@@ -109,9 +81,7 @@ impl TestApp {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
             None => req.body(Body::empty()),
         }
         .unwrap();
@@ -121,13 +91,8 @@ impl TestApp {
     pub async fn raw(&self, req: Request<Body>) -> (StatusCode, Value) {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -136,9 +101,7 @@ impl TestApp {
 
     /// Creates a customer as tenant A (or B) and returns its JSON.
     pub async fn customer(&self, token: &str, body: Value) -> Value {
-        let (status, json) = self
-            .send("POST", "/api/v1/customers", Some(token), Some(body))
-            .await;
+        let (status, json) = self.send("POST", "/api/v1/customers", Some(token), Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{json}");
         json["data"].clone()
     }
@@ -146,7 +109,5 @@ impl TestApp {
 
 /// The error code of an error envelope.
 pub fn code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or("<no error envelope>")
+    body["error"]["code"].as_str().unwrap_or("<no error envelope>")
 }

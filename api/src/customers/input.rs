@@ -69,31 +69,17 @@ impl CreateCustomerRequest {
             },
             (None, None) => (None, true),
         };
-        let email = self
-            .email
-            .and_then(|e| check(Email::parse(&e), "email", &mut errors));
-        let phone = self
-            .phone
-            .and_then(|p| check(PhoneNumber::parse(&p), "phone", &mut errors));
-        let business_context =
-            object_or_empty(self.business_context, "business_context", &mut errors);
+        let email = self.email.and_then(|e| check(Email::parse(&e), "email", &mut errors));
+        let phone = self.phone.and_then(|p| check(PhoneNumber::parse(&p), "phone", &mut errors));
+        let business_context = object_or_empty(self.business_context, "business_context", &mut errors);
         let metadata = object_or_empty(self.metadata, "metadata", &mut errors);
         errors.into_result()?;
         match (name, slug) {
-            (Some(name), Some(slug)) => Ok(NewCustomer {
-                name,
-                slug,
-                slug_derived,
-                email,
-                phone,
-                business_context,
-                metadata,
-            }),
+            (Some(name), Some(slug)) => {
+                Ok(NewCustomer { name, slug, slug_derived, email, phone, business_context, metadata })
+            }
             // Unreachable in practice: a missing name or slug added an error above.
-            _ => Err(ApiError::Validation(FieldErrors::single(
-                "name",
-                "is required",
-            ))),
+            _ => Err(ApiError::Validation(FieldErrors::single("name", "is required"))),
         }
     }
 }
@@ -153,31 +139,24 @@ impl UpdateCustomerRequest {
         match self.email {
             Patch::Missing => {}
             Patch::Null => changes.email = Some(None),
-            Patch::Value(e) => {
-                changes.email = check(Email::parse(&e), "email", &mut errors).map(Some)
-            }
+            Patch::Value(e) => changes.email = check(Email::parse(&e), "email", &mut errors).map(Some),
         }
         match self.phone {
             Patch::Missing => {}
             Patch::Null => changes.phone = Some(None),
-            Patch::Value(p) => {
-                changes.phone = check(PhoneNumber::parse(&p), "phone", &mut errors).map(Some)
-            }
+            Patch::Value(p) => changes.phone = check(PhoneNumber::parse(&p), "phone", &mut errors).map(Some),
         }
         match self.business_context {
             Patch::Missing => {}
             Patch::Null => changes.business_context = Some(Map::new()),
             Patch::Value(v) => {
-                changes.business_context =
-                    Some(object_or_empty(Some(v), "business_context", &mut errors))
+                changes.business_context = Some(object_or_empty(Some(v), "business_context", &mut errors))
             }
         }
         match self.metadata {
             Patch::Missing => {}
             Patch::Null => changes.metadata = Some(Map::new()),
-            Patch::Value(v) => {
-                changes.metadata = Some(object_or_empty(Some(v), "metadata", &mut errors))
-            }
+            Patch::Value(v) => changes.metadata = Some(object_or_empty(Some(v), "metadata", &mut errors)),
         }
         errors.into_result()?;
         Ok(changes)
@@ -196,10 +175,7 @@ impl BusinessContextRequest {
     pub fn parse(self) -> Result<Map<String, Value>, ApiError> {
         let mut errors = FieldErrors::default();
         let Some(value) = self.business_context else {
-            return Err(ApiError::Validation(FieldErrors::single(
-                "business_context",
-                "is required",
-            )));
+            return Err(ApiError::Validation(FieldErrors::single("business_context", "is required")));
         };
         let map = object_or_empty(Some(value), "business_context", &mut errors);
         errors.into_result()?;
@@ -244,17 +220,11 @@ pub struct CustomerFilter {
 
 impl CustomerListQuery {
     pub fn parse(self, errors: &mut FieldErrors) -> CustomerFilter {
-        let search = self
-            .search
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
+        let search = self.search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         if search.as_ref().is_some_and(|s| s.chars().count() > 200) {
             errors.add("search", "must be at most 200 characters");
         }
-        let email = self
-            .email
-            .map(|e| e.trim().to_lowercase())
-            .filter(|e| !e.is_empty());
+        let email = self.email.map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty());
         let has_email = match self.has_email.as_deref() {
             None | Some("") => None,
             Some("true" | "1") => Some(true),
@@ -269,10 +239,7 @@ impl CustomerListQuery {
             match DateTime::parse_from_rfc3339(&raw) {
                 Ok(t) => Some(t.with_timezone(&Utc)),
                 Err(_) => {
-                    errors.add(
-                        field,
-                        "must be an RFC 3339 timestamp, e.g. 2026-01-31T00:00:00Z",
-                    );
+                    errors.add(field, "must be an RFC 3339 timestamp, e.g. 2026-01-31T00:00:00Z");
                     None
                 }
             }
@@ -292,22 +259,11 @@ impl CustomerListQuery {
             Some("updated_at") => (SortKey::UpdatedAt, false),
             Some("-updated_at") => (SortKey::UpdatedAt, true),
             Some(_) => {
-                errors.add(
-                    "sort",
-                    "must be one of created_at, -created_at, name, -name, updated_at, -updated_at",
-                );
+                errors.add("sort", "must be one of created_at, -created_at, name, -name, updated_at, -updated_at");
                 (SortKey::CreatedAt, true)
             }
         };
-        CustomerFilter {
-            search,
-            email,
-            has_email,
-            created_after,
-            created_before,
-            sort,
-            descending,
-        }
+        CustomerFilter { search, email, has_email, created_after, created_before, sort, descending }
     }
 }
 
@@ -335,19 +291,11 @@ fn check_name(raw: &str, errors: &mut FieldErrors) -> Option<String> {
     }
 }
 
-fn object_or_empty(
-    value: Option<Value>,
-    field: &str,
-    errors: &mut FieldErrors,
-) -> Map<String, Value> {
+fn object_or_empty(value: Option<Value>, field: &str, errors: &mut FieldErrors) -> Map<String, Value> {
     match value {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => {
-            if serde_json::to_vec(&map)
-                .map(|b| b.len())
-                .unwrap_or(usize::MAX)
-                > JSON_MAX_BYTES
-            {
+            if serde_json::to_vec(&map).map(|b| b.len()).unwrap_or(usize::MAX) > JSON_MAX_BYTES {
                 errors.add(field, "must be at most 64 KiB of JSON");
             }
             map
@@ -372,10 +320,9 @@ mod tests {
 
     #[test]
     fn create_reports_every_bad_field() {
-        let req: CreateCustomerRequest = serde_json::from_value(
-            serde_json::json!({"email": "nope", "phone": "123", "business_context": [1]}),
-        )
-        .unwrap();
+        let req: CreateCustomerRequest =
+            serde_json::from_value(serde_json::json!({"email": "nope", "phone": "123", "business_context": [1]}))
+                .unwrap();
         let errors = fields(req.parse().unwrap_err());
         for f in ["name", "email", "phone", "business_context"] {
             assert!(errors.contains(f), "{f} missing from {errors:?}");
@@ -384,8 +331,7 @@ mod tests {
 
     #[test]
     fn create_derives_slug() {
-        let req: CreateCustomerRequest =
-            serde_json::from_value(serde_json::json!({"name": " Joe's Café "})).unwrap();
+        let req: CreateCustomerRequest = serde_json::from_value(serde_json::json!({"name": " Joe's Café "})).unwrap();
         let new = req.parse().unwrap();
         assert_eq!(new.name, "Joe's Café");
         assert_eq!(new.slug.as_str(), "joe-s-cafe");
@@ -394,13 +340,11 @@ mod tests {
 
     #[test]
     fn update_distinguishes_null_from_missing() {
-        let req: UpdateCustomerRequest =
-            serde_json::from_value(serde_json::json!({"email": null})).unwrap();
+        let req: UpdateCustomerRequest = serde_json::from_value(serde_json::json!({"email": null})).unwrap();
         let c = req.parse().unwrap();
         assert_eq!(c.email, Some(None));
         assert!(c.name.is_none() && c.phone.is_none());
-        let req: UpdateCustomerRequest =
-            serde_json::from_value(serde_json::json!({"name": null})).unwrap();
+        let req: UpdateCustomerRequest = serde_json::from_value(serde_json::json!({"name": null})).unwrap();
         assert!(fields(req.parse().unwrap_err()).contains("name"));
     }
 

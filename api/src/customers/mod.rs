@@ -21,9 +21,7 @@ use crate::{
     extract::{Auth, JsonBody, QueryParams, resource_id},
     state::AppState,
 };
-use input::{
-    BusinessContextRequest, CreateCustomerRequest, CustomerListQuery, UpdateCustomerRequest,
-};
+use input::{BusinessContextRequest, CreateCustomerRequest, CustomerListQuery, UpdateCustomerRequest};
 use store::{AiContext, Customer};
 
 pub const READ: &str = "customers:read";
@@ -35,10 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/customers", get(list).post(create))
         .route("/customers/slug/{slug}", get(show_by_slug))
         .route("/customers/{id}", get(show).put(update).delete(destroy))
-        .route(
-            "/customers/{id}/business-context",
-            put(update_business_context),
-        )
+        .route("/customers/{id}/business-context", put(update_business_context))
         .route("/customers/{id}/ai-context", get(ai_context))
 }
 
@@ -84,14 +79,9 @@ pub async fn create(
     auth.require(WRITE)?;
     let new = body.parse()?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let customer = store::insert(&mut tx, auth.0.tenant_id, &new)
-        .await
-        .map_err(store::conflict)?;
+    let customer = store::insert(&mut tx, auth.0.tenant_id, &new).await.map_err(store::conflict)?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Envelope::with_message(customer, "Customer created.")),
-    ))
+    Ok((StatusCode::CREATED, Json(Envelope::with_message(customer, "Customer created."))))
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/{id}", tag = "customers",
@@ -110,9 +100,7 @@ pub async fn show(
     // A single-statement read: no explicit transaction, one round trip (db::fetch_scoped).
     let mut conn = state.pool.acquire().await?;
     let customer = store::get(&mut conn, auth.0.tenant_id, id).await?;
-    customer
-        .map(|c| Json(Envelope::data(c)))
-        .ok_or(ApiError::NotFound(RESOURCE))
+    customer.map(|c| Json(Envelope::data(c))).ok_or(ApiError::NotFound(RESOURCE))
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/slug/{slug}", tag = "customers",
@@ -131,9 +119,7 @@ pub async fn show_by_slug(
     let slug = Slug::parse(&slug).map_err(|_| ApiError::NotFound(RESOURCE))?;
     let mut conn = state.pool.acquire().await?;
     let customer = store::get_by_slug(&mut conn, auth.0.tenant_id, &slug).await?;
-    customer
-        .map(|c| Json(Envelope::data(c)))
-        .ok_or(ApiError::NotFound(RESOURCE))
+    customer.map(|c| Json(Envelope::data(c))).ok_or(ApiError::NotFound(RESOURCE))
 }
 
 /// Partial update: fields left out keep their value; `null` clears an optional field.
@@ -155,9 +141,7 @@ pub async fn update(
     let id = resource_id(&id, RESOURCE)?;
     let changes = body.parse()?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let customer = store::update(&mut tx, auth.0.tenant_id, id, &changes)
-        .await
-        .map_err(store::conflict)?;
+    let customer = store::update(&mut tx, auth.0.tenant_id, id, &changes).await.map_err(store::conflict)?;
     let customer = customer.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
     Ok(Json(Envelope::with_message(customer, "Customer updated.")))
@@ -208,10 +192,7 @@ pub async fn update_business_context(
     let customer = store::set_business_context(&mut tx, auth.0.tenant_id, id, &context).await?;
     let customer = customer.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
-    Ok(Json(Envelope::with_message(
-        customer,
-        "Business context updated.",
-    )))
+    Ok(Json(Envelope::with_message(customer, "Business context updated.")))
 }
 
 /// What an AI assistant should know about the customer: the record, its business
@@ -232,7 +213,5 @@ pub async fn ai_context(
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
     let context = store::ai_context(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
-    context
-        .map(|c| Json(Envelope::data(c)))
-        .ok_or(ApiError::NotFound(RESOURCE))
+    context.map(|c| Json(Envelope::data(c))).ok_or(ApiError::NotFound(RESOURCE))
 }

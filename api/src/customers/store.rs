@@ -27,30 +27,24 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "id, name, slug, email, phone, business_context, metadata, created_at, updated_at";
+const COLUMNS: &str = "id, name, slug, email, phone, business_context, metadata, created_at, updated_at";
 
 /// Maps unique violations to 409s that name the field; anything else stays a server error.
 pub fn conflict(err: sqlx::Error) -> ApiError {
     match db::unique_violation(&err) {
-        Some("crm_customers_tenant_slug_key") => ApiError::Conflict {
-            message: "A customer with this slug already exists.".into(),
-            field: Some("slug"),
-        },
-        Some("crm_customers_tenant_email_key") => ApiError::Conflict {
-            message: "A customer with this e-mail already exists.".into(),
-            field: Some("email"),
-        },
+        Some("crm_customers_tenant_slug_key") => {
+            ApiError::Conflict { message: "A customer with this slug already exists.".into(), field: Some("slug") }
+        }
+        Some("crm_customers_tenant_email_key") => {
+            ApiError::Conflict { message: "A customer with this e-mail already exists.".into(), field: Some("email") }
+        }
         _ => err.into(),
     }
 }
 
 /// `%` and `_` in user text are literals, not wildcards.
 fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -103,14 +97,8 @@ pub async fn list(
     let direction = if filter.descending { "desc" } else { "asc" };
     // id breaks ties so pages never overlap or skip rows.
     rows.push(format!(" order by {column} {direction}, id {direction}"));
-    rows.push(" limit ")
-        .push_bind(page.limit())
-        .push(" offset ")
-        .push_bind(page.offset());
-    let customers = rows
-        .build_query_as::<Customer>()
-        .fetch_all(&mut *conn)
-        .await?;
+    rows.push(" limit ").push_bind(page.limit()).push(" offset ").push_bind(page.offset());
+    let customers = rows.build_query_as::<Customer>().fetch_all(&mut *conn).await?;
     Ok((customers, total))
 }
 
@@ -130,11 +118,7 @@ static BY_SLUG: db::ScopedStatement = db::ScopedStatement {
 
 /// One round trip, inside the caller's transaction or on its own (see `db::fetch_scoped`).
 #[tracing::instrument(name = "customers.get", skip(conn), fields(tenant_id = %tenant))]
-pub async fn get(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<Option<Customer>, sqlx::Error> {
+pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Customer>, sqlx::Error> {
     let rows = db::fetch_scoped(conn, tenant, &BY_ID, &[&tenant, &id]).await?;
     rows.first().map(Customer::from_row).transpose()
 }
@@ -152,16 +136,8 @@ pub async fn get_by_slug(
 /// Inserts the customer. A derived slug that is taken gets a short suffix
 /// (`acme`, then `acme-2`, …); a slug the client chose is never changed (409 instead).
 #[tracing::instrument(name = "customers.insert", skip_all, fields(tenant_id = %tenant))]
-pub async fn insert(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    new: &NewCustomer,
-) -> Result<Customer, sqlx::Error> {
-    let slug = if new.slug_derived {
-        free_slug(conn, tenant, new.slug.as_str()).await?
-    } else {
-        new.slug.to_string()
-    };
+pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer) -> Result<Customer, sqlx::Error> {
+    let slug = if new.slug_derived { free_slug(conn, tenant, new.slug.as_str()).await? } else { new.slug.to_string() };
     sqlx::query_as::<_, Customer>(
         "insert into crm_customers (tenant_id, name, slug, email, phone, business_context, metadata)
          values ($1, $2, $3, $4, $5, $6, $7)
@@ -178,11 +154,7 @@ pub async fn insert(
     .await
 }
 
-async fn free_slug(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    base: &str,
-) -> Result<String, sqlx::Error> {
+async fn free_slug(conn: &mut PgConnection, tenant: TenantId, base: &str) -> Result<String, sqlx::Error> {
     let taken: Vec<String> = sqlx::query_scalar(
         "select slug from crm_customers where tenant_id = $1 and (slug = $2 or slug like $2 || '-%')",
     )
@@ -193,9 +165,7 @@ async fn free_slug(
     if !taken.iter().any(|s| s == base) {
         return Ok(base.to_owned());
     }
-    let next = (2..)
-        .find(|n| !taken.iter().any(|s| *s == format!("{base}-{n}")))
-        .unwrap_or(2);
+    let next = (2..).find(|n| !taken.iter().any(|s| *s == format!("{base}-{n}"))).unwrap_or(2);
     Ok(format!("{base}-{next}"))
 }
 
@@ -234,11 +204,7 @@ pub async fn update(
 }
 
 #[tracing::instrument(name = "customers.delete", skip(conn), fields(tenant_id = %tenant))]
-pub async fn delete(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<bool, sqlx::Error> {
+pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("delete from crm_customers where tenant_id = $1 and id = $2")
         .bind(tenant)
         .bind(id)
@@ -301,11 +267,7 @@ pub const AI_CONTEXT_CONVERSATIONS: i64 = 5;
 pub const AI_CONTEXT_MESSAGES_PER_CONVERSATION: i64 = 10;
 
 #[tracing::instrument(name = "customers.ai_context", skip(conn), fields(tenant_id = %tenant))]
-pub async fn ai_context(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<Option<AiContext>, sqlx::Error> {
+pub async fn ai_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<AiContext>, sqlx::Error> {
     let Some(customer) = get(conn, tenant, id).await? else {
         return Ok(None);
     };
@@ -333,19 +295,12 @@ pub async fn ai_context(
     .fetch_all(&mut *conn)
     .await?;
     for message in messages {
-        if let Some(c) = conversations
-            .iter_mut()
-            .find(|c| c.id == message.conversation_id)
-        {
+        if let Some(c) = conversations.iter_mut().find(|c| c.id == message.conversation_id) {
             c.messages.push(message);
         }
     }
     let mut sources = vec![format!("crm_customers:{}", customer.id)];
-    sources.extend(
-        conversations
-            .iter()
-            .map(|c| format!("crm_conversations:{}", c.id)),
-    );
+    sources.extend(conversations.iter().map(|c| format!("crm_conversations:{}", c.id)));
     Ok(Some(AiContext {
         business_context: customer.business_context.clone(),
         customer,

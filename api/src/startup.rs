@@ -16,7 +16,7 @@ use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -51,11 +51,13 @@ pub fn router(state: AppState) -> Router {
             let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             // The path only: query strings may carry search terms or e-mail addresses.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id, tenant_id = tracing::field::Empty)
-        }))
+        })
+        // One line per request at info: status and latency, inside the span above.
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// A bound, ready-to-serve API: `build` connects and binds; `run_until_stopped` serves.
+/// A bound, ready-to-serve API: `build` connects and binds; `run_until` serves.
 pub struct Application {
     listener: TcpListener,
     router: Router,

@@ -76,13 +76,19 @@ async fn a_used_token_records_last_used_at_and_stores_only_a_digest() {
 #[tokio::test]
 async fn cached_tokens_still_check_the_secret_and_the_expiry_on_every_request() {
     let app = TestApp::spawn().await;
-    let short = app.token_with(app.tenant_a, &["*"], Some(chrono::Duration::milliseconds(700))).await;
+    let lifetime = std::time::Duration::from_secs(2);
+    let issued = std::time::Instant::now();
+    let short = app.token_with(app.tenant_a, &["*"], Some(chrono::Duration::from_std(lifetime).unwrap())).await;
     let (status, _) = app.get("/api/v1/customers", &short).await;
     assert_eq!(status, StatusCode::OK, "first use loads the row into the cache");
     let (id, _) = short.split_once('|').unwrap();
     let (status, _) = app.get("/api/v1/customers", &format!("{id}|WrongSecretWrongSecretWrongSecret0000000")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a cached row does not skip the digest check");
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // Re-prime the cache just before expiry, then cross it: the cached row must not outlive it.
+    let (status, _) = app.get("/api/v1/customers", &short).await;
+    assert!(issued.elapsed() < lifetime, "test machine too slow to observe the cache before expiry");
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(lifetime.saturating_sub(issued.elapsed()) + std::time::Duration::from_millis(100)).await;
     let (status, body) = app.get("/api/v1/customers", &short).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "expired while cached: {body}");
 }

@@ -1,6 +1,7 @@
 //! The HTTP API of the Fibonacco platform under `/api/v1`: one module per resource
 //! family, thin handlers over functions that take a transaction and plain values.
 
+pub mod conversations;
 pub mod customers;
 pub mod envelope;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod openapi;
 pub mod patch;
 pub mod startup;
 pub mod state;
+pub mod validate;
 
 pub use error::ApiError;
 pub use startup::{Application, router};

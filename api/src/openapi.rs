@@ -5,7 +5,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{customers, envelope, error, health};
+use crate::{conversations, customers, envelope, error, health};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,8 @@ use crate::{customers, envelope, error, health};
         health::health,
         customers::list, customers::create, customers::show, customers::show_by_slug,
         customers::update, customers::destroy, customers::update_business_context, customers::ai_context,
+        conversations::list, conversations::create, conversations::show, conversations::update,
+        conversations::destroy, conversations::end, conversations::add_message, conversations::messages,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -26,6 +28,7 @@ use crate::{customers, envelope, error, health};
     modifiers(&BearerAuth),
     tags(
         (name = "customers", description = "CRM customers"),
+        (name = "conversations", description = "Conversations with customers and their messages"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -10,8 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{ApiError, error::FieldErrors, patch::Patch};
 
 const NAME_MAX: usize = 255;
-/// JSON objects stored per customer are capped so one row cannot grow without bound.
-const JSON_MAX_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -292,19 +290,7 @@ fn check_name(raw: &str, errors: &mut FieldErrors) -> Option<String> {
 }
 
 fn object_or_empty(value: Option<Value>, field: &str, errors: &mut FieldErrors) -> Map<String, Value> {
-    match value {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => {
-            if serde_json::to_vec(&map).map(|b| b.len()).unwrap_or(usize::MAX) > JSON_MAX_BYTES {
-                errors.add(field, "must be at most 64 KiB of JSON");
-            }
-            map
-        }
-        Some(_) => {
-            errors.add(field, "must be a JSON object");
-            Map::new()
-        }
-    }
+    crate::validate::object(value, field, errors)
 }
 
 #[cfg(test)]

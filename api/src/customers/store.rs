@@ -123,6 +123,16 @@ pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<
     rows.first().map(Customer::from_row).transpose()
 }
 
+/// Whether `id` names a customer of this tenant (for references in other resources' bodies).
+#[tracing::instrument(name = "customers.exists", skip(conn), fields(tenant_id = %tenant))]
+pub async fn exists(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists (select 1 from crm_customers where tenant_id = $1 and id = $2)")
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
 #[tracing::instrument(name = "customers.get_by_slug", skip(conn), fields(tenant_id = %tenant))]
 pub async fn get_by_slug(
     conn: &mut PgConnection,

@@ -5,7 +5,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{conversations, customers, envelope, error, health};
+use crate::{conversations, customers, envelope, error, faq_categories, health, knowledge};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,15 +20,20 @@ use crate::{conversations, customers, envelope, error, health};
         customers::update, customers::destroy, customers::update_business_context, customers::ai_context,
         conversations::list, conversations::create, conversations::show, conversations::update,
         conversations::destroy, conversations::end, conversations::add_message, conversations::messages,
+        knowledge::list, knowledge::create, knowledge::show, knowledge::update, knowledge::destroy,
+        knowledge::vote, knowledge::generate_embedding,
+        faq_categories::list, faq_categories::create, faq_categories::show, faq_categories::update,
+        faq_categories::destroy,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
-        customers::store::Customer, customers::store::AiContext,
+        customers::store::Customer, customers::store::AiContext, faq_categories::store::CategoryNode,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "customers", description = "CRM customers"),
         (name = "conversations", description = "Conversations with customers and their messages"),
+        (name = "knowledge", description = "Knowledge base entries, votes, embeddings, FAQ categories"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

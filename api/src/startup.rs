@@ -21,7 +21,10 @@ use tower_http::{
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{ApiError, conversations, customers, health, observability, openapi::ApiDoc, state::AppState};
+use crate::{
+    ApiError, conversations, customers, faq_categories, health, knowledge, observability, openapi::ApiDoc,
+    state::AppState,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// JSON bodies larger than this are refused with 413 before parsing.
@@ -29,7 +32,11 @@ const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// The whole HTTP surface, ready to serve or to drive with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new().merge(customers::routes()).merge(conversations::routes());
+    let v1 = Router::new()
+        .merge(customers::routes())
+        .merge(conversations::routes())
+        .merge(knowledge::routes())
+        .merge(faq_categories::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

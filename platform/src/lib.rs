@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod queue;
 pub mod telemetry;
 pub mod tenancy;
 pub mod testing;

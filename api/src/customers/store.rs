@@ -147,7 +147,11 @@ pub async fn get_by_slug(
 /// (`acme`, then `acme-2`, …); a slug the client chose is never changed (409 instead).
 #[tracing::instrument(name = "customers.insert", skip_all, fields(tenant_id = %tenant))]
 pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer) -> Result<Customer, sqlx::Error> {
-    let slug = if new.slug_derived { free_slug(conn, tenant, new.slug.as_str()).await? } else { new.slug.to_string() };
+    let slug = if new.slug_derived {
+        crate::slugs::free_slug(conn, "crm_customers", tenant, new.slug.as_str()).await?
+    } else {
+        new.slug.to_string()
+    };
     sqlx::query_as::<_, Customer>(
         "insert into crm_customers (tenant_id, name, slug, email, phone, business_context, metadata)
          values ($1, $2, $3, $4, $5, $6, $7)
@@ -162,21 +166,6 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer
     .bind(Json(&new.metadata))
     .fetch_one(conn)
     .await
-}
-
-async fn free_slug(conn: &mut PgConnection, tenant: TenantId, base: &str) -> Result<String, sqlx::Error> {
-    let taken: Vec<String> = sqlx::query_scalar(
-        "select slug from crm_customers where tenant_id = $1 and (slug = $2 or slug like $2 || '-%')",
-    )
-    .bind(tenant)
-    .bind(base)
-    .fetch_all(&mut *conn)
-    .await?;
-    if !taken.iter().any(|s| s == base) {
-        return Ok(base.to_owned());
-    }
-    let next = (2..).find(|n| !taken.iter().any(|s| *s == format!("{base}-{n}"))).unwrap_or(2);
-    Ok(format!("{base}-{next}"))
 }
 
 #[tracing::instrument(name = "customers.update", skip_all, fields(tenant_id = %tenant))]

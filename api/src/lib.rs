@@ -11,6 +11,7 @@ pub mod health;
 pub mod knowledge;
 pub mod observability;
 pub mod openapi;
+pub mod outbound;
 pub mod patch;
 pub mod slugs;
 pub mod startup;

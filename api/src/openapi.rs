@@ -5,7 +5,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{conversations, customers, envelope, error, faq_categories, health, knowledge};
+use crate::{conversations, customers, envelope, error, faq_categories, health, knowledge, outbound};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,13 @@ use crate::{conversations, customers, envelope, error, faq_categories, health, k
         knowledge::vote, knowledge::generate_embedding,
         faq_categories::list, faq_categories::create, faq_categories::show, faq_categories::update,
         faq_categories::destroy,
+        outbound::list, outbound::create, outbound::show, outbound::update, outbound::destroy,
+        outbound::recipients, outbound::start, outbound::analytics,
+        outbound::list_email, outbound::create_email, outbound::list_sms, outbound::create_sms,
+        outbound::list_phone, outbound::create_phone, outbound::sms_status, outbound::call_status,
+        outbound::templates::list_email, outbound::templates::create_email,
+        outbound::templates::list_sms, outbound::templates::create_sms,
+        outbound::templates::list_scripts, outbound::templates::create_script,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -34,6 +41,7 @@ use crate::{conversations, customers, envelope, error, faq_categories, health, k
         (name = "customers", description = "CRM customers"),
         (name = "conversations", description = "Conversations with customers and their messages"),
         (name = "knowledge", description = "Knowledge base entries, votes, embeddings, FAQ categories"),
+        (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

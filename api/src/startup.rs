@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, conversations, customers, faq_categories, health, knowledge, observability, openapi::ApiDoc,
+    ApiError, conversations, customers, faq_categories, health, knowledge, observability, openapi::ApiDoc, outbound,
     state::AppState,
 };
 
@@ -36,7 +36,8 @@ pub fn router(state: AppState) -> Router {
         .merge(customers::routes())
         .merge(conversations::routes())
         .merge(knowledge::routes())
-        .merge(faq_categories::routes());
+        .merge(faq_categories::routes())
+        .merge(outbound::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -1,0 +1,418 @@
+//! Outbound campaign and recipient SQL.
+
+use chrono::{DateTime, Utc};
+use fibonacco_platform::TenantId;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::{PgConnection, Postgres, QueryBuilder, types::Json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::envelope::PageRequest;
+
+pub const CAMPAIGN_TYPES: &[&str] = &["email", "sms", "phone"];
+pub const CAMPAIGN_STATUSES: &[&str] = &["draft", "scheduled", "running", "paused", "completed", "cancelled"];
+pub const RECIPIENT_STATUSES: &[&str] = &[
+    "pending",
+    "queued",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "replied",
+    "answered",
+    "voicemail",
+    "failed",
+    "bounced",
+    "unsubscribed",
+];
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Campaign {
+    pub id: Uuid,
+    pub name: String,
+    /// email, sms or phone.
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// draft, scheduled, running, paused, completed or cancelled.
+    pub status: String,
+    /// The e-mail template, SMS template or phone script, by type.
+    pub template_id: Option<Uuid>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Fixed cost in minor units of `currency` (for ROI).
+    pub fixed_cost_minor: i64,
+    pub currency: String,
+    pub recipient_count: i64,
+    #[schema(value_type = Object)]
+    pub config: Json<Map<String, Value>>,
+    #[schema(value_type = Object)]
+    pub metadata: Json<Map<String, Value>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "select c.id, c.name, c.type, c.status,
+        coalesce(c.email_template_id, c.sms_template_id, c.phone_script_id) as template_id,
+        c.scheduled_at, c.started_at, c.completed_at, c.fixed_cost_minor, trim(c.currency) as currency,
+        (select count(*) from outbound_campaign_recipients r where r.campaign_id = c.id) as recipient_count,
+        c.config, c.metadata, c.created_at, c.updated_at
+     from outbound_campaigns c";
+
+pub struct NewCampaign {
+    pub name: String,
+    pub kind: String,
+    pub template_id: Option<Uuid>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub fixed_cost_minor: i64,
+    pub currency: String,
+    pub config: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Default)]
+pub struct CampaignChanges {
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub template_id: Option<Option<Uuid>>,
+    pub scheduled_at: Option<Option<DateTime<Utc>>>,
+    pub fixed_cost_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub config: Option<Map<String, Value>>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+fn template_column(kind: &str) -> &'static str {
+    match kind {
+        "email" => "email_template_id",
+        "sms" => "sms_template_id",
+        _ => "phone_script_id",
+    }
+}
+
+#[tracing::instrument(name = "outbound.list", skip_all, fields(tenant_id = %tenant))]
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    kind: Option<&str>,
+    status: Option<&str>,
+    page: PageRequest,
+) -> Result<(Vec<Campaign>, i64), sqlx::Error> {
+    let filters = |qb: &mut QueryBuilder<Postgres>| {
+        qb.push(" where c.tenant_id = ").push_bind(tenant);
+        if let Some(k) = kind {
+            qb.push(" and c.type = ").push_bind(k.to_owned());
+        }
+        if let Some(s) = status {
+            qb.push(" and c.status = ").push_bind(s.to_owned());
+        }
+    };
+    let mut count = QueryBuilder::<Postgres>::new("select count(*) from outbound_campaigns c");
+    filters(&mut count);
+    let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
+    let mut rows = QueryBuilder::<Postgres>::new(SELECT);
+    filters(&mut rows);
+    rows.push(" order by c.created_at desc, c.id desc limit ").push_bind(page.limit());
+    rows.push(" offset ").push_bind(page.offset());
+    Ok((rows.build_query_as().fetch_all(&mut *conn).await?, total))
+}
+
+#[tracing::instrument(name = "outbound.get", skip(conn), fields(tenant_id = %tenant))]
+pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Campaign>, sqlx::Error> {
+    let mut qb = QueryBuilder::<Postgres>::new(SELECT);
+    qb.push(" where c.tenant_id = ").push_bind(tenant).push(" and c.id = ").push_bind(id);
+    qb.build_query_as().fetch_optional(conn).await
+}
+
+/// Locks the campaign for the rest of the transaction; returns (type, status).
+pub async fn lock(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as("select type, status from outbound_campaigns where tenant_id = $1 and id = $2 for update")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+#[tracing::instrument(name = "outbound.insert", skip_all, fields(tenant_id = %tenant))]
+pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) -> Result<Uuid, sqlx::Error> {
+    let column = template_column(&c.kind);
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "insert into outbound_campaigns (tenant_id, name, type, status, {column}, scheduled_at, fixed_cost_minor,
+            currency, config, metadata)
+         values ($1, $2, $3, case when $5::timestamptz is null then 'draft' else 'scheduled' end, $4, $5, $6, $7, $8, $9)
+         returning id"
+    )))
+    .bind(tenant)
+    .bind(&c.name)
+    .bind(&c.kind)
+    .bind(c.template_id)
+    .bind(c.scheduled_at)
+    .bind(c.fixed_cost_minor)
+    .bind(&c.currency)
+    .bind(Json(&c.config))
+    .bind(Json(&c.metadata))
+    .fetch_one(conn)
+    .await
+}
+
+#[tracing::instrument(name = "outbound.update", skip_all, fields(tenant_id = %tenant))]
+pub async fn update(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    kind: &str,
+    c: &CampaignChanges,
+) -> Result<(), sqlx::Error> {
+    let column = template_column(kind);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "update outbound_campaigns set
+            name = coalesce($3, name), status = coalesce($4, status),
+            {column} = case when $5 then $6 else {column} end,
+            scheduled_at = case when $7 then $8 else scheduled_at end,
+            fixed_cost_minor = coalesce($9, fixed_cost_minor), currency = coalesce($10, currency),
+            config = coalesce($11, config), metadata = coalesce($12, metadata)
+         where tenant_id = $1 and id = $2"
+    )))
+    .bind(tenant)
+    .bind(id)
+    .bind(c.name.as_deref())
+    .bind(c.status.as_deref())
+    .bind(c.template_id.is_some())
+    .bind(c.template_id.flatten())
+    .bind(c.scheduled_at.is_some())
+    .bind(c.scheduled_at.flatten())
+    .bind(c.fixed_cost_minor)
+    .bind(c.currency.as_deref())
+    .bind(c.config.as_ref().map(Json))
+    .bind(c.metadata.as_ref().map(Json))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("delete from outbound_campaigns where tenant_id = $1 and id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the recipients with `customers` (all of them must belong to the tenant).
+/// Returns how many of the given ids were not customers of the tenant; nothing is
+/// written in that case.
+#[tracing::instrument(name = "outbound.set_recipients", skip_all, fields(tenant_id = %tenant, requested = customers.len()))]
+pub async fn set_recipients(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    customers: &[Uuid],
+) -> Result<usize, sqlx::Error> {
+    let found: i64 = sqlx::query_scalar("select count(*) from crm_customers where tenant_id = $1 and id = any($2)")
+        .bind(tenant)
+        .bind(customers)
+        .fetch_one(&mut *conn)
+        .await?;
+    let missing = customers.len().saturating_sub(usize::try_from(found).unwrap_or(0));
+    if missing > 0 {
+        return Ok(missing);
+    }
+    sqlx::query("delete from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2")
+        .bind(tenant)
+        .bind(campaign)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "insert into outbound_campaign_recipients (tenant_id, campaign_id, customer_id)
+         select $1, $2, unnest($3::uuid[]) on conflict do nothing",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(customers)
+    .execute(conn)
+    .await?;
+    Ok(0)
+}
+
+/// Every customer of the tenant, for `all_customers: true`.
+pub async fn all_customer_ids(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("select id from crm_customers where tenant_id = $1").bind(tenant).fetch_all(conn).await
+}
+
+/// The campaign's template/script id for its type.
+pub async fn content_id(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select coalesce(email_template_id, sms_template_id, phone_script_id) from outbound_campaigns
+         where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn recipient_count(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn mark_running(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outbound_campaigns set status = 'running', started_at = now() where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Recipient {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub customer_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub status: String,
+    pub provider_message_id: Option<String>,
+    pub error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub clicked_at: Option<DateTime<Utc>>,
+    pub replied_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(name = "outbound.recipients", skip(conn), fields(tenant_id = %tenant))]
+pub async fn recipients(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    status: Option<&str>,
+    page: PageRequest,
+) -> Result<(Vec<Recipient>, i64), sqlx::Error> {
+    let total: i64 = sqlx::query_scalar(
+        "select count(*) from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2
+           and ($3::text is null or status = $3)",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(status)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query_as(
+        "select r.id, r.customer_id, c.name as customer_name, c.email, c.phone, r.status, r.provider_message_id, r.error,
+                r.sent_at, r.delivered_at, r.opened_at, r.clicked_at, r.replied_at, r.updated_at
+         from outbound_campaign_recipients r join crm_customers c on c.id = r.customer_id
+         where r.tenant_id = $1 and r.campaign_id = $2 and ($3::text is null or r.status = $3)
+         order by c.name, r.id limit $4 offset $5",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(status)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(conn)
+    .await?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct CampaignAnalytics {
+    pub recipients: i64,
+    pub pending: i64,
+    pub queued: i64,
+    /// Recipients a message reached the provider for (sent_at set).
+    pub sent: i64,
+    pub delivered: i64,
+    pub opened: i64,
+    pub clicked: i64,
+    pub replied: i64,
+    pub answered: i64,
+    pub voicemail: i64,
+    pub failed: i64,
+    pub bounced: i64,
+    pub unsubscribed: i64,
+    /// Ratios over `sent`; null while nothing was sent.
+    pub delivery_rate: Option<f64>,
+    pub open_rate: Option<f64>,
+    pub click_rate: Option<f64>,
+    pub reply_rate: Option<f64>,
+    pub bounce_rate: Option<f64>,
+    pub unsubscribe_rate: Option<f64>,
+}
+
+/// Milestones count by timestamp (a clicked recipient was also delivered and opened);
+/// terminal failures count by status.
+#[tracing::instrument(name = "outbound.analytics", skip(conn), fields(tenant_id = %tenant))]
+pub async fn analytics(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+) -> Result<CampaignAnalytics, sqlx::Error> {
+    sqlx::query_as(
+        "with r as (select * from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2),
+         c as (
+           select count(*) as recipients,
+             count(*) filter (where status = 'pending') as pending,
+             count(*) filter (where status = 'queued') as queued,
+             count(*) filter (where sent_at is not null) as sent,
+             count(*) filter (where delivered_at is not null) as delivered,
+             count(*) filter (where opened_at is not null) as opened,
+             count(*) filter (where clicked_at is not null) as clicked,
+             count(*) filter (where replied_at is not null) as replied,
+             count(*) filter (where status = 'answered') as answered,
+             count(*) filter (where status = 'voicemail') as voicemail,
+             count(*) filter (where status = 'failed') as failed,
+             count(*) filter (where status = 'bounced') as bounced,
+             count(*) filter (where status = 'unsubscribed') as unsubscribed
+           from r)
+         select c.*,
+           delivered::float8 / nullif(sent, 0) as delivery_rate, opened::float8 / nullif(sent, 0) as open_rate,
+           clicked::float8 / nullif(sent, 0) as click_rate, replied::float8 / nullif(sent, 0) as reply_rate,
+           bounced::float8 / nullif(sent, 0) as bounce_rate, unsubscribed::float8 / nullif(sent, 0) as unsubscribe_rate
+         from c",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_one(conn)
+    .await
+}
+
+/// Applies a provider status callback to the recipient with `provider_message_id` in the
+/// campaign. Returns false when no such recipient exists.
+#[tracing::instrument(name = "outbound.apply_status", skip(conn, sid), fields(tenant_id = %tenant))]
+pub async fn apply_status(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    sid: &str,
+    status: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "update outbound_campaign_recipients set status = $4,
+            sent_at = case when $4 in ('sent', 'delivered', 'answered', 'voicemail', 'replied') then coalesce(sent_at, now()) else sent_at end,
+            delivered_at = case when $4 in ('delivered', 'answered', 'voicemail') then coalesce(delivered_at, now()) else delivered_at end,
+            replied_at = case when $4 = 'replied' then coalesce(replied_at, now()) else replied_at end
+         where tenant_id = $1 and campaign_id = $2 and provider_message_id = $3",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(sid)
+    .bind(status)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}

@@ -13,6 +13,7 @@ pub mod observability;
 pub mod openapi;
 pub mod outbound;
 pub mod patch;
+pub mod personalities;
 pub mod slugs;
 pub mod startup;
 pub mod state;

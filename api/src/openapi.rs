@@ -5,7 +5,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{conversations, customers, envelope, error, faq_categories, health, knowledge, outbound};
+use crate::{conversations, customers, envelope, error, faq_categories, health, knowledge, outbound, personalities};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,9 @@ use crate::{conversations, customers, envelope, error, faq_categories, health, k
         outbound::templates::list_email, outbound::templates::create_email,
         outbound::templates::list_sms, outbound::templates::create_sms,
         outbound::templates::list_scripts, outbound::templates::create_script,
+        personalities::list, personalities::create, personalities::show, personalities::update,
+        personalities::destroy, personalities::assignments, personalities::assign,
+        personalities::customer_personality,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -41,6 +44,7 @@ use crate::{conversations, customers, envelope, error, faq_categories, health, k
         (name = "customers", description = "CRM customers"),
         (name = "conversations", description = "Conversations with customers and their messages"),
         (name = "knowledge", description = "Knowledge base entries, votes, embeddings, FAQ categories"),
+        (name = "personalities", description = "AI personalities and their customer assignments"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),
         (name = "operations", description = "Health and metrics"),
     )

@@ -23,7 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     ApiError, conversations, customers, faq_categories, health, knowledge, observability, openapi::ApiDoc, outbound,
-    state::AppState,
+    personalities, state::AppState,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,7 +37,8 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(knowledge::routes())
         .merge(faq_categories::routes())
-        .merge(outbound::routes());
+        .merge(outbound::routes())
+        .merge(personalities::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -56,6 +56,8 @@ pub enum ApiError {
     Conflict { message: String, field: Option<&'static str> },
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("expected a JSON body with `Content-Type: application/json`")]
     UnsupportedMediaType,
     #[error("request body too large")]
@@ -101,7 +103,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -120,6 +122,7 @@ impl ApiError {
             Self::Validation(_) => "VALIDATION_FAILED",
             Self::Conflict { .. } => "CONFLICT",
             Self::MalformedJson(_) => "MALFORMED_JSON",
+            Self::BadRequest(_) => "BAD_REQUEST",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",

@@ -1,6 +1,7 @@
 //! The HTTP API of the Fibonacco platform under `/api/v1`: one module per resource
 //! family, thin handlers over functions that take a transaction and plain values.
 
+pub mod commerce;
 pub mod conversations;
 pub mod customers;
 pub mod envelope;
@@ -17,6 +18,7 @@ pub mod personalities;
 pub mod slugs;
 pub mod startup;
 pub mod state;
+pub mod stripe;
 pub mod validate;
 
 pub use error::ApiError;

@@ -5,7 +5,10 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{conversations, customers, envelope, error, faq_categories, health, knowledge, outbound, personalities};
+use crate::{
+    commerce, conversations, customers, envelope, error, faq_categories, health, knowledge, outbound, personalities,
+    stripe,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +37,10 @@ use crate::{conversations, customers, envelope, error, faq_categories, health, k
         personalities::list, personalities::create, personalities::show, personalities::update,
         personalities::destroy, personalities::assignments, personalities::assign,
         personalities::customer_personality,
+        commerce::services::list, commerce::services::create, commerce::services::show, commerce::services::update,
+        commerce::services::destroy, commerce::services::list_categories, commerce::services::create_category,
+        commerce::orders::list, commerce::orders::create, commerce::orders::show, commerce::orders::cancel,
+        stripe::webhook,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -45,6 +52,8 @@ use crate::{conversations, customers, envelope, error, faq_categories, health, k
         (name = "conversations", description = "Conversations with customers and their messages"),
         (name = "knowledge", description = "Knowledge base entries, votes, embeddings, FAQ categories"),
         (name = "personalities", description = "AI personalities and their customer assignments"),
+        (name = "commerce", description = "Service catalog and orders"),
+        (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),
         (name = "operations", description = "Health and metrics"),
     )

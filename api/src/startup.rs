@@ -22,8 +22,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, conversations, customers, faq_categories, health, knowledge, observability, openapi::ApiDoc, outbound,
-    personalities, state::AppState,
+    ApiError, commerce, conversations, customers, faq_categories, health, knowledge, observability, openapi::ApiDoc,
+    outbound, personalities, state::AppState, stripe,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -38,10 +38,12 @@ pub fn router(state: AppState) -> Router {
         .merge(knowledge::routes())
         .merge(faq_categories::routes())
         .merge(outbound::routes())
-        .merge(personalities::routes());
+        .merge(personalities::routes())
+        .merge(commerce::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)
+        .route("/api/stripe/webhook", axum::routing::post(stripe::webhook))
         .route("/health", get(health::health))
         .route("/metrics", get(observability::render))
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))

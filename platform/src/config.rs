@@ -62,6 +62,9 @@ pub struct Config {
     pub max_per_page: u32,
     /// `REQUEST_TIMEOUT_SECS` (default 30).
     pub request_timeout: Duration,
+    /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`): verifies `Stripe-Signature`. Without it the
+    /// webhook answers 503 and stores nothing.
+    pub stripe_webhook_secret: Option<Secret>,
     /// `AUTH_CACHE_TTL_SECS` (default 5; 0 disables): how long a token row is reused
     /// without a database read. A deleted token keeps working for at most this long.
     pub auth_cache_ttl: Duration,
@@ -134,6 +137,7 @@ impl Config {
             log_format,
             max_per_page,
             request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECS", get("REQUEST_TIMEOUT_SECS"), 30)?),
+            stripe_webhook_secret: get("STRIPE_WEBHOOK_SECRET").filter(|v| !v.is_empty()).map(Secret::new),
             auth_cache_ttl: Duration::from_secs(parsed("AUTH_CACHE_TTL_SECS", get("AUTH_CACHE_TTL_SECS"), 5)?),
         })
     }

@@ -30,6 +30,9 @@ pub struct TestApp {
     pub token_b: String,
 }
 
+/// The Stripe webhook secret the test app is configured with.
+pub const STRIPE_SECRET: &str = "whsec_test_secret";
+
 pub fn test_config(database_url: &str) -> Config {
     let db = database_url.to_owned();
     let redis = testing::redis_url();
@@ -39,6 +42,7 @@ pub fn test_config(database_url: &str) -> Config {
         "APP_PORT" => Some("0".into()),
         "PAGINATION_MAX_PER_PAGE" => Some("50".into()),
         "AUTH_CACHE_TTL_SECS" => Some("1".into()),
+        "STRIPE_WEBHOOK_SECRET" => Some(STRIPE_SECRET.into()),
         _ => None,
     })
     .expect("test config is valid")

@@ -6,8 +6,8 @@ use utoipa::{
 };
 
 use crate::{
-    commerce, conversations, customers, envelope, error, faq_categories, health, knowledge, outbound, personalities,
-    stripe,
+    commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge, outbound,
+    personalities, stripe,
 };
 
 #[derive(OpenApi)]
@@ -41,6 +41,10 @@ use crate::{
         commerce::services::destroy, commerce::services::list_categories, commerce::services::create_category,
         commerce::orders::list, commerce::orders::create, commerce::orders::show, commerce::orders::cancel,
         stripe::webhook,
+        content::list, content::create, content::show, content::update, content::change_status, content::history,
+        content::list_templates, content::create_template,
+        content::publishing::dashboard, content::publishing::calendar, content::publishing::analytics,
+        content::publishing::publish,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -52,6 +56,7 @@ use crate::{
         (name = "conversations", description = "Conversations with customers and their messages"),
         (name = "knowledge", description = "Knowledge base entries, votes, embeddings, FAQ categories"),
         (name = "personalities", description = "AI personalities and their customer assignments"),
+        (name = "content", description = "Content, its publishing workflow and the publishing views"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

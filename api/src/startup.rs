@@ -22,8 +22,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, commerce, conversations, customers, faq_categories, health, knowledge, observability, openapi::ApiDoc,
-    outbound, personalities, state::AppState, stripe,
+    ApiError, commerce, content, conversations, customers, faq_categories, health, knowledge, observability,
+    openapi::ApiDoc, outbound, personalities, state::AppState, stripe,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,7 +39,8 @@ pub fn router(state: AppState) -> Router {
         .merge(faq_categories::routes())
         .merge(outbound::routes())
         .merge(personalities::routes())
-        .merge(commerce::routes());
+        .merge(commerce::routes())
+        .merge(content::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -88,6 +88,7 @@ struct SeedArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    fibonacco_platform::install_tls_provider();
     // `openapi` must work with no environment at all.
     if let Command::Openapi = cli.command {
         print_openapi();

@@ -64,10 +64,31 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// A provider we call (LLM, …) failed in a way that may heal: try again later.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    /// A provider we call refused the request.
+    #[error("{0}")]
+    Upstream(String),
     #[error("request timed out")]
     Timeout,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<fibonacco_platform::llm::LlmError> for ApiError {
+    fn from(e: fibonacco_platform::llm::LlmError) -> Self {
+        use fibonacco_platform::llm::LlmError;
+        tracing::warn!(error = %e, "LLM provider call failed");
+        match e {
+            LlmError::Retryable(why) => ApiError::UpstreamUnavailable(format!(
+                "The text generation provider is unavailable ({why}); try again later."
+            )),
+            LlmError::Rejected(why) => {
+                ApiError::Upstream(format!("The text generation provider refused the request: {why}"))
+            }
+        }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -106,7 +127,8 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +148,8 @@ impl ApiError {
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
+            Self::Upstream(_) => "UPSTREAM_ERROR",
             Self::Timeout => "REQUEST_TIMEOUT",
             Self::Internal(_) => "INTERNAL_ERROR",
         }

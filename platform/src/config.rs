@@ -82,9 +82,7 @@ impl Config {
     /// Reads the process environment, then `.env` for keys the environment lacks (the
     /// environment wins, as with Laravel's dotenv).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let dotenv: std::collections::HashMap<String, String> =
-            std::fs::read_to_string(".env").map(|t| parse_dotenv(&t).into_iter().collect()).unwrap_or_default();
-        Self::from_lookup(|k| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned()))
+        Self::from_lookup(env_lookup())
     }
 
     /// Builds a config from any key lookup; tests pass a map.
@@ -141,6 +139,15 @@ impl Config {
             auth_cache_ttl: Duration::from_secs(parsed("AUTH_CACHE_TTL_SECS", get("AUTH_CACHE_TTL_SECS"), 5)?),
         })
     }
+}
+
+/// Looks keys up in the process environment, then in `.env` (read once, now). Every
+/// part of the platform that reads settings goes through this, so `.env` works the same
+/// for all of them.
+pub fn env_lookup() -> impl Fn(&str) -> Option<String> {
+    let dotenv: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(".env").map(|t| parse_dotenv(&t).into_iter().collect()).unwrap_or_default();
+    move |k| std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
 }
 
 /// Minimal `.env` parser: `KEY=value` lines, `#` comments, optional `export` and quotes.

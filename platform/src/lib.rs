@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod llm;
 pub mod queue;
 pub mod telemetry;
 pub mod tenancy;
@@ -14,3 +15,13 @@ pub mod testing;
 
 pub use config::Config;
 pub use tenancy::TenantId;
+
+/// Installs the process-wide TLS crypto provider (ring, which sqlx already uses) once.
+/// HTTP clients (reqwest is built without a provider of its own) need it before the
+/// first client is built; the binary calls this at start, tests through their helpers.
+pub fn install_tls_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -50,15 +50,25 @@ pub fn test_config(database_url: &str) -> Config {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        fibonacco_platform::install_tls_provider();
         let db = TestDatabase::create().await;
         let config = test_config(&db.url);
         let redis = cache::connect(config.redis_url.expose()).await.expect("redis is up (scripts/stack.sh up)");
-        let state = AppState::new(db.pool.clone(), redis, config);
+        let mut state = AppState::new(db.pool.clone(), redis, config);
+        // Tests never reach a real LLM, whatever the environment says.
+        state.llm = std::sync::Arc::new(fibonacco_platform::llm::LlmProvider::Local);
         let tenant_a = tenancy::create(&db.pool, "Tenant A", &Slug::parse("tenant-a").unwrap()).await.unwrap().id;
         let tenant_b = tenancy::create(&db.pool, "Tenant B", &Slug::parse("tenant-b").unwrap()).await.unwrap().id;
         let token_a = auth::issue_token(&db.pool, tenant_a, "a", &[], None).await.unwrap().plain_text;
         let token_b = auth::issue_token(&db.pool, tenant_b, "b", &[], None).await.unwrap().plain_text;
         Self { router: router(state.clone()), state, db, tenant_a, token_a, tenant_b, token_b }
+    }
+
+    /// The same app with another LLM provider (e.g. an HTTP stub of OpenAI).
+    pub fn with_llm(&self, llm: fibonacco_platform::llm::LlmProvider) -> Router {
+        let mut state = self.state.clone();
+        state.llm = std::sync::Arc::new(llm);
+        router(state)
     }
 
     pub async fn token_with(

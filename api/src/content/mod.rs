@@ -3,6 +3,7 @@
 //! (who, when, from, to, notes). Generating content with an LLM comes with the
 //! generation provider.
 
+pub mod generate;
 pub mod publishing;
 pub mod workflow;
 
@@ -40,6 +41,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/content", get(list).post(create))
         .route("/content/templates", get(list_templates).post(create_template))
+        .route("/content/generate", post(generate::generate))
+        .route("/content/generate-from-campaign", post(generate::generate_from_campaign))
         .route("/content/{id}", get(show).put(update))
         .route("/content/{id}/status", post(change_status))
         .route("/content/{id}/history", get(history))

@@ -1,0 +1,251 @@
+//! Text generation behind one type: an OpenAI-compatible chat-completions client
+//! (OpenAI, OpenRouter, Azure, Ollama, …) when a key is configured, and a local
+//! deterministic generator otherwise, so everything works offline.
+//!
+//! Errors say whether trying again can help: 429, 5xx and timeouts are `Retryable`;
+//! other 4xx are `Rejected`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Secret;
+
+pub const LOCAL_MODEL: &str = "local-template-v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// system, user or assistant.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self { role: "system".into(), content: content.into() }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self { role: "user".into(), content: content.into() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    /// Overrides the provider's default model.
+    pub model: Option<String>,
+    pub temperature: f32,
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatResponse {
+    pub content: String,
+    pub model: String,
+    pub provider: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("the provider is unavailable right now: {0}")]
+    Retryable(String),
+    #[error("the provider refused the request: {0}")]
+    Rejected(String),
+}
+
+/// Where generation happens.
+#[derive(Debug, Clone)]
+pub enum LlmProvider {
+    OpenAiCompatible(OpenAiCompatible),
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatible {
+    pub name: &'static str,
+    base_url: String,
+    api_key: Secret,
+    default_model: String,
+    http: reqwest::Client,
+}
+
+impl LlmProvider {
+    /// From `OPENAI_API_KEY` (+ `OPENAI_BASE_URL`), else `OPENROUTER_API_KEY`, else local.
+    /// `LLM_MODEL` sets the default model; `LLM_TIMEOUT_SECS` the request timeout (60).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let nonempty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let model = nonempty("LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into());
+        let timeout = nonempty("LLM_TIMEOUT_SECS").and_then(|v| v.parse().ok()).unwrap_or(60);
+        let (name, key, base) = if let Some(key) = nonempty("OPENAI_API_KEY") {
+            ("openai", key, nonempty("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()))
+        } else if let Some(key) = nonempty("OPENROUTER_API_KEY") {
+            (
+                "openrouter",
+                key,
+                nonempty("OPENROUTER_BASE_URL").unwrap_or_else(|| "https://openrouter.ai/api/v1".into()),
+            )
+        } else {
+            return Self::Local;
+        };
+        crate::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(timeout))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self::OpenAiCompatible(OpenAiCompatible {
+            name,
+            base_url: base.trim_end_matches('/').to_owned(),
+            api_key: Secret::new(key),
+            default_model: model,
+            http,
+        })
+    }
+
+    /// From the environment and `.env`, like [`crate::Config::from_env`].
+    pub fn from_env() -> Self {
+        Self::from_lookup(crate::config::env_lookup())
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::OpenAiCompatible(p) => p.name,
+            Self::Local => "local",
+        }
+    }
+
+    pub fn default_model(&self) -> &str {
+        match self {
+            Self::OpenAiCompatible(p) => &p.default_model,
+            Self::Local => LOCAL_MODEL,
+        }
+    }
+
+    #[tracing::instrument(name = "llm.complete", skip_all, fields(provider = self.name(), messages = req.messages.len()))]
+    pub async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        match self {
+            Self::Local => Ok(local_completion(req)),
+            Self::OpenAiCompatible(p) => p.complete(req).await,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    temperature: f32,
+    max_tokens: u32,
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    model: Option<String>,
+    choices: Vec<WireChoice>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    message: ChatMessage,
+}
+
+impl OpenAiCompatible {
+    async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let model = req.model.as_deref().unwrap_or(&self.default_model);
+        let body =
+            WireRequest { model, messages: &req.messages, temperature: req.temperature, max_tokens: req.max_tokens };
+        let response = self
+            .http
+            .post(format!("{}/chat/completions", self.base_url))
+            .bearer_auth(self.api_key.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                LlmError::Retryable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
+            })?;
+        let status = response.status();
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(LlmError::Retryable(format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            // The provider's message helps the caller fix the request; it holds no secret.
+            let detail = response.text().await.unwrap_or_default();
+            let detail: String = detail.chars().take(300).collect();
+            return Err(LlmError::Rejected(format!("HTTP {status}: {detail}")));
+        }
+        let parsed: WireResponse =
+            response.json().await.map_err(|_| LlmError::Retryable("unreadable response".into()))?;
+        let content = parsed
+            .choices
+            .into_iter()
+            .next()
+            .map(|c| c.message.content)
+            .ok_or_else(|| LlmError::Retryable("no choices in the response".into()))?;
+        Ok(ChatResponse { content, model: parsed.model.unwrap_or_else(|| model.to_owned()), provider: self.name })
+    }
+}
+
+/// A deterministic stand-in: the same request always gives the same text, built from the
+/// user's last message so it is on topic. Marked with [`LOCAL_MODEL`] wherever stored.
+fn local_completion(req: &ChatRequest) -> ChatResponse {
+    let prompt = req.messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.as_str()).unwrap_or("");
+    let topic = prompt.lines().find(|l| !l.trim().is_empty()).unwrap_or("your business").trim();
+    let topic: String = topic.chars().take(120).collect();
+    let digest = Sha256::digest(prompt.as_bytes());
+    let openers = [
+        "Here is what matters most about",
+        "A practical look at",
+        "Everything a small business should know about",
+        "Three ideas to make the most of",
+    ];
+    let closers = [
+        "Start small, measure what works, and build on it.",
+        "Pick one idea this week and try it with a few customers.",
+        "Questions? Reply to this message and we will help.",
+    ];
+    let opener = openers[usize::from(digest[0]) % openers.len()];
+    let closer = closers[usize::from(digest[1]) % closers.len()];
+    let content = format!(
+        "{opener} {topic}.\n\n1. Know who it is for: describe the customer you want to reach.\n\
+         2. Say one thing clearly: lead with the benefit, not the feature.\n\
+         3. Make the next step easy: one link, one call to action.\n\n{closer}"
+    );
+    ChatResponse { content, model: LOCAL_MODEL.to_owned(), provider: "local" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chooses_a_provider_from_the_environment() {
+        let local = LlmProvider::from_lookup(|_| None);
+        assert_eq!((local.name(), local.default_model()), ("local", LOCAL_MODEL));
+        let openai = LlmProvider::from_lookup(|k| (k == "OPENAI_API_KEY").then(|| "sk-test".to_string()));
+        assert_eq!((openai.name(), openai.default_model()), ("openai", "gpt-4o-mini"));
+        assert!(!format!("{openai:?}").contains("sk-test"), "the key never shows in Debug output");
+        let router = LlmProvider::from_lookup(|k| match k {
+            "OPENROUTER_API_KEY" => Some("or-key".into()),
+            "LLM_MODEL" => Some("meta/llama".into()),
+            _ => None,
+        });
+        assert_eq!((router.name(), router.default_model()), ("openrouter", "meta/llama"));
+    }
+
+    #[tokio::test]
+    async fn the_local_provider_is_deterministic_and_on_topic() {
+        let req = |text: &str| ChatRequest {
+            messages: vec![ChatMessage::system("be nice"), ChatMessage::user(text)],
+            model: None,
+            temperature: 0.7,
+            max_tokens: 100,
+        };
+        let a = LlmProvider::Local.complete(&req("Spring garden care")).await.unwrap();
+        let b = LlmProvider::Local.complete(&req("Spring garden care")).await.unwrap();
+        assert_eq!(a.content, b.content);
+        assert!(a.content.contains("Spring garden care"));
+        assert_eq!(a.model, LOCAL_MODEL);
+    }
+}

@@ -1,0 +1,181 @@
+//! Content generation: offline with the local provider, and through an OpenAI-compatible
+//! HTTP stub (request shape, auth header, error mapping).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, Request, StatusCode},
+    routing::post,
+};
+use common::{TestApp, code};
+use fibonacco_platform::{db, llm::LlmProvider};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// What the stub received: the Authorization header and the JSON body.
+type Seen = Vec<(Option<String>, Value)>;
+
+#[derive(Clone, Default)]
+struct Stub {
+    seen: Arc<Mutex<Seen>>,
+    reply: Arc<Mutex<(u16, Value)>>,
+}
+
+async fn completions(
+    State(stub): State<Stub>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    stub.seen.lock().unwrap().push((auth, body));
+    let (status, reply) = stub.reply.lock().unwrap().clone();
+    (StatusCode::from_u16(status).unwrap(), Json(reply))
+}
+
+async fn start_stub(status: u16, reply: Value) -> (Stub, String) {
+    let stub = Stub { seen: Default::default(), reply: Arc::new(Mutex::new((status, reply))) };
+    let app = Router::new().route("/v1/chat/completions", post(completions)).with_state(stub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (stub, format!("http://{addr}/v1"))
+}
+
+fn openai(base: &str) -> LlmProvider {
+    let base = base.to_owned();
+    LlmProvider::from_lookup(move |k| match k {
+        "OPENAI_API_KEY" => Some("sk-test-key".into()),
+        "OPENAI_BASE_URL" => Some(base.clone()),
+        "LLM_TIMEOUT_SECS" => Some("5".into()),
+        _ => None,
+    })
+}
+
+async fn call(router: &Router, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let req = Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn offline_generation_is_deterministic_and_stored_as_a_draft() {
+    let app = TestApp::spawn().await;
+    let body = json!({"topic": "Winter boiler maintenance", "content_type": "blog_post", "tone": "friendly"});
+    let (status, first) = app.send("POST", "/api/v1/content/generate", Some(&app.token_a), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let d = &first["data"];
+    assert_eq!(
+        (d["status"].as_str(), d["model"].as_str(), d["content_type"].as_str()),
+        (Some("draft"), Some("local-template-v1"), Some("blog_post"))
+    );
+    assert!(d["body"].as_str().unwrap().contains("3."));
+    assert!(d["prompt"].as_str().unwrap().contains("Winter boiler maintenance"));
+    let (_, second) = app.send("POST", "/api/v1/content/generate", Some(&app.token_a), Some(body)).await;
+    assert_eq!(second["data"]["body"], d["body"], "same brief, same text");
+    let (status, json) =
+        app.send("POST", "/api/v1/content/generate", Some(&app.token_a), Some(json!({"length": "epic"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(json["error"]["details"]["topic"].is_array() && json["error"]["details"]["length"].is_array());
+}
+
+#[tokio::test]
+async fn openai_compatible_provider_gets_the_prompt_and_its_reply_is_stored() {
+    let app = TestApp::spawn().await;
+    let reply = json!({"model": "gpt-test-2026", "choices": [{"message": {"role": "assistant", "content": "# Fix leaks fast\n\nTurn off the water first."}}]});
+    let (stub, base) = start_stub(200, reply).await;
+    let router = app.with_llm(openai(&base));
+    let (_, tpl) = app
+        .send(
+            "POST",
+            "/api/v1/content/templates",
+            Some(&app.token_a),
+            Some(json!({"name": "Local", "prompt_template": "Tips on {{topic}} for homes in {{ city }}"})),
+        )
+        .await;
+    let (status, json) = call(
+        &router,
+        &app.token_a,
+        "/api/v1/content/generate",
+        json!({"topic": "plumbing", "template_id": tpl["data"]["id"], "variables": {"city": "Austin"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    assert_eq!(
+        (json["data"]["title"].as_str(), json["data"]["body"].as_str()),
+        (Some("Fix leaks fast"), Some("Turn off the water first."))
+    );
+    assert_eq!(json["data"]["model"], "gpt-test-2026");
+    let seen = stub.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0.as_deref(), Some("Bearer sk-test-key"));
+    let sent = &seen[0].1;
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert_eq!(sent["messages"][1]["content"], "Tips on plumbing for homes in Austin");
+}
+
+#[tokio::test]
+async fn provider_failures_map_to_503_or_502_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    for (status, expected, expected_code) in [
+        (500, StatusCode::SERVICE_UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
+        (429, StatusCode::SERVICE_UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
+        (400, StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR"),
+    ] {
+        let (_, base) = start_stub(status, json!({"error": {"message": "nope"}})).await;
+        let router = app.with_llm(openai(&base));
+        let (got, json) = call(&router, &app.token_a, "/api/v1/content/generate", json!({"topic": "x"})).await;
+        assert_eq!((got, code(&json)), (expected, expected_code), "stub {status}: {json}");
+    }
+    // A provider that is not there at all.
+    let router = app.with_llm(openai("http://127.0.0.1:1/v1"));
+    let (got, _) = call(&router, &app.token_a, "/api/v1/content/generate", json!({"topic": "x"})).await;
+    assert_eq!(got, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, list) = app.get("/api/v1/content", &app.token_a).await;
+    assert_eq!(list["meta"]["pagination"]["total"], 0);
+}
+
+#[tokio::test]
+async fn generate_from_a_learning_campaign() {
+    let app = TestApp::spawn().await;
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let campaign: uuid::Uuid = sqlx::query_scalar(
+        "insert into learning_campaigns (tenant_id, slug, title, description) values ($1, 'spring', 'Spring tune-up', 'Get your AC ready') returning id",
+    )
+    .bind(app.tenant_a)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (status, json) = app
+        .send(
+            "POST",
+            "/api/v1/content/generate-from-campaign",
+            Some(&app.token_a),
+            Some(json!({"campaign_id": campaign})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    assert_eq!(json["data"]["learning_campaign_id"], campaign.to_string());
+    assert!(json["data"]["prompt"].as_str().unwrap().contains("Get your AC ready"));
+    let (status, _) = app
+        .send(
+            "POST",
+            "/api/v1/content/generate-from-campaign",
+            Some(&app.token_b),
+            Some(json!({"campaign_id": campaign})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "another tenant's campaign");
+}

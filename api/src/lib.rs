@@ -1,6 +1,7 @@
 //! The HTTP API of the Fibonacco platform under `/api/v1`: one module per resource
 //! family, thin handlers over functions that take a transaction and plain values.
 
+pub mod ads;
 pub mod commerce;
 pub mod content;
 pub mod conversations;

@@ -6,7 +6,7 @@ use utoipa::{
 };
 
 use crate::{
-    commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge, outbound,
+    ads, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge, outbound,
     personalities, stripe,
 };
 
@@ -46,6 +46,8 @@ use crate::{
         content::generate::generate_from_campaign,
         content::publishing::dashboard, content::publishing::calendar, content::publishing::analytics,
         content::publishing::publish,
+        ads::list, ads::create, ads::show, ads::update, ads::destroy, ads::list_templates, ads::create_template,
+        ads::generate_from_campaign, ads::generate_from_content,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -58,6 +60,7 @@ use crate::{
         (name = "knowledge", description = "Knowledge base entries, votes, embeddings, FAQ categories"),
         (name = "personalities", description = "AI personalities and their customer assignments"),
         (name = "content", description = "Content, its publishing workflow and the publishing views"),
+        (name = "ads", description = "Ads, ad templates and generated ad drafts"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, commerce, content, conversations, customers, faq_categories, health, knowledge, observability,
+    ApiError, ads, commerce, content, conversations, customers, faq_categories, health, knowledge, observability,
     openapi::ApiDoc, outbound, personalities, state::AppState, stripe,
 };
 
@@ -40,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(outbound::routes())
         .merge(personalities::routes())
         .merge(commerce::routes())
-        .merge(content::routes());
+        .merge(content::routes())
+        .merge(ads::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod faq_categories;
 pub mod health;
 pub mod knowledge;
+pub mod learning;
 pub mod observability;
 pub mod openapi;
 pub mod outbound;

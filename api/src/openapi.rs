@@ -6,8 +6,8 @@ use utoipa::{
 };
 
 use crate::{
-    ads, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge, outbound,
-    personalities, stripe,
+    ads, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge, learning,
+    outbound, personalities, stripe,
 };
 
 #[derive(OpenApi)]
@@ -48,6 +48,8 @@ use crate::{
         content::publishing::publish,
         ads::list, ads::create, ads::show, ads::update, ads::destroy, ads::list_templates, ads::create_template,
         ads::generate_from_campaign, ads::generate_from_content,
+        learning::list, learning::templates, learning::generate, learning::suggestions, learning::show,
+        learning::contact_sales, learning::guide,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -61,6 +63,7 @@ use crate::{
         (name = "personalities", description = "AI personalities and their customer assignments"),
         (name = "content", description = "Content, its publishing workflow and the publishing views"),
         (name = "ads", description = "Ads, ad templates and generated ad drafts"),
+        (name = "learning", description = "Learning campaigns, guides and sales leads"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

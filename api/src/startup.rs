@@ -22,8 +22,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, ads, commerce, content, conversations, customers, faq_categories, health, knowledge, observability,
-    openapi::ApiDoc, outbound, personalities, state::AppState, stripe,
+    ApiError, ads, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
+    observability, openapi::ApiDoc, outbound, personalities, state::AppState, stripe,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,7 +41,8 @@ pub fn router(state: AppState) -> Router {
         .merge(personalities::routes())
         .merge(commerce::routes())
         .merge(content::routes())
-        .merge(ads::routes());
+        .merge(ads::routes())
+        .merge(learning::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -22,6 +22,8 @@ pub const SEND_EMAIL_CAMPAIGN: JobKind = JobKind { name: "SendEmailCampaign", qu
 pub const SEND_SMS: JobKind = JobKind { name: "SendSMS", queue: "sms", max_tries: 5 };
 pub const MAKE_PHONE_CALL: JobKind = JobKind { name: "MakePhoneCall", queue: "calls", max_tries: 3 };
 pub const GENERATE_TTS: JobKind = JobKind { name: "GenerateTTS", queue: "tts", max_tries: 3 };
+/// Tells the sales team about a lead from the learning center.
+pub const SEND_SALES_NOTIFICATION: JobKind = JobKind { name: "SendSalesNotification", queue: "emails", max_tries: 5 };
 pub const GENERATE_EMBEDDING: JobKind = JobKind { name: "GenerateEmbedding", queue: "embeddings", max_tries: 5 };
 
 /// What goes onto the list.

@@ -6,8 +6,8 @@ use utoipa::{
 };
 
 use crate::{
-    ads, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge, learning,
-    outbound, personalities, stripe,
+    ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
+    learning, outbound, personalities, stripe,
 };
 
 #[derive(OpenApi)]
@@ -50,6 +50,8 @@ use crate::{
         ads::generate_from_campaign, ads::generate_from_content,
         learning::list, learning::templates, learning::generate, learning::suggestions, learning::show,
         learning::contact_sales, learning::guide,
+        articles::list, articles::create, articles::show, articles::show_by_slug, articles::update, articles::destroy,
+        articles::record_view,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -64,6 +66,7 @@ use crate::{
         (name = "content", description = "Content, its publishing workflow and the publishing views"),
         (name = "ads", description = "Ads, ad templates and generated ad drafts"),
         (name = "learning", description = "Learning campaigns, guides and sales leads"),
+        (name = "articles", description = "Learning-center articles"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, ads, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
+    ApiError, ads, articles, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
     observability, openapi::ApiDoc, outbound, personalities, state::AppState, stripe,
 };
 
@@ -42,7 +42,8 @@ pub fn router(state: AppState) -> Router {
         .merge(commerce::routes())
         .merge(content::routes())
         .merge(ads::routes())
-        .merge(learning::routes());
+        .merge(learning::routes())
+        .merge(articles::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -76,3 +76,37 @@ async fn articles_are_written_published_found_and_counted() {
     let (status, _) = app.send("DELETE", &format!("/api/v1/articles/{id}"), Some(t), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn tts_requests_are_stored_pending_and_queued() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let (status, r) = app
+        .send("POST", "/api/v1/tts", Some(t), Some(json!({"text": "Welcome to Acme Plumbing.", "voice_id": "rachel"})))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{r}");
+    assert_eq!(r["data"]["status"], "pending");
+    let id = r["data"]["id"].as_str().unwrap();
+    let job = r["data"]["job_id"].as_str().unwrap();
+    let mut redis = app.state.redis.clone();
+    let queued: Vec<String> =
+        redis::cmd("LRANGE").arg("queues:tts").arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+    let ours = queued.iter().find(|p| p.contains(job)).expect("GenerateTTS queued");
+    assert!(ours.contains(id));
+    let _: i64 = redis::cmd("LREM").arg("queues:tts").arg(0).arg(ours).query_async(&mut redis).await.unwrap();
+
+    let (_, listed) = app.get("/api/v1/tts?status=pending", t).await;
+    assert_eq!(listed["meta"]["pagination"]["total"], 1);
+    for (body, field) in [
+        (json!({"voice_id": "v"}), "text"),
+        (json!({"text": "hi"}), "voice_id"),
+        (json!({"text": "x".repeat(10_001), "voice_id": "v"}), "text"),
+        (json!({"text": "hi", "voice_id": "v", "source_id": uuid::Uuid::now_v7()}), "source_type"),
+    ] {
+        let (status, json) = app.send("POST", "/api/v1/tts", Some(t), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+        assert!(json["error"]["details"][field].is_array());
+    }
+    let (status, _) = app.get(&format!("/api/v1/tts/{id}"), &app.token_b).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -23,6 +23,7 @@ pub mod slugs;
 pub mod startup;
 pub mod state;
 pub mod stripe;
+pub mod tts;
 pub mod validate;
 
 pub use error::ApiError;

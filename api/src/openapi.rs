@@ -7,7 +7,7 @@ use utoipa::{
 
 use crate::{
     ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
-    learning, outbound, personalities, stripe,
+    learning, outbound, personalities, stripe, tts,
 };
 
 #[derive(OpenApi)]
@@ -52,6 +52,7 @@ use crate::{
         learning::contact_sales, learning::guide,
         articles::list, articles::create, articles::show, articles::show_by_slug, articles::update, articles::destroy,
         articles::record_view,
+        tts::list, tts::create, tts::show,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -67,6 +68,7 @@ use crate::{
         (name = "ads", description = "Ads, ad templates and generated ad drafts"),
         (name = "learning", description = "Learning campaigns, guides and sales leads"),
         (name = "articles", description = "Learning-center articles"),
+        (name = "tts", description = "Text-to-speech requests"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

@@ -23,7 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     ApiError, ads, articles, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
-    observability, openapi::ApiDoc, outbound, personalities, state::AppState, stripe,
+    observability, openapi::ApiDoc, outbound, personalities, state::AppState, stripe, tts,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -43,7 +43,8 @@ pub fn router(state: AppState) -> Router {
         .merge(content::routes())
         .merge(ads::routes())
         .merge(learning::routes())
-        .merge(articles::routes());
+        .merge(articles::routes())
+        .merge(tts::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

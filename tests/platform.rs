@@ -13,6 +13,88 @@ use common::{TestApp, code, test_config};
 use fibonacco_api::Application;
 use tower::ServiceExt;
 
+/// Every route of the seed that is built so far (the rest are open issues), plus the
+/// extra routes this implementation adds. The spec must describe each one.
+const BUILT_ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/conversations"),
+    ("post", "/api/v1/conversations"),
+    ("get", "/api/v1/conversations/{id}"),
+    ("put", "/api/v1/conversations/{id}"),
+    ("post", "/api/v1/conversations/{id}/end"),
+    ("post", "/api/v1/conversations/{id}/messages"),
+    ("get", "/api/v1/conversations/{id}/messages"),
+    ("get", "/api/v1/knowledge"),
+    ("post", "/api/v1/knowledge"),
+    ("get", "/api/v1/knowledge/{id}"),
+    ("put", "/api/v1/knowledge/{id}"),
+    ("delete", "/api/v1/knowledge/{id}"),
+    ("post", "/api/v1/knowledge/{id}/generate-embedding"),
+    ("post", "/api/v1/knowledge/{id}/vote"),
+    ("get", "/api/v1/faq-categories"),
+    ("post", "/api/v1/faq-categories"),
+    ("get", "/api/v1/campaigns"),
+    ("get", "/api/v1/campaigns/{slug}"),
+    ("post", "/api/v1/campaigns/generate"),
+    ("get", "/api/v1/campaigns/templates"),
+    ("post", "/api/v1/campaigns/suggestions"),
+    ("post", "/api/v1/learning/contact/sales"),
+    ("get", "/api/v1/learning/campaigns/{id}/guide"),
+    ("get", "/api/v1/outbound/campaigns"),
+    ("post", "/api/v1/outbound/campaigns"),
+    ("get", "/api/v1/outbound/campaigns/{id}"),
+    ("put", "/api/v1/outbound/campaigns/{id}"),
+    ("delete", "/api/v1/outbound/campaigns/{id}"),
+    ("get", "/api/v1/outbound/campaigns/{id}/recipients"),
+    ("post", "/api/v1/outbound/campaigns/{id}/start"),
+    ("get", "/api/v1/outbound/campaigns/{id}/analytics"),
+    ("get", "/api/v1/outbound/email/campaigns"),
+    ("post", "/api/v1/outbound/email/campaigns"),
+    ("get", "/api/v1/outbound/email/templates"),
+    ("post", "/api/v1/outbound/email/templates"),
+    ("get", "/api/v1/outbound/phone/campaigns"),
+    ("post", "/api/v1/outbound/phone/campaigns"),
+    ("get", "/api/v1/outbound/phone/scripts"),
+    ("post", "/api/v1/outbound/phone/scripts"),
+    ("post", "/api/v1/outbound/phone/campaigns/{id}/call-status"),
+    ("get", "/api/v1/outbound/sms/campaigns"),
+    ("post", "/api/v1/outbound/sms/campaigns"),
+    ("get", "/api/v1/outbound/sms/templates"),
+    ("post", "/api/v1/outbound/sms/templates"),
+    ("post", "/api/v1/outbound/sms/campaigns/{id}/sms-status"),
+    ("get", "/api/v1/content"),
+    ("post", "/api/v1/content/generate"),
+    ("post", "/api/v1/content/generate-from-campaign"),
+    ("get", "/api/v1/content/templates"),
+    ("post", "/api/v1/content/templates"),
+    ("get", "/api/v1/content/{id}"),
+    ("put", "/api/v1/content/{id}"),
+    ("post", "/api/v1/content/{id}/status"),
+    ("get", "/api/v1/ads"),
+    ("post", "/api/v1/ads/generate-from-campaign"),
+    ("post", "/api/v1/ads/generate-from-content"),
+    ("get", "/api/v1/ads/templates"),
+    ("post", "/api/v1/ads/templates"),
+    ("get", "/api/v1/ads/{id}"),
+    ("put", "/api/v1/ads/{id}"),
+    ("get", "/api/v1/publishing/dashboard"),
+    ("get", "/api/v1/publishing/calendar"),
+    ("get", "/api/v1/publishing/analytics"),
+    ("post", "/api/v1/publishing/content/{id}/publish"),
+    ("get", "/api/v1/personalities"),
+    ("post", "/api/v1/personalities"),
+    ("get", "/api/v1/personalities/assignments"),
+    ("post", "/api/v1/personalities/assign"),
+    ("get", "/api/v1/personalities/{id}"),
+    ("put", "/api/v1/personalities/{id}"),
+    ("delete", "/api/v1/personalities/{id}"),
+    ("get", "/api/v1/personalities/customers/{customer_id}/personality"),
+    ("get", "/api/v1/articles"),
+    ("get", "/api/v1/services"),
+    ("get", "/api/v1/orders"),
+    ("get", "/api/v1/tts"),
+    ("post", "/api/stripe/webhook"),
+];
+
 const SEED_CUSTOMER_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/customers"),
     ("post", "/api/v1/customers"),
@@ -30,7 +112,7 @@ async fn openapi_lists_every_customer_route_and_swagger_ui_is_served() {
     let (status, spec) = app.send("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
-    for (method, path) in SEED_CUSTOMER_ROUTES {
+    for (method, path) in SEED_CUSTOMER_ROUTES.iter().chain(BUILT_ROUTES) {
         assert!(spec["paths"][path][method].is_object(), "{method} {path} missing from the spec");
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());

@@ -92,6 +92,9 @@ const BUILT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/services"),
     ("get", "/api/v1/orders"),
     ("get", "/api/v1/tts"),
+    ("get", "/api/v1/survey"),
+    ("post", "/api/v1/survey"),
+    ("post", "/api/v1/survey/{id}/responses"),
     ("post", "/api/stripe/webhook"),
 ];
 

@@ -23,6 +23,7 @@ pub mod slugs;
 pub mod startup;
 pub mod state;
 pub mod stripe;
+pub mod surveys;
 pub mod tts;
 pub mod validate;
 

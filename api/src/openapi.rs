@@ -7,7 +7,7 @@ use utoipa::{
 
 use crate::{
     ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
-    learning, outbound, personalities, stripe, tts,
+    learning, outbound, personalities, stripe, surveys, tts,
 };
 
 #[derive(OpenApi)]
@@ -53,6 +53,8 @@ use crate::{
         articles::list, articles::create, articles::show, articles::show_by_slug, articles::update, articles::destroy,
         articles::record_view,
         tts::list, tts::create, tts::show,
+        surveys::list, surveys::create, surveys::show, surveys::update, surveys::destroy, surveys::add_section,
+        surveys::add_question, surveys::respond, surveys::responses,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -69,6 +71,7 @@ use crate::{
         (name = "learning", description = "Learning campaigns, guides and sales leads"),
         (name = "articles", description = "Learning-center articles"),
         (name = "tts", description = "Text-to-speech requests"),
+        (name = "surveys", description = "Surveys, their sections and questions, and responses"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

@@ -21,6 +21,27 @@ impl<T> Patch<T> {
             Self::Value(v) => Patch::Value(v),
         }
     }
+    /// For fields that may be left out but not cleared: `null` is a 422 on `field`.
+    pub fn non_null(self, field: &str, errors: &mut crate::error::FieldErrors) -> Option<T> {
+        match self {
+            Self::Missing => None,
+            Self::Null => {
+                errors.add(field, "cannot be null");
+                None
+            }
+            Self::Value(v) => Some(v),
+        }
+    }
+
+    /// For clearable fields: `None` leaves the column, `Some(None)` clears it.
+    pub fn nullable(self) -> Option<Option<T>> {
+        match self {
+            Self::Missing => None,
+            Self::Null => Some(None),
+            Self::Value(v) => Some(Some(v)),
+        }
+    }
+
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Patch<U> {
         match self {
             Self::Missing => Patch::Missing,

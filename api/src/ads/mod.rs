@@ -316,22 +316,8 @@ pub async fn update(
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut e = FieldErrors::default();
-    let name = match body.name {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("name", "cannot be null");
-            None
-        }
-        Patch::Value(n) => Some(validate::required_text(Some(n), 200, "name", &mut e)),
-    };
-    let status = match body.status {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("status", "cannot be null");
-            None
-        }
-        Patch::Value(s) => Some(validate::one_of(&s, STATUSES, "status", &mut e)),
-    };
+    let name = body.name.non_null("name", &mut e).map(|n| validate::required_text(Some(n), 200, "name", &mut e));
+    let status = body.status.non_null("status", &mut e).map(|s| validate::one_of(&s, STATUSES, "status", &mut e));
     let object = |p: Patch<Value>, field: &str, e: &mut FieldErrors| match p {
         Patch::Missing => None,
         Patch::Null => Some(Map::new()),
@@ -340,22 +326,10 @@ pub async fn update(
     let content = object(body.content, "content", &mut e);
     let targeting = object(body.targeting, "targeting", &mut e);
     let metadata = object(body.metadata, "metadata", &mut e);
-    let budget = match body.budget {
-        Patch::Missing => None,
-        Patch::Null => Some(None),
-        Patch::Value(b) => Some(Some(b)),
-    };
+    let budget = body.budget.nullable();
     check_budget(budget.flatten(), &mut e);
-    let start = match body.scheduled_start_at {
-        Patch::Missing => None,
-        Patch::Null => Some(None),
-        Patch::Value(t) => Some(Some(t)),
-    };
-    let end = match body.scheduled_end_at {
-        Patch::Missing => None,
-        Patch::Null => Some(None),
-        Patch::Value(t) => Some(Some(t)),
-    };
+    let start = body.scheduled_start_at.nullable();
+    let end = body.scheduled_end_at.nullable();
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;

@@ -299,14 +299,7 @@ pub async fn update(
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut e = FieldErrors::default();
-    let title = match body.title {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("title", "cannot be null");
-            None
-        }
-        Patch::Value(t) => Some(validate::required_text(Some(t), 500, "title", &mut e)),
-    };
+    let title = body.title.non_null("title", &mut e).map(|t| validate::required_text(Some(t), 500, "title", &mut e));
     let excerpt = validate::optional_text(body.excerpt, 2000, "excerpt", &mut e);
     let text = match body.body {
         Patch::Missing => None,
@@ -319,14 +312,7 @@ pub async fn update(
         Patch::Null => Some(Vec::new()),
         Patch::Value(t) => Some(validate::labels(t, 50, 100, "tags", &mut e)),
     };
-    let status = match body.status {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("status", "cannot be null");
-            None
-        }
-        Patch::Value(s) => Some(validate::one_of(&s, STATUSES, "status", &mut e)),
-    };
+    let status = body.status.non_null("status", &mut e).map(|s| validate::one_of(&s, STATUSES, "status", &mut e));
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;

@@ -287,14 +287,7 @@ pub async fn update(
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut e = FieldErrors::default();
-    let name = match body.name {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("name", "cannot be null");
-            None
-        }
-        Patch::Value(n) => Some(validate::required_text(Some(n), 200, "name", &mut e)),
-    };
+    let name = body.name.non_null("name", &mut e).map(|n| validate::required_text(Some(n), 200, "name", &mut e));
     let description = validate::optional_text(body.description, 10_000, "description", &mut e);
     let price = match body.price_minor {
         Patch::Missing => None,
@@ -304,19 +297,8 @@ pub async fn update(
             None
         }
     };
-    let active = match body.is_active {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("is_active", "cannot be null");
-            None
-        }
-        Patch::Value(a) => Some(a),
-    };
-    let category = match body.category_id {
-        Patch::Missing => None,
-        Patch::Null => Some(None),
-        Patch::Value(c) => Some(Some(c)),
-    };
+    let active = body.is_active.non_null("is_active", &mut e);
+    let category = body.category_id.nullable();
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;

@@ -306,28 +306,17 @@ pub async fn update(
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut e = FieldErrors::default();
-    let title = match body.title {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("title", "cannot be null");
-            None
-        }
-        Patch::Value(t) => Some(validate::required_text(Some(t), 500, "title", &mut e)),
-    };
+    let title = body.title.non_null("title", &mut e).map(|t| validate::required_text(Some(t), 500, "title", &mut e));
     let text = match body.body {
         Patch::Missing => None,
         Patch::Null => Some(String::new()),
         Patch::Value(b) => Some(validate::text(&b, 200_000, "body", &mut e)),
     };
     let excerpt = validate::optional_text(body.excerpt, 2000, "excerpt", &mut e);
-    let kind = match body.content_type {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("content_type", "cannot be null");
-            None
-        }
-        Patch::Value(k) => Some(validate::one_of(&k, CONTENT_TYPES, "content_type", &mut e)),
-    };
+    let kind = body
+        .content_type
+        .non_null("content_type", &mut e)
+        .map(|k| validate::one_of(&k, CONTENT_TYPES, "content_type", &mut e));
     let metadata = match body.metadata {
         Patch::Missing => None,
         Patch::Null => Some(Map::new()),

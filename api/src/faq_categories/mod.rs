@@ -204,11 +204,7 @@ pub async fn update(
             changes.slug = Slug::parse(s.trim()).map_err(|err| e.add("slug", err.0)).ok().map(Slug::into_inner)
         }
     }
-    changes.parent_id = match body.parent_id {
-        Patch::Missing => None,
-        Patch::Null => Some(None),
-        Patch::Value(p) => Some(Some(p)),
-    };
+    changes.parent_id = body.parent_id.nullable();
     match body.display_order {
         Patch::Missing => {}
         Patch::Null => e.add("display_order", "cannot be null"),

@@ -371,11 +371,7 @@ pub async fn update(
         Patch::Value(s) if s == "draft" || s == "scheduled" => c.status = Some(s),
         _ => e.add("status", "can be set to draft or scheduled; other statuses come from start, pause and cancel"),
     }
-    c.template_id = match body.template_id {
-        Patch::Missing => None,
-        Patch::Null => Some(None),
-        Patch::Value(t) => Some(Some(t)),
-    };
+    c.template_id = body.template_id.nullable();
     c.scheduled_at = match body.scheduled_at {
         Patch::Missing => None,
         Patch::Null => Some(None),

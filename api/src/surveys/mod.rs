@@ -238,23 +238,9 @@ pub async fn update(
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut e = FieldErrors::default();
-    let title = match body.title {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("title", "cannot be null");
-            None
-        }
-        Patch::Value(t) => Some(validate::required_text(Some(t), 300, "title", &mut e)),
-    };
+    let title = body.title.non_null("title", &mut e).map(|t| validate::required_text(Some(t), 300, "title", &mut e));
     let description = validate::optional_text(body.description, 5000, "description", &mut e);
-    let status = match body.status {
-        Patch::Missing => None,
-        Patch::Null => {
-            e.add("status", "cannot be null");
-            None
-        }
-        Patch::Value(s) => Some(validate::one_of(&s, STATUSES, "status", &mut e)),
-    };
+    let status = body.status.non_null("status", &mut e).map(|s| validate::one_of(&s, STATUSES, "status", &mut e));
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;

@@ -14,6 +14,7 @@ pub mod faq_categories;
 pub mod health;
 pub mod knowledge;
 pub mod learning;
+pub mod listing;
 pub mod observability;
 pub mod openapi;
 pub mod outbound;

@@ -23,6 +23,7 @@ use crate::{
     envelope::{Envelope, PageQuery, Pagination},
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
+    listing::{Listing, page_of},
     patch::Patch,
     state::AppState,
     validate,
@@ -420,27 +421,12 @@ pub async fn list_templates(
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Envelope<Vec<AdTemplate>>>, ApiError> {
     auth.require(READ)?;
-    let mut e = FieldErrors::default();
-    let page = page.resolve(state.config.max_per_page, &mut e);
-    e.into_result()?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let total: i64 = sqlx::query_scalar("select count(*) from ad_templates where tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<AdTemplate> = sqlx::query_as(
-        "select id, name, platform, ad_type, structure, prompt_template, created_at from ad_templates
-         where tenant_id = $1 order by lower(name), id limit $2 offset $3",
-    )
-    .bind(tenant)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let pagination = Pagination::new(page, total, rows.len());
-    Ok(Json(Envelope::page(rows, pagination)))
+    let listing = Listing {
+        from: "ad_templates",
+        columns: "id, name, platform, ad_type, structure, prompt_template, created_at",
+        order_by: "lower(name), id",
+    };
+    page_of(&state, &auth, page, &listing).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

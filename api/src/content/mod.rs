@@ -26,6 +26,7 @@ use crate::{
     envelope::{Envelope, PageQuery, Pagination},
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
+    listing::{Listing, page_of},
     patch::Patch,
     state::AppState,
     validate,
@@ -547,27 +548,12 @@ pub async fn list_templates(
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Envelope<Vec<ContentTemplate>>>, ApiError> {
     auth.require(READ)?;
-    let mut e = FieldErrors::default();
-    let page = page.resolve(state.config.max_per_page, &mut e);
-    e.into_result()?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let total: i64 = sqlx::query_scalar("select count(*) from content_templates where tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<ContentTemplate> = sqlx::query_as(
-        "select id, name, content_type, prompt_template, variables, structure, created_at from content_templates
-         where tenant_id = $1 order by lower(name), id limit $2 offset $3",
-    )
-    .bind(tenant)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let pagination = Pagination::new(page, total, rows.len());
-    Ok(Json(Envelope::page(rows, pagination)))
+    let listing = Listing {
+        from: "content_templates",
+        columns: "id, name, content_type, prompt_template, variables, structure, created_at",
+        order_by: "lower(name), id",
+    };
+    page_of(&state, &auth, page, &listing).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -13,9 +13,10 @@ use uuid::Uuid;
 use super::{READ, WRITE};
 use crate::{
     ApiError,
-    envelope::{Envelope, PageQuery, Pagination},
+    envelope::{Envelope, PageQuery},
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams},
+    listing::{Listing, page_of},
     state::AppState,
     validate,
 };
@@ -115,40 +116,6 @@ pub struct CreatePhoneScript {
     pub metadata: Option<Value>,
 }
 
-async fn page_of<T>(
-    state: &AppState,
-    auth: &Auth,
-    page: PageQuery,
-    table: &'static str,
-    columns: &'static str,
-) -> Result<Json<Envelope<Vec<T>>>, ApiError>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin + Serialize,
-{
-    auth.require(READ)?;
-    let mut errors = FieldErrors::default();
-    let page = page.resolve(state.config.max_per_page, &mut errors);
-    errors.into_result()?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let total: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table} where tenant_id = $1")))
-            .bind(tenant)
-            .fetch_one(&mut *tx)
-            .await?;
-    let rows: Vec<T> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {columns} from {table} where tenant_id = $1 order by created_at desc, id desc limit $2 offset $3"
-    )))
-    .bind(tenant)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let pagination = Pagination::new(page, total, rows.len());
-    Ok(Json(Envelope::page(rows, pagination)))
-}
-
 const EMAIL_COLUMNS: &str = "id, name, subject, html_body, text_body, variables, metadata, created_at, updated_at";
 const SMS_COLUMNS: &str = "id, name, body, variables, metadata, created_at, updated_at";
 const SCRIPT_COLUMNS: &str = "id, name, script, voice_id, variables, metadata, created_at, updated_at";
@@ -161,7 +128,14 @@ pub async fn list_email(
     auth: Auth,
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Envelope<Vec<EmailTemplate>>>, ApiError> {
-    page_of(&state, &auth, page, "email_templates", EMAIL_COLUMNS).await
+    auth.require(READ)?;
+    page_of(
+        &state,
+        &auth,
+        page,
+        &Listing { from: "email_templates", columns: EMAIL_COLUMNS, order_by: "created_at desc, id desc" },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/outbound/email/templates", tag = "outbound", request_body = CreateEmailTemplate,
@@ -208,7 +182,14 @@ pub async fn list_sms(
     auth: Auth,
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Envelope<Vec<SmsTemplate>>>, ApiError> {
-    page_of(&state, &auth, page, "sms_templates", SMS_COLUMNS).await
+    auth.require(READ)?;
+    page_of(
+        &state,
+        &auth,
+        page,
+        &Listing { from: "sms_templates", columns: SMS_COLUMNS, order_by: "created_at desc, id desc" },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/outbound/sms/templates", tag = "outbound", request_body = CreateSmsTemplate,
@@ -251,7 +232,14 @@ pub async fn list_scripts(
     auth: Auth,
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Envelope<Vec<PhoneScript>>>, ApiError> {
-    page_of(&state, &auth, page, "phone_scripts", SCRIPT_COLUMNS).await
+    auth.require(READ)?;
+    page_of(
+        &state,
+        &auth,
+        page,
+        &Listing { from: "phone_scripts", columns: SCRIPT_COLUMNS, order_by: "created_at desc, id desc" },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/outbound/phone/scripts", tag = "outbound", request_body = CreatePhoneScript,

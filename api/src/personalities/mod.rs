@@ -20,6 +20,7 @@ use crate::{
     envelope::{Envelope, PageQuery, Pagination},
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
+    listing::{Listing, page_of},
     patch::Patch,
     state::AppState,
     validate,
@@ -57,17 +58,19 @@ pub struct Personality {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT: &str = "select p.id, p.name, p.description, p.system_prompt, p.model, p.temperature, p.max_tokens,
+/// A row of the list and of single reads.
+const LIST_COLUMNS: &str = "p.id, p.name, p.description, p.system_prompt, p.model, p.temperature, p.max_tokens,
         (select count(*) from ai_personality_assignments a where a.personality_id = p.id) as assigned_customers,
-        p.config, p.metadata, p.created_at, p.updated_at
-     from ai_personalities p";
+        p.config, p.metadata, p.created_at, p.updated_at";
 
 async fn get_one(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Personality>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} where p.tenant_id = $1 and p.id = $2")))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {LIST_COLUMNS} from ai_personalities p where p.tenant_id = $1 and p.id = $2"
+    )))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 fn conflict(err: sqlx::Error) -> ApiError {
@@ -149,26 +152,8 @@ pub async fn list(
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Envelope<Vec<Personality>>>, ApiError> {
     auth.require(READ)?;
-    let mut e = FieldErrors::default();
-    let page = page.resolve(state.config.max_per_page, &mut e);
-    e.into_result()?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let total: i64 = sqlx::query_scalar("select count(*) from ai_personalities where tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<Personality> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} where p.tenant_id = $1 order by lower(p.name), p.id limit $2 offset $3"
-    )))
-    .bind(tenant)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let pagination = Pagination::new(page, total, rows.len());
-    Ok(Json(Envelope::page(rows, pagination)))
+    let listing = Listing { from: "ai_personalities p", columns: LIST_COLUMNS, order_by: "lower(p.name), p.id" };
+    page_of(&state, &auth, page, &listing).await
 }
 
 #[utoipa::path(post, path = "/api/v1/personalities", tag = "personalities", request_body = PersonalityRequest,

@@ -21,6 +21,7 @@ use crate::{
     envelope::{Envelope, PageQuery, Pagination},
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
+    listing::{Listing, page_of},
     patch::Patch,
     state::AppState,
     validate,
@@ -85,16 +86,18 @@ pub struct SurveyDetail {
     pub questions: Vec<Question>,
 }
 
-const SELECT: &str = "select s.id, s.title, s.slug, s.description, s.status,
-        (select count(*) from survey_responses r where r.survey_id = s.id) as response_count, s.created_at, s.updated_at
-     from surveys s";
+/// A row of the list and of single reads.
+const LIST_COLUMNS: &str = "s.id, s.title, s.slug, s.description, s.status,
+        (select count(*) from survey_responses r where r.survey_id = s.id) as response_count, s.created_at, s.updated_at";
 
 async fn get_survey(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Survey>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} where s.tenant_id = $1 and s.id = $2")))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {LIST_COLUMNS} from surveys s where s.tenant_id = $1 and s.id = $2"
+    )))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 async fn detail(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<SurveyDetail>, sqlx::Error> {
@@ -126,26 +129,8 @@ pub async fn list(
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Envelope<Vec<Survey>>>, ApiError> {
     auth.require(READ)?;
-    let mut e = FieldErrors::default();
-    let page = page.resolve(state.config.max_per_page, &mut e);
-    e.into_result()?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let total: i64 = sqlx::query_scalar("select count(*) from surveys where tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<Survey> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} where s.tenant_id = $1 order by s.created_at desc, s.id desc limit $2 offset $3"
-    )))
-    .bind(tenant)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let pagination = Pagination::new(page, total, rows.len());
-    Ok(Json(Envelope::page(rows, pagination)))
+    let listing = Listing { from: "surveys s", columns: LIST_COLUMNS, order_by: "s.created_at desc, s.id desc" };
+    page_of(&state, &auth, page, &listing).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

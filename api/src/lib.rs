@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod patch;
 pub mod personalities;
+pub mod presentations;
 pub mod slugs;
 pub mod startup;
 pub mod state;

@@ -7,7 +7,7 @@ use utoipa::{
 
 use crate::{
     ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
-    learning, outbound, personalities, stripe, surveys, tts,
+    learning, outbound, personalities, presentations, stripe, surveys, tts,
 };
 
 #[derive(OpenApi)]
@@ -55,6 +55,8 @@ use crate::{
         tts::list, tts::create, tts::show,
         surveys::list, surveys::create, surveys::show, surveys::update, surveys::destroy, surveys::add_section,
         surveys::add_question, surveys::respond, surveys::responses,
+        presentations::list, presentations::create, presentations::show, presentations::update, presentations::destroy,
+        presentations::record_view, presentations::list_presenters, presentations::create_presenter,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -72,6 +74,7 @@ use crate::{
         (name = "articles", description = "Learning-center articles"),
         (name = "tts", description = "Text-to-speech requests"),
         (name = "surveys", description = "Surveys, their sections and questions, and responses"),
+        (name = "presentations", description = "Presentations and presenters"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

@@ -53,6 +53,8 @@ const PLATFORM_TABLES: &[&str] = &[
     "survey_responses",
     "tts_requests",
     "stripe_events",
+    "training_modules",
+    "training_progress",
 ];
 
 /// Tables with a tenant_id that are deliberately outside row-level security.

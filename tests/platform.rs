@@ -95,6 +95,10 @@ const BUILT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/survey"),
     ("post", "/api/v1/survey"),
     ("post", "/api/v1/survey/{id}/responses"),
+    ("get", "/api/v1/presentations"),
+    ("get", "/api/v1/training"),
+    ("get", "/api/v1/presentations"),
+    ("get", "/api/v1/training"),
     ("post", "/api/stripe/webhook"),
 ];
 

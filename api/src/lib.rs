@@ -26,6 +26,7 @@ pub mod startup;
 pub mod state;
 pub mod stripe;
 pub mod surveys;
+pub mod training;
 pub mod tts;
 pub mod validate;
 

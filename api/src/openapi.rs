@@ -7,7 +7,7 @@ use utoipa::{
 
 use crate::{
     ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
-    learning, outbound, personalities, presentations, stripe, surveys, tts,
+    learning, outbound, personalities, presentations, stripe, surveys, training, tts,
 };
 
 #[derive(OpenApi)]
@@ -57,6 +57,7 @@ use crate::{
         surveys::add_question, surveys::respond, surveys::responses,
         presentations::list, presentations::create, presentations::show, presentations::update, presentations::destroy,
         presentations::record_view, presentations::list_presenters, presentations::create_presenter,
+        training::list, training::create, training::show, training::record_progress, training::progress,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -75,6 +76,7 @@ use crate::{
         (name = "tts", description = "Text-to-speech requests"),
         (name = "surveys", description = "Surveys, their sections and questions, and responses"),
         (name = "presentations", description = "Presentations and presenters"),
+        (name = "training", description = "Training modules and customer progress"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),

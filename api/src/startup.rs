@@ -23,7 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     ApiError, ads, articles, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
-    observability, openapi::ApiDoc, outbound, personalities, presentations, state::AppState, stripe, surveys, tts,
+    observability, openapi::ApiDoc, outbound, personalities, presentations, state::AppState, stripe, surveys, training,
+    tts,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -46,7 +47,8 @@ pub fn router(state: AppState) -> Router {
         .merge(articles::routes())
         .merge(tts::routes())
         .merge(surveys::routes())
-        .merge(presentations::routes());
+        .merge(presentations::routes())
+        .merge(training::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -1,5 +1,5 @@
-//! The paginated list every family has in some form: one tenant's rows of one table,
-//! counted and paged in one tenant transaction.
+//! What every family does the same way with one tenant's rows of one table: list them
+//! (counted and paged) and delete one by id, each in one tenant transaction.
 
 use axum::Json;
 use fibonacco_platform::db;
@@ -54,4 +54,20 @@ where
     tx.commit().await?;
     let pagination = Pagination::new(page, total, rows.len());
     Ok(Json(Envelope::page(rows, pagination)))
+}
+
+/// Deletes the tenant's row `id` from `table` (a literal from our code). False when there
+/// was none, which callers answer with 404.
+pub async fn delete_one(state: &AppState, auth: &Auth, table: &'static str, id: uuid::Uuid) -> Result<bool, ApiError> {
+    let tenant = auth.0.tenant_id;
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let deleted = sqlx::query(sqlx::AssertSqlSafe(format!("delete from {table} where tenant_id = $1 and id = $2")))
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
+    tx.commit().await?;
+    Ok(deleted)
 }

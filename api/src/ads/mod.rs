@@ -378,14 +378,7 @@ pub async fn destroy(
 ) -> Result<Json<Envelope<Option<String>>>, ApiError> {
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
-    let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let r = sqlx::query("delete from ads where tenant_id = $1 and id = $2")
-        .bind(auth.0.tenant_id)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    if r.rows_affected() == 1 {
+    if crate::listing::delete_one(&state, &auth, "ads", id).await? {
         Ok(Json(Envelope::with_message(None, "Ad deleted.")))
     } else {
         Err(ApiError::NotFound(RESOURCE))

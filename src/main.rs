@@ -1,6 +1,7 @@
 //! `fibonacco`: one binary, one subcommand per part of the platform.
 
 mod bench;
+mod operations;
 mod seed;
 
 use std::process::ExitCode;
@@ -29,8 +30,19 @@ enum Command {
     Migrate,
     /// Serve the HTTP API on APP_HOST:APP_PORT.
     Api,
-    /// Everything the platform has, in one process: migrations, then the API.
+    /// Everything the platform has, in one process: migrations, the API, a worker on
+    /// every queue and the scheduler.
     Run,
+    /// Run queued jobs: `--queue emails,sms` (default: all queues).
+    Worker(operations::WorkerArgs),
+    /// Run the scheduled tasks on their cron schedules.
+    Scheduler,
+    /// Scheduled tasks: `list`, or `run <task>` once now.
+    #[command(subcommand)]
+    Schedule(operations::ScheduleCommand),
+    /// Queues and failed jobs: `status`, `failed`, `retry <uuid|all>`, `forget <uuid>`, `flush`.
+    #[command(subcommand)]
+    Queue(operations::QueueCommand),
     /// Personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -124,8 +136,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("migrations applied to {}", redact_url(config.database_url.expose()));
             Ok(())
         }
-        Command::Api => serve(config, false).await,
-        Command::Run => serve(config, true).await,
+        Command::Api => serve(config).await,
+        Command::Run => operations::run_all(config).await,
+        Command::Worker(args) => operations::worker(config, args).await,
+        Command::Scheduler => operations::scheduler(config).await,
+        Command::Schedule(cmd) => operations::schedule(config, cmd).await,
+        Command::Queue(cmd) => operations::queue(config, cmd).await,
         Command::Token(TokenCommand::Create { tenant, abilities, expires_in, name }) => {
             let pool = db::connect(&config).await?;
             let tenant = tenancy::find_by_slug(&pool, &tenant)
@@ -186,12 +202,8 @@ fn print_openapi() {
     println!("{}", fibonacco_api::openapi::json());
 }
 
-async fn serve(config: Config, migrate_first: bool) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config.clone()).await?;
-    if migrate_first {
-        db::migrate(&app.state().pool).await?;
-        tracing::info!("migrations applied");
-    }
     let addr = app.local_addr();
     eprintln!("fibonacco api on http://{addr} (database {})", redact_url(config.database_url.expose()));
     eprintln!(

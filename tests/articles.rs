@@ -90,10 +90,11 @@ async fn tts_requests_are_stored_pending_and_queued() {
     let job = r["data"]["job_id"].as_str().unwrap();
     let mut redis = app.state.redis.clone();
     let queued: Vec<String> =
-        redis::cmd("LRANGE").arg("queues:tts").arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+        redis::cmd("LRANGE").arg(app.state.queue.list_key("tts")).arg(0).arg(-1).query_async(&mut redis).await.unwrap();
     let ours = queued.iter().find(|p| p.contains(job)).expect("GenerateTTS queued");
     assert!(ours.contains(id));
-    let _: i64 = redis::cmd("LREM").arg("queues:tts").arg(0).arg(ours).query_async(&mut redis).await.unwrap();
+    let _: i64 =
+        redis::cmd("LREM").arg(app.state.queue.list_key("tts")).arg(0).arg(ours).query_async(&mut redis).await.unwrap();
 
     let (_, listed) = app.get("/api/v1/tts?status=pending", t).await;
     assert_eq!(listed["meta"]["pagination"]["total"], 1);

@@ -170,14 +170,25 @@ async fn generate_embedding_marks_pending_and_queues_a_job() {
     assert_eq!(got["data"]["embedding_status"], "pending");
 
     let mut redis = app.state.redis.clone();
-    let queued: Vec<String> =
-        redis::cmd("LRANGE").arg("queues:embeddings").arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+    let queued: Vec<String> = redis::cmd("LRANGE")
+        .arg(app.state.queue.list_key("embeddings"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     let ours = queued.iter().find(|p| p.contains(&job_id)).expect("the job is on the embeddings queue");
     let payload: Value = serde_json::from_str(ours).unwrap();
     assert_eq!(payload["job"], "GenerateEmbedding");
     assert_eq!(payload["data"]["knowledge_id"], id);
     assert_eq!(payload["data"]["tenant_id"], app.tenant_a.to_string());
-    let _: i64 = redis::cmd("LREM").arg("queues:embeddings").arg(0).arg(ours).query_async(&mut redis).await.unwrap();
+    let _: i64 = redis::cmd("LREM")
+        .arg(app.state.queue.list_key("embeddings"))
+        .arg(0)
+        .arg(ours)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
 
     let (status, _) = app
         .send("POST", &format!("/api/v1/knowledge/{}/generate-embedding", uuid::Uuid::now_v7()), Some(t), None)

@@ -95,12 +95,23 @@ async fn contact_sales_stores_the_lead_links_the_customer_and_queues_a_notificat
     assert_eq!(activity, 1);
 
     let mut redis = app.state.redis.clone();
-    let queued: Vec<String> =
-        redis::cmd("LRANGE").arg("queues:emails").arg(0).arg(-1).query_async(&mut redis).await.unwrap();
+    let queued: Vec<String> = redis::cmd("LRANGE")
+        .arg(app.state.queue.list_key("emails"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     let ours = queued.iter().find(|p| p.contains(&job)).expect("notification queued on emails");
     let payload: Value = serde_json::from_str(ours).unwrap();
     assert_eq!(payload["job"], "SendSalesNotification");
-    let _: i64 = redis::cmd("LREM").arg("queues:emails").arg(0).arg(ours).query_async(&mut redis).await.unwrap();
+    let _: i64 = redis::cmd("LREM")
+        .arg(app.state.queue.list_key("emails"))
+        .arg(0)
+        .arg(ours)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
 
     for (body, field) in [
         (json!({"email": "a@b.co"}), "name"),

@@ -211,13 +211,14 @@ async fn provider_status_callbacks_move_recipients() {
     .unwrap();
     tx.commit().await.unwrap();
 
-    // Twilio posts forms.
+    // Twilio posts signed forms.
+    let path = format!("/api/v1/outbound/sms/campaigns/{sms_id}/sms-status");
     let form = |sid: &str, status: &str| {
-        Request::post(format!("/api/v1/outbound/sms/campaigns/{sms_id}/sms-status"))
-            .header(header::AUTHORIZATION, format!("Bearer {t}"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!("MessageSid={sid}&MessageStatus={status}&To=%2B15550001")))
-            .unwrap()
+        common::twilio_callback(
+            &path,
+            &[("MessageSid", sid), ("MessageStatus", status), ("To", "+15550001")],
+            common::TWILIO_TOKEN,
+        )
     };
     let (status, json) = app.raw(form(&sids[0], "delivered")).await;
     assert_eq!(status, StatusCode::OK, "{json}");
@@ -235,15 +236,34 @@ async fn provider_status_callbacks_move_recipients() {
     assert_eq!(a["delivery_rate"], 0.5);
 
     // A call-status callback for an SMS campaign finds no phone campaign.
+    let call_path = format!("/api/v1/outbound/phone/campaigns/{sms_id}/call-status");
     let (status, _) = app
-        .send(
-            "POST",
-            &format!("/api/v1/outbound/phone/campaigns/{sms_id}/call-status"),
-            Some(t),
-            Some(json!({"CallSid": sids[0], "CallStatus": "completed"})),
-        )
+        .raw(common::twilio_callback(
+            &call_path,
+            &[("CallSid", &sids[0]), ("CallStatus", "completed")],
+            common::TWILIO_TOKEN,
+        ))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Bad signatures (wrong token, tampered parameters, none at all) are 403 and change nothing.
+    let (status, json) = app
+        .raw(common::twilio_callback(&path, &[("MessageSid", &sids[1]), ("MessageStatus", "delivered")], "wrong-token"))
+        .await;
+    assert_eq!((status, common::code(&json)), (StatusCode::FORBIDDEN, "INVALID_SIGNATURE"));
+    let mut tampered =
+        common::twilio_callback(&path, &[("MessageSid", &sids[1]), ("MessageStatus", "failed")], common::TWILIO_TOKEN);
+    *tampered.body_mut() = Body::from(format!("MessageSid={}&MessageStatus=delivered", sids[1]));
+    let (status, _) = app.raw(tampered).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let unsigned = Request::post(&path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("MessageSid={}&MessageStatus=delivered", sids[1])))
+        .unwrap();
+    let (status, _) = app.raw(unsigned).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, analytics) = app.get(&format!("/api/v1/outbound/campaigns/{sms_id}/analytics"), t).await;
+    assert_eq!(analytics["data"]["delivered"], 1, "refused callbacks changed nothing");
 }
 
 #[tokio::test]
@@ -265,11 +285,8 @@ async fn tenant_b_cannot_reach_tenant_a_campaigns() {
         ("GET", format!("/api/v1/outbound/campaigns/{id}/recipients"), None),
         ("POST", format!("/api/v1/outbound/campaigns/{id}/start"), None),
         ("GET", format!("/api/v1/outbound/campaigns/{id}/analytics"), None),
-        (
-            "POST",
-            format!("/api/v1/outbound/sms/campaigns/{id}/sms-status"),
-            Some(json!({"MessageSid": "x", "MessageStatus": "delivered"})),
-        ),
+        ("POST", format!("/api/v1/outbound/campaigns/{id}/pause"), None),
+        ("POST", format!("/api/v1/outbound/campaigns/{id}/cancel"), None),
     ] {
         let (status, json) = app.send(method, &path, Some(&app.token_b), body).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {json}");

@@ -7,7 +7,7 @@ use utoipa::{
 
 use crate::{
     ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
-    learning, outbound, personalities, presentations, stripe, surveys, training, tts,
+    learning, outbound, personalities, presentations, stripe, surveys, tracking, training, tts,
 };
 
 #[derive(OpenApi)]
@@ -28,7 +28,8 @@ use crate::{
         faq_categories::list, faq_categories::create, faq_categories::show, faq_categories::update,
         faq_categories::destroy,
         outbound::list, outbound::create, outbound::show, outbound::update, outbound::destroy,
-        outbound::recipients, outbound::start, outbound::analytics,
+        outbound::recipients, outbound::start, outbound::pause, outbound::resume, outbound::cancel, outbound::analytics,
+        tracking::open, tracking::click, tracking::unsubscribe_page, tracking::unsubscribe,
         outbound::list_email, outbound::create_email, outbound::list_sms, outbound::create_sms,
         outbound::list_phone, outbound::create_phone, outbound::sms_status, outbound::call_status,
         outbound::templates::list_email, outbound::templates::create_email,
@@ -80,6 +81,7 @@ use crate::{
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),
+        (name = "tracking", description = "Public links in campaign e-mails: open pixel, click redirect, unsubscribe"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -23,8 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     ApiError, ads, articles, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
-    observability, openapi::ApiDoc, outbound, personalities, presentations, state::AppState, stripe, surveys, training,
-    tts,
+    observability, openapi::ApiDoc, outbound, personalities, presentations, state::AppState, stripe, surveys, tracking,
+    training, tts,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/api/stripe/webhook", axum::routing::post(stripe::webhook))
+        .merge(tracking::routes())
         .route("/health", get(health::health))
         .route("/metrics", get(observability::render))
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))

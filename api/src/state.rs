@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fibonacco_platform::{Config, auth::TokenCache, llm::LlmProvider};
+use fibonacco_platform::{Config, auth::TokenCache, llm::LlmProvider, queue::Queue};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -11,6 +11,8 @@ use sqlx::PgPool;
 pub struct AppState {
     pub pool: PgPool,
     pub redis: ConnectionManager,
+    /// The job queues (same Redis, keys under `QUEUE_PREFIX`).
+    pub queue: Queue,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub tokens: Arc<TokenCache>,
@@ -23,6 +25,7 @@ impl AppState {
         let tokens = Arc::new(TokenCache::new(config.auth_cache_ttl, 100_000));
         Self {
             pool,
+            queue: Queue::new(redis.clone(), config.queue_prefix.clone()),
             redis,
             config: Arc::new(config),
             metrics: crate::observability::prometheus(),

@@ -65,9 +65,19 @@ pub struct Config {
     /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`): verifies `Stripe-Signature`. Without it the
     /// webhook answers 503 and stores nothing.
     pub stripe_webhook_secret: Option<Secret>,
+    /// `APP_KEY`: signs the tracking links in e-mails (open, click, unsubscribe). A
+    /// development default keeps `make run` zero-config; production sets its own.
+    pub app_key: Secret,
+    /// `TWILIO_AUTH_TOKEN`: verifies `X-Twilio-Signature` on status callbacks.
+    pub twilio_auth_token: Option<Secret>,
     /// `AUTH_CACHE_TTL_SECS` (default 5; 0 disables): how long a token row is reused
     /// without a database read. A deleted token keeps working for at most this long.
     pub auth_cache_ttl: Duration,
+    /// `QUEUE_PREFIX`: the Redis key prefix of the job queues (`queues` → `queues:emails`).
+    pub queue_prefix: String,
+    /// `QUEUE_RETRY_AFTER_SECS`: a job taken and not acknowledged within this time is
+    /// delivered again (at-least-once).
+    pub queue_retry_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +146,22 @@ impl Config {
             max_per_page,
             request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECS", get("REQUEST_TIMEOUT_SECS"), 30)?),
             stripe_webhook_secret: get("STRIPE_WEBHOOK_SECRET").filter(|v| !v.is_empty()).map(Secret::new),
+            app_key: match get("APP_KEY").filter(|v| !v.is_empty()) {
+                Some(k) if k.len() < 16 => {
+                    return Err(ConfigError::Invalid {
+                        name: "APP_KEY",
+                        reason: "must be at least 16 characters".into(),
+                    });
+                }
+                Some(k) => Secret::new(k),
+                None => Secret::new("fibonacco-development-key-change-me"),
+            },
+            twilio_auth_token: get("TWILIO_AUTH_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
             auth_cache_ttl: Duration::from_secs(parsed("AUTH_CACHE_TTL_SECS", get("AUTH_CACHE_TTL_SECS"), 5)?),
+            queue_prefix: get("QUEUE_PREFIX").filter(|v| !v.is_empty()).unwrap_or_else(|| "queues".into()),
+            queue_retry_after: Duration::from_secs(
+                parsed("QUEUE_RETRY_AFTER_SECS", get("QUEUE_RETRY_AFTER_SECS"), 90u64)?.max(1),
+            ),
         })
     }
 }

@@ -21,7 +21,9 @@ pub fn redis_url() -> String {
     stack_setting("REDIS_URL")
 }
 
-fn stack_setting(key: &str) -> String {
+/// Any setting of the local stack (`SES_ENDPOINT`, `AWS_ACCESS_KEY_ID`, …), found like
+/// [`database_url`].
+pub fn stack_setting(key: &str) -> String {
     if let Ok(value) = std::env::var(key) {
         return value;
     }

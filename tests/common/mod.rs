@@ -32,11 +32,19 @@ pub struct TestApp {
 
 /// The Stripe webhook secret the test app is configured with.
 pub const STRIPE_SECRET: &str = "whsec_test_secret";
+/// The Twilio auth token callbacks are signed with, and the public URL Twilio calls.
+pub const TWILIO_TOKEN: &str = "twilio-test-auth-token";
+pub const APP_URL: &str = "https://fib.test";
 
 pub fn test_config(database_url: &str) -> Config {
     let db = database_url.to_owned();
     let redis = testing::redis_url();
+    // Each test's database has a unique name; its queues get the same isolation.
+    let prefix = format!("q-{}", database_url.rsplit('/').next().unwrap_or("test"));
     Config::from_lookup(move |k| match k {
+        "QUEUE_PREFIX" => Some(prefix.clone()),
+        "TWILIO_AUTH_TOKEN" => Some(TWILIO_TOKEN.into()),
+        "APP_URL" => Some(APP_URL.into()),
         "DATABASE_URL" => Some(db.clone()),
         "REDIS_URL" => Some(redis.clone()),
         "APP_PORT" => Some("0".into()),
@@ -119,6 +127,17 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{json}");
         json["data"].clone()
     }
+}
+
+/// A Twilio-style form POST to `path`, signed the way Twilio signs it.
+pub fn twilio_callback(path: &str, params: &[(&str, &str)], token: &str) -> Request<Body> {
+    let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sig = fibonacco_api::providers::twilio::signature(token, &format!("{APP_URL}{path}"), &owned);
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(Body::from(serde_urlencoded::to_string(params).unwrap()))
+        .unwrap()
 }
 
 /// The error code of an error envelope.

@@ -370,7 +370,7 @@ pub(crate) async fn lock_status(
 }
 
 /// One workflow step, as recorded in the history.
-pub(crate) struct Step<'a> {
+pub struct Step<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub scheduled_publish_at: Option<DateTime<Utc>>,
@@ -382,7 +382,7 @@ pub(crate) struct Step<'a> {
 
 /// Moves the workflow and writes the history row, in the caller's transaction. The
 /// caller has locked the row and checked the step.
-pub(crate) async fn transition(
+pub async fn transition(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: Uuid,

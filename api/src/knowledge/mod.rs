@@ -225,9 +225,8 @@ pub async fn generate_embedding(
     }
     // Commit before queueing so the worker never sees the entry's old state.
     tx.commit().await?;
-    let mut redis = state.redis.clone();
     let data = serde_json::json!({ "tenant_id": tenant, "knowledge_id": id });
-    let job_id = queue::push(&mut redis, queue::GENERATE_EMBEDDING, data).await.map_err(|e| {
+    let job_id = state.queue.push(queue::GENERATE_EMBEDDING, data).await.map_err(|e| {
         tracing::warn!(error = %e, "could not queue GenerateEmbedding; the scheduled sweep will pick the entry up");
         ApiError::Unavailable("queue unreachable; the entry is pending and will be picked up by the scheduled sweep")
     })?;

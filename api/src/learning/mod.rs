@@ -469,10 +469,8 @@ pub async fn contact_sales(
         .await?;
     }
     tx.commit().await?;
-    let mut redis = state.redis.clone();
     let job =
-        queue::push(&mut redis, queue::SEND_SALES_NOTIFICATION, json!({"tenant_id": tenant, "sales_contact_id": id}))
-            .await;
+        state.queue.push(queue::SEND_SALES_NOTIFICATION, json!({"tenant_id": tenant, "sales_contact_id": id})).await;
     let notification_job_id = match job {
         Ok(job) => Some(job),
         Err(err) => {

@@ -41,6 +41,9 @@ pub fn routes() -> Router<AppState> {
         .route("/outbound/campaigns/{id}", get(show).put(update).delete(destroy))
         .route("/outbound/campaigns/{id}/recipients", get(recipients))
         .route("/outbound/campaigns/{id}/start", post(start))
+        .route("/outbound/campaigns/{id}/pause", post(pause))
+        .route("/outbound/campaigns/{id}/resume", post(resume))
+        .route("/outbound/campaigns/{id}/cancel", post(cancel))
         .route("/outbound/campaigns/{id}/analytics", get(analytics))
         .route("/outbound/email/campaigns", get(list_email).post(create_email))
         .route("/outbound/email/templates", get(templates::list_email).post(templates::create_email))
@@ -546,7 +549,92 @@ pub async fn start(
     store::mark_running(&mut tx, tenant, id).await?;
     let campaign = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
+    queue_dispatch(&state, tenant, id, &kind).await;
     Ok(Json(Envelope::with_message(campaign, "Campaign started.")))
+}
+
+/// Queues the dispatch of a running campaign. If Redis is down the campaign still runs:
+/// the scheduler's `campaigns:dispatch` sweep re-queues running campaigns with pending
+/// recipients every minute.
+async fn queue_dispatch(state: &AppState, tenant: fibonacco_platform::TenantId, id: Uuid, kind: &str) {
+    if let Err(e) = crate::jobs::campaign::enqueue_dispatch(&state.queue, tenant, id, kind).await {
+        tracing::warn!(error = %e, "campaign dispatch not queued; the scheduler's sweep will pick it up");
+    }
+}
+
+/// Moves a campaign from one of `from` to `to`, or answers 409 naming its status.
+async fn transition(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+    from: &[&str],
+    to: &'static str,
+) -> Result<(Campaign, String), ApiError> {
+    auth.require(WRITE)?;
+    let id = resource_id(id, RESOURCE)?;
+    let tenant = auth.0.tenant_id;
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let (kind, status) = store::lock(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
+    if !from.contains(&status.as_str()) {
+        return Err(ApiError::Conflict {
+            message: format!("The campaign is {status}; only {} campaigns can become {to}.", from.join(" or ")),
+            field: None,
+        });
+    }
+    store::set_status(&mut tx, tenant, id, to).await?;
+    let campaign = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
+    tx.commit().await?;
+    Ok((campaign, kind))
+}
+
+/// Pause a running campaign: no further recipient is sent until `resume`.
+#[utoipa::path(post, path = "/api/v1/outbound/campaigns/{id}/pause", tag = "outbound",
+    params(("id" = Uuid, Path, description = "Campaign id")),
+    responses((status = 200, body = inline(Envelope<Campaign>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "Not running", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn pause(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<Campaign>>, ApiError> {
+    let (campaign, _) = transition(&state, &auth, &id, &["running"], "paused").await?;
+    Ok(Json(Envelope::with_message(campaign, "Campaign paused.")))
+}
+
+/// Resume a paused campaign: recipients not yet sent are dispatched again.
+#[utoipa::path(post, path = "/api/v1/outbound/campaigns/{id}/resume", tag = "outbound",
+    params(("id" = Uuid, Path, description = "Campaign id")),
+    responses((status = 200, body = inline(Envelope<Campaign>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "Not paused", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn resume(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<Campaign>>, ApiError> {
+    let (campaign, kind) = transition(&state, &auth, &id, &["paused"], "running").await?;
+    queue_dispatch(&state, auth.0.tenant_id, campaign.id, &kind).await;
+    Ok(Json(Envelope::with_message(campaign, "Campaign resumed.")))
+}
+
+/// Cancel a campaign for good: nothing more is sent; what was sent stays recorded.
+#[utoipa::path(post, path = "/api/v1/outbound/campaigns/{id}/cancel", tag = "outbound",
+    params(("id" = Uuid, Path, description = "Campaign id")),
+    responses((status = 200, body = inline(Envelope<Campaign>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "Already completed or cancelled", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<Campaign>>, ApiError> {
+    let (campaign, _) =
+        transition(&state, &auth, &id, &["draft", "scheduled", "running", "paused"], "cancelled").await?;
+    Ok(Json(Envelope::with_message(campaign, "Campaign cancelled.")))
 }
 
 /// Counts by delivery milestone and status, and rates over sent messages.
@@ -609,14 +697,37 @@ pub fn call_recipient_status(twilio: &str, answered_by: Option<&str>) -> Option<
     })
 }
 
+/// Verifies Twilio's signature over the URL it called and the form it posted, then
+/// records the status. Nothing is read or changed before the signature checks out.
 async fn apply_callback(
     state: AppState,
-    auth: Auth,
     id: String,
-    body: StatusCallback,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
     kind: &'static str,
 ) -> Result<Json<Envelope<Option<String>>>, ApiError> {
-    auth.require(WRITE)?;
+    let Some(token) = state.config.twilio_auth_token.as_ref() else {
+        return Err(ApiError::BadSignature("Twilio callbacks are refused: TWILIO_AUTH_TOKEN is not set".into()));
+    };
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the callback body is not form-encoded: {e}")))?;
+    let url = format!(
+        "{}{}",
+        state.config.app_url.trim_end_matches('/'),
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path())
+    );
+    let given = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if given.is_empty() || !crate::providers::twilio::verify(token.expose(), &url, &params, given) {
+        tracing::warn!(kind, "Twilio callback with a bad or missing signature refused");
+        return Err(ApiError::BadSignature("X-Twilio-Signature does not match".into()));
+    }
+    let field = |names: &[&str]| params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone());
+    let body = StatusCallback {
+        sid: field(&["MessageSid", "CallSid", "SmsSid"]),
+        status: field(&["MessageStatus", "CallStatus", "SmsStatus"]),
+        answered_by: field(&["AnsweredBy"]),
+    };
     let id = resource_id(&id, RESOURCE)?;
     let mut e = FieldErrors::default();
     let sid = body.sid.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| {
@@ -634,7 +745,8 @@ async fn apply_callback(
         return Err(ApiError::Validation(e));
     };
     e.into_result()?;
-    let tenant = auth.0.tenant_id;
+    // The signed URL names the campaign; its tenant comes from the campaign row.
+    let tenant = store::tenant_of(&state.pool, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let (campaign_kind, _) = store::lock(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     if campaign_kind != kind {
@@ -649,36 +761,40 @@ async fn apply_callback(
     Ok(Json(Envelope::with_message(mapped.map(str::to_owned), "Status recorded.")))
 }
 
-/// Twilio message status callback (JSON or form fields `MessageSid`, `MessageStatus`).
-/// Authenticated with a bearer token for now; Twilio signature verification comes with the
-/// queue and providers work.
+/// Twilio message status callback (form fields `MessageSid`, `MessageStatus`), verified
+/// by `X-Twilio-Signature` (HMAC-SHA1 with `TWILIO_AUTH_TOKEN` over `APP_URL` + path +
+/// sorted parameters). A bad signature is a 403 and changes nothing.
 #[utoipa::path(post, path = "/api/v1/outbound/sms/campaigns/{id}/sms-status", tag = "outbound",
-    params(("id" = Uuid, Path, description = "Campaign id")), request_body = StatusCallback,
+    params(("id" = Uuid, Path, description = "Campaign id"),
+        ("X-Twilio-Signature" = String, Header, description = "Twilio's request signature")),
+    request_body(content = StatusCallback, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`data` is the recipient status recorded", body = inline(Envelope<Option<String>>)),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 422, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+        (status = 400, body = ErrorEnvelope), (status = 403, description = "Bad or missing signature; nothing changed", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn sms_status(
     State(state): State<AppState>,
-    auth: Auth,
     Path(id): Path<String>,
-    body: crate::extract::FormOrJson<StatusCallback>,
+    uri: axum::extract::OriginalUri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Envelope<Option<String>>>, ApiError> {
-    apply_callback(state, auth, id, body.0, "sms").await
+    apply_callback(state, id, uri.0, headers, body, "sms").await
 }
 
 /// Twilio call status callback (`CallSid`, `CallStatus`, optional `AnsweredBy`).
 #[utoipa::path(post, path = "/api/v1/outbound/phone/campaigns/{id}/call-status", tag = "outbound",
-    params(("id" = Uuid, Path, description = "Campaign id")), request_body = StatusCallback,
+    params(("id" = Uuid, Path, description = "Campaign id"),
+        ("X-Twilio-Signature" = String, Header, description = "Twilio's request signature")),
+    request_body(content = StatusCallback, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "`data` is the recipient status recorded", body = inline(Envelope<Option<String>>)),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 422, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+        (status = 400, body = ErrorEnvelope), (status = 403, description = "Bad or missing signature; nothing changed", body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn call_status(
     State(state): State<AppState>,
-    auth: Auth,
     Path(id): Path<String>,
-    body: crate::extract::FormOrJson<StatusCallback>,
+    uri: axum::extract::OriginalUri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Envelope<Option<String>>>, ApiError> {
-    apply_callback(state, auth, id, body.0, "phone").await
+    apply_callback(state, id, uri.0, headers, body, "phone").await
 }

@@ -139,6 +139,35 @@ pub async fn lock(
         .await
 }
 
+/// The tenant that owns a campaign, read past row-level security: provider callbacks
+/// carry a campaign id and a signature, not a tenant token.
+#[tracing::instrument(name = "outbound.tenant_of", skip(pool))]
+pub async fn tenant_of(pool: &sqlx::PgPool, id: Uuid) -> Result<Option<TenantId>, sqlx::Error> {
+    let mut tx = fibonacco_platform::db::begin_system(pool).await?;
+    let tenant: Option<Uuid> = sqlx::query_scalar("select tenant_id from outbound_campaigns where id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(tenant.map(TenantId::from_uuid))
+}
+
+/// Moves a campaign between statuses if it is in one of `from`; returns the status it had.
+#[tracing::instrument(name = "outbound.transition", skip(conn), fields(tenant_id = %tenant))]
+pub async fn set_status(conn: &mut PgConnection, tenant: TenantId, id: Uuid, to: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outbound_campaigns set status = $3,
+            completed_at = case when $3 in ('completed', 'cancelled') then coalesce(completed_at, now()) else completed_at end
+         where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(to)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[tracing::instrument(name = "outbound.insert", skip_all, fields(tenant_id = %tenant))]
 pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) -> Result<Uuid, sqlx::Error> {
     let column = template_column(&c.kind);

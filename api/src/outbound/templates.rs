@@ -42,6 +42,30 @@ pub fn placeholders(texts: &[&str]) -> Vec<String> {
     out
 }
 
+/// Fills `{{ name }}` placeholders from `fields`; a placeholder with no field becomes
+/// empty (a merge never leaks template syntax to a customer). Text that is not a
+/// placeholder (`{{ bad name }}`, an unclosed `{{`) is kept as written.
+pub fn render(text: &str, fields: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let name = after[..end].trim();
+        out.push_str(&rest[..start]);
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            if let Some((_, v)) = fields.iter().find(|(k, _)| k == name) {
+                out.push_str(v);
+            }
+        } else {
+            out.push_str(&rest[start..start + 2 + end + 2]);
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct EmailTemplate {
     pub id: Uuid,
@@ -299,6 +323,13 @@ pub async fn content_exists(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn renders_known_fields_and_blanks_unknown_ones() {
+        let fields = vec![("first_name".to_owned(), "Ada".to_owned())];
+        assert_eq!(super::render("Hi {{ first_name }}{{missing}}!", &fields), "Hi Ada!");
+        assert_eq!(super::render("{{ bad name }} {{", &fields), "{{ bad name }} {{");
+    }
+
     #[test]
     fn finds_placeholders_once_in_order() {
         let vars = super::placeholders(&["Hi {{ first_name }}, {{company}}!", "{{first_name}} {{ bad name }} {{"]);

@@ -44,6 +44,8 @@ pub struct TtsRequest {
     pub status: String,
     /// Where the audio is, once completed.
     pub audio_url: Option<String>,
+    /// Size of the audio in bytes, once completed.
+    pub audio_bytes: Option<i64>,
     pub error: Option<String>,
     pub source_type: Option<String>,
     pub source_id: Option<Uuid>,
@@ -51,8 +53,7 @@ pub struct TtsRequest {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str =
-    "id, text, voice_id, model, status, audio_url, error, source_type, source_id, created_at, completed_at";
+const COLUMNS: &str = "id, text, voice_id, model, status, audio_url, audio_bytes, error, source_type, source_id, created_at, completed_at";
 
 async fn get_one(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<TtsRequest>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from tts_requests where tenant_id = $1 and id = $2")))
@@ -164,13 +165,13 @@ pub async fn create(
     // Queue first, commit after: a request the queue never heard of would stay pending
     // forever, so if the push fails nothing is stored. A job that arrives before the
     // commit finds no row yet and is retried by the worker.
-    let mut redis = state.redis.clone();
-    let job_id = queue::push(&mut redis, queue::GENERATE_TTS, json!({"tenant_id": tenant, "tts_request_id": id}))
-        .await
-        .map_err(|err| {
-            tracing::warn!(error = %err, "could not queue GenerateTTS");
-            ApiError::Unavailable("queue unreachable; the request was not stored, try again")
-        })?;
+    let job_id =
+        state.queue.push(queue::GENERATE_TTS, json!({"tenant_id": tenant, "tts_request_id": id})).await.map_err(
+            |err| {
+                tracing::warn!(error = %err, "could not queue GenerateTTS");
+                ApiError::Unavailable("queue unreachable; the request was not stored, try again")
+            },
+        )?;
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(Envelope::with_message(TtsQueued { request, job_id }, "Speech generation queued."))))
 }

@@ -1,0 +1,276 @@
+//! What each scheduled task does. Tasks read across tenants (a system transaction) to
+//! find work, then act per tenant in that tenant's own transaction.
+
+use anyhow::Context;
+use fibonacco_platform::{TenantId, db, queue};
+use uuid::Uuid;
+
+use super::Scheduler;
+use crate::{content, jobs::campaign};
+
+/// Entries queued per run of the embedding sweeps.
+const EMBEDDING_SWEEP: i64 = 500;
+/// Rows deleted per statement by the cleanup (keeps locks short).
+const CLEANUP_BATCH: i64 = 10_000;
+
+pub async fn run(s: &Scheduler, task: &str) -> anyhow::Result<String> {
+    match task {
+        "embeddings:process" => queue_pending_embeddings(s).await,
+        "embeddings:generate-pending" => {
+            let marked = mark_missing_embeddings(s).await?;
+            let queued = queue_pending_embeddings(s).await?;
+            Ok(format!("{marked} entries marked pending; {queued}"))
+        }
+        "cleanup:old-data" => cleanup(s).await,
+        "content:publish-scheduled" => publish_scheduled(s).await,
+        "campaigns:start-scheduled" => start_scheduled(s).await,
+        "campaigns:dispatch" => redispatch(s).await,
+        other => anyhow::bail!("no task named `{other}`"),
+    }
+}
+
+/// Queues GenerateEmbedding for pending entries, but only when the embeddings queue has
+/// drained: entries stay pending until embedded, and re-queueing them every five minutes
+/// while earlier jobs still wait would only pile up duplicates.
+async fn queue_pending_embeddings(s: &Scheduler) -> anyhow::Result<String> {
+    let sizes = s.queue.sizes(queue::GENERATE_EMBEDDING.queue).await?;
+    let waiting = sizes.ready + sizes.delayed + sizes.reserved;
+    if waiting > 0 {
+        return Ok(format!("{waiting} embedding jobs still queued; nothing added"));
+    }
+    let mut tx = db::begin_system(&s.pool).await?;
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, id from knowledge_base where embedding_status = 'pending' order by updated_at limit $1",
+    )
+    .bind(EMBEDDING_SWEEP)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let payloads: Vec<queue::JobPayload> = rows
+        .iter()
+        .map(|(tenant, id)| {
+            queue::JobPayload::new(
+                queue::GENERATE_EMBEDDING,
+                serde_json::json!({"tenant_id": tenant, "knowledge_id": id}),
+            )
+        })
+        .collect();
+    s.queue.push_many(&payloads).await?;
+    Ok(format!("{} embedding jobs queued", payloads.len()))
+}
+
+/// Entries with no vector that are not on their way to one become pending again.
+async fn mark_missing_embeddings(s: &Scheduler) -> anyhow::Result<u64> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let n = sqlx::query(
+        "update knowledge_base set embedding_status = 'pending'
+         where embedding is null and embedding_status in ('completed', 'failed')",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(n)
+}
+
+fn retention_days(name: &str, default: i64) -> i64 {
+    fibonacco_platform::config::env_lookup()(name)
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|d| *d > 0)
+        .unwrap_or(default)
+}
+
+/// Deletes what has aged out, in batches: activities (ACTIVITY_RETENTION_DAYS, 730),
+/// failed jobs (FAILED_JOB_RETENTION_DAYS, 30), finished batches (7 days), task runs
+/// (30 days) and tokens expired more than 7 days ago.
+async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
+    let activity_days = retention_days("ACTIVITY_RETENTION_DAYS", 730);
+    let failed_days = retention_days("FAILED_JOB_RETENTION_DAYS", 30);
+    let statements: [(&str, String); 5] = [
+        (
+            "activities",
+            format!(
+                "delete from customer_activities where id in (select id from customer_activities
+                 where occurred_at < now() - interval '{activity_days} days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "failed jobs",
+            format!(
+                "delete from failed_jobs where id in (select id from failed_jobs
+                 where failed_at < now() - interval '{failed_days} days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "job batches",
+            format!(
+                "delete from job_batches where id in (select id from job_batches
+                 where finished_at < now() - interval '7 days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "task runs",
+            format!(
+                "delete from scheduled_task_runs where id in (select id from scheduled_task_runs
+                 where started_at < now() - interval '30 days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "expired tokens",
+            format!(
+                "delete from personal_access_tokens where id in (select id from personal_access_tokens
+                 where expires_at < now() - interval '7 days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+    ];
+    let mut report = Vec::new();
+    for (what, sql) in statements {
+        let mut total = 0u64;
+        loop {
+            let mut tx = db::begin_system(&s.pool).await?;
+            let n = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut *tx)
+                .await
+                .with_context(|| what)?
+                .rows_affected();
+            tx.commit().await?;
+            total += n;
+            if n < CLEANUP_BATCH as u64 {
+                break;
+            }
+        }
+        report.push(format!("{total} {what}"));
+    }
+    Ok(format!("deleted {}", report.join(", ")))
+}
+
+/// Scheduled content whose time has come becomes published (with its history row).
+async fn publish_scheduled(s: &Scheduler) -> anyhow::Result<String> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let due: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, content_id from content_workflow
+         where content_type = 'generated_content' and status = 'scheduled' and scheduled_publish_at <= now()
+         order by scheduled_publish_at limit 1000",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut published = 0;
+    for (tenant, id) in due {
+        let tenant = TenantId::from_uuid(tenant);
+        let mut tx = db::begin_tenant(&s.pool, tenant).await?;
+        // Re-check under the row lock: someone may have unscheduled it meanwhile.
+        let still: Option<String> = sqlx::query_scalar(
+            "select status from content_workflow where tenant_id = $1 and content_type = 'generated_content'
+               and content_id = $2 and status = 'scheduled' and scheduled_publish_at <= now() for update",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            continue;
+        }
+        let step = content::Step {
+            from: "scheduled",
+            to: "published",
+            scheduled_publish_at: None,
+            actor: None,
+            notes: Some("published by the scheduler"),
+            action: "publish",
+        };
+        content::transition(&mut tx, tenant, id, &step).await?;
+        tx.commit().await?;
+        published += 1;
+    }
+    Ok(format!("{published} content items published"))
+}
+
+/// Scheduled campaigns whose time has come start (and are dispatched) when they have
+/// recipients and content; otherwise they go back to draft with the reason in metadata.
+async fn start_scheduled(s: &Scheduler) -> anyhow::Result<String> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let due: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, id from outbound_campaigns where status = 'scheduled' and scheduled_at <= now()
+         order by scheduled_at limit 1000",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let (mut started, mut refused) = (0, 0);
+    for (tenant, id) in due {
+        let tenant = TenantId::from_uuid(tenant);
+        let mut tx = db::begin_tenant(&s.pool, tenant).await?;
+        let row: Option<(String, String, i64, bool)> = sqlx::query_as(
+            "select c.type, c.status,
+                (select count(*) from outbound_campaign_recipients r where r.campaign_id = c.id),
+                case c.type
+                  when 'email' then exists (select 1 from email_templates t where t.id = c.email_template_id)
+                  when 'sms' then exists (select 1 from sms_templates t where t.id = c.sms_template_id)
+                  else exists (select 1 from phone_scripts t where t.id = c.phone_script_id) end
+             from outbound_campaigns c where c.tenant_id = $1 and c.id = $2 for update",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((kind, status, recipients, has_content)) = row else { continue };
+        if status != "scheduled" {
+            continue;
+        }
+        let problem = if recipients == 0 {
+            Some("the campaign has no recipients")
+        } else if !has_content {
+            Some("the campaign has no template or script")
+        } else {
+            None
+        };
+        match problem {
+            Some(reason) => {
+                sqlx::query(
+                    "update outbound_campaigns set status = 'draft',
+                        metadata = metadata || jsonb_build_object('schedule_error', $3::text)
+                     where tenant_id = $1 and id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                refused += 1;
+            }
+            None => {
+                sqlx::query(
+                    "update outbound_campaigns set status = 'running', started_at = now() where tenant_id = $1 and id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                campaign::enqueue_dispatch(&s.queue, tenant, id, &kind).await?;
+                started += 1;
+            }
+        }
+    }
+    Ok(format!("{started} campaigns started, {refused} sent back to draft"))
+}
+
+/// Running campaigns with recipients still pending get their dispatch queued again (a
+/// dispatch lost with Redis, or never queued because Redis was down at `start`).
+async fn redispatch(s: &Scheduler) -> anyhow::Result<String> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let running: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "select c.tenant_id, c.id, c.type from outbound_campaigns c
+         where c.status = 'running' and exists (select 1 from outbound_campaign_recipients r
+           where r.campaign_id = c.id and r.status = 'pending' and r.updated_at < now() - interval '1 minute')",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for (tenant, id, kind) in &running {
+        campaign::enqueue_dispatch(&s.queue, TenantId::from_uuid(*tenant), *id, kind).await?;
+    }
+    Ok(format!("{} campaigns re-dispatched", running.len()))
+}

@@ -1,0 +1,212 @@
+//! The public links inside campaign e-mails: the open pixel, click redirects and
+//! unsubscribe. They need no login (the recipient token is signed), answer fast, and
+//! record what happened on the recipient and as customer activity.
+
+pub mod links;
+
+use axum::{
+    Router,
+    extract::{Path, Query, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::get,
+};
+use fibonacco_platform::db;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::state::AppState;
+use links::{RecipientRef, parse_recipient_token, url_signature_valid};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/t/open/{token}", get(open))
+        .route("/t/click/{token}", get(click))
+        .route("/t/unsubscribe/{token}", get(unsubscribe_page).post(unsubscribe))
+}
+
+/// A transparent 1×1 GIF.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+    0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02,
+    0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+fn pixel() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/gif")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store, max-age=0")),
+        ],
+        PIXEL,
+    )
+        .into_response()
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    (status, Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
+    )))
+        .into_response()
+}
+
+/// The recipient's customer and campaign, and what the update changed.
+#[derive(sqlx::FromRow)]
+struct Touched {
+    customer_id: Uuid,
+    campaign_id: Uuid,
+    first: bool,
+}
+
+async fn record(
+    state: &AppState,
+    who: RecipientRef,
+    update: &'static str,
+    activity: &'static str,
+    metadata: serde_json::Value,
+    every_time: bool,
+) -> Result<Option<Touched>, sqlx::Error> {
+    let mut tx = db::begin_tenant(&state.pool, who.tenant).await?;
+    let touched: Option<Touched> = sqlx::query_as(sqlx::AssertSqlSafe(update))
+        .bind(who.tenant)
+        .bind(who.recipient)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(t) = &touched
+        && (t.first || every_time)
+    {
+        sqlx::query(
+            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id,
+                campaign_id, metadata)
+             values ($1, $2, $3, 'email', 'outbound_campaign', $4, $4, $5)",
+        )
+        .bind(who.tenant)
+        .bind(t.customer_id)
+        .bind(activity)
+        .bind(t.campaign_id)
+        .bind(metadata)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(touched)
+}
+
+const OPEN: &str = "update outbound_campaign_recipients set
+        opened_at = coalesce(opened_at, now()),
+        status = case when status in ('sent', 'delivered') then 'opened' else status end
+     where tenant_id = $1 and id = $2 and sent_at is not null
+     returning customer_id, campaign_id, old.opened_at is null as first";
+
+const CLICK: &str = "update outbound_campaign_recipients set
+        opened_at = coalesce(opened_at, now()),
+        clicked_at = coalesce(clicked_at, now()),
+        status = case when status in ('sent', 'delivered', 'opened') then 'clicked' else status end
+     where tenant_id = $1 and id = $2 and sent_at is not null
+     returning customer_id, campaign_id, old.clicked_at is null as first";
+
+const UNSUBSCRIBE: &str = "update outbound_campaign_recipients set
+        unsubscribed_at = coalesce(unsubscribed_at, now()), status = 'unsubscribed'
+     where tenant_id = $1 and id = $2
+     returning customer_id, campaign_id, old.unsubscribed_at is null as first";
+
+/// Open pixel. Always answers with the image, whatever happened, so a mail client
+/// never shows a broken picture; a bad token records nothing.
+#[utoipa::path(get, path = "/t/open/{token}", tag = "tracking",
+    params(("token" = String, Path, description = "Signed recipient token")),
+    responses((status = 200, description = "A 1×1 transparent GIF", content_type = "image/gif")))]
+pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    if let Some(who) = parse_recipient_token(state.config.app_key.expose(), &token)
+        && let Err(e) = record(&state, who, OPEN, "email_open", serde_json::json!({}), false).await
+    {
+        tracing::warn!(error = %e, "open not recorded");
+    }
+    pixel()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ClickQuery {
+    /// The destination, as the campaign's e-mail carried it.
+    pub u: Option<String>,
+    /// The destination's signature.
+    pub s: Option<String>,
+}
+
+/// Click redirect: only to a destination the campaign's own e-mail signed (no open redirect).
+#[utoipa::path(get, path = "/t/click/{token}", tag = "tracking",
+    params(("token" = String, Path, description = "Signed recipient token"), ClickQuery),
+    responses((status = 303, description = "Redirect to the campaign's link"),
+        (status = 404, description = "Unknown or tampered link; no redirect", content_type = "text/html")))]
+pub async fn click(State(state): State<AppState>, Path(token): Path<String>, Query(q): Query<ClickQuery>) -> Response {
+    let key = state.config.app_key.expose();
+    let (Some(who), Some(url), Some(sig)) = (parse_recipient_token(key, &token), q.u, q.s) else {
+        return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
+    };
+    let allowed =
+        (url.starts_with("https://") || url.starts_with("http://")) && url_signature_valid(key, &token, &url, &sig);
+    if !allowed {
+        return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
+    }
+    if let Err(e) = record(&state, who, CLICK, "email_click", serde_json::json!({"url": url}), true).await {
+        tracing::warn!(error = %e, "click not recorded");
+    }
+    Redirect::to(&url).into_response()
+}
+
+/// Unsubscribe confirmation page. The change itself is a POST, so link scanners that
+/// fetch every URL in a message do not unsubscribe anyone.
+#[utoipa::path(get, path = "/t/unsubscribe/{token}", tag = "tracking",
+    params(("token" = String, Path, description = "Signed recipient token")),
+    responses((status = 200, description = "A page with the unsubscribe button", content_type = "text/html"),
+        (status = 404, content_type = "text/html")))]
+pub async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    if parse_recipient_token(state.config.app_key.expose(), &token).is_none() {
+        return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
+    }
+    page(
+        StatusCode::OK,
+        "Unsubscribe",
+        "<form method=\"post\"><p>Stop receiving these messages?</p><button type=\"submit\">Unsubscribe</button></form>",
+    )
+}
+
+/// Unsubscribe (the page's button, or a mail client's RFC 8058 one-click POST). The
+/// customer receives no further campaign; the recipient and an activity record it.
+#[utoipa::path(post, path = "/t/unsubscribe/{token}", tag = "tracking",
+    params(("token" = String, Path, description = "Signed recipient token")),
+    responses((status = 200, description = "Unsubscribed", content_type = "text/html"),
+        (status = 404, content_type = "text/html"), (status = 503, content_type = "text/html")))]
+pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let Some(who) = parse_recipient_token(state.config.app_key.expose(), &token) else {
+        return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
+    };
+    match unsubscribe_customer(&state, who).await {
+        Ok(true) => page(StatusCode::OK, "Unsubscribed", "<p>You will not receive these messages any more.</p>"),
+        Ok(false) => page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>"),
+        Err(e) => {
+            tracing::error!(error = %e, "unsubscribe not recorded");
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "<p>We could not record this right now. Please try again.</p>",
+            )
+        }
+    }
+}
+
+async fn unsubscribe_customer(state: &AppState, who: RecipientRef) -> Result<bool, sqlx::Error> {
+    let Some(t) = record(state, who, UNSUBSCRIBE, "unsubscribe", serde_json::json!({}), false).await? else {
+        return Ok(false);
+    };
+    let mut tx = db::begin_tenant(&state.pool, who.tenant).await?;
+    sqlx::query(
+        "update crm_customers set unsubscribed_at = coalesce(unsubscribed_at, now()) where tenant_id = $1 and id = $2",
+    )
+    .bind(who.tenant)
+    .bind(t.customer_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

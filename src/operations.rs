@@ -1,0 +1,246 @@
+//! The background side of the platform from the command line: workers, the scheduler,
+//! queue inspection and failed-job handling, and `run` (everything in one process).
+
+use std::{sync::Arc, time::Duration};
+
+use clap::{Args, Subcommand};
+use fibonacco_api::{
+    Application,
+    jobs::{
+        JobContext,
+        worker::{Worker, WorkerOptions},
+    },
+    providers::{DeliverySettings, Providers},
+    scheduler::{self, Scheduler, TickOutcome},
+    startup::shutdown_signal,
+};
+use fibonacco_platform::{
+    Config, cache,
+    config::{env_lookup, redact_url},
+    db,
+    queue::{self, Queue, failed},
+};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Comma-separated queues (default: emails,sms,calls,tts,embeddings).
+    #[arg(long, value_delimiter = ',')]
+    queue: Vec<String>,
+    /// Jobs run at once per queue.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// Every task, its cron expression and its next run.
+    List,
+    /// Run one task now (it still takes the overlap lock and is recorded).
+    Run { task: String },
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// Ready, delayed and reserved jobs per queue, and the failed-job count.
+    Status,
+    /// List failed jobs.
+    Failed,
+    /// Put a failed job (or `all`) back on its queue with fresh tries.
+    Retry { which: String },
+    /// Delete one failed job.
+    Forget { uuid: Uuid },
+    /// Delete every failed job.
+    Flush,
+}
+
+/// What every background command connects to.
+struct Background {
+    pool: sqlx::PgPool,
+    queue: Queue,
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Background> {
+    let pool = db::connect(config).await.map_err(|e| {
+        anyhow::anyhow!("cannot connect to Postgres ({}): {e}", redact_url(config.database_url.expose()))
+    })?;
+    let redis = cache::connect(config.redis_url.expose())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis ({}): {e}", redact_url(config.redis_url.expose())))?;
+    Ok(Background { pool, queue: Queue::new(redis, config.queue_prefix.clone()) })
+}
+
+fn job_context(config: &Config, bg: &Background) -> anyhow::Result<JobContext> {
+    let settings =
+        DeliverySettings::from_lookup(&config.app_url, config.app_key.clone(), config.queue_retry_after, env_lookup())?;
+    Ok(JobContext {
+        pool: bg.pool.clone(),
+        queue: bg.queue.clone(),
+        providers: Providers::from_lookup(env_lookup())?,
+        settings: Arc::new(settings),
+    })
+}
+
+fn worker_options(config: &Config, ctx: &JobContext, queues: Vec<String>, concurrency: usize) -> WorkerOptions {
+    let queues = if queues.is_empty() { queue::QUEUES.iter().map(|q| (*q).to_owned()).collect() } else { queues };
+    let mut options = WorkerOptions::new(queues, config.queue_retry_after);
+    options.concurrency = concurrency.max(1);
+    options.backoff_base = ctx.settings.backoff_base;
+    options
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+pub async fn worker(config: Config, args: WorkerArgs) -> anyhow::Result<()> {
+    let bg = connect(&config).await?;
+    let ctx = job_context(&config, &bg)?;
+    let options = worker_options(&config, &ctx, args.queue, args.concurrency);
+    eprintln!("fibonacco worker on {} (concurrency {} each)", options.queues.join(","), options.concurrency);
+    let worker = Worker::new(bg.queue.clone(), bg.pool.clone(), Arc::new(ctx), options);
+    let stats = worker.run(shutdown_signal()).await;
+    let (ok, retried, failed) = stats.snapshot();
+    eprintln!("worker stopped: {ok} succeeded, {retried} retried, {failed} failed");
+    Ok(())
+}
+
+pub async fn scheduler(config: Config) -> anyhow::Result<()> {
+    let bg = connect(&config).await?;
+    let tasks = scheduler::tasks(env_lookup())?;
+    eprintln!("fibonacco scheduler: {} tasks", tasks.len());
+    Scheduler::new(bg.pool, bg.queue).run(tasks, shutdown_signal()).await;
+    Ok(())
+}
+
+pub async fn schedule(config: Config, cmd: ScheduleCommand) -> anyhow::Result<()> {
+    let tasks = scheduler::tasks(env_lookup())?;
+    match cmd {
+        ScheduleCommand::List => {
+            let now = chrono::Utc::now();
+            println!("{:<30} {:<18} {:<27} no-overlap  description", "task", "cron", "next run (UTC)");
+            for t in &tasks {
+                let next = t.next_after(now).map(|n| n.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
+                println!(
+                    "{:<30} {:<18} {:<27} {:<11} {}",
+                    t.name,
+                    t.cron,
+                    next,
+                    if t.no_overlap { "yes" } else { "no" },
+                    t.description
+                );
+            }
+            Ok(())
+        }
+        ScheduleCommand::Run { task } => {
+            let task = scheduler::find(&tasks, &task)?;
+            let bg = connect(&config).await?;
+            match Scheduler::new(bg.pool, bg.queue).run_now(task).await {
+                TickOutcome::Ran(detail) => {
+                    println!("{}: {detail}", task.name);
+                    Ok(())
+                }
+                TickOutcome::SkippedOverlap => anyhow::bail!("{}: an earlier run is unfinished; skipped", task.name),
+                TickOutcome::TakenElsewhere => anyhow::bail!("{}: another scheduler took this tick", task.name),
+                TickOutcome::Failed(e) => anyhow::bail!("{}: {e}", task.name),
+            }
+        }
+    }
+}
+
+pub async fn queue(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
+    let bg = connect(&config).await?;
+    match cmd {
+        QueueCommand::Status => {
+            println!("{:<12} {:>8} {:>8} {:>9}", "queue", "ready", "delayed", "reserved");
+            for q in queue::QUEUES {
+                let s = bg.queue.sizes(q).await?;
+                println!("{q:<12} {:>8} {:>8} {:>9}", s.ready, s.delayed, s.reserved);
+            }
+            println!("failed jobs: {}", failed::list(&bg.pool).await?.len());
+        }
+        QueueCommand::Failed => {
+            let jobs = failed::list(&bg.pool).await?;
+            if jobs.is_empty() {
+                println!("no failed jobs");
+            }
+            for j in jobs {
+                println!(
+                    "{}  {}  {:<10} {:<22} {}",
+                    j.uuid,
+                    j.failed_at.format("%Y-%m-%d %H:%M:%S"),
+                    j.queue,
+                    j.job_name(),
+                    j.exception
+                );
+            }
+        }
+        QueueCommand::Retry { which } => {
+            let target = if which == "all" {
+                None
+            } else {
+                Some(which.parse::<Uuid>().map_err(|_| anyhow::anyhow!("`{which}` is neither a job uuid nor `all`"))?)
+            };
+            let pushed = failed::retry(&bg.pool, &bg.queue, target).await?;
+            for id in &pushed {
+                println!("{id} pushed back onto its queue");
+            }
+            if pushed.is_empty() {
+                println!("no failed jobs");
+            }
+        }
+        QueueCommand::Forget { uuid } => {
+            if !failed::forget(&bg.pool, uuid).await? {
+                anyhow::bail!("no failed job with uuid {uuid}");
+            }
+            println!("{uuid} forgotten");
+        }
+        QueueCommand::Flush => println!("{} failed jobs deleted", failed::flush(&bg.pool).await?),
+    }
+    Ok(())
+}
+
+/// `fibonacco run`: migrations, then API, worker (every queue) and scheduler in one
+/// process. On SIGTERM the worker finishes its jobs and the API drains before exit.
+pub async fn run_all(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config.clone()).await?;
+    db::migrate(&app.state().pool).await?;
+    tracing::info!("migrations applied");
+    let bg = Background { pool: app.state().pool.clone(), queue: app.state().queue.clone() };
+    let ctx = job_context(&config, &bg)?;
+    let options = worker_options(&config, &ctx, Vec::new(), 2);
+    let tasks = scheduler::tasks(env_lookup())?;
+    let addr = app.local_addr();
+    eprintln!("fibonacco on http://{addr} (database {})", redact_url(config.database_url.expose()));
+    eprintln!(
+        "  OpenAPI: http://{addr}/api/v1/openapi.json   Swagger UI: http://{addr}/docs   health: http://{addr}/health"
+    );
+    eprintln!("  worker on {} and the scheduler ({} tasks) run in this process", options.queues.join(","), tasks.len());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let worker = Worker::new(bg.queue.clone(), bg.pool.clone(), Arc::new(ctx), options);
+    let worker = tokio::spawn(worker.run(wait_for(stop_rx.clone())));
+    let sched = Scheduler::new(bg.pool.clone(), bg.queue.clone());
+    let sched_rx = stop_rx.clone();
+    let sched = tokio::spawn(async move { sched.run(tasks, wait_for(sched_rx)).await });
+    app.run_until(async move {
+        wait_for(stop_rx).await;
+        // Jobs in flight still need the database the API closes on exit.
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            let _ = worker.await;
+            let _ = sched.await;
+        })
+        .await;
+    })
+    .await?;
+    Ok(())
+}

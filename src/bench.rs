@@ -28,6 +28,8 @@ pub struct BenchArgs {
 enum BenchArea {
     /// Customer reads over HTTP: `GET /api/v1/customers/{id}` and the first list page.
     Api(ApiBench),
+    /// Jobs/s through the Redis queue (no-op handler) and sends/s of an e-mail campaign.
+    Queue(crate::bench_queue::QueueBench),
 }
 
 #[derive(Args)]
@@ -60,6 +62,7 @@ struct Scenario {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         BenchArea::Api(a) => api(a).await,
+        BenchArea::Queue(a) => crate::bench_queue::run(a).await,
     }
 }
 

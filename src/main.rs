@@ -1,6 +1,7 @@
 //! `fibonacco`: one binary, one subcommand per part of the platform.
 
 mod bench;
+mod bench_queue;
 mod operations;
 mod seed;
 

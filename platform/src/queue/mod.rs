@@ -224,9 +224,22 @@ impl Queue {
         Ok(payload.uuid)
     }
 
-    /// Pushes a prepared payload, now or once `delay` has passed.
+    /// Pushes a prepared payload, now or once `delay` has passed. After a Redis restart the
+    /// first command on the old connection fails while the manager reconnects; a push is
+    /// worth one more try then. If the first try did land, the job runs twice, which
+    /// at-least-once handlers already allow.
     #[tracing::instrument(name = "queue.push_payload", skip_all, fields(job = %payload.job, queue = %payload.queue))]
     pub async fn push_payload(&self, payload: &JobPayload, delay: Option<Duration>) -> Result<(), QueueError> {
+        match self.push_once(payload, delay).await {
+            Err(QueueError::Redis(e)) if e.is_io_error() || e.is_connection_dropped() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.push_once(payload, delay).await
+            }
+            other => other,
+        }
+    }
+
+    async fn push_once(&self, payload: &JobPayload, delay: Option<Duration>) -> Result<(), QueueError> {
         let body = serde_json::to_string(payload)?;
         let mut conn = self.conn.clone();
         match delay {
@@ -250,6 +263,16 @@ impl Queue {
     /// Pushes many payloads of one queue in one round trip.
     #[tracing::instrument(name = "queue.push_many", skip_all, fields(jobs = payloads.len()))]
     pub async fn push_many(&self, payloads: &[JobPayload]) -> Result<(), QueueError> {
+        match self.push_many_once(payloads).await {
+            Err(QueueError::Redis(e)) if e.is_io_error() || e.is_connection_dropped() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.push_many_once(payloads).await
+            }
+            other => other,
+        }
+    }
+
+    async fn push_many_once(&self, payloads: &[JobPayload]) -> Result<(), QueueError> {
         if payloads.is_empty() {
             return Ok(());
         }

@@ -33,8 +33,10 @@ test: stack
 	@$(STACK) drop-test-dbs
 	@$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
 
+# `make bench` runs the API benchmark; `make bench AREA=queue BENCH_ARGS="--workers 8"` another area.
+AREA ?= api
 bench: stack
-	@$(WITH_ENV) cargo run --release --bin fibonacco -- bench api $(BENCH_ARGS)
+	@$(WITH_ENV) cargo run --release --bin fibonacco -- bench $(AREA) $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all -- --check

@@ -257,6 +257,10 @@ async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
     .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(batch, (50, 0, 0, true));
+    let (_, analytics) = app.get(&format!("/api/v1/outbound/campaigns/{id}/analytics"), &app.token_a).await;
+    let d = &analytics["data"]["dispatch"];
+    assert_eq!((d["total_jobs"].as_i64(), d["progress"].as_i64()), (Some(50), Some(100)), "{analytics}");
+    assert_eq!(analytics["data"]["sent"], 50);
 
     // Tracking: open, click (only the signed destination), unsubscribe.
     let recipient: Uuid = recipients[0].2.parse().unwrap();

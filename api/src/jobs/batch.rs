@@ -1,32 +1,10 @@
-//! Job batches (`job_batches`): a bulk send's progress, as Laravel keeps it.
+//! Job batches (`job_batches`): a bulk send's progress, as Laravel keeps it. Campaign
+//! analytics read it back (`outbound::store::dispatch_progress`).
 
-use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use fibonacco_platform::TenantId;
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Batch {
-    pub id: Uuid,
-    pub name: String,
-    pub total_jobs: i32,
-    pub pending_jobs: i32,
-    pub failed_jobs: i32,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl Batch {
-    /// Share of the batch's jobs that have finished (successfully or not), 0-100.
-    pub fn progress(&self) -> u8 {
-        if self.total_jobs == 0 {
-            return 100;
-        }
-        let done = (self.total_jobs - self.pending_jobs).max(0) as f64;
-        (done * 100.0 / self.total_jobs as f64).round().min(100.0) as u8
-    }
-}
 
 #[tracing::instrument(name = "batch.create", skip(pool))]
 pub async fn create(pool: &PgPool, tenant: TenantId, name: &str, total: i32) -> Result<Uuid, sqlx::Error> {
@@ -58,14 +36,4 @@ pub async fn job_finished(pool: &PgPool, batch: Uuid, failed: Option<Uuid>) -> R
     .execute(pool)
     .await?;
     Ok(())
-}
-
-#[tracing::instrument(name = "batch.get", skip(pool))]
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Batch>, sqlx::Error> {
-    sqlx::query_as(
-        "select id, name, total_jobs, pending_jobs, failed_jobs, created_at, finished_at from job_batches where id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
 }

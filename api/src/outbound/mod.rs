@@ -655,7 +655,8 @@ pub async fn analytics(
     if store::get(&mut tx, tenant, id).await?.is_none() {
         return Err(ApiError::NotFound(RESOURCE));
     }
-    let numbers = store::analytics(&mut tx, tenant, id).await?;
+    let mut numbers = store::analytics(&mut tx, tenant, id).await?;
+    numbers.dispatch = store::dispatch_progress(&mut tx, tenant, id).await?;
     tx.commit().await?;
     Ok(Json(Envelope::data(numbers)))
 }

@@ -381,6 +381,41 @@ pub struct CampaignAnalytics {
     pub reply_rate: Option<f64>,
     pub bounce_rate: Option<f64>,
     pub unsubscribe_rate: Option<f64>,
+    /// The latest dispatch's job batch (null before the campaign was dispatched).
+    #[sqlx(skip)]
+    pub dispatch: Option<DispatchProgress>,
+}
+
+/// Progress of the send jobs of a campaign's latest dispatch (`job_batches`).
+#[derive(Debug, Default, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DispatchProgress {
+    pub batch_id: Uuid,
+    pub total_jobs: i32,
+    pub pending_jobs: i32,
+    pub failed_jobs: i32,
+    /// Finished jobs (sent or failed for good) out of all, 0-100.
+    pub progress: i32,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[tracing::instrument(name = "outbound.dispatch_progress", skip(conn), fields(tenant_id = %tenant))]
+pub async fn dispatch_progress(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+) -> Result<Option<DispatchProgress>, sqlx::Error> {
+    sqlx::query_as(
+        "select b.id as batch_id, b.total_jobs, b.pending_jobs, b.failed_jobs,
+            case when b.total_jobs = 0 then 100
+                 else round(100.0 * (b.total_jobs - b.pending_jobs) / b.total_jobs)::int end as progress,
+            b.finished_at
+         from outbound_campaigns c join job_batches b on b.id = c.last_batch_id
+         where c.tenant_id = $1 and c.id = $2",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Milestones count by timestamp (a clicked recipient was also delivered and opened);

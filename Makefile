@@ -12,6 +12,7 @@ WITH_ENV = set -a; [ -f .stack/env ] && . .stack/env; set +a;
 stack:
 	@$(STACK) install
 	@$(STACK) up
+	@scripts/models.sh
 
 build:
 	cargo build --bin fibonacco

@@ -288,6 +288,7 @@ async fn campaign(
             Duration::from_secs(90),
             &lookup,
         )?),
+        embedder: None,
     };
     let mut options = WorkerOptions::new(vec!["emails".into()], Duration::from_secs(90));
     options.concurrency = workers;

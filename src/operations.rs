@@ -71,19 +71,30 @@ async fn connect(config: &Config) -> anyhow::Result<Background> {
     Ok(Background { pool, queue: Queue::new(redis, config.queue_prefix.clone()) })
 }
 
-fn job_context(config: &Config, bg: &Background) -> anyhow::Result<JobContext> {
+fn job_context(config: &Config, bg: &Background, queues: &[String]) -> anyhow::Result<JobContext> {
     let settings =
         DeliverySettings::from_lookup(&config.app_url, config.app_key.clone(), config.queue_retry_after, env_lookup())?;
+    // The model is loaded only where embeddings run (it takes ~90 MB).
+    let embedder = queues.iter().any(|q| q == queue::GENERATE_EMBEDDING.queue).then(|| {
+        fibonacco_search::embed::from_lookup(env_lookup()).map_err(|e| {
+            tracing::warn!(error = %e, "no embedder: embedding jobs will wait and retry");
+            e.to_string()
+        })
+    });
     Ok(JobContext {
         pool: bg.pool.clone(),
         queue: bg.queue.clone(),
         providers: Providers::from_lookup(env_lookup())?,
         settings: Arc::new(settings),
+        embedder,
     })
 }
 
+fn queues_or_all(queues: Vec<String>) -> Vec<String> {
+    if queues.is_empty() { queue::QUEUES.iter().map(|q| (*q).to_owned()).collect() } else { queues }
+}
+
 fn worker_options(config: &Config, ctx: &JobContext, queues: Vec<String>, concurrency: usize) -> WorkerOptions {
-    let queues = if queues.is_empty() { queue::QUEUES.iter().map(|q| (*q).to_owned()).collect() } else { queues };
     let mut options = WorkerOptions::new(queues, config.queue_retry_after);
     options.concurrency = concurrency.max(1);
     options.backoff_base = ctx.settings.backoff_base;
@@ -100,8 +111,9 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 
 pub async fn worker(config: Config, args: WorkerArgs) -> anyhow::Result<()> {
     let bg = connect(&config).await?;
-    let ctx = job_context(&config, &bg)?;
-    let options = worker_options(&config, &ctx, args.queue, args.concurrency);
+    let queues = queues_or_all(args.queue);
+    let ctx = job_context(&config, &bg, &queues)?;
+    let options = worker_options(&config, &ctx, queues, args.concurrency);
     eprintln!("fibonacco worker on {} (concurrency {} each)", options.queues.join(","), options.concurrency);
     let worker = Worker::new(bg.queue.clone(), bg.pool.clone(), Arc::new(ctx), options);
     let stats = worker.run(shutdown_signal()).await;
@@ -212,8 +224,9 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     db::migrate(&app.state().pool).await?;
     tracing::info!("migrations applied");
     let bg = Background { pool: app.state().pool.clone(), queue: app.state().queue.clone() };
-    let ctx = job_context(&config, &bg)?;
-    let options = worker_options(&config, &ctx, Vec::new(), 2);
+    let queues = queues_or_all(Vec::new());
+    let ctx = job_context(&config, &bg, &queues)?;
+    let options = worker_options(&config, &ctx, queues, 2);
     let tasks = scheduler::tasks(env_lookup())?;
     let addr = app.local_addr();
     eprintln!("fibonacco on http://{addr} (database {})", redact_url(config.database_url.expose()));

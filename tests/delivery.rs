@@ -67,7 +67,16 @@ fn job_context(app: &TestApp, over: &[(&str, String)], retry_after: Duration) ->
         queue: app.state.queue.clone(),
         providers: Providers::from_lookup(&lookup).unwrap(),
         settings: Arc::new(settings),
+        embedder: None,
     }
+}
+
+/// The same context with the local embedding model loaded.
+pub fn with_local_embedder(mut ctx: JobContext) -> JobContext {
+    let model = fibonacco_search::embed::local::MiniLm::load(&fibonacco_search::embed::local::MiniLm::default_dir())
+        .expect("model present: run scripts/models.sh (make test does)");
+    ctx.embedder = Some(Ok(Arc::new(model)));
+    ctx
 }
 
 /// A running worker; `stop` lets its jobs finish, dropping the handle kills it.
@@ -708,7 +717,7 @@ async fn tts_jobs_store_audio_and_embedding_jobs_never_mark_entries_done() {
     assert_eq!(stored, b"ID3-voice1-Welcome aboard");
     assert_eq!(r["data"]["audio_bytes"], stored.len());
 
-    // The embedding job is retried (later), never completed, and the entry stays pending.
+    // This worker has no embedder: the embedding job is retried later and the entry stays pending.
     wait_for("the embedding job to be retried", Duration::from_secs(10), || async {
         app.state.queue.sizes("embeddings").await.unwrap().delayed == 1
     })
@@ -917,4 +926,70 @@ async fn worker_process_finishes_the_job_in_flight_on_sigterm_and_the_cli_manage
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 failed jobs deleted");
     let out = cli().args(["queue", "retry", "not-a-uuid"]).output().unwrap();
     assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn embedding_jobs_store_vectors_that_find_paraphrased_questions() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let faq = [
+        ("Opening hours", "We are open Monday to Friday from 9am to 5pm, and closed on weekends."),
+        ("Refunds", "You can return any product within 30 days for a full refund of the purchase price."),
+        ("Delivery", "Orders ship within two business days; delivery takes three to five days."),
+    ];
+    let mut ids = Vec::new();
+    for (title, content) in faq {
+        let (s, k) = app
+            .send(
+                "POST",
+                "/api/v1/knowledge",
+                Some(t),
+                Some(json!({"title": title, "content": content, "category": "faq"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        let id = k["data"]["id"].as_str().unwrap().to_owned();
+        let (s, _) = app.send("POST", &format!("/api/v1/knowledge/{id}/generate-embedding"), Some(t), None).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        ids.push(id);
+    }
+    let ctx = with_local_embedder(job_context(&app, &[], Duration::from_secs(30)));
+    let worker = RunningWorker::start(ctx, &["embeddings"], Duration::from_secs(30));
+    wait_for("all entries embedded", Duration::from_secs(60), || async {
+        let mut done = true;
+        for id in &ids {
+            let (_, e) = app.get(&format!("/api/v1/knowledge/{id}"), t).await;
+            done &= e["data"]["embedding_status"] == "completed";
+        }
+        done
+    })
+    .await;
+    worker.stop().await;
+
+    let model =
+        fibonacco_search::embed::local::MiniLm::load(&fibonacco_search::embed::local::MiniLm::default_dir()).unwrap();
+    for (question, expected) in [
+        ("When can I visit your store?", 0),
+        ("How do I get my money back?", 1),
+        ("How long until my package arrives?", 2),
+    ] {
+        let q = model.embed_blocking(&[question.to_owned()]).unwrap().remove(0);
+        let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+        let hits: Vec<(Uuid, f64)> =
+            sqlx::query_as("select id, similarity from knowledge_semantic_search($1, $2::text::vector, 3)")
+                .bind(app.tenant_a)
+                .bind(fibonacco_search::embed::pgvector_literal(&q))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        let (model_name,): (String,) = sqlx::query_as("select embedding_model from knowledge_base where id = $1::uuid")
+            .bind(&ids[expected])
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(model_name, "all-MiniLM-L6-v2");
+        assert_eq!(hits[0].0.to_string(), ids[expected], "{question}: {hits:?}");
+        assert!(hits[0].1 > hits[1].1);
+    }
 }

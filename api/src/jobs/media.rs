@@ -84,16 +84,90 @@ pub async fn generate_tts(ctx: &JobContext, job: &Reserved) -> Result<(), JobErr
     outcome
 }
 
-/// The embedder belongs to the search service, which this build does not have yet. The
-/// job therefore fails in a way that says so and is retried later; it never marks an
-/// entry done, so the entries stay `pending` and are embedded once the service exists.
+#[derive(Debug, Deserialize)]
+struct EmbeddingJob {
+    tenant_id: Uuid,
+    knowledge_id: Uuid,
+}
+
+/// Embeds a knowledge entry (title and content) and stores the vector with its model:
+/// pending → processing → completed. Re-running is harmless (the same text gives the same
+/// vector). Without an embedder (model files missing) the job is retried later and the
+/// entry stays pending; an entry whose dimensions do not fit the index fails for good.
 #[tracing::instrument(name = "job.generate_embedding", skip_all)]
-pub async fn generate_embedding(_ctx: &JobContext, job: &Reserved) -> Result<(), JobError> {
-    #[derive(Deserialize)]
-    struct EmbeddingJob {
-        #[allow(dead_code)]
-        knowledge_id: Uuid,
-    }
-    let _: EmbeddingJob = data(job)?;
-    Err(JobError::retry("no embedder is available yet: embeddings come with the search service"))
+pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> {
+    let j: EmbeddingJob = data(job)?;
+    let embedder = match &ctx.embedder {
+        Some(Ok(e)) => e.clone(),
+        Some(Err(reason)) => return Err(JobError::retry(format!("no embedder: {reason}"))),
+        None => return Err(JobError::retry("no embedder is configured on this worker")),
+    };
+    let tenant = TenantId::from_uuid(j.tenant_id);
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    let row: Option<(String, String)> = sqlx::query_as(
+        "update knowledge_base set embedding_status = 'processing' where tenant_id = $1 and id = $2
+         returning title, content",
+    )
+    .bind(tenant)
+    .bind(j.knowledge_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    // Deleted since it was queued: nothing to do.
+    let Some((title, content)) = row else { return Ok(()) };
+    let text = fibonacco_search::embed::knowledge_text(&title, &content);
+    let result = embedder.embed(std::slice::from_ref(&text)).await;
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    let outcome = match result {
+        Ok(mut vectors) if vectors.len() == 1 && vectors[0].len() == 384 => {
+            let vector = fibonacco_search::embed::pgvector_literal(&vectors.remove(0));
+            // Only if the text is still the one embedded: an edit meanwhile re-queued it.
+            sqlx::query(
+                "update knowledge_base set embedding = $3::text::vector, embedding_model = $4,
+                    embedding_status = 'completed', embedded_at = now()
+                 where tenant_id = $1 and id = $2 and title = $5 and content = $6",
+            )
+            .bind(tenant)
+            .bind(j.knowledge_id)
+            .bind(vector)
+            .bind(embedder.model())
+            .bind(&title)
+            .bind(&content)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        }
+        Ok(vectors) => {
+            let reason = format!(
+                "{} produced {} dimensions; the knowledge index holds 384",
+                embedder.model(),
+                vectors.first().map(Vec::len).unwrap_or(0)
+            );
+            mark_embedding_failed(&mut tx, tenant, j.knowledge_id).await?;
+            Err(JobError::Fail(reason))
+        }
+        Err(e @ (fibonacco_search::EmbedError::Unavailable(_) | fibonacco_search::EmbedError::ModelUnavailable(_))) => {
+            sqlx::query("update knowledge_base set embedding_status = 'pending' where tenant_id = $1 and id = $2")
+                .bind(tenant)
+                .bind(j.knowledge_id)
+                .execute(&mut *tx)
+                .await?;
+            Err(JobError::retry(e.to_string()))
+        }
+        Err(e) => {
+            mark_embedding_failed(&mut tx, tenant, j.knowledge_id).await?;
+            Err(JobError::Fail(e.to_string()))
+        }
+    };
+    tx.commit().await?;
+    outcome
+}
+
+async fn mark_embedding_failed(conn: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("update knowledge_base set embedding_status = 'failed' where tenant_id = $1 and id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -78,6 +78,9 @@ pub struct JobContext {
     pub queue: Queue,
     pub providers: Providers,
     pub settings: Arc<DeliverySettings>,
+    /// The embedder for GenerateEmbedding: `None` on workers that do not run the
+    /// `embeddings` queue, `Some(Err)` with the reason when it could not be loaded.
+    pub embedder: Option<Result<Arc<dyn fibonacco_search::Embedder>, String>>,
 }
 
 impl Handler for JobContext {

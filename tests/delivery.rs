@@ -467,20 +467,25 @@ async fn a_job_whose_worker_dies_is_redelivered_and_sends_once() {
     let worker = RunningWorker::start(ctx.clone(), &["emails"], retry_after);
     wait_for("the send to reach SES", Duration::from_secs(30), || async { seen.load(Ordering::SeqCst) == 1 }).await;
     worker.kill();
+    // The send is still held by the dead worker (the dispatch may be too, if it died
+    // before acknowledging it).
     let sizes = app.state.queue.sizes("emails").await.unwrap();
-    assert_eq!(sizes.reserved, 1, "the job is still held by the dead worker");
+    assert!(sizes.reserved >= 1, "{sizes:?}");
 
     let worker = RunningWorker::start(ctx, &["emails"], retry_after);
     wait_for("the campaign to complete", Duration::from_secs(30), || async {
         campaign_status(&app, &id).await == "completed"
     })
     .await;
+    // The dispatch, if it was redelivered too, finishes as a no-op.
+    wait_for("every redelivered job to be done", Duration::from_secs(30), || async {
+        app.state.queue.sizes("emails").await.unwrap() == Default::default()
+    })
+    .await;
     worker.stop().await;
     assert_eq!(sent_to(&domain).await.values().map(Vec::len).sum::<usize>(), 1, "one message");
     let r = recipient_statuses(&app, &id).await;
     assert_eq!(r[0].0, "sent");
-    let sizes = app.state.queue.sizes("emails").await.unwrap();
-    assert_eq!((sizes.ready, sizes.reserved), (0, 0));
 }
 
 /// One request the Twilio stub received: resource, Authorization header, form.

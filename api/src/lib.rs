@@ -24,6 +24,7 @@ pub mod personalities;
 pub mod presentations;
 pub mod providers;
 pub mod scheduler;
+pub mod search;
 pub mod slugs;
 pub mod startup;
 pub mod state;

@@ -7,7 +7,7 @@ use utoipa::{
 
 use crate::{
     ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
-    learning, outbound, personalities, presentations, stripe, surveys, tracking, training, tts,
+    learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ use crate::{
         faq_categories::destroy,
         outbound::list, outbound::create, outbound::show, outbound::update, outbound::destroy,
         outbound::recipients, outbound::start, outbound::pause, outbound::resume, outbound::cancel, outbound::analytics,
+        search::search_get, search::search_post,
         tracking::open, tracking::click, tracking::unsubscribe_page, tracking::unsubscribe,
         outbound::list_email, outbound::create_email, outbound::list_sms, outbound::create_sms,
         outbound::list_phone, outbound::create_phone, outbound::sms_status, outbound::call_status,
@@ -81,6 +82,7 @@ use crate::{
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),
+        (name = "search", description = "Semantic, keyword and hybrid search over the knowledge base"),
         (name = "tracking", description = "Public links in campaign e-mails: open pixel, click redirect, unsubscribe"),
         (name = "operations", description = "Health and metrics"),
     )

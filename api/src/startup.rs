@@ -23,8 +23,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     ApiError, ads, articles, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
-    observability, openapi::ApiDoc, outbound, personalities, presentations, state::AppState, stripe, surveys, tracking,
-    training, tts,
+    observability, openapi::ApiDoc, outbound, personalities, presentations, search, state::AppState, stripe, surveys,
+    tracking, training, tts,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -48,7 +48,8 @@ pub fn router(state: AppState) -> Router {
         .merge(tts::routes())
         .merge(surveys::routes())
         .merge(presentations::routes())
-        .merge(training::routes());
+        .merge(training::routes())
+        .merge(search::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -18,6 +18,9 @@ pub struct AppState {
     pub tokens: Arc<TokenCache>,
     /// Text generation: OpenAI-compatible when a key is configured, else local.
     pub llm: Arc<LlmProvider>,
+    /// The query embedder of semantic search, loaded on first use (or the reason it
+    /// could not be).
+    pub embedder: Arc<tokio::sync::OnceCell<Result<Arc<dyn fibonacco_search::Embedder>, String>>>,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
             metrics: crate::observability::prometheus(),
             tokens,
             llm: Arc::new(LlmProvider::from_env()),
+            embedder: Arc::default(),
         }
     }
 }

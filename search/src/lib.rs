@@ -2,5 +2,7 @@
 //! stores and ranking. It depends on the platform kernel only, never on the API crate.
 
 pub mod embed;
+pub mod knowledge;
+pub mod rank;
 
 pub use embed::{EmbedError, Embedder, Embedding};

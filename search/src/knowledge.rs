@@ -1,0 +1,286 @@
+//! Search over the knowledge base (entries and FAQs): semantic (pgvector, HNSW cosine),
+//! keyword (Postgres full text) and hybrid (reciprocal rank fusion of both).
+//!
+//! Every query runs in the tenant's transaction and filters by tenant explicitly; public
+//! entries of other tenants are visible, as the seed intends, and can be excluded.
+
+use std::collections::HashMap;
+
+use fibonacco_platform::{TenantId, db};
+use serde::Serialize;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::{
+    embed::{Embedder, pgvector_literal},
+    rank::{RRF_K, reciprocal_rank_fusion},
+};
+
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+/// Candidates each ranking contributes before fusion and paging.
+const CANDIDATES: i64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Semantic,
+    Keyword,
+    Hybrid,
+}
+
+impl Mode {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "semantic" => Some(Self::Semantic),
+            "keyword" => Some(Self::Keyword),
+            "hybrid" => Some(Self::Hybrid),
+            _ => None,
+        }
+    }
+}
+
+/// What to look for; built by the caller after validation (see [`SearchQuery::parse`]).
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub category: Option<String>,
+    pub subcategory: Option<String>,
+    /// Entries carrying any of these tags.
+    pub tags: Vec<String>,
+    /// Entries for any of these industries.
+    pub industry_codes: Vec<String>,
+    pub is_public: Option<bool>,
+    /// Entries this agent may use (entries with no `allowed_agents` are open to all).
+    pub agent: Option<String>,
+    pub validation_status: Option<String>,
+    /// Include other tenants' public entries (default true).
+    pub include_public: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub text: String,
+    pub mode: Mode,
+    pub filters: Filters,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum QueryError {
+    #[error("the query is empty")]
+    Empty,
+    #[error("the query is longer than {MAX_QUERY_CHARS} characters")]
+    TooLong,
+}
+
+impl SearchQuery {
+    /// Checks the text: trimmed, 1..=1000 characters.
+    pub fn parse(text: &str, mode: Mode, filters: Filters, page: i64, per_page: i64) -> Result<Self, QueryError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(QueryError::Empty);
+        }
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(QueryError::TooLong);
+        }
+        Ok(Self { text: text.to_owned(), mode, filters, page: page.max(1), per_page: per_page.clamp(1, 100) })
+    }
+}
+
+/// One result with the scores that placed it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Hit {
+    pub id: Uuid,
+    pub title: String,
+    /// The start of the entry's content.
+    pub snippet: String,
+    pub category: Option<String>,
+    pub subcategory: Option<String>,
+    pub tags: Vec<String>,
+    pub is_public: bool,
+    /// True when the entry belongs to another tenant (a public entry).
+    #[sqlx(default)]
+    pub shared: bool,
+    /// Cosine similarity to the query (semantic and hybrid modes, when ranked by it).
+    #[sqlx(skip)]
+    pub semantic_score: Option<f64>,
+    /// Full-text rank (keyword and hybrid modes, when matched).
+    #[sqlx(skip)]
+    pub keyword_score: Option<f64>,
+    /// The score the results are ordered by.
+    #[sqlx(skip)]
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchPage {
+    pub hits: Vec<Hit>,
+    /// Results across all pages (bounded by the candidate pool of each ranking).
+    pub total: i64,
+    pub mode: Mode,
+    /// The embedding model the semantic ranking used, if any.
+    pub model: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Embed(#[from] crate::EmbedError),
+}
+
+fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, f: &Filters) {
+    qb.push(" and (kb.tenant_id = ").push_bind(tenant);
+    if f.include_public {
+        qb.push(" or kb.is_public");
+    }
+    qb.push(")");
+    if let Some(c) = &f.category {
+        qb.push(" and kb.category = ").push_bind(c.clone());
+    }
+    if let Some(c) = &f.subcategory {
+        qb.push(" and kb.subcategory = ").push_bind(c.clone());
+    }
+    if !f.tags.is_empty() {
+        qb.push(" and kb.tags && ").push_bind(f.tags.clone());
+    }
+    if !f.industry_codes.is_empty() {
+        qb.push(" and kb.industry_codes && ").push_bind(f.industry_codes.clone());
+    }
+    if let Some(p) = f.is_public {
+        qb.push(" and kb.is_public = ").push_bind(p);
+    }
+    if let Some(a) = &f.agent {
+        qb.push(" and (cardinality(kb.allowed_agents) = 0 or ").push_bind(a.clone()).push(" = any(kb.allowed_agents))");
+    }
+    if let Some(v) = &f.validation_status {
+        qb.push(" and kb.validation_status = ").push_bind(v.clone());
+    }
+}
+
+#[tracing::instrument(name = "search.semantic", skip_all, fields(tenant_id = %tenant))]
+async fn semantic(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    vector: &[f32],
+    model: &str,
+    f: &Filters,
+    limit: i64,
+) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
+    // With a filter, HNSW alone could return fewer than `limit` rows; iterative scans keep
+    // walking the graph until enough rows pass (pgvector 0.8). Local to this transaction.
+    sqlx::query("select set_config('hnsw.iterative_scan', 'relaxed_order', true)").execute(&mut *conn).await?;
+    let literal = pgvector_literal(vector);
+    let mut qb = QueryBuilder::new("select kb.id, 1 - (kb.embedding <=> ");
+    qb.push_bind(literal.clone())
+        .push("::text::vector) as score from knowledge_base kb where kb.embedding is not null");
+    qb.push(" and kb.embedding_model = ").push_bind(model.to_owned());
+    push_filters(&mut qb, tenant, f);
+    qb.push(" order by kb.embedding <=> ").push_bind(literal).push("::text::vector limit ").push_bind(limit);
+    let mut rows: Vec<(Uuid, f64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+    // relaxed_order may return near-ties slightly out of order.
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(rows)
+}
+
+#[tracing::instrument(name = "search.keyword", skip_all, fields(tenant_id = %tenant))]
+async fn keyword(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    text: &str,
+    f: &Filters,
+    limit: i64,
+) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
+    let mut qb = QueryBuilder::new(
+        "select kb.id, ts_rank_cd(kb.search_vector, q)::float8 as score
+         from knowledge_base kb, websearch_to_tsquery('english', ",
+    );
+    qb.push_bind(text.to_owned()).push(") q where kb.search_vector @@ q");
+    push_filters(&mut qb, tenant, f);
+    qb.push(" order by score desc, kb.id limit ").push_bind(limit);
+    qb.build_query_as().fetch_all(conn).await
+}
+
+/// Runs a query. The embedder is needed for semantic and hybrid modes only.
+#[tracing::instrument(name = "search.knowledge", skip_all, fields(tenant_id = %tenant, mode = ?q.mode))]
+pub async fn search(
+    pool: &sqlx::PgPool,
+    embedder: Option<&dyn Embedder>,
+    tenant: TenantId,
+    q: &SearchQuery,
+) -> Result<SearchPage, SearchError> {
+    let vector = match (q.mode, embedder) {
+        (Mode::Keyword, _) => None,
+        (_, Some(e)) => Some((e.embed(std::slice::from_ref(&q.text)).await?.remove(0), e.model().to_owned())),
+        (_, None) => return Err(crate::EmbedError::ModelUnavailable("no embedder is loaded".into()).into()),
+    };
+    let mut tx = db::begin_tenant(pool, tenant).await?;
+    let sem = match &vector {
+        Some((v, model)) => semantic(&mut tx, tenant, v, model, &q.filters, CANDIDATES).await?,
+        None => Vec::new(),
+    };
+    let key = match q.mode {
+        Mode::Semantic => Vec::new(),
+        _ => keyword(&mut tx, tenant, &q.text, &q.filters, CANDIDATES).await?,
+    };
+    let sem_scores: HashMap<Uuid, f64> = sem.iter().copied().collect();
+    let key_scores: HashMap<Uuid, f64> = key.iter().copied().collect();
+    let ranked: Vec<(Uuid, f64)> = match q.mode {
+        Mode::Semantic => sem,
+        Mode::Keyword => key,
+        Mode::Hybrid => reciprocal_rank_fusion(
+            &[sem.iter().map(|(id, _)| *id).collect(), key.iter().map(|(id, _)| *id).collect()],
+            RRF_K,
+        ),
+    };
+    let total = ranked.len() as i64;
+    let start = ((q.page - 1) * q.per_page) as usize;
+    let page: Vec<(Uuid, f64)> = ranked.into_iter().skip(start).take(q.per_page as usize).collect();
+    let ids: Vec<Uuid> = page.iter().map(|(id, _)| *id).collect();
+    let rows: Vec<Hit> = sqlx::query_as(
+        "select id, title, left(content, 240) as snippet, category, subcategory, tags, is_public,
+            tenant_id <> $1 as shared
+         from knowledge_base where id = any($2)",
+    )
+    .bind(tenant)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    // A hit counts as a use of the entry (own entries only: others' rows are read-only).
+    sqlx::query("update knowledge_base set usage_count = usage_count + 1 where tenant_id = $1 and id = any($2)")
+        .bind(tenant)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let mut by_id: HashMap<Uuid, Hit> = rows.into_iter().map(|h| (h.id, h)).collect();
+    let hits = page
+        .into_iter()
+        .filter_map(|(id, score)| {
+            let mut h = by_id.remove(&id)?;
+            h.score = score;
+            h.semantic_score = sem_scores.get(&id).copied();
+            h.keyword_score = key_scores.get(&id).copied();
+            Some(h)
+        })
+        .collect();
+    Ok(SearchPage { hits, total, mode: q.mode, model: vector.map(|(_, m)| m) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_trimmed_and_bounded() {
+        let f = Filters::default;
+        assert_eq!(SearchQuery::parse("   ", Mode::Hybrid, f(), 1, 10).unwrap_err(), QueryError::Empty);
+        assert_eq!(SearchQuery::parse(&"x".repeat(1001), Mode::Hybrid, f(), 1, 10).unwrap_err(), QueryError::TooLong);
+        let q = SearchQuery::parse("  refunds ", Mode::Keyword, f(), 0, 1000).unwrap();
+        assert_eq!((q.text.as_str(), q.page, q.per_page), ("refunds", 1, 100));
+    }
+}

@@ -136,3 +136,85 @@ async fn search_is_tenant_scoped_and_validates_queries() {
 fn urlenc(s: &str) -> String {
     s.replace(' ', "%20")
 }
+
+/// A small FAQ written for this test and questions that paraphrase each entry without
+/// reusing its key words where possible.
+const FAQ: &[(&str, &str, &str)] = &[
+    (
+        "Opening hours",
+        "We are open Monday to Friday from 9am to 6pm and on Saturday mornings.",
+        "What time do you close on weekdays?",
+    ),
+    (
+        "Refund policy",
+        "Products can be returned within 30 days for a full refund to the original payment method.",
+        "Can I send an item back and be reimbursed?",
+    ),
+    (
+        "Shipping times",
+        "Orders are dispatched within two business days and usually arrive in three to five days.",
+        "How long does delivery take?",
+    ),
+    ("Payment methods", "We accept Visa, Mastercard, PayPal and bank transfer.", "Which cards can I pay with?"),
+    (
+        "Password reset",
+        "Use the 'Forgot password' link on the sign-in page to receive a reset e-mail.",
+        "I can't log in because I forgot my credentials",
+    ),
+    (
+        "Warranty",
+        "All appliances carry a two-year manufacturer warranty covering defects.",
+        "What happens if my device breaks after a year?",
+    ),
+    (
+        "Gift cards",
+        "Gift cards never expire and can be used online or in store.",
+        "Is there an expiry date on vouchers?",
+    ),
+    ("Parking", "Free customer parking is available behind the building.", "Where can I leave my car when I visit?"),
+    ("Pet policy", "Dogs on a leash are welcome inside the shop.", "Can I bring my dog along?"),
+    (
+        "Data privacy",
+        "We never sell personal data and you can request deletion at any time.",
+        "Do you share my information with other companies?",
+    ),
+    (
+        "Bulk discounts",
+        "Orders of more than 50 units receive a 10 percent discount.",
+        "Is it cheaper if I buy in large quantities?",
+    ),
+    (
+        "Installation service",
+        "Our technicians can install your appliance for a flat fee of 49 dollars.",
+        "Can someone come and set up the machine for me?",
+    ),
+];
+
+#[tokio::test]
+async fn paraphrased_questions_find_their_faq_entry() {
+    let app = TestApp::spawn().await;
+    let model = MiniLm::load(&MiniLm::default_dir()).expect("run scripts/models.sh");
+    let t = &app.token_a;
+    let mut entry_ids = Vec::new();
+    for (title, content, _) in FAQ {
+        entry_ids.push(entry(&app, t, json!({"title": title, "content": content, "category": "faq"})).await);
+    }
+    let refs: Vec<&str> = entry_ids.iter().map(String::as_str).collect();
+    embed(&app, app.tenant_a, &model, &refs).await;
+    for mode in ["semantic", "hybrid"] {
+        let (mut reciprocal, mut in_top5) = (0.0, 0);
+        for (i, (_, _, question)) in FAQ.iter().enumerate() {
+            let (_, r) = app.get(&format!("/api/v1/search?mode={mode}&per_page=10&q={}", urlenc(question)), t).await;
+            let found = ids(&r);
+            if let Some(rank) = found.iter().position(|id| *id == entry_ids[i]) {
+                reciprocal += 1.0 / (rank + 1) as f64;
+                in_top5 += usize::from(rank < 5);
+            }
+        }
+        let mrr = reciprocal / FAQ.len() as f64;
+        let recall5 = in_top5 as f64 / FAQ.len() as f64;
+        println!("{mode}: MRR {mrr:.3}, recall@5 {recall5:.3} over {} paraphrased questions", FAQ.len());
+        assert!(mrr >= 0.75, "{mode}: MRR {mrr:.3}");
+        assert!(recall5 >= 0.9, "{mode}: recall@5 {recall5:.3}");
+    }
+}

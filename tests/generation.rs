@@ -179,3 +179,93 @@ async fn generate_from_a_learning_campaign() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "another tenant's campaign");
 }
+
+#[tokio::test]
+async fn personalities_answer_with_their_prompt_and_model_and_the_exchange_is_stored() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let (s, p) = app
+        .send(
+            "POST",
+            "/api/v1/personalities",
+            Some(t),
+            Some(json!({"name": "Ava", "system_prompt": "You are Ava, a cheerful plumber's assistant.", "model": "gpt-4o", "temperature": 0.2, "max_tokens": 300})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let pid = p["data"]["id"].as_str().unwrap().to_owned();
+    let customer = app.customer(t, json!({"name": "Bob's Bakery", "business_context": {"industry": "bakery"}})).await;
+    let cid = customer["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/personalities/{pid}/generate-response");
+
+    // Offline: the local provider answers deterministically; the exchange is stored.
+    let (s, r) = app.send("POST", &path, Some(t), Some(json!({"message": "My sink leaks", "customer_id": cid}))).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["data"]["provider"], "local");
+    assert!(!r["data"]["response"].as_str().unwrap().is_empty());
+    let conversation = r["data"]["conversation_id"].as_str().unwrap().to_owned();
+    let (_, msgs) = app.get(&format!("/api/v1/conversations/{conversation}/messages"), t).await;
+    let roles: Vec<&str> = msgs["data"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"], "{msgs}");
+
+    // Through an OpenAI-compatible provider: the personality's prompt, model, temperature
+    // and limit are sent, with the customer's context and the conversation so far.
+    let (stub, base) = start_stub(200, json!({"model": "gpt-4o", "choices": [{"message": {"role": "assistant", "content": "Turn off the valve first."}}]})).await;
+    let router = app.with_llm(openai(&base));
+    let (s, r) =
+        call(&router, t, &path, json!({"message": "And then?", "conversation_id": conversation, "customer_id": cid}))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["data"]["response"].as_str(), r["data"]["model"].as_str()),
+        (Some("Turn off the valve first."), Some("gpt-4o"))
+    );
+    let seen = stub.seen.lock().unwrap().clone();
+    let body = &seen[0].1;
+    assert_eq!(body["model"], "gpt-4o");
+    assert!((body["temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    assert_eq!(body["max_tokens"], 300);
+    let sent: Vec<(String, String)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap().to_owned(), m["content"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(sent[0], ("system".into(), "You are Ava, a cheerful plumber's assistant.".into()));
+    assert!(sent[1].1.contains("Bob's Bakery") && sent[1].1.contains("bakery"), "{sent:?}");
+    assert_eq!(sent[2], ("user".into(), "My sink leaks".into()), "history first");
+    assert_eq!(sent.last().unwrap(), &("user".into(), "And then?".into()));
+    let (_, msgs) = app.get(&format!("/api/v1/conversations/{conversation}/messages"), t).await;
+    assert_eq!(msgs["data"].as_array().unwrap().len(), 4);
+
+    // Provider errors: 503 for outages, 502 for refusals; nothing is stored.
+    *stub.reply.lock().unwrap() = (500, json!({"error": "down"}));
+    let (s, r) = call(&router, t, &path, json!({"message": "Hello?", "conversation_id": conversation})).await;
+    assert_eq!((s, code(&r)), (StatusCode::SERVICE_UNAVAILABLE, "UPSTREAM_UNAVAILABLE"));
+    *stub.reply.lock().unwrap() = (400, json!({"error": "bad model"}));
+    let (s, _) = call(&router, t, &path, json!({"message": "Hello?", "conversation_id": conversation})).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    let (_, msgs) = app.get(&format!("/api/v1/conversations/{conversation}/messages"), t).await;
+    assert_eq!(msgs["data"].as_array().unwrap().len(), 4, "failed calls store nothing");
+
+    // Validation and isolation.
+    for body in [
+        json!({}),
+        json!({"message": "  "}),
+        json!({"message": "x".repeat(8001)}),
+        json!({"message": "hi", "customer_id": uuid::Uuid::now_v7()}),
+    ] {
+        let (s, r) = app.send("POST", &path, Some(t), Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    }
+    let (s, _) = app.send("POST", &path, Some(&app.token_b), Some(json!({"message": "hi"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's personality");
+
+    // The models in use.
+    let (s, m) = call(&router, t, "/api/v1/ai/models", json!({})).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{m}");
+    let (s, m) = app.get("/api/v1/ai/models", t).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<&str> = m["data"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"local-template-v1") && ids.contains(&"all-MiniLM-L6-v2"), "{m}");
+}

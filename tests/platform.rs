@@ -49,6 +49,8 @@ const BUILT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/outbound/campaigns/{id}/pause"),
     ("post", "/api/v1/outbound/campaigns/{id}/resume"),
     ("post", "/api/v1/outbound/campaigns/{id}/cancel"),
+    ("get", "/api/v1/ai/models"),
+    ("post", "/api/v1/personalities/{id}/generate-response"),
     ("get", "/api/v1/search"),
     ("post", "/api/v1/search"),
     ("get", "/t/open/{token}"),

@@ -2,6 +2,7 @@
 //! family, thin handlers over functions that take a transaction and plain values.
 
 pub mod ads;
+pub mod ai;
 pub mod articles;
 pub mod commerce;
 pub mod content;

@@ -6,7 +6,7 @@ use utoipa::{
 };
 
 use crate::{
-    ads, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
+    ads, ai, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
     learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
 };
 
@@ -29,7 +29,7 @@ use crate::{
         faq_categories::destroy,
         outbound::list, outbound::create, outbound::show, outbound::update, outbound::destroy,
         outbound::recipients, outbound::start, outbound::pause, outbound::resume, outbound::cancel, outbound::analytics,
-        search::search_get, search::search_post,
+        search::search_get, search::search_post, ai::generate_response, ai::models,
         tracking::open, tracking::click, tracking::unsubscribe_page, tracking::unsubscribe,
         outbound::list_email, outbound::create_email, outbound::list_sms, outbound::create_sms,
         outbound::list_phone, outbound::create_phone, outbound::sms_status, outbound::call_status,

@@ -22,9 +22,9 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, ads, articles, commerce, content, conversations, customers, faq_categories, health, knowledge, learning,
-    observability, openapi::ApiDoc, outbound, personalities, presentations, search, state::AppState, stripe, surveys,
-    tracking, training, tts,
+    ApiError, ads, ai, articles, commerce, content, conversations, customers, faq_categories, health, knowledge,
+    learning, observability, openapi::ApiDoc, outbound, personalities, presentations, search, state::AppState, stripe,
+    surveys, tracking, training, tts,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -49,7 +49,8 @@ pub fn router(state: AppState) -> Router {
         .merge(surveys::routes())
         .merge(presentations::routes())
         .merge(training::routes())
-        .merge(search::routes());
+        .merge(search::routes())
+        .merge(ai::routes());
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)

@@ -1,0 +1,271 @@
+//! AI endpoints: a personality answering a message (stored as a conversation), and the
+//! models this deployment uses. The provider is the platform's `LlmProvider`:
+//! OpenAI-compatible when a key is set, a deterministic local generator otherwise.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::{get, post},
+};
+use fibonacco_platform::{
+    TenantId, db,
+    llm::{ChatMessage, ChatRequest, LlmProvider},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    ApiError,
+    conversations::{input::NewConversation, input::NewMessage, store as conversations},
+    envelope::Envelope,
+    error::{ErrorEnvelope, FieldErrors},
+    extract::{Auth, JsonBody, resource_id},
+    personalities,
+    state::AppState,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ai/models", get(models))
+        .route("/personalities/{id}/generate-response", post(generate_response))
+}
+
+/// Longest message accepted, in characters.
+const MAX_MESSAGE_CHARS: usize = 8000;
+/// Earlier messages of the conversation sent along as context.
+const HISTORY: i64 = 20;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    /// What the user (or customer) said.
+    pub message: Option<String>,
+    /// The customer the personality talks to; their business context is given to it.
+    pub customer_id: Option<Uuid>,
+    /// Continue this conversation (its recent messages are context); a new one otherwise.
+    pub conversation_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GeneratedResponse {
+    pub response: String,
+    pub model: String,
+    pub provider: &'static str,
+    pub personality_id: Uuid,
+    pub conversation_id: Uuid,
+    /// The stored assistant message.
+    pub message_id: Uuid,
+}
+
+#[derive(sqlx::FromRow)]
+struct Personality {
+    name: String,
+    system_prompt: String,
+    model: String,
+    temperature: f32,
+    max_tokens: i32,
+}
+
+async fn customer_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String, Value)> =
+        sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(name, context)| {
+        let context =
+            if context.as_object().is_some_and(|m| !m.is_empty()) { context.to_string() } else { "{}".into() };
+        format!("You are talking to the customer \"{name}\". Their business context (JSON): {context}")
+    }))
+}
+
+/// A personality answers a message with its system prompt, model, temperature and token
+/// limit. The exchange is stored as a conversation (channel `ai`): the user's message and
+/// the answer, with the model and provider in the answer's metadata.
+#[utoipa::path(post, path = "/api/v1/personalities/{id}/generate-response", tag = "personalities",
+    params(("id" = Uuid, Path, description = "Personality id")), request_body = GenerateRequest,
+    responses((status = 200, body = inline(Envelope<GeneratedResponse>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 502, description = "The provider refused the request", body = ErrorEnvelope),
+        (status = 503, description = "The provider is unavailable; nothing stored", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn generate_response(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<GenerateRequest>,
+) -> Result<Json<Envelope<GeneratedResponse>>, ApiError> {
+    auth.require(personalities::WRITE)?;
+    let id = resource_id(&id, "personality")?;
+    let tenant = auth.0.tenant_id;
+    let mut e = FieldErrors::default();
+    let message = body.message.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    if message.is_empty() {
+        e.add("message", "is required");
+    } else if message.chars().count() > MAX_MESSAGE_CHARS {
+        e.add("message", format!("must be at most {MAX_MESSAGE_CHARS} characters"));
+    }
+
+    // Read everything the prompt needs, then let the transaction go before calling out.
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let personality: Personality = sqlx::query_as(
+        "select name, system_prompt, model, temperature, max_tokens from ai_personalities where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApiError::NotFound("personality"))?;
+    let customer = match body.customer_id {
+        Some(c) => {
+            let context = customer_context(&mut tx, tenant, c).await?;
+            if context.is_none() {
+                e.add("customer_id", "no such customer");
+            }
+            context
+        }
+        None => None,
+    };
+    let mut history: Vec<ChatMessage> = Vec::new();
+    if let Some(conversation) = body.conversation_id {
+        if conversations::exists(&mut tx, tenant, conversation).await? {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "select role, content from (select role, content, created_at, id from crm_conversation_messages
+                   where tenant_id = $1 and conversation_id = $2 and role in ('user', 'assistant', 'customer', 'agent')
+                   order by created_at desc, id desc limit $3) recent order by created_at, id",
+            )
+            .bind(tenant)
+            .bind(conversation)
+            .bind(HISTORY)
+            .fetch_all(&mut *tx)
+            .await?;
+            history = rows
+                .into_iter()
+                .map(|(role, content)| ChatMessage {
+                    role: if role == "assistant" || role == "agent" { "assistant".into() } else { "user".into() },
+                    content,
+                })
+                .collect();
+        } else {
+            e.add("conversation_id", "no such conversation");
+        }
+    }
+    tx.commit().await?;
+    e.into_result()?;
+
+    let mut messages = vec![ChatMessage::system(personality.system_prompt.clone())];
+    if let Some(c) = customer {
+        messages.push(ChatMessage::system(c));
+    }
+    messages.extend(history);
+    messages.push(ChatMessage::user(message.clone()));
+    let request = ChatRequest {
+        messages,
+        // A local provider has one model; a remote one uses the personality's.
+        model: matches!(*state.llm, LlmProvider::OpenAiCompatible(_)).then(|| personality.model.clone()),
+        temperature: personality.temperature,
+        max_tokens: u32::try_from(personality.max_tokens).unwrap_or(1024),
+    };
+    let answer = state.llm.complete(&request).await?;
+
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let conversation = match body.conversation_id {
+        Some(c) => c,
+        None => {
+            let mut metadata = Map::new();
+            metadata.insert("personality_id".into(), json!(id));
+            let summary = Some(format!("{} conversation", personality.name));
+            let new = NewConversation { customer_id: body.customer_id, channel: "ai".into(), summary, metadata };
+            conversations::insert(&mut tx, tenant, &new).await?
+        }
+    };
+    let user = NewMessage { role: "user".into(), content: message, metadata: Map::new() };
+    conversations::add_message(&mut tx, tenant, conversation, &user).await?;
+    let mut metadata = Map::new();
+    metadata.insert("model".into(), json!(answer.model));
+    metadata.insert("provider".into(), json!(answer.provider));
+    metadata.insert("personality_id".into(), json!(id));
+    let reply = NewMessage { role: "assistant".into(), content: answer.content.clone(), metadata };
+    let stored = conversations::add_message(&mut tx, tenant, conversation, &reply).await?;
+    tx.commit().await?;
+    Ok(Json(Envelope::data(GeneratedResponse {
+        response: answer.content,
+        model: answer.model,
+        provider: answer.provider,
+        personality_id: id,
+        conversation_id: conversation,
+        message_id: stored.id,
+    })))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelInfo {
+    pub id: String,
+    /// `chat` or `embedding`.
+    pub kind: &'static str,
+    pub provider: String,
+    /// Used when a request or personality names no model.
+    pub default: bool,
+    /// Vector size (embedding models).
+    pub dimensions: Option<usize>,
+}
+
+/// The chat models in use (the provider's default and every model a personality of this
+/// tenant names) and the embedding model of search.
+#[utoipa::path(get, path = "/api/v1/ai/models", tag = "personalities",
+    responses((status = 200, body = inline(Envelope<Vec<ModelInfo>>)), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn models(State(state): State<AppState>, auth: Auth) -> Result<Json<Envelope<Vec<ModelInfo>>>, ApiError> {
+    auth.require(personalities::READ)?;
+    let tenant = auth.0.tenant_id;
+    let provider = state.llm.name().to_owned();
+    let default_model = state.llm.default_model().to_owned();
+    let mut out = vec![ModelInfo {
+        id: default_model.clone(),
+        kind: "chat",
+        provider: provider.clone(),
+        default: true,
+        dimensions: None,
+    }];
+    if matches!(*state.llm, LlmProvider::OpenAiCompatible(_)) {
+        let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+        let named: Vec<String> =
+            sqlx::query_scalar("select distinct model from ai_personalities where tenant_id = $1 order by model")
+                .bind(tenant)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        out.extend(named.into_iter().filter(|m| *m != default_model).map(|id| ModelInfo {
+            id,
+            kind: "chat",
+            provider: provider.clone(),
+            default: false,
+            dimensions: None,
+        }));
+    }
+    let lookup = fibonacco_platform::config::env_lookup();
+    let (embedding, embedding_provider, dims) = match lookup("EMBEDDING_BASE_URL").filter(|v| !v.is_empty()) {
+        Some(_) => (
+            lookup("EMBEDDING_MODEL").filter(|v| !v.is_empty()).unwrap_or_else(|| "text-embedding-3-small".into()),
+            "openai-compatible".to_owned(),
+            lookup("EMBEDDING_DIMENSIONS").and_then(|d| d.parse().ok()).unwrap_or(1536),
+        ),
+        None => (
+            fibonacco_search::embed::local::MODEL_NAME.to_owned(),
+            "local".to_owned(),
+            fibonacco_search::embed::local::DIMENSIONS,
+        ),
+    };
+    out.push(ModelInfo {
+        id: embedding,
+        kind: "embedding",
+        provider: embedding_provider,
+        default: true,
+        dimensions: Some(dims),
+    });
+    Ok(Json(Envelope::data(out)))
+}

@@ -269,3 +269,155 @@ async fn personalities_answer_with_their_prompt_and_model_and_the_exchange_is_st
     let ids: Vec<&str> = m["data"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"local-template-v1") && ids.contains(&"all-MiniLM-L6-v2"), "{m}");
 }
+
+/// Reads a server-sent-event body into (event, data) pairs.
+fn events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = Some(e.trim().to_owned());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            Some((event?, serde_json::from_str(&data).ok()?))
+        })
+        .collect()
+}
+
+async fn post_raw(router: &Router, token: &str, path: &str, body: Value) -> (StatusCode, String, String) {
+    let req = Request::post(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let ctype = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, ctype, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn ai_chat_answers_with_knowledge_sources_in_json_and_as_a_stream() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let (_, p) = app
+        .send(
+            "POST",
+            "/api/v1/personalities",
+            Some(t),
+            Some(json!({"name": "Max", "system_prompt": "You are Max.", "model": "gpt-4o"})),
+        )
+        .await;
+    let pid = p["data"]["id"].as_str().unwrap().to_owned();
+    let customer = app.customer(t, json!({"name": "Corner Cafe"})).await;
+    let cid = customer["id"].as_str().unwrap().to_owned();
+    let (s, _) = app
+        .send("POST", "/api/v1/personalities/assign", Some(t), Some(json!({"personality_id": pid, "customer_id": cid})))
+        .await;
+    assert!(s.is_success());
+    let (_, k) = app
+        .send(
+            "POST",
+            "/api/v1/knowledge",
+            Some(t),
+            Some(json!({"title": "Opening hours", "content": "We open at nine and close at five on weekdays."})),
+        )
+        .await;
+    let kid = k["data"]["id"].as_str().unwrap().to_owned();
+
+    // JSON, offline: the customer's assigned personality, the matching entry as source [1].
+    let (s, r) = app
+        .send(
+            "POST",
+            "/api/v1/ai/chat",
+            Some(t),
+            Some(json!({"message": "What are your opening hours?", "customer_id": cid})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["data"]["personality_id"], pid.as_str());
+    assert_eq!(r["data"]["sources"][0]["id"], kid.as_str(), "{r}");
+    let conversation = r["data"]["conversation_id"].as_str().unwrap().to_owned();
+
+    // Streamed, offline: meta, deltas, done; the deltas are exactly what is stored.
+    let (s, ctype, body) = post_raw(
+        &app.router,
+        t,
+        "/api/v1/ai/chat",
+        json!({"message": "And on Saturday?", "conversation_id": conversation, "customer_id": cid, "stream": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(ctype.starts_with("text/event-stream"), "{ctype}");
+    let ev = events(&body);
+    assert_eq!(ev.first().map(|e| e.0.as_str()), Some("meta"));
+    assert_eq!(ev[0].1["conversation_id"], conversation.as_str());
+    assert_eq!(ev.last().map(|e| e.0.as_str()), Some("done"), "{body}");
+    let streamed: String = ev.iter().filter(|e| e.0 == "delta").map(|e| e.1["content"].as_str().unwrap()).collect();
+    assert!(ev.iter().filter(|e| e.0 == "delta").count() > 3, "several pieces");
+    let (_, msgs) = app.get(&format!("/api/v1/conversations/{conversation}/messages"), t).await;
+    let stored = msgs["data"].as_array().unwrap();
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[3]["content"].as_str().unwrap(), streamed);
+    assert_eq!(stored[3]["id"], ev.last().unwrap().1["message_id"]);
+
+    // Streamed through an OpenAI-compatible provider.
+    async fn sse(Json(body): Json<Value>) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["model"], "gpt-4o");
+        let text = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\"Closed on \"}}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\"Saturdays.\"}}]}\n\ndata: [DONE]\n\n";
+        ([("content-type", "text/event-stream")], text).into_response()
+    }
+    let stub = Router::new().route("/v1/chat/completions", post(sse));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, stub).await.unwrap() });
+    let router = app.with_llm(openai(&format!("http://{addr}/v1")));
+    let (s, _, body) =
+        post_raw(&router, t, "/api/v1/ai/chat", json!({"message": "Saturday?", "customer_id": cid, "stream": true}))
+            .await;
+    assert_eq!(s, StatusCode::OK);
+    let streamed: String =
+        events(&body).iter().filter(|e| e.0 == "delta").map(|e| e.1["content"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(streamed, "Closed on Saturdays.");
+
+    // A provider outage before the first piece: 503 JSON, nothing stored.
+    let (_, base) = start_stub(503, json!({"error": "overloaded"})).await;
+    let router = app.with_llm(openai(&base));
+    let (s, _, body) = post_raw(
+        &router,
+        t,
+        "/api/v1/ai/chat",
+        json!({"message": "Hi", "conversation_id": conversation, "stream": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (_, msgs) = app.get(&format!("/api/v1/conversations/{conversation}/messages"), t).await;
+    assert_eq!(msgs["data"].as_array().unwrap().len(), 4);
+
+    for bad in [
+        json!({}),
+        json!({"message": "hi", "personality_id": uuid::Uuid::now_v7()}),
+        json!({"message": "hi", "conversation_id": uuid::Uuid::now_v7()}),
+    ] {
+        let (s, r) = app.send("POST", "/api/v1/ai/chat", Some(t), Some(bad)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    }
+    let (s, _) = app
+        .send(
+            "POST",
+            "/api/v1/ai/chat",
+            Some(&app.token_b),
+            Some(json!({"message": "hi", "conversation_id": conversation})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "another tenant's conversation is unknown here");
+}

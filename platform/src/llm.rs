@@ -137,6 +137,71 @@ struct WireRequest<'a> {
     messages: &'a [ChatMessage],
     temperature: f32,
     max_tokens: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+}
+
+/// A completion arriving in pieces: the model answering, and its text as it comes.
+/// The channel ends after the last piece; an `Err` item means the stream broke off.
+pub struct ChatStream {
+    pub model: String,
+    pub provider: &'static str,
+    pub chunks: tokio::sync::mpsc::Receiver<Result<String, LlmError>>,
+}
+
+impl LlmProvider {
+    /// Like [`LlmProvider::complete`], but the text arrives in pieces. Errors before the
+    /// first piece (refusals, outages) come back here, so callers can answer them plainly.
+    #[tracing::instrument(name = "llm.stream", skip_all, fields(provider = self.name(), messages = req.messages.len()))]
+    pub async fn stream(&self, req: &ChatRequest) -> Result<ChatStream, LlmError> {
+        match self {
+            Self::Local => {
+                // The local generator has its whole answer at once; it is streamed word by
+                // word so clients exercise the same path offline.
+                let answer = local_completion(req);
+                let (tx, rx) = tokio::sync::mpsc::channel(64);
+                tokio::spawn(async move {
+                    for piece in answer.content.split_inclusive(' ') {
+                        if tx.send(Ok(piece.to_owned())).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                Ok(ChatStream { model: answer.model, provider: "local", chunks: rx })
+            }
+            Self::OpenAiCompatible(p) => p.stream(req).await,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    choices: Vec<WireDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    #[serde(default)]
+    delta: WireDeltaContent,
+}
+
+#[derive(Deserialize, Default)]
+struct WireDeltaContent {
+    content: Option<String>,
+}
+
+/// Splits server-sent-event text into `data:` payloads; keeps an unfinished line in `buf`.
+fn sse_data_lines(buf: &mut String) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.find('\n') {
+        let line: String = buf.drain(..=end).collect();
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(data) = line.strip_prefix("data:") {
+            out.push(data.trim_start().to_owned());
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -151,10 +216,74 @@ struct WireChoice {
 }
 
 impl OpenAiCompatible {
+    async fn stream(&self, req: &ChatRequest) -> Result<ChatStream, LlmError> {
+        use futures_util::StreamExt;
+        let model = req.model.as_deref().unwrap_or(&self.default_model).to_owned();
+        let body = WireRequest {
+            model: &model,
+            messages: &req.messages,
+            temperature: req.temperature,
+            max_tokens: req.max_tokens,
+            stream: true,
+        };
+        let response = self
+            .http
+            .post(format!("{}/chat/completions", self.base_url))
+            .bearer_auth(self.api_key.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                LlmError::Retryable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
+            })?;
+        let status = response.status();
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(LlmError::Retryable(format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+            return Err(LlmError::Rejected(format!("HTTP {status}: {detail}")));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let mut bytes = response.bytes_stream();
+        tokio::spawn(async move {
+            let mut buf = String::new();
+            while let Some(next) = bytes.next().await {
+                let chunk = match next {
+                    Ok(c) => c,
+                    Err(_) => {
+                        let _ = tx.send(Err(LlmError::Retryable("the stream broke off".into()))).await;
+                        return;
+                    }
+                };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                for data in sse_data_lines(&mut buf) {
+                    if data == "[DONE]" {
+                        return;
+                    }
+                    let Ok(parsed) = serde_json::from_str::<WireChunk>(&data) else { continue };
+                    for choice in parsed.choices {
+                        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty())
+                            && tx.send(Ok(text)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(ChatStream { model, provider: self.name, chunks: rx })
+    }
+
     async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let model = req.model.as_deref().unwrap_or(&self.default_model);
-        let body =
-            WireRequest { model, messages: &req.messages, temperature: req.temperature, max_tokens: req.max_tokens };
+        let body = WireRequest {
+            model,
+            messages: &req.messages,
+            temperature: req.temperature,
+            max_tokens: req.max_tokens,
+            stream: false,
+        };
         let response = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
@@ -232,6 +361,30 @@ mod tests {
             _ => None,
         });
         assert_eq!((router.name(), router.default_model()), ("openrouter", "meta/llama"));
+    }
+
+    #[test]
+    fn server_sent_events_are_split_into_data_lines() {
+        let mut buf = String::from("data: {\"a\":1}\r\n\ndata: [DONE]\n\ndata: part");
+        assert_eq!(sse_data_lines(&mut buf), vec!["{\"a\":1}".to_owned(), "[DONE]".to_owned()]);
+        assert_eq!(buf, "data: part", "an unfinished line waits for more bytes");
+    }
+
+    #[tokio::test]
+    async fn the_local_provider_streams_the_same_text_it_completes() {
+        let req = ChatRequest {
+            messages: vec![ChatMessage::user("Boiler care")],
+            model: None,
+            temperature: 0.7,
+            max_tokens: 50,
+        };
+        let whole = LlmProvider::Local.complete(&req).await.unwrap().content;
+        let mut stream = LlmProvider::Local.stream(&req).await.unwrap();
+        let mut joined = String::new();
+        while let Some(piece) = stream.chunks.recv().await {
+            joined.push_str(&piece.unwrap());
+        }
+        assert_eq!(joined, whole);
     }
 
     #[tokio::test]

@@ -2,6 +2,8 @@
 //! models this deployment uses. The provider is the platform's `LlmProvider`:
 //! OpenAI-compatible when a key is set, a deterministic local generator otherwise.
 
+pub mod chat;
+
 use axum::{
     Json, Router,
     extract::{Path, State},
@@ -30,6 +32,7 @@ use crate::{
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ai/models", get(models))
+        .route("/ai/chat", post(chat::chat))
         .route("/personalities/{id}/generate-response", post(generate_response))
 }
 

@@ -114,7 +114,7 @@ fn parse(r: SearchRequest, max_per_page: u32) -> Result<SearchQuery, ApiError> {
 }
 
 /// The query embedder, loaded on first use (the local model takes about half a second).
-async fn embedder(state: &AppState) -> Result<Arc<dyn Embedder>, ApiError> {
+pub async fn query_embedder(state: &AppState) -> Result<Arc<dyn Embedder>, ApiError> {
     let loaded = state
         .embedder
         .get_or_init(|| async {
@@ -137,7 +137,7 @@ async fn run(state: AppState, auth: Auth, request: SearchRequest) -> Result<Json
     let q = parse(request, state.config.max_per_page)?;
     let embedder = match q.mode {
         Mode::Keyword => None,
-        _ => Some(embedder(&state).await?),
+        _ => Some(query_embedder(&state).await?),
     };
     let page =
         knowledge::search(&state.pool, embedder.as_deref(), auth.0.tenant_id, &q).await.map_err(|e| match e {

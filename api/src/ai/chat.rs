@@ -1,0 +1,345 @@
+//! `POST /api/v1/ai/chat`: the assistant answers with the customer's personality, their
+//! business context, the conversation so far and the knowledge entries that match the
+//! question (cited by number). JSON by default; `"stream": true` answers with
+//! server-sent events (`meta`, then `delta`s, then `done`, or `error`).
+
+use std::convert::Infallible;
+
+use axum::{
+    Json,
+    extract::State,
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use fibonacco_platform::{
+    TenantId, db,
+    llm::{ChatMessage, ChatRequest, LlmProvider},
+};
+use fibonacco_search::knowledge::{self, Filters, Mode, SearchQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, json};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    ApiError,
+    conversations::{input::NewConversation, input::NewMessage, store as conversations},
+    envelope::Envelope,
+    error::{ErrorEnvelope, FieldErrors},
+    extract::{Auth, JsonBody},
+    state::AppState,
+};
+
+const MAX_MESSAGE_CHARS: usize = 8000;
+const HISTORY: i64 = 20;
+/// Knowledge entries given to the model per question.
+const SOURCES: i64 = 3;
+const DEFAULT_PROMPT: &str = "You are a helpful assistant for a small business. Answer briefly and use the knowledge given; say when you do not know.";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatBody {
+    pub message: Option<String>,
+    pub customer_id: Option<Uuid>,
+    /// Defaults to the customer's assigned personality, else a plain assistant.
+    pub personality_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    /// Answer with server-sent events instead of one JSON document.
+    #[serde(default)]
+    pub stream: bool,
+}
+
+/// A knowledge entry given to the model, as `[n]` in its prompt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Source {
+    pub n: usize,
+    pub id: Uuid,
+    pub title: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatAnswer {
+    pub response: String,
+    pub model: String,
+    pub provider: &'static str,
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub personality_id: Option<Uuid>,
+    pub sources: Vec<Source>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Personality {
+    id: Uuid,
+    system_prompt: String,
+    model: String,
+    temperature: f32,
+    max_tokens: i32,
+}
+
+struct Prepared {
+    request: ChatRequest,
+    personality: Option<Uuid>,
+    sources: Vec<Source>,
+    message: String,
+}
+
+async fn personality(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    explicit: Option<Uuid>,
+    customer: Option<Uuid>,
+) -> Result<Option<Personality>, sqlx::Error> {
+    let select = "select p.id, p.system_prompt, p.model, p.temperature, p.max_tokens from ai_personalities p";
+    if let Some(id) = explicit {
+        return sqlx::query_as(sqlx::AssertSqlSafe(format!("{select} where p.tenant_id = $1 and p.id = $2")))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(conn)
+            .await;
+    }
+    let Some(customer) = customer else { return Ok(None) };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{select} join ai_personality_assignments a on a.personality_id = p.id
+         where a.tenant_id = $1 and a.customer_id = $2"
+    )))
+    .bind(tenant)
+    .bind(customer)
+    .fetch_optional(conn)
+    .await
+}
+
+async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<Prepared, ApiError> {
+    let mut e = FieldErrors::default();
+    let message = body.message.as_deref().map(str::trim).unwrap_or_default().to_owned();
+    if message.is_empty() {
+        e.add("message", "is required");
+    } else if message.chars().count() > MAX_MESSAGE_CHARS {
+        e.add("message", format!("must be at most {MAX_MESSAGE_CHARS} characters"));
+    }
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let chosen = personality(&mut tx, tenant, body.personality_id, body.customer_id).await?;
+    if body.personality_id.is_some() && chosen.is_none() {
+        e.add("personality_id", "no such personality");
+    }
+    let customer = match body.customer_id {
+        Some(c) => {
+            let row: Option<(String, serde_json::Value)> =
+                sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
+                    .bind(tenant)
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if row.is_none() {
+                e.add("customer_id", "no such customer");
+            }
+            row
+        }
+        None => None,
+    };
+    let mut history = Vec::new();
+    if let Some(conversation) = body.conversation_id {
+        if conversations::exists(&mut tx, tenant, conversation).await? {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "select role, content from (select role, content, created_at, id from crm_conversation_messages
+                   where tenant_id = $1 and conversation_id = $2 and role in ('user', 'assistant', 'customer', 'agent')
+                   order by created_at desc, id desc limit $3) recent order by created_at, id",
+            )
+            .bind(tenant)
+            .bind(conversation)
+            .bind(HISTORY)
+            .fetch_all(&mut *tx)
+            .await?;
+            history = rows
+                .into_iter()
+                .map(|(role, content)| ChatMessage {
+                    role: if role == "assistant" || role == "agent" { "assistant".into() } else { "user".into() },
+                    content,
+                })
+                .collect();
+        } else {
+            e.add("conversation_id", "no such conversation");
+        }
+    }
+    tx.commit().await?;
+    e.into_result()?;
+
+    // Knowledge for the question: hybrid when the embedding model is there, else keyword.
+    let embedder = crate::search::query_embedder(state).await.ok();
+    let mode = if embedder.is_some() { Mode::Hybrid } else { Mode::Keyword };
+    let filters = Filters { include_public: true, ..Filters::default() };
+    let query = SearchQuery::parse(&message, mode, filters, 1, SOURCES)
+        .map_err(|err| ApiError::Validation(FieldErrors::single("message", err.to_string())))?;
+    let found = knowledge::search(&state.pool, embedder.as_deref(), tenant, &query)
+        .await
+        .map_err(|err| ApiError::Internal(anyhow::anyhow!("knowledge lookup: {err}")))?;
+    let sources: Vec<Source> =
+        found.hits.iter().enumerate().map(|(i, h)| Source { n: i + 1, id: h.id, title: h.title.clone() }).collect();
+
+    let mut messages =
+        vec![ChatMessage::system(chosen.as_ref().map(|p| p.system_prompt.as_str()).unwrap_or(DEFAULT_PROMPT))];
+    if let Some((name, context)) = &customer {
+        messages.push(ChatMessage::system(format!(
+            "You are talking to the customer \"{name}\". Their business context (JSON): {context}"
+        )));
+    }
+    if !found.hits.is_empty() {
+        let mut text = String::from("Relevant knowledge; cite it as [n]:\n");
+        for (i, h) in found.hits.iter().enumerate() {
+            text.push_str(&format!("[{}] {}: {}\n", i + 1, h.title, h.snippet));
+        }
+        messages.push(ChatMessage::system(text));
+    }
+    messages.extend(history);
+    messages.push(ChatMessage::user(message.clone()));
+    let remote = matches!(*state.llm, LlmProvider::OpenAiCompatible(_));
+    let request = ChatRequest {
+        messages,
+        model: chosen.as_ref().filter(|_| remote).map(|p| p.model.clone()),
+        temperature: chosen.as_ref().map(|p| p.temperature).unwrap_or(0.3),
+        max_tokens: chosen.as_ref().and_then(|p| u32::try_from(p.max_tokens).ok()).unwrap_or(1024),
+    };
+    Ok(Prepared { request, personality: chosen.map(|p| p.id), sources, message })
+}
+
+/// Stores the question (and opens the conversation when new); returns the conversation.
+async fn store_question(
+    state: &AppState,
+    tenant: TenantId,
+    body: &ChatBody,
+    prepared: &Prepared,
+) -> Result<Uuid, sqlx::Error> {
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let conversation = match body.conversation_id {
+        Some(c) => c,
+        None => {
+            let mut metadata = Map::new();
+            if let Some(p) = prepared.personality {
+                metadata.insert("personality_id".into(), json!(p));
+            }
+            let new = NewConversation {
+                customer_id: body.customer_id,
+                channel: "ai".into(),
+                summary: Some("AI chat".into()),
+                metadata,
+            };
+            conversations::insert(&mut tx, tenant, &new).await?
+        }
+    };
+    let user = NewMessage { role: "user".into(), content: prepared.message.clone(), metadata: Map::new() };
+    conversations::add_message(&mut tx, tenant, conversation, &user).await?;
+    tx.commit().await?;
+    Ok(conversation)
+}
+
+async fn store_answer(
+    state: &AppState,
+    tenant: TenantId,
+    conversation: Uuid,
+    text: String,
+    model: &str,
+    provider: &str,
+    sources: &[Source],
+) -> Result<Uuid, sqlx::Error> {
+    let mut metadata = Map::new();
+    metadata.insert("model".into(), json!(model));
+    metadata.insert("provider".into(), json!(provider));
+    metadata.insert("sources".into(), json!(sources.iter().map(|s| s.id).collect::<Vec<_>>()));
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let reply = NewMessage { role: "assistant".into(), content: text, metadata };
+    let stored = conversations::add_message(&mut tx, tenant, conversation, &reply).await?;
+    tx.commit().await?;
+    Ok(stored.id)
+}
+
+/// Chat with the assistant. With `"stream": true` the answer is `text/event-stream`:
+/// `meta` (conversation id, sources), `delta` (`{"content"}` pieces), then `done`
+/// (`{"message_id", "model"}`) or `error`. Question and answer are stored in the
+/// conversation; a failed answer stores nothing.
+#[utoipa::path(post, path = "/api/v1/ai/chat", tag = "ai", request_body = ChatBody,
+    responses((status = 200, description = "JSON answer, or server-sent events when `stream` is true", body = inline(Envelope<ChatAnswer>)),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 502, description = "The provider refused the request", body = ErrorEnvelope),
+        (status = 503, description = "The provider is unavailable; nothing stored", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn chat(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<ChatBody>,
+) -> Result<Response, ApiError> {
+    auth.require(crate::personalities::WRITE)?;
+    let tenant = auth.0.tenant_id;
+    let prepared = prepare(&state, tenant, &body).await?;
+    if !body.stream {
+        let answer = state.llm.complete(&prepared.request).await?;
+        let conversation = store_question(&state, tenant, &body, &prepared).await?;
+        let message_id = store_answer(
+            &state,
+            tenant,
+            conversation,
+            answer.content.clone(),
+            &answer.model,
+            answer.provider,
+            &prepared.sources,
+        )
+        .await?;
+        return Ok(Json(Envelope::data(ChatAnswer {
+            response: answer.content,
+            model: answer.model,
+            provider: answer.provider,
+            conversation_id: conversation,
+            message_id,
+            personality_id: prepared.personality,
+            sources: prepared.sources,
+        }))
+        .into_response());
+    }
+    // Errors before the first piece are answered as JSON like any other.
+    let mut stream = state.llm.stream(&prepared.request).await?;
+    let conversation = store_question(&state, tenant, &body, &prepared).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    let meta = json!({"conversation_id": conversation, "personality_id": prepared.personality, "sources": prepared.sources,
+                      "model": stream.model, "provider": stream.provider});
+    tokio::spawn(async move {
+        let _ = tx.send(Event::default().event("meta").data(meta.to_string())).await;
+        let mut text = String::new();
+        while let Some(piece) = stream.chunks.recv().await {
+            match piece {
+                Ok(p) => {
+                    text.push_str(&p);
+                    if tx.send(Event::default().event("delta").data(json!({"content": p}).to_string())).await.is_err() {
+                        // The client left; what it saw is not stored as an answer.
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send(Event::default().event("error").data(json!({"message": e.to_string()}).to_string()))
+                        .await;
+                    return;
+                }
+            }
+        }
+        let done =
+            match store_answer(&state, tenant, conversation, text, &stream.model, stream.provider, &prepared.sources)
+                .await
+            {
+                Ok(id) => {
+                    Event::default().event("done").data(json!({"message_id": id, "model": stream.model}).to_string())
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "streamed answer not stored");
+                    Event::default()
+                        .event("error")
+                        .data(json!({"message": "the answer could not be stored"}).to_string())
+                }
+            };
+        let _ = tx.send(done).await;
+    });
+    let events =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}

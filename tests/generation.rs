@@ -421,3 +421,96 @@ async fn ai_chat_answers_with_knowledge_sources_in_json_and_as_a_stream() {
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "another tenant's conversation is unknown here");
 }
+
+#[tokio::test]
+async fn ai_context_packs_labelled_parts_within_the_budget() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let customer = app
+        .customer(t, json!({"name": "Hill Dental", "business_context": {"industry": "dentistry", "size": "12 staff"}}))
+        .await;
+    let cid = customer["id"].as_str().unwrap().to_owned();
+    let (_, p) = app
+        .send(
+            "POST",
+            "/api/v1/personalities",
+            Some(t),
+            Some(json!({"name": "Dee", "system_prompt": "You are Dee, a calm receptionist."})),
+        )
+        .await;
+    app.send(
+        "POST",
+        "/api/v1/personalities/assign",
+        Some(t),
+        Some(json!({"personality_id": p["data"]["id"], "customer_id": cid})),
+    )
+    .await;
+    let (_, k) = app
+        .send("POST", "/api/v1/knowledge", Some(t), Some(json!({"title": "Emergency appointments", "content": "Emergency dental appointments are available the same day."})))
+        .await;
+    let kid = k["data"]["id"].as_str().unwrap().to_owned();
+    let (_, conv) =
+        app.send("POST", "/api/v1/conversations", Some(t), Some(json!({"customer_id": cid, "channel": "chat"}))).await;
+    let conv_id = conv["data"]["id"].as_str().unwrap().to_owned();
+    app.send(
+        "POST",
+        &format!("/api/v1/conversations/{conv_id}/messages"),
+        Some(t),
+        Some(json!({"role": "customer", "content": "Do you take walk-ins?"})),
+    )
+    .await;
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query("insert into crm_customer_faqs (tenant_id, customer_id, question, answer) values ($1, $2::uuid, 'Parking?', 'Free parking at the back.')")
+        .bind(app.tenant_a)
+        .bind(&cid)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("insert into crm_pending_questions (tenant_id, customer_id, question) values ($1, $2::uuid, 'Do you offer whitening?')")
+        .bind(app.tenant_a)
+        .bind(&cid)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let (s, r) = app
+        .send(
+            "POST",
+            "/api/v1/ai/context",
+            Some(t),
+            Some(json!({"customer_id": cid, "question": "Can I get an urgent appointment today?"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let parts = r["data"]["parts"].as_array().unwrap();
+    let kinds: Vec<&str> = parts.iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["personality", "business_context", "knowledge", "recent_messages", "customer_faqs", "pending_questions"]
+    );
+    let text = |kind: &str| parts.iter().find(|p| p["kind"] == kind).unwrap()["text"].as_str().unwrap().to_owned();
+    assert!(text("personality").contains("calm receptionist"));
+    assert!(text("business_context").contains("dentistry"));
+    assert!(text("knowledge").contains("Emergency appointments"));
+    assert!(text("recent_messages").contains("walk-ins"));
+    assert!(text("customer_faqs").contains("Free parking"));
+    assert!(text("pending_questions").contains("whitening"));
+    let knowledge_sources = &parts.iter().find(|p| p["kind"] == "knowledge").unwrap()["sources"];
+    assert_eq!(knowledge_sources[0], format!("knowledge:{kid}"));
+    assert!(r["data"]["tokens_used"].as_u64().unwrap() <= 2000);
+
+    // A tight budget keeps the first parts and says what it left out.
+    let (_, small) =
+        app.send("POST", "/api/v1/ai/context", Some(t), Some(json!({"customer_id": cid, "token_budget": 100}))).await;
+    assert!(small["data"]["tokens_used"].as_u64().unwrap() <= 100, "{small}");
+    assert_eq!(small["data"]["parts"][0]["kind"], "personality");
+
+    for bad in [json!({}), json!({"customer_id": cid, "token_budget": 5}), json!({"customer_id": uuid::Uuid::now_v7()})]
+    {
+        let (s, r) = app.send("POST", "/api/v1/ai/context", Some(t), Some(bad)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    }
+    let (s, _) = app.send("POST", "/api/v1/ai/context", Some(&app.token_b), Some(json!({"customer_id": cid}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "another tenant's customer is unknown");
+}

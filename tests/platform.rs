@@ -51,6 +51,7 @@ const BUILT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/outbound/campaigns/{id}/cancel"),
     ("get", "/api/v1/ai/models"),
     ("post", "/api/v1/ai/chat"),
+    ("post", "/api/v1/ai/context"),
     ("post", "/api/v1/personalities/{id}/generate-response"),
     ("get", "/api/v1/search"),
     ("post", "/api/v1/search"),

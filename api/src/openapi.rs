@@ -29,7 +29,7 @@ use crate::{
         faq_categories::destroy,
         outbound::list, outbound::create, outbound::show, outbound::update, outbound::destroy,
         outbound::recipients, outbound::start, outbound::pause, outbound::resume, outbound::cancel, outbound::analytics,
-        search::search_get, search::search_post, ai::generate_response, ai::models, ai::chat::chat,
+        search::search_get, search::search_post, ai::generate_response, ai::models, ai::chat::chat, ai::context::context,
         tracking::open, tracking::click, tracking::unsubscribe_page, tracking::unsubscribe,
         outbound::list_email, outbound::create_email, outbound::list_sms, outbound::create_sms,
         outbound::list_phone, outbound::create_phone, outbound::sms_status, outbound::call_status,

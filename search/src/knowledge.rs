@@ -195,14 +195,29 @@ async fn keyword(
     f: &Filters,
     limit: i64,
 ) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
-    let mut qb = QueryBuilder::new(
-        "select kb.id, ts_rank_cd(kb.search_vector, q)::float8 as score
-         from knowledge_base kb, websearch_to_tsquery('english', ",
-    );
-    qb.push_bind(text.to_owned()).push(") q where kb.search_vector @@ q");
+    // Search syntax ("phrases", -exclusions, or) is honoured as written. A plain question
+    // matches entries with any of its words, ranked by how many and how close: requiring
+    // all of them (plainto/websearch's AND) misses most answers to natural questions.
+    let tsquery = if explicit_syntax(text) {
+        "websearch_to_tsquery('english', "
+    } else {
+        "to_tsquery('english', replace(plainto_tsquery('english', "
+    };
+    let close = if explicit_syntax(text) { ")" } else { ")::text, ' & ', ' | '))" };
+    let mut qb = QueryBuilder::new(format!(
+        "select kb.id, ts_rank_cd(kb.search_vector, q)::float8 as score from knowledge_base kb, {tsquery}"
+    ));
+    qb.push_bind(text.to_owned()).push(close).push(" q where kb.search_vector @@ q");
     push_filters(&mut qb, tenant, f);
     qb.push(" order by score desc, kb.id limit ").push_bind(limit);
     qb.build_query_as().fetch_all(conn).await
+}
+
+/// Whether the text uses web-search syntax: quotes, a `-word` exclusion or ` or `.
+fn explicit_syntax(text: &str) -> bool {
+    text.contains('"')
+        || text.split_whitespace().any(|w| w.starts_with('-') && w.len() > 1)
+        || text.to_lowercase().contains(" or ")
 }
 
 /// Runs a query. The embedder is needed for semantic and hybrid modes only.
@@ -274,6 +289,15 @@ pub async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_web_search_syntax() {
+        assert!(explicit_syntax("\"opening hours\""));
+        assert!(explicit_syntax("refund -gift"));
+        assert!(explicit_syntax("refund or return"));
+        assert!(!explicit_syntax("how do I get my money back"));
+        assert!(!explicit_syntax("state-of-the-art - tools"));
+    }
 
     #[test]
     fn queries_are_trimmed_and_bounded() {

@@ -3,6 +3,7 @@
 //! OpenAI-compatible when a key is set, a deterministic local generator otherwise.
 
 pub mod chat;
+pub mod context;
 
 use axum::{
     Json, Router,
@@ -33,6 +34,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ai/models", get(models))
         .route("/ai/chat", post(chat::chat))
+        .route("/ai/context", post(context::context))
         .route("/personalities/{id}/generate-response", post(generate_response))
 }
 

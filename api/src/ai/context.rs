@@ -1,0 +1,275 @@
+//! `POST /api/v1/ai/context`: what an assistant should know before answering, packed
+//! within a token budget, each part labelled with where it came from.
+//!
+//! Parts, in priority order: the assigned personality, the customer's business context,
+//! the knowledge entries matching the question, recent conversation messages, the
+//! customer's FAQs, their pending questions. A part that does not fit is cut at a line
+//! boundary; later parts are left out and listed in `omitted`.
+
+use axum::{Json, extract::State};
+use fibonacco_platform::{TenantId, db};
+use fibonacco_search::knowledge::{self, Filters, Mode, SearchQuery};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    ApiError,
+    envelope::Envelope,
+    error::{ErrorEnvelope, FieldErrors},
+    extract::{Auth, JsonBody},
+    state::AppState,
+};
+
+const DEFAULT_BUDGET: u32 = 2000;
+const MAX_BUDGET: u32 = 32_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextRequest {
+    pub customer_id: Option<Uuid>,
+    /// The question about to be answered; selects the knowledge entries.
+    pub question: Option<String>,
+    /// Upper bound of the packed context, in tokens (estimated at 4 characters each);
+    /// 100-32000, default 2000.
+    pub token_budget: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ContextPart {
+    /// `personality`, `business_context`, `knowledge`, `recent_messages`, `customer_faqs`, `pending_questions`.
+    pub kind: &'static str,
+    /// Where it came from, e.g. `knowledge:<uuid>` or `customer:<uuid>`.
+    pub sources: Vec<String>,
+    pub text: String,
+    pub tokens: u32,
+    /// True when the part was cut to fit the budget.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantContext {
+    pub parts: Vec<ContextPart>,
+    pub token_budget: u32,
+    pub tokens_used: u32,
+    /// Parts that did not fit at all.
+    pub omitted: Vec<&'static str>,
+}
+
+/// The estimate every budget here uses: about four characters per token for English.
+pub fn estimate_tokens(text: &str) -> u32 {
+    u32::try_from(text.chars().count().div_ceil(4)).unwrap_or(u32::MAX)
+}
+
+/// Packs `candidates` in order into `budget` tokens; see the module docs.
+pub fn pack(candidates: Vec<ContextPart>, budget: u32) -> AssistantContext {
+    let mut parts = Vec::new();
+    let mut omitted = Vec::new();
+    let mut used = 0u32;
+    for mut part in candidates {
+        let left = budget.saturating_sub(used);
+        if part.tokens <= left {
+            used += part.tokens;
+            parts.push(part);
+            continue;
+        }
+        // Cut at the last whole line that fits; a part with no line that fits is left out.
+        let max_chars = left as usize * 4;
+        let mut cut = String::new();
+        for line in part.text.lines() {
+            if cut.chars().count() + line.chars().count() + 1 > max_chars {
+                break;
+            }
+            cut.push_str(line);
+            cut.push('\n');
+        }
+        if cut.trim().is_empty() {
+            omitted.push(part.kind);
+            continue;
+        }
+        part.tokens = estimate_tokens(&cut);
+        part.text = cut;
+        part.truncated = true;
+        used += part.tokens;
+        parts.push(part);
+    }
+    AssistantContext { parts, token_budget: budget, tokens_used: used, omitted }
+}
+
+fn part(kind: &'static str, sources: Vec<String>, text: String) -> Option<ContextPart> {
+    (!text.trim().is_empty()).then(|| ContextPart {
+        kind,
+        sources,
+        tokens: estimate_tokens(&text),
+        text,
+        truncated: false,
+    })
+}
+
+async fn customer_parts(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    customer: Uuid,
+) -> Result<Option<Vec<ContextPart>>, sqlx::Error> {
+    let row: Option<(String, serde_json::Value)> =
+        sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
+            .bind(tenant)
+            .bind(customer)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((name, business)) = row else { return Ok(None) };
+    let mut parts = Vec::new();
+    let personality: Option<(Uuid, String, String)> = sqlx::query_as(
+        "select p.id, p.name, p.system_prompt from ai_personalities p
+         join ai_personality_assignments a on a.personality_id = p.id where a.tenant_id = $1 and a.customer_id = $2",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_optional(&mut *conn)
+    .await?;
+    parts.extend(personality.and_then(|(id, pname, prompt)| {
+        part("personality", vec![format!("personality:{id}")], format!("Personality {pname}: {prompt}"))
+    }));
+    let mut text = format!("Customer: {name}\n");
+    if let Some(map) = business.as_object() {
+        for (k, v) in map {
+            text.push_str(&format!("{k}: {}\n", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())));
+        }
+    }
+    parts.extend(part("business_context", vec![format!("customer:{customer}")], text));
+    Ok(Some(parts))
+}
+
+async fn history_parts(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    customer: Uuid,
+) -> Result<Vec<ContextPart>, sqlx::Error> {
+    let messages: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "select c.id, m.role, m.content from crm_conversation_messages m join crm_conversations c on c.id = m.conversation_id
+         where c.tenant_id = $1 and c.customer_id = $2 order by m.created_at desc, m.id desc limit 20",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut sources: Vec<String> = messages.iter().map(|(c, _, _)| format!("conversation:{c}")).collect();
+    sources.dedup();
+    let text: String = messages.iter().rev().map(|(_, role, content)| format!("{role}: {content}\n")).collect();
+    let faqs: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "select id, question, answer from crm_customer_faqs where tenant_id = $1 and customer_id = $2
+         order by helpful_count desc, created_at desc limit 20",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_all(&mut *conn)
+    .await?;
+    let pending: Vec<(Uuid, String)> = sqlx::query_as(
+        "select id, question from crm_pending_questions where tenant_id = $1 and customer_id = $2 and status = 'pending'
+         order by created_at limit 20",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut parts = Vec::new();
+    parts.extend(part("recent_messages", sources, text));
+    parts.extend(part(
+        "customer_faqs",
+        faqs.iter().map(|(id, _, _)| format!("customer_faq:{id}")).collect(),
+        faqs.iter().map(|(_, q, a)| format!("Q: {q}\nA: {a}\n")).collect(),
+    ));
+    parts.extend(part(
+        "pending_questions",
+        pending.iter().map(|(id, _)| format!("pending_question:{id}")).collect(),
+        pending.iter().map(|(_, q)| format!("- {q}\n")).collect(),
+    ));
+    Ok(parts)
+}
+
+/// Assemble an assistant's context for a customer and/or a question.
+#[utoipa::path(post, path = "/api/v1/ai/context", tag = "ai", request_body = ContextRequest,
+    responses((status = 200, body = inline(Envelope<AssistantContext>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn context(
+    State(state): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody<ContextRequest>,
+) -> Result<Json<Envelope<AssistantContext>>, ApiError> {
+    auth.require(crate::customers::READ)?;
+    let tenant = auth.0.tenant_id;
+    let mut e = FieldErrors::default();
+    let budget = body.token_budget.unwrap_or(DEFAULT_BUDGET);
+    if !(100..=MAX_BUDGET).contains(&budget) {
+        e.add("token_budget", format!("must be between 100 and {MAX_BUDGET}"));
+    }
+    let question = body.question.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
+    if question.as_ref().is_some_and(|q| q.chars().count() > knowledge::MAX_QUERY_CHARS) {
+        e.add("question", format!("must be at most {} characters", knowledge::MAX_QUERY_CHARS));
+    }
+    if body.customer_id.is_none() && question.is_none() {
+        e.add("customer_id", "give a customer_id, a question, or both");
+    }
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let (mut first, mut later) = (Vec::new(), Vec::new());
+    if let Some(c) = body.customer_id {
+        match customer_parts(&mut tx, tenant, c).await? {
+            Some(parts) => {
+                first = parts;
+                later = history_parts(&mut tx, tenant, c).await?;
+            }
+            None => e.add("customer_id", "no such customer"),
+        }
+    }
+    tx.commit().await?;
+    e.into_result()?;
+
+    let mut knowledge_part = None;
+    if let Some(q) = question {
+        let embedder = crate::search::query_embedder(&state).await.ok();
+        let mode = if embedder.is_some() { Mode::Hybrid } else { Mode::Keyword };
+        let filters = Filters { include_public: true, ..Filters::default() };
+        let query = SearchQuery::parse(&q, mode, filters, 1, 5)
+            .map_err(|err| ApiError::Validation(FieldErrors::single("question", err.to_string())))?;
+        let found = knowledge::search(&state.pool, embedder.as_deref(), tenant, &query)
+            .await
+            .map_err(|err| ApiError::Internal(anyhow::anyhow!("knowledge lookup: {err}")))?;
+        knowledge_part = part(
+            "knowledge",
+            found.hits.iter().map(|h| format!("knowledge:{}", h.id)).collect(),
+            found.hits.iter().map(|h| format!("[{}] {}\n", h.title, h.snippet.replace('\n', " "))).collect(),
+        );
+    }
+    let mut candidates = first;
+    candidates.extend(knowledge_part);
+    candidates.extend(later);
+    Ok(Json(Envelope::data(pack(candidates, budget))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(kind: &'static str, text: &str) -> ContextPart {
+        part(kind, vec![], text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn packs_in_order_cuts_at_lines_and_reports_what_is_left_out() {
+        let candidates = vec![
+            p("personality", &"a".repeat(40)), // 10 tokens
+            p("business_context", &format!("{}\n{}\n", "b".repeat(36), "c".repeat(36))), // ~19 tokens
+            p("recent_messages", &"d".repeat(400)), // 100 tokens, one line
+        ];
+        let packed = pack(candidates, 20);
+        assert_eq!(packed.parts[0].kind, "personality");
+        assert!(!packed.parts[0].truncated);
+        assert_eq!(packed.parts[1].kind, "business_context");
+        assert!(packed.parts[1].truncated, "only its first line fits");
+        assert_eq!(packed.parts[1].text, format!("{}\n", "b".repeat(36)));
+        assert_eq!(packed.omitted, vec!["recent_messages"]);
+        assert!(packed.tokens_used <= 20);
+    }
+}

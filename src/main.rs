@@ -44,6 +44,9 @@ enum Command {
     /// Queues and failed jobs: `status`, `failed`, `retry <uuid|all>`, `forget <uuid>`, `flush`.
     #[command(subcommand)]
     Queue(operations::QueueCommand),
+    /// Search index: `reindex` re-embeds every knowledge entry from Postgres.
+    #[command(subcommand)]
+    Search(operations::SearchCommand),
     /// Personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -143,6 +146,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Scheduler => operations::scheduler(config).await,
         Command::Schedule(cmd) => operations::schedule(config, cmd).await,
         Command::Queue(cmd) => operations::queue(config, cmd).await,
+        Command::Search(cmd) => operations::search(config, cmd).await,
         Command::Token(TokenCommand::Create { tenant, abilities, expires_in, name }) => {
             let pool = db::connect(&config).await?;
             let tenant = tenancy::find_by_slug(&pool, &tenant)

@@ -55,6 +55,17 @@ pub enum QueueCommand {
     Flush,
 }
 
+#[derive(Subcommand)]
+pub enum SearchCommand {
+    /// Re-embed every knowledge entry (all tenants) with the configured embedder and
+    /// store the vectors in pgvector; Postgres text stays the source of truth.
+    Reindex {
+        /// Entries embedded per batch.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
+}
+
 /// What every background command connects to.
 struct Background {
     pool: sqlx::PgPool,
@@ -256,4 +267,29 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+pub async fn search(config: Config, cmd: SearchCommand) -> anyhow::Result<()> {
+    match cmd {
+        SearchCommand::Reindex { batch } => {
+            let pool = db::connect(&config).await?;
+            let embedder = fibonacco_search::embed::from_lookup(env_lookup())?;
+            let started = std::time::Instant::now();
+            eprintln!("re-embedding knowledge with {} ({} dimensions)", embedder.model(), embedder.dimensions());
+            let stats = fibonacco_search::index::reindex(&pool, embedder.as_ref(), batch, |done, total| {
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                eprint!("\r[search] {done}/{total} entries ({rate:.0}/s)   ");
+            })
+            .await?;
+            eprintln!();
+            println!(
+                "{} of {} entries embedded in {:.1}s; {} changed meanwhile (queued for the sweep)",
+                stats.embedded,
+                stats.total,
+                started.elapsed().as_secs_f64(),
+                stats.changed_meanwhile
+            );
+            Ok(())
+        }
+    }
 }

@@ -218,3 +218,46 @@ async fn paraphrased_questions_find_their_faq_entry() {
         assert!(recall5 >= 0.9, "{mode}: recall@5 {recall5:.3}");
     }
 }
+
+#[tokio::test]
+async fn reindex_rebuilds_every_tenants_vectors_from_postgres() {
+    let app = TestApp::spawn().await;
+    let a = entry(&app, &app.token_a, json!({"title": "Hours", "content": "Open nine to five."})).await;
+    let b = entry(&app, &app.token_b, json!({"title": "Prices", "content": "Haircuts cost twenty dollars."})).await;
+    // One entry carries a stale vector from another model; reindex replaces it.
+    let mut tx = db::begin_system(&app.db.pool).await.unwrap();
+    sqlx::query("update knowledge_base set embedding = array_fill(0.1, array[384])::vector, embedding_model = 'old-model', embedding_status = 'completed' where id = $1::uuid")
+        .bind(&a)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fibonacco"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.db.url)
+        .env("REDIS_URL", fibonacco_platform::testing::redis_url())
+        .env("EMBEDDING_MODEL_DIR", MiniLm::default_dir())
+        .args(["search", "reindex", "--batch", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("2 of 2 entries embedded"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut tx = db::begin_system(&app.db.pool).await.unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("select embedding_status, embedding_model from knowledge_base where id in ($1::uuid, $2::uuid)")
+            .bind(&a)
+            .bind(&b)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(rows, vec![("completed".into(), "all-MiniLM-L6-v2".into()); 2]);
+    // The new vectors answer queries: tenant B's entry is found by meaning.
+    let (_, r) = app.get("/api/v1/search?mode=semantic&q=how%20much%20is%20a%20haircut", &app.token_b).await;
+    assert_eq!(ids(&r)[0], b);
+}

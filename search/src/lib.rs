@@ -2,6 +2,7 @@
 //! stores and ranking. It depends on the platform kernel only, never on the API crate.
 
 pub mod embed;
+pub mod index;
 pub mod knowledge;
 pub mod rank;
 

@@ -30,6 +30,8 @@ enum BenchArea {
     Api(ApiBench),
     /// Jobs/s through the Redis queue (no-op handler) and sends/s of an e-mail campaign.
     Queue(crate::bench_queue::QueueBench),
+    /// Embedding throughput, and vector search latency and recall@10 with a tenant filter.
+    Search(crate::bench_search::SearchBench),
 }
 
 #[derive(Args)]
@@ -63,6 +65,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         BenchArea::Api(a) => api(a).await,
         BenchArea::Queue(a) => crate::bench_queue::run(a).await,
+        BenchArea::Search(a) => crate::bench_search::run(a).await,
     }
 }
 

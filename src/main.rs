@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_queue;
+mod bench_search;
 mod operations;
 mod seed;
 

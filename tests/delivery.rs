@@ -333,6 +333,20 @@ async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
     assert_eq!(res.0, StatusCode::NOT_FOUND);
 }
 
+/// Replays a request against `upstream` and returns its answer.
+async fn forward(req: Request<Body>, upstream: &str) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut fwd = reqwest::Client::new().request(parts.method.clone(), format!("{upstream}{}", parts.uri));
+    for (k, v) in parts.headers.iter() {
+        if k != "host" {
+            fwd = fwd.header(k, v);
+        }
+    }
+    let res = fwd.body(bytes).send().await.unwrap();
+    (StatusCode::from_u16(res.status().as_u16()).unwrap(), res.bytes().await.unwrap()).into_response()
+}
+
 /// Forwards to moto, answering 500 to the first `fail_first` requests.
 async fn flaky_ses(fail_first: usize) -> (String, Arc<AtomicUsize>) {
     let seen = Arc::new(AtomicUsize::new(0));
@@ -345,17 +359,7 @@ async fn flaky_ses(fail_first: usize) -> (String, Arc<AtomicUsize>) {
             if n < fail_first {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "{\"message\":\"internal failure\"}").into_response();
             }
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-            let mut fwd = reqwest::Client::new().request(parts.method.clone(), format!("{upstream}{}", parts.uri));
-            for (k, v) in parts.headers.iter() {
-                if k != "host" {
-                    fwd = fwd.header(k, v);
-                }
-            }
-            let res = fwd.body(bytes).send().await.unwrap();
-            let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
-            (status, res.bytes().await.unwrap()).into_response()
+            forward(req, &upstream).await
         }
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -433,16 +437,7 @@ async fn hanging_ses(hang_first: usize) -> (String, Arc<AtomicUsize>) {
             if counter.fetch_add(1, Ordering::SeqCst) < hang_first {
                 std::future::pending::<()>().await;
             }
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-            let mut fwd = reqwest::Client::new().request(parts.method.clone(), format!("{endpoint}{}", parts.uri));
-            for (k, v) in parts.headers.iter() {
-                if k != "host" {
-                    fwd = fwd.header(k, v);
-                }
-            }
-            let res = fwd.body(bytes).send().await.unwrap();
-            (StatusCode::from_u16(res.status().as_u16()).unwrap(), res.bytes().await.unwrap()).into_response()
+            forward(req, &endpoint).await
         }
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

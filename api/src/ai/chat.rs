@@ -34,7 +34,6 @@ use crate::{
 };
 
 const MAX_MESSAGE_CHARS: usize = 8000;
-const HISTORY: i64 = 20;
 /// Knowledge entries given to the model per question.
 const SOURCES: i64 = 3;
 const DEFAULT_PROMPT: &str = "You are a helpful assistant for a small business. Answer briefly and use the knowledge given; say when you do not know.";
@@ -143,23 +142,7 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
     let mut history = Vec::new();
     if let Some(conversation) = body.conversation_id {
         if conversations::exists(&mut tx, tenant, conversation).await? {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "select role, content from (select role, content, created_at, id from crm_conversation_messages
-                   where tenant_id = $1 and conversation_id = $2 and role in ('user', 'assistant', 'customer', 'agent')
-                   order by created_at desc, id desc limit $3) recent order by created_at, id",
-            )
-            .bind(tenant)
-            .bind(conversation)
-            .bind(HISTORY)
-            .fetch_all(&mut *tx)
-            .await?;
-            history = rows
-                .into_iter()
-                .map(|(role, content)| ChatMessage {
-                    role: if role == "assistant" || role == "agent" { "assistant".into() } else { "user".into() },
-                    content,
-                })
-                .collect();
+            history = super::conversation_history(&mut tx, tenant, conversation).await?;
         } else {
             e.add("conversation_id", "no such conversation");
         }

@@ -74,6 +74,32 @@ struct Personality {
     max_tokens: i32,
 }
 
+/// The last messages of a conversation as chat turns, oldest first (agents and the
+/// assistant speak as `assistant`, customers and users as `user`).
+pub(crate) async fn conversation_history(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    conversation: Uuid,
+) -> Result<Vec<ChatMessage>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select role, content from (select role, content, created_at, id from crm_conversation_messages
+           where tenant_id = $1 and conversation_id = $2 and role in ('user', 'assistant', 'customer', 'agent')
+           order by created_at desc, id desc limit $3) recent order by created_at, id",
+    )
+    .bind(tenant)
+    .bind(conversation)
+    .bind(HISTORY)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(role, content)| ChatMessage {
+            role: if role == "assistant" || role == "agent" { "assistant".into() } else { "user".into() },
+            content,
+        })
+        .collect())
+}
+
 async fn customer_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<String>, sqlx::Error> {
     let row: Option<(String, Value)> =
         sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
@@ -138,23 +164,7 @@ pub async fn generate_response(
     let mut history: Vec<ChatMessage> = Vec::new();
     if let Some(conversation) = body.conversation_id {
         if conversations::exists(&mut tx, tenant, conversation).await? {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "select role, content from (select role, content, created_at, id from crm_conversation_messages
-                   where tenant_id = $1 and conversation_id = $2 and role in ('user', 'assistant', 'customer', 'agent')
-                   order by created_at desc, id desc limit $3) recent order by created_at, id",
-            )
-            .bind(tenant)
-            .bind(conversation)
-            .bind(HISTORY)
-            .fetch_all(&mut *tx)
-            .await?;
-            history = rows
-                .into_iter()
-                .map(|(role, content)| ChatMessage {
-                    role: if role == "assistant" || role == "agent" { "assistant".into() } else { "user".into() },
-                    content,
-                })
-                .collect();
+            history = conversation_history(&mut tx, tenant, conversation).await?;
         } else {
             e.add("conversation_id", "no such conversation");
         }

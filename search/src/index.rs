@@ -1,8 +1,8 @@
 //! Rebuilding the knowledge vectors from Postgres, the source of truth
 //! (`fibonacco search reindex`): every entry, in batches, across tenants.
 
-use fibonacco_platform::db;
-use sqlx::PgPool;
+use fibonacco_platform::{TenantId, db};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::embed::{Embedder, knowledge_text, pgvector_literal};
@@ -29,6 +29,35 @@ pub enum IndexError {
 /// The knowledge index's vector size (`knowledge_base.embedding vector(384)`).
 pub const KNOWLEDGE_DIMENSIONS: usize = 384;
 
+/// Stores an entry's vector and model, marking it completed, but only if its title and
+/// content are still the text the vector was made from (an edit meanwhile left it pending
+/// for the next sweep). Returns whether it was stored.
+pub async fn store_knowledge_vector(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    vector: &[f32],
+    model: &str,
+    title: &str,
+    content: &str,
+) -> Result<bool, sqlx::Error> {
+    let written = sqlx::query(
+        "update knowledge_base set embedding = $3::text::vector, embedding_model = $4,
+            embedding_status = 'completed', embedded_at = now()
+         where tenant_id = $1 and id = $2 and title = $5 and content = $6",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(pgvector_literal(vector))
+    .bind(model)
+    .bind(title)
+    .bind(content)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}
+
 /// Re-embeds every knowledge entry with `embedder`, `batch` at a time; `progress` is
 /// called after each batch with (done, total).
 #[tracing::instrument(name = "search.reindex", skip_all, fields(model = embedder.model()))]
@@ -53,32 +82,23 @@ pub async fn reindex(
     let mut after = Uuid::nil();
     loop {
         let mut tx = db::begin_system(pool).await?;
-        let rows: Vec<(Uuid, String, String)> =
-            sqlx::query_as("select id, title, content from knowledge_base where id > $1 order by id limit $2")
-                .bind(after)
-                .bind(batch)
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+            "select id, tenant_id, title, content from knowledge_base where id > $1 order by id limit $2",
+        )
+        .bind(after)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         let Some(last) = rows.last().map(|r| r.0) else { break };
-        let texts: Vec<String> = rows.iter().map(|(_, t, c)| knowledge_text(t, c)).collect();
+        let texts: Vec<String> = rows.iter().map(|(_, _, t, c)| knowledge_text(t, c)).collect();
         let vectors = embedder.embed(&texts).await?;
         let mut tx = db::begin_system(pool).await?;
-        for ((id, title, content), vector) in rows.iter().zip(vectors) {
-            let written = sqlx::query(
-                "update knowledge_base set embedding = $2::text::vector, embedding_model = $3,
-                    embedding_status = 'completed', embedded_at = now()
-                 where id = $1 and title = $4 and content = $5",
-            )
-            .bind(id)
-            .bind(pgvector_literal(&vector))
-            .bind(embedder.model())
-            .bind(title)
-            .bind(content)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if written == 1 {
+        for ((id, tenant, title, content), vector) in rows.iter().zip(vectors) {
+            let tenant = TenantId::from_uuid(*tenant);
+            let written =
+                store_knowledge_vector(&mut tx, tenant, *id, &vector, embedder.model(), title, content).await?;
+            if written {
                 stats.embedded += 1;
             } else {
                 stats.changed_meanwhile += 1;

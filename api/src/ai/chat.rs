@@ -126,16 +126,11 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
     }
     let customer = match body.customer_id {
         Some(c) => {
-            let row: Option<(String, serde_json::Value)> =
-                sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
-                    .bind(tenant)
-                    .bind(c)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if row.is_none() {
+            let context = super::customer_context(&mut tx, tenant, c).await?;
+            if context.is_none() {
                 e.add("customer_id", "no such customer");
             }
-            row
+            context
         }
         None => None,
     };
@@ -164,10 +159,8 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
 
     let mut messages =
         vec![ChatMessage::system(chosen.as_ref().map(|p| p.system_prompt.as_str()).unwrap_or(DEFAULT_PROMPT))];
-    if let Some((name, context)) = &customer {
-        messages.push(ChatMessage::system(format!(
-            "You are talking to the customer \"{name}\". Their business context (JSON): {context}"
-        )));
+    if let Some(context) = customer {
+        messages.push(ChatMessage::system(context));
     }
     if !found.hits.is_empty() {
         let mut text = String::from("Relevant knowledge; cite it as [n]:\n");

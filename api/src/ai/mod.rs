@@ -100,7 +100,11 @@ pub(crate) async fn conversation_history(
         .collect())
 }
 
-async fn customer_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub(crate) async fn customer_context(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
     let row: Option<(String, Value)> =
         sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
             .bind(tenant)

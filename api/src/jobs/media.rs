@@ -119,29 +119,26 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
     let result = embedder.embed(std::slice::from_ref(&text)).await;
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
     let outcome = match result {
-        Ok(mut vectors) if vectors.len() == 1 && vectors[0].len() == 384 => {
-            let vector = fibonacco_search::embed::pgvector_literal(&vectors.remove(0));
+        Ok(mut vectors) if vectors.len() == 1 && vectors[0].len() == fibonacco_search::index::KNOWLEDGE_DIMENSIONS => {
             // Only if the text is still the one embedded: an edit meanwhile re-queued it.
-            sqlx::query(
-                "update knowledge_base set embedding = $3::text::vector, embedding_model = $4,
-                    embedding_status = 'completed', embedded_at = now()
-                 where tenant_id = $1 and id = $2 and title = $5 and content = $6",
+            fibonacco_search::index::store_knowledge_vector(
+                &mut tx,
+                tenant,
+                j.knowledge_id,
+                &vectors.remove(0),
+                embedder.model(),
+                &title,
+                &content,
             )
-            .bind(tenant)
-            .bind(j.knowledge_id)
-            .bind(vector)
-            .bind(embedder.model())
-            .bind(&title)
-            .bind(&content)
-            .execute(&mut *tx)
             .await?;
             Ok(())
         }
         Ok(vectors) => {
             let reason = format!(
-                "{} produced {} dimensions; the knowledge index holds 384",
+                "{} produced {} dimensions; the knowledge index holds {}",
                 embedder.model(),
-                vectors.first().map(Vec::len).unwrap_or(0)
+                vectors.first().map(Vec::len).unwrap_or(0),
+                fibonacco_search::index::KNOWLEDGE_DIMENSIONS
             );
             mark_embedding_failed(&mut tx, tenant, j.knowledge_id).await?;
             Err(JobError::Fail(reason))

@@ -152,7 +152,8 @@ pub async fn tenant_of(pool: &sqlx::PgPool, id: Uuid) -> Result<Option<TenantId>
     Ok(tenant.map(TenantId::from_uuid))
 }
 
-/// Moves a campaign between statuses if it is in one of `from`; returns the status it had.
+/// Sets a campaign's status (the caller has locked the row and checked the move); a final
+/// status also stamps `completed_at`.
 #[tracing::instrument(name = "outbound.transition", skip(conn), fields(tenant_id = %tenant))]
 pub async fn set_status(conn: &mut PgConnection, tenant: TenantId, id: Uuid, to: &str) -> Result<(), sqlx::Error> {
     sqlx::query(

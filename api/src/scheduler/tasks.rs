@@ -6,7 +6,11 @@ use fibonacco_platform::{TenantId, db, queue};
 use uuid::Uuid;
 
 use super::Scheduler;
-use crate::{content, jobs::campaign};
+use crate::{
+    content,
+    jobs::campaign,
+    outbound::{store, templates},
+};
 
 /// Entries queued per run of the embedding sweeps.
 const EMBEDDING_SWEEP: i64 = 500;
@@ -201,24 +205,16 @@ async fn start_scheduled(s: &Scheduler) -> anyhow::Result<String> {
     for (tenant, id) in due {
         let tenant = TenantId::from_uuid(tenant);
         let mut tx = db::begin_tenant(&s.pool, tenant).await?;
-        let row: Option<(String, String, i64, bool)> = sqlx::query_as(
-            "select c.type, c.status,
-                (select count(*) from outbound_campaign_recipients r where r.campaign_id = c.id),
-                case c.type
-                  when 'email' then exists (select 1 from email_templates t where t.id = c.email_template_id)
-                  when 'sms' then exists (select 1 from sms_templates t where t.id = c.sms_template_id)
-                  else exists (select 1 from phone_scripts t where t.id = c.phone_script_id) end
-             from outbound_campaigns c where c.tenant_id = $1 and c.id = $2 for update",
-        )
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((kind, status, recipients, has_content)) = row else { continue };
+        // The same checks as `POST /outbound/campaigns/{id}/start`.
+        let Some((kind, status)) = store::lock(&mut tx, tenant, id).await? else { continue };
         if status != "scheduled" {
             continue;
         }
-        let problem = if recipients == 0 {
+        let has_content = match store::content_id(&mut tx, tenant, id).await? {
+            Some(t) => templates::content_exists(&mut tx, tenant, &kind, t).await?,
+            None => false,
+        };
+        let problem = if store::recipient_count(&mut tx, tenant, id).await? == 0 {
             Some("the campaign has no recipients")
         } else if !has_content {
             Some("the campaign has no template or script")
@@ -241,13 +237,7 @@ async fn start_scheduled(s: &Scheduler) -> anyhow::Result<String> {
                 refused += 1;
             }
             None => {
-                sqlx::query(
-                    "update outbound_campaigns set status = 'running', started_at = now() where tenant_id = $1 and id = $2",
-                )
-                .bind(tenant)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                store::mark_running(&mut tx, tenant, id).await?;
                 tx.commit().await?;
                 campaign::enqueue_dispatch(&s.queue, tenant, id, &kind).await?;
                 started += 1;

@@ -289,6 +289,7 @@ async fn campaign(
             &lookup,
         )?),
         embedder: None,
+        store: Arc::new(fibonacco_search::store::pgvector::PgVector::new(db.pool.clone())),
     };
     let mut options = WorkerOptions::new(vec!["emails".into()], Duration::from_secs(90));
     options.concurrency = workers;

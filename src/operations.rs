@@ -57,12 +57,18 @@ pub enum QueueCommand {
 
 #[derive(Subcommand)]
 pub enum SearchCommand {
-    /// Re-embed every knowledge entry (all tenants) with the configured embedder and
-    /// store the vectors in pgvector; Postgres text stays the source of truth.
+    /// Serve the search service on its own port (`APP_HOST:SEARCH_PORT`, default 8001).
+    Serve,
+    /// Re-embed every knowledge entry (all tenants) with the configured embedder, write
+    /// the vectors (and long entries' sections) to Postgres and rebuild the vector store's
+    /// index; Postgres text stays the source of truth.
     Reindex {
         /// Entries embedded per batch.
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Rebuild this store (default: `VECTOR_STORE`, else pgvector).
+        #[arg(long, value_parser = ["pgvector", "qdrant"])]
+        backend: Option<String>,
     },
 }
 
@@ -98,7 +104,27 @@ fn job_context(config: &Config, bg: &Background, queues: &[String]) -> anyhow::R
         providers: Providers::from_lookup(env_lookup())?,
         settings: Arc::new(settings),
         embedder,
+        store: vector_store(&bg.pool)?,
     })
+}
+
+/// The search service for its own port: its own token cache, the configured store.
+fn search_service(config: &Config, pool: &sqlx::PgPool) -> anyhow::Result<fibonacco_search::SearchService> {
+    let tokens = Arc::new(fibonacco_platform::auth::TokenCache::new(config.auth_cache_ttl, 100_000));
+    Ok(fibonacco_search::SearchService::new(pool.clone(), tokens, vector_store(pool)?, config.max_per_page))
+}
+
+/// Binds `APP_HOST:SEARCH_PORT`.
+async fn bind_search(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = std::net::SocketAddr::new(config.app_host, config.search_port);
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the search service (SEARCH_PORT): {e}"))
+}
+
+/// The vector store from `VECTOR_STORE` (pgvector unless set to qdrant).
+fn vector_store(pool: &sqlx::PgPool) -> anyhow::Result<Arc<dyn fibonacco_search::VectorStore>> {
+    Ok(fibonacco_search::store::from_lookup(pool.clone(), env_lookup(), fibonacco_search::index::KNOWLEDGE_DIMENSIONS)?)
 }
 
 fn queues_or_all(queues: Vec<String>) -> Vec<String> {
@@ -240,7 +266,13 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     let options = worker_options(&config, &ctx, queues, 2);
     let tasks = scheduler::tasks(env_lookup())?;
     let addr = app.local_addr();
+    let search_listener = bind_search(&config).await?;
     eprintln!("fibonacco on http://{addr} (database {})", redact_url(config.database_url.expose()));
+    eprintln!(
+        "  search service on http://{} (store {})",
+        search_listener.local_addr()?,
+        app.state().search.store.name()
+    );
     eprintln!(
         "  OpenAPI: http://{addr}/api/v1/openapi.json   Swagger UI: http://{addr}/docs   health: http://{addr}/health"
     );
@@ -256,12 +288,17 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     let sched = Scheduler::new(bg.pool.clone(), bg.queue.clone());
     let sched_rx = stop_rx.clone();
     let sched = tokio::spawn(async move { sched.run(tasks, wait_for(sched_rx)).await });
+    // The same service value the API uses: one store, one loaded embedder.
+    let search =
+        fibonacco_search::service::serve(search_listener, app.state().search.clone(), wait_for(stop_rx.clone()));
+    let search = tokio::spawn(search);
     app.run_until(async move {
         wait_for(stop_rx).await;
         // Jobs in flight still need the database the API closes on exit.
         let _ = tokio::time::timeout(Duration::from_secs(60), async {
             let _ = worker.await;
             let _ = sched.await;
+            let _ = search.await;
         })
         .await;
     })
@@ -271,16 +308,46 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
 
 pub async fn search(config: Config, cmd: SearchCommand) -> anyhow::Result<()> {
     match cmd {
-        SearchCommand::Reindex { batch } => {
+        SearchCommand::Serve => {
+            let pool = db::connect(&config).await?;
+            let svc = search_service(&config, &pool)?;
+            let listener = bind_search(&config).await?;
+            eprintln!(
+                "search service on http://{} (store {}); GET|POST /api/v1/search, /health",
+                listener.local_addr()?,
+                svc.store.name()
+            );
+            fibonacco_search::service::serve(listener, svc, shutdown_signal()).await?;
+            Ok(())
+        }
+        SearchCommand::Reindex { batch, backend } => {
             let pool = db::connect(&config).await?;
             let embedder = fibonacco_search::embed::from_lookup(env_lookup())?;
+            let store = match backend {
+                Some(b) => {
+                    let env = env_lookup();
+                    let lookup = move |k: &str| if k == "VECTOR_STORE" { Some(b.clone()) } else { env(k) };
+                    fibonacco_search::store::from_lookup(
+                        pool.clone(),
+                        lookup,
+                        fibonacco_search::index::KNOWLEDGE_DIMENSIONS,
+                    )?
+                }
+                None => vector_store(&pool)?,
+            };
             let started = std::time::Instant::now();
-            eprintln!("re-embedding knowledge with {} ({} dimensions)", embedder.model(), embedder.dimensions());
-            let stats = fibonacco_search::index::reindex(&pool, embedder.as_ref(), batch, |done, total| {
-                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                eprint!("\r[search] {done}/{total} entries ({rate:.0}/s)   ");
-            })
-            .await?;
+            eprintln!(
+                "re-embedding knowledge with {} ({} dimensions) into {}",
+                embedder.model(),
+                embedder.dimensions(),
+                store.name()
+            );
+            let stats =
+                fibonacco_search::index::reindex(&pool, embedder.as_ref(), store.as_ref(), batch, |done, total| {
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    eprint!("\r[search] {done}/{total} entries ({rate:.0}/s)   ");
+                })
+                .await?;
             eprintln!();
             println!(
                 "{} of {} entries embedded in {:.1}s; {} changed meanwhile (queued for the sweep)",

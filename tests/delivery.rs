@@ -68,6 +68,7 @@ fn job_context(app: &TestApp, over: &[(&str, String)], retry_after: Duration) ->
         providers: Providers::from_lookup(&lookup).unwrap(),
         settings: Arc::new(settings),
         embedder: None,
+        store: app.state.search.store.clone(),
     }
 }
 

@@ -12,6 +12,8 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+pub use fibonacco_platform::envelope::{ErrorBody, ErrorEnvelope};
+
 /// Per-field validation messages, Laravel style: `{"email": ["must be a valid e-mail address"]}`.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(transparent)]
@@ -94,6 +96,31 @@ impl From<fibonacco_platform::llm::LlmError> for ApiError {
     }
 }
 
+impl From<fibonacco_search::service::ServiceError> for ApiError {
+    fn from(e: fibonacco_search::service::ServiceError) -> Self {
+        use fibonacco_search::service::ServiceError as S;
+        match e {
+            S::Unauthenticated => ApiError::Unauthenticated,
+            S::Forbidden(ability) => ApiError::Forbidden(ability),
+            S::Validation(problems) => {
+                let mut fields = FieldErrors::default();
+                for (field, messages) in problems {
+                    for m in messages {
+                        fields.add(field.clone(), m);
+                    }
+                }
+                ApiError::Validation(fields)
+            }
+            S::MalformedJson(m) => ApiError::MalformedJson(m),
+            S::UnsupportedMediaType => ApiError::UnsupportedMediaType,
+            S::RouteNotFound => ApiError::RouteNotFound,
+            S::Unavailable(m) => ApiError::UpstreamUnavailable(m),
+            S::Busy => ApiError::Unavailable("database busy"),
+            S::Internal(cause) => ApiError::Internal(anyhow::anyhow!("search: {cause}")),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -101,21 +128,6 @@ impl From<sqlx::Error> for ApiError {
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
-}
-
-/// `{"error": {"message", "code", "details"}}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorEnvelope {
-    pub error: ErrorBody,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub message: String,
-    /// Stable upper-case code, e.g. `VALIDATION_FAILED`, `NOT_FOUND`.
-    pub code: &'static str,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
 }
 
 impl ApiError {

@@ -107,7 +107,12 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let addr = SocketAddr::new(config.app_host, config.app_port);
         let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let state = AppState::new(pool, redis, config);
+        let store = fibonacco_search::store::from_lookup(
+            pool.clone(),
+            fibonacco_platform::config::env_lookup(),
+            fibonacco_search::index::KNOWLEDGE_DIMENSIONS,
+        )?;
+        let state = AppState::with_store(pool, redis, config, store);
         Ok(Self { listener, router: router(state.clone()), state })
     }
 

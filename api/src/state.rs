@@ -18,14 +18,26 @@ pub struct AppState {
     pub tokens: Arc<TokenCache>,
     /// Text generation: OpenAI-compatible when a key is configured, else local.
     pub llm: Arc<LlmProvider>,
-    /// The query embedder of semantic search, loaded on first use (or the reason it
-    /// could not be).
-    pub embedder: Arc<tokio::sync::OnceCell<Result<Arc<dyn fibonacco_search::Embedder>, String>>>,
+    /// The search service (vector store, query embedder loaded on first use), shared
+    /// with the search routes, AI chat and AI context.
+    pub search: fibonacco_search::SearchService,
 }
 
 impl AppState {
+    /// With the default vector store (pgvector in the same database).
     pub fn new(pool: PgPool, redis: ConnectionManager, config: Config) -> Self {
+        let store = Arc::new(fibonacco_search::store::pgvector::PgVector::new(pool.clone()));
+        Self::with_store(pool, redis, config, store)
+    }
+
+    pub fn with_store(
+        pool: PgPool,
+        redis: ConnectionManager,
+        config: Config,
+        store: Arc<dyn fibonacco_search::VectorStore>,
+    ) -> Self {
         let tokens = Arc::new(TokenCache::new(config.auth_cache_ttl, 100_000));
+        let search = fibonacco_search::SearchService::new(pool.clone(), tokens.clone(), store, config.max_per_page);
         Self {
             pool,
             queue: Queue::new(redis.clone(), config.queue_prefix.clone()),
@@ -34,7 +46,7 @@ impl AppState {
             metrics: crate::observability::prometheus(),
             tokens,
             llm: Arc::new(LlmProvider::from_env()),
-            embedder: Arc::default(),
+            search,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Config {
     /// `APP_HOST` (default 127.0.0.1) and `APP_PORT` (default 8000).
     pub app_host: IpAddr,
     pub app_port: u16,
+    /// `SEARCH_PORT` (default 8001): the search service's own port, on `APP_HOST`.
+    pub search_port: u16,
     /// `APP_URL`: the public base URL, used in links the platform sends out.
     pub app_url: String,
     /// `DATABASE_URL`: postgres://user:pass@host:port/db
@@ -109,6 +111,7 @@ impl Config {
         }
         let app_host: IpAddr = parsed("APP_HOST", get("APP_HOST"), IpAddr::from([127, 0, 0, 1]))?;
         let app_port: u16 = parsed("APP_PORT", get("APP_PORT"), 8000)?;
+        let search_port: u16 = parsed("SEARCH_PORT", get("SEARCH_PORT"), 8001)?;
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("") | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
@@ -131,6 +134,7 @@ impl Config {
             app_env: get("APP_ENV").filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into()),
             app_host,
             app_port,
+            search_port,
             app_url: get("APP_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| format!("http://{app_host}:{app_port}")),

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod envelope;
 pub mod llm;
 pub mod queue;
 pub mod telemetry;

@@ -5,7 +5,11 @@ use fibonacco_platform::{TenantId, db};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::embed::{Embedder, knowledge_text, pgvector_literal};
+use crate::{
+    chunk,
+    embed::{Embedder, pgvector_literal},
+    store::{Point, StoreError, VectorMeta, VectorStore},
+};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReindexStats {
@@ -24,6 +28,8 @@ pub enum IndexError {
     Embed(#[from] crate::EmbedError),
     #[error("{model} makes {got}-dimensional vectors; the knowledge index holds {expected}")]
     Dimensions { model: String, got: usize, expected: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The knowledge index's vector size (`knowledge_base.embedding vector(384)`).
@@ -58,27 +64,130 @@ pub async fn store_knowledge_vector(
     Ok(written == 1)
 }
 
-/// Re-embeds every knowledge entry with `embedder`, `batch` at a time; `progress` is
-/// called after each batch with (done, total).
-#[tracing::instrument(name = "search.reindex", skip_all, fields(model = embedder.model()))]
+/// Embeds each entry's texts (chunk 0 and the sections of long content, see [`chunk`]) in
+/// one call to the embedder; the vectors come back grouped per entry.
+pub async fn embed_entries(
+    embedder: &dyn Embedder,
+    entries: &[(String, String)],
+) -> Result<Vec<Vec<Vec<f32>>>, IndexError> {
+    if embedder.dimensions() != KNOWLEDGE_DIMENSIONS {
+        return Err(dimensions(embedder, embedder.dimensions()));
+    }
+    let per_entry: Vec<Vec<String>> = entries.iter().map(|(t, c)| chunk::entry_texts(t, c)).collect();
+    let flat: Vec<String> = per_entry.iter().flatten().cloned().collect();
+    let mut vectors = embedder.embed(&flat).await?.into_iter();
+    if let Some(bad) = vectors.as_slice().iter().find(|v| v.len() != KNOWLEDGE_DIMENSIONS) {
+        return Err(dimensions(embedder, bad.len()));
+    }
+    if vectors.len() != flat.len() {
+        return Err(crate::EmbedError::Rejected(format!("{} vectors for {} texts", vectors.len(), flat.len())).into());
+    }
+    Ok(per_entry.iter().map(|texts| vectors.by_ref().take(texts.len()).collect()).collect())
+}
+
+fn dimensions(embedder: &dyn Embedder, got: usize) -> IndexError {
+    IndexError::Dimensions { model: embedder.model().to_owned(), got, expected: KNOWLEDGE_DIMENSIONS }
+}
+
+/// The filterable fields of an entry, copied into an external store's payload.
+#[derive(sqlx::FromRow)]
+struct MetaRow {
+    is_public: bool,
+    category: Option<String>,
+    subcategory: Option<String>,
+    tags: Vec<String>,
+    industry_codes: Vec<String>,
+    allowed_agents: Vec<String>,
+    validation_status: String,
+}
+
+/// Stores an entry's vectors (chunk 0 on its row, the sections in `knowledge_chunks`),
+/// unless its text changed since it was read. Returns the points for an external store,
+/// or `None` when the entry changed or is gone (it is pending again for the next sweep).
+#[allow(clippy::too_many_arguments)]
+pub async fn store_entry(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    title: &str,
+    content: &str,
+    vectors: &[Vec<f32>],
+    model: &str,
+) -> Result<Option<Vec<Point>>, sqlx::Error> {
+    let Some(first) = vectors.first() else { return Ok(None) };
+    if !store_knowledge_vector(&mut *conn, tenant, id, first, model, title, content).await? {
+        return Ok(None);
+    }
+    sqlx::query("delete from knowledge_chunks where knowledge_id = $1").bind(id).execute(&mut *conn).await?;
+    let sections = chunk::sections(content);
+    for (i, (section, vector)) in sections.iter().zip(&vectors[1..]).enumerate() {
+        sqlx::query(
+            "insert into knowledge_chunks (knowledge_id, chunk_index, tenant_id, content, embedding, embedding_model)
+             values ($1, $2, $3, $4, $5::text::vector, $6)",
+        )
+        .bind(id)
+        .bind(i as i32 + 1)
+        .bind(tenant)
+        .bind(section)
+        .bind(pgvector_literal(vector))
+        .bind(model)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let row: MetaRow = sqlx::query_as(
+        "select is_public, category, subcategory, tags, industry_codes, allowed_agents, validation_status
+         from knowledge_base where id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let meta = VectorMeta {
+        tenant,
+        is_public: row.is_public,
+        category: row.category,
+        subcategory: row.subcategory,
+        tags: row.tags,
+        industry_codes: row.industry_codes,
+        allowed_agents: row.allowed_agents,
+        validation_status: row.validation_status,
+    };
+    Ok(Some(
+        vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Point {
+                entry: id,
+                chunk: i as i32,
+                model: model.to_owned(),
+                vector: v.clone(),
+                meta: meta.clone(),
+            })
+            .collect(),
+    ))
+}
+
+/// Re-embeds every knowledge entry with `embedder`, `batch` at a time, writing Postgres
+/// and, for an external store, the store; `progress` is called after each batch with
+/// (done, total). An external store's collection for the model is dropped first and
+/// rebuilt, so nothing deleted from Postgres survives in it (searches meanwhile see the
+/// entries indexed so far).
+#[tracing::instrument(name = "search.reindex", skip_all, fields(model = embedder.model(), store = store.name()))]
 pub async fn reindex(
     pool: &PgPool,
     embedder: &dyn Embedder,
+    store: &dyn VectorStore,
     batch: usize,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReindexStats, IndexError> {
     if embedder.dimensions() != KNOWLEDGE_DIMENSIONS {
-        return Err(IndexError::Dimensions {
-            model: embedder.model().to_owned(),
-            got: embedder.dimensions(),
-            expected: KNOWLEDGE_DIMENSIONS,
-        });
+        return Err(dimensions(embedder, embedder.dimensions()));
     }
     let batch = batch.clamp(1, 512) as i64;
     let mut tx = db::begin_system(pool).await?;
     let total: i64 = sqlx::query_scalar("select count(*) from knowledge_base").fetch_one(&mut *tx).await?;
     tx.commit().await?;
     let mut stats = ReindexStats { total: total as u64, ..Default::default() };
+    store.reset(embedder.model()).await?;
     let mut after = Uuid::nil();
     loop {
         let mut tx = db::begin_system(pool).await?;
@@ -91,20 +200,24 @@ pub async fn reindex(
         .await?;
         tx.commit().await?;
         let Some(last) = rows.last().map(|r| r.0) else { break };
-        let texts: Vec<String> = rows.iter().map(|(_, _, t, c)| knowledge_text(t, c)).collect();
-        let vectors = embedder.embed(&texts).await?;
+        let texts: Vec<(String, String)> = rows.iter().map(|(_, _, t, c)| (t.clone(), c.clone())).collect();
+        let vectors = embed_entries(embedder, &texts).await?;
         let mut tx = db::begin_system(pool).await?;
-        for ((id, tenant, title, content), vector) in rows.iter().zip(vectors) {
+        let mut external = Vec::new();
+        for ((id, tenant, title, content), vectors) in rows.iter().zip(vectors) {
             let tenant = TenantId::from_uuid(*tenant);
-            let written =
-                store_knowledge_vector(&mut tx, tenant, *id, &vector, embedder.model(), title, content).await?;
-            if written {
-                stats.embedded += 1;
-            } else {
-                stats.changed_meanwhile += 1;
+            match store_entry(&mut tx, tenant, *id, title, content, &vectors, embedder.model()).await? {
+                Some(points) => {
+                    stats.embedded += 1;
+                    external.push((*id, points));
+                }
+                None => stats.changed_meanwhile += 1,
             }
         }
         tx.commit().await?;
+        for (id, points) in &external {
+            store.replace(*id, points).await?;
+        }
         after = last;
         progress(stats.embedded + stats.changed_meanwhile, stats.total);
     }

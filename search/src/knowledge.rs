@@ -12,8 +12,9 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::{
-    embed::{Embedder, pgvector_literal},
+    embed::Embedder,
     rank::{RRF_K, reciprocal_rank_fusion},
+    store::{StoreError, VectorStore, best_per_entry},
 };
 
 /// Longest query accepted, in characters.
@@ -111,6 +112,17 @@ pub struct Hit {
     /// The score the results are ordered by.
     #[sqlx(skip)]
     pub score: f64,
+    /// The section of a long entry that matched the query best (semantic ranking), when
+    /// it was a section rather than the entry's opening.
+    #[sqlx(skip)]
+    pub chunk: Option<MatchedChunk>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MatchedChunk {
+    /// 1-based section number within the entry.
+    pub index: i32,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,9 +143,13 @@ pub enum SearchError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Embed(#[from] crate::EmbedError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, f: &Filters) {
+/// The visibility and filter conditions on `knowledge_base kb`, shared by every ranking
+/// and by the final fetch (so a stale external index can never widen what is shown).
+pub(crate) fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, f: &Filters) {
     qb.push(" and (kb.tenant_id = ").push_bind(tenant);
     if f.include_public {
         qb.push(" or kb.is_public");
@@ -160,31 +176,6 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, f: &Filters) 
     if let Some(v) = &f.validation_status {
         qb.push(" and kb.validation_status = ").push_bind(v.clone());
     }
-}
-
-#[tracing::instrument(name = "search.semantic", skip_all, fields(tenant_id = %tenant))]
-async fn semantic(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    vector: &[f32],
-    model: &str,
-    f: &Filters,
-    limit: i64,
-) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
-    // With a filter, HNSW alone could return fewer than `limit` rows; iterative scans keep
-    // walking the graph until enough rows pass (pgvector 0.8). Local to this transaction.
-    sqlx::query("select set_config('hnsw.iterative_scan', 'relaxed_order', true)").execute(&mut *conn).await?;
-    let literal = pgvector_literal(vector);
-    let mut qb = QueryBuilder::new("select kb.id, 1 - (kb.embedding <=> ");
-    qb.push_bind(literal.clone())
-        .push("::text::vector) as score from knowledge_base kb where kb.embedding is not null");
-    qb.push(" and kb.embedding_model = ").push_bind(model.to_owned());
-    push_filters(&mut qb, tenant, f);
-    qb.push(" order by kb.embedding <=> ").push_bind(literal).push("::text::vector limit ").push_bind(limit);
-    let mut rows: Vec<(Uuid, f64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-    // relaxed_order may return near-ties slightly out of order.
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    Ok(rows)
 }
 
 #[tracing::instrument(name = "search.keyword", skip_all, fields(tenant_id = %tenant))]
@@ -220,11 +211,13 @@ fn explicit_syntax(text: &str) -> bool {
         || text.to_lowercase().contains(" or ")
 }
 
-/// Runs a query. The embedder is needed for semantic and hybrid modes only.
-#[tracing::instrument(name = "search.knowledge", skip_all, fields(tenant_id = %tenant, mode = ?q.mode))]
+/// Runs a query. The embedder is needed for semantic and hybrid modes only; the store
+/// answers the semantic ranking.
+#[tracing::instrument(name = "search.knowledge", skip_all, fields(tenant_id = %tenant, mode = ?q.mode, store = store.name()))]
 pub async fn search(
     pool: &sqlx::PgPool,
     embedder: Option<&dyn Embedder>,
+    store: &dyn VectorStore,
     tenant: TenantId,
     q: &SearchQuery,
 ) -> Result<SearchPage, SearchError> {
@@ -233,22 +226,24 @@ pub async fn search(
         (_, Some(e)) => Some((e.embed(std::slice::from_ref(&q.text)).await?.remove(0), e.model().to_owned())),
         (_, None) => return Err(crate::EmbedError::ModelUnavailable("no embedder is loaded".into()).into()),
     };
-    let mut tx = db::begin_tenant(pool, tenant).await?;
+    // Several chunks of one entry may be near; ask for more so CANDIDATES entries remain.
     let sem = match &vector {
-        Some((v, model)) => semantic(&mut tx, tenant, v, model, &q.filters, CANDIDATES).await?,
+        Some((v, model)) => best_per_entry(store.nearest(tenant, v, model, &q.filters, CANDIDATES * 2).await?),
         None => Vec::new(),
     };
+    let sem: Vec<_> = sem.into_iter().take(CANDIDATES as usize).collect();
+    let mut tx = db::begin_tenant(pool, tenant).await?;
     let key = match q.mode {
         Mode::Semantic => Vec::new(),
         _ => keyword(&mut tx, tenant, &q.text, &q.filters, CANDIDATES).await?,
     };
-    let sem_scores: HashMap<Uuid, f64> = sem.iter().copied().collect();
+    let sem_scores: HashMap<Uuid, (f64, i32)> = sem.iter().map(|n| (n.entry, (n.score, n.chunk))).collect();
     let key_scores: HashMap<Uuid, f64> = key.iter().copied().collect();
     let ranked: Vec<(Uuid, f64)> = match q.mode {
-        Mode::Semantic => sem,
+        Mode::Semantic => sem.iter().map(|n| (n.entry, n.score)).collect(),
         Mode::Keyword => key,
         Mode::Hybrid => reciprocal_rank_fusion(
-            &[sem.iter().map(|(id, _)| *id).collect(), key.iter().map(|(id, _)| *id).collect()],
+            &[sem.iter().map(|n| n.entry).collect(), key.iter().map(|(id, _)| *id).collect()],
             RRF_K,
         ),
     };
@@ -256,15 +251,31 @@ pub async fn search(
     let start = ((q.page - 1) * q.per_page) as usize;
     let page: Vec<(Uuid, f64)> = ranked.into_iter().skip(start).take(q.per_page as usize).collect();
     let ids: Vec<Uuid> = page.iter().map(|(id, _)| *id).collect();
-    let rows: Vec<Hit> = sqlx::query_as(
-        "select id, title, left(content, 240) as snippet, category, subcategory, tags, is_public,
-            tenant_id <> $1 as shared
-         from knowledge_base where id = any($2)",
-    )
-    .bind(tenant)
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut fetch = QueryBuilder::new(
+        "select kb.id, kb.title, left(kb.content, 240) as snippet, kb.category, kb.subcategory, kb.tags, kb.is_public,
+            kb.tenant_id <> ",
+    );
+    fetch
+        .push_bind(tenant)
+        .push(" as shared from knowledge_base kb where kb.id = any(")
+        .push_bind(ids.clone())
+        .push(")");
+    push_filters(&mut fetch, tenant, &q.filters);
+    let rows: Vec<Hit> = fetch.build_query_as().fetch_all(&mut *tx).await?;
+    let chunk_keys: Vec<(Uuid, i32)> =
+        ids.iter().filter_map(|id| sem_scores.get(id).filter(|(_, c)| *c > 0).map(|(_, c)| (*id, *c))).collect();
+    let chunks: Vec<(Uuid, i32, String)> = if chunk_keys.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "select c.knowledge_id, c.chunk_index, c.content from knowledge_chunks c
+             join unnest($1::uuid[], $2::int[]) as k(id, idx) on c.knowledge_id = k.id and c.chunk_index = k.idx",
+        )
+        .bind(chunk_keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(chunk_keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?
+    };
     // A hit counts as a use of the entry (own entries only: others' rows are read-only).
     sqlx::query("update knowledge_base set usage_count = usage_count + 1 where tenant_id = $1 and id = any($2)")
         .bind(tenant)
@@ -273,13 +284,16 @@ pub async fn search(
         .await?;
     tx.commit().await?;
     let mut by_id: HashMap<Uuid, Hit> = rows.into_iter().map(|h| (h.id, h)).collect();
+    let mut chunk_text: HashMap<Uuid, MatchedChunk> =
+        chunks.into_iter().map(|(id, index, text)| (id, MatchedChunk { index, text })).collect();
     let hits = page
         .into_iter()
         .filter_map(|(id, score)| {
             let mut h = by_id.remove(&id)?;
             h.score = score;
-            h.semantic_score = sem_scores.get(&id).copied();
+            h.semantic_score = sem_scores.get(&id).map(|(s, _)| *s);
             h.keyword_score = key_scores.get(&id).copied();
+            h.chunk = chunk_text.remove(&id);
             Some(h)
         })
         .collect();

@@ -27,3 +27,16 @@ fn matches_sentence_transformers_similarities() {
     let alone = model.embed_blocking(&sentences[2..]).unwrap();
     assert!(cosine(&alone[0], &v[2]) > 0.99999);
 }
+
+#[test]
+fn long_inputs_keep_their_order() {
+    let model = MiniLm::load(&MiniLm::default_dir()).expect("model present: run scripts/models.sh (make test does)");
+    // More than one batch, lengths mixed so sorting by length reorders them.
+    let texts: Vec<String> =
+        (0..70).map(|i| format!("text {i} {}", "about refunds and opening hours ".repeat(i % 7))).collect();
+    let all = model.embed_blocking(&texts).unwrap();
+    for i in [0, 13, 45, 69] {
+        let alone = model.embed_blocking(&texts[i..=i]).unwrap();
+        assert!(cosine(&alone[0], &all[i]) > 0.99999, "text {i} moved");
+    }
+}

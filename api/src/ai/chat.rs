@@ -17,7 +17,7 @@ use fibonacco_platform::{
     TenantId, db,
     llm::{ChatMessage, ChatRequest, LlmProvider},
 };
-use fibonacco_search::knowledge::{self, Filters, Mode, SearchQuery};
+use fibonacco_search::knowledge::{Filters, Mode, SearchQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 use sqlx::PgConnection;
@@ -146,14 +146,12 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
     e.into_result()?;
 
     // Knowledge for the question: hybrid when the embedding model is there, else keyword.
-    let embedder = crate::search::query_embedder(state).await.ok();
+    let embedder = state.search.embedder().await.ok();
     let mode = if embedder.is_some() { Mode::Hybrid } else { Mode::Keyword };
     let filters = Filters { include_public: true, ..Filters::default() };
     let query = SearchQuery::parse(&message, mode, filters, 1, SOURCES)
         .map_err(|err| ApiError::Validation(FieldErrors::single("message", err.to_string())))?;
-    let found = knowledge::search(&state.pool, embedder.as_deref(), tenant, &query)
-        .await
-        .map_err(|err| ApiError::Internal(anyhow::anyhow!("knowledge lookup: {err}")))?;
+    let found = state.search.run(tenant, &query).await?;
     let sources: Vec<Source> =
         found.hits.iter().enumerate().map(|(i, h)| Source { n: i + 1, id: h.id, title: h.title.clone() }).collect();
 
@@ -165,7 +163,9 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
     if !found.hits.is_empty() {
         let mut text = String::from("Relevant knowledge; cite it as [n]:\n");
         for (i, h) in found.hits.iter().enumerate() {
-            text.push_str(&format!("[{}] {}: {}\n", i + 1, h.title, h.snippet));
+            // The matching section of a long entry says more than its opening.
+            let excerpt = h.chunk.as_ref().map_or(h.snippet.as_str(), |c| c.text.as_str());
+            text.push_str(&format!("[{}] {}: {}\n", i + 1, h.title, excerpt));
         }
         messages.push(ChatMessage::system(text));
     }

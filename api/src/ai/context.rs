@@ -228,18 +228,24 @@ pub async fn context(
 
     let mut knowledge_part = None;
     if let Some(q) = question {
-        let embedder = crate::search::query_embedder(&state).await.ok();
+        let embedder = state.search.embedder().await.ok();
         let mode = if embedder.is_some() { Mode::Hybrid } else { Mode::Keyword };
         let filters = Filters { include_public: true, ..Filters::default() };
         let query = SearchQuery::parse(&q, mode, filters, 1, 5)
             .map_err(|err| ApiError::Validation(FieldErrors::single("question", err.to_string())))?;
-        let found = knowledge::search(&state.pool, embedder.as_deref(), tenant, &query)
-            .await
-            .map_err(|err| ApiError::Internal(anyhow::anyhow!("knowledge lookup: {err}")))?;
+        let found = state.search.run(tenant, &query).await?;
         knowledge_part = part(
             "knowledge",
             found.hits.iter().map(|h| format!("knowledge:{}", h.id)).collect(),
-            found.hits.iter().map(|h| format!("[{}] {}\n", h.title, h.snippet.replace('\n', " "))).collect(),
+            found
+                .hits
+                .iter()
+                .map(|h| {
+                    // The matching section of a long entry, else the entry's opening.
+                    let excerpt = h.chunk.as_ref().map_or(h.snippet.as_str(), |c| c.text.as_str());
+                    format!("[{}] {}\n", h.title, excerpt.replace('\n', " "))
+                })
+                .collect(),
         );
     }
     let mut candidates = first;

@@ -115,35 +115,36 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
     tx.commit().await?;
     // Deleted since it was queued: nothing to do.
     let Some((title, content)) = row else { return Ok(()) };
-    let text = fibonacco_search::embed::knowledge_text(&title, &content);
-    let result = embedder.embed(std::slice::from_ref(&text)).await;
+    use fibonacco_search::{EmbedError, index::IndexError};
+    let entries = [(title, content)];
+    let result = fibonacco_search::index::embed_entries(embedder.as_ref(), &entries).await;
+    let [(title, content)] = entries;
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
     let outcome = match result {
-        Ok(mut vectors) if vectors.len() == 1 && vectors[0].len() == fibonacco_search::index::KNOWLEDGE_DIMENSIONS => {
+        Ok(mut vectors) => {
             // Only if the text is still the one embedded: an edit meanwhile re-queued it.
-            fibonacco_search::index::store_knowledge_vector(
+            let points = fibonacco_search::index::store_entry(
                 &mut tx,
                 tenant,
                 j.knowledge_id,
-                &vectors.remove(0),
-                embedder.model(),
                 &title,
                 &content,
+                &vectors.remove(0),
+                embedder.model(),
             )
             .await?;
-            Ok(())
+            tx.commit().await?;
+            // Postgres first (the source of truth), then an external store's copy; if that
+            // fails the job retries and rewrites both, which is harmless.
+            if let Some(points) = points {
+                ctx.store
+                    .replace(j.knowledge_id, &points)
+                    .await
+                    .map_err(|e| JobError::retry(format!("vector store: {e}")))?;
+            }
+            return Ok(());
         }
-        Ok(vectors) => {
-            let reason = format!(
-                "{} produced {} dimensions; the knowledge index holds {}",
-                embedder.model(),
-                vectors.first().map(Vec::len).unwrap_or(0),
-                fibonacco_search::index::KNOWLEDGE_DIMENSIONS
-            );
-            mark_embedding_failed(&mut tx, tenant, j.knowledge_id).await?;
-            Err(JobError::Fail(reason))
-        }
-        Err(e @ (fibonacco_search::EmbedError::Unavailable(_) | fibonacco_search::EmbedError::ModelUnavailable(_))) => {
+        Err(IndexError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::ModelUnavailable(_)))) => {
             sqlx::query("update knowledge_base set embedding_status = 'pending' where tenant_id = $1 and id = $2")
                 .bind(tenant)
                 .bind(j.knowledge_id)
@@ -151,7 +152,10 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
                 .await?;
             Err(JobError::retry(e.to_string()))
         }
-        Err(e) => {
+        Err(IndexError::Database(e)) => Err(e.into()),
+        Err(IndexError::Store(e)) => Err(JobError::retry(e.to_string())),
+        // Dimensions that do not fit the index, input the model refuses: no retry helps.
+        Err(e @ (IndexError::Dimensions { .. } | IndexError::Embed(_))) => {
             mark_embedding_failed(&mut tx, tenant, j.knowledge_id).await?;
             Err(JobError::Fail(e.to_string()))
         }

@@ -81,6 +81,8 @@ pub struct JobContext {
     /// The embedder for GenerateEmbedding: `None` on workers that do not run the
     /// `embeddings` queue, `Some(Err)` with the reason when it could not be loaded.
     pub embedder: Option<Result<Arc<dyn fibonacco_search::Embedder>, String>>,
+    /// Where GenerateEmbedding copies vectors besides Postgres (pgvector: nowhere else).
+    pub store: Arc<dyn fibonacco_search::VectorStore>,
 }
 
 impl Handler for JobContext {

@@ -141,6 +141,9 @@ pub async fn update(
     }
     let entry = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
+    if changes.title.is_some() || changes.content.is_some() {
+        forget_vectors(&state, id).await;
+    }
     Ok(Json(Envelope::with_message(entry, "Knowledge entry updated.")))
 }
 
@@ -160,9 +163,19 @@ pub async fn destroy(
     let deleted = store::delete(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
     if deleted {
+        forget_vectors(&state, id).await;
         Ok(Json(Envelope::with_message(None, "Knowledge entry deleted.")))
     } else {
         Err(ApiError::NotFound(RESOURCE))
+    }
+}
+
+/// Takes a deleted or rewritten entry out of an external vector store (pgvector rows go
+/// with the entry). Best effort: search re-checks every hit against Postgres, so a copy
+/// left behind is never shown, and `fibonacco search reindex` clears it.
+async fn forget_vectors(state: &AppState, id: uuid::Uuid) {
+    if let Err(e) = state.search.store.remove(&[id]).await {
+        tracing::warn!(error = %e, store = state.search.store.name(), "could not remove vectors from the store");
     }
 }
 

@@ -209,9 +209,18 @@ pub async fn update(
     .bind(c.metadata.as_ref().map(Json))
     .bind(text_changed)
     .bind(actor)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(result.rows_affected() == 1)
+    let updated = result.rows_affected() == 1;
+    if updated && text_changed {
+        // The sections were cut from the old text; the next embedding writes new ones.
+        sqlx::query("delete from knowledge_chunks where tenant_id = $1 and knowledge_id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(updated)
 }
 
 #[tracing::instrument(name = "knowledge.delete", skip(conn), fields(tenant_id = %tenant))]

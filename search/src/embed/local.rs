@@ -19,6 +19,8 @@ pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 pub const DIMENSIONS: usize = 384;
 /// sentence-transformers truncates this model's input at 256 word pieces.
 const MAX_TOKENS: usize = 256;
+/// Texts per forward pass.
+const BATCH: usize = 32;
 
 /// Where `scripts/models.sh` puts the model, relative to the project root.
 pub const DEFAULT_DIR: &str = "models/all-MiniLM-L6-v2";
@@ -71,8 +73,28 @@ impl MiniLm {
         }
     }
 
-    /// Embeds a batch synchronously (the caller picks the thread).
+    /// Embeds texts synchronously (the caller picks the thread), in input order.
+    ///
+    /// Texts are grouped by length into batches of [`BATCH`] so a short text is not padded
+    /// to the longest one of the whole input (what sentence-transformers does too).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.len() <= BATCH {
+            return self.embed_batch(texts);
+        }
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let mut out = vec![Vec::new(); texts.len()];
+        for group in order.chunks(BATCH) {
+            let batch: Vec<String> = group.iter().map(|&i| texts[i].clone()).collect();
+            for (&i, v) in group.iter().zip(self.embed_batch(&batch)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One padded forward pass.
+    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }

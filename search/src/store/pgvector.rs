@@ -1,0 +1,90 @@
+//! The default store: vectors in Postgres (`knowledge_base.embedding` for chunk 0,
+//! `knowledge_chunks` for the sections of long entries), HNSW cosine indexes, filtered
+//! in SQL with iterative index scans so a tenant filter still returns `limit` rows.
+
+use fibonacco_platform::{TenantId, db};
+use sqlx::{PgPool, QueryBuilder};
+use uuid::Uuid;
+
+use super::{Neighbour, Point, StoreFuture, VectorStore};
+use crate::{embed::pgvector_literal, knowledge::Filters};
+
+#[derive(Clone)]
+pub struct PgVector {
+    pool: PgPool,
+}
+
+impl PgVector {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+impl VectorStore for PgVector {
+    fn name(&self) -> &'static str {
+        "pgvector"
+    }
+
+    fn nearest<'a>(
+        &'a self,
+        tenant: TenantId,
+        vector: &'a [f32],
+        model: &'a str,
+        filters: &'a Filters,
+        limit: i64,
+    ) -> StoreFuture<'a, Vec<Neighbour>> {
+        Box::pin(async move { Ok(nearest(&self.pool, tenant, vector, model, filters, limit).await?) })
+    }
+
+    fn replace<'a>(&'a self, _entry: Uuid, _points: &'a [Point]) -> StoreFuture<'a, ()> {
+        // The rows the indexer wrote are this store's index.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn remove<'a>(&'a self, _entries: &'a [Uuid]) -> StoreFuture<'a, ()> {
+        // Deleting the entry deletes its vectors and (by cascade) its chunks.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn reset<'a>(&'a self, _model: &'a str) -> StoreFuture<'a, ()> {
+        // The reindex overwrites every row in place; searches keep working throughout.
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tracing::instrument(name = "search.pgvector.nearest", skip_all, fields(tenant_id = %tenant, limit))]
+async fn nearest(
+    pool: &PgPool,
+    tenant: TenantId,
+    vector: &[f32],
+    model: &str,
+    f: &Filters,
+    limit: i64,
+) -> Result<Vec<Neighbour>, sqlx::Error> {
+    let mut tx = db::begin_tenant(pool, tenant).await?;
+    // With a filter, HNSW alone could return fewer than `limit` rows; iterative scans keep
+    // walking the graph until enough rows pass (pgvector 0.8). Local to this transaction.
+    sqlx::query("select set_config('hnsw.iterative_scan', 'relaxed_order', true)").execute(&mut *tx).await?;
+    let literal = pgvector_literal(vector);
+    let mut qb = QueryBuilder::new(
+        "select entry, chunk, score from ((select kb.id as entry, 0 as chunk, 1 - (kb.embedding <=> ",
+    );
+    qb.push_bind(literal.clone())
+        .push(
+            "::text::vector) as score from knowledge_base kb where kb.embedding is not null and kb.embedding_model = ",
+        )
+        .push_bind(model.to_owned());
+    crate::knowledge::push_filters(&mut qb, tenant, f);
+    qb.push(" order by kb.embedding <=> ").push_bind(literal.clone()).push("::text::vector limit ").push_bind(limit);
+    qb.push(") union all (select c.knowledge_id, c.chunk_index, 1 - (c.embedding <=> ")
+        .push_bind(literal.clone())
+        .push("::text::vector) from knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id where c.embedding_model = ")
+        .push_bind(model.to_owned());
+    crate::knowledge::push_filters(&mut qb, tenant, f);
+    qb.push(" order by c.embedding <=> ").push_bind(literal).push("::text::vector limit ").push_bind(limit);
+    qb.push(")) n");
+    let rows: Vec<(Uuid, i32, f64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    // relaxed_order may return near-ties slightly out of order; the caller ranks.
+    Ok(rows.into_iter().map(|(entry, chunk, score)| Neighbour { entry, chunk, score }).collect())
+}

@@ -1,0 +1,331 @@
+//! Qdrant as the vector store, over gRPC (`qdrant-client`).
+//!
+//! One collection per embedding model (`{prefix}_{model}`), so vectors of two models never
+//! meet; the tenant is a keyword payload field indexed with `is_tenant` (Qdrant keeps each
+//! tenant's points together) and every query filters by it. A point is one chunk of one
+//! knowledge entry; its payload carries the fields the search filters use.
+
+use std::collections::HashMap;
+
+use fibonacco_platform::TenantId;
+use qdrant_client::{
+    Payload, Qdrant,
+    qdrant::{
+        Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
+        FieldType, Filter, KeywordIndexParamsBuilder, PointId, PointStruct, QueryPointsBuilder, UpsertPointsBuilder,
+        Value, VectorParamsBuilder, point_id::PointIdOptions,
+    },
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::{Neighbour, Point, StoreError, StoreFuture, VectorStore};
+use crate::knowledge::Filters;
+
+/// Where the Qdrant cluster is: `QDRANT_URL` (gRPC, e.g. `http://localhost:6334`),
+/// `QDRANT_API_KEY`, `QDRANT_COLLECTION_PREFIX` (default `knowledge`).
+#[derive(Debug, Clone)]
+pub struct QdrantSettings {
+    pub url: String,
+    pub api_key: Option<String>,
+    pub collection_prefix: String,
+}
+
+impl QdrantSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let url = get("QDRANT_URL").filter(|u| !u.trim().is_empty())?;
+        Some(Self {
+            url,
+            api_key: get("QDRANT_API_KEY").filter(|k| !k.is_empty()),
+            collection_prefix: get("QDRANT_COLLECTION_PREFIX")
+                .filter(|p| !p.trim().is_empty())
+                .unwrap_or_else(|| "knowledge".into()),
+        })
+    }
+}
+
+pub struct QdrantStore {
+    client: Qdrant,
+    prefix: String,
+    dimensions: u64,
+    /// Collections known to exist (created on first write).
+    ready: Mutex<Vec<String>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend { store: "qdrant", reason: e.to_string() }
+}
+
+impl QdrantStore {
+    pub fn connect(settings: &QdrantSettings, dimensions: usize) -> Result<Self, StoreError> {
+        let client = Qdrant::from_url(&settings.url)
+            .api_key(settings.api_key.clone())
+            .timeout(std::time::Duration::from_secs(10))
+            .skip_compatibility_check()
+            .build()
+            .map_err(backend)?;
+        Ok(Self {
+            client,
+            prefix: settings.collection_prefix.clone(),
+            dimensions: dimensions as u64,
+            ready: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// `knowledge_all-minilm-l6-v2`: the prefix and the model, in the characters Qdrant
+    /// accepts in a collection name.
+    pub fn collection(&self, model: &str) -> String {
+        let model: String = model
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '_' })
+            .collect();
+        format!("{}_{model}", self.prefix)
+    }
+
+    /// Creates the model's collection and its payload indexes if missing.
+    #[tracing::instrument(name = "search.qdrant.ensure_collection", skip(self))]
+    async fn ensure_collection(&self, name: &str) -> Result<(), StoreError> {
+        let mut ready = self.ready.lock().await;
+        if ready.iter().any(|c| c == name) {
+            return Ok(());
+        }
+        if !self.client.collection_exists(name).await.map_err(backend)? {
+            self.client
+                .create_collection(
+                    CreateCollectionBuilder::new(name)
+                        .vectors_config(VectorParamsBuilder::new(self.dimensions, Distance::Cosine)),
+                )
+                .await
+                .map_err(backend)?;
+            self.client
+                .create_field_index(
+                    CreateFieldIndexCollectionBuilder::new(name, "tenant_id", FieldType::Keyword)
+                        .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
+                        .wait(true),
+                )
+                .await
+                .map_err(backend)?;
+            for field in
+                ["entry", "category", "subcategory", "tags", "industry_codes", "allowed_agents", "validation_status"]
+            {
+                self.client
+                    .create_field_index(
+                        CreateFieldIndexCollectionBuilder::new(name, field, FieldType::Keyword).wait(true),
+                    )
+                    .await
+                    .map_err(backend)?;
+            }
+            self.client
+                .create_field_index(
+                    CreateFieldIndexCollectionBuilder::new(name, "is_public", FieldType::Bool).wait(true),
+                )
+                .await
+                .map_err(backend)?;
+        }
+        ready.push(name.to_owned());
+        Ok(())
+    }
+
+    /// Every collection under this store's prefix (an entry may have been embedded by an
+    /// earlier model).
+    async fn collections(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{}_", self.prefix);
+        let listed = self.client.list_collections().await.map_err(backend)?;
+        Ok(listed.collections.into_iter().map(|c| c.name).filter(|n| n.starts_with(&prefix)).collect())
+    }
+}
+
+/// A chunk's point id: the entry id for chunk 0, a stable id derived from both otherwise.
+pub fn point_id(entry: Uuid, chunk: i32) -> Uuid {
+    if chunk == 0 {
+        return entry;
+    }
+    let digest = Sha256::new().chain_update(entry.as_bytes()).chain_update(chunk.to_be_bytes()).finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+fn payload(p: &Point) -> Payload {
+    let strings = |v: &[String]| Value::from(v.iter().map(|s| Value::from(s.clone())).collect::<Vec<_>>());
+    let mut map: HashMap<String, Value> = HashMap::new();
+    map.insert("tenant_id".into(), p.meta.tenant.to_string().into());
+    map.insert("entry".into(), p.entry.to_string().into());
+    map.insert("chunk".into(), i64::from(p.chunk).into());
+    map.insert("model".into(), p.model.clone().into());
+    map.insert("is_public".into(), p.meta.is_public.into());
+    if let Some(c) = &p.meta.category {
+        map.insert("category".into(), c.clone().into());
+    }
+    if let Some(c) = &p.meta.subcategory {
+        map.insert("subcategory".into(), c.clone().into());
+    }
+    map.insert("tags".into(), strings(&p.meta.tags));
+    map.insert("industry_codes".into(), strings(&p.meta.industry_codes));
+    map.insert("allowed_agents".into(), strings(&p.meta.allowed_agents));
+    map.insert("validation_status".into(), p.meta.validation_status.clone().into());
+    Payload::from(map)
+}
+
+/// The search filters as a Qdrant filter; the tenant condition is always there.
+pub fn filter(tenant: TenantId, f: &Filters) -> Filter {
+    let own = Condition::matches("tenant_id", tenant.to_string());
+    let visible: Condition =
+        if f.include_public { Filter::should([own, Condition::matches("is_public", true)]).into() } else { own };
+    let mut must = vec![visible];
+    if let Some(c) = &f.category {
+        must.push(Condition::matches("category", c.clone()));
+    }
+    if let Some(c) = &f.subcategory {
+        must.push(Condition::matches("subcategory", c.clone()));
+    }
+    if !f.tags.is_empty() {
+        must.push(Condition::matches("tags", f.tags.clone()));
+    }
+    if !f.industry_codes.is_empty() {
+        must.push(Condition::matches("industry_codes", f.industry_codes.clone()));
+    }
+    if let Some(p) = f.is_public {
+        must.push(Condition::matches("is_public", p));
+    }
+    if let Some(a) = &f.agent {
+        must.push(
+            Filter::should([Condition::is_empty("allowed_agents"), Condition::matches("allowed_agents", a.clone())])
+                .into(),
+        );
+    }
+    if let Some(v) = &f.validation_status {
+        must.push(Condition::matches("validation_status", v.clone()));
+    }
+    Filter::must(must)
+}
+
+fn neighbour(id: Option<PointId>, payload: &HashMap<String, Value>, score: f32) -> Option<Neighbour> {
+    let entry =
+        payload.get("entry").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()).or_else(|| {
+            match id?.point_id_options? {
+                PointIdOptions::Uuid(s) => Uuid::parse_str(&s).ok(),
+                PointIdOptions::Num(_) => None,
+            }
+        })?;
+    let chunk = payload.get("chunk").and_then(Value::as_integer).unwrap_or(0) as i32;
+    Some(Neighbour { entry, chunk, score: f64::from(score) })
+}
+
+impl VectorStore for QdrantStore {
+    fn name(&self) -> &'static str {
+        "qdrant"
+    }
+
+    fn nearest<'a>(
+        &'a self,
+        tenant: TenantId,
+        vector: &'a [f32],
+        model: &'a str,
+        filters: &'a Filters,
+        limit: i64,
+    ) -> StoreFuture<'a, Vec<Neighbour>> {
+        Box::pin(async move {
+            let collection = self.collection(model);
+            if !self.client.collection_exists(&collection).await.map_err(backend)? {
+                return Ok(Vec::new());
+            }
+            let response = self
+                .client
+                .query(
+                    QueryPointsBuilder::new(collection)
+                        .query(vector.to_vec())
+                        .filter(filter(tenant, filters))
+                        .limit(limit.max(1) as u64)
+                        .with_payload(true),
+                )
+                .await
+                .map_err(backend)?;
+            Ok(response.result.into_iter().filter_map(|p| neighbour(p.id, &p.payload, p.score)).collect())
+        })
+    }
+
+    fn replace<'a>(&'a self, entry: Uuid, points: &'a [Point]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(first) = points.first() else { return self.remove(std::slice::from_ref(&entry)).await };
+            let collection = self.collection(&first.model);
+            self.ensure_collection(&collection).await?;
+            let ids: Vec<Uuid> = points.iter().map(|p| point_id(p.entry, p.chunk)).collect();
+            let structs: Vec<PointStruct> = points
+                .iter()
+                .zip(&ids)
+                .map(|(p, id)| PointStruct::new(PointId::from(id.to_string()), p.vector.clone(), payload(p)))
+                .collect();
+            self.client
+                .upsert_points(UpsertPointsBuilder::new(&collection, structs).wait(true))
+                .await
+                .map_err(backend)?;
+            // Chunks the entry no longer has (it got shorter, or was re-embedded by another model).
+            let stale = Filter {
+                must: vec![Condition::matches("entry", entry.to_string())],
+                must_not: vec![Condition::has_id(ids.iter().map(|id| PointId::from(id.to_string())))],
+                ..Default::default()
+            };
+            for c in self.collections().await? {
+                self.client
+                    .delete_points(DeletePointsBuilder::new(c).points(stale.clone()).wait(true))
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reset<'a>(&'a self, model: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let collection = self.collection(model);
+            if self.client.collection_exists(&collection).await.map_err(backend)? {
+                self.client.delete_collection(&collection).await.map_err(backend)?;
+            }
+            self.ready.lock().await.retain(|c| c != &collection);
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, entries: &'a [Uuid]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let gone =
+                Filter::must([Condition::matches("entry", entries.iter().map(Uuid::to_string).collect::<Vec<_>>())]);
+            for c in self.collections().await? {
+                self.client
+                    .delete_points(DeletePointsBuilder::new(c).points(gone.clone()).wait(true))
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_are_stable_and_distinct() {
+        let e = Uuid::from_u128(7);
+        assert_eq!(point_id(e, 0), e);
+        assert_eq!(point_id(e, 3), point_id(e, 3));
+        assert_ne!(point_id(e, 3), point_id(e, 4));
+        assert_ne!(point_id(e, 1), point_id(Uuid::from_u128(8), 1));
+    }
+
+    #[test]
+    fn every_filter_keeps_the_tenant_condition() {
+        let t = TenantId::from_uuid(Uuid::from_u128(1));
+        let strict = Filters { include_public: false, ..Default::default() };
+        let f = filter(t, &strict);
+        assert_eq!(f.must.len(), 1);
+        let open = Filters { include_public: true, agent: Some("sales".into()), ..Default::default() };
+        assert_eq!(filter(t, &open).must.len(), 2);
+    }
+}

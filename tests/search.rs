@@ -5,7 +5,12 @@ mod common;
 use axum::http::StatusCode;
 use common::{TestApp, code};
 use fibonacco_platform::{TenantId, db};
-use fibonacco_search::embed::{knowledge_text, local::MiniLm, pgvector_literal};
+use fibonacco_search::{
+    Embedder,
+    embed::local::MiniLm,
+    index,
+    service::{self, SearchService},
+};
 use serde_json::{Value, json};
 
 async fn entry(app: &TestApp, token: &str, body: Value) -> String {
@@ -14,28 +19,28 @@ async fn entry(app: &TestApp, token: &str, body: Value) -> String {
     k["data"]["id"].as_str().unwrap().to_owned()
 }
 
-/// Embeds entries the way the GenerateEmbedding job does.
+/// Embeds entries the way the GenerateEmbedding job does (entry vector and, for long
+/// content, its sections).
 async fn embed(app: &TestApp, tenant: TenantId, model: &MiniLm, ids: &[&str]) {
-    let mut tx = db::begin_tenant(&app.db.pool, tenant).await.unwrap();
     for id in ids {
+        let mut tx = db::begin_tenant(&app.db.pool, tenant).await.unwrap();
         let (title, content): (String, String) =
             sqlx::query_as("select title, content from knowledge_base where id = $1::uuid")
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await
                 .unwrap();
-        let v = model.embed_blocking(&[knowledge_text(&title, &content)]).unwrap().remove(0);
-        sqlx::query(
-            "update knowledge_base set embedding = $2::text::vector, embedding_model = 'all-MiniLM-L6-v2',
-                embedding_status = 'completed' where id = $1::uuid",
-        )
-        .bind(id)
-        .bind(pgvector_literal(&v))
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+        let entries = [(title, content)];
+        let mut vectors = index::embed_entries(model, &entries).await.unwrap();
+        let [(title, content)] = entries;
+        let uuid = uuid::Uuid::parse_str(id).unwrap();
+        let points = index::store_entry(&mut tx, tenant, uuid, &title, &content, &vectors.remove(0), model.model())
+            .await
+            .unwrap()
+            .expect("text unchanged");
+        tx.commit().await.unwrap();
+        app.state.search.store.replace(uuid, &points).await.unwrap();
     }
-    tx.commit().await.unwrap();
 }
 
 fn ids(body: &Value) -> Vec<String> {
@@ -260,4 +265,233 @@ async fn reindex_rebuilds_every_tenants_vectors_from_postgres() {
     // The new vectors answer queries: tenant B's entry is found by meaning.
     let (_, r) = app.get("/api/v1/search?mode=semantic&q=how%20much%20is%20a%20haircut", &app.token_b).await;
     assert_eq!(ids(&r)[0], b);
+}
+
+/// A handbook whose payment paragraph lies far past what one vector of the whole entry
+/// can read (the model stops at 256 word pieces).
+fn handbook() -> String {
+    let filler = [
+        "Our salon opened in 2009 on the high street. The founders trained in London and Milan, and every stylist completes an apprenticeship with us before taking clients of their own.",
+        "Appointments can be booked online, by phone or in person. Please arrive five minutes early so that we can discuss the style you would like and any allergies we should know about.",
+        "Colour services include highlights, balayage, full tints and toners. A patch test is required forty-eight hours before any first colour appointment, for your safety.",
+        "We use sulphate-free products and recycle our foils and colour tubes. Towels are washed at low temperature and our electricity comes from renewable sources.",
+        "Children under twelve are welcome for cuts on weekday afternoons. Weekend slots are reserved for adult services because they are always fully booked.",
+        "Gift vouchers are available in any amount and are valid for twelve months from the date of purchase. They can be used for products as well as services.",
+    ];
+    let mut text = filler.join("\n\n");
+    text.push_str(
+        "\n\nPayment: we accept card, cash and Apple Pay at the front desk; cheques are not accepted. \
+         Deposits for long colour sessions are taken when you book.",
+    );
+    text
+}
+
+#[tokio::test]
+async fn long_entries_are_found_by_the_section_that_answers() {
+    let app = TestApp::spawn().await;
+    let model = MiniLm::load(&MiniLm::default_dir()).expect("run scripts/models.sh");
+    let long = entry(&app, &app.token_a, json!({"title": "Salon handbook", "content": handbook()})).await;
+    let short =
+        entry(&app, &app.token_a, json!({"title": "Parking", "content": "Free parking behind the shop."})).await;
+    embed(&app, app.tenant_a, &model, &[&long, &short]).await;
+    let sections = |app: &TestApp, id: String| {
+        let pool = app.db.pool.clone();
+        async move {
+            let mut tx = db::begin_system(&pool).await.unwrap();
+            let n: i64 = sqlx::query_scalar("select count(*) from knowledge_chunks where knowledge_id = $1::uuid")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            n
+        }
+    };
+    assert!(sections(&app, long.clone()).await >= 2, "the handbook is cut into sections");
+    assert_eq!(sections(&app, short.clone()).await, 0, "a short entry is one vector");
+
+    let (s, r) = app.get("/api/v1/search?mode=semantic&q=can%20I%20pay%20with%20apple%20pay", &app.token_a).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let top = &r["data"]["hits"][0];
+    assert_eq!(top["id"], long.as_str(), "{r}");
+    assert!(top["chunk"]["index"].as_i64().unwrap() >= 1, "matched by a section: {r}");
+    assert!(top["chunk"]["text"].as_str().unwrap().contains("Apple Pay"), "{r}");
+    // The opening of the entry alone does not know about payments: the section is why
+    // it ranks; its score beats what the entry's own vector gives.
+    let q = model.embed_blocking(&["can I pay with apple pay".to_owned()]).unwrap().remove(0);
+    let whole = model.embed_blocking(&[format!("Salon handbook\n\n{}", handbook())]).unwrap().remove(0);
+    let entry_only = f64::from(fibonacco_search::embed::cosine(&q, &whole));
+    assert!(top["semantic_score"].as_f64().unwrap() > entry_only + 0.05, "{r} vs {entry_only}");
+
+    // Rewriting the content drops the old sections until the entry is embedded again.
+    let (s, _) = app
+        .send("PUT", &format!("/api/v1/knowledge/{long}"), Some(&app.token_a), Some(json!({"content": "Short now."})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(sections(&app, long.clone()).await, 0);
+    let (_, r) = app.get("/api/v1/search?mode=semantic&q=can%20I%20pay%20with%20apple%20pay", &app.token_a).await;
+    assert!(r["data"]["hits"].as_array().unwrap().iter().all(|h| h["id"] != long.as_str()), "stale vectors: {r}");
+    // And deleting an entry deletes its sections.
+    let big = entry(&app, &app.token_a, json!({"title": "Handbook 2", "content": handbook()})).await;
+    embed(&app, app.tenant_a, &model, &[&big]).await;
+    assert!(sections(&app, big.clone()).await >= 2);
+    let (s, _) = app.send("DELETE", &format!("/api/v1/knowledge/{big}"), Some(&app.token_a), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(sections(&app, big).await, 0);
+}
+
+/// The search service on a port of its own, reached over real HTTP.
+async fn serve_search(app: &TestApp, model: &MiniLm) -> String {
+    let svc = SearchService::new(
+        app.db.pool.clone(),
+        app.state.search.tokens.clone(),
+        app.state.search.store.clone(),
+        app.state.config.max_per_page,
+    )
+    .with_embedder(std::sync::Arc::new(model.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(service::serve(listener, svc, std::future::pending()));
+    base
+}
+
+#[tokio::test]
+async fn the_search_service_answers_on_its_own_port_like_the_api() {
+    let app = TestApp::spawn().await;
+    let model = MiniLm::load(&MiniLm::default_dir()).expect("run scripts/models.sh");
+    let mine = entry(&app, &app.token_a, json!({"title": "Parking", "content": "Free parking behind the shop."})).await;
+    let theirs =
+        entry(&app, &app.token_b, json!({"title": "Parking B", "content": "Parking for tenant B staff only."})).await;
+    embed(&app, app.tenant_a, &model, &[&mine]).await;
+    embed(&app, app.tenant_b, &model, &[&theirs]).await;
+    let base = serve_search(&app, &model).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    for mode in ["semantic", "keyword", "hybrid"] {
+        let path = format!("/api/v1/search?mode={mode}&q=where%20can%20I%20park");
+        let (s, direct) = get(&path, Some(&app.token_a)).await;
+        assert_eq!(s, 200, "{direct}");
+        let (_, via_api) = app.get(&path, &app.token_a).await;
+        assert_eq!(ids(&direct), ids(&via_api), "{mode}: the service and the API agree");
+        assert!(ids(&direct).contains(&mine), "{mode}: {direct}");
+        assert!(!ids(&direct).contains(&theirs), "{mode}: another tenant's entry leaked: {direct}");
+        assert_eq!(direct["data"]["store"], "pgvector");
+        assert_eq!(direct["meta"]["pagination"]["current_page"], 1);
+    }
+    let (s, r) = get("/api/v1/search?q=parking", None).await;
+    assert_eq!((s, code(&r)), (401, "UNAUTHENTICATED"));
+    let (s, r) = get("/api/v1/search?q=%20", Some(&app.token_a)).await;
+    assert_eq!((s, code(&r)), (422, "VALIDATION_FAILED"));
+    assert!(r["error"]["details"]["q"].is_array(), "{r}");
+    let (s, r) = get("/api/v1/search?q=parking&per_page=abc", Some(&app.token_a)).await;
+    assert_eq!((s, code(&r)), (422, "VALIDATION_FAILED"), "{r}");
+    let no_read = app.token_with(app.tenant_a, &["customers:read"], None).await;
+    let (s, r) = get("/api/v1/search?q=parking", Some(&no_read)).await;
+    assert_eq!((s, code(&r)), (403, "FORBIDDEN"));
+    let (s, r) = get("/nope", Some(&app.token_a)).await;
+    assert_eq!((s, code(&r)), (404, "ROUTE_NOT_FOUND"));
+    let (s, r) = get("/health", None).await;
+    assert_eq!((s, r["status"].as_str()), (200, Some("ok")));
+
+    let post = |body: &'static str, content_type: &'static str| {
+        let req = http
+            .post(format!("{base}/api/v1/search"))
+            .bearer_auth(&app.token_b)
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, r) = post(r#"{"q": "parking", "mode": "keyword"}"#, "application/json").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(ids(&r), vec![theirs.clone()]);
+    let (s, r) = post(r#"{"q": "parking""#, "application/json").await;
+    assert_eq!((s, code(&r)), (400, "MALFORMED_JSON"));
+    let (s, r) = post(r#"{"q": 5}"#, "application/json").await;
+    assert_eq!((s, code(&r)), (422, "VALIDATION_FAILED"));
+    let (s, r) = post("q=parking", "application/x-www-form-urlencoded").await;
+    assert_eq!((s, code(&r)), (415, "UNSUPPORTED_MEDIA_TYPE"));
+}
+
+/// Qdrant has no package for this machine: this runs against a real cluster when
+/// `QDRANT_URL` (gRPC, e.g. http://localhost:6334) is set, and says it skipped otherwise.
+#[tokio::test]
+async fn qdrant_backend_end_to_end_when_configured() {
+    use fibonacco_search::store::qdrant::{QdrantSettings, QdrantStore};
+    let Some(mut settings) = QdrantSettings::from_lookup(|k| std::env::var(k).ok()) else {
+        eprintln!("SKIPPED qdrant_backend_end_to_end_when_configured: QDRANT_URL is not set (no Qdrant server here)");
+        return;
+    };
+    settings.collection_prefix = format!("fibtest{}", uuid::Uuid::now_v7().simple());
+    let store: std::sync::Arc<dyn fibonacco_search::VectorStore> =
+        std::sync::Arc::new(QdrantStore::connect(&settings, 384).expect("qdrant client"));
+    let mut app = TestApp::spawn().await;
+    app.state.search = SearchService::new(
+        app.db.pool.clone(),
+        app.state.search.tokens.clone(),
+        store.clone(),
+        app.state.config.max_per_page,
+    );
+    app.router = fibonacco_api::startup::router(app.state.clone());
+    let model = MiniLm::load(&MiniLm::default_dir()).expect("run scripts/models.sh");
+    let mine = entry(&app, &app.token_a, json!({"title": "Parking", "content": "Free parking behind the shop."})).await;
+    let long = entry(&app, &app.token_a, json!({"title": "Salon handbook", "content": handbook()})).await;
+    let theirs =
+        entry(&app, &app.token_b, json!({"title": "Parking B", "content": "Parking for tenant B staff only."})).await;
+    let public =
+        entry(&app, &app.token_b, json!({"title": "Parking rules", "content": "Public parking.", "is_public": true}))
+            .await;
+    embed(&app, app.tenant_a, &model, &[&mine, &long]).await;
+    embed(&app, app.tenant_b, &model, &[&theirs, &public]).await;
+    let svc = app.state.search.clone().with_embedder(std::sync::Arc::new(model.clone()));
+    let search = |q: &str, tenant, include_public| {
+        let svc = svc.clone();
+        let request = service::SearchRequest {
+            q: Some(q.to_owned()),
+            mode: Some("semantic".into()),
+            include_public: Some(include_public),
+            ..Default::default()
+        };
+        async move {
+            let (results, _) = svc.search(tenant, request).await.unwrap();
+            assert_eq!(results.store, "qdrant");
+            results.hits.into_iter().map(|h| (h.id.to_string(), h.chunk.map(|c| c.index))).collect::<Vec<_>>()
+        }
+    };
+    let found = search("where can I park", app.tenant_a, true).await;
+    let found_ids: Vec<&String> = found.iter().map(|(id, _)| id).collect();
+    assert!(found_ids.contains(&&mine) && found_ids.contains(&&public), "{found:?}");
+    assert!(!found_ids.contains(&&theirs), "tenant filter: {found:?}");
+    let own = search("where can I park", app.tenant_a, false).await;
+    assert!(own.iter().all(|(id, _)| id != &public), "{own:?}");
+    let pay = search("can I pay with apple pay", app.tenant_a, true).await;
+    assert_eq!(pay[0].0, long);
+    assert!(pay[0].1.unwrap_or(0) >= 1, "matched by a section: {pay:?}");
+    // Deleting through the API takes the entry out of Qdrant as well.
+    let (s, _) = app.send("DELETE", &format!("/api/v1/knowledge/{mine}"), Some(&app.token_a), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let left = store
+        .nearest(
+            app.tenant_a,
+            &model.embed_blocking(&["parking".to_owned()]).unwrap()[0],
+            model.model(),
+            &fibonacco_search::knowledge::Filters { include_public: false, ..Default::default() },
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(left.iter().all(|n| n.entry.to_string() != mine), "{left:?}");
+    store.reset(model.model()).await.unwrap();
 }

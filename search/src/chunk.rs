@@ -6,8 +6,9 @@
 //! also gets chunks 1.., paragraph-aligned sections of at most about that size, each
 //! prefixed with the title so a section keeps its subject.
 
-/// Target section size in characters (~200 word pieces, under the model's 256).
-pub const CHUNK_CHARS: usize = 800;
+/// Target section size in characters (~100 word pieces): small enough that one topic
+/// dominates a section's vector (MiniLM was trained on sentence-length texts).
+pub const CHUNK_CHARS: usize = 400;
 
 /// The texts to embed for an entry, chunk 0 first.
 pub fn entry_texts(title: &str, content: &str) -> Vec<String> {

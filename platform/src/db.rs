@@ -43,7 +43,21 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// parsed UUID, so formatting it into the statement cannot inject SQL.
 #[tracing::instrument(name = "db.begin_tenant", skip_all)]
 pub async fn begin_tenant(pool: &PgPool, tenant: TenantId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let statement = format!("begin; select set_config('app.tenant_id', '{}', true)", tenant.as_uuid().hyphenated());
+    begin_tenant_with(pool, tenant, &[]).await
+}
+
+/// [`begin_tenant`] with transaction-local settings (e.g. `hnsw.ef_search`) applied in
+/// the same round trip. Names and values are compile-time constants, never user input.
+pub async fn begin_tenant_with(
+    pool: &PgPool,
+    tenant: TenantId,
+    settings: &[(&'static str, &'static str)],
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut statement = format!("begin; select set_config('app.tenant_id', '{}', true)", tenant.as_uuid().hyphenated());
+    for (name, value) in settings {
+        debug_assert!(!name.contains('\'') && !value.contains('\''));
+        statement.push_str(&format!(", set_config('{name}', '{value}', true)"));
+    }
     pool.begin_with(AssertSqlSafe(statement)).await
 }
 

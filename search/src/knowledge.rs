@@ -128,7 +128,8 @@ pub struct MatchedChunk {
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchPage {
     pub hits: Vec<Hit>,
-    /// Results across all pages (bounded by the candidate pool of each ranking).
+    /// Results across all pages, bounded by the candidate pool of each ranking (semantic
+    /// mode looks one page ahead of the page asked for).
     pub total: i64,
     pub mode: Mode,
     /// The embedding model the semantic ranking used, if any.
@@ -226,13 +227,22 @@ pub async fn search(
         (_, Some(e)) => Some((e.embed(std::slice::from_ref(&q.text)).await?.remove(0), e.model().to_owned())),
         (_, None) => return Err(crate::EmbedError::ModelUnavailable("no embedder is loaded".into()).into()),
     };
-    // Several chunks of one entry may be near; ask for more so CANDIDATES entries remain.
+    // Semantic mode ranks by similarity alone, so it needs the entries up to the page
+    // asked for plus one more page (so a client sees there is more); hybrid fuses whole
+    // candidate pools. Half again as many neighbours, as several chunks of one entry may
+    // be near. Asking HNSW for fewer rows is most of a filtered query's speed.
+    let wanted = match q.mode {
+        Mode::Semantic => ((q.page + 1) * q.per_page).min(CANDIDATES),
+        _ => CANDIDATES,
+    };
     let sem = match &vector {
-        Some((v, model)) => best_per_entry(store.nearest(tenant, v, model, &q.filters, CANDIDATES * 2).await?),
+        Some((v, model)) => best_per_entry(store.nearest(tenant, v, model, &q.filters, wanted * 3 / 2).await?),
         None => Vec::new(),
     };
-    let sem: Vec<_> = sem.into_iter().take(CANDIDATES as usize).collect();
-    let mut tx = db::begin_tenant(pool, tenant).await?;
+    let sem: Vec<_> = sem.into_iter().take(wanted as usize).collect();
+    // A hit counts as a use of its entry (below); a counter lost to a crash is harmless,
+    // so this commit need not wait for the WAL flush that would dominate a search.
+    let mut tx = db::begin_tenant_with(pool, tenant, &[("synchronous_commit", "off")]).await?;
     let key = match q.mode {
         Mode::Semantic => Vec::new(),
         _ => keyword(&mut tx, tenant, &q.text, &q.filters, CANDIDATES).await?,

@@ -9,6 +9,12 @@ use uuid::Uuid;
 use super::{Neighbour, Point, StoreFuture, VectorStore};
 use crate::{embed::pgvector_literal, knowledge::Filters};
 
+/// Transaction-local settings of every vector query. Iterative scans: with a filter, HNSW
+/// alone could return fewer than `limit` rows, so the scan keeps walking the graph until
+/// enough rows pass (pgvector 0.8). `ef_search` 100 rather than 40: recall@10 with a
+/// tenant filter at 100k vectors rises from 0.94 to above 0.95 (`fibonacco bench search`).
+pub const QUERY_SETTINGS: &[(&str, &str)] = &[("hnsw.iterative_scan", "relaxed_order"), ("hnsw.ef_search", "100")];
+
 #[derive(Clone)]
 pub struct PgVector {
     pool: PgPool,
@@ -61,10 +67,7 @@ async fn nearest(
     f: &Filters,
     limit: i64,
 ) -> Result<Vec<Neighbour>, sqlx::Error> {
-    let mut tx = db::begin_tenant(pool, tenant).await?;
-    // With a filter, HNSW alone could return fewer than `limit` rows; iterative scans keep
-    // walking the graph until enough rows pass (pgvector 0.8). Local to this transaction.
-    sqlx::query("select set_config('hnsw.iterative_scan', 'relaxed_order', true)").execute(&mut *tx).await?;
+    let mut tx = db::begin_tenant_with(pool, tenant, QUERY_SETTINGS).await?;
     let literal = pgvector_literal(vector);
     let mut qb = QueryBuilder::new(
         "select entry, chunk, score from ((select kb.id as entry, 0 as chunk, 1 - (kb.embedding <=> ",

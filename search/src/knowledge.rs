@@ -128,8 +128,9 @@ pub struct MatchedChunk {
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchPage {
     pub hits: Vec<Hit>,
-    /// Results across all pages, bounded by the candidate pool of each ranking (semantic
-    /// mode looks one page ahead of the page asked for).
+    /// Results across all pages, bounded by the candidate pool of each ranking. Semantic
+    /// mode ranks on demand: it counts the results up to the page asked for, so a client
+    /// pages on while pages come back full.
     pub total: i64,
     pub mode: Mode,
     /// The embedding model the semantic ranking used, if any.
@@ -227,16 +228,28 @@ pub async fn search(
         (_, Some(e)) => Some((e.embed(std::slice::from_ref(&q.text)).await?.remove(0), e.model().to_owned())),
         (_, None) => return Err(crate::EmbedError::ModelUnavailable("no embedder is loaded".into()).into()),
     };
-    // Semantic mode ranks by similarity alone, so it needs the entries up to the page
-    // asked for plus one more page (so a client sees there is more); hybrid fuses whole
-    // candidate pools. Half again as many neighbours, as several chunks of one entry may
-    // be near. Asking HNSW for fewer rows is most of a filtered query's speed.
+    // A filtered HNSW scan costs about in proportion to the rows asked for (pgvector's
+    // iterative scan walks until that many pass the filter), so ask for what the answer
+    // needs: semantic mode, the entries up to this page; hybrid, a pool three pages deep
+    // to fuse (keyword candidates are cheap and stay at CANDIDATES). When sections of one
+    // entry crowd the answer, ask again for more.
     let wanted = match q.mode {
-        Mode::Semantic => ((q.page + 1) * q.per_page).min(CANDIDATES),
-        _ => CANDIDATES,
+        Mode::Semantic => (q.page * q.per_page).min(CANDIDATES),
+        _ => (q.page * q.per_page * 3).clamp(30, CANDIDATES),
     };
     let sem = match &vector {
-        Some((v, model)) => best_per_entry(store.nearest(tenant, v, model, &q.filters, wanted * 3 / 2).await?),
+        Some((v, model)) => {
+            let mut limit = wanted;
+            loop {
+                let found = store.nearest(tenant, v, model, &q.filters, limit).await?;
+                let exhausted = (found.len() as i64) < limit;
+                let entries = best_per_entry(found);
+                if entries.len() as i64 >= wanted || exhausted || limit >= wanted * 4 {
+                    break entries;
+                }
+                limit *= 2;
+            }
+        }
         None => Vec::new(),
     };
     let sem: Vec<_> = sem.into_iter().take(wanted as usize).collect();

@@ -80,7 +80,8 @@ async fn hybrid_finds_what_keyword_and_vector_search_each_miss() {
     let (_, filtered) = app.get("/api/v1/search?mode=semantic&q=when%20do%20you%20open&category=billing", t).await;
     assert!(!ids(&filtered).contains(&hours));
 
-    // Every hit counted as a use.
+    // Every hit counted as a use (written in the background; flushed here).
+    app.state.search.usage.flush().await;
     let (_, e) = app.get(&format!("/api/v1/knowledge/{refund}"), t).await;
     assert!(e["data"]["usage_count"].as_i64().unwrap() >= 2, "{e}");
 }

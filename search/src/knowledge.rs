@@ -253,9 +253,7 @@ pub async fn search(
         None => Vec::new(),
     };
     let sem: Vec<_> = sem.into_iter().take(wanted as usize).collect();
-    // A hit counts as a use of its entry (below); a counter lost to a crash is harmless,
-    // so this commit need not wait for the WAL flush that would dominate a search.
-    let mut tx = db::begin_tenant_with(pool, tenant, &[("synchronous_commit", "off")]).await?;
+    let mut tx = db::begin_tenant(pool, tenant).await?;
     let key = match q.mode {
         Mode::Semantic => Vec::new(),
         _ => keyword(&mut tx, tenant, &q.text, &q.filters, CANDIDATES).await?,
@@ -299,12 +297,6 @@ pub async fn search(
         .fetch_all(&mut *tx)
         .await?
     };
-    // A hit counts as a use of the entry (own entries only: others' rows are read-only).
-    sqlx::query("update knowledge_base set usage_count = usage_count + 1 where tenant_id = $1 and id = any($2)")
-        .bind(tenant)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     let mut by_id: HashMap<Uuid, Hit> = rows.into_iter().map(|h| (h.id, h)).collect();
     let mut chunk_text: HashMap<Uuid, MatchedChunk> =

@@ -10,6 +10,7 @@ pub mod knowledge;
 pub mod rank;
 pub mod service;
 pub mod store;
+pub mod usage;
 
 pub use embed::{EmbedError, Embedder, Embedding};
 pub use service::SearchService;

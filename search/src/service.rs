@@ -48,11 +48,14 @@ pub struct SearchService {
     pub store: Arc<dyn VectorStore>,
     embedder: EmbedderCell,
     pub max_per_page: u32,
+    /// Hits counted as uses of their entries, written in the background.
+    pub usage: crate::usage::UsageCounter,
 }
 
 impl SearchService {
     pub fn new(pool: PgPool, tokens: Arc<TokenCache>, store: Arc<dyn VectorStore>, max_per_page: u32) -> Self {
-        Self { pool, tokens, store, embedder: Arc::default(), max_per_page }
+        let usage = crate::usage::UsageCounter::new(pool.clone());
+        Self { pool, tokens, store, embedder: Arc::default(), max_per_page, usage }
     }
 
     /// With an embedder already loaded (tests, benchmarks).
@@ -83,13 +86,19 @@ impl SearchService {
                 ServiceError::Unavailable(format!("semantic search is unavailable: {reason}"))
             })?),
         };
-        knowledge::search(&self.pool, embedder.as_deref(), self.store.as_ref(), tenant, q).await.map_err(|e| match e {
-            SearchError::Query(e) => ServiceError::Validation(field("q", e.to_string())),
-            SearchError::Embed(e) => ServiceError::Unavailable(e.to_string()),
-            SearchError::Store(e) => ServiceError::Unavailable(e.to_string()),
-            SearchError::Database(sqlx::Error::PoolTimedOut) => ServiceError::Busy,
-            SearchError::Database(e) => ServiceError::Internal(e.to_string()),
-        })
+        let page =
+            knowledge::search(&self.pool, embedder.as_deref(), self.store.as_ref(), tenant, q).await.map_err(|e| {
+                match e {
+                    SearchError::Query(e) => ServiceError::Validation(field("q", e.to_string())),
+                    SearchError::Embed(e) => ServiceError::Unavailable(e.to_string()),
+                    SearchError::Store(e) => ServiceError::Unavailable(e.to_string()),
+                    SearchError::Database(sqlx::Error::PoolTimedOut) => ServiceError::Busy,
+                    SearchError::Database(e) => ServiceError::Internal(e.to_string()),
+                }
+            })?;
+        // A hit counts as a use of the entry (own entries only: others' rows are read-only).
+        self.usage.record(tenant, page.hits.iter().filter(|h| !h.shared).map(|h| h.id).collect());
+        Ok(page)
     }
 
     /// Checks a request and runs it: the results and their page.

@@ -496,3 +496,49 @@ async fn qdrant_backend_end_to_end_when_configured() {
     assert!(left.iter().all(|n| n.entry.to_string() != mine), "{left:?}");
     store.reset(model.model()).await.unwrap();
 }
+
+#[tokio::test]
+async fn fibonacco_search_serve_runs_the_service_until_sigterm() {
+    let app = TestApp::spawn().await;
+    let model = MiniLm::load(&MiniLm::default_dir()).expect("run scripts/models.sh");
+    let mine = entry(&app, &app.token_a, json!({"title": "Parking", "content": "Free parking behind the shop."})).await;
+    embed(&app, app.tenant_a, &model, &[&mine]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fibonacco"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.db.url)
+        .env("REDIS_URL", fibonacco_platform::testing::redis_url())
+        .env("EMBEDDING_MODEL_DIR", MiniLm::default_dir())
+        .env("SEARCH_PORT", port.to_string())
+        .args(["search", "serve"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the service did not come up on port {port}");
+    let r: Value = http
+        .get(format!("{base}/api/v1/search?q=where%20can%20I%20park"))
+        .bearer_auth(&app.token_a)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), vec![mine], "{r}");
+    assert_eq!(r["data"]["mode"], "hybrid");
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}

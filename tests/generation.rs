@@ -500,6 +500,40 @@ async fn ai_context_packs_labelled_parts_within_the_budget() {
     assert_eq!(knowledge_sources[0], format!("knowledge:{kid}"));
     assert!(r["data"]["tokens_used"].as_u64().unwrap() <= 2000);
 
+    // Once the pipelines have scored the customer, the assistant is told who it talks to.
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query(
+        "insert into customer_engagement_scores (tenant_id, customer_id, score, components, as_of)
+         values ($1, $2::uuid, 72.4, '{\"email\": 40.1, \"web\": 32.3}', '2026-11-20T00:00:00Z')",
+    )
+    .bind(app.tenant_a)
+    .bind(&cid)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into customer_predictive_scores (tenant_id, customer_id, probability, top_features, model_version, as_of)
+         values ($1, $2::uuid, 0.184, '[{\"feature\": \"opens_30d\", \"contribution\": 0.9}]', 'lr-3', '2026-11-20T00:00:00Z')",
+    )
+    .bind(app.tenant_a)
+    .bind(&cid)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (_, r) = app.send("POST", "/api/v1/ai/context", Some(t), Some(json!({"customer_id": cid}))).await;
+    let parts = r["data"]["parts"].as_array().unwrap();
+    let scores = parts.iter().find(|p| p["kind"] == "customer_scores").expect("a scores part");
+    let text = scores["text"].as_str().unwrap();
+    assert!(text.contains("Engagement score: 72/100 (as of 2026-11-20)"), "{text}");
+    assert!(text.contains("email 40.1"), "{text}");
+    assert!(text.contains("purchase in the next 90 days: 18% (model lr-3"), "{text}");
+    assert!(text.contains("driven by opens_30d"), "{text}");
+    assert_eq!(scores["sources"][0], format!("customer_engagement_scores:{cid}"));
+    let (_, g) = app.get(&format!("/api/v1/customers/{cid}/ai-context"), t).await;
+    assert_eq!(g["data"]["scores"]["engagement"]["score"], 72.4, "{g}");
+    assert_eq!(g["data"]["scores"]["predictive"]["model_version"], "lr-3", "{g}");
+
     // A tight budget keeps the first parts and says what it left out.
     let (_, small) =
         app.send("POST", "/api/v1/ai/context", Some(t), Some(json!({"customer_id": cid, "token_budget": 100}))).await;

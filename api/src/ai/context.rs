@@ -138,6 +138,16 @@ async fn customer_parts(
         }
     }
     parts.extend(part("business_context", vec![format!("customer:{customer}")], text));
+    // Who the assistant talks to, in numbers, once the pipelines have scored the customer.
+    let scores = crate::customers::scores::load(conn, tenant, customer).await?;
+    let mut sources = Vec::new();
+    if scores.engagement.is_some() {
+        sources.push(format!("customer_engagement_scores:{customer}"));
+    }
+    if scores.predictive.is_some() {
+        sources.push(format!("customer_predictive_scores:{customer}"));
+    }
+    parts.extend(part("customer_scores", sources, scores.describe()));
     Ok(Some(parts))
 }
 

@@ -4,6 +4,7 @@
 //! tenant-scoped transaction, and the handlers here only wire the two together.
 
 pub mod input;
+pub mod scores;
 pub mod store;
 
 use axum::{

@@ -236,6 +236,8 @@ pub struct AiContext {
     #[schema(value_type = Object)]
     pub business_context: Json<Map<String, Value>>,
     pub recent_conversations: Vec<ConversationContext>,
+    /// Engagement and predictive scores from the last pipeline run (null until then).
+    pub scores: super::scores::CustomerScores,
     /// Where each part came from, so an assistant can cite it.
     pub sources: Vec<String>,
 }
@@ -298,12 +300,20 @@ pub async fn ai_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> 
             c.messages.push(message);
         }
     }
+    let scores = super::scores::load(conn, tenant, id).await?;
     let mut sources = vec![format!("crm_customers:{}", customer.id)];
     sources.extend(conversations.iter().map(|c| format!("crm_conversations:{}", c.id)));
+    if scores.engagement.is_some() {
+        sources.push(format!("customer_engagement_scores:{id}"));
+    }
+    if scores.predictive.is_some() {
+        sources.push(format!("customer_predictive_scores:{id}"));
+    }
     Ok(Some(AiContext {
         business_context: customer.business_context.clone(),
         customer,
         recent_conversations: conversations,
+        scores,
         sources,
     }))
 }

@@ -350,9 +350,10 @@ pub async fn search(config: Config, cmd: SearchCommand) -> anyhow::Result<()> {
                 .await?;
             eprintln!();
             println!(
-                "{} of {} entries embedded in {:.1}s; {} changed meanwhile (queued for the sweep)",
+                "{} of {} entries embedded and {} published articles in {:.1}s; {} changed meanwhile (queued for the sweep)",
                 stats.embedded,
                 stats.total,
+                stats.articles,
                 started.elapsed().as_secs_f64(),
                 stats.changed_meanwhile
             );

@@ -542,3 +542,117 @@ async fn fibonacco_search_serve_runs_the_service_until_sigterm() {
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status}");
 }
+
+/// Embeds an article the way the GenerateEmbedding job does.
+async fn embed_article(app: &TestApp, tenant: TenantId, model: &MiniLm, id: &str) {
+    let uuid = uuid::Uuid::parse_str(id).unwrap();
+    let mut tx = db::begin_tenant(&app.db.pool, tenant).await.unwrap();
+    let (title, excerpt, body): (String, Option<String>, String) =
+        sqlx::query_as("select title, excerpt, body from articles where id = $1")
+            .bind(uuid)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    let texts = [(title.clone(), index::article_content(excerpt.as_deref(), &body))];
+    let mut vectors = index::embed_entries(model, &texts).await.unwrap();
+    let points = index::store_article(
+        &mut tx,
+        tenant,
+        uuid,
+        &title,
+        excerpt.as_deref(),
+        &body,
+        &vectors.remove(0),
+        model.model(),
+    )
+    .await
+    .unwrap()
+    .expect("published and unchanged");
+    tx.commit().await.unwrap();
+    app.state.search.store.replace(uuid, &points).await.unwrap();
+}
+
+async fn stale_articles(app: &TestApp) -> Vec<uuid::Uuid> {
+    let mut tx = db::begin_system(&app.db.pool).await.unwrap();
+    let rows = index::articles_needing_embedding(&mut tx, 100).await.unwrap();
+    tx.commit().await.unwrap();
+    rows.into_iter().map(|(_, id)| id).collect()
+}
+
+#[tokio::test]
+async fn published_articles_are_searched_with_the_knowledge_base() {
+    let app = TestApp::spawn().await;
+    let model = MiniLm::load(&MiniLm::default_dir()).expect("run scripts/models.sh");
+    let article = |token: &str, title: &str, status: &str| {
+        let body =
+            json!({"title": title, "excerpt": "Everything about visiting us.", "body": handbook(), "status": status});
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            let (s, a) = app.send("POST", "/api/v1/articles", Some(&token), Some(body)).await;
+            assert_eq!(s, StatusCode::CREATED, "{a}");
+            a["data"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let queued_before = app.state.queue.sizes("embeddings").await.unwrap().ready;
+    let guide = article(&app.token_a, "Visitor guide", "published").await;
+    let draft = article(&app.token_a, "Visitor guide draft", "draft").await;
+    let theirs = article(&app.token_b, "Their visitor guide", "published").await;
+    // Publishing queued the embedding job (drafts are not searched, so not queued).
+    assert_eq!(app.state.queue.sizes("embeddings").await.unwrap().ready, queued_before + 2);
+    let guide_id = uuid::Uuid::parse_str(&guide).unwrap();
+    assert!(stale_articles(&app).await.contains(&guide_id), "the sweep sees it unembedded");
+    embed_article(&app, app.tenant_a, &model, &guide).await;
+    embed_article(&app, app.tenant_b, &model, &theirs).await;
+    assert!(!stale_articles(&app).await.contains(&guide_id));
+    let faq =
+        entry(&app, &app.token_a, json!({"title": "Payment methods", "content": "We take cards and cash."})).await;
+    embed(&app, app.tenant_a, &model, &[&faq]).await;
+
+    for mode in ["keyword", "semantic", "hybrid"] {
+        let (s, r) =
+            app.get(&format!("/api/v1/search?mode={mode}&q=can%20I%20pay%20with%20apple%20pay"), &app.token_a).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        let hits = r["data"]["hits"].as_array().unwrap();
+        let found = |id: &str| hits.iter().find(|h| h["id"] == id);
+        let hit = found(&guide).unwrap_or_else(|| panic!("{mode}: the published article: {r}"));
+        assert_eq!(hit["source"], "article");
+        assert_eq!(hit["snippet"], "Everything about visiting us.");
+        assert!(found(&draft).is_none() && found(&theirs).is_none(), "{mode}: drafts and other tenants' articles: {r}");
+        if mode != "keyword" {
+            assert_eq!(found(&faq).unwrap()["source"], "knowledge", "{r}");
+        }
+        if mode == "semantic" {
+            assert!(hit["chunk"]["text"].as_str().unwrap().contains("Apple Pay"), "the matching section: {r}");
+        }
+    }
+    let (_, only_knowledge) = app.get("/api/v1/search?mode=hybrid&q=apple%20pay&sources=knowledge", &app.token_a).await;
+    assert!(ids(&only_knowledge).iter().all(|id| id != &guide), "{only_knowledge}");
+    let (_, only_articles) = app.get("/api/v1/search?mode=hybrid&q=apple%20pay&sources=articles", &app.token_a).await;
+    assert_eq!(ids(&only_articles), vec![guide.clone()]);
+    let (_, validated) =
+        app.get("/api/v1/search?mode=keyword&q=apple%20pay&validation_status=validated", &app.token_a).await;
+    assert!(ids(&validated).is_empty(), "a knowledge-only filter leaves articles out: {validated}");
+    for bad in ["sources=videos", "sources=articles&validation_status=validated"] {
+        let (s, r) = app.get(&format!("/api/v1/search?q=pay&{bad}"), &app.token_a).await;
+        assert_eq!((s, code(&r)), (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED"), "{bad}: {r}");
+        assert!(r["error"]["details"]["sources"].is_array(), "{r}");
+    }
+
+    // Editing makes the vectors stale for the sweep; unpublishing takes the article out.
+    let (s, _) = app
+        .send("PUT", &format!("/api/v1/articles/{guide}"), Some(&app.token_a), Some(json!({"body": "Now short."})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(stale_articles(&app).await.contains(&guide_id));
+    let (s, _) = app
+        .send("PUT", &format!("/api/v1/articles/{guide}"), Some(&app.token_a), Some(json!({"status": "archived"})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, r) = app.get("/api/v1/search?mode=semantic&q=apple%20pay&sources=articles", &app.token_a).await;
+    assert!(ids(&r).is_empty(), "an archived article is never shown, even before its vectors go: {r}");
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    assert!(index::remove_article(&mut tx, app.tenant_a, guide_id).await.unwrap() >= 2);
+    tx.commit().await.unwrap();
+    assert!(!stale_articles(&app).await.contains(&guide_id));
+}

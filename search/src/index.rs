@@ -8,13 +8,15 @@ use uuid::Uuid;
 use crate::{
     chunk,
     embed::{Embedder, pgvector_literal},
-    store::{Point, StoreError, VectorMeta, VectorStore},
+    store::{Point, Source, StoreError, VectorMeta, VectorStore},
 };
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReindexStats {
     pub total: u64,
     pub embedded: u64,
+    /// Published articles embedded (not counted in `total`).
+    pub articles: u64,
     /// Entries edited while their batch was embedded; they are pending again and the
     /// scheduler's sweep picks them up.
     pub changed_meanwhile: u64,
@@ -156,6 +158,7 @@ pub async fn store_entry(
             .iter()
             .enumerate()
             .map(|(i, v)| Point {
+                source: Source::Knowledge,
                 entry: id,
                 chunk: i as i32,
                 model: model.to_owned(),
@@ -164,6 +167,114 @@ pub async fn store_entry(
             })
             .collect(),
     ))
+}
+
+/// The text of an article that its vectors stand for (after its title): the excerpt,
+/// then the body.
+pub fn article_content(excerpt: Option<&str>, body: &str) -> String {
+    match excerpt.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => format!("{e}\n\n{body}"),
+        None => body.to_owned(),
+    }
+}
+
+/// Stores a published article's vectors (chunk 0 its opening, 1.. its sections) unless
+/// it changed or was unpublished since it was read. Returns the points for an external
+/// store, or `None` (nothing written).
+#[allow(clippy::too_many_arguments)]
+pub async fn store_article(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    title: &str,
+    excerpt: Option<&str>,
+    body: &str,
+    vectors: &[Vec<f32>],
+    model: &str,
+) -> Result<Option<Vec<Point>>, sqlx::Error> {
+    // `source_md5` is the digest of the text embedded, as the sweep recomputes it.
+    let current: Option<(Option<String>, Vec<String>, String)> = sqlx::query_as(
+        "select category, tags, md5(title || coalesce(excerpt, '') || body) from articles
+         where tenant_id = $1 and id = $2 and status = 'published' and title = $3
+           and coalesce(excerpt, '') = $4 and body = $5
+         for update",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(title)
+    .bind(excerpt.unwrap_or(""))
+    .bind(body)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((category, tags, digest)) = current else { return Ok(None) };
+    sqlx::query("delete from article_chunks where article_id = $1").bind(id).execute(&mut *conn).await?;
+    let texts = chunk::entry_texts(title, &article_content(excerpt, body));
+    for (i, (text, vector)) in texts.iter().zip(vectors).enumerate() {
+        sqlx::query(
+            "insert into article_chunks (article_id, chunk_index, tenant_id, content, embedding, embedding_model, source_md5)
+             values ($1, $2, $3, $4, $5::text::vector, $6, $7)",
+        )
+        .bind(id)
+        .bind(i as i32)
+        .bind(tenant)
+        // What a reader sees as the matching section: the text without the title prefix.
+        .bind(text.split_once("\n\n").map_or(text.as_str(), |(_, rest)| rest))
+        .bind(pgvector_literal(vector))
+        .bind(model)
+        .bind(&digest)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let meta = VectorMeta {
+        tenant,
+        is_public: false,
+        category,
+        subcategory: None,
+        tags,
+        industry_codes: Vec::new(),
+        allowed_agents: Vec::new(),
+        validation_status: String::new(),
+    };
+    Ok(Some(
+        vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Point {
+                source: Source::Article,
+                entry: id,
+                chunk: i as i32,
+                model: model.to_owned(),
+                vector: v.clone(),
+                meta: meta.clone(),
+            })
+            .collect(),
+    ))
+}
+
+/// Removes an article's vectors from Postgres (an unpublished article is not searched).
+pub async fn remove_article(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("delete from article_chunks where tenant_id = $1 and article_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// Published articles whose vectors are missing or stale, and unpublished ones that still
+/// have vectors: what the embedding sweep queues.
+pub async fn articles_needing_embedding(conn: &mut PgConnection, limit: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "select a.tenant_id, a.id from articles a
+         left join article_chunks c on c.article_id = a.id and c.chunk_index = 0
+         where (a.status = 'published'
+                and (c.article_id is null or c.source_md5 <> md5(a.title || coalesce(a.excerpt, '') || a.body)))
+            or (a.status <> 'published' and c.article_id is not null)
+         order by a.updated_at limit $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
 }
 
 /// Re-embeds every knowledge entry with `embedder`, `batch` at a time, writing Postgres
@@ -220,6 +331,43 @@ pub async fn reindex(
         }
         after = last;
         progress(stats.embedded + stats.changed_meanwhile, stats.total);
+    }
+    // Then the published articles.
+    let mut after = Uuid::nil();
+    loop {
+        let mut tx = db::begin_system(pool).await?;
+        let rows: Vec<(Uuid, Uuid, String, Option<String>, String)> = sqlx::query_as(
+            "select id, tenant_id, title, excerpt, body from articles where status = 'published' and id > $1
+             order by id limit $2",
+        )
+        .bind(after)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let Some(last) = rows.last().map(|r| r.0) else { break };
+        let texts: Vec<(String, String)> =
+            rows.iter().map(|(_, _, t, e, b)| (t.clone(), article_content(e.as_deref(), b))).collect();
+        let vectors = embed_entries(embedder, &texts).await?;
+        let mut tx = db::begin_system(pool).await?;
+        let mut external = Vec::new();
+        for ((id, tenant, title, excerpt, body), vectors) in rows.iter().zip(vectors) {
+            let tenant = TenantId::from_uuid(*tenant);
+            match store_article(&mut tx, tenant, *id, title, excerpt.as_deref(), body, &vectors, embedder.model())
+                .await?
+            {
+                Some(points) => {
+                    stats.articles += 1;
+                    external.push((*id, points));
+                }
+                None => stats.changed_meanwhile += 1,
+            }
+        }
+        tx.commit().await?;
+        for (id, points) in &external {
+            store.replace(*id, points).await?;
+        }
+        after = last;
     }
     Ok(stats)
 }

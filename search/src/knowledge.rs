@@ -1,5 +1,6 @@
-//! Search over the knowledge base (entries and FAQs): semantic (pgvector, HNSW cosine),
-//! keyword (Postgres full text) and hybrid (reciprocal rank fusion of both).
+//! Search over the knowledge base (entries and FAQs) and the tenant's published articles:
+//! semantic (the vector store), keyword (Postgres full text) and hybrid (reciprocal rank
+//! fusion of both).
 //!
 //! Every query runs in the tenant's transaction and filters by tenant explicitly; public
 //! entries of other tenants are visible, as the seed intends, and can be excluded.
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     embed::Embedder,
     rank::{RRF_K, reciprocal_rank_fusion},
-    store::{StoreError, VectorStore, best_per_entry},
+    store::{Source, StoreError, VectorStore, best_per_entry},
 };
 
 /// Longest query accepted, in characters.
@@ -56,6 +57,33 @@ pub struct Filters {
     pub validation_status: Option<String>,
     /// Include other tenants' public entries (default true).
     pub include_public: bool,
+    /// Which kinds of content to search.
+    pub sources: Sources,
+}
+
+/// Knowledge entries and FAQs, published articles, or both (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sources {
+    pub knowledge: bool,
+    pub articles: bool,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self { knowledge: true, articles: true }
+    }
+}
+
+impl Filters {
+    /// Whether a filter that only knowledge entries carry is set (subcategory, industry,
+    /// `is_public`, agent, validation status): articles cannot match it.
+    pub fn knowledge_only(&self) -> bool {
+        self.subcategory.is_some()
+            || !self.industry_codes.is_empty()
+            || self.is_public.is_some()
+            || self.agent.is_some()
+            || self.validation_status.is_some()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +120,9 @@ impl SearchQuery {
 /// One result with the scores that placed it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Hit {
+    /// `knowledge` (an entry or FAQ) or `article`.
+    #[sqlx(skip)]
+    pub source: Option<Source>,
     pub id: Uuid,
     pub title: String,
     /// The start of the entry's content.
@@ -180,6 +211,17 @@ pub(crate) fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, f:
     }
 }
 
+/// Visibility and filters on `articles a`: the tenant's own published articles only.
+pub(crate) fn push_article_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, f: &Filters) {
+    qb.push(" and a.tenant_id = ").push_bind(tenant).push(" and a.status = 'published'");
+    if let Some(c) = &f.category {
+        qb.push(" and a.category = ").push_bind(c.clone());
+    }
+    if !f.tags.is_empty() {
+        qb.push(" and a.tags && ").push_bind(f.tags.clone());
+    }
+}
+
 #[tracing::instrument(name = "search.keyword", skip_all, fields(tenant_id = %tenant))]
 async fn keyword(
     conn: &mut PgConnection,
@@ -187,7 +229,7 @@ async fn keyword(
     text: &str,
     f: &Filters,
     limit: i64,
-) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
+) -> Result<Vec<(Source, Uuid, f64)>, sqlx::Error> {
     // Search syntax ("phrases", -exclusions, or) is honoured as written. A plain question
     // matches entries with any of its words, ranked by how many and how close: requiring
     // all of them (plainto/websearch's AND) misses most answers to natural questions.
@@ -197,13 +239,28 @@ async fn keyword(
         "to_tsquery('english', replace(plainto_tsquery('english', "
     };
     let close = if explicit_syntax(text) { ")" } else { ")::text, ' & ', ' | '))" };
-    let mut qb = QueryBuilder::new(format!(
-        "select kb.id, ts_rank_cd(kb.search_vector, q)::float8 as score from knowledge_base kb, {tsquery}"
-    ));
-    qb.push_bind(text.to_owned()).push(close).push(" q where kb.search_vector @@ q");
-    push_filters(&mut qb, tenant, f);
-    qb.push(" order by score desc, kb.id limit ").push_bind(limit);
-    qb.build_query_as().fetch_all(conn).await
+    let mut qb = QueryBuilder::new(
+        "select source, id, score from (select null::text as source, null::uuid as id, 0::float8 as score where false",
+    );
+    if f.sources.knowledge {
+        qb.push(format!(
+            " union all (select 'knowledge', kb.id, ts_rank_cd(kb.search_vector, q)::float8 as score from knowledge_base kb, {tsquery}"
+        ));
+        qb.push_bind(text.to_owned()).push(close).push(" q where kb.search_vector @@ q");
+        push_filters(&mut qb, tenant, f);
+        qb.push(" order by score desc, kb.id limit ").push_bind(limit).push(")");
+    }
+    if f.sources.articles {
+        qb.push(format!(
+            " union all (select 'article', a.id, ts_rank_cd(a.search_vector, q)::float8 as score from articles a, {tsquery}"
+        ));
+        qb.push_bind(text.to_owned()).push(close).push(" q where a.search_vector @@ q");
+        push_article_filters(&mut qb, tenant, f);
+        qb.push(" order by score desc, a.id limit ").push_bind(limit).push(")");
+    }
+    qb.push(") k order by score desc, id limit ").push_bind(limit);
+    let rows: Vec<(String, Uuid, f64)> = qb.build_query_as().fetch_all(conn).await?;
+    Ok(rows.into_iter().filter_map(|(s, id, score)| Some((Source::parse(&s)?, id, score))).collect())
 }
 
 /// Whether the text uses web-search syntax: quotes, a `-word` exclusion or ` or `.
@@ -258,39 +315,70 @@ pub async fn search(
         Mode::Semantic => Vec::new(),
         _ => keyword(&mut tx, tenant, &q.text, &q.filters, CANDIDATES).await?,
     };
+    // Ids are UUIDs, unique across entries and articles; each remembers its source.
+    let mut source: HashMap<Uuid, Source> = sem.iter().map(|n| (n.entry, n.source)).collect();
+    source.extend(key.iter().map(|(s, id, _)| (*id, *s)));
     let sem_scores: HashMap<Uuid, (f64, i32)> = sem.iter().map(|n| (n.entry, (n.score, n.chunk))).collect();
-    let key_scores: HashMap<Uuid, f64> = key.iter().copied().collect();
+    let key_scores: HashMap<Uuid, f64> = key.iter().map(|(_, id, score)| (*id, *score)).collect();
     let ranked: Vec<(Uuid, f64)> = match q.mode {
         Mode::Semantic => sem.iter().map(|n| (n.entry, n.score)).collect(),
-        Mode::Keyword => key,
+        Mode::Keyword => key.iter().map(|(_, id, score)| (*id, *score)).collect(),
         Mode::Hybrid => reciprocal_rank_fusion(
-            &[sem.iter().map(|n| n.entry).collect(), key.iter().map(|(id, _)| *id).collect()],
+            &[sem.iter().map(|n| n.entry).collect(), key.iter().map(|(_, id, _)| *id).collect()],
             RRF_K,
         ),
     };
     let total = ranked.len() as i64;
     let start = ((q.page - 1) * q.per_page) as usize;
     let page: Vec<(Uuid, f64)> = ranked.into_iter().skip(start).take(q.per_page as usize).collect();
-    let ids: Vec<Uuid> = page.iter().map(|(id, _)| *id).collect();
-    let mut fetch = QueryBuilder::new(
-        "select kb.id, kb.title, left(kb.content, 240) as snippet, kb.category, kb.subcategory, kb.tags, kb.is_public,
-            kb.tenant_id <> ",
-    );
-    fetch
-        .push_bind(tenant)
-        .push(" as shared from knowledge_base kb where kb.id = any(")
-        .push_bind(ids.clone())
-        .push(")");
-    push_filters(&mut fetch, tenant, &q.filters);
-    let rows: Vec<Hit> = fetch.build_query_as().fetch_all(&mut *tx).await?;
+    let of = |wanted: Source| -> Vec<Uuid> {
+        page.iter().map(|(id, _)| *id).filter(|id| source.get(id) == Some(&wanted)).collect()
+    };
+    let (entry_ids, article_ids) = (of(Source::Knowledge), of(Source::Article));
+    // Every hit is re-read under the request's visibility and filters: an external
+    // store that lags behind Postgres can narrow the answer, never widen it.
+    let mut rows: Vec<Hit> = Vec::new();
+    if !entry_ids.is_empty() {
+        let mut fetch = QueryBuilder::new(
+            "select kb.id, kb.title, left(kb.content, 240) as snippet, kb.category, kb.subcategory, kb.tags, kb.is_public,
+                kb.tenant_id <> ",
+        );
+        fetch
+            .push_bind(tenant)
+            .push(" as shared from knowledge_base kb where kb.id = any(")
+            .push_bind(entry_ids)
+            .push(")");
+        push_filters(&mut fetch, tenant, &q.filters);
+        rows.extend(fetch.build_query_as::<Hit>().fetch_all(&mut *tx).await?.into_iter().map(|mut h| {
+            h.source = Some(Source::Knowledge);
+            h
+        }));
+    }
+    if !article_ids.is_empty() {
+        let mut fetch = QueryBuilder::new(
+            "select a.id, a.title, left(coalesce(nullif(a.excerpt, ''), a.body), 240) as snippet, a.category,
+                null::text as subcategory, a.tags, false as is_public, false as shared
+             from articles a where a.id = any(",
+        );
+        fetch.push_bind(article_ids).push(")");
+        push_article_filters(&mut fetch, tenant, &q.filters);
+        rows.extend(fetch.build_query_as::<Hit>().fetch_all(&mut *tx).await?.into_iter().map(|mut h| {
+            h.source = Some(Source::Article);
+            h
+        }));
+    }
+    // The section that matched, for hits ranked by one of their sections.
     let chunk_keys: Vec<(Uuid, i32)> =
-        ids.iter().filter_map(|id| sem_scores.get(id).filter(|(_, c)| *c > 0).map(|(_, c)| (*id, *c))).collect();
+        page.iter().filter_map(|(id, _)| sem_scores.get(id).filter(|(_, c)| *c > 0).map(|(_, c)| (*id, *c))).collect();
     let chunks: Vec<(Uuid, i32, String)> = if chunk_keys.is_empty() {
         Vec::new()
     } else {
         sqlx::query_as(
             "select c.knowledge_id, c.chunk_index, c.content from knowledge_chunks c
-             join unnest($1::uuid[], $2::int[]) as k(id, idx) on c.knowledge_id = k.id and c.chunk_index = k.idx",
+             join unnest($1::uuid[], $2::int[]) as k(id, idx) on c.knowledge_id = k.id and c.chunk_index = k.idx
+             union all
+             select c.article_id, c.chunk_index, c.content from article_chunks c
+             join unnest($1::uuid[], $2::int[]) as k(id, idx) on c.article_id = k.id and c.chunk_index = k.idx",
         )
         .bind(chunk_keys.iter().map(|k| k.0).collect::<Vec<_>>())
         .bind(chunk_keys.iter().map(|k| k.1).collect::<Vec<_>>())

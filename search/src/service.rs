@@ -28,7 +28,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     Embedder, VectorStore,
-    knowledge::{self, Filters, Hit, MAX_QUERY_CHARS, Mode, QueryError, SearchError, SearchPage, SearchQuery},
+    knowledge::{self, Filters, Hit, MAX_QUERY_CHARS, Mode, QueryError, SearchError, SearchPage, SearchQuery, Sources},
+    store::Source,
 };
 
 /// The ability a token needs to search.
@@ -97,7 +98,8 @@ impl SearchService {
                 }
             })?;
         // A hit counts as a use of the entry (own entries only: others' rows are read-only).
-        self.usage.record(tenant, page.hits.iter().filter(|h| !h.shared).map(|h| h.id).collect());
+        let own_entries = page.hits.iter().filter(|h| !h.shared && h.source == Some(Source::Knowledge));
+        self.usage.record(tenant, own_entries.map(|h| h.id).collect());
         Ok(page)
     }
 
@@ -159,6 +161,10 @@ pub struct SearchRequest {
     pub validation_status: Option<String>,
     /// Include other tenants' public entries (default true).
     pub include_public: Option<bool>,
+    /// `knowledge` (entries and FAQs) and/or `articles` (published), comma-separated;
+    /// default both. Knowledge-only filters (subcategory, industry codes, `is_public`,
+    /// agent, validation status) leave articles out.
+    pub sources: Option<String>,
     pub page: Option<i64>,
     pub per_page: Option<i64>,
 }
@@ -213,7 +219,20 @@ impl SearchRequest {
         if per_page < 1 || per_page > i64::from(max_per_page) {
             add(&mut e, "per_page", format!("must be between 1 and {max_per_page}"));
         }
-        let filters = Filters {
+        let mut sources = Sources { knowledge: false, articles: false };
+        let requested = list(&self.sources);
+        for s in &requested {
+            match Source::parse(s) {
+                Some(Source::Knowledge) => sources.knowledge = true,
+                Some(Source::Article) => sources.articles = true,
+                None => add(&mut e, "sources", format!("`{s}` is not knowledge or articles")),
+            }
+        }
+        if requested.is_empty() {
+            sources = Sources::default();
+        }
+        let mut filters = Filters {
+            sources,
             tags: list(&self.tags),
             industry_codes: list(&self.industry_codes),
             category: self.category,
@@ -223,6 +242,16 @@ impl SearchRequest {
             validation_status: self.validation_status,
             include_public: self.include_public.unwrap_or(true),
         };
+        if filters.knowledge_only() && filters.sources.articles {
+            if !filters.sources.knowledge {
+                add(
+                    &mut e,
+                    "sources",
+                    "articles have no subcategory, industry codes, visibility, agents or validation status".into(),
+                );
+            }
+            filters.sources.articles = false;
+        }
         match SearchQuery::parse(self.q.as_deref().unwrap_or(""), mode, filters, page, per_page) {
             Ok(q) if e.is_empty() => Ok(q),
             Ok(_) => Err(ServiceError::Validation(e)),

@@ -8,7 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
-use fibonacco_platform::{TenantId, db, domain::Slug};
+use fibonacco_platform::{TenantId, db, domain::Slug, queue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, types::Json as SqlJson};
@@ -227,6 +227,9 @@ pub async fn create(
     .map_err(conflict)?;
     let article = find(&mut tx, tenant, Some(id), None).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
+    if article.status == "published" {
+        queue_embedding(&state, tenant, id).await;
+    }
     Ok((StatusCode::CREATED, Json(Envelope::with_message(article, "Article created."))))
 }
 
@@ -340,6 +343,8 @@ pub async fn update(
     }
     let article = find(&mut tx, tenant, Some(id), None).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
+    // Published: (re-)embed; unpublished: the job takes its vectors out of search.
+    queue_embedding(&state, tenant, id).await;
     Ok(Json(Envelope::with_message(article, "Article updated.")))
 }
 
@@ -354,9 +359,24 @@ pub async fn destroy(
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
     if crate::listing::delete_one(&state, &auth, "articles", id).await? {
+        // Postgres vectors went with the row; an external store's copy goes now (best
+        // effort: search re-reads every hit from Postgres, so a leftover is never shown).
+        if let Err(e) = state.search.store.remove(&[id]).await {
+            tracing::warn!(error = %e, "could not remove the article's vectors from the store");
+        }
         Ok(Json(Envelope::with_message(None, "Article deleted.")))
     } else {
         Err(ApiError::NotFound(RESOURCE))
+    }
+}
+
+/// Queues GenerateEmbedding for an article after its change is committed. If Redis is
+/// unreachable the article is not lost: the `embeddings:*` sweep finds articles whose
+/// vectors are missing or stale.
+async fn queue_embedding(state: &AppState, tenant: TenantId, id: Uuid) {
+    let data = serde_json::json!({"tenant_id": tenant, "article_id": id});
+    if let Err(e) = state.queue.push(queue::GENERATE_EMBEDDING, data).await {
+        tracing::warn!(error = %e, "could not queue the article's embedding; the sweep will");
     }
 }
 

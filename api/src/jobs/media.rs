@@ -84,10 +84,13 @@ pub async fn generate_tts(ctx: &JobContext, job: &Reserved) -> Result<(), JobErr
     outcome
 }
 
+/// `{"tenant_id", "knowledge_id"}` for a knowledge entry, `{"tenant_id", "article_id"}`
+/// for an article.
 #[derive(Debug, Deserialize)]
 struct EmbeddingJob {
     tenant_id: Uuid,
-    knowledge_id: Uuid,
+    knowledge_id: Option<Uuid>,
+    article_id: Option<Uuid>,
 }
 
 /// Embeds a knowledge entry (title and content) and stores the vector with its model:
@@ -103,13 +106,18 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
         None => return Err(JobError::retry("no embedder is configured on this worker")),
     };
     let tenant = TenantId::from_uuid(j.tenant_id);
+    let knowledge_id = match (j.knowledge_id, j.article_id) {
+        (Some(id), None) => id,
+        (None, Some(article)) => return embed_article(ctx, embedder.as_ref(), tenant, article).await,
+        _ => return Err(JobError::Fail("the job names neither one knowledge entry nor one article".into())),
+    };
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
     let row: Option<(String, String)> = sqlx::query_as(
         "update knowledge_base set embedding_status = 'processing' where tenant_id = $1 and id = $2
          returning title, content",
     )
     .bind(tenant)
-    .bind(j.knowledge_id)
+    .bind(knowledge_id)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -126,7 +134,7 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
             let points = fibonacco_search::index::store_entry(
                 &mut tx,
                 tenant,
-                j.knowledge_id,
+                knowledge_id,
                 &title,
                 &content,
                 &vectors.remove(0),
@@ -138,7 +146,7 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
             // fails the job retries and rewrites both, which is harmless.
             if let Some(points) = points {
                 ctx.store
-                    .replace(j.knowledge_id, &points)
+                    .replace(knowledge_id, &points)
                     .await
                     .map_err(|e| JobError::retry(format!("vector store: {e}")))?;
             }
@@ -147,7 +155,7 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
         Err(IndexError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::ModelUnavailable(_)))) => {
             sqlx::query("update knowledge_base set embedding_status = 'pending' where tenant_id = $1 and id = $2")
                 .bind(tenant)
-                .bind(j.knowledge_id)
+                .bind(knowledge_id)
                 .execute(&mut *tx)
                 .await?;
             Err(JobError::retry(e.to_string()))
@@ -156,12 +164,69 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
         Err(IndexError::Store(e)) => Err(JobError::retry(e.to_string())),
         // Dimensions that do not fit the index, input the model refuses: no retry helps.
         Err(e @ (IndexError::Dimensions { .. } | IndexError::Embed(_))) => {
-            mark_embedding_failed(&mut tx, tenant, j.knowledge_id).await?;
+            mark_embedding_failed(&mut tx, tenant, knowledge_id).await?;
             Err(JobError::Fail(e.to_string()))
         }
     };
     tx.commit().await?;
     outcome
+}
+
+/// Embeds a published article (title, excerpt, body; long bodies by section), or removes
+/// the vectors of one that is no longer published. Re-running is harmless.
+#[tracing::instrument(name = "job.generate_article_embedding", skip_all)]
+async fn embed_article(
+    ctx: &JobContext,
+    embedder: &dyn fibonacco_search::Embedder,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(), JobError> {
+    use fibonacco_search::{EmbedError, index, index::IndexError};
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    let row: Option<(String, Option<String>, String, String)> =
+        sqlx::query_as("select title, excerpt, body, status from articles where tenant_id = $1 and id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((title, excerpt, body, status)) = row else {
+        // Deleted: its vectors went with it (and the API removed any external copy).
+        return Ok(());
+    };
+    if status != "published" {
+        index::remove_article(&mut tx, tenant, id).await?;
+        tx.commit().await?;
+        return ctx.store.remove(&[id]).await.map_err(|e| JobError::retry(format!("vector store: {e}")));
+    }
+    tx.commit().await?;
+    let texts = [(title.clone(), index::article_content(excerpt.as_deref(), &body))];
+    let mut vectors = match index::embed_entries(embedder, &texts).await {
+        Ok(v) => v,
+        Err(IndexError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::ModelUnavailable(_)))) => {
+            return Err(JobError::retry(e.to_string()));
+        }
+        Err(IndexError::Database(e)) => return Err(e.into()),
+        Err(IndexError::Store(e)) => return Err(JobError::retry(e.to_string())),
+        Err(e @ (IndexError::Dimensions { .. } | IndexError::Embed(_))) => return Err(JobError::Fail(e.to_string())),
+    };
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    let points = index::store_article(
+        &mut tx,
+        tenant,
+        id,
+        &title,
+        excerpt.as_deref(),
+        &body,
+        &vectors.remove(0),
+        embedder.model(),
+    )
+    .await?;
+    tx.commit().await?;
+    // Changed or unpublished meanwhile: the edit queued its own job.
+    if let Some(points) = points {
+        ctx.store.replace(id, &points).await.map_err(|e| JobError::retry(format!("vector store: {e}")))?;
+    }
+    Ok(())
 }
 
 async fn mark_embedding_failed(conn: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> Result<(), sqlx::Error> {

@@ -49,18 +49,15 @@ async fn queue_pending_embeddings(s: &Scheduler) -> anyhow::Result<String> {
     .bind(EMBEDDING_SWEEP)
     .fetch_all(&mut *tx)
     .await?;
+    let articles = fibonacco_search::index::articles_needing_embedding(&mut tx, EMBEDDING_SWEEP).await?;
     tx.commit().await?;
-    let payloads: Vec<queue::JobPayload> = rows
-        .iter()
-        .map(|(tenant, id)| {
-            queue::JobPayload::new(
-                queue::GENERATE_EMBEDDING,
-                serde_json::json!({"tenant_id": tenant, "knowledge_id": id}),
-            )
-        })
-        .collect();
+    let job = |key: &str, tenant: &Uuid, id: &Uuid| {
+        queue::JobPayload::new(queue::GENERATE_EMBEDDING, serde_json::json!({"tenant_id": tenant, key: id}))
+    };
+    let mut payloads: Vec<queue::JobPayload> = rows.iter().map(|(t, id)| job("knowledge_id", t, id)).collect();
+    payloads.extend(articles.iter().map(|(t, id)| job("article_id", t, id)));
     s.queue.push_many(&payloads).await?;
-    Ok(format!("{} embedding jobs queued", payloads.len()))
+    Ok(format!("{} embedding jobs queued ({} for articles)", payloads.len(), articles.len()))
 }
 
 /// Entries with no vector that are not on their way to one become pending again.

@@ -25,7 +25,32 @@ pub enum StoreError {
     Backend { store: &'static str, reason: String },
 }
 
-/// What a store needs to filter a vector like the knowledge rows it stands for.
+/// What a vector stands for: a knowledge entry (or FAQ) or a published article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Knowledge,
+    Article,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Knowledge => "knowledge",
+            Self::Article => "article",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "knowledge" => Some(Self::Knowledge),
+            "article" | "articles" => Some(Self::Article),
+            _ => None,
+        }
+    }
+}
+
+/// What a store needs to filter a vector like the rows it stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorMeta {
     pub tenant: TenantId,
@@ -38,9 +63,11 @@ pub struct VectorMeta {
     pub validation_status: String,
 }
 
-/// One vector: a knowledge entry (chunk 0 is the entry's own text) or one of its chunks.
+/// One vector: a knowledge entry or article (chunk 0 is its opening) or one of its
+/// sections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
+    pub source: Source,
     pub entry: Uuid,
     pub chunk: i32,
     pub model: String,
@@ -48,9 +75,11 @@ pub struct Point {
     pub meta: VectorMeta,
 }
 
-/// A nearest neighbour: the entry, which of its chunks matched, and the cosine similarity.
+/// A nearest neighbour: the entry or article, which of its chunks matched, and the cosine
+/// similarity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbour {
+    pub source: Source,
     pub entry: Uuid,
     pub chunk: i32,
     pub score: f64,
@@ -126,7 +155,7 @@ mod tests {
     #[test]
     fn an_entry_ranks_by_its_best_chunk() {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let n = |entry, chunk, score| Neighbour { entry, chunk, score };
+        let n = |entry, chunk, score| Neighbour { source: Source::Knowledge, entry, chunk, score };
         let out = best_per_entry(vec![n(a, 0, 0.5), n(b, 2, 0.7), n(a, 3, 0.9), n(b, 0, 0.6)]);
         assert_eq!(out, vec![n(a, 3, 0.9), n(b, 2, 0.7)]);
     }

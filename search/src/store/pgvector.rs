@@ -1,12 +1,13 @@
-//! The default store: vectors in Postgres (`knowledge_base.embedding` for chunk 0,
-//! `knowledge_chunks` for the sections of long entries), HNSW cosine indexes, filtered
+//! The default store: vectors in Postgres (`knowledge_base.embedding` for an entry's chunk
+//! 0, `knowledge_chunks` for the sections of long entries, `article_chunks` for published
+//! articles), HNSW cosine indexes, filtered
 //! in SQL with iterative index scans so a tenant filter still returns `limit` rows.
 
 use fibonacco_platform::{TenantId, db};
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
-use super::{Neighbour, Point, StoreFuture, VectorStore};
+use super::{Neighbour, Point, Source, StoreFuture, VectorStore};
 use crate::{embed::pgvector_literal, knowledge::Filters};
 
 /// Transaction-local settings of every vector query:
@@ -74,24 +75,43 @@ async fn nearest(
     let mut tx = db::begin_tenant_with(pool, tenant, QUERY_SETTINGS).await?;
     let literal = pgvector_literal(vector);
     let mut qb = QueryBuilder::new(
-        "select entry, chunk, score from ((select kb.id as entry, 0 as chunk, 1 - (kb.embedding <=> ",
+        "select source, entry, chunk, score from (select null::text as source, null::uuid as entry, 0 as chunk, 0::float8 as score where false",
     );
-    qb.push_bind(literal.clone())
-        .push(
-            "::text::vector) as score from knowledge_base kb where kb.embedding is not null and kb.embedding_model = ",
-        )
-        .push_bind(model.to_owned());
-    crate::knowledge::push_filters(&mut qb, tenant, f);
-    qb.push(" order by kb.embedding <=> ").push_bind(literal.clone()).push("::text::vector limit ").push_bind(limit);
-    qb.push(") union all (select c.knowledge_id, c.chunk_index, 1 - (c.embedding <=> ")
-        .push_bind(literal.clone())
-        .push("::text::vector) from knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id where c.embedding_model = ")
-        .push_bind(model.to_owned());
-    crate::knowledge::push_filters(&mut qb, tenant, f);
-    qb.push(" order by c.embedding <=> ").push_bind(literal).push("::text::vector limit ").push_bind(limit);
-    qb.push(")) n");
-    let rows: Vec<(Uuid, i32, f64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+    if f.sources.knowledge {
+        qb.push(" union all (select 'knowledge', kb.id, 0, 1 - (kb.embedding <=> ");
+        qb.push_bind(literal.clone())
+            .push("::text::vector) from knowledge_base kb where kb.embedding is not null and kb.embedding_model = ")
+            .push_bind(model.to_owned());
+        crate::knowledge::push_filters(&mut qb, tenant, f);
+        qb.push(" order by kb.embedding <=> ")
+            .push_bind(literal.clone())
+            .push("::text::vector limit ")
+            .push_bind(limit);
+        qb.push(") union all (select 'knowledge', c.knowledge_id, c.chunk_index, 1 - (c.embedding <=> ")
+            .push_bind(literal.clone())
+            .push("::text::vector) from knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id where c.embedding_model = ")
+            .push_bind(model.to_owned());
+        crate::knowledge::push_filters(&mut qb, tenant, f);
+        qb.push(" order by c.embedding <=> ").push_bind(literal.clone()).push("::text::vector limit ").push_bind(limit);
+        qb.push(")");
+    }
+    if f.sources.articles {
+        qb.push(" union all (select 'article', ac.article_id, ac.chunk_index, 1 - (ac.embedding <=> ")
+            .push_bind(literal.clone())
+            .push("::text::vector) from article_chunks ac join articles a on a.id = ac.article_id where ac.embedding_model = ")
+            .push_bind(model.to_owned());
+        crate::knowledge::push_article_filters(&mut qb, tenant, f);
+        qb.push(" order by ac.embedding <=> ").push_bind(literal).push("::text::vector limit ").push_bind(limit);
+        qb.push(")");
+    }
+    qb.push(") n");
+    let rows: Vec<(String, Uuid, i32, f64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
     tx.commit().await?;
     // relaxed_order may return near-ties slightly out of order; the caller ranks.
-    Ok(rows.into_iter().map(|(entry, chunk, score)| Neighbour { entry, chunk, score }).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(source, entry, chunk, score)| {
+            Some(Neighbour { source: Source::parse(&source)?, entry, chunk, score })
+        })
+        .collect())
 }

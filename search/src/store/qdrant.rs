@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{Neighbour, Point, StoreError, StoreFuture, VectorStore};
+use super::{Neighbour, Point, Source, StoreError, StoreFuture, VectorStore};
 use crate::knowledge::Filters;
 
 /// Where the Qdrant cluster is: `QDRANT_URL` (gRPC, e.g. `http://localhost:6334`),
@@ -151,6 +151,7 @@ fn payload(p: &Point) -> Payload {
     let strings = |v: &[String]| Value::from(v.iter().map(|s| Value::from(s.clone())).collect::<Vec<_>>());
     let mut map: HashMap<String, Value> = HashMap::new();
     map.insert("tenant_id".into(), p.meta.tenant.to_string().into());
+    map.insert("source".into(), p.source.as_str().into());
     map.insert("entry".into(), p.entry.to_string().into());
     map.insert("chunk".into(), i64::from(p.chunk).into());
     map.insert("model".into(), p.model.clone().into());
@@ -174,6 +175,11 @@ pub fn filter(tenant: TenantId, f: &Filters) -> Filter {
     let visible: Condition =
         if f.include_public { Filter::should([own, Condition::matches("is_public", true)]).into() } else { own };
     let mut must = vec![visible];
+    match (f.sources.knowledge, f.sources.articles) {
+        (true, false) => must.push(Condition::matches("source", Source::Knowledge.as_str().to_owned())),
+        (false, true) => must.push(Condition::matches("source", Source::Article.as_str().to_owned())),
+        _ => {}
+    }
     if let Some(c) = &f.category {
         must.push(Condition::matches("category", c.clone()));
     }
@@ -210,7 +216,8 @@ fn neighbour(id: Option<PointId>, payload: &HashMap<String, Value>, score: f32) 
             }
         })?;
     let chunk = payload.get("chunk").and_then(Value::as_integer).unwrap_or(0) as i32;
-    Some(Neighbour { entry, chunk, score: f64::from(score) })
+    let source = payload.get("source").and_then(Value::as_str).and_then(|s| Source::parse(s))?;
+    Some(Neighbour { source, entry, chunk, score: f64::from(score) })
 }
 
 impl VectorStore for QdrantStore {
@@ -322,9 +329,13 @@ mod tests {
     #[test]
     fn every_filter_keeps_the_tenant_condition() {
         let t = TenantId::from_uuid(Uuid::from_u128(1));
-        let strict = Filters { include_public: false, ..Default::default() };
+        let strict = Filters {
+            include_public: false,
+            sources: crate::knowledge::Sources { knowledge: true, articles: false },
+            ..Default::default()
+        };
         let f = filter(t, &strict);
-        assert_eq!(f.must.len(), 1);
+        assert_eq!(f.must.len(), 2, "tenant and source");
         let open = Filters { include_public: true, agent: Some("sales".into()), ..Default::default() };
         assert_eq!(filter(t, &open).must.len(), 2);
     }

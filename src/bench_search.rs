@@ -177,11 +177,21 @@ fn sentence_transformers(n: usize) -> Option<f64> {
         MiniLm::default_dir().display(),
         (0..n).map(|i| format!("{:?}", passage(i))).collect::<Vec<_>>().join(",")
     );
-    let out = std::process::Command::new(python).args(["-c", &script]).output().ok()?;
+    // Through a file: the passages inline exceed the kernel's limit on one argument.
+    let path = std::env::temp_dir().join(format!("fib-st-bench-{}.py", std::process::id()));
+    std::fs::write(&path, script).ok()?;
+    let out = std::process::Command::new(python).arg(&path).output();
+    let _ = std::fs::remove_file(&path);
+    let out = out.ok()?;
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.contains("No module named 'sentence_transformers'") {
+            eprintln!("sentence-transformers baseline failed: {}", stderr.lines().last().unwrap_or(""));
+        }
         return None;
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    // The library prints progress lines of its own; the figure is the last line.
+    String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()
 }
 
 fn unit(v: &mut [f32]) {

@@ -12,7 +12,10 @@
 #   scripts/stack.sh psql ...  psql as the superuser
 #   scripts/stack.sh drop-test-dbs  remove databases left by earlier test runs
 #
-# Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799), FIB_SES_PORT (default 50050).
+# Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799), FIB_SES_PORT (default 50050),
+# FIB_QDRANT_STUB_PORT (default 63340: scripts/qdrant_stub.py, Qdrant's gRPC API answered
+# by qdrant-client's local mode, for the Qdrant store's tests; no Qdrant server package
+# exists for this machine).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +25,8 @@ PG_PORT=${FIB_PG_PORT:-54329}
 REDIS_PORT=${FIB_REDIS_PORT:-63799}
 SES_PORT=${FIB_SES_PORT:-50050}
 SES_DIR="$STACK/moto"
+QDRANT_STUB_PORT=${FIB_QDRANT_STUB_PORT:-63340}
+QDRANT_DIR="$STACK/qdrant-stub"
 # The local sender every campaign uses unless MAIL_FROM says otherwise; verified in moto at start.
 LOCAL_SENDER=campaigns@fibonacco.local
 PGDATA="$STACK/pgdata"
@@ -61,6 +66,35 @@ install_moto() {
     log "installing moto[server] (SES v2 emulator) into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
   fi
+}
+
+install_qdrant_stub() {
+  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("qdrant_client") is None or u.find_spec("grpc") is None)' 2>/dev/null; then
+    log "installing qdrant-client (for the Qdrant gRPC stub) into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.12,<2'
+  fi
+}
+
+qdrant_stub_running() {
+  [ -f "$QDRANT_DIR/stub.pid" ] && kill -0 "$(cat "$QDRANT_DIR/stub.pid")" 2>/dev/null \
+    && grep -q "qdrant stub on" "$QDRANT_DIR/stub.log" 2>/dev/null
+}
+
+start_qdrant_stub() {
+  mkdir -p "$QDRANT_DIR"
+  if qdrant_stub_running; then
+    log "qdrant stub already running on 127.0.0.1:$QDRANT_STUB_PORT"
+    return
+  fi
+  log "starting the qdrant gRPC stub on 127.0.0.1:$QDRANT_STUB_PORT"
+  nohup "$VENV/bin/python" "$ROOT/scripts/qdrant_stub.py" "$QDRANT_STUB_PORT" >"$QDRANT_DIR/stub.log" 2>&1 &
+  echo $! > "$QDRANT_DIR/stub.pid"
+  for _ in $(seq 1 100); do
+    qdrant_stub_running && return
+    sleep 0.1
+  done
+  log "the qdrant stub did not start; see $QDRANT_DIR/stub.log"
+  exit 1
 }
 
 moto_running() {
@@ -231,6 +265,7 @@ SES_ENDPOINT=http://127.0.0.1:$SES_PORT
 AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing
 AWS_REGION=us-east-1
+QDRANT_STUB_URL=http://127.0.0.1:$QDRANT_STUB_PORT
 EOF
 }
 
@@ -240,16 +275,19 @@ case "$cmd" in
   install)
     install_python
     install_moto
+    install_qdrant_stub
     install_redis
     install_nextest
     ;;
   up)
     install_python
     install_moto
+    install_qdrant_stub
     install_redis
     start_pg
     start_redis
     start_moto
+    start_qdrant_stub
     env_lines > "$STACK/env"
     ;;
   down)
@@ -263,6 +301,10 @@ case "$cmd" in
     if [ -f "$SES_DIR/moto.pid" ] && kill "$(cat "$SES_DIR/moto.pid")" 2>/dev/null; then
       rm -f "$SES_DIR/moto.pid"
       log "moto stopped"
+    fi
+    if [ -f "$QDRANT_DIR/stub.pid" ] && kill "$(cat "$QDRANT_DIR/stub.pid")" 2>/dev/null; then
+      rm -f "$QDRANT_DIR/stub.pid"
+      log "qdrant stub stopped"
     fi
     ;;
   status)

@@ -426,16 +426,23 @@ async fn the_search_service_answers_on_its_own_port_like_the_api() {
     assert_eq!((s, code(&r)), (415, "UNSUPPORTED_MEDIA_TYPE"));
 }
 
-/// Qdrant has no package for this machine: this runs against a real cluster when
-/// `QDRANT_URL` (gRPC, e.g. http://localhost:6334) is set, and says it skipped otherwise.
+/// The Qdrant store end to end: against the cluster in `QDRANT_URL` when set, else against
+/// the stack's gRPC stand-in (`scripts/qdrant_stub.py`, Qdrant's API answered by
+/// qdrant-client's local mode; no Qdrant server package exists for this machine).
 #[tokio::test]
-async fn qdrant_backend_end_to_end_when_configured() {
+async fn qdrant_backend_end_to_end() {
     use fibonacco_search::store::qdrant::{QdrantSettings, QdrantStore};
-    let Some(mut settings) = QdrantSettings::from_lookup(|k| std::env::var(k).ok()) else {
-        eprintln!("SKIPPED qdrant_backend_end_to_end_when_configured: QDRANT_URL is not set (no Qdrant server here)");
+    let real = std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty());
+    let Some(url) = real.clone().or_else(|| fibonacco_platform::testing::try_stack_setting("QDRANT_STUB_URL")) else {
+        eprintln!("SKIPPED qdrant_backend_end_to_end: neither QDRANT_URL nor the stack's Qdrant stub is set");
         return;
     };
-    settings.collection_prefix = format!("fibtest{}", uuid::Uuid::now_v7().simple());
+    eprintln!("qdrant store test against {} ({url})", if real.is_some() { "QDRANT_URL" } else { "the local stub" });
+    let settings = QdrantSettings {
+        url,
+        api_key: std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty()),
+        collection_prefix: format!("fibtest{}", uuid::Uuid::now_v7().simple()),
+    };
     let store: std::sync::Arc<dyn fibonacco_search::VectorStore> =
         std::sync::Arc::new(QdrantStore::connect(&settings, 384).expect("qdrant client"));
     let mut app = TestApp::spawn().await;

@@ -24,16 +24,20 @@ pub fn redis_url() -> String {
 /// Any setting of the local stack (`SES_ENDPOINT`, `AWS_ACCESS_KEY_ID`, …), found like
 /// [`database_url`].
 pub fn stack_setting(key: &str) -> String {
+    try_stack_setting(key).unwrap_or_else(|| {
+        panic!("{key} is not set and .stack/env is missing: run `scripts/stack.sh up` (or `make test`)")
+    })
+}
+
+/// [`stack_setting`] for settings a stack may lack.
+pub fn try_stack_setting(key: &str) -> Option<String> {
     if let Ok(value) = std::env::var(key) {
-        return value;
+        return Some(value);
     }
     let env_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stack/env");
     std::fs::read_to_string(env_file)
         .ok()
         .and_then(|t| crate::config::parse_dotenv(&t).into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
-        .unwrap_or_else(|| {
-            panic!("{key} is not set and .stack/env is missing: run `scripts/stack.sh up` (or `make test`)")
-        })
 }
 
 fn template_name() -> String {

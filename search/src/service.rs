@@ -387,6 +387,7 @@ struct Health {
     store: &'static str,
 }
 
+#[tracing::instrument(name = "search.health", skip_all)]
 async fn health(State(svc): State<SearchService>) -> (StatusCode, Json<Health>) {
     let pg =
         tokio::time::timeout(Duration::from_secs(2), sqlx::query_scalar::<_, i32>("select 1").fetch_one(&svc.pool));

@@ -18,6 +18,7 @@ use qdrant_client::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{Neighbour, Point, Source, StoreError, StoreFuture, VectorStore};
@@ -233,83 +234,101 @@ impl VectorStore for QdrantStore {
         filters: &'a Filters,
         limit: i64,
     ) -> StoreFuture<'a, Vec<Neighbour>> {
-        Box::pin(async move {
-            let collection = self.collection(model);
-            if !self.client.collection_exists(&collection).await.map_err(backend)? {
-                return Ok(Vec::new());
+        let span = tracing::info_span!("search.qdrant.nearest", tenant_id = %tenant, limit);
+        Box::pin(
+            async move {
+                let collection = self.collection(model);
+                if !self.client.collection_exists(&collection).await.map_err(backend)? {
+                    return Ok(Vec::new());
+                }
+                let response = self
+                    .client
+                    .query(
+                        QueryPointsBuilder::new(collection)
+                            .query(vector.to_vec())
+                            .filter(filter(tenant, filters))
+                            .limit(limit.max(1) as u64)
+                            .with_payload(true),
+                    )
+                    .await
+                    .map_err(backend)?;
+                Ok(response.result.into_iter().filter_map(|p| neighbour(p.id, &p.payload, p.score)).collect())
             }
-            let response = self
-                .client
-                .query(
-                    QueryPointsBuilder::new(collection)
-                        .query(vector.to_vec())
-                        .filter(filter(tenant, filters))
-                        .limit(limit.max(1) as u64)
-                        .with_payload(true),
-                )
-                .await
-                .map_err(backend)?;
-            Ok(response.result.into_iter().filter_map(|p| neighbour(p.id, &p.payload, p.score)).collect())
-        })
+            .instrument(span),
+        )
     }
 
     fn replace<'a>(&'a self, entry: Uuid, points: &'a [Point]) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let Some(first) = points.first() else { return self.remove(std::slice::from_ref(&entry)).await };
-            let collection = self.collection(&first.model);
-            self.ensure_collection(&collection).await?;
-            let ids: Vec<Uuid> = points.iter().map(|p| point_id(p.entry, p.chunk)).collect();
-            let structs: Vec<PointStruct> = points
-                .iter()
-                .zip(&ids)
-                .map(|(p, id)| PointStruct::new(PointId::from(id.to_string()), p.vector.clone(), payload(p)))
-                .collect();
-            self.client
-                .upsert_points(UpsertPointsBuilder::new(&collection, structs).wait(true))
-                .await
-                .map_err(backend)?;
-            // Chunks the entry no longer has (it got shorter, or was re-embedded by another model).
-            let stale = Filter {
-                must: vec![Condition::matches("entry", entry.to_string())],
-                must_not: vec![Condition::has_id(ids.iter().map(|id| PointId::from(id.to_string())))],
-                ..Default::default()
-            };
-            for c in self.collections().await? {
+        let span = tracing::info_span!("search.qdrant.replace", points = points.len());
+        Box::pin(
+            async move {
+                let Some(first) = points.first() else { return self.remove(std::slice::from_ref(&entry)).await };
+                let collection = self.collection(&first.model);
+                self.ensure_collection(&collection).await?;
+                let ids: Vec<Uuid> = points.iter().map(|p| point_id(p.entry, p.chunk)).collect();
+                let structs: Vec<PointStruct> = points
+                    .iter()
+                    .zip(&ids)
+                    .map(|(p, id)| PointStruct::new(PointId::from(id.to_string()), p.vector.clone(), payload(p)))
+                    .collect();
                 self.client
-                    .delete_points(DeletePointsBuilder::new(c).points(stale.clone()).wait(true))
+                    .upsert_points(UpsertPointsBuilder::new(&collection, structs).wait(true))
                     .await
                     .map_err(backend)?;
+                // Chunks the entry no longer has (it got shorter, or was re-embedded by another model).
+                let stale = Filter {
+                    must: vec![Condition::matches("entry", entry.to_string())],
+                    must_not: vec![Condition::has_id(ids.iter().map(|id| PointId::from(id.to_string())))],
+                    ..Default::default()
+                };
+                for c in self.collections().await? {
+                    self.client
+                        .delete_points(DeletePointsBuilder::new(c).points(stale.clone()).wait(true))
+                        .await
+                        .map_err(backend)?;
+                }
+                Ok(())
             }
-            Ok(())
-        })
+            .instrument(span),
+        )
     }
 
     fn reset<'a>(&'a self, model: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let collection = self.collection(model);
-            if self.client.collection_exists(&collection).await.map_err(backend)? {
-                self.client.delete_collection(&collection).await.map_err(backend)?;
+        let span = tracing::info_span!("search.qdrant.reset", model);
+        Box::pin(
+            async move {
+                let collection = self.collection(model);
+                if self.client.collection_exists(&collection).await.map_err(backend)? {
+                    self.client.delete_collection(&collection).await.map_err(backend)?;
+                }
+                self.ready.lock().await.retain(|c| c != &collection);
+                Ok(())
             }
-            self.ready.lock().await.retain(|c| c != &collection);
-            Ok(())
-        })
+            .instrument(span),
+        )
     }
 
     fn remove<'a>(&'a self, entries: &'a [Uuid]) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            if entries.is_empty() {
-                return Ok(());
+        let span = tracing::info_span!("search.qdrant.remove", entries = entries.len());
+        Box::pin(
+            async move {
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                let gone = Filter::must([Condition::matches(
+                    "entry",
+                    entries.iter().map(Uuid::to_string).collect::<Vec<_>>(),
+                )]);
+                for c in self.collections().await? {
+                    self.client
+                        .delete_points(DeletePointsBuilder::new(c).points(gone.clone()).wait(true))
+                        .await
+                        .map_err(backend)?;
+                }
+                Ok(())
             }
-            let gone =
-                Filter::must([Condition::matches("entry", entries.iter().map(Uuid::to_string).collect::<Vec<_>>())]);
-            for c in self.collections().await? {
-                self.client
-                    .delete_points(DeletePointsBuilder::new(c).points(gone.clone()).wait(true))
-                    .await
-                    .map_err(backend)?;
-            }
-            Ok(())
-        })
+            .instrument(span),
+        )
     }
 }
 

@@ -487,6 +487,20 @@ async fn qdrant_backend_end_to_end() {
     let pay = search("can I pay with apple pay", app.tenant_a, true).await;
     assert_eq!(pay[0].0, long);
     assert!(pay[0].1.unwrap_or(0) >= 1, "matched by a section: {pay:?}");
+    // Making an entry public refreshes Qdrant's copy of its fields through the embedding
+    // job (queued by the update; run here as the worker would).
+    let (_, before) = app.get("/api/v1/search?mode=semantic&q=parking%20for%20staff", &app.token_a).await;
+    assert!(!ids(&before).contains(&theirs), "{before}");
+    let queued = app.state.queue.sizes("embeddings").await.unwrap().ready;
+    let (s, _) = app
+        .send("PUT", &format!("/api/v1/knowledge/{theirs}"), Some(&app.token_b), Some(json!({"is_public": true})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(app.state.queue.sizes("embeddings").await.unwrap().ready, queued + 1);
+    embed(&app, app.tenant_b, &model, &[&theirs]).await;
+    let (_, after) = app.get("/api/v1/search?mode=semantic&q=parking%20for%20staff", &app.token_a).await;
+    assert!(ids(&after).contains(&theirs), "now public: {after}");
+
     // Deleting through the API takes the entry out of Qdrant as well.
     let (s, _) = app.send("DELETE", &format!("/api/v1/knowledge/{mine}"), Some(&app.token_a), None).await;
     assert_eq!(s, StatusCode::OK);

@@ -143,6 +143,14 @@ pub async fn update(
     tx.commit().await?;
     if changes.title.is_some() || changes.content.is_some() {
         forget_vectors(&state, id).await;
+    } else if state.search.store.name() != "pgvector" && entry.embedding_status == "completed" {
+        // An external store filters on a copy of the entry's fields (visibility, category,
+        // tags, …): re-running the embedding job rewrites that copy. pgvector filters the
+        // row itself, so it needs nothing.
+        let data = serde_json::json!({ "tenant_id": tenant, "knowledge_id": id });
+        if let Err(e) = state.queue.push(queue::GENERATE_EMBEDDING, data).await {
+            tracing::warn!(error = %e, "could not queue the refresh of the store's copy; reindex will");
+        }
     }
     Ok(Json(Envelope::with_message(entry, "Knowledge entry updated.")))
 }

@@ -230,6 +230,15 @@ async fn reindex_rebuilds_every_tenants_vectors_from_postgres() {
     let app = TestApp::spawn().await;
     let a = entry(&app, &app.token_a, json!({"title": "Hours", "content": "Open nine to five."})).await;
     let b = entry(&app, &app.token_b, json!({"title": "Prices", "content": "Haircuts cost twenty dollars."})).await;
+    let (_, article) = app
+        .send(
+            "POST",
+            "/api/v1/articles",
+            Some(&app.token_b),
+            Some(json!({"title": "Colour guide", "body": "How we choose a tint.", "status": "published"})),
+        )
+        .await;
+    let article = article["data"]["id"].as_str().unwrap().to_owned();
     // One entry carries a stale vector from another model; reindex replaces it.
     let mut tx = db::begin_system(&app.db.pool).await.unwrap();
     sqlx::query("update knowledge_base set embedding = array_fill(0.1, array[384])::vector, embedding_model = 'old-model', embedding_status = 'completed' where id = $1::uuid")
@@ -249,7 +258,7 @@ async fn reindex_rebuilds_every_tenants_vectors_from_postgres() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("2 of 2 entries embedded"),
+        String::from_utf8_lossy(&out.stdout).starts_with("2 of 2 entries embedded and 1 published articles"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
@@ -263,6 +272,14 @@ async fn reindex_rebuilds_every_tenants_vectors_from_postgres() {
             .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(rows, vec![("completed".into(), "all-MiniLM-L6-v2".into()); 2]);
+    let mut tx = db::begin_system(&app.db.pool).await.unwrap();
+    let article_vectors: i64 = sqlx::query_scalar("select count(*) from article_chunks where article_id = $1::uuid")
+        .bind(&article)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(article_vectors, 1, "the published article was embedded too");
     // The new vectors answer queries: tenant B's entry is found by meaning.
     let (_, r) = app.get("/api/v1/search?mode=semantic&q=how%20much%20is%20a%20haircut", &app.token_b).await;
     assert_eq!(ids(&r)[0], b);

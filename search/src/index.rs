@@ -277,7 +277,82 @@ pub async fn articles_needing_embedding(conn: &mut PgConnection, limit: i64) -> 
     .await
 }
 
-/// Re-embeds every knowledge entry with `embedder`, `batch` at a time, writing Postgres
+/// One row to re-embed: a knowledge entry (no excerpt; `body` is its content) or a
+/// published article.
+#[derive(sqlx::FromRow)]
+struct IndexRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    title: String,
+    excerpt: Option<String>,
+    body: String,
+}
+
+/// Re-embeds the next `batch` rows of `source` after `after`; returns the last id, or
+/// `None` when there are no more.
+async fn reindex_batch(
+    pool: &PgPool,
+    embedder: &dyn Embedder,
+    store: &dyn VectorStore,
+    source: Source,
+    after: Uuid,
+    batch: i64,
+    stats: &mut ReindexStats,
+) -> Result<Option<Uuid>, IndexError> {
+    let sql = match source {
+        Source::Knowledge => {
+            "select id, tenant_id, title, null::text as excerpt, content as body from knowledge_base
+             where id > $1 order by id limit $2"
+        }
+        Source::Article => {
+            "select id, tenant_id, title, excerpt, body from articles
+             where status = 'published' and id > $1 order by id limit $2"
+        }
+    };
+    let mut tx = db::begin_system(pool).await?;
+    let rows: Vec<IndexRow> = sqlx::query_as(sql).bind(after).bind(batch).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    let Some(last) = rows.last().map(|r| r.id) else { return Ok(None) };
+    let texts: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| match source {
+            Source::Knowledge => (r.title.clone(), r.body.clone()),
+            Source::Article => (r.title.clone(), article_content(r.excerpt.as_deref(), &r.body)),
+        })
+        .collect();
+    let vectors = embed_entries(embedder, &texts).await?;
+    let model = embedder.model();
+    let mut tx = db::begin_system(pool).await?;
+    let mut external = Vec::new();
+    for (r, vectors) in rows.iter().zip(vectors) {
+        let tenant = TenantId::from_uuid(r.tenant_id);
+        let stored = match source {
+            Source::Knowledge => store_entry(&mut tx, tenant, r.id, &r.title, &r.body, &vectors, model).await?,
+            Source::Article => {
+                store_article(&mut tx, tenant, r.id, &r.title, r.excerpt.as_deref(), &r.body, &vectors, model).await?
+            }
+        };
+        match (stored, source) {
+            (Some(points), Source::Knowledge) => {
+                stats.embedded += 1;
+                external.push((r.id, points));
+            }
+            (Some(points), Source::Article) => {
+                stats.articles += 1;
+                external.push((r.id, points));
+            }
+            (None, _) => stats.changed_meanwhile += 1,
+        }
+    }
+    tx.commit().await?;
+    for (id, points) in &external {
+        store.replace(*id, points).await?;
+    }
+    Ok(Some(last))
+}
+
+/// Re-embeds every knowledge entry, then every published article, with `embedder`,
+/// `batch` at a time, writing Postgres
 /// and, for an external store, the store; `progress` is called after each batch with
 /// (done, total). An external store's collection for the model is dropped first and
 /// rebuilt, so nothing deleted from Postgres survives in it (searches meanwhile see the
@@ -299,75 +374,12 @@ pub async fn reindex(
     tx.commit().await?;
     let mut stats = ReindexStats { total: total as u64, ..Default::default() };
     store.reset(embedder.model()).await?;
-    let mut after = Uuid::nil();
-    loop {
-        let mut tx = db::begin_system(pool).await?;
-        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
-            "select id, tenant_id, title, content from knowledge_base where id > $1 order by id limit $2",
-        )
-        .bind(after)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let Some(last) = rows.last().map(|r| r.0) else { break };
-        let texts: Vec<(String, String)> = rows.iter().map(|(_, _, t, c)| (t.clone(), c.clone())).collect();
-        let vectors = embed_entries(embedder, &texts).await?;
-        let mut tx = db::begin_system(pool).await?;
-        let mut external = Vec::new();
-        for ((id, tenant, title, content), vectors) in rows.iter().zip(vectors) {
-            let tenant = TenantId::from_uuid(*tenant);
-            match store_entry(&mut tx, tenant, *id, title, content, &vectors, embedder.model()).await? {
-                Some(points) => {
-                    stats.embedded += 1;
-                    external.push((*id, points));
-                }
-                None => stats.changed_meanwhile += 1,
-            }
+    for source in [Source::Knowledge, Source::Article] {
+        let mut after = Uuid::nil();
+        while let Some(last) = reindex_batch(pool, embedder, store, source, after, batch, &mut stats).await? {
+            after = last;
+            progress(stats.embedded + stats.changed_meanwhile, stats.total);
         }
-        tx.commit().await?;
-        for (id, points) in &external {
-            store.replace(*id, points).await?;
-        }
-        after = last;
-        progress(stats.embedded + stats.changed_meanwhile, stats.total);
-    }
-    // Then the published articles.
-    let mut after = Uuid::nil();
-    loop {
-        let mut tx = db::begin_system(pool).await?;
-        let rows: Vec<(Uuid, Uuid, String, Option<String>, String)> = sqlx::query_as(
-            "select id, tenant_id, title, excerpt, body from articles where status = 'published' and id > $1
-             order by id limit $2",
-        )
-        .bind(after)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let Some(last) = rows.last().map(|r| r.0) else { break };
-        let texts: Vec<(String, String)> =
-            rows.iter().map(|(_, _, t, e, b)| (t.clone(), article_content(e.as_deref(), b))).collect();
-        let vectors = embed_entries(embedder, &texts).await?;
-        let mut tx = db::begin_system(pool).await?;
-        let mut external = Vec::new();
-        for ((id, tenant, title, excerpt, body), vectors) in rows.iter().zip(vectors) {
-            let tenant = TenantId::from_uuid(*tenant);
-            match store_article(&mut tx, tenant, *id, title, excerpt.as_deref(), body, &vectors, embedder.model())
-                .await?
-            {
-                Some(points) => {
-                    stats.articles += 1;
-                    external.push((*id, points));
-                }
-                None => stats.changed_meanwhile += 1,
-            }
-        }
-        tx.commit().await?;
-        for (id, points) in &external {
-            store.replace(*id, points).await?;
-        }
-        after = last;
     }
     Ok(stats)
 }

@@ -216,15 +216,15 @@ struct WireChoice {
 }
 
 impl OpenAiCompatible {
-    async fn stream(&self, req: &ChatRequest) -> Result<ChatStream, LlmError> {
-        use futures_util::StreamExt;
-        let model = req.model.as_deref().unwrap_or(&self.default_model).to_owned();
+    /// Sends the chat completion request; transport failures, 429 and 5xx are retryable,
+    /// other non-success statuses are refusals carrying the provider's message.
+    async fn send(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<reqwest::Response, LlmError> {
         let body = WireRequest {
-            model: &model,
+            model,
             messages: &req.messages,
             temperature: req.temperature,
             max_tokens: req.max_tokens,
-            stream: true,
+            stream,
         };
         let response = self
             .http
@@ -241,9 +241,17 @@ impl OpenAiCompatible {
             return Err(LlmError::Retryable(format!("HTTP {status}")));
         }
         if !status.is_success() {
+            // The provider's message helps the caller fix the request; it holds no secret.
             let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
             return Err(LlmError::Rejected(format!("HTTP {status}: {detail}")));
         }
+        Ok(response)
+    }
+
+    async fn stream(&self, req: &ChatRequest) -> Result<ChatStream, LlmError> {
+        use futures_util::StreamExt;
+        let model = req.model.as_deref().unwrap_or(&self.default_model).to_owned();
+        let response = self.send(&model, req, true).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let mut bytes = response.bytes_stream();
         tokio::spawn(async move {
@@ -277,33 +285,7 @@ impl OpenAiCompatible {
 
     async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let model = req.model.as_deref().unwrap_or(&self.default_model);
-        let body = WireRequest {
-            model,
-            messages: &req.messages,
-            temperature: req.temperature,
-            max_tokens: req.max_tokens,
-            stream: false,
-        };
-        let response = self
-            .http
-            .post(format!("{}/chat/completions", self.base_url))
-            .bearer_auth(self.api_key.expose())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                LlmError::Retryable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
-            })?;
-        let status = response.status();
-        if status.as_u16() == 429 || status.is_server_error() {
-            return Err(LlmError::Retryable(format!("HTTP {status}")));
-        }
-        if !status.is_success() {
-            // The provider's message helps the caller fix the request; it holds no secret.
-            let detail = response.text().await.unwrap_or_default();
-            let detail: String = detail.chars().take(300).collect();
-            return Err(LlmError::Rejected(format!("HTTP {status}: {detail}")));
-        }
+        let response = self.send(model, req, false).await?;
         let parsed: WireResponse =
             response.json().await.map_err(|_| LlmError::Retryable("unreadable response".into()))?;
         let content = parsed

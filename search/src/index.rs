@@ -91,6 +91,22 @@ fn dimensions(embedder: &dyn Embedder, got: usize) -> IndexError {
     IndexError::Dimensions { model: embedder.model().to_owned(), got, expected: KNOWLEDGE_DIMENSIONS }
 }
 
+/// One point per vector (chunk 0 first), for an external store.
+fn points(source: Source, id: Uuid, model: &str, vectors: &[Vec<f32>], meta: &VectorMeta) -> Vec<Point> {
+    vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            source,
+            entry: id,
+            chunk: i as i32,
+            model: model.to_owned(),
+            vector: v.clone(),
+            meta: meta.clone(),
+        })
+        .collect()
+}
+
 /// The filterable fields of an entry, copied into an external store's payload.
 #[derive(sqlx::FromRow)]
 struct MetaRow {
@@ -153,20 +169,7 @@ pub async fn store_entry(
         allowed_agents: row.allowed_agents,
         validation_status: row.validation_status,
     };
-    Ok(Some(
-        vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Point {
-                source: Source::Knowledge,
-                entry: id,
-                chunk: i as i32,
-                model: model.to_owned(),
-                vector: v.clone(),
-                meta: meta.clone(),
-            })
-            .collect(),
-    ))
+    Ok(Some(points(Source::Knowledge, id, model, vectors, &meta)))
 }
 
 /// The text of an article that its vectors stand for (after its title): the excerpt,
@@ -235,20 +238,7 @@ pub async fn store_article(
         allowed_agents: Vec::new(),
         validation_status: String::new(),
     };
-    Ok(Some(
-        vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Point {
-                source: Source::Article,
-                entry: id,
-                chunk: i as i32,
-                model: model.to_owned(),
-                vector: v.clone(),
-                meta: meta.clone(),
-            })
-            .collect(),
-    ))
+    Ok(Some(points(Source::Article, id, model, vectors, &meta)))
 }
 
 /// Removes an article's vectors from Postgres (an unpublished article is not searched).

@@ -103,6 +103,24 @@ impl SearchService {
         Ok(page)
     }
 
+    /// Knowledge for an assistant: the `limit` best hits for `text` among own and public
+    /// entries and the tenant's articles; hybrid when the embedding model loads, keyword
+    /// otherwise (an assistant still gets sources without the model). A text that is no
+    /// query (empty, too long) is a validation error on `field`.
+    pub async fn for_assistant(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        limit: i64,
+        field: &str,
+    ) -> Result<SearchPage, ServiceError> {
+        let mode = if self.embedder().await.is_ok() { Mode::Hybrid } else { Mode::Keyword };
+        let filters = Filters { include_public: true, ..Filters::default() };
+        let q = SearchQuery::parse(text, mode, filters, 1, limit)
+            .map_err(|e| ServiceError::Validation(self::field(field, e.to_string())))?;
+        self.run(tenant, &q).await
+    }
+
     /// Checks a request and runs it: the results and their page.
     pub async fn search(
         &self,

@@ -17,7 +17,6 @@ use fibonacco_platform::{
     TenantId, db,
     llm::{ChatMessage, ChatRequest, LlmProvider},
 };
-use fibonacco_search::knowledge::{Filters, Mode, SearchQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 use sqlx::PgConnection;
@@ -145,13 +144,7 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
     tx.commit().await?;
     e.into_result()?;
 
-    // Knowledge for the question: hybrid when the embedding model is there, else keyword.
-    let embedder = state.search.embedder().await.ok();
-    let mode = if embedder.is_some() { Mode::Hybrid } else { Mode::Keyword };
-    let filters = Filters { include_public: true, ..Filters::default() };
-    let query = SearchQuery::parse(&message, mode, filters, 1, SOURCES)
-        .map_err(|err| ApiError::Validation(FieldErrors::single("message", err.to_string())))?;
-    let found = state.search.run(tenant, &query).await?;
+    let found = state.search.for_assistant(tenant, &message, SOURCES, "message").await?;
     let sources: Vec<Source> =
         found.hits.iter().enumerate().map(|(i, h)| Source { n: i + 1, id: h.id, title: h.title.clone() }).collect();
 

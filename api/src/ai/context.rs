@@ -8,7 +8,7 @@
 
 use axum::{Json, extract::State};
 use fibonacco_platform::{TenantId, db};
-use fibonacco_search::knowledge::{self, Filters, Mode, SearchQuery};
+use fibonacco_search::knowledge;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -238,12 +238,7 @@ pub async fn context(
 
     let mut knowledge_part = None;
     if let Some(q) = question {
-        let embedder = state.search.embedder().await.ok();
-        let mode = if embedder.is_some() { Mode::Hybrid } else { Mode::Keyword };
-        let filters = Filters { include_public: true, ..Filters::default() };
-        let query = SearchQuery::parse(&q, mode, filters, 1, 5)
-            .map_err(|err| ApiError::Validation(FieldErrors::single("question", err.to_string())))?;
-        let found = state.search.run(tenant, &query).await?;
+        let found = state.search.for_assistant(tenant, &q, 5, "question").await?;
         knowledge_part = part(
             "knowledge",
             found.hits.iter().map(|h| format!("knowledge:{}", h.id)).collect(),

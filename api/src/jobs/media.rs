@@ -123,7 +123,7 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
     tx.commit().await?;
     // Deleted since it was queued: nothing to do.
     let Some((title, content)) = row else { return Ok(()) };
-    use fibonacco_search::{EmbedError, index::IndexError};
+    use fibonacco_search::index::IndexError;
     let entries = [(title, content)];
     let result = fibonacco_search::index::embed_entries(embedder.as_ref(), &entries).await;
     let [(title, content)] = entries;
@@ -145,27 +145,18 @@ pub async fn generate_embedding(ctx: &JobContext, job: &Reserved) -> Result<(), 
             // Postgres first (the source of truth), then an external store's copy; if that
             // fails the job retries and rewrites both, which is harmless.
             if let Some(points) = points {
-                ctx.store
-                    .replace(knowledge_id, &points)
-                    .await
-                    .map_err(|e| JobError::retry(format!("vector store: {e}")))?;
+                ctx.store.replace(knowledge_id, &points).await.map_err(store_error)?;
             }
             return Ok(());
         }
-        Err(IndexError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::ModelUnavailable(_)))) => {
-            sqlx::query("update knowledge_base set embedding_status = 'pending' where tenant_id = $1 and id = $2")
-                .bind(tenant)
-                .bind(knowledge_id)
-                .execute(&mut *tx)
-                .await?;
-            Err(JobError::retry(e.to_string()))
-        }
         Err(IndexError::Database(e)) => Err(e.into()),
-        Err(IndexError::Store(e)) => Err(JobError::retry(e.to_string())),
-        // Dimensions that do not fit the index, input the model refuses: no retry helps.
-        Err(e @ (IndexError::Dimensions { .. } | IndexError::Embed(_))) => {
-            mark_embedding_failed(&mut tx, tenant, knowledge_id).await?;
-            Err(JobError::Fail(e.to_string()))
+        // Retryable (model or store unavailable): pending for the next try; anything else
+        // (dimensions that do not fit the index, input the model refuses): failed.
+        Err(e) => {
+            let err = index_error(e);
+            let status = if matches!(err, JobError::Fail(_)) { "failed" } else { "pending" };
+            set_embedding_status(&mut tx, tenant, knowledge_id, status).await?;
+            Err(err)
         }
     };
     tx.commit().await?;
@@ -181,7 +172,7 @@ async fn embed_article(
     tenant: TenantId,
     id: Uuid,
 ) -> Result<(), JobError> {
-    use fibonacco_search::{EmbedError, index, index::IndexError};
+    use fibonacco_search::index;
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
     let row: Option<(String, Option<String>, String, String)> =
         sqlx::query_as("select title, excerpt, body, status from articles where tenant_id = $1 and id = $2")
@@ -196,19 +187,11 @@ async fn embed_article(
     if status != "published" {
         index::remove_article(&mut tx, tenant, id).await?;
         tx.commit().await?;
-        return ctx.store.remove(&[id]).await.map_err(|e| JobError::retry(format!("vector store: {e}")));
+        return ctx.store.remove(&[id]).await.map_err(store_error);
     }
     tx.commit().await?;
     let texts = [(title.clone(), index::article_content(excerpt.as_deref(), &body))];
-    let mut vectors = match index::embed_entries(embedder, &texts).await {
-        Ok(v) => v,
-        Err(IndexError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::ModelUnavailable(_)))) => {
-            return Err(JobError::retry(e.to_string()));
-        }
-        Err(IndexError::Database(e)) => return Err(e.into()),
-        Err(IndexError::Store(e)) => return Err(JobError::retry(e.to_string())),
-        Err(e @ (IndexError::Dimensions { .. } | IndexError::Embed(_))) => return Err(JobError::Fail(e.to_string())),
-    };
+    let mut vectors = index::embed_entries(embedder, &texts).await.map_err(index_error)?;
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
     let points = index::store_article(
         &mut tx,
@@ -224,15 +207,41 @@ async fn embed_article(
     tx.commit().await?;
     // Changed or unpublished meanwhile: the edit queued its own job.
     if let Some(points) = points {
-        ctx.store.replace(id, &points).await.map_err(|e| JobError::retry(format!("vector store: {e}")))?;
+        ctx.store.replace(id, &points).await.map_err(store_error)?;
     }
     Ok(())
 }
 
-async fn mark_embedding_failed(conn: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("update knowledge_base set embedding_status = 'failed' where tenant_id = $1 and id = $2")
+/// Whether an indexing failure may heal by waiting (model or store unavailable, database)
+/// or not (dimensions that do not fit the index, input the model refuses).
+fn index_error(e: fibonacco_search::index::IndexError) -> JobError {
+    use fibonacco_search::{EmbedError, index::IndexError};
+    match e {
+        IndexError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::ModelUnavailable(_))) => {
+            JobError::retry(e.to_string())
+        }
+        IndexError::Database(e) => e.into(),
+        IndexError::Store(e) => store_error(e),
+        e @ (IndexError::Dimensions { .. } | IndexError::Embed(_)) => JobError::Fail(e.to_string()),
+    }
+}
+
+/// A vector store's copy could not be written: Postgres already has the vectors, and a
+/// retry rewrites both, harmlessly.
+fn store_error(e: fibonacco_search::store::StoreError) -> JobError {
+    JobError::retry(format!("vector store: {e}"))
+}
+
+async fn set_embedding_status(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update knowledge_base set embedding_status = $3 where tenant_id = $1 and id = $2")
         .bind(tenant)
         .bind(id)
+        .bind(status)
         .execute(conn)
         .await?;
     Ok(())

@@ -74,6 +74,8 @@ async fn nearest(
 ) -> Result<Vec<Neighbour>, sqlx::Error> {
     let mut tx = db::begin_tenant_with(pool, tenant, QUERY_SETTINGS).await?;
     let literal = pgvector_literal(vector);
+    // An empty first branch types the columns, so each source's branch is a plain
+    // `union all` whichever sources the filters ask for.
     let mut qb = QueryBuilder::new(
         "select source, entry, chunk, score from (select null::text as source, null::uuid as entry, 0 as chunk, 0::float8 as score where false",
     );

@@ -128,6 +128,17 @@ impl QdrantStore {
         Ok(())
     }
 
+    /// Deletes the points matching `filter` from every collection of this store.
+    async fn delete_everywhere(&self, filter: Filter) -> Result<(), StoreError> {
+        for c in self.collections().await? {
+            self.client
+                .delete_points(DeletePointsBuilder::new(c).points(filter.clone()).wait(true))
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
     /// Every collection under this store's prefix (an entry may have been embedded by an
     /// earlier model).
     async fn collections(&self) -> Result<Vec<String>, StoreError> {
@@ -281,13 +292,7 @@ impl VectorStore for QdrantStore {
                     must_not: vec![Condition::has_id(ids.iter().map(|id| PointId::from(id.to_string())))],
                     ..Default::default()
                 };
-                for c in self.collections().await? {
-                    self.client
-                        .delete_points(DeletePointsBuilder::new(c).points(stale.clone()).wait(true))
-                        .await
-                        .map_err(backend)?;
-                }
-                Ok(())
+                self.delete_everywhere(stale).await
             }
             .instrument(span),
         )
@@ -319,13 +324,7 @@ impl VectorStore for QdrantStore {
                     "entry",
                     entries.iter().map(Uuid::to_string).collect::<Vec<_>>(),
                 )]);
-                for c in self.collections().await? {
-                    self.client
-                        .delete_points(DeletePointsBuilder::new(c).points(gone.clone()).wait(true))
-                        .await
-                        .map_err(backend)?;
-                }
-                Ok(())
+                self.delete_everywhere(gone).await
             }
             .instrument(span),
         )

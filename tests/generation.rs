@@ -534,6 +534,28 @@ async fn ai_context_packs_labelled_parts_within_the_budget() {
     assert_eq!(g["data"]["scores"]["engagement"]["score"], 72.4, "{g}");
     assert_eq!(g["data"]["scores"]["predictive"]["model_version"], "lr-3", "{g}");
 
+    // A published article answering the question is a source too, labelled as one.
+    let (_, a) = app
+        .send(
+            "POST",
+            "/api/v1/articles",
+            Some(t),
+            Some(json!({"title": "Urgent appointment guide", "body": "Urgent appointments: call before nine.", "status": "published"})),
+        )
+        .await;
+    let aid = a["data"]["id"].as_str().unwrap().to_owned();
+    let (_, r) = app
+        .send(
+            "POST",
+            "/api/v1/ai/context",
+            Some(t),
+            Some(json!({"customer_id": cid, "question": "urgent appointment"})),
+        )
+        .await;
+    let parts = r["data"]["parts"].as_array().unwrap();
+    let knowledge = parts.iter().find(|p| p["kind"] == "knowledge").expect("a knowledge part");
+    assert!(knowledge["sources"].as_array().unwrap().contains(&json!(format!("article:{aid}"))), "{knowledge}");
+
     // A tight budget keeps the first parts and says what it left out.
     let (_, small) =
         app.send("POST", "/api/v1/ai/context", Some(t), Some(json!({"customer_id": cid, "token_budget": 100}))).await;

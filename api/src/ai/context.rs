@@ -241,7 +241,8 @@ pub async fn context(
         let found = state.search.for_assistant(tenant, &q, 5, "question").await?;
         knowledge_part = part(
             "knowledge",
-            found.hits.iter().map(|h| format!("knowledge:{}", h.id)).collect(),
+            // `knowledge:<id>` or `article:<id>`: where the assistant's source lives.
+            found.hits.iter().map(|h| format!("{}:{}", h.source.map_or("knowledge", |s| s.as_str()), h.id)).collect(),
             found
                 .hits
                 .iter()

@@ -317,16 +317,23 @@ case "$cmd" in
   psql)
     psql_super "$@"
     ;;
+  pg-bin)
+    # Where initdb, pg_ctl and pg_recvlogical live (the ingest benchmark's baseline).
+    pg_bin
+    ;;
   drop-test-dbs)
     # Databases left by earlier test runs (one per test) and stale templates.
     if pg_running; then
+      # Replication slots of test databases hold WAL; DROP DATABASE removes inactive ones,
+      # this also ends walsenders a killed test left behind.
+      psql_super -d postgres -tAc "select pg_terminate_backend(active_pid) from pg_replication_slots where active and database like 'fibtest\_%'" >/dev/null
       for db in $(psql_super -d postgres -tAc "select datname from pg_database where datname like 'fibtest\_%' or datname like 'fib\_tpl\_%'"); do
         psql_super -d postgres -c "drop database if exists $db with (force)" >/dev/null
       done
     fi
     ;;
   *)
-    echo "usage: scripts/stack.sh install|up|down|status|env|psql|drop-test-dbs" >&2
+    echo "usage: scripts/stack.sh install|up|down|status|env|psql|pg-bin|drop-test-dbs" >&2
     exit 2
     ;;
 esac

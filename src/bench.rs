@@ -32,6 +32,9 @@ enum BenchArea {
     Queue(crate::bench_queue::QueueBench),
     /// Embedding throughput, and vector search latency and recall@10 with a tenant filter.
     Search(crate::bench_search::SearchBench),
+    /// Changes/s from the WAL into the Parquet lake vs `pg_recvlogical`, peak RSS, and
+    /// commit-to-durable lag under a steady transaction rate.
+    Ingest(crate::bench_ingest::IngestBench),
 }
 
 #[derive(Args)]
@@ -66,6 +69,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchArea::Api(a) => api(a).await,
         BenchArea::Queue(a) => crate::bench_queue::run(a).await,
         BenchArea::Search(a) => crate::bench_search::run(a).await,
+        BenchArea::Ingest(a) => crate::bench_ingest::run(a).await,
     }
 }
 

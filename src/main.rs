@@ -1,8 +1,10 @@
 //! `fibonacco`: one binary, one subcommand per part of the platform.
 
 mod bench;
+mod bench_ingest;
 mod bench_queue;
 mod bench_search;
+mod ingest;
 mod operations;
 mod seed;
 
@@ -48,6 +50,9 @@ enum Command {
     /// Search index: `reindex` re-embeds every knowledge entry from Postgres.
     #[command(subcommand)]
     Search(operations::SearchCommand),
+    /// Change data capture into the Parquet lake (`INGEST_LAKE`, default ./lake):
+    /// snapshot, then stream; `status`, `compact`, `query "<sql>"`.
+    Ingest(ingest::IngestArgs),
     /// Personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -148,6 +153,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Schedule(cmd) => operations::schedule(config, cmd).await,
         Command::Queue(cmd) => operations::queue(config, cmd).await,
         Command::Search(cmd) => operations::search(config, cmd).await,
+        Command::Ingest(args) => ingest::run(config, args).await,
         Command::Token(TokenCommand::Create { tenant, abilities, expires_in, name }) => {
             let pool = db::connect(&config).await?;
             let tenant = tenancy::find_by_slug(&pool, &tenant)

@@ -277,6 +277,11 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
         "  OpenAPI: http://{addr}/api/v1/openapi.json   Swagger UI: http://{addr}/docs   health: http://{addr}/health"
     );
     eprintln!("  worker on {} and the scheduler ({} tasks) run in this process", options.queues.join(","), tasks.len());
+    let ingest_config = fibonacco_ingest::IngestConfig::from_env(config.database_url.clone())?;
+    eprintln!(
+        "  change data capture: slot {} → lake {} (`fibonacco ingest status`)",
+        ingest_config.slot, ingest_config.lake
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -292,6 +297,18 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     let search =
         fibonacco_search::service::serve(search_listener, app.state().search.clone(), wait_for(stop_rx.clone()));
     let search = tokio::spawn(search);
+    // Capture failing (wal_level, privileges, a lost slot) is logged; the API stays up.
+    let ingest_stop = stop_rx.clone();
+    let ingest = tokio::spawn(async move {
+        let result = match fibonacco_ingest::Ingest::connect(ingest_config).await {
+            Ok(ingest) => ingest.run(wait_for(ingest_stop)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "change data capture stopped");
+            eprintln!("change data capture stopped: {e}");
+        }
+    });
     app.run_until(async move {
         wait_for(stop_rx).await;
         // Jobs in flight still need the database the API closes on exit.
@@ -299,6 +316,7 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
             let _ = worker.await;
             let _ = sched.await;
             let _ = search.await;
+            let _ = ingest.await;
         })
         .await;
     })

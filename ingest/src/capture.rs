@@ -1,0 +1,638 @@
+//! The capture loop: slot and snapshot on first start, then pgoutput changes into Arrow
+//! batches, Parquet files and the manifest, acknowledging only what the manifest holds.
+//!
+//! Resume rule: the manifest's `durable_lsn` is the end of the last transaction in the
+//! lake. A restart streams from there (the slot was never acknowledged past it) and skips
+//! any transaction whose commit record starts before it, so the lake never holds a
+//! change twice nor misses one.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use datafusion::arrow::array::RecordBatch;
+use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser, TupleData};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
+use sqlx::{PgPool, postgres::PgConnectOptions};
+use tokio::sync::watch;
+
+use crate::{
+    batch::{RowMeta, TableBatch, Value},
+    compact,
+    config::IngestConfig,
+    error::IngestError,
+    feed::{ChangeBatch, ChangeFeed},
+    lake::{FileEntry, Lake, Manifest, TableMeta},
+    pgtype::SESSION_SETTINGS,
+    schema::{Column, Op, TableSchema, TypeCatalog},
+    slot::{self, format_lsn},
+    snapshot::{self, SnapshotPlan},
+};
+
+/// Microseconds between the Unix epoch and Postgres' (2000-01-01).
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// What the loop has made durable so far, for status lines, tests and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// End LSN of the last transaction in the lake.
+    pub durable_lsn: u64,
+    /// The position last acknowledged to the server (≥ `durable_lsn` when idle).
+    pub acknowledged_lsn: u64,
+    pub snapshot_rows: u64,
+    pub changes: u64,
+    pub transactions: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    /// Whether the initial snapshot is done and the stream is running.
+    pub streaming: bool,
+}
+
+/// One capture process: `run` it until `shutdown` resolves.
+pub struct Ingest {
+    config: IngestConfig,
+    pool: PgPool,
+    lake: Lake,
+    feed: ChangeFeed,
+    progress: watch::Sender<Progress>,
+    /// Commit-to-durable latency of each transaction, when asked for (benchmarks).
+    lag_samples: Option<Arc<std::sync::Mutex<Vec<f64>>>>,
+}
+
+impl Ingest {
+    #[tracing::instrument(skip_all, fields(slot = %config.slot, lake = %config.lake))]
+    pub async fn connect(config: IngestConfig) -> Result<Self, IngestError> {
+        let pool = fibonacco_platform::db::connect_url(config.database_url.expose(), 4, Duration::from_secs(10)).await?;
+        let lake = Lake::open(&config.lake)?;
+        Ok(Self {
+            config,
+            pool,
+            lake,
+            feed: ChangeFeed::default(),
+            progress: watch::channel(Progress::default()).0,
+            lag_samples: None,
+        })
+    }
+
+    pub fn feed(&self) -> ChangeFeed {
+        self.feed.clone()
+    }
+
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Keeps every transaction's commit-to-durable latency (seconds) for a benchmark.
+    pub fn record_lag(&mut self) -> Arc<std::sync::Mutex<Vec<f64>>> {
+        self.lag_samples.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Snapshot (first run) or resume, then stream until `shutdown` or an error. Returns
+    /// after the last complete transactions are durable and acknowledged.
+    #[tracing::instrument(skip_all, fields(slot = %self.config.slot))]
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
+        let config = &self.config;
+        slot::preflight(&self.pool, config).await?;
+        let mut types = TypeCatalog::load(&self.pool).await?;
+        if config.resnapshot {
+            slot::drop_slot(&self.pool, &config.slot).await?;
+            self.lake.clear().await?;
+        }
+        let (mut client, manifest) = match self.lake.read_manifest().await? {
+            Some(manifest) => (self.resume(&manifest).await?, manifest),
+            None => self.start_fresh(&mut types).await?,
+        };
+        self.progress.send_modify(|p| {
+            p.durable_lsn = manifest.durable_lsn;
+            p.acknowledged_lsn = manifest.durable_lsn;
+            p.streaming = true;
+        });
+        tracing::info!(durable_lsn = %format_lsn(manifest.durable_lsn), "streaming changes");
+        let mut stream = Stream {
+            ingest: self,
+            manifest,
+            types,
+            parser: LogicalReplicationParser::with_protocol_version(1),
+            relations: HashMap::new(),
+            open: HashMap::new(),
+            sealed: Vec::new(),
+            staged: Vec::new(),
+            pending_meta: HashMap::new(),
+            txn: None,
+            last_end_lsn: 0,
+            last_commit_ts: None,
+            pending_commits: Vec::new(),
+            buffered_bytes: 0,
+            flush_due: false,
+            files_since_compaction: 0,
+        };
+        stream.last_end_lsn = stream.manifest.durable_lsn;
+        let result = stream.run(&mut client, shutdown).await;
+        client.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await;
+        result
+    }
+
+    fn replication_config(&self, start: u64) -> Result<ReplicationConfig, IngestError> {
+        let url = url::Url::parse(self.config.database_url.expose())
+            .map_err(|e| IngestError::Config(format!("DATABASE_URL: {e}")))?;
+        let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let user = decode(url.username()).unwrap_or_default();
+        let password = url.password().and_then(decode).unwrap_or_default();
+        let database = url.path().trim_start_matches('/').to_string();
+        let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+        let options = SESSION_SETTINGS
+            .iter()
+            .map(|(k, v)| format!("-c {k}={}", v.replace(' ', "")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(ReplicationConfig::new(host, user, password, database, &self.config.slot, self.config.publication.as_str())
+            .with_port(url.port().unwrap_or(5432))
+            .with_tls(TlsConfig::disabled())
+            .with_options(options)
+            .with_application_name("fibonacco-ingest")
+            .with_status_interval(Duration::from_millis(500))
+            .with_wakeup_interval(Duration::from_secs(5))
+            .with_buffer_size(4096)
+            .with_start_lsn(Lsn(start))
+            .with_ack_lsn(Lsn(start)))
+    }
+
+    /// A lake that exists: check it belongs to this slot and the slot can still feed it,
+    /// drop what a crashed run left, and stream from the manifest's position.
+    async fn resume(&self, manifest: &Manifest) -> Result<ReplicationClient, IngestError> {
+        let config = &self.config;
+        if manifest.slot != config.slot {
+            return Err(IngestError::LakeMismatch {
+                lake: self.lake.display().to_string(),
+                found: manifest.slot.clone(),
+                expected: config.slot.clone(),
+            });
+        }
+        let missing: Vec<&String> = config.tables.iter().filter(|t| !manifest.tables.contains_key(*t)).collect();
+        if !missing.is_empty() {
+            return Err(IngestError::Config(format!(
+                "INGEST_TABLES adds {missing:?}, which the lake has no snapshot of: run `fibonacco ingest --resnapshot`"
+            )));
+        }
+        match slot::slot_state(&self.pool, &config.slot).await? {
+            None => {
+                return Err(IngestError::SlotLost { slot: config.slot.clone(), what: "was dropped".into() });
+            }
+            Some(state) => {
+                if let Some(what) = state.lost() {
+                    return Err(IngestError::SlotLost { slot: config.slot.clone(), what });
+                }
+                if state.active {
+                    return Err(IngestError::SlotBusy(config.slot.clone()));
+                }
+            }
+        }
+        slot::ensure_publication(&self.pool, config).await?;
+        self.lake.remove_orphans(manifest).await?;
+        let mut client = ReplicationClient::connect(self.replication_config(manifest.durable_lsn)?).await?;
+        client.wait_started().await.map_err(|e| self.replication_error(e))?;
+        Ok(client)
+    }
+
+    fn replication_error(&self, e: pgwire_replication::PgWireError) -> IngestError {
+        let text = e.to_string();
+        if text.contains("is active for PID") {
+            IngestError::SlotBusy(self.config.slot.clone())
+        } else if text.contains("does not exist") && text.contains("slot") {
+            IngestError::SlotLost { slot: self.config.slot.clone(), what: "was dropped".into() }
+        } else if text.contains("can no longer") || text.contains("invalidated") {
+            IngestError::SlotLost { slot: self.config.slot.clone(), what: format!("cannot be used ({text})") }
+        } else {
+            IngestError::Replication(e)
+        }
+    }
+
+    /// No lake yet: publication, a new slot exporting its snapshot, the copy under that
+    /// snapshot, the first manifest; then the same session starts streaming.
+    async fn start_fresh(&self, types: &mut TypeCatalog) -> Result<(ReplicationClient, Manifest), IngestError> {
+        let config = &self.config;
+        // A slot without a manifest is from a run that died during its snapshot.
+        slot::drop_slot(&self.pool, &config.slot).await?;
+        self.lake.clear().await?;
+        slot::ensure_publication(&self.pool, config).await?;
+        let mut client = ReplicationClient::connect_gated(self.replication_config(0)?).await?;
+        let rows = client
+            .simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')", config.slot))
+            .await
+            .map_err(|e| self.replication_error(e))?;
+        let row = rows.first().ok_or_else(|| IngestError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))?;
+        let text = |i: usize| {
+            row.get(i)
+                .and_then(|v| v.as_ref())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .ok_or_else(|| IngestError::Protocol(format!("CREATE_REPLICATION_SLOT: column {i} missing")))
+        };
+        let consistent = slot::parse_lsn(&text(1)?)
+            .ok_or_else(|| IngestError::Protocol("CREATE_REPLICATION_SLOT: bad consistent_point".into()))?;
+        let snapshot_name = text(2)?;
+        tracing::info!(consistent_point = %format_lsn(consistent), tables = config.tables.len(), "slot created; copying tables");
+        *types = TypeCatalog::load(&self.pool).await?;
+        let options: PgConnectOptions = config.database_url.expose().parse()?;
+        let mut manifest = Manifest::new(&config.slot, &config.publication, consistent);
+        let next_file = AtomicU64::new(0);
+        let plan = SnapshotPlan {
+            options: &options,
+            snapshot_name: &snapshot_name,
+            consistent_lsn: consistent,
+            tables: &config.tables,
+            parallelism: config.snapshot_parallelism,
+            batch_rows: config.snapshot_batch_rows,
+            progress: config.progress,
+        };
+        let copies = snapshot::copy_tables(plan, &self.lake, types, &next_file).await?;
+        manifest.next_file = next_file.into_inner();
+        let mut total = 0;
+        for copy in copies {
+            metrics::counter!("ingest_snapshot_rows_total", "table" => copy.schema.table.clone()).increment(copy.rows);
+            total += copy.rows;
+            manifest.tables.insert(
+                copy.schema.table.clone(),
+                TableMeta { keys: copy.schema.keys(), rows: copy.rows, ..TableMeta::default() },
+            );
+            manifest.files.extend(copy.files);
+        }
+        manifest.last_commit_ts = Some(chrono::Utc::now().timestamp_micros());
+        self.lake.write_manifest(&manifest).await?;
+        self.progress.send_modify(|p| p.snapshot_rows = total);
+        tracing::info!(rows = total, files = manifest.files.len(), "snapshot durable");
+        // START_REPLICATION ends the exported snapshot; every copy above has committed.
+        client.start().await?;
+        client.wait_started().await.map_err(|e| self.replication_error(e))?;
+        Ok((client, manifest))
+    }
+}
+
+/// The transaction being decoded.
+struct Txn {
+    /// Its commit record's LSN (pgoutput's `final_lsn`): the `_lsn` of its rows.
+    lsn: u64,
+    xid: u32,
+    commit_ts: i64,
+    date: String,
+    seq: u32,
+    /// Already in the lake (a replay after a crash): decoded for its schema messages only.
+    skip: bool,
+}
+
+/// Per-table facts of rows written but not yet in the manifest.
+#[derive(Default)]
+struct PendingMeta {
+    keys: Vec<String>,
+    rows: u64,
+    unchanged: BTreeSet<String>,
+    truncated_at: Option<(u64, u32)>,
+}
+
+struct Stream<'a> {
+    ingest: &'a Ingest,
+    manifest: Manifest,
+    types: TypeCatalog,
+    parser: LogicalReplicationParser,
+    relations: HashMap<u32, Arc<TableSchema>>,
+    /// Batches being filled, per relation and commit date.
+    open: HashMap<(u32, String), TableBatch>,
+    /// Full batches of an older schema of their table, waiting for the next write.
+    sealed: Vec<TableBatch>,
+    /// Files written inside a large transaction; listed by the manifest at its commit.
+    staged: Vec<FileEntry>,
+    pending_meta: HashMap<String, PendingMeta>,
+    txn: Option<Txn>,
+    /// End LSN of the last decoded commit.
+    last_end_lsn: u64,
+    last_commit_ts: Option<i64>,
+    /// Commit times of transactions buffered since the last flush.
+    pending_commits: Vec<i64>,
+    buffered_bytes: usize,
+    flush_due: bool,
+    files_since_compaction: usize,
+}
+
+impl Stream<'_> {
+    async fn run(&mut self, client: &mut ReplicationClient, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
+        let mut tick = tokio::time::interval(self.ingest.config.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    // Rows of a half-received transaction are dropped: unacknowledged, they
+                    // come again on the next start.
+                    if self.txn.is_none() {
+                        self.flush(client).await?;
+                    }
+                    return Ok(());
+                }
+                event = client.recv() => {
+                    match event.map_err(|e| self.ingest.replication_error(e))? {
+                        Some(event) => self.handle(client, event).await?,
+                        None => {
+                            if self.txn.is_none() {
+                                self.flush(client).await?;
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    self.flush_due = true;
+                    if self.txn.is_none() {
+                        self.flush(client).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, client: &ReplicationClient, event: ReplicationEvent) -> Result<(), IngestError> {
+        match event {
+            ReplicationEvent::Begin { final_lsn, xid, commit_time_micros } => {
+                let commit_ts = commit_time_micros + PG_EPOCH_OFFSET_MICROS;
+                let date = chrono::DateTime::from_timestamp_micros(commit_ts)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%d")
+                    .to_string();
+                let skip = final_lsn.0 < self.manifest.durable_lsn;
+                self.txn = Some(Txn { lsn: final_lsn.0, xid, commit_ts, date, seq: 0, skip });
+            }
+            ReplicationEvent::XLogData { data, .. } => {
+                let message = self.parser.parse_wal_message_bytes(data).map_err(|e| IngestError::Protocol(e.to_string()))?;
+                self.decode(message.message).await?;
+            }
+            ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
+                let txn = self.txn.take();
+                if let Some(txn) = txn.filter(|t| !t.skip) {
+                    self.last_end_lsn = end_lsn.0;
+                    self.last_commit_ts = Some(commit_time_micros + PG_EPOCH_OFFSET_MICROS);
+                    self.pending_commits.push(txn.commit_ts);
+                    if self.flush_due || self.buffered_bytes >= self.ingest.config.flush_bytes {
+                        self.flush(client).await?;
+                    }
+                }
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                let durable = self.manifest.durable_lsn;
+                metrics::gauge!("ingest_lag_bytes").set(wal_end.0.saturating_sub(durable) as f64);
+                // Idle with nothing buffered: everything the server sent is in the lake, so
+                // the slot may move on (it would otherwise hold WAL other databases wrote).
+                if self.txn.is_none() && self.nothing_buffered() && self.last_end_lsn <= durable {
+                    client.update_applied_lsn(wal_end);
+                    self.ingest.progress.send_modify(|p| p.acknowledged_lsn = p.acknowledged_lsn.max(wal_end.0));
+                }
+            }
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn nothing_buffered(&self) -> bool {
+        self.open.is_empty() && self.sealed.is_empty() && self.staged.is_empty()
+    }
+
+    async fn decode(&mut self, message: LogicalReplicationMessage) -> Result<(), IngestError> {
+        match message {
+            LogicalReplicationMessage::Relation { relation_id, namespace, relation_name, columns, .. } => {
+                if columns.iter().any(|c| !self.types.knows(c.type_id)) {
+                    // A type created after start (an enum, a domain): read the catalog again.
+                    self.types = TypeCatalog::load(&self.ingest.pool).await?;
+                }
+                let table =
+                    if &*namespace == "public" { relation_name.to_string() } else { format!("{namespace}.{relation_name}") };
+                let columns = columns
+                    .iter()
+                    .map(|c| Column {
+                        name: c.name.to_string(),
+                        type_oid: c.type_id,
+                        typmod: c.type_modifier,
+                        kind: self.types.kind(c.type_id, c.type_modifier),
+                        key: c.is_key(),
+                    })
+                    .collect();
+                let schema = Arc::new(TableSchema { table, columns });
+                if self.relations.get(&relation_id).is_some_and(|old| *old != schema) {
+                    // A schema change: batches of the old shape are written as they are.
+                    let keys: Vec<(u32, String)> = self.open.keys().filter(|(oid, _)| *oid == relation_id).cloned().collect();
+                    for key in keys {
+                        if let Some(batch) = self.open.remove(&key) {
+                            self.sealed.push(batch);
+                        }
+                    }
+                }
+                self.relations.insert(relation_id, schema);
+            }
+            LogicalReplicationMessage::Insert { relation_id, tuple } => {
+                self.push_tuple(relation_id, Op::Insert, &tuple, None).await?;
+            }
+            LogicalReplicationMessage::Update { relation_id, old_tuple, new_tuple, key_type } => {
+                if let Some(old) = &old_tuple {
+                    let schema = self.schema(relation_id)?;
+                    let key_changed = schema
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.key)
+                        .any(|(i, _)| old.get_column(i).map(|c| c.as_bytes()) != new_tuple.get_column(i).map(|c| c.as_bytes()));
+                    if key_changed {
+                        // The row moved to a new key: the old key is gone.
+                        self.push_tuple(relation_id, Op::Delete, old, None).await?;
+                    }
+                }
+                // With REPLICA IDENTITY FULL the old image carries unchanged TOASTed values.
+                let previous = old_tuple.as_ref().filter(|_| key_type == Some('O'));
+                self.push_tuple(relation_id, Op::Update, &new_tuple, previous).await?;
+            }
+            LogicalReplicationMessage::Delete { relation_id, old_tuple, .. } => {
+                self.push_tuple(relation_id, Op::Delete, &old_tuple, None).await?;
+            }
+            LogicalReplicationMessage::Truncate { relation_ids, .. } => {
+                for relation_id in relation_ids {
+                    let width = self.schema(relation_id)?.columns.len();
+                    self.push_values(relation_id, Op::Truncate, vec![Value::Null; width]).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn schema(&self, relation_id: u32) -> Result<Arc<TableSchema>, IngestError> {
+        self.relations
+            .get(&relation_id)
+            .cloned()
+            .ok_or_else(|| IngestError::Protocol(format!("a change for relation {relation_id} came before its Relation message")))
+    }
+
+    async fn push_tuple(
+        &mut self,
+        relation_id: u32,
+        op: Op,
+        tuple: &TupleData,
+        previous: Option<&TupleData>,
+    ) -> Result<(), IngestError> {
+        if self.txn.as_ref().is_none_or(|t| t.skip) {
+            return Ok(());
+        }
+        let mut values = Vec::with_capacity(tuple.column_count());
+        for (i, column) in tuple.columns.iter().enumerate() {
+            values.push(match column.data_type {
+                b'n' => Value::Null,
+                b't' => Value::Text(utf8(column.as_bytes())?),
+                b'u' => match previous.and_then(|p| p.get_column(i)).filter(|c| c.is_text()) {
+                    Some(old) => Value::Text(utf8(old.as_bytes())?),
+                    None => Value::Unchanged,
+                },
+                other => {
+                    return Err(IngestError::Protocol(format!("unexpected tuple value kind {:?}", other as char)));
+                }
+            });
+        }
+        self.push_values(relation_id, op, values).await
+    }
+
+    async fn push_values(&mut self, relation_id: u32, op: Op, values: Vec<Value<'_>>) -> Result<(), IngestError> {
+        let schema = self.schema(relation_id)?;
+        let Some(txn) = self.txn.as_mut().filter(|t| !t.skip) else { return Ok(()) };
+        let meta = RowMeta { op, lsn: txn.lsn, seq: txn.seq, commit_ts: txn.commit_ts, xid: Some(txn.xid) };
+        txn.seq += 1;
+        let batch = self.open.entry((relation_id, txn.date.clone())).or_insert_with(|| TableBatch::new(schema));
+        let before = batch.bytes();
+        batch.append(meta, values.into_iter())?;
+        self.buffered_bytes += batch.bytes() - before;
+        if self.buffered_bytes >= self.ingest.config.flush_bytes {
+            // Inside a large transaction: write what is buffered now, list it at the commit.
+            let written = self.write_buffers(false).await?;
+            self.staged.extend(written.into_iter().map(|(entry, _)| entry));
+        }
+        Ok(())
+    }
+
+    /// Writes every buffered batch as a file; returns the entries (and the batches when
+    /// `keep` and someone subscribes to the feed). Not yet in the manifest.
+    async fn write_buffers(&mut self, keep: bool) -> Result<Vec<(FileEntry, Option<RecordBatch>)>, IngestError> {
+        let mut batches: Vec<TableBatch> = std::mem::take(&mut self.sealed);
+        batches.extend(self.open.drain().map(|(_, b)| b));
+        self.buffered_bytes = 0;
+        let mut written = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if batch.rows() == 0 {
+                continue;
+            }
+            let table = batch.schema.table.clone();
+            let date = chrono::DateTime::from_timestamp_micros(batch.max_commit_ts)
+                .unwrap_or_default()
+                .format("%Y-%m-%d")
+                .to_string();
+            let pending = self.pending_meta.entry(table.clone()).or_default();
+            pending.keys = batch.schema.keys();
+            pending.rows += batch.rows() as u64;
+            pending.unchanged.extend(batch.unchanged_columns.iter().cloned());
+            if batch.truncated_at.is_some() {
+                pending.truncated_at = batch.truncated_at;
+            }
+            let (min_lsn, max_lsn, rows) = (batch.min_lsn, batch.max_lsn, batch.rows() as u64);
+            let record = batch.finish()?;
+            let path = self.manifest.allocate_path(&table, &date, min_lsn);
+            let bytes = self.ingest.lake.write_parquet(&path, std::slice::from_ref(&record)).await?;
+            metrics::counter!("ingest_changes_total", "table" => table.clone()).increment(rows);
+            metrics::counter!("ingest_bytes_written_total").increment(bytes);
+            self.ingest.progress.send_modify(|p| {
+                p.files_written += 1;
+                p.bytes_written += bytes;
+                p.changes += rows;
+            });
+            let entry = FileEntry { table, path, date, rows, bytes, min_lsn, max_lsn, merged: 1 };
+            written.push((entry, (keep && self.ingest.feed.has_subscribers()).then_some(record)));
+        }
+        Ok(written)
+    }
+
+    /// At a transaction boundary: write the buffers, list them and the staged files in a
+    /// new manifest, acknowledge its LSN, then tell the change feed.
+    async fn flush(&mut self, client: &ReplicationClient) -> Result<(), IngestError> {
+        self.flush_due = false;
+        if self.last_end_lsn <= self.manifest.durable_lsn && self.nothing_buffered() {
+            return Ok(());
+        }
+        let written = self.write_buffers(true).await?;
+        let staged = std::mem::take(&mut self.staged);
+        let new_files = staged.len() + written.len();
+        self.manifest.files.extend(staged.iter().cloned());
+        self.manifest.files.extend(written.iter().map(|(e, _)| e.clone()));
+        for (table, pending) in self.pending_meta.drain() {
+            let meta = self.manifest.tables.entry(table).or_default();
+            meta.keys = pending.keys;
+            meta.rows += pending.rows;
+            meta.unchanged_columns.extend(pending.unchanged);
+            if pending.truncated_at.is_some() {
+                meta.truncated_at = pending.truncated_at;
+            }
+        }
+        self.manifest.durable_lsn = self.manifest.durable_lsn.max(self.last_end_lsn);
+        if self.last_commit_ts.is_some() {
+            self.manifest.last_commit_ts = self.last_commit_ts;
+        }
+        self.ingest.lake.write_manifest(&self.manifest).await?;
+        let durable = self.manifest.durable_lsn;
+        client.update_applied_lsn(Lsn(durable));
+
+        let now = chrono::Utc::now().timestamp_micros();
+        let commits = std::mem::take(&mut self.pending_commits);
+        for ts in &commits {
+            let lag = (now - ts).max(0) as f64 / 1e6;
+            metrics::histogram!("ingest_commit_to_durable_seconds").record(lag);
+        }
+        if let Some(samples) = &self.ingest.lag_samples {
+            let mut samples = samples.lock().unwrap_or_else(|e| e.into_inner());
+            samples.extend(commits.iter().map(|ts| (now - ts).max(0) as f64 / 1e6));
+        }
+        metrics::gauge!("ingest_durable_lsn").set(durable as f64);
+        metrics::gauge!("ingest_lake_files").set(self.manifest.files.len() as f64);
+        self.ingest.progress.send_modify(|p| {
+            p.durable_lsn = durable;
+            p.acknowledged_lsn = p.acknowledged_lsn.max(durable);
+            p.transactions += commits.len() as u64;
+        });
+
+        if self.ingest.feed.has_subscribers() {
+            for entry in &staged {
+                for rows in self.ingest.lake.read_parquet(&entry.path).await? {
+                    self.publish(&entry.table, rows, durable);
+                }
+            }
+            for (entry, rows) in written {
+                if let Some(rows) = rows {
+                    self.publish(&entry.table, rows, durable);
+                }
+            }
+        }
+
+        self.files_since_compaction += new_files;
+        if self.files_since_compaction >= self.ingest.config.compact_min_files {
+            self.files_since_compaction = 0;
+            compact::compact(&self.ingest.lake, &mut self.manifest, self.ingest.config.compact_min_files).await?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self, table: &str, rows: RecordBatch, durable_lsn: u64) {
+        let keys = self.manifest.tables.get(table).map(|m| m.keys.clone()).unwrap_or_default();
+        self.ingest.feed.publish(ChangeBatch { table: table.to_string(), keys, rows, durable_lsn });
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, IngestError> {
+    std::str::from_utf8(bytes).map_err(|_| IngestError::Protocol("a text value is not UTF-8".into()))
+}

@@ -1,0 +1,114 @@
+//! Compaction: many small files of one table and date become one, so readers open few
+//! files and the manifest stays short. The merged file lists the same rows in the same
+//! (`_lsn`, `_seq`) order; the manifest swaps the entries in one write, then the old
+//! files are deleted (a crash between the two leaves orphans, removed on the next start).
+
+use std::collections::HashMap;
+
+use datafusion::arrow::{array::RecordBatch, compute::concat_batches};
+
+use crate::{
+    error::{IngestError, LakeError},
+    lake::{FileEntry, Lake, Manifest},
+};
+
+/// A file below this size is "small".
+const SMALL_FILE_BYTES: u64 = 8 << 20;
+/// At most this much data merged into one file.
+const MAX_MERGED_BYTES: u64 = 128 << 20;
+
+/// Merges runs of at least `min_files` small files per (table, date); returns how many
+/// files were merged away.
+#[tracing::instrument(skip_all, fields(files = manifest.files.len()))]
+pub async fn compact(lake: &Lake, manifest: &mut Manifest, min_files: usize) -> Result<usize, IngestError> {
+    let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, file) in manifest.files.iter().enumerate() {
+        if file.bytes < SMALL_FILE_BYTES {
+            groups.entry((file.table.clone(), file.date.clone())).or_default().push(i);
+        }
+    }
+    let mut replaced: Vec<(Vec<usize>, FileEntry)> = Vec::new();
+    for ((table, date), indices) in groups {
+        if indices.len() < min_files {
+            continue;
+        }
+        let mut run: Vec<usize> = Vec::new();
+        let mut size = 0;
+        for i in indices {
+            size += manifest.files[i].bytes;
+            run.push(i);
+            if size >= MAX_MERGED_BYTES {
+                break;
+            }
+        }
+        if let Some(entry) = merge(lake, manifest, &table, &date, &run).await? {
+            replaced.push((run, entry));
+        }
+    }
+    if replaced.is_empty() {
+        return Ok(0);
+    }
+    let mut old_paths = Vec::new();
+    let mut merged_away = 0;
+    // The merged entry takes the place of the run's first file; the rest are removed.
+    let mut remove = vec![false; manifest.files.len()];
+    for (run, entry) in replaced {
+        merged_away += run.len() - 1;
+        for &i in &run {
+            old_paths.push(manifest.files[i].path.clone());
+            remove[i] = true;
+        }
+        remove[run[0]] = false;
+        manifest.files[run[0]] = entry;
+    }
+    let mut i = 0;
+    manifest.files.retain(|_| {
+        let keep = !remove[i];
+        i += 1;
+        keep
+    });
+    lake.write_manifest(manifest).await?;
+    for path in old_paths {
+        lake.delete(&path).await?;
+    }
+    metrics::counter!("ingest_files_compacted_total").increment(merged_away as u64);
+    tracing::info!(merged_away, "compacted small files");
+    Ok(merged_away)
+}
+
+/// Reads the run's files and writes them as one; `None` when their schemas differ (a
+/// schema change inside the run: those stay as they are).
+async fn merge(
+    lake: &Lake,
+    manifest: &mut Manifest,
+    table: &str,
+    date: &str,
+    run: &[usize],
+) -> Result<Option<FileEntry>, IngestError> {
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for &i in run {
+        batches.extend(lake.read_parquet(&manifest.files[i].path).await?);
+    }
+    let Some(first) = batches.first() else { return Ok(None) };
+    let schema = first.schema();
+    if batches.iter().any(|b| b.schema() != schema) {
+        return Ok(None);
+    }
+    let merged = concat_batches(&schema, &batches).map_err(LakeError::Arrow)?;
+    drop(batches);
+    let min_lsn = run.iter().map(|&i| manifest.files[i].min_lsn).min().unwrap_or(0);
+    let max_lsn = run.iter().map(|&i| manifest.files[i].max_lsn).max().unwrap_or(0);
+    let merged_count = run.iter().map(|&i| manifest.files[i].merged).sum();
+    let path = manifest.allocate_path(table, date, min_lsn);
+    let bytes = lake.write_parquet(&path, std::slice::from_ref(&merged)).await?;
+    Ok(Some(FileEntry {
+        table: table.to_string(),
+        path,
+        date: date.to_string(),
+        rows: merged.num_rows() as u64,
+        bytes,
+        min_lsn,
+        max_lsn,
+        merged: merged_count,
+    }))
+}

@@ -1,0 +1,138 @@
+//! The server side of capture: checks that logical replication can work, the publication,
+//! and the replication slot's state.
+
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::{config::IngestConfig, error::IngestError, snapshot::quote_ident};
+
+/// Refuses to start, with the fix in the message, when the server cannot replicate.
+#[tracing::instrument(skip_all)]
+pub async fn preflight(pool: &PgPool, config: &IngestConfig) -> Result<(), IngestError> {
+    let wal_level: String = sqlx::query_scalar("select current_setting('wal_level')").fetch_one(pool).await?;
+    if wal_level != "logical" {
+        return Err(IngestError::WalLevel(wal_level));
+    }
+    let (role, allowed): (String, bool) =
+        sqlx::query_as("select rolname::text, rolreplication or rolsuper from pg_roles where rolname = current_user")
+            .fetch_one(pool)
+            .await?;
+    if !allowed {
+        return Err(IngestError::NoReplicationPrivilege(role));
+    }
+    for table in &config.tables {
+        let found: Option<(bool, String)> = sqlx::query_as(
+            "select exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary), c.relreplident::text \
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = current_schema() and c.relname = $1 and c.relkind in ('r', 'p')",
+        )
+        .bind(table)
+        .fetch_optional(pool)
+        .await?;
+        match found {
+            None => return Err(IngestError::MissingTable(table.clone())),
+            // Replica identity FULL works without a key but every update then logs the whole
+            // row; the lake's current-state view needs a key anyway.
+            Some((false, _)) => return Err(IngestError::NoPrimaryKey(table.clone())),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Creates the publication over exactly the configured tables, or makes an existing one
+/// match them.
+#[tracing::instrument(skip_all, fields(publication = %config.publication))]
+pub async fn ensure_publication(pool: &PgPool, config: &IngestConfig) -> Result<(), IngestError> {
+    let tables = config.tables.iter().map(|t| quote_ident(t)).collect::<Vec<_>>().join(", ");
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_publication where pubname = $1)")
+        .bind(&config.publication)
+        .fetch_one(pool)
+        .await?;
+    let name = quote_ident(&config.publication);
+    let sql = if exists {
+        format!("alter publication {name} set table {tables}")
+    } else {
+        format!("create publication {name} for table {tables}")
+    };
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?;
+    Ok(())
+}
+
+/// A replication slot as `pg_replication_slots` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SlotState {
+    pub name: String,
+    pub active: bool,
+    pub confirmed_flush_lsn: Option<u64>,
+    pub restart_lsn: Option<u64>,
+    pub wal_status: Option<String>,
+    pub invalidation_reason: Option<String>,
+}
+
+impl SlotState {
+    /// Why the slot can no longer feed the lake without a gap, if it cannot.
+    pub fn lost(&self) -> Option<String> {
+        if let Some(reason) = &self.invalidation_reason {
+            return Some(format!("was invalidated ({reason})"));
+        }
+        if self.wal_status.as_deref() == Some("lost") {
+            return Some("lost WAL it still needed (max_slot_wal_keep_size?)".into());
+        }
+        None
+    }
+}
+
+#[tracing::instrument(skip(pool))]
+pub async fn slot_state(pool: &PgPool, slot: &str) -> Result<Option<SlotState>, IngestError> {
+    let row: Option<(String, bool, Option<String>, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "select slot_name::text, active, confirmed_flush_lsn::text, restart_lsn::text, wal_status, invalidation_reason \
+         from pg_replication_slots where slot_name = $1",
+    )
+    .bind(slot)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(name, active, confirmed, restart, wal_status, invalidation_reason)| SlotState {
+        name,
+        active,
+        confirmed_flush_lsn: confirmed.as_deref().and_then(parse_lsn),
+        restart_lsn: restart.as_deref().and_then(parse_lsn),
+        wal_status,
+        invalidation_reason,
+    }))
+}
+
+/// Drops the slot; refuses while another session streams from it.
+#[tracing::instrument(skip(pool))]
+pub async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), IngestError> {
+    match slot_state(pool, slot).await? {
+        None => Ok(()),
+        Some(state) if state.active => Err(IngestError::SlotBusy(slot.to_string())),
+        Some(_) => {
+            sqlx::query("select pg_drop_replication_slot($1)").bind(slot).execute(pool).await?;
+            Ok(())
+        }
+    }
+}
+
+/// `16/B374D848` → u64.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_text_round_trips() {
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(format_lsn(0x16_B374_D848), "16/B374D848");
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("zz"), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! `fibonacco ingest status`: the slot, how far the lake is behind, what it holds.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::{
+    config::IngestConfig,
+    error::IngestError,
+    lake::Lake,
+    slot::{SlotState, format_lsn, parse_lsn, slot_state},
+};
+
+#[derive(Debug, Serialize)]
+pub struct TableStatus {
+    pub table: String,
+    pub files: usize,
+    /// Changes in the lake (snapshot rows included).
+    pub changes: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub lake: String,
+    pub slot: Option<SlotState>,
+    pub current_wal_lsn: String,
+    pub durable_lsn: Option<String>,
+    pub confirmed_flush_lsn: Option<String>,
+    /// WAL written since what the lake (or an idle acknowledgement) covers.
+    pub lag_bytes: Option<u64>,
+    /// Seconds since the newest commit in the lake, while there is WAL it lacks.
+    pub lag_seconds: Option<f64>,
+    pub files: usize,
+    pub bytes: u64,
+    pub tables: Vec<TableStatus>,
+}
+
+#[tracing::instrument(skip_all, fields(slot = %config.slot))]
+pub async fn status(pool: &PgPool, config: &IngestConfig) -> Result<Status, IngestError> {
+    let lake = Lake::open(&config.lake)?;
+    let manifest = lake.read_manifest().await?;
+    let slot = slot_state(pool, &config.slot).await?;
+    let current: String = sqlx::query_scalar("select pg_current_wal_lsn()::text").fetch_one(pool).await?;
+    let current_lsn = parse_lsn(&current).unwrap_or(0);
+    let durable = manifest.as_ref().map(|m| m.durable_lsn);
+    let covered = durable.map(|d| d.max(slot.as_ref().and_then(|s| s.confirmed_flush_lsn).unwrap_or(0)));
+    let lag_bytes = covered.map(|c| current_lsn.saturating_sub(c));
+    let lag_seconds = match (lag_bytes, manifest.as_ref().and_then(|m| m.last_commit_ts)) {
+        (Some(0), _) => Some(0.0),
+        (Some(_), Some(ts)) => Some(((chrono::Utc::now().timestamp_micros() - ts).max(0)) as f64 / 1e6),
+        _ => None,
+    };
+    let mut tables = Vec::new();
+    if let Some(m) = &manifest {
+        for (table, meta) in &m.tables {
+            let files: Vec<_> = m.files_of(table).collect();
+            tables.push(TableStatus {
+                table: table.clone(),
+                files: files.len(),
+                changes: meta.rows,
+                bytes: files.iter().map(|f| f.bytes).sum(),
+            });
+        }
+    }
+    Ok(Status {
+        lake: lake.display().to_string(),
+        confirmed_flush_lsn: slot.as_ref().and_then(|s| s.confirmed_flush_lsn).map(format_lsn),
+        slot,
+        current_wal_lsn: current,
+        durable_lsn: durable.map(format_lsn),
+        lag_bytes,
+        lag_seconds,
+        files: manifest.as_ref().map_or(0, |m| m.files.len()),
+        bytes: manifest.as_ref().map_or(0, |m| m.files.iter().map(|f| f.bytes).sum()),
+        tables,
+    })
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "lake:           {}", self.lake)?;
+        match &self.slot {
+            Some(s) => {
+                let state = match s.lost() {
+                    Some(why) => format!("LOST: {why}; run `fibonacco ingest --resnapshot`"),
+                    None if s.active => "active".into(),
+                    None => "inactive".into(),
+                };
+                writeln!(f, "slot:           {} ({state})", s.name)?;
+            }
+            None => writeln!(f, "slot:           none (run `fibonacco ingest`)")?,
+        }
+        writeln!(f, "current WAL:    {}", self.current_wal_lsn)?;
+        writeln!(f, "durable LSN:    {}", self.durable_lsn.as_deref().unwrap_or("-"))?;
+        writeln!(f, "confirmed LSN:  {}", self.confirmed_flush_lsn.as_deref().unwrap_or("-"))?;
+        match (self.lag_bytes, self.lag_seconds) {
+            (Some(b), Some(s)) => writeln!(f, "lag:            {b} bytes, {s:.1} s")?,
+            (Some(b), None) => writeln!(f, "lag:            {b} bytes")?,
+            _ => writeln!(f, "lag:            -")?,
+        }
+        writeln!(f, "files:          {} ({} bytes)", self.files, self.bytes)?;
+        writeln!(f, "{:<32} {:>8} {:>12} {:>14}", "table", "files", "changes", "bytes")?;
+        for t in &self.tables {
+            writeln!(f, "{:<32} {:>8} {:>12} {:>14}", t.table, t.files, t.changes, t.bytes)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! The lake in DataFusion: per table, `<table>_changes` (every change, as written) and
+//! `<table>` (the current state: the latest version of each key, deletes and truncated
+//! rows removed, unchanged TOASTed values filled from the version that carried them).
+
+use std::sync::Arc;
+
+use datafusion::{
+    catalog::TableProvider,
+    datasource::{
+        file_format::parquet::ParquetFormat,
+        listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
+    },
+    prelude::SessionContext,
+};
+
+use crate::{
+    error::IngestError,
+    lake::{Lake, Manifest},
+    schema::{COMMIT_TS, LSN, OP, SEQ, UNCHANGED, XID},
+};
+
+/// Registers every table of the manifest in `ctx`; returns the table names.
+#[tracing::instrument(skip_all, fields(tables = manifest.tables.len()))]
+pub async fn register(ctx: &SessionContext, lake: &Lake, manifest: &Manifest) -> Result<Vec<String>, IngestError> {
+    if lake.base_url().scheme() != "file" {
+        ctx.register_object_store(lake.base_url(), lake.store());
+    }
+    let mut names = Vec::new();
+    for (table, meta) in &manifest.tables {
+        let urls = manifest
+            .files_of(table)
+            .map(|f| ListingTableUrl::parse(lake.url_of(&f.path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if urls.is_empty() {
+            continue;
+        }
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        // The schema is the merge of every file's: a column added later reads as NULL in
+        // older files.
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .infer_schema(&ctx.state())
+            .await?;
+        let changes = ListingTable::try_new(config)?;
+        let columns: Vec<String> = changes
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| ![LSN, SEQ, OP, COMMIT_TS, XID, UNCHANGED].contains(&n.as_str()))
+            .collect();
+        let changes_name = format!("{table}_changes");
+        ctx.register_table(changes_name.as_str(), Arc::new(changes))?;
+        let sql = current_state_sql(table, &changes_name, &columns, &meta.keys, meta.truncated_at, &meta.unchanged_columns);
+        ctx.sql(&sql).await?;
+        names.push(table.clone());
+    }
+    Ok(names)
+}
+
+/// A session over the lake at `location` as the manifest lists it now.
+pub async fn session(lake: &Lake) -> Result<(SessionContext, Manifest), IngestError> {
+    let manifest = lake
+        .read_manifest()
+        .await?
+        .ok_or_else(|| IngestError::Config(format!("no lake at {} yet: run `fibonacco ingest` first", lake.display())))?;
+    let ctx = SessionContext::new();
+    register(&ctx, lake, &manifest).await?;
+    Ok((ctx, manifest))
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `CREATE VIEW <table>` over `<changes>`.
+pub fn current_state_sql(
+    table: &str,
+    changes: &str,
+    columns: &[String],
+    keys: &[String],
+    truncated_at: Option<(u64, u32)>,
+    unchanged: &std::collections::BTreeSet<String>,
+) -> String {
+    let keys_list = keys.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+    let after_truncate = match truncated_at {
+        Some((lsn, seq)) => format!("WHERE {LSN} > {lsn} OR ({LSN} = {lsn} AND {SEQ} > {seq})"),
+        None => String::new(),
+    };
+    let order = format!("ORDER BY {LSN} DESC, {SEQ} DESC");
+    let mut ctes = vec![
+        format!("live AS (SELECT * FROM {} {after_truncate})", ident(changes)),
+        format!(
+            "latest AS (SELECT *, row_number() OVER (PARTITION BY {keys_list} {order}) AS _rn FROM live)"
+        ),
+    ];
+    let mut joins = String::new();
+    let fill: Vec<&String> = columns.iter().filter(|c| unchanged.contains(*c)).collect();
+    for (n, column) in fill.iter().enumerate() {
+        // The newest version that carried the value: inserts and snapshot rows always do,
+        // an update unless it names the column in `_unchanged`.
+        let marker = format!("',{},'", column.replace('\'', "''"));
+        ctes.push(format!(
+            "fill{n} AS (SELECT {keys_list}, {col} FROM (SELECT {keys_list}, {col}, row_number() OVER (PARTITION BY {keys_list} {order}) AS _rn \
+             FROM live WHERE {OP} IN ('r', 'i', 'u') AND ({UNCHANGED} IS NULL OR strpos({UNCHANGED}, {marker}) = 0)) WHERE _rn = 1)",
+            col = ident(column)
+        ));
+        let on = keys.iter().map(|k| format!("latest.{k} = fill{n}.{k}", k = ident(k))).collect::<Vec<_>>().join(" AND ");
+        joins.push_str(&format!(" LEFT JOIN fill{n} ON {on}"));
+    }
+    let select = columns
+        .iter()
+        .map(|c| {
+            match fill.iter().position(|f| *f == c) {
+                Some(n) => format!("fill{n}.{col} AS {col}", col = ident(c)),
+                None => format!("latest.{}", ident(c)),
+            }
+        })
+        .chain([format!("latest.{LSN}"), format!("latest.{COMMIT_TS}")])
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE VIEW {} AS WITH {} SELECT {select} FROM latest{joins} WHERE latest._rn = 1 AND latest.{OP} NOT IN ('d', 't')",
+        ident(table),
+        ctes.join(", ")
+    )
+}

@@ -277,7 +277,7 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
         "  OpenAPI: http://{addr}/api/v1/openapi.json   Swagger UI: http://{addr}/docs   health: http://{addr}/health"
     );
     eprintln!("  worker on {} and the scheduler ({} tasks) run in this process", options.queues.join(","), tasks.len());
-    let ingest_config = fibonacco_ingest::IngestConfig::from_env(config.database_url.clone())?;
+    let ingest_config = fibonacco_ingest::IngestConfig::from_lookup(config.database_url.clone(), env_lookup())?;
     eprintln!(
         "  change data capture: slot {} → lake {} (`fibonacco ingest status`)",
         ingest_config.slot, ingest_config.lake

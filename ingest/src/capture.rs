@@ -101,6 +101,7 @@ impl Ingest {
         let config = &self.config;
         slot::preflight(&self.pool, config).await?;
         let mut types = TypeCatalog::load(&self.pool).await?;
+        slot::wait_inactive(&self.pool, &config.slot, config.slot_wait).await?;
         if config.resnapshot {
             slot::drop_slot(&self.pool, &config.slot).await?;
             self.lake.clear().await?;
@@ -189,9 +190,6 @@ impl Ingest {
             Some(state) => {
                 if let Some(what) = state.lost() {
                     return Err(IngestError::SlotLost { slot: config.slot.clone(), what });
-                }
-                if state.active {
-                    return Err(IngestError::SlotBusy(config.slot.clone()));
                 }
             }
         }

@@ -53,6 +53,9 @@ pub struct IngestConfig {
     pub compact_min_files: usize,
     /// Drop the slot and the lake and copy everything again.
     pub resnapshot: bool,
+    /// How long a start waits for the slot's previous session (a process that just died)
+    /// to go away before it reports the slot busy.
+    pub slot_wait: Duration,
     /// Draw a progress bar during the snapshot.
     pub progress: bool,
 }
@@ -71,13 +74,15 @@ impl IngestConfig {
             snapshot_batch_rows: 100_000,
             compact_min_files: 16,
             resnapshot: false,
+            slot_wait: Duration::from_secs(15),
             progress: false,
         }
     }
 
-    /// Reads the `INGEST_*` variables over [`IngestConfig::new`]'s defaults.
-    pub fn from_env(database_url: Secret) -> Result<Self, IngestError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    /// Reads the `INGEST_*` settings (from `lookup`: the environment, then `.env`) over
+    /// [`IngestConfig::new`]'s defaults.
+    pub fn from_lookup(database_url: Secret, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, IngestError> {
+        let var = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let mut config = Self::new(database_url, var("INGEST_LAKE").unwrap_or_else(|| "lake".into()));
         if let Some(v) = var("INGEST_SLOT") {
             config.slot = identifier("INGEST_SLOT", &v)?;

@@ -101,6 +101,24 @@ pub async fn slot_state(pool: &PgPool, slot: &str) -> Result<Option<SlotState>, 
     }))
 }
 
+/// Waits up to `wait` for the slot to have no session (the walsender of a process that
+/// just died takes a moment to notice); `Ok(None)` when there is no such slot.
+#[tracing::instrument(skip(pool))]
+pub async fn wait_inactive(pool: &PgPool, slot: &str, wait: std::time::Duration) -> Result<Option<SlotState>, IngestError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match slot_state(pool, slot).await? {
+            Some(state) if state.active => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(IngestError::SlotBusy(slot.to_string()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
 /// Drops the slot; refuses while another session streams from it.
 #[tracing::instrument(skip(pool))]
 pub async fn drop_slot(pool: &PgPool, slot: &str) -> Result<(), IngestError> {

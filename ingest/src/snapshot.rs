@@ -167,7 +167,8 @@ async fn copy_one(
         }
     }
     let left = batch.rows() as u64;
-    if left > 0 {
+    // An empty table still gets a (row-less) file: its schema makes it queryable.
+    if left > 0 || files.is_empty() {
         files.push(target.write(table, batch).await?);
         bar.inc(left);
     }

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use datafusion::{
     catalog::TableProvider,
     datasource::{
-        file_format::parquet::ParquetFormat,
+        file_format::{FileFormat, parquet::ParquetFormat},
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
+    error::DataFusionError,
     prelude::SessionContext,
 };
+use object_store::ObjectStoreExt;
 
 use crate::{
     error::IngestError,
@@ -34,13 +36,17 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, manifest: &Manifest) ->
         if urls.is_empty() {
             continue;
         }
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        // The schema is the merge of every file's: a column added later reads as NULL in
-        // older files.
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .infer_schema(&ctx.state())
-            .await?;
+        let format = Arc::new(ParquetFormat::default());
+        // The schema is the merge of every file's footer (DataFusion's own inference reads
+        // only the first path): a column added later reads as NULL in older files.
+        let store = ctx.runtime_env().object_store(&urls[0])?;
+        let mut objects = Vec::with_capacity(urls.len());
+        for url in &urls {
+            objects.push(store.head(url.prefix()).await.map_err(DataFusionError::from)?);
+        }
+        let schema = format.infer_schema(&ctx.state(), &store, &objects).await?;
+        let options = ListingOptions::new(format).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
         let changes = ListingTable::try_new(config)?;
         let columns: Vec<String> = changes
             .schema()

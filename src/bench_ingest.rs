@@ -87,7 +87,10 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
     let _ = slot::drop_slot(&db.pool, &ours).await;
     let _ = std::fs::remove_dir_all(&lake);
 
-    println!("ingest throughput: {our_rate:.0} changes/s into the lake ({} changes in {our_secs:.2} s)", progress.changes);
+    println!(
+        "ingest throughput: {our_rate:.0} changes/s into the lake ({} changes in {our_secs:.2} s)",
+        progress.changes
+    );
     println!("  baseline pg_recvlogical (pgoutput → /dev/null): {raw_rate:.0} changes/s ({raw_secs:.2} s)");
     println!("  ratio {:.2} × (target ≥ 0.8 ×, and ≥ 50k changes/s)", our_rate / raw_rate);
     println!("  peak RSS of this process: {peak_rss_mib} MiB");

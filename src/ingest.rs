@@ -38,7 +38,8 @@ enum IngestCommand {
 }
 
 pub async fn run(config: Config, args: IngestArgs) -> anyhow::Result<()> {
-    let mut ingest_config = IngestConfig::from_lookup(config.database_url.clone(), fibonacco_platform::config::env_lookup())?;
+    let mut ingest_config =
+        IngestConfig::from_lookup(config.database_url.clone(), fibonacco_platform::config::env_lookup())?;
     match args.command {
         None => {
             ingest_config.resnapshot = args.resnapshot;

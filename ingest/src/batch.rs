@@ -92,7 +92,11 @@ impl TableBatch {
 
     /// Appends one row. `values` has one entry per column of the schema, in order. A value
     /// that cannot be read is an error after which the batch must be dropped.
-    pub fn append<'a>(&mut self, meta: RowMeta, values: impl ExactSizeIterator<Item = Value<'a>>) -> Result<(), IngestError> {
+    pub fn append<'a>(
+        &mut self,
+        meta: RowMeta,
+        values: impl ExactSizeIterator<Item = Value<'a>>,
+    ) -> Result<(), IngestError> {
         if values.len() != self.columns.len() {
             return Err(IngestError::Protocol(format!(
                 "{}: a row has {} values for {} columns",

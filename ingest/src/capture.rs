@@ -65,7 +65,8 @@ pub struct Ingest {
 impl Ingest {
     #[tracing::instrument(skip_all, fields(slot = %config.slot, lake = %config.lake))]
     pub async fn connect(config: IngestConfig) -> Result<Self, IngestError> {
-        let pool = fibonacco_platform::db::connect_url(config.database_url.expose(), 4, Duration::from_secs(10)).await?;
+        let pool =
+            fibonacco_platform::db::connect_url(config.database_url.expose(), 4, Duration::from_secs(10)).await?;
         let lake = Lake::open(&config.lake)?;
         Ok(Self {
             config,
@@ -144,7 +145,8 @@ impl Ingest {
     fn replication_config(&self, start: u64) -> Result<ReplicationConfig, IngestError> {
         let url = url::Url::parse(self.config.database_url.expose())
             .map_err(|e| IngestError::Config(format!("DATABASE_URL: {e}")))?;
-        let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let decode =
+            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
         let user = decode(url.username()).unwrap_or_default();
         let password = url.password().and_then(decode).unwrap_or_default();
         let database = url.path().trim_start_matches('/').to_string();
@@ -226,7 +228,8 @@ impl Ingest {
             .simple_query(&format!("CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')", config.slot))
             .await
             .map_err(|e| self.replication_error(e))?;
-        let row = rows.first().ok_or_else(|| IngestError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))?;
+        let row =
+            rows.first().ok_or_else(|| IngestError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))?;
         let text = |i: usize| {
             row.get(i)
                 .and_then(|v| v.as_ref())
@@ -319,7 +322,11 @@ struct Stream<'a> {
 }
 
 impl Stream<'_> {
-    async fn run(&mut self, client: &mut ReplicationClient, shutdown: impl Future<Output = ()>) -> Result<(), IngestError> {
+    async fn run(
+        &mut self,
+        client: &mut ReplicationClient,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), IngestError> {
         let mut tick = tokio::time::interval(self.ingest.config.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -367,7 +374,8 @@ impl Stream<'_> {
                 self.txn = Some(Txn { lsn: final_lsn.0, xid, commit_ts, date, seq: 0, skip });
             }
             ReplicationEvent::XLogData { data, .. } => {
-                let message = self.parser.parse_wal_message_bytes(data).map_err(|e| IngestError::Protocol(e.to_string()))?;
+                let message =
+                    self.parser.parse_wal_message_bytes(data).map_err(|e| IngestError::Protocol(e.to_string()))?;
                 self.decode(message.message).await?;
             }
             ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
@@ -407,8 +415,11 @@ impl Stream<'_> {
                     // A type created after start (an enum, a domain): read the catalog again.
                     self.types = TypeCatalog::load(&self.ingest.pool).await?;
                 }
-                let table =
-                    if &*namespace == "public" { relation_name.to_string() } else { format!("{namespace}.{relation_name}") };
+                let table = if &*namespace == "public" {
+                    relation_name.to_string()
+                } else {
+                    format!("{namespace}.{relation_name}")
+                };
                 let columns = columns
                     .iter()
                     .map(|c| Column {
@@ -422,7 +433,8 @@ impl Stream<'_> {
                 let schema = Arc::new(TableSchema { table, columns });
                 if self.relations.get(&relation_id).is_some_and(|old| *old != schema) {
                     // A schema change: batches of the old shape are written as they are.
-                    let keys: Vec<(u32, String)> = self.open.keys().filter(|(oid, _)| *oid == relation_id).cloned().collect();
+                    let keys: Vec<(u32, String)> =
+                        self.open.keys().filter(|(oid, _)| *oid == relation_id).cloned().collect();
                     for key in keys {
                         if let Some(batch) = self.open.remove(&key) {
                             self.sealed.push(batch);
@@ -437,12 +449,9 @@ impl Stream<'_> {
             LogicalReplicationMessage::Update { relation_id, old_tuple, new_tuple, key_type } => {
                 if let Some(old) = &old_tuple {
                     let schema = self.schema(relation_id)?;
-                    let key_changed = schema
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, c)| c.key)
-                        .any(|(i, _)| old.get_column(i).map(|c| c.as_bytes()) != new_tuple.get_column(i).map(|c| c.as_bytes()));
+                    let key_changed = schema.columns.iter().enumerate().filter(|(_, c)| c.key).any(|(i, _)| {
+                        old.get_column(i).map(|c| c.as_bytes()) != new_tuple.get_column(i).map(|c| c.as_bytes())
+                    });
                     if key_changed {
                         // The row moved to a new key: the old key is gone.
                         self.push_tuple(relation_id, Op::Delete, old, None).await?;
@@ -467,10 +476,9 @@ impl Stream<'_> {
     }
 
     fn schema(&self, relation_id: u32) -> Result<Arc<TableSchema>, IngestError> {
-        self.relations
-            .get(&relation_id)
-            .cloned()
-            .ok_or_else(|| IngestError::Protocol(format!("a change for relation {relation_id} came before its Relation message")))
+        self.relations.get(&relation_id).cloned().ok_or_else(|| {
+            IngestError::Protocol(format!("a change for relation {relation_id} came before its Relation message"))
+        })
     }
 
     async fn push_tuple(

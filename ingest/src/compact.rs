@@ -5,17 +5,16 @@
 
 use std::collections::HashMap;
 
-use datafusion::arrow::{array::RecordBatch, compute::concat_batches};
-
 use crate::{
-    error::{IngestError, LakeError},
-    lake::{FileEntry, Lake, Manifest},
+    error::IngestError,
+    lake::{FileEntry, Lake, LakeWriter, Manifest},
 };
 
 /// A file below this size is "small".
 const SMALL_FILE_BYTES: u64 = 8 << 20;
-/// At most this much data merged into one file.
-const MAX_MERGED_BYTES: u64 = 128 << 20;
+/// At most this much (compressed) data merged into one file: the merged file is built in
+/// memory before its atomic put, so this bounds compaction's memory.
+const MAX_MERGED_BYTES: u64 = 32 << 20;
 
 /// Merges runs of at least `min_files` small files per (table, date); returns how many
 /// files were merged away.
@@ -76,8 +75,8 @@ pub async fn compact(lake: &Lake, manifest: &mut Manifest, min_files: usize) -> 
     Ok(merged_away)
 }
 
-/// Reads the run's files and writes them as one; `None` when their schemas differ (a
-/// schema change inside the run: those stay as they are).
+/// Reads the run's files one at a time into one new file; `None` when their schemas
+/// differ (a schema change inside the run: those files stay as they are).
 async fn merge(
     lake: &Lake,
     manifest: &mut Manifest,
@@ -85,27 +84,32 @@ async fn merge(
     date: &str,
     run: &[usize],
 ) -> Result<Option<FileEntry>, IngestError> {
-    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut writer: Option<LakeWriter> = None;
+    let mut rows = 0u64;
     for &i in run {
-        batches.extend(lake.read_parquet(&manifest.files[i].path).await?);
+        for batch in lake.read_parquet(&manifest.files[i].path).await? {
+            let writer = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(LakeWriter::new(batch.schema())?),
+            };
+            if batch.schema() != writer.schema() {
+                return Ok(None);
+            }
+            rows += batch.num_rows() as u64;
+            writer.write(&batch)?;
+        }
     }
-    let Some(first) = batches.first() else { return Ok(None) };
-    let schema = first.schema();
-    if batches.iter().any(|b| b.schema() != schema) {
-        return Ok(None);
-    }
-    let merged = concat_batches(&schema, &batches).map_err(LakeError::Arrow)?;
-    drop(batches);
+    let Some(writer) = writer else { return Ok(None) };
     let min_lsn = run.iter().map(|&i| manifest.files[i].min_lsn).min().unwrap_or(0);
     let max_lsn = run.iter().map(|&i| manifest.files[i].max_lsn).max().unwrap_or(0);
     let merged_count = run.iter().map(|&i| manifest.files[i].merged).sum();
     let path = manifest.allocate_path(table, date, min_lsn);
-    let bytes = lake.write_parquet(&path, std::slice::from_ref(&merged)).await?;
+    let bytes = lake.put_parquet(&path, writer).await?;
     Ok(Some(FileEntry {
         table: table.to_string(),
         path,
         date: date.to_string(),
-        rows: merged.num_rows() as u64,
+        rows,
         bytes,
         min_lsn,
         max_lsn,

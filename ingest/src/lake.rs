@@ -108,6 +108,31 @@ impl Manifest {
     }
 }
 
+/// A Parquet file being encoded in memory (snappy, row groups of 128k rows), stored by
+/// [`Lake::put_parquet`] in one atomic write.
+pub struct LakeWriter {
+    inner: ArrowWriter<Vec<u8>>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+impl LakeWriter {
+    pub fn new(schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Self, LakeError> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(128 * 1024))
+            .build();
+        Ok(Self { inner: ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?, schema })
+    }
+
+    pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        Ok(self.inner.write(batch)?)
+    }
+}
+
 /// `<table>/date=<YYYY-MM-DD>/<n>-<min lsn>.parquet`: `n` comes from the manifest's
 /// counter, so a name is never reused for a listed file.
 pub fn file_path(table: &str, date: &str, n: u64, min_lsn: u64) -> String {
@@ -128,16 +153,25 @@ pub struct Lake {
 impl Lake {
     pub fn open(location: &str) -> Result<Self, IngestError> {
         if location.contains("://") && !location.starts_with("file://") {
-            let url = url::Url::parse(location).map_err(|e| IngestError::Config(format!("INGEST_LAKE {location}: {e}")))?;
-            let options: Vec<(String, String)> =
-                std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+            let url =
+                url::Url::parse(location).map_err(|e| IngestError::Config(format!("INGEST_LAKE {location}: {e}")))?;
+            let options: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
             let (store, prefix) = object_store::parse_url_opts(&url, options)
                 .map_err(|e| IngestError::Config(format!("INGEST_LAKE {location}: {e}")))?;
             let mut base_url = url.clone();
             if !base_url.path().ends_with('/') {
                 base_url.set_path(&format!("{}/", base_url.path()));
             }
-            return Ok(Self { store: Arc::from(store), prefix, base_url, local_root: None, display: location.to_string() });
+            return Ok(Self {
+                store: Arc::from(store),
+                prefix,
+                base_url,
+                local_root: None,
+                display: location.to_string(),
+            });
         }
         let dir = PathBuf::from(location.trim_start_matches("file://"));
         std::fs::create_dir_all(&dir).map_err(|e| IngestError::Lake(LakeError::Io(e)))?;
@@ -207,15 +241,17 @@ impl Lake {
     #[tracing::instrument(skip(self, batches))]
     pub async fn write_parquet(&self, relative: &str, batches: &[RecordBatch]) -> Result<u64, LakeError> {
         let Some(first) = batches.first() else { return Ok(0) };
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(128 * 1024))
-            .build();
-        let mut writer = ArrowWriter::try_new(Vec::new(), first.schema(), Some(props))?;
+        let mut writer = LakeWriter::new(first.schema())?;
         for batch in batches {
             writer.write(batch)?;
         }
-        let buffer = writer.into_inner()?;
+        self.put_parquet(relative, writer).await
+    }
+
+    /// Finishes `writer` and stores its file at `relative`; returns its size in bytes.
+    #[tracing::instrument(skip(self, writer))]
+    pub async fn put_parquet(&self, relative: &str, writer: LakeWriter) -> Result<u64, LakeError> {
+        let buffer = writer.inner.into_inner()?;
         let size = buffer.len() as u64;
         self.put(relative, Bytes::from(buffer)).await?;
         Ok(size)

@@ -38,7 +38,10 @@ pub enum Kind {
     Float32,
     Float64,
     /// `numeric(p, s)` with p ≤ 38; unconstrained numeric is [`Kind::Text`].
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     Date,
     Time,
     Timestamp,
@@ -553,7 +556,10 @@ mod tests {
     #[test]
     fn decimals_keep_every_digit() {
         assert_eq!(parse_decimal("-12.34", 3), Some(-12340));
-        assert_eq!(parse_decimal("99999999999999999999999999999999.999999", 6), Some(99_999_999_999_999_999_999_999_999_999_999_999_999));
+        assert_eq!(
+            parse_decimal("99999999999999999999999999999999.999999", 6),
+            Some(99_999_999_999_999_999_999_999_999_999_999_999_999)
+        );
         assert_eq!(parse_decimal("1.2345", 2), None, "more digits than the scale would be rounded");
         assert_eq!(parse_decimal("NaN", 2), None);
         let a = one(Kind::Decimal { precision: 5, scale: 2 }, "123.45");

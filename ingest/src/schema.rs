@@ -101,7 +101,12 @@ impl TypeCatalog {
         let types = rows
             .into_iter()
             .map(|(oid, name, typtype, elem, base)| {
-                let info = TypeInfo { name, typtype: typtype.chars().next().unwrap_or('b'), elem: elem as u32, base: base as u32 };
+                let info = TypeInfo {
+                    name,
+                    typtype: typtype.chars().next().unwrap_or('b'),
+                    elem: elem as u32,
+                    base: base as u32,
+                };
                 (oid as u32, info)
             })
             .collect();
@@ -147,7 +152,13 @@ pub async fn from_catalog(
     }
     let columns = rows
         .into_iter()
-        .map(|(name, oid, typmod, key)| Column { kind: types.kind(oid as u32, typmod), name, type_oid: oid as u32, typmod, key })
+        .map(|(name, oid, typmod, key)| Column {
+            kind: types.kind(oid as u32, typmod),
+            name,
+            type_oid: oid as u32,
+            typmod,
+            key,
+        })
         .collect();
     Ok(TableSchema { table: table.to_string(), columns })
 }

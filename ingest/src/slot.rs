@@ -84,27 +84,42 @@ impl SlotState {
 
 #[tracing::instrument(skip(pool))]
 pub async fn slot_state(pool: &PgPool, slot: &str) -> Result<Option<SlotState>, IngestError> {
-    let row: Option<(String, bool, Option<String>, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-        "select slot_name::text, active, confirmed_flush_lsn::text, restart_lsn::text, wal_status, invalidation_reason \
+    let row: Option<SlotRow> = sqlx::query_as(
+        "select slot_name::text as name, active, confirmed_flush_lsn::text as confirmed, restart_lsn::text as restart, \
+                wal_status, invalidation_reason \
          from pg_replication_slots where slot_name = $1",
     )
     .bind(slot)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(name, active, confirmed, restart, wal_status, invalidation_reason)| SlotState {
-        name,
-        active,
-        confirmed_flush_lsn: confirmed.as_deref().and_then(parse_lsn),
-        restart_lsn: restart.as_deref().and_then(parse_lsn),
-        wal_status,
-        invalidation_reason,
+    Ok(row.map(|r| SlotState {
+        name: r.name,
+        active: r.active,
+        confirmed_flush_lsn: r.confirmed.as_deref().and_then(parse_lsn),
+        restart_lsn: r.restart.as_deref().and_then(parse_lsn),
+        wal_status: r.wal_status,
+        invalidation_reason: r.invalidation_reason,
     }))
+}
+
+#[derive(sqlx::FromRow)]
+struct SlotRow {
+    name: String,
+    active: bool,
+    confirmed: Option<String>,
+    restart: Option<String>,
+    wal_status: Option<String>,
+    invalidation_reason: Option<String>,
 }
 
 /// Waits up to `wait` for the slot to have no session (the walsender of a process that
 /// just died takes a moment to notice); `Ok(None)` when there is no such slot.
 #[tracing::instrument(skip(pool))]
-pub async fn wait_inactive(pool: &PgPool, slot: &str, wait: std::time::Duration) -> Result<Option<SlotState>, IngestError> {
+pub async fn wait_inactive(
+    pool: &PgPool,
+    slot: &str,
+    wait: std::time::Duration,
+) -> Result<Option<SlotState>, IngestError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match slot_state(pool, slot).await? {

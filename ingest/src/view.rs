@@ -57,7 +57,8 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, manifest: &Manifest) ->
             .collect();
         let changes_name = format!("{table}_changes");
         ctx.register_table(changes_name.as_str(), Arc::new(changes))?;
-        let sql = current_state_sql(table, &changes_name, &columns, &meta.keys, meta.truncated_at, &meta.unchanged_columns);
+        let sql =
+            current_state_sql(table, &changes_name, &columns, &meta.keys, meta.truncated_at, &meta.unchanged_columns);
         ctx.sql(&sql).await?;
         names.push(table.clone());
     }
@@ -66,10 +67,9 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, manifest: &Manifest) ->
 
 /// A session over the lake at `location` as the manifest lists it now.
 pub async fn session(lake: &Lake) -> Result<(SessionContext, Manifest), IngestError> {
-    let manifest = lake
-        .read_manifest()
-        .await?
-        .ok_or_else(|| IngestError::Config(format!("no lake at {} yet: run `fibonacco ingest` first", lake.display())))?;
+    let manifest = lake.read_manifest().await?.ok_or_else(|| {
+        IngestError::Config(format!("no lake at {} yet: run `fibonacco ingest` first", lake.display()))
+    })?;
     let ctx = SessionContext::new();
     register(&ctx, lake, &manifest).await?;
     Ok((ctx, manifest))
@@ -96,9 +96,7 @@ pub fn current_state_sql(
     let order = format!("ORDER BY {LSN} DESC, {SEQ} DESC");
     let mut ctes = vec![
         format!("live AS (SELECT * FROM {} {after_truncate})", ident(changes)),
-        format!(
-            "latest AS (SELECT *, row_number() OVER (PARTITION BY {keys_list} {order}) AS _rn FROM live)"
-        ),
+        format!("latest AS (SELECT *, row_number() OVER (PARTITION BY {keys_list} {order}) AS _rn FROM live)"),
     ];
     let mut joins = String::new();
     let fill: Vec<&String> = columns.iter().filter(|c| unchanged.contains(*c)).collect();
@@ -111,16 +109,15 @@ pub fn current_state_sql(
              FROM live WHERE {OP} IN ('r', 'i', 'u') AND ({UNCHANGED} IS NULL OR strpos({UNCHANGED}, {marker}) = 0)) WHERE _rn = 1)",
             col = ident(column)
         ));
-        let on = keys.iter().map(|k| format!("latest.{k} = fill{n}.{k}", k = ident(k))).collect::<Vec<_>>().join(" AND ");
+        let on =
+            keys.iter().map(|k| format!("latest.{k} = fill{n}.{k}", k = ident(k))).collect::<Vec<_>>().join(" AND ");
         joins.push_str(&format!(" LEFT JOIN fill{n} ON {on}"));
     }
     let select = columns
         .iter()
-        .map(|c| {
-            match fill.iter().position(|f| *f == c) {
-                Some(n) => format!("fill{n}.{col} AS {col}", col = ident(c)),
-                None => format!("latest.{}", ident(c)),
-            }
+        .map(|c| match fill.iter().position(|f| *f == c) {
+            Some(n) => format!("fill{n}.{col} AS {col}", col = ident(c)),
+            None => format!("latest.{}", ident(c)),
         })
         .chain([format!("latest.{LSN}"), format!("latest.{COMMIT_TS}")])
         .collect::<Vec<_>>()

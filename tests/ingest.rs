@@ -615,6 +615,94 @@ async fn bad_situations_get_clear_errors() {
 }
 
 #[tokio::test]
+async fn small_files_are_compacted_and_the_lake_still_matches() {
+    let fx = Fixture::new().await;
+    let mut config = fx.config();
+    config.compact_min_files = 4;
+    let running = start(config).await;
+    let lake = Lake::open(&fx.lake.display().to_string()).unwrap();
+    // One transaction per flush: each becomes its own small file.
+    for n in 1..=12 {
+        insert_item(fx.pool(), n).await;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    converge(&fx, Duration::from_secs(30)).await;
+    let manifest = lake.read_manifest().await.unwrap().unwrap();
+    let merged: Vec<u32> = manifest.files_of("cdc_items").map(|f| f.merged).collect();
+    assert!(merged.iter().any(|m| *m >= 4), "no compaction happened: {merged:?}");
+    assert!(merged.len() < 12, "still one file per transaction: {merged:?}");
+    running.stop().await;
+    // Every file on disk is one the manifest lists (the merged-away ones are deleted).
+    let manifest = lake.read_manifest().await.unwrap().unwrap();
+    let mut on_disk = Vec::new();
+    let mut stack = vec![fx.lake.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                on_disk.push(path.strip_prefix(&fx.lake).unwrap().display().to_string());
+            }
+        }
+    }
+    on_disk.sort();
+    let mut listed: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+    converge(&fx, Duration::from_secs(5)).await;
+    fx.cleanup().await;
+}
+
+#[tokio::test]
+async fn status_and_query_from_the_command_line() {
+    let fx = Fixture::new().await;
+    insert_item(fx.pool(), 3).await;
+    let running = start(fx.config()).await;
+    insert_item(fx.pool(), 4).await;
+    converge(&fx, Duration::from_secs(30)).await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_fibonacco"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &fx.db.url)
+            .env("REDIS_URL", fibonacco_platform::testing::redis_url())
+            .env("INGEST_SLOT", &fx.slot)
+            .env("INGEST_TABLES", "cdc_items,cdc_events")
+            .env("INGEST_LAKE", &fx.lake)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status: serde_json::Value = serde_json::from_str(&cli(&["ingest", "status", "--json"])).unwrap();
+    assert_eq!(status["slot"]["active"], true);
+    let items = status["tables"].as_array().unwrap().iter().find(|t| t["table"] == "cdc_items").unwrap();
+    assert_eq!(items["changes"], 2);
+    assert!(status["lag_bytes"].is_u64());
+    let text = cli(&["ingest", "status"]);
+    assert!(text.contains("slot:") && text.contains("(active)"), "{text}");
+    let table = cli(&["ingest", "query", "select n from cdc_items order by n"]);
+    assert!(table.contains("| 3 |") && table.contains("| 4 |"), "{table}");
+    // Compacting is the running process's job while it holds the slot.
+    let out = Command::new(env!("CARGO_BIN_EXE_fibonacco"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &fx.db.url)
+        .env("REDIS_URL", fibonacco_platform::testing::redis_url())
+        .env("INGEST_SLOT", &fx.slot)
+        .env("INGEST_LAKE", &fx.lake)
+        .args(["ingest", "compact"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is running"), "{}", String::from_utf8_lossy(&out.stderr));
+    running.stop().await;
+    fx.cleanup().await;
+}
+
+#[tokio::test]
 async fn every_default_table_can_be_published() {
     let db = TestDatabase::create().await;
     let config = IngestConfig::new(Secret::new(db.url.clone()), "unused");

@@ -83,8 +83,10 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
     let p50 = percentile(&lags, 0.50);
     let p99 = percentile(&lags, 0.99);
 
-    let _ = slot::drop_slot(&db.pool, &raw).await;
-    let _ = slot::drop_slot(&db.pool, &ours).await;
+    for name in [&raw, &ours] {
+        let _ = slot::wait_inactive(&db.pool, name, Duration::from_secs(15)).await;
+        slot::drop_slot(&db.pool, name).await?;
+    }
     let _ = std::fs::remove_dir_all(&lake);
 
     println!(

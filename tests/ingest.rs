@@ -96,7 +96,10 @@ impl Fixture {
     }
 
     async fn cleanup(self) {
-        let _ = slot::drop_slot(&self.db.pool, &self.slot).await;
+        // The walsender of a process just stopped may hold the slot for a moment; a slot
+        // left behind would keep WAL forever.
+        let _ = slot::wait_inactive(&self.db.pool, &self.slot, Duration::from_secs(15)).await;
+        slot::drop_slot(&self.db.pool, &self.slot).await.unwrap();
         let _ = std::fs::remove_dir_all(&self.lake);
     }
 }
@@ -535,7 +538,9 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 #[tokio::test]
 async fn a_million_row_transaction_streams_through_in_bounded_memory() {
     let fx = Fixture::new().await;
-    let mut child = fx.spawn_binary(&[("INGEST_FLUSH_MB", "4")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let mut child = fx.spawn_binary(&[("INGEST_FLUSH_MB", "4"), ("INGEST_METRICS_ADDR", &metrics_addr)]);
     // Wait for the (empty) snapshot, then write 1M rows (~250 MB of text) in one transaction.
     let lake = Lake::open(&fx.lake.display().to_string()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -559,7 +564,10 @@ async fn a_million_row_transaction_streams_through_in_bounded_memory() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let peak_mib = rss_kib(child.id(), "VmHWM:") / 1024;
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics")).await.unwrap().text().await.unwrap();
     sigterm(&mut child);
+    assert!(metrics.contains("ingest_changes_total{table=\"cdc_events\"} 1000000"), "{metrics}");
+    assert!(metrics.contains("ingest_durable_lsn"), "{metrics}");
     let files = manifest.files_of("cdc_events").count();
     let merged: u32 = manifest.files_of("cdc_events").map(|f| f.merged).sum();
     let growth = peak_mib.saturating_sub(before_mib);
@@ -699,6 +707,57 @@ async fn status_and_query_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is running"), "{}", String::from_utf8_lossy(&out.stderr));
     running.stop().await;
+    fx.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_lake_can_live_in_an_s3_bucket() {
+    let fx = Fixture::new().await;
+    insert_item(fx.pool(), 1).await;
+    // moto (the local AWS emulator of the stack) serves S3 on the same port as SES.
+    let endpoint = fibonacco_platform::testing::stack_setting("SES_ENDPOINT");
+    let bucket = format!("lake-{}", &fx.slot[2..14]);
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    let lake = format!("s3://{bucket}/lake");
+    let env = [
+        ("INGEST_LAKE", lake.as_str()),
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let mut child = fx.spawn_binary(&env);
+    for n in 2..=5 {
+        insert_item(fx.pool(), n).await;
+    }
+    let query = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fibonacco"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &fx.db.url)
+            .env("REDIS_URL", fibonacco_platform::testing::redis_url())
+            .args(["ingest", "query", "select count(*) as c, sum(n) as s from cdc_items"]);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = query();
+        if out.contains("| 5 | 15 |") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the S3 lake never showed the 5 rows: {out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let listing =
+        reqwest::get(format!("{endpoint}/{bucket}?list-type=2&prefix=lake/")).await.unwrap().text().await.unwrap();
+    assert!(listing.contains("lake/_manifest.json") && listing.contains("lake/cdc_items/date="), "{listing}");
+    sigterm(&mut child);
     fx.cleanup().await;
 }
 

@@ -16,18 +16,21 @@ const SMALL_FILE_BYTES: u64 = 8 << 20;
 /// memory before its atomic put, so this bounds compaction's memory.
 const MAX_MERGED_BYTES: u64 = 32 << 20;
 
-/// Merges runs of at least `min_files` small files per (table, date); returns how many
-/// files were merged away.
+/// Merges runs of at least `min_files` small files per (table, date, tier); returns how
+/// many files were merged away. Tiers are size-tiered: files written as they are form
+/// tier 0, a merge of `min_files` of them tier 1, and so on, so a row is rewritten about
+/// log_min_files(files) times rather than at every compaction.
 #[tracing::instrument(skip_all, fields(files = manifest.files.len()))]
 pub async fn compact(lake: &Lake, manifest: &mut Manifest, min_files: usize) -> Result<usize, IngestError> {
-    let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    let mut groups: HashMap<(String, String, u32), Vec<usize>> = HashMap::new();
     for (i, file) in manifest.files.iter().enumerate() {
         if file.bytes < SMALL_FILE_BYTES {
-            groups.entry((file.table.clone(), file.date.clone())).or_default().push(i);
+            let tier = tier(file.merged, min_files);
+            groups.entry((file.table.clone(), file.date.clone(), tier)).or_default().push(i);
         }
     }
     let mut replaced: Vec<(Vec<usize>, FileEntry)> = Vec::new();
-    for ((table, date), indices) in groups {
+    for ((table, date, _), indices) in groups {
         if indices.len() < min_files {
             continue;
         }
@@ -75,6 +78,17 @@ pub async fn compact(lake: &Lake, manifest: &mut Manifest, min_files: usize) -> 
     Ok(merged_away)
 }
 
+/// `floor(log_base(merged))` with `base = min_files` (≥ 2).
+fn tier(merged: u32, min_files: usize) -> u32 {
+    let base = min_files.max(2) as u64;
+    let (mut tier, mut size) = (0, base);
+    while u64::from(merged) >= size {
+        tier += 1;
+        size = size.saturating_mul(base);
+    }
+    tier
+}
+
 /// Reads the run's files one at a time into one new file; `None` when their schemas
 /// differ (a schema change inside the run: those files stay as they are).
 async fn merge(
@@ -115,4 +129,15 @@ async fn merge(
         max_lsn,
         merged: merged_count,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tier;
+
+    #[test]
+    fn tiers_grow_by_the_merge_width() {
+        assert_eq!([1, 15, 16, 17, 255, 256].map(|m| tier(m, 16)), [0, 0, 1, 1, 1, 2]);
+        assert_eq!([1, 2, 3, 4].map(|m| tier(m, 2)), [0, 1, 1, 2]);
+    }
 }

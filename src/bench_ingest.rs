@@ -124,22 +124,12 @@ pub async fn run(args: IngestBench) -> anyhow::Result<()> {
 /// Runs the capture until `done(progress)`, then stops it cleanly.
 async fn run_ingest_until(
     config: &IngestConfig,
-    done: impl Fn(&fibonacco_ingest::Progress) -> bool + Send + 'static,
+    done: impl Fn(&fibonacco_ingest::Progress) -> bool,
 ) -> anyhow::Result<fibonacco_ingest::Progress> {
-    let ingest = Ingest::connect(config.clone()).await?;
-    let mut progress = ingest.progress();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        ingest
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let last = progress.wait_for(|p| p.streaming && done(p)).await.map(|p| p.clone());
-    let _ = stop.send(());
-    task.await??;
-    Ok(last?)
+    let mut running = Ingest::connect(config.clone()).await?.spawn();
+    let reached = running.wait_until(|p| p.streaming && done(p)).await;
+    running.stop().await?;
+    Ok(reached?)
 }
 
 async fn write_load(pool: &PgPool, inserts: u64, updates: u64, per_tx: u64) -> anyhow::Result<()> {
@@ -203,17 +193,8 @@ fn pg_recvlogical(url: &str, slot: &str, end_lsn: &str) -> anyhow::Result<f64> {
 async fn steady_lag(config: &IngestConfig, pool: &PgPool, rate: u64, seconds: u64) -> anyhow::Result<(Vec<f64>, f64)> {
     let mut ingest = Ingest::connect(config.clone()).await?;
     let samples = ingest.record_lag();
-    let mut progress = ingest.progress();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        ingest
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    progress.wait_for(|p| p.streaming).await?;
-    let before = progress.borrow().transactions;
+    let mut running = ingest.spawn();
+    let before = running.wait_until(|p| p.streaming).await?.transactions;
     let committed = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let writers = 8u64;
@@ -251,9 +232,8 @@ async fn steady_lag(config: &IngestConfig, pool: &PgPool, rate: u64, seconds: u6
     let total = committed.load(Ordering::Relaxed);
     // Let the last transactions become durable before stopping.
     let target = before + total;
-    let _ = tokio::time::timeout(Duration::from_secs(30), progress.wait_for(|p| p.transactions >= target)).await;
-    let _ = stop.send(());
-    task.await??;
+    let _ = tokio::time::timeout(Duration::from_secs(30), running.wait_until(|p| p.transactions >= target)).await;
+    running.stop().await?;
     let lags = samples.lock().map(|s| s.clone()).unwrap_or_default();
     Ok((lags, total as f64 / elapsed))
 }

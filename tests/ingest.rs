@@ -13,7 +13,7 @@ use std::{
 };
 
 use datafusion::arrow::{array::Array, util::display::array_value_to_string};
-use fibonacco_ingest::{Ingest, IngestConfig, IngestError, Lake, slot, view};
+use fibonacco_ingest::{Ingest, IngestConfig, IngestError, Lake, Running, slot, view};
 use fibonacco_platform::{config::Secret, testing::TestDatabase};
 use sqlx::{PgPool, Row};
 
@@ -50,6 +50,8 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
+        // reqwest (the S3 bucket, /metrics) is built without its own crypto provider.
+        fibonacco_platform::install_tls_provider();
         let db = TestDatabase::create_with_pool_size(8).await;
         sqlx::raw_sql(TABLES).execute(&db.pool).await.unwrap();
         // Slots are cluster-wide: one per test database.
@@ -104,34 +106,43 @@ impl Fixture {
     }
 }
 
-/// A running in-process ingest.
-struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), IngestError>>,
-    ingest_feed: fibonacco_ingest::ChangeFeed,
-}
-
+/// An in-process capture, once it streams.
 async fn start(config: IngestConfig) -> Running {
-    let ingest = Ingest::connect(config).await.unwrap();
-    let feed = ingest.feed();
-    let mut progress = ingest.progress();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        ingest
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let started = tokio::time::timeout(Duration::from_secs(60), progress.wait_for(|p| p.streaming)).await;
+    let mut running = Ingest::connect(config).await.unwrap().spawn();
+    let started = tokio::time::timeout(Duration::from_secs(60), running.wait_until(|p| p.streaming)).await;
     assert!(started.is_ok_and(|r| r.is_ok()), "ingest did not start streaming");
-    Running { stop, task, ingest_feed: feed }
+    running
 }
 
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+/// A writer changing the tables until `finish`: `step(pool, n)` for n = first, first+1, …
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<i32>,
+}
+
+impl Load {
+    fn start<F, Fut>(pool: &PgPool, first: i32, step: F) -> Self
+    where
+        F: Fn(PgPool, i32) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (pool, flag) = (pool.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut n = first;
+            while !flag.load(Ordering::Relaxed) {
+                step(pool.clone(), n).await;
+                n += 1;
+            }
+            n
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the writer; returns the next `n` it would have written.
+    async fn finish(self) -> i32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
     }
 }
 
@@ -306,7 +317,7 @@ async fn lake_matches_tables_through_inserts_updates_deletes_and_truncate() {
     assert!(items.files >= 1 && status.files >= 2);
     let text = status.to_string();
     assert!(text.contains("cdc_items") && text.contains("durable LSN"), "{text}");
-    running.stop().await;
+    running.stop().await.unwrap();
     fx.cleanup().await;
 }
 
@@ -314,7 +325,7 @@ async fn lake_matches_tables_through_inserts_updates_deletes_and_truncate() {
 async fn change_feed_carries_durable_batches_with_the_keys_touched() {
     let fx = Fixture::new().await;
     let running = start(fx.config()).await;
-    let mut feed = running.ingest_feed.subscribe();
+    let mut feed = running.feed.subscribe();
     let id = insert_item(fx.pool(), 7).await;
     let batch = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -334,7 +345,7 @@ async fn change_feed_carries_durable_batches_with_the_keys_touched() {
     let manifest = Lake::open(&fx.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
     assert!(manifest.durable_lsn >= batch.durable_lsn);
     assert!(manifest.files.iter().any(|f| f.table == "cdc_items"));
-    running.stop().await;
+    running.stop().await.unwrap();
     fx.cleanup().await;
 }
 
@@ -367,7 +378,7 @@ async fn schema_change_mid_stream_appears_in_later_files() {
     // The old shape and the new one are separate files.
     let manifest = Lake::open(&fx.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
     assert!(manifest.files_of("cdc_events").filter(|f| f.rows > 0).count() >= 2);
-    running.stop().await;
+    running.stop().await.unwrap();
     fx.cleanup().await;
 }
 
@@ -400,7 +411,7 @@ async fn toasted_text_unchanged_by_an_update_is_marked_and_filled_never_wrong() 
     );
     let body = lake_rows(&fx.lake, "select length(body), n, label from cdc_items").await.unwrap();
     assert_eq!(body, vec![vec![Some("192000".into()), Some("2".into()), Some("again".into())]]);
-    running.stop().await;
+    running.stop().await.unwrap();
     fx.cleanup().await;
 }
 
@@ -410,31 +421,20 @@ async fn snapshot_and_stream_meet_without_gap_or_overlap_under_concurrent_writes
     for n in 1..=200 {
         insert_item(fx.pool(), n).await;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let pool = fx.pool().clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut n = 1000;
-            while !stop.load(Ordering::Relaxed) {
-                let id = insert_item(&pool, n).await;
-                sqlx::query("insert into cdc_events (item_id, kind) values ($1::uuid, 'w')")
-                    .bind(&id)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                sqlx::query("update cdc_items set n = n + 1 where n = $1").bind(n - 500).execute(&pool).await.unwrap();
-                n += 1;
-            }
-            n
-        })
-    };
+    let load = Load::start(fx.pool(), 1000, |pool, n| async move {
+        let id = insert_item(&pool, n).await;
+        sqlx::query("insert into cdc_events (item_id, kind) values ($1::uuid, 'w')")
+            .bind(&id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("update cdc_items set n = n + 1 where n = $1").bind(n - 500).execute(&pool).await.unwrap();
+    });
     // The slot and its snapshot are created while the writer runs.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let running = start(fx.config()).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let written = writer.await.unwrap();
+    let written = load.finish().await;
     assert!(written > 1010, "the writer made few changes ({written})");
     converge(&fx, Duration::from_secs(60)).await;
     assert_no_duplicates(&fx.lake).await;
@@ -443,7 +443,7 @@ async fn snapshot_and_stream_meet_without_gap_or_overlap_under_concurrent_writes
     let streamed: u64 = streamed[0][0].as_deref().unwrap().parse().unwrap();
     let snap: u64 = snap[0][0].as_deref().unwrap().parse().unwrap();
     assert!(snap >= 200 && streamed > 0, "both sides of the seam carry rows: snapshot {snap}, stream {streamed}");
-    running.stop().await;
+    running.stop().await.unwrap();
     fx.cleanup().await;
 }
 
@@ -463,37 +463,28 @@ async fn killed_ten_times_under_load_the_lake_still_equals_the_tables() {
     for n in 1..=50 {
         insert_item(fx.pool(), n).await;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let pool = fx.pool().clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut n = 100;
-            while !stop.load(Ordering::Relaxed) {
-                let mut tx = pool.begin().await.unwrap();
-                let id = insert_item_tx(&mut tx, n).await;
-                sqlx::query("insert into cdc_events (item_id, kind) values ($1::uuid, 'load')")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
-                if n % 3 == 0 {
-                    sqlx::query("update cdc_items set ratio = ratio + 1, label = 'u' || $1 where n = $2")
-                        .bind(n)
-                        .bind(n - 30)
-                        .execute(&pool)
-                        .await
-                        .unwrap();
-                }
-                if n % 7 == 0 {
-                    sqlx::query("delete from cdc_items where n = $1").bind(n - 50).execute(&pool).await.unwrap();
-                }
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
+    let load = Load::start(fx.pool(), 100, |pool, n| async move {
+        let mut tx = pool.begin().await.unwrap();
+        let id = insert_item_tx(&mut tx, n).await;
+        sqlx::query("insert into cdc_events (item_id, kind) values ($1::uuid, 'load')")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        if n % 3 == 0 {
+            sqlx::query("update cdc_items set ratio = ratio + 1, label = 'u' || $1 where n = $2")
+                .bind(n)
+                .bind(n - 30)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        if n % 7 == 0 {
+            sqlx::query("delete from cdc_items where n = $1").bind(n - 50).execute(&pool).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    });
     let mut child = fx.spawn_binary(&[]);
     // Random moments: during the snapshot, mid-stream, right after a restart.
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(std::process::id());
@@ -506,8 +497,7 @@ async fn killed_ten_times_under_load_the_lake_still_equals_the_tables() {
         child = fx.spawn_binary(&[]);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    load.finish().await;
     converge(&fx, Duration::from_secs(90)).await;
     sigterm(&mut child);
     assert_no_duplicates(&fx.lake).await;
@@ -603,7 +593,7 @@ async fn bad_situations_get_clear_errors() {
     // The slot dropped behind the lake's back: say so and offer --resnapshot.
     insert_item(fx.pool(), 1).await;
     let running = start(fx.config()).await;
-    running.stop().await;
+    running.stop().await.unwrap();
     slot::drop_slot(fx.pool(), &fx.slot).await.unwrap();
     let err = Ingest::connect(fx.config()).await.unwrap().run(std::future::pending()).await.unwrap_err();
     assert!(matches!(err, IngestError::SlotLost { .. }), "{err}");
@@ -617,7 +607,7 @@ async fn bad_situations_get_clear_errors() {
     config.slot_wait = Duration::from_millis(500);
     let err = Ingest::connect(config).await.unwrap().run(std::future::pending()).await.unwrap_err();
     assert!(matches!(err, IngestError::SlotBusy(_)), "{err}");
-    running.stop().await;
+    running.stop().await.unwrap();
 
     fx.cleanup().await;
 }
@@ -639,7 +629,7 @@ async fn small_files_are_compacted_and_the_lake_still_matches() {
     let merged: Vec<u32> = manifest.files_of("cdc_items").map(|f| f.merged).collect();
     assert!(merged.iter().any(|m| *m >= 4), "no compaction happened: {merged:?}");
     assert!(merged.len() < 12, "still one file per transaction: {merged:?}");
-    running.stop().await;
+    running.stop().await.unwrap();
     // Every file on disk is one the manifest lists (the merged-away ones are deleted).
     let manifest = lake.read_manifest().await.unwrap().unwrap();
     let mut on_disk = Vec::new();
@@ -706,7 +696,7 @@ async fn status_and_query_from_the_command_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is running"), "{}", String::from_utf8_lossy(&out.stderr));
-    running.stop().await;
+    running.stop().await.unwrap();
     fx.cleanup().await;
 }
 

@@ -95,6 +95,20 @@ impl Ingest {
         self.lag_samples.get_or_insert_with(Default::default).clone()
     }
 
+    /// Runs the capture on its own task until [`Running::stop`].
+    pub fn spawn(self) -> Running {
+        let progress = self.progress();
+        let feed = self.feed();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            self.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Running { stop, task, progress, feed }
+    }
+
     /// Snapshot (first run) or resume, then stream until `shutdown` or an error. Returns
     /// after the last complete transactions are durable and acknowledged.
     #[tracing::instrument(skip_all, fields(slot = %self.config.slot))]
@@ -273,6 +287,31 @@ impl Ingest {
         client.start().await?;
         client.wait_started().await.map_err(|e| self.replication_error(e))?;
         Ok((client, manifest))
+    }
+}
+
+/// A capture running on its own task (tests, benchmarks, `fibonacco run`).
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), IngestError>>,
+    pub progress: watch::Receiver<Progress>,
+    pub feed: ChangeFeed,
+}
+
+impl Running {
+    /// Waits until `done(progress)` holds; an error if the capture ended first.
+    pub async fn wait_until(&mut self, done: impl Fn(&Progress) -> bool) -> Result<Progress, IngestError> {
+        match self.progress.wait_for(|p| done(p)).await {
+            Ok(p) => Ok(p.clone()),
+            Err(_) => Err(IngestError::Protocol("the capture stopped before it got there".into())),
+        }
+    }
+
+    /// Stops after the complete transactions received so far are durable; returns how the
+    /// run ended.
+    pub async fn stop(self) -> Result<(), IngestError> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(|e| IngestError::Protocol(format!("capture task: {e}")))?
     }
 }
 

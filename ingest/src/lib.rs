@@ -20,7 +20,7 @@ pub mod snapshot;
 pub mod status;
 pub mod view;
 
-pub use capture::{Ingest, Progress};
+pub use capture::{Ingest, Progress, Running};
 pub use config::IngestConfig;
 pub use error::IngestError;
 pub use feed::{ChangeBatch, ChangeFeed};

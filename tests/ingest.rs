@@ -416,6 +416,35 @@ async fn toasted_text_unchanged_by_an_update_is_marked_and_filled_never_wrong() 
 }
 
 #[tokio::test]
+async fn replica_identity_full_fills_toasted_values_from_the_old_image_and_keeps_the_primary_key() {
+    let fx = Fixture::new().await;
+    let running = start(fx.config()).await;
+    let id: String = sqlx::query_scalar(
+        "insert into cdc_items (n, body) select 1, string_agg(md5(g::text), '') from generate_series(1, 6000) g returning id::text",
+    )
+    .fetch_one(fx.pool())
+    .await
+    .unwrap();
+    sqlx::raw_sql("alter table cdc_items replica identity full").execute(fx.pool()).await.unwrap();
+    sqlx::query("update cdc_items set n = 5 where id = $1::uuid").bind(&id).execute(fx.pool()).await.unwrap();
+    converge(&fx, Duration::from_secs(30)).await;
+    // Every column is "key" in the stream now, yet the update is not a delete plus an
+    // insert, and the body came from the old image rather than a marker.
+    let manifest = Lake::open(&fx.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
+    assert_eq!(manifest.tables["cdc_items"].keys, vec!["id".to_string()]);
+    let changes =
+        lake_rows(&fx.lake, "select _op, _unchanged, length(body) from cdc_items_changes order by _lsn, _seq")
+            .await
+            .unwrap();
+    assert_eq!(
+        changes,
+        vec![vec![Some("i".into()), None, Some("192000".into())], vec![Some("u".into()), None, Some("192000".into())]]
+    );
+    running.stop().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test]
 async fn snapshot_and_stream_meet_without_gap_or_overlap_under_concurrent_writes() {
     let fx = Fixture::new().await;
     for n in 1..=200 {

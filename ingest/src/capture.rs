@@ -488,7 +488,11 @@ impl Stream<'_> {
             LogicalReplicationMessage::Update { relation_id, old_tuple, new_tuple, key_type } => {
                 if let Some(old) = &old_tuple {
                     let schema = self.schema(relation_id)?;
-                    let key_changed = schema.columns.iter().enumerate().filter(|(_, c)| c.key).any(|(i, _)| {
+                    // The table's primary key (from the manifest): under REPLICA IDENTITY
+                    // FULL every column is flagged as key in the Relation message.
+                    let keys = self.manifest.tables.get(&schema.table).map(|m| m.keys.as_slice()).unwrap_or_default();
+                    let is_key = |c: &Column| if keys.is_empty() { c.key } else { keys.contains(&c.name) };
+                    let key_changed = schema.columns.iter().enumerate().filter(|(_, c)| is_key(c)).any(|(i, _)| {
                         old.get_column(i).map(|c| c.as_bytes()) != new_tuple.get_column(i).map(|c| c.as_bytes())
                     });
                     if key_changed {
@@ -618,7 +622,11 @@ impl Stream<'_> {
         self.manifest.files.extend(written.iter().map(|(e, _)| e.clone()));
         for (table, pending) in self.pending_meta.drain() {
             let meta = self.manifest.tables.entry(table).or_default();
-            meta.keys = pending.keys;
+            // The snapshot recorded the primary key; the stream's key flags are the replica
+            // identity, which is every column under REPLICA IDENTITY FULL.
+            if meta.keys.is_empty() {
+                meta.keys = pending.keys;
+            }
             meta.rows += pending.rows;
             meta.unchanged_columns.extend(pending.unchanged);
             if pending.truncated_at.is_some() {

@@ -45,9 +45,20 @@ pub async fn status(pool: &PgPool, config: &IngestConfig) -> Result<Status, Inge
     let durable = manifest.as_ref().map(|m| m.durable_lsn);
     let covered = durable.map(|d| d.max(slot.as_ref().and_then(|s| s.confirmed_flush_lsn).unwrap_or(0)));
     let lag_bytes = covered.map(|c| current_lsn.saturating_sub(c));
-    let lag_seconds = match (lag_bytes, manifest.as_ref().and_then(|m| m.last_commit_ts)) {
-        (Some(0), _) => Some(0.0),
-        (Some(_), Some(ts)) => Some(((chrono::Utc::now().timestamp_micros() - ts).max(0)) as f64 / 1e6),
+    // While the capture runs, Postgres measures the lag from its standby status updates
+    // (NULL once it has caught up); otherwise it is the age of the newest commit in the
+    // lake, if WAL was written after it.
+    let flush_lag: Option<Option<f64>> = sqlx::query_scalar(
+        "select extract(epoch from s.flush_lag)::float8 from pg_stat_replication s \
+         join pg_replication_slots r on r.active_pid = s.pid where r.slot_name = $1",
+    )
+    .bind(&config.slot)
+    .fetch_optional(pool)
+    .await?;
+    let lag_seconds = match (flush_lag, lag_bytes, manifest.as_ref().and_then(|m| m.last_commit_ts)) {
+        (Some(lag), _, _) => Some(lag.unwrap_or(0.0)),
+        (None, Some(0), _) => Some(0.0),
+        (None, Some(_), Some(ts)) => Some(((chrono::Utc::now().timestamp_micros() - ts).max(0)) as f64 / 1e6),
         _ => None,
     };
     let mut tables = Vec::new();

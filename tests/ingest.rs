@@ -382,17 +382,21 @@ async fn schema_change_mid_stream_appears_in_later_files() {
     fx.cleanup().await;
 }
 
+/// An item whose body is ~200 kB of incompressible text: stored out of line (TOAST).
+async fn insert_toasted_item(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "insert into cdc_items (n, body) select 1, string_agg(md5(g::text), '') from generate_series(1, 6000) g returning id::text",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn toasted_text_unchanged_by_an_update_is_marked_and_filled_never_wrong() {
     let fx = Fixture::new().await;
     let running = start(fx.config()).await;
-    // ~200 kB of incompressible text: stored out of line (TOAST).
-    let id: String = sqlx::query_scalar(
-        "insert into cdc_items (n, body) select 1, string_agg(md5(g::text), '') from generate_series(1, 6000) g returning id::text",
-    )
-    .fetch_one(fx.pool())
-    .await
-    .unwrap();
+    let id = insert_toasted_item(fx.pool()).await;
     sqlx::query("update cdc_items set n = 2 where id = $1::uuid").bind(&id).execute(fx.pool()).await.unwrap();
     sqlx::query("update cdc_items set label = 'again' where id = $1::uuid").bind(&id).execute(fx.pool()).await.unwrap();
     converge(&fx, Duration::from_secs(30)).await;
@@ -419,12 +423,7 @@ async fn toasted_text_unchanged_by_an_update_is_marked_and_filled_never_wrong() 
 async fn replica_identity_full_fills_toasted_values_from_the_old_image_and_keeps_the_primary_key() {
     let fx = Fixture::new().await;
     let running = start(fx.config()).await;
-    let id: String = sqlx::query_scalar(
-        "insert into cdc_items (n, body) select 1, string_agg(md5(g::text), '') from generate_series(1, 6000) g returning id::text",
-    )
-    .fetch_one(fx.pool())
-    .await
-    .unwrap();
+    let id = insert_toasted_item(fx.pool()).await;
     sqlx::raw_sql("alter table cdc_items replica identity full").execute(fx.pool()).await.unwrap();
     sqlx::query("update cdc_items set n = 5 where id = $1::uuid").bind(&id).execute(fx.pool()).await.unwrap();
     converge(&fx, Duration::from_secs(30)).await;

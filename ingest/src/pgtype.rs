@@ -96,7 +96,7 @@ pub fn builtin_kind(oid: u32, typmod: i32) -> Option<Kind> {
 
 /// The kind of a type the catalog described (`info`), resolving domains and arrays
 /// through `lookup`.
-pub fn catalog_kind(info: &TypeInfo, typmod: i32, lookup: &dyn Fn(u32) -> Option<Kind>) -> Kind {
+pub fn catalog_kind(info: &TypeInfo, lookup: &dyn Fn(u32) -> Option<Kind>) -> Kind {
     match info.typtype {
         'd' => lookup(info.base).unwrap_or(Kind::Text),
         'b' if info.name == "vector" => Kind::Vector,
@@ -107,10 +107,7 @@ pub fn catalog_kind(info: &TypeInfo, typmod: i32, lookup: &dyn Fn(u32) -> Option
             Some(Kind::Text) => Kind::List(Box::new(Kind::Text)),
             _ => Kind::Text,
         },
-        _ => {
-            let _ = typmod;
-            Kind::Text
-        }
+        _ => Kind::Text,
     }
 }
 

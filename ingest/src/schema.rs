@@ -122,7 +122,7 @@ impl TypeCatalog {
             return kind;
         }
         match self.types.get(&oid) {
-            Some(info) => catalog_kind(info, typmod, &|inner| Some(self.kind(inner, -1))),
+            Some(info) => catalog_kind(info, &|inner| Some(self.kind(inner, -1))),
             None => Kind::Text,
         }
     }

@@ -74,8 +74,8 @@ impl Fixture {
         &self.db.pool
     }
 
-    /// The ingest binary with this fixture's settings.
-    fn spawn_binary(&self, extra: &[(&str, &str)]) -> Child {
+    /// The `fibonacco` binary with this fixture's settings (and `extra` over them).
+    fn command(&self, extra: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fibonacco"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -87,14 +87,20 @@ impl Fixture {
             .env("INGEST_LAKE", &self.lake)
             .env("INGEST_FLUSH_MS", "50")
             .env("INGEST_METRICS_ADDR", "off")
-            .env("RUST_LOG", "warn")
-            .arg("ingest")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .env("RUST_LOG", "warn");
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        cmd.spawn().unwrap()
+        cmd
+    }
+
+    /// `fibonacco ingest` running with this fixture's settings.
+    fn spawn_binary(&self, extra: &[(&str, &str)]) -> Child {
+        self.command(extra).arg("ingest").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap()
+    }
+
+    async fn manifest(&self) -> fibonacco_ingest::Manifest {
+        Lake::open(&self.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap()
     }
 
     async fn cleanup(self) {
@@ -342,7 +348,7 @@ async fn change_feed_carries_durable_batches_with_the_keys_touched() {
     assert_eq!(keys.num_columns(), 1);
     assert_eq!(array_value_to_string(keys.column(0), 0).unwrap(), id);
     // Published only once durable: the manifest already covers it.
-    let manifest = Lake::open(&fx.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
+    let manifest = fx.manifest().await;
     assert!(manifest.durable_lsn >= batch.durable_lsn);
     assert!(manifest.files.iter().any(|f| f.table == "cdc_items"));
     running.stop().await.unwrap();
@@ -376,7 +382,7 @@ async fn schema_change_mid_stream_appears_in_later_files() {
     }
     converge(&fx, Duration::from_secs(30)).await;
     // The old shape and the new one are separate files.
-    let manifest = Lake::open(&fx.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
+    let manifest = fx.manifest().await;
     assert!(manifest.files_of("cdc_events").filter(|f| f.rows > 0).count() >= 2);
     running.stop().await.unwrap();
     fx.cleanup().await;
@@ -429,7 +435,7 @@ async fn replica_identity_full_fills_toasted_values_from_the_old_image_and_keeps
     converge(&fx, Duration::from_secs(30)).await;
     // Every column is "key" in the stream now, yet the update is not a delete plus an
     // insert, and the body came from the old image rather than a marker.
-    let manifest = Lake::open(&fx.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
+    let manifest = fx.manifest().await;
     assert_eq!(manifest.tables["cdc_items"].keys, vec!["id".to_string()]);
     let changes =
         lake_rows(&fx.lake, "select _op, _unchanged, length(body) from cdc_items_changes order by _lsn, _seq")
@@ -646,20 +652,19 @@ async fn small_files_are_compacted_and_the_lake_still_matches() {
     let mut config = fx.config();
     config.compact_min_files = 4;
     let running = start(config).await;
-    let lake = Lake::open(&fx.lake.display().to_string()).unwrap();
     // One transaction per flush: each becomes its own small file.
     for n in 1..=12 {
         insert_item(fx.pool(), n).await;
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
     converge(&fx, Duration::from_secs(30)).await;
-    let manifest = lake.read_manifest().await.unwrap().unwrap();
+    let manifest = fx.manifest().await;
     let merged: Vec<u32> = manifest.files_of("cdc_items").map(|f| f.merged).collect();
     assert!(merged.iter().any(|m| *m >= 4), "no compaction happened: {merged:?}");
     assert!(merged.len() < 12, "still one file per transaction: {merged:?}");
     running.stop().await.unwrap();
     // Every file on disk is one the manifest lists (the merged-away ones are deleted).
-    let manifest = lake.read_manifest().await.unwrap().unwrap();
+    let manifest = fx.manifest().await;
     let mut on_disk = Vec::new();
     let mut stack = vec![fx.lake.clone()];
     while let Some(dir) = stack.pop() {
@@ -688,17 +693,7 @@ async fn status_and_query_from_the_command_line() {
     insert_item(fx.pool(), 4).await;
     converge(&fx, Duration::from_secs(30)).await;
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_fibonacco"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &fx.db.url)
-            .env("REDIS_URL", fibonacco_platform::testing::redis_url())
-            .env("INGEST_SLOT", &fx.slot)
-            .env("INGEST_TABLES", "cdc_items,cdc_events")
-            .env("INGEST_LAKE", &fx.lake)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = fx.command(&[]).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -712,16 +707,7 @@ async fn status_and_query_from_the_command_line() {
     let table = cli(&["ingest", "query", "select n from cdc_items order by n"]);
     assert!(table.contains("| 3 |") && table.contains("| 4 |"), "{table}");
     // Compacting is the running process's job while it holds the slot.
-    let out = Command::new(env!("CARGO_BIN_EXE_fibonacco"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &fx.db.url)
-        .env("REDIS_URL", fibonacco_platform::testing::redis_url())
-        .env("INGEST_SLOT", &fx.slot)
-        .env("INGEST_LAKE", &fx.lake)
-        .args(["ingest", "compact"])
-        .output()
-        .unwrap();
+    let out = fx.command(&[]).args(["ingest", "compact"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is running"), "{}", String::from_utf8_lossy(&out.stderr));
     running.stop().await.unwrap();
@@ -751,16 +737,11 @@ async fn the_lake_can_live_in_an_s3_bucket() {
         insert_item(fx.pool(), n).await;
     }
     let query = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fibonacco"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &fx.db.url)
-            .env("REDIS_URL", fibonacco_platform::testing::redis_url())
-            .args(["ingest", "query", "select count(*) as c, sum(n) as s from cdc_items"]);
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
+        let out = fx
+            .command(&env)
+            .args(["ingest", "query", "select count(*) as c, sum(n) as s from cdc_items"])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     };
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -18,6 +18,7 @@ pub const DEFAULT_TABLES: &[&str] = &[
     "customer_activities",
     "orders",
     "services",
+    "service_categories",
     "knowledge_base",
     "knowledge_votes",
     "articles",

@@ -1,0 +1,132 @@
+//! Campaign ROI: what a campaign cost against the revenue of the paid orders it is
+//! credited with.
+//!
+//! * cost `C = sends · unit_cost(channel) + fixed_cost` (minor units, exact integers)
+//! * a touch is a send (`sent_at`) of campaign *k* to the order's customer within the
+//!   window `[paid_at − W, paid_at]` (W = 30 days by default); orders count when `status
+//!   = 'paid'`, paid at or before `as_of`, in the campaign's currency
+//! * last touch: the whole amount goes to the latest touch (ties: the larger campaign id)
+//! * linear: an order with *n* touches gives each `amount / n` (integer division), and the
+//!   `amount mod n` earliest touches one more minor unit, so the parts sum to the amount
+//! * `ROI = (revenue − C) / C`, NULL when C = 0
+
+use chrono::{DateTime, Utc};
+use datafusion::prelude::{DataFrame as DfFrame, SessionContext};
+
+use crate::{
+    AnalyticsError, RoiConfig,
+    sql::{MICROS_PER_DAY, in_list, literal, micros},
+};
+
+/// CTEs `touches` (tenant, campaign, customer, currency, t) and `matched` (one row per
+/// order × touch in its window, with `recency` 1 = last touch, `n` touches and `k` the
+/// touch's position from the earliest). The dashboard's conversions use the same CTEs.
+pub fn attribution_ctes(config: &RoiConfig, as_of: DateTime<Utc>) -> String {
+    let as_of = as_of.timestamp_micros();
+    let window = config.window_days as i64 * MICROS_PER_DAY;
+    format!(
+        "touches AS (
+            SELECT r.tenant_id, r.campaign_id, r.customer_id, c.currency, {sent} AS t
+            FROM outbound_campaign_recipients r JOIN outbound_campaigns c ON c.id = r.campaign_id
+            WHERE r.sent_at IS NOT NULL AND {sent} <= {as_of}),
+         paid AS (
+            SELECT o.id AS order_id, o.tenant_id, o.customer_id, o.amount_minor, o.currency, {paid} AS t
+            FROM orders o
+            WHERE o.status = 'paid' AND o.paid_at IS NOT NULL AND o.customer_id IS NOT NULL AND {paid} <= {as_of}),
+         matched AS (
+            SELECT p.order_id, p.amount_minor, p.t AS paid_t, tc.campaign_id, tc.t AS touch_t,
+                   row_number() OVER (PARTITION BY p.order_id ORDER BY tc.t DESC, tc.campaign_id DESC) AS recency,
+                   row_number() OVER (PARTITION BY p.order_id ORDER BY tc.t ASC, tc.campaign_id ASC) AS k,
+                   count(*) OVER (PARTITION BY p.order_id) AS n
+            FROM paid p JOIN touches tc
+              ON tc.customer_id = p.customer_id AND tc.tenant_id = p.tenant_id AND tc.currency = p.currency
+             AND tc.t <= p.t AND tc.t >= p.t - {window})",
+        sent = micros("r.sent_at"),
+        paid = micros("o.paid_at"),
+    )
+}
+
+/// Per campaign created at or before `as_of` (or only `campaigns`): tenant_id,
+/// campaign_id, channel, currency, sends, unit_cost_minor, send_cost_minor,
+/// fixed_cost_minor, cost_minor, last_touch_orders, last_touch_revenue_minor,
+/// linear_orders, linear_revenue_minor.
+pub fn roi_sql(config: &RoiConfig, as_of: DateTime<Utc>, campaigns: Option<&[String]>) -> String {
+    let unit_cases: Vec<String> = config
+        .unit_cost_minor
+        .iter()
+        .map(|(channel, cost)| format!("WHEN {} THEN CAST({cost} AS BIGINT)", literal(channel)))
+        .collect();
+    let unit = if unit_cases.is_empty() {
+        "CAST(0 AS BIGINT)".to_string()
+    } else {
+        format!("CASE c.type {} ELSE CAST(0 AS BIGINT) END", unit_cases.join(" "))
+    };
+    format!(
+        "WITH {ctes},
+         sends AS (SELECT campaign_id, count(*) AS sends FROM touches GROUP BY campaign_id),
+         credit AS (
+            SELECT campaign_id,
+                   sum(CASE WHEN recency = 1 THEN 1 ELSE 0 END) AS last_touch_orders,
+                   sum(CASE WHEN recency = 1 THEN amount_minor ELSE 0 END) AS last_touch_revenue_minor,
+                   sum(1.0 / CAST(n AS DOUBLE)) AS linear_orders,
+                   sum(amount_minor / n + CASE WHEN k <= amount_minor % n THEN 1 ELSE 0 END) AS linear_revenue_minor
+            FROM matched GROUP BY campaign_id),
+         costed AS (
+            SELECT c.tenant_id, c.id AS campaign_id, c.type AS channel, c.currency,
+                   CAST(coalesce(s.sends, 0) AS BIGINT) AS sends, {unit} AS unit_cost_minor,
+                   CAST(c.fixed_cost_minor AS BIGINT) AS fixed_cost_minor,
+                   CAST(coalesce(cr.last_touch_orders, 0) AS BIGINT) AS last_touch_orders,
+                   CAST(coalesce(cr.last_touch_revenue_minor, 0) AS BIGINT) AS last_touch_revenue_minor,
+                   coalesce(cr.linear_orders, 0.0) AS linear_orders,
+                   CAST(coalesce(cr.linear_revenue_minor, 0) AS BIGINT) AS linear_revenue_minor
+            FROM outbound_campaigns c
+            LEFT JOIN sends s ON s.campaign_id = c.id
+            LEFT JOIN credit cr ON cr.campaign_id = c.id
+            WHERE {created} <= {as_of_us} AND {only})
+         SELECT tenant_id, campaign_id, channel, currency, sends, unit_cost_minor,
+                sends * unit_cost_minor AS send_cost_minor, fixed_cost_minor,
+                sends * unit_cost_minor + fixed_cost_minor AS cost_minor,
+                last_touch_orders, last_touch_revenue_minor, linear_orders, linear_revenue_minor
+         FROM costed",
+        ctes = attribution_ctes(config, as_of),
+        created = micros("c.created_at"),
+        as_of_us = as_of.timestamp_micros(),
+        only = in_list("c.id", campaigns),
+    )
+}
+
+#[tracing::instrument(skip_all, fields(campaigns = campaigns.map(|c| c.len())))]
+pub async fn roi(
+    ctx: &SessionContext,
+    config: &RoiConfig,
+    as_of: DateTime<Utc>,
+    campaigns: Option<&[String]>,
+) -> Result<DfFrame, AnalyticsError> {
+    Ok(ctx.sql(&roi_sql(config, as_of, campaigns)).await?)
+}
+
+/// `(revenue − cost) / cost`, None when nothing was spent.
+pub fn ratio(revenue_minor: i64, cost_minor: i64) -> Option<f64> {
+    (cost_minor != 0).then(|| (revenue_minor - cost_minor) as f64 / cost_minor as f64)
+}
+
+/// The campaigns whose ROI a change to these customers' orders or sends can move: every
+/// campaign that ever reached them.
+pub fn campaigns_of_customers_sql(customers: &[String]) -> String {
+    format!(
+        "SELECT DISTINCT CAST(campaign_id AS VARCHAR) AS campaign_id FROM outbound_campaign_recipients WHERE {}",
+        in_list("customer_id", Some(customers))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio;
+
+    #[test]
+    fn roi_is_null_without_cost() {
+        assert_eq!(ratio(500, 0), None);
+        assert_eq!(ratio(300, 100), Some(2.0));
+        assert_eq!(ratio(0, 100), Some(-1.0));
+    }
+}

@@ -1,0 +1,1 @@
+//! How and when the analytics run.

@@ -68,6 +68,16 @@ install_moto() {
   fi
 }
 
+# The data team's side: notebooks (Polars, matplotlib, psycopg) executed by nbclient in
+# `make test`, and DuckDB as the benchmark's baseline over the same Parquet lake.
+install_notebooks() {
+  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("polars", "matplotlib", "nbclient", "ipykernel", "psycopg", "duckdb")))' 2>/dev/null; then
+    log "installing polars, matplotlib, nbclient, ipykernel, psycopg and duckdb into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'polars>=1,<2' 'matplotlib>=3.8,<4' \
+      'nbclient>=0.10,<1' 'nbformat>=5.9,<6' 'ipykernel>=6.29,<8' 'psycopg[binary]>=3.2,<4' 'duckdb>=1.1,<2'
+  fi
+}
+
 install_qdrant_stub() {
   if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("qdrant_client") is None or u.find_spec("grpc") is None)' 2>/dev/null; then
     log "installing qdrant-client (for the Qdrant gRPC stub) into $VENV"
@@ -276,6 +286,7 @@ case "$cmd" in
     install_python
     install_moto
     install_qdrant_stub
+    install_notebooks
     install_redis
     install_nextest
     ;;

@@ -35,6 +35,9 @@ enum BenchArea {
     /// Changes/s from the WAL into the Parquet lake vs `pg_recvlogical`, peak RSS, and
     /// commit-to-durable lag under a steady transaction rate.
     Ingest(crate::bench_ingest::IngestBench),
+    /// Full recompute of every score over a seeded lake, against the same engagement and
+    /// ROI SQL inside Postgres and in DuckDB; peak RSS, API latency, watch latency.
+    Pipelines(crate::bench_pipelines::PipelinesBench),
 }
 
 #[derive(Args)]
@@ -70,6 +73,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchArea::Queue(a) => crate::bench_queue::run(a).await,
         BenchArea::Search(a) => crate::bench_search::run(a).await,
         BenchArea::Ingest(a) => crate::bench_ingest::run(a).await,
+        BenchArea::Pipelines(a) => crate::bench_pipelines::run(a).await,
     }
 }
 

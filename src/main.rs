@@ -2,10 +2,12 @@
 
 mod bench;
 mod bench_ingest;
+mod bench_pipelines;
 mod bench_queue;
 mod bench_search;
 mod ingest;
 mod operations;
+mod pipelines;
 mod seed;
 mod synthetic;
 
@@ -54,6 +56,8 @@ enum Command {
     /// Change data capture into the Parquet lake (`INGEST_LAKE`, default ./lake):
     /// snapshot, then stream; `status`, `compact`, `query "<sql>"`.
     Ingest(ingest::IngestArgs),
+    /// Analytics over the lake: engagement, ROI, predictive scores, dashboard read models.
+    Pipelines(pipelines::PipelinesArgs),
     /// Personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -171,6 +175,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Queue(cmd) => operations::queue(config, cmd).await,
         Command::Search(cmd) => operations::search(config, cmd).await,
         Command::Ingest(args) => ingest::run(config, args).await,
+        Command::Pipelines(args) => pipelines::run(config, args).await,
         Command::Token(TokenCommand::Create { tenant, abilities, expires_in, name }) => {
             let pool = db::connect(&config).await?;
             let tenant = tenancy::find_by_slug(&pool, &tenant)

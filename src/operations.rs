@@ -279,7 +279,7 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     eprintln!("  worker on {} and the scheduler ({} tasks) run in this process", options.queues.join(","), tasks.len());
     let ingest_config = fibonacco_ingest::IngestConfig::from_lookup(config.database_url.clone(), env_lookup())?;
     eprintln!(
-        "  change data capture: slot {} → lake {} (`fibonacco ingest status`)",
+        "  change data capture: slot {} → lake {} (`fibonacco ingest status`), pipelines watch on its feed",
         ingest_config.slot, ingest_config.lake
     );
 
@@ -299,9 +299,20 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     let search = tokio::spawn(search);
     // Capture failing (wal_level, privileges, a lost slot) is logged; the API stays up.
     let ingest_stop = stop_rx.clone();
+    let mut runner = crate::pipelines::pipelines(bg.pool.clone(), &ingest_config)?;
+    // Progress bars would interleave with the server's log.
+    runner.progress = false;
+    let watch_stop = stop_rx.clone();
     let ingest = tokio::spawn(async move {
         let result = match fibonacco_ingest::Ingest::connect(ingest_config).await {
-            Ok(ingest) => ingest.run(wait_for(ingest_stop)).await,
+            Ok(ingest) => {
+                // The pipelines' watch follows the same capture's feed in this process.
+                let feed = ingest.feed();
+                let watch = tokio::spawn(async move { crate::pipelines::watch_feed(runner, &feed, wait_for(watch_stop)).await });
+                let result = ingest.run(wait_for(ingest_stop)).await;
+                let _ = watch.await;
+                result
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = result {

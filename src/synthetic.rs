@@ -11,10 +11,10 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use fibonacco_platform::auth;
+use fibonacco_platform::{auth, tenancy};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use sqlx::{PgPool, postgres::PgPoolCopyExt};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// What to generate.
@@ -125,7 +125,7 @@ pub async fn seed(pool: &PgPool, plan: &Plan, progress: bool) -> anyhow::Result<
     }
     bar.finish_and_clear();
     let first = summary.tenants[0].0;
-    summary.token = auth::issue_token(pool, first, "seed", &[], None).await?.plain_text;
+    summary.token = auth::issue_token(pool, tenancy::TenantId::from_uuid(first), "seed", &[], None).await?.plain_text;
     Ok(summary)
 }
 
@@ -184,11 +184,22 @@ impl Rows {
     }
 }
 
+/// `COPY` into a staging copy of `table`, then one `INSERT … SELECT`: Postgres refuses
+/// `COPY FROM` into a table with row-level security.
 #[tracing::instrument(skip(conn, columns, data), fields(bytes = data.len()))]
 async fn copy(conn: &mut sqlx::PgConnection, table: &str, columns: &str, data: String) -> anyhow::Result<()> {
-    let mut sink = conn.copy_in_raw(&format!("copy {table} ({columns}) from stdin")).await?;
+    let stage = format!("seed_{table}");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "create temp table if not exists {stage} (like {table} including defaults) on commit delete rows"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let mut sink = conn.copy_in_raw(&format!("copy {stage} ({columns}) from stdin")).await?;
     sink.send(data.into_bytes()).await?;
     sink.finish().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("insert into {table} ({columns}) select {columns} from {stage}")))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -565,8 +576,8 @@ impl TenantGen {
             let mut opened = None;
             let mut clicked = None;
             let mut replied = None;
-            let mut status = "sent";
             let mut responded = false;
+            let mut status;
             match campaign.channel {
                 "email" => {
                     if rng.random::<f64>() < 0.96 {
@@ -623,10 +634,13 @@ impl TenantGen {
                     }
                 }
                 _ => {
+                    // A call that rang through counts as delivered; an answered one as a reply.
+                    delivered = Some(sent + Duration::seconds(20));
                     if rng.random::<f64>() < 0.3 + 0.4 * pt {
                         status = "answered";
                         responded = true;
                         let at = sent + Duration::minutes(1);
+                        replied = Some(at);
                         self.activity(rng, rows, &cid, "call_answered", "phone", None, Some(campaign.id), None, at);
                     } else {
                         status = "voicemail";

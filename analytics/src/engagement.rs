@@ -19,15 +19,21 @@ use polars::prelude::{DataType, Expr, LazyFrame, col, lit, when};
 
 use crate::{
     AnalyticsError, EngagementConfig,
-    sql::{MICROS_PER_DAY, in_list, literal, micros},
+    sql::{Dialect, MICROS_PER_DAY, in_list, literal, micros},
 };
 
 /// `VALUES` rows of the weights table: (activity_type, component, points).
 pub fn weights_sql(config: &EngagementConfig) -> String {
+    weights_sql_for(Dialect::DataFusion, config)
+}
+
+pub fn weights_sql_for(dialect: Dialect, config: &EngagementConfig) -> String {
     let rows: Vec<String> = config
         .weights
         .iter()
-        .map(|w| format!("({}, {}, CAST({:?} AS DOUBLE))", literal(w.activity_type), literal(w.component), w.points))
+        .map(|w| {
+            format!("({}, {}, CAST({:?} AS {}))", literal(w.activity_type), literal(w.component), w.points, dialect.double())
+        })
         .collect();
     format!("weights(activity_type, component, points) AS (VALUES {})", rows.join(", "))
 }
@@ -35,10 +41,22 @@ pub fn weights_sql(config: &EngagementConfig) -> String {
 /// Per customer existing at `as_of` (or only `customers`): `tenant_id`, `customer_id`,
 /// `score`, `raw` (R), then `r_<component>` and `s_<component>` for every component.
 pub fn scores_sql(config: &EngagementConfig, as_of: DateTime<Utc>, customers: Option<&[String]>) -> String {
+    scores_sql_for(Dialect::DataFusion, config, as_of, customers)
+}
+
+/// [`scores_sql`] for another engine (the benchmark's baselines).
+pub fn scores_sql_for(
+    dialect: Dialect,
+    config: &EngagementConfig,
+    as_of: DateTime<Utc>,
+    customers: Option<&[String]>,
+) -> String {
+    let micros = |c: &str| dialect.micros(c);
+    let double = dialect.double();
     let as_of = as_of.timestamp_micros();
     let half_life = config.half_life_days * MICROS_PER_DAY as f64;
     let components = config.components();
-    let decay = format!("power(0.5, CAST({as_of} - {} AS DOUBLE) / {half_life:?})", micros("a.occurred_at"));
+    let decay = format!("power(0.5, CAST({as_of} - {} AS {double}) / {half_life:?})", micros("a.occurred_at"));
     let raw_cols: Vec<String> = components
         .iter()
         .map(|c| format!("sum(CASE WHEN w.component = {} THEN w.points * {decay} ELSE 0.0 END) AS r_{c}", literal(c)))
@@ -63,7 +81,7 @@ pub fn scores_sql(config: &EngagementConfig, as_of: DateTime<Utc>, customers: Op
          totals AS (SELECT *, greatest({total}, 0.0) AS raw, {positive} AS positive FROM joined),
          scored AS (SELECT *, 100.0 * (1.0 - exp(-raw / {scale:?})) AS score FROM totals)
          SELECT tenant_id, customer_id, score, raw, {r_list}, {parts} FROM scored",
-        weights = weights_sql(config),
+        weights = weights_sql_for(dialect, config),
         raw_cols = raw_cols.join(", "),
         t = micros("a.occurred_at"),
         only_a = in_list("a.customer_id", customers),

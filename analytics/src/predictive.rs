@@ -44,7 +44,7 @@ pub struct Inputs {
 #[tracing::instrument(skip_all)]
 pub async fn inputs(ctx: &SessionContext, engagement: &EngagementConfig) -> Result<Inputs, AnalyticsError> {
     ctx.sql(&format!(
-        "CREATE OR REPLACE TEMPORARY VIEW customer_keys AS
+        "CREATE OR REPLACE VIEW customer_keys AS
          SELECT row_number() OVER (ORDER BY id) AS key, tenant_id, id AS customer_id, {} AS created_us FROM crm_customers",
         micros("created_at")
     ))
@@ -260,6 +260,9 @@ pub struct Model {
     pub coefficients: Vec<f64>,
     pub intercept: f64,
     pub metrics: ModelMetrics,
+    /// The validation cut-off's (probability, label) pairs, for ROC and lift curves.
+    #[serde(skip)]
+    pub validation: Vec<(f64, bool)>,
 }
 
 impl Model {
@@ -290,6 +293,20 @@ impl Model {
             })
             .collect()
     }
+}
+
+/// L2-regularised logistic regression (linfa, L-BFGS): β and β₀ of the log-odds of
+/// `true`. linfa fits the log-odds of whichever class it calls positive (in practice
+/// `false` when it comes first) and `predict_probabilities` answers for that class, so
+/// the signs are oriented here (tested below).
+fn fit_logistic(z: Array2<f64>, y: &[bool], l2: f64) -> Result<(Vec<f64>, f64), AnalyticsError> {
+    let fitted = LogisticRegression::default()
+        .alpha(l2)
+        .max_iterations(200)
+        .fit(&Dataset::new(z, Array1::from(y.to_vec())))
+        .map_err(|e| AnalyticsError::Model(e.to_string()))?;
+    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    Ok((fitted.params().iter().map(|b| sign * b).collect(), sign * fitted.intercept()))
 }
 
 fn sigmoid(s: f64) -> f64 {
@@ -414,15 +431,12 @@ pub fn train(
             train_cutoffs,
             validation_cutoff,
         },
+        validation: Vec::new(),
     };
     let zt = model.standardise(&xt);
-    let fitted = LogisticRegression::default()
-        .alpha(config.l2)
-        .max_iterations(200)
-        .fit(&Dataset::new(zt, Array1::from(yt.clone())))
-        .map_err(|e| AnalyticsError::Model(e.to_string()))?;
-    model.coefficients = fitted.params().to_vec();
-    model.intercept = fitted.intercept();
+    let (coefficients, intercept) = fit_logistic(zt, &yt, config.l2)?;
+    model.coefficients = coefficients;
+    model.intercept = intercept;
 
     let pt = model.probabilities(&xt);
     let pv = model.probabilities(&xv);
@@ -444,6 +458,7 @@ pub fn train(
         .sum::<f64>()
         / pv.len() as f64;
     model.metrics.calibration = calibration(&pv, &yv);
+    model.validation = pv.iter().copied().zip(yv.iter().copied()).collect();
     model.version = version(&model);
     Ok(model)
 }
@@ -526,6 +541,18 @@ mod tests {
         // (p=0.6 vs n=0.4) win, (p=0.6 vs n=0.7) lose → 0.5.
         assert_eq!(auc(&[0.4, 0.6, 0.7], &[false, true, false]), Some(0.5));
         assert_eq!(auc(&[0.4, 0.6], &[true, true]), None);
+    }
+
+    #[test]
+    fn fitted_coefficients_raise_the_probability_of_true() {
+        let x = Array2::from_shape_vec((6, 1), vec![-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]).unwrap();
+        for y in [vec![false, false, false, true, true, true], vec![true, false, false, true, true, true]] {
+            let (beta, _) = fit_logistic(x.clone(), &y, 1.0).unwrap();
+            assert!(beta[0] > 0.0, "{beta:?} for {y:?}");
+        }
+        let y = vec![true, true, true, false, false, false];
+        let (beta, _) = fit_logistic(x, &y, 1.0).unwrap();
+        assert!(beta[0] < 0.0, "{beta:?}");
     }
 
     #[test]

@@ -15,13 +15,18 @@ use datafusion::prelude::{DataFrame as DfFrame, SessionContext};
 
 use crate::{
     AnalyticsError, RoiConfig,
-    sql::{MICROS_PER_DAY, in_list, literal, micros},
+    sql::{Dialect, MICROS_PER_DAY, in_list, literal},
 };
 
 /// CTEs `touches` (tenant, campaign, customer, currency, t) and `matched` (one row per
 /// order × touch in its window, with `recency` 1 = last touch, `n` touches and `k` the
 /// touch's position from the earliest). The dashboard's conversions use the same CTEs.
 pub fn attribution_ctes(config: &RoiConfig, as_of: DateTime<Utc>) -> String {
+    attribution_ctes_for(Dialect::DataFusion, config, as_of)
+}
+
+pub fn attribution_ctes_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>) -> String {
+    let micros = |c: &str| dialect.micros(c);
     let as_of = as_of.timestamp_micros();
     let window = config.window_days as i64 * MICROS_PER_DAY;
     format!(
@@ -51,6 +56,13 @@ pub fn attribution_ctes(config: &RoiConfig, as_of: DateTime<Utc>) -> String {
 /// fixed_cost_minor, cost_minor, last_touch_orders, last_touch_revenue_minor,
 /// linear_orders, linear_revenue_minor.
 pub fn roi_sql(config: &RoiConfig, as_of: DateTime<Utc>, campaigns: Option<&[String]>) -> String {
+    roi_sql_for(Dialect::DataFusion, config, as_of, campaigns)
+}
+
+/// [`roi_sql`] for another engine (the benchmark's baselines).
+pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, campaigns: Option<&[String]>) -> String {
+    let micros = |c: &str| dialect.micros(c);
+    let double = dialect.double();
     let unit_cases: Vec<String> = config
         .unit_cost_minor
         .iter()
@@ -68,7 +80,7 @@ pub fn roi_sql(config: &RoiConfig, as_of: DateTime<Utc>, campaigns: Option<&[Str
             SELECT campaign_id,
                    sum(CASE WHEN recency = 1 THEN 1 ELSE 0 END) AS last_touch_orders,
                    sum(CASE WHEN recency = 1 THEN amount_minor ELSE 0 END) AS last_touch_revenue_minor,
-                   sum(1.0 / CAST(n AS DOUBLE)) AS linear_orders,
+                   sum(1.0 / CAST(n AS {double})) AS linear_orders,
                    sum(amount_minor / n + CASE WHEN k <= amount_minor % n THEN 1 ELSE 0 END) AS linear_revenue_minor
             FROM matched GROUP BY campaign_id),
          costed AS (
@@ -88,7 +100,7 @@ pub fn roi_sql(config: &RoiConfig, as_of: DateTime<Utc>, campaigns: Option<&[Str
                 sends * unit_cost_minor + fixed_cost_minor AS cost_minor,
                 last_touch_orders, last_touch_revenue_minor, linear_orders, linear_revenue_minor
          FROM costed",
-        ctes = attribution_ctes(config, as_of),
+        ctes = attribution_ctes_for(dialect, config, as_of),
         created = micros("c.created_at"),
         as_of_us = as_of.timestamp_micros(),
         only = in_list("c.id", campaigns),

@@ -6,7 +6,34 @@ pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// A timestamp column as microseconds since the epoch (Int64), NULL stays NULL.
 pub fn micros(column: &str) -> String {
-    format!("CAST({column} AS BIGINT)")
+    Dialect::DataFusion.micros(column)
+}
+
+/// Where a metric's SQL runs. The pipelines use DataFusion; the benchmark runs the very
+/// same definitions inside Postgres and in DuckDB, which spell two things differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DataFusion,
+    Postgres,
+    DuckDb,
+}
+
+impl Dialect {
+    pub fn micros(self, column: &str) -> String {
+        match self {
+            Dialect::DataFusion => format!("CAST({column} AS BIGINT)"),
+            Dialect::Postgres => format!("CAST(extract(epoch from {column}) * 1000000 AS BIGINT)"),
+            Dialect::DuckDb => format!("epoch_us({column})"),
+        }
+    }
+
+    /// The 64-bit float type's name.
+    pub fn double(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "DOUBLE PRECISION",
+            _ => "DOUBLE",
+        }
+    }
 }
 
 /// The day (UTC) of a timestamp column, as a DATE.

@@ -3,6 +3,7 @@
 
 pub mod ads;
 pub mod ai;
+pub mod analytics;
 pub mod articles;
 pub mod commerce;
 pub mod content;

@@ -6,7 +6,7 @@ use utoipa::{
 };
 
 use crate::{
-    ads, ai, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
+    ads, ai, analytics, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
     learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
 };
 
@@ -60,6 +60,8 @@ use crate::{
         presentations::list, presentations::create, presentations::show, presentations::update, presentations::destroy,
         presentations::record_view, presentations::list_presenters, presentations::create_presenter,
         training::list, training::create, training::show, training::record_progress, training::progress,
+        analytics::dashboard, analytics::interest, analytics::purchases, analytics::learning,
+        analytics::campaign_performance, analytics::engagement_score, analytics::campaign_roi, analytics::predictive_score,
     ),
     components(schemas(
         error::ErrorEnvelope, error::ErrorBody, envelope::Pagination, envelope::Meta,
@@ -68,6 +70,7 @@ use crate::{
     modifiers(&BearerAuth),
     tags(
         (name = "customers", description = "CRM customers"),
+        (name = "analytics", description = "Precomputed CRM analytics: dashboard KPIs, interest, purchases, learning, campaign performance, engagement, ROI and predictive scores"),
         (name = "conversations", description = "Conversations with customers and their messages"),
         (name = "knowledge", description = "Knowledge base entries, votes, embeddings, FAQ categories"),
         (name = "personalities", description = "AI personalities and their customer assignments"),

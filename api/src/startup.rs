@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, ads, ai, articles, commerce, content, conversations, customers, faq_categories, health, knowledge,
+    ApiError, ads, ai, analytics, articles, commerce, content, conversations, customers, faq_categories, health, knowledge,
     learning, observability, openapi::ApiDoc, outbound, personalities, presentations, search, state::AppState, stripe,
     surveys, tracking, training, tts,
 };
@@ -35,6 +35,7 @@ const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(customers::routes())
+        .merge(analytics::routes())
         .merge(conversations::routes())
         .merge(knowledge::routes())
         .merge(faq_categories::routes())

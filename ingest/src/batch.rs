@@ -165,3 +165,11 @@ impl TableBatch {
             .map_err(|e| IngestError::Lake(crate::error::LakeError::Arrow(e)))
     }
 }
+
+/// Whether every row of a written batch is a snapshot row or an insert.
+pub fn inserts_only(record: &RecordBatch) -> bool {
+    use datafusion::arrow::array::{Array, AsArray};
+    let Some(ops) = record.column_by_name(crate::schema::OP) else { return false };
+    let Some(ops) = ops.as_string_opt::<i32>() else { return false };
+    (0..ops.len()).all(|i| ops.is_valid(i) && matches!(ops.value(i), "r" | "i"))
+}

@@ -602,7 +602,8 @@ impl Stream<'_> {
                 p.bytes_written += bytes;
                 p.changes += rows;
             });
-            let entry = FileEntry { table, path, date, rows, bytes, min_lsn, max_lsn, merged: 1 };
+            let inserts_only = crate::batch::inserts_only(&record);
+            let entry = FileEntry { table, path, date, rows, bytes, min_lsn, max_lsn, merged: 1, inserts_only };
             written.push((entry, (keep && self.ingest.feed.has_subscribers()).then_some(record)));
         }
         Ok(written)

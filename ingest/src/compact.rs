@@ -128,6 +128,7 @@ async fn merge(
         min_lsn,
         max_lsn,
         merged: merged_count,
+        inserts_only: run.iter().all(|&i| manifest.files[i].inserts_only),
     }))
 }
 

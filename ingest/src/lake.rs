@@ -45,6 +45,11 @@ pub struct FileEntry {
     /// Files merged into this one by compaction (1 for a file as written).
     #[serde(default = "one")]
     pub merged: u32,
+    /// Every row is a snapshot row or an insert (`_op` r or i): no key can appear twice
+    /// in such files, so a table made only of them needs no latest-version pass. False
+    /// when unknown (manifests written before this field).
+    #[serde(default)]
+    pub inserts_only: bool,
 }
 
 fn one() -> u32 {
@@ -141,6 +146,10 @@ pub fn file_path(table: &str, date: &str, n: u64, min_lsn: u64) -> String {
 
 /// Where the lake lives: a local directory (default) or an object store URL
 /// (`s3://bucket/prefix`, credentials from the usual `AWS_*` variables).
+/// The pipelines' results live under this prefix of the lake (issue #6); the capture's
+/// manifest does not list them and its clean-ups leave them alone.
+pub const DERIVED: &str = "_derived/";
+
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
@@ -257,6 +266,11 @@ impl Lake {
         Ok(size)
     }
 
+    /// Stores any file at `relative` (the pipelines' derived results and model cards).
+    pub async fn put_bytes(&self, relative: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        self.put(relative, Bytes::from(bytes)).await
+    }
+
     async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), LakeError> {
         // Local puts stage to a temporary file and rename it into place (atomic); the
         // fsyncs make that survive a power cut too, not only a killed process.
@@ -305,7 +319,7 @@ impl Lake {
         let listed: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         let mut removed = 0;
         for path in self.list().await? {
-            if path != MANIFEST && !listed.contains(path.as_str()) {
+            if path != MANIFEST && !path.starts_with(DERIVED) && !listed.contains(path.as_str()) {
                 self.delete(&path).await?;
                 removed += 1;
             }
@@ -321,7 +335,7 @@ impl Lake {
     #[tracing::instrument(skip_all)]
     pub async fn clear(&self) -> Result<(), LakeError> {
         self.delete(MANIFEST).await?;
-        for path in self.list().await? {
+        for path in self.list().await?.into_iter().filter(|p| !p.starts_with(DERIVED)) {
             self.delete(&path).await?;
         }
         Ok(())

@@ -111,6 +111,7 @@ impl Target<'_> {
             min_lsn: self.lsn,
             max_lsn: self.lsn,
             merged: 1,
+            inserts_only: true,
         })
     }
 }

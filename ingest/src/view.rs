@@ -57,8 +57,16 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, manifest: &Manifest) ->
             .collect();
         let changes_name = format!("{table}_changes");
         ctx.register_table(changes_name.as_str(), Arc::new(changes))?;
-        let sql =
-            current_state_sql(table, &changes_name, &columns, &meta.keys, meta.truncated_at, &meta.unchanged_columns);
+        // A table whose files hold only snapshot rows and inserts has each key once: its
+        // current state is every row, no latest-version pass (the large append-only
+        // tables — activities, messages — are read at scan speed).
+        let appends_only = meta.truncated_at.is_none() && manifest.files_of(table).all(|f| f.inserts_only);
+        let sql = if appends_only {
+            let list = columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+            format!("CREATE VIEW {} AS SELECT {list} FROM {}", ident(table), ident(&changes_name))
+        } else {
+            current_state_sql(table, &changes_name, &columns, &meta.keys, meta.truncated_at, &meta.unchanged_columns)
+        };
         ctx.sql(&sql).await?;
         names.push(table.clone());
     }

@@ -2,6 +2,7 @@
 //! envelope `{error: {message, code, details}}`. Shared by the API and the search service
 //! so both answer in one shape.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -23,14 +24,57 @@ impl<T> Envelope<T> {
         Self { data, message: Some(message.into()), meta: None }
     }
     pub fn page(data: T, pagination: Pagination) -> Self {
-        Self { data, message: None, meta: Some(Meta { pagination: Some(pagination) }) }
+        Self { data, message: None, meta: Some(Meta { pagination: Some(pagination), ..Meta::default() }) }
+    }
+    /// Results computed by a pipeline: when their inputs were taken, and the period and
+    /// filters the numbers cover.
+    pub fn computed(data: T, as_of: Option<DateTime<Utc>>, period: Option<Period>) -> Self {
+        Self { data, message: None, meta: Some(Meta { as_of, period, freshness: Some(Freshness::of(as_of)), ..Meta::default() }) }
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Meta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pagination: Option<Pagination>,
+    /// For precomputed analytics: the instant the pipeline's inputs describe (null when
+    /// no run has computed anything for this tenant yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+}
+
+/// How old precomputed numbers are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Freshness {
+    /// Seconds between `as_of` and now; null when nothing was computed.
+    pub age_seconds: Option<i64>,
+    /// `fresh` (under an hour), `stale`, or `missing`.
+    pub status: &'static str,
+}
+
+impl Freshness {
+    pub fn of(as_of: Option<DateTime<Utc>>) -> Self {
+        match as_of {
+            None => Self { age_seconds: None, status: "missing" },
+            Some(t) => {
+                let age = (Utc::now() - t).num_seconds().max(0);
+                Self { age_seconds: Some(age), status: if age < 3600 { "fresh" } else { "stale" } }
+            }
+        }
+    }
+}
+
+/// The inclusive date range (and filters) an analytics answer covers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    #[schema(value_type = Object)]
+    pub filters: serde_json::Value,
 }
 
 /// Laravel's length-aware paginator fields.

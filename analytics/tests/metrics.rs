@@ -1,0 +1,295 @@
+//! Each metric on a small hand-computed fixture: exact expected numbers, and the
+//! DataFusion and Polars engagement computations agreeing.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use datafusion::{
+    arrow::{
+        array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray},
+        datatypes::{DataType, Field, Schema, TimeUnit},
+    },
+    datasource::MemTable,
+    prelude::SessionContext,
+};
+use fibonacco_analytics::{AnalyticsConfig, bridge, dashboard, engagement, roi};
+use polars::prelude::IntoLazy;
+
+/// A column of a fixture table.
+enum Col {
+    Text(Vec<Option<&'static str>>),
+    /// Days relative to the as-of instant.
+    Day(Vec<Option<f64>>),
+    Int(Vec<Option<i64>>),
+    Bool(Vec<Option<bool>>),
+}
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-01T00:00:00Z".parse().unwrap()
+}
+
+fn at(days: f64) -> DateTime<Utc> {
+    t0() + Duration::microseconds((days * 86_400_000_000.0) as i64)
+}
+
+fn table(ctx: &SessionContext, name: &str, columns: Vec<(&str, Col)>) {
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (n, c) in columns {
+        let (field, array): (Field, ArrayRef) = match c {
+            Col::Text(v) => (Field::new(n, DataType::Utf8, true), Arc::new(StringArray::from(v))),
+            Col::Day(v) => (
+                Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+                Arc::new(
+                    TimestampMicrosecondArray::from(v.into_iter().map(|d| d.map(|d| at(d).timestamp_micros())).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+            ),
+            Col::Int(v) => (Field::new(n, DataType::Int64, true), Arc::new(Int64Array::from(v))),
+            Col::Bool(v) => (Field::new(n, DataType::Boolean, true), Arc::new(BooleanArray::from(v))),
+        };
+        fields.push(field);
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
+}
+
+use Col::*;
+
+fn engagement_fixture() -> SessionContext {
+    let ctx = SessionContext::new();
+    table(
+        &ctx,
+        "crm_customers",
+        vec![
+            ("id", Text(vec![Some("a"), Some("b"), Some("c"), Some("d"), Some("e")])),
+            ("tenant_id", Text(vec![Some("t1"); 5])),
+            ("created_at", Day(vec![Some(-400.0), Some(-400.0), Some(-1.0), Some(-400.0), Some(2.0)])),
+        ],
+    );
+    table(
+        &ctx,
+        "customer_activities",
+        vec![
+            ("id", Text(vec![Some("1"), Some("2"), Some("3"), Some("4"), Some("5"), Some("6"), Some("7")])),
+            ("customer_id", Text(vec![Some("a"), Some("a"), Some("a"), Some("b"), Some("d"), Some("d"), Some("e")])),
+            (
+                "activity_type",
+                Text(vec![
+                    Some("page_view"),
+                    Some("email_click"),
+                    Some("page_view"),
+                    Some("unsubscribe"),
+                    Some("presentation_view"),
+                    Some("purchase"),
+                    Some("page_view"),
+                ]),
+            ),
+            ("occurred_at", Day(vec![Some(0.0), Some(-30.0), Some(1.0), Some(0.0), Some(-60.0), Some(-90.0), Some(2.5)])),
+        ],
+    );
+    ctx
+}
+
+type Scores = Vec<(String, f64, Vec<(String, f64)>)>;
+
+async fn datafusion_scores(ctx: &SessionContext) -> Scores {
+    let config = AnalyticsConfig::default().engagement;
+    let frame = bridge::frame_of(engagement::scores(ctx, &config, t0(), None).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["customer_id"], Default::default()).unwrap();
+    let ids = frame.column("customer_id").unwrap().str().unwrap().clone();
+    let scores = frame.column("score").unwrap().f64().unwrap().clone();
+    (0..frame.height())
+        .map(|i| {
+            let parts = config
+                .components()
+                .iter()
+                .map(|c| (c.to_string(), frame.column(&format!("s_{c}")).unwrap().f64().unwrap().get(i).unwrap()))
+                .filter(|(_, v)| *v != 0.0)
+                .collect();
+            (ids.get(i).unwrap().to_string(), scores.get(i).unwrap(), parts)
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[tokio::test]
+async fn engagement_on_a_hand_computed_fixture() {
+    let ctx = engagement_fixture();
+    let got = datafusion_scores(&ctx).await;
+    let ids: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+    // e was created after the as-of instant: not scored.
+    assert_eq!(ids, ["a", "b", "c", "d"]);
+    // a: page view now (1 point) + e-mail click 30 days ago (5 · 0.5) = 3.5 raw points;
+    // the page view tomorrow is after as_of and ignored.
+    assert!(close(got[0].1, 16.054297923079265), "{got:?}");
+    assert_eq!(got[0].2.len(), 2);
+    assert!(close(got[0].2[0].1, 4.586942263736932) && got[0].2[0].0 == "web");
+    assert!(close(got[0].2[1].1, 11.467355659342331) && got[0].2[1].0 == "email");
+    // b: only an unsubscribe (−10): clipped at 0.
+    assert_eq!(got[1].1, 0.0);
+    assert!(got[1].2.is_empty());
+    // c: nothing.
+    assert_eq!(got[2].1, 0.0);
+    // d: presentation 60 days ago (4 · 0.25) + purchase 90 days ago (10 · 0.125) = 2.25.
+    assert!(close(got[3].1, 10.64026528914843), "{got:?}");
+    assert!(close(got[3].2[0].1, 4.729006795177081));
+    assert!(close(got[3].2[1].1, 5.91125849397135) && got[3].2[1].0 == "commerce");
+}
+
+// Polars runs its own async engine, which needs the multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polars_engagement_equals_datafusion() {
+    let ctx = engagement_fixture();
+    let config = AnalyticsConfig::default().engagement;
+    let events = bridge::query_frame(&ctx, &engagement::events_sql(&config, "a.customer_id")).await.unwrap();
+    let raw = engagement::decayed_components(events.lazy(), &config, t0().timestamp_micros());
+    let polars = engagement::score_frame(raw, &config).sort(["key"], Default::default()).collect().unwrap();
+    let datafusion = datafusion_scores(&ctx).await;
+    // Polars sees only customers with events at or before as_of: a, b, d.
+    let keys = polars.column("key").unwrap().str().unwrap().clone();
+    let scores = polars.column("score").unwrap().f64().unwrap().clone();
+    assert_eq!(polars.height(), 3);
+    for i in 0..polars.height() {
+        let key = keys.get(i).unwrap();
+        let expected = datafusion.iter().find(|d| d.0 == key).unwrap().1;
+        assert!(close(scores.get(i).unwrap(), expected), "{key}: polars {:?} datafusion {expected}", scores.get(i));
+    }
+}
+
+fn roi_fixture() -> SessionContext {
+    let ctx = SessionContext::new();
+    table(
+        &ctx,
+        "outbound_campaigns",
+        vec![
+            ("id", Text(vec![Some("k1"), Some("k2"), Some("k3")])),
+            ("tenant_id", Text(vec![Some("t1"); 3])),
+            ("name", Text(vec![Some("Spring e-mail"), Some("SMS blast"), Some("Future calls")])),
+            ("type", Text(vec![Some("email"), Some("sms"), Some("phone")])),
+            ("currency", Text(vec![Some("USD"); 3])),
+            ("fixed_cost_minor", Int(vec![Some(500), Some(0), Some(0)])),
+            ("created_at", Day(vec![Some(-60.0), Some(-30.0), Some(1.0)])),
+        ],
+    );
+    table(
+        &ctx,
+        "outbound_campaign_recipients",
+        vec![
+            ("id", Text(vec![Some("r1"), Some("r2"), Some("r3"), Some("r4"), Some("r5"), Some("r6")])),
+            ("tenant_id", Text(vec![Some("t1"); 6])),
+            ("campaign_id", Text(vec![Some("k1"), Some("k1"), Some("k1"), Some("k2"), Some("k2"), Some("k1")])),
+            ("customer_id", Text(vec![Some("x"), Some("y"), Some("z"), Some("x"), Some("y"), Some("w")])),
+            ("status", Text(vec![Some("opened"), Some("delivered"), Some("bounced"), Some("delivered"), Some("replied"), Some("pending")])),
+            ("sent_at", Day(vec![Some(-40.0), Some(-20.0), Some(-10.0), Some(-5.0), Some(-15.0), None])),
+            ("delivered_at", Day(vec![Some(-40.0), Some(-20.0), None, Some(-5.0), Some(-15.0), None])),
+            ("opened_at", Day(vec![Some(-39.0), None, None, None, None, None])),
+            ("clicked_at", Day(vec![None; 6])),
+            ("replied_at", Day(vec![None, None, None, None, Some(-14.5), None])),
+            ("updated_at", Day(vec![Some(-39.0), Some(-20.0), Some(-10.0), Some(-5.0), Some(-14.5), Some(-50.0)])),
+        ],
+    );
+    table(
+        &ctx,
+        "orders",
+        vec![
+            ("id", Text(vec![Some("o1"), Some("o2"), Some("o3"), Some("o4"), Some("o5"), Some("o6")])),
+            ("tenant_id", Text(vec![Some("t1"); 6])),
+            ("customer_id", Text(vec![Some("x"), Some("y"), Some("z"), Some("z"), Some("z"), Some("y")])),
+            ("status", Text(vec![Some("paid"), Some("paid"), Some("refunded"), Some("paid"), Some("paid"), Some("paid")])),
+            ("amount_minor", Int(vec![Some(1000), Some(1001), Some(700), Some(300), Some(5000), Some(200)])),
+            ("currency", Text(vec![Some("USD"), Some("USD"), Some("USD"), Some("USD"), Some("USD"), Some("EUR")])),
+            ("paid_at", Day(vec![Some(-2.0), Some(-1.0), Some(-5.0), Some(-12.0), Some(1.0), Some(-16.0)])),
+        ],
+    );
+    ctx
+}
+
+#[tokio::test]
+async fn roi_last_touch_and_linear_on_a_hand_computed_fixture() {
+    let ctx = roi_fixture();
+    let config = AnalyticsConfig::default().roi;
+    let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
+    let col = |name: &str| -> Vec<i64> {
+        frame
+            .column(name)
+            .unwrap()
+            .cast(&polars::prelude::DataType::Int64)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap())
+            .collect()
+    };
+    let ids: Vec<String> =
+        frame.column("campaign_id").unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
+    // k3 starts tomorrow: not yet a campaign at as_of.
+    assert_eq!(ids, ["k1", "k2"]);
+    // k1: three sends (w's was never sent) at 1 minor unit + 500 fixed.
+    assert_eq!(col("sends"), [3, 2]);
+    assert_eq!(col("send_cost_minor"), [3, 16]);
+    assert_eq!(col("cost_minor"), [503, 16]);
+    // o1 (x, 1000): only k2's send 3 days before is in the window (k1's was 38 days
+    // before). o2 (y, 1001): k1 (19 days before) and k2 (14 days before): last touch k2,
+    // linear 501 to the earlier touch and 500 to the later. o3 refunded, o4 paid before
+    // z's send, o5 after as_of, o6 in another currency: no credit.
+    assert_eq!(col("last_touch_orders"), [0, 2]);
+    assert_eq!(col("last_touch_revenue_minor"), [0, 2001]);
+    assert_eq!(col("linear_revenue_minor"), [501, 1500]);
+    let linear_orders: Vec<f64> =
+        frame.column("linear_orders").unwrap().f64().unwrap().iter().map(|v| v.unwrap()).collect();
+    assert_eq!(linear_orders, [0.5, 1.5]);
+    assert_eq!(roi::ratio(0, 503), Some(-1.0));
+    assert_eq!(roi::ratio(501, 503), Some(-2.0 / 503.0));
+    assert_eq!(roi::ratio(2001, 16), Some(124.0625));
+    assert_eq!(roi::ratio(1500, 16), Some(92.75));
+
+    // A 10-day window keeps only k2's send to x (3 days before o1): both touches of o2
+    // (19 and 14 days before) fall out.
+    let mut narrow = config.clone();
+    narrow.window_days = 10;
+    let frame = bridge::frame_of(roi::roi(&ctx, &narrow, t0(), None).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
+    let linear: Vec<i64> = frame
+        .column("linear_revenue_minor")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    assert_eq!(linear, [0, 1000]);
+}
+
+#[tokio::test]
+async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
+    let ctx = roi_fixture();
+    let config = AnalyticsConfig::default().roi;
+    let frame =
+        bridge::frame_of(dashboard::read_model(&ctx, "campaigns", &config, t0()).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["campaign_id", "day"], Default::default()).unwrap();
+    let total = |campaign: &str, name: &str| -> i64 {
+        let ids = frame.column("campaign_id").unwrap().str().unwrap().clone();
+        let values = frame.column(name).unwrap().cast(&polars::prelude::DataType::Int64).unwrap();
+        let values = values.i64().unwrap().clone();
+        (0..frame.height()).filter(|i| ids.get(*i) == Some(campaign)).map(|i| values.get(i).unwrap()).sum()
+    };
+    assert_eq!(total("k1", "sent"), 3);
+    assert_eq!(total("k1", "delivered"), 2);
+    assert_eq!(total("k1", "opened"), 1);
+    assert_eq!(total("k1", "bounced"), 1);
+    assert_eq!(total("k1", "conversions"), 0);
+    assert_eq!(total("k2", "sent"), 2);
+    assert_eq!(total("k2", "replied"), 1);
+    assert_eq!(total("k2", "conversions"), 2);
+    assert_eq!(total("k2", "revenue_minor"), 2001);
+}

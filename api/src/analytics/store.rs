@@ -1,0 +1,443 @@
+//! Reads of the precomputed analytics tables, inside a tenant-scoped transaction. Every
+//! query filters by tenant (row-level security is the second line); date ranges sum the
+//! per-day rows the pipelines wrote.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use fibonacco_platform::TenantId;
+use serde::Serialize;
+use sqlx::{PgConnection, types::Json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::input::{Filters, Range};
+
+/// The newest `as_of` of a tenant's rows in `table` (one of the analytics tables).
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn latest_as_of(conn: &mut PgConnection, tenant: TenantId, table: &'static str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let sql = match table {
+        "analytics_daily_activity" => "select max(as_of) from analytics_daily_activity where tenant_id = $1",
+        "analytics_daily_orders" => "select max(as_of) from analytics_daily_orders where tenant_id = $1",
+        "analytics_daily_campaigns" => "select max(as_of) from analytics_daily_campaigns where tenant_id = $1",
+        "analytics_daily_customers" => "select max(as_of) from analytics_daily_customers where tenant_id = $1",
+        _ => "select max(as_of) from analytics_content where tenant_id = $1",
+    };
+    sqlx::query_scalar(sql).bind(tenant).fetch_one(conn).await
+}
+
+/// A named count.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Breakdown {
+    pub key: String,
+    pub events: i64,
+    /// Sum over days of the customers active that day.
+    pub customer_days: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DayCount {
+    pub day: NaiveDate,
+    pub events: i64,
+}
+
+/// Activity events in the range, grouped by `dimension` (activity_type, channel,
+/// category, subject_type), restricted to `types`.
+#[tracing::instrument(skip(conn, types), fields(tenant_id = %tenant))]
+pub async fn activity_breakdown(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: Range,
+    filters: &Filters,
+    types: &[&str],
+    dimension: &'static str,
+) -> Result<Vec<Breakdown>, sqlx::Error> {
+    let column = match dimension {
+        "activity_type" => "activity_type",
+        "channel" => "channel",
+        "subject_type" => "subject_type",
+        _ => "category",
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {column} as key, sum(events)::bigint as events, sum(customers)::bigint as customer_days
+         from analytics_daily_activity
+         where tenant_id = $1 and day between $2 and $3 and activity_type = any($4)
+           and ($5::text is null or channel = $5) and ($6::text is null or category = $6)
+         group by 1 order by 2 desc, 1"
+    )))
+    .bind(tenant)
+    .bind(range.from)
+    .bind(range.to)
+    .bind(types)
+    .bind(&filters.channel)
+    .bind(&filters.category)
+    .fetch_all(conn)
+    .await
+}
+
+#[tracing::instrument(skip(conn, types), fields(tenant_id = %tenant))]
+pub async fn activity_series(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: Range,
+    filters: &Filters,
+    types: &[&str],
+) -> Result<Vec<DayCount>, sqlx::Error> {
+    sqlx::query_as(
+        "select day, sum(events)::bigint as events from analytics_daily_activity
+         where tenant_id = $1 and day between $2 and $3 and activity_type = any($4)
+           and ($5::text is null or channel = $5) and ($6::text is null or category = $6)
+         group by 1 order by 1",
+    )
+    .bind(tenant)
+    .bind(range.from)
+    .bind(range.to)
+    .bind(types)
+    .bind(&filters.channel)
+    .bind(&filters.category)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct OrderGroup {
+    pub key: String,
+    pub id: Option<Uuid>,
+    pub currency: String,
+    pub orders: i64,
+    pub paid_orders: i64,
+    pub refunded_orders: i64,
+    pub revenue_minor: i64,
+    /// Revenue per paid order (integer division), null without paid orders.
+    pub average_order_minor: Option<i64>,
+}
+
+/// Orders in the range grouped by service, category, currency or day.
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn orders(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: Range,
+    filters: &Filters,
+    by: &'static str,
+) -> Result<Vec<OrderGroup>, sqlx::Error> {
+    let (key, id) = match by {
+        "service" => ("service_name", "service_id"),
+        "category" => ("category", "null::uuid"),
+        "day" => ("day::text", "null::uuid"),
+        _ => ("currency::text", "null::uuid"),
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {key} as key, {id} as id, currency::text as currency, sum(orders)::bigint as orders,
+                sum(paid_orders)::bigint as paid_orders, sum(refunded_orders)::bigint as refunded_orders,
+                sum(revenue_minor)::bigint as revenue_minor,
+                (case when sum(paid_orders) > 0 then sum(revenue_minor) / sum(paid_orders) end)::bigint as average_order_minor
+         from analytics_daily_orders
+         where tenant_id = $1 and day between $2 and $3
+           and ($4::uuid is null or service_id = $4) and ($5::text is null or category = $5)
+         group by 1, 2, 3 order by {order}"
+        ,
+        order = if by == "day" { "1" } else { "7 desc, 1" }
+    )))
+    .bind(tenant)
+    .bind(range.from)
+    .bind(range.to)
+    .bind(filters.service_id)
+    .bind(&filters.category)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Debug, Default, Serialize, ToSchema, sqlx::FromRow)]
+pub struct CampaignCounts {
+    pub sent: i64,
+    pub delivered: i64,
+    pub opened: i64,
+    pub clicked: i64,
+    pub replied: i64,
+    pub bounced: i64,
+    pub unsubscribed: i64,
+    pub conversions: i64,
+    pub revenue_minor: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct CampaignRow {
+    pub campaign_id: Uuid,
+    pub name: String,
+    pub channel: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub counts: CampaignCounts,
+}
+
+const COUNTS: &str = "coalesce(sum(sent), 0)::bigint as sent, coalesce(sum(delivered), 0)::bigint as delivered,
+    coalesce(sum(opened), 0)::bigint as opened, coalesce(sum(clicked), 0)::bigint as clicked,
+    coalesce(sum(replied), 0)::bigint as replied, coalesce(sum(bounced), 0)::bigint as bounced,
+    coalesce(sum(unsubscribed), 0)::bigint as unsubscribed, coalesce(sum(conversions), 0)::bigint as conversions,
+    coalesce(sum(revenue_minor), 0)::bigint as revenue_minor";
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn campaigns(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: Range,
+    filters: &Filters,
+) -> Result<Vec<CampaignRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select campaign_id, campaign_name as name, channel, {COUNTS}
+         from analytics_daily_campaigns
+         where tenant_id = $1 and day between $2 and $3
+           and ($4::text is null or channel = $4) and ($5::uuid is null or campaign_id = $5)
+         group by 1, 2, 3 order by sent desc, campaign_id"
+    )))
+    .bind(tenant)
+    .bind(range.from)
+    .bind(range.to)
+    .bind(&filters.channel)
+    .bind(filters.campaign_id)
+    .fetch_all(conn)
+    .await
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn campaign_totals(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: Range,
+    filters: &Filters,
+) -> Result<CampaignCounts, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {COUNTS} from analytics_daily_campaigns
+         where tenant_id = $1 and day between $2 and $3
+           and ($4::text is null or channel = $4) and ($5::uuid is null or campaign_id = $5)"
+    )))
+    .bind(tenant)
+    .bind(range.from)
+    .bind(range.to)
+    .bind(&filters.channel)
+    .bind(filters.campaign_id)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Default, Serialize, ToSchema, sqlx::FromRow)]
+pub struct CustomerTotals {
+    pub new_customers: i64,
+    pub active_customer_days: i64,
+    pub conversations: i64,
+    pub messages: i64,
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn customer_totals(conn: &mut PgConnection, tenant: TenantId, range: Range) -> Result<CustomerTotals, sqlx::Error> {
+    sqlx::query_as(
+        "select coalesce(sum(new_customers), 0)::bigint as new_customers,
+                coalesce(sum(active_customers), 0)::bigint as active_customer_days,
+                coalesce(sum(conversations), 0)::bigint as conversations, coalesce(sum(messages), 0)::bigint as messages
+         from analytics_daily_customers where tenant_id = $1 and day between $2 and $3",
+    )
+    .bind(tenant)
+    .bind(range.from)
+    .bind(range.to)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DashboardDay {
+    pub day: NaiveDate,
+    pub new_customers: i64,
+    pub active_customers: i64,
+    pub conversations: i64,
+    pub paid_orders: i64,
+    pub revenue_minor: i64,
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn dashboard_series(conn: &mut PgConnection, tenant: TenantId, range: Range) -> Result<Vec<DashboardDay>, sqlx::Error> {
+    sqlx::query_as(
+        "with days as (select generate_series($2::date, $3::date, interval '1 day')::date as day),
+              o as (select day, sum(paid_orders)::bigint as paid_orders, sum(revenue_minor)::bigint as revenue_minor
+                    from analytics_daily_orders where tenant_id = $1 and day between $2 and $3 group by day)
+         select d.day, coalesce(c.new_customers, 0)::bigint as new_customers,
+                coalesce(c.active_customers, 0)::bigint as active_customers,
+                coalesce(c.conversations, 0)::bigint as conversations,
+                coalesce(o.paid_orders, 0)::bigint as paid_orders, coalesce(o.revenue_minor, 0)::bigint as revenue_minor
+         from days d
+         left join analytics_daily_customers c on c.tenant_id = $1 and c.day = d.day
+         left join o on o.day = d.day
+         order by d.day",
+    )
+    .bind(tenant)
+    .bind(range.from)
+    .bind(range.to)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Debug, Default, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ScoreSummary {
+    pub customers: i64,
+    pub scored_customers: i64,
+    pub average_engagement: Option<f64>,
+    /// Customers with an engagement score of 70 or more.
+    pub highly_engaged: i64,
+    /// Customers with a purchase probability of 0.5 or more.
+    pub likely_buyers: i64,
+    /// Sum of purchase probabilities: the expected number of buyers in 90 days.
+    pub expected_buyers: Option<f64>,
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn score_summary(conn: &mut PgConnection, tenant: TenantId) -> Result<ScoreSummary, sqlx::Error> {
+    sqlx::query_as(
+        "select (select count(*) from crm_customers where tenant_id = $1) as customers,
+                count(*) as scored_customers, avg(score)::float8 as average_engagement,
+                count(*) filter (where score >= 70) as highly_engaged,
+                (select count(*) from customer_predictive_scores where tenant_id = $1 and probability >= 0.5) as likely_buyers,
+                (select sum(probability) from customer_predictive_scores where tenant_id = $1) as expected_buyers
+         from customer_engagement_scores where tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ContentRow {
+    pub subject_type: String,
+    pub subject_id: Uuid,
+    pub title: String,
+    pub category: String,
+    pub views: i64,
+    pub readers: i64,
+    pub helpful: i64,
+    pub not_helpful: i64,
+    /// helpful / (helpful + not helpful); null without votes.
+    pub helpful_rate: Option<f64>,
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn top_content(conn: &mut PgConnection, tenant: TenantId, filters: &Filters) -> Result<Vec<ContentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select subject_type, subject_id, title, category, views, readers, helpful, not_helpful,
+                case when helpful + not_helpful > 0 then helpful::float8 / (helpful + not_helpful) end as helpful_rate
+         from analytics_content where tenant_id = $1 and ($2::text is null or category = $2)
+         order by views desc, subject_id limit 10",
+    )
+    .bind(tenant)
+    .bind(&filters.category)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct EngagementRow {
+    pub customer_id: Uuid,
+    /// 0-100.
+    pub score: f64,
+    /// Points per channel; they add up to the score.
+    #[schema(value_type = Object)]
+    pub components: Json<serde_json::Value>,
+    pub as_of: DateTime<Utc>,
+    pub computed_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn engagement(conn: &mut PgConnection, tenant: TenantId, customer: Uuid) -> Result<Option<EngagementRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select customer_id, score::float8 as score, components, as_of, computed_at
+         from customer_engagement_scores where tenant_id = $1 and customer_id = $2",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_optional(conn)
+    .await
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct PredictiveRow {
+    pub customer_id: Uuid,
+    /// Probability of a paid order in the next 90 days.
+    pub probability: f64,
+    /// The largest terms of the model's log-odds for this customer:
+    /// `[{feature, contribution, value}]`.
+    #[schema(value_type = Object)]
+    pub top_features: Json<serde_json::Value>,
+    pub model_version: String,
+    /// Validation metrics of that model (AUC, calibration, …).
+    #[schema(value_type = Object)]
+    pub model_metrics: Option<Json<serde_json::Value>>,
+    pub model_trained_at: Option<DateTime<Utc>>,
+    pub as_of: DateTime<Utc>,
+    pub computed_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn predictive(conn: &mut PgConnection, tenant: TenantId, customer: Uuid) -> Result<Option<PredictiveRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select s.customer_id, s.probability, s.top_features, s.model_version, m.metrics as model_metrics,
+                m.trained_at as model_trained_at, s.as_of, s.computed_at
+         from customer_predictive_scores s left join predictive_models m on m.version = s.model_version
+         where s.tenant_id = $1 and s.customer_id = $2",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_optional(conn)
+    .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct RoiRow {
+    pub campaign_id: Uuid,
+    pub channel: String,
+    pub currency: String,
+    pub sends: i64,
+    pub unit_cost_minor: i64,
+    pub send_cost_minor: i64,
+    pub fixed_cost_minor: i64,
+    pub cost_minor: i64,
+    pub last_touch_orders: i64,
+    pub last_touch_revenue_minor: i64,
+    pub last_touch_roi: Option<f64>,
+    pub linear_orders: f64,
+    pub linear_revenue_minor: i64,
+    pub linear_roi: Option<f64>,
+    pub window_days: i32,
+    pub as_of: DateTime<Utc>,
+    pub computed_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn roi(conn: &mut PgConnection, tenant: TenantId, campaign: Uuid) -> Result<Option<RoiRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select campaign_id, channel, currency::text as currency, sends, unit_cost_minor, send_cost_minor, fixed_cost_minor,
+                cost_minor, last_touch_orders, last_touch_revenue_minor, last_touch_roi, linear_orders,
+                linear_revenue_minor, linear_roi, window_days, as_of, computed_at
+         from campaign_roi where tenant_id = $1 and campaign_id = $2",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_optional(conn)
+    .await
+}
+
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn roi_by_campaign(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<(Uuid, i64, Option<f64>, Option<f64>)>, sqlx::Error> {
+    sqlx::query_as("select campaign_id, cost_minor, last_touch_roi, linear_roi from campaign_roi where tenant_id = $1")
+        .bind(tenant)
+        .fetch_all(conn)
+        .await
+}
+
+/// Whether `table` has a row `id` of this tenant (customers, campaigns).
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+pub async fn exists(conn: &mut PgConnection, tenant: TenantId, table: &'static str, id: Uuid) -> Result<bool, sqlx::Error> {
+    let sql = match table {
+        "crm_customers" => "select exists (select 1 from crm_customers where tenant_id = $1 and id = $2)",
+        _ => "select exists (select 1 from outbound_campaigns where tenant_id = $1 and id = $2)",
+    };
+    sqlx::query_scalar(sql).bind(tenant).bind(id).fetch_one(conn).await
+}

@@ -1,0 +1,443 @@
+//! `fibonacco pipelines run`: recompute from the lake at an `as_of` instant.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use chrono::{DateTime, Utc};
+use datafusion::{
+    arrow::{
+        array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray},
+        datatypes::{DataType, Field, Schema},
+    },
+    prelude::SessionContext,
+};
+use fibonacco_analytics::{AnalyticsConfig, dashboard, engagement, predictive, roi};
+use fibonacco_ingest::{Lake, slot::format_lsn, view};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+use crate::{
+    PipelineError,
+    output::{TextBatch, floats, ints, rounded, text},
+    store::{self, Replace, RunRecord},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pipeline {
+    Engagement,
+    Roi,
+    Predictive,
+    Analytics,
+}
+
+impl Pipeline {
+    pub const ALL: [Pipeline; 4] = [Pipeline::Engagement, Pipeline::Roi, Pipeline::Predictive, Pipeline::Analytics];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::Engagement => "engagement",
+            Pipeline::Roi => "roi",
+            Pipeline::Predictive => "predictive",
+            Pipeline::Analytics => "analytics",
+        }
+    }
+
+    /// The lake tables the pipeline reads.
+    pub fn inputs(self) -> &'static [&'static str] {
+        match self {
+            Pipeline::Engagement => &["crm_customers", "customer_activities"],
+            Pipeline::Roi => &["outbound_campaigns", "outbound_campaign_recipients", "orders"],
+            Pipeline::Predictive => &["crm_customers", "customer_activities", "orders", "outbound_campaign_recipients"],
+            Pipeline::Analytics => &[
+                "crm_customers",
+                "crm_conversations",
+                "crm_conversation_messages",
+                "customer_activities",
+                "outbound_campaigns",
+                "outbound_campaign_recipients",
+                "orders",
+                "services",
+                "service_categories",
+                "knowledge_base",
+                "knowledge_votes",
+                "articles",
+            ],
+        }
+    }
+
+    /// `engagement`, `roi`, `predictive`, `analytics` or `all`.
+    pub fn parse_list(text: &str) -> Result<Vec<Pipeline>, PipelineError> {
+        match text {
+            "all" => Ok(Self::ALL.to_vec()),
+            other => Self::ALL.into_iter().find(|p| p.name() == other).map(|p| vec![p]).ok_or_else(|| {
+                PipelineError::Input(format!(
+                    "unknown pipeline {other:?}: expected engagement, roi, predictive, analytics or all"
+                ))
+            }),
+        }
+    }
+}
+
+/// What one pipeline did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub pipeline: Pipeline,
+    pub as_of: DateTime<Utc>,
+    pub input_lsn: String,
+    pub rows_written: u64,
+    pub duration_ms: u64,
+    pub derived: Vec<String>,
+    pub details: serde_json::Value,
+}
+
+pub struct Pipelines {
+    pub pool: PgPool,
+    pub lake: Lake,
+    pub config: AnalyticsConfig,
+    /// Show progress bars (a terminal is attached).
+    pub progress: bool,
+}
+
+fn spinner(show: bool, name: &str) -> ProgressBar {
+    let bar = if show { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{spinner} {prefix:12} {msg} {elapsed}").expect("static template"));
+    bar.set_prefix(name.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+impl Pipelines {
+    /// Runs `pipelines` in order over one snapshot of the lake.
+    #[tracing::instrument(skip(self), fields(as_of = %as_of))]
+    pub async fn run(&self, pipelines: &[Pipeline], as_of: DateTime<Utc>) -> Result<Vec<RunReport>, PipelineError> {
+        let (ctx, manifest) = view::session(&self.lake).await?;
+        let missing: Vec<&str> = pipelines
+            .iter()
+            .flat_map(|p| p.inputs().iter().copied())
+            .filter(|t| !manifest.tables.contains_key(*t))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            return Err(PipelineError::Input(format!(
+                "the lake at {} has no {}: add them to INGEST_TABLES and run `fibonacco ingest --resnapshot`",
+                self.lake.display(),
+                missing.join(", ")
+            )));
+        }
+        let input_lsn = format_lsn(manifest.durable_lsn);
+        let mut reports = Vec::new();
+        for p in pipelines {
+            let bar = spinner(self.progress, p.name());
+            let started_at = Utc::now();
+            let clock = Instant::now();
+            bar.set_message("computing");
+            let (rows, derived, details) = match p {
+                Pipeline::Engagement => self.engagement(&ctx, as_of, None, Replace::All, &bar).await?,
+                Pipeline::Roi => self.roi(&ctx, as_of, None, Replace::All, &bar).await?,
+                Pipeline::Predictive => self.predictive(&ctx, as_of, &bar).await?,
+                Pipeline::Analytics => self.analytics(&ctx, as_of, &bar).await?,
+            };
+            let duration_ms = clock.elapsed().as_millis() as u64;
+            let record = RunRecord {
+                pipeline: p.name(),
+                mode: "batch",
+                as_of,
+                input_lsn: input_lsn.clone(),
+                started_at,
+                duration_ms: duration_ms as i64,
+                rows_written: rows as i64,
+                details: details.clone(),
+            };
+            let mut conn = self.pool.acquire().await?;
+            store::record_run(&mut conn, &record).await?;
+            bar.finish_with_message(format!("{rows} rows in {duration_ms} ms"));
+            reports.push(RunReport {
+                pipeline: *p,
+                as_of,
+                input_lsn: input_lsn.clone(),
+                rows_written: rows,
+                duration_ms,
+                derived,
+                details,
+            });
+        }
+        Ok(reports)
+    }
+
+    /// Writes typed result batches under `_derived/<name>/as_of=<date>/`.
+    async fn derive(&self, name: &str, as_of: DateTime<Utc>, batches: &[RecordBatch]) -> Result<Vec<String>, PipelineError> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(Vec::new());
+        }
+        let path = format!(
+            "{}{name}/as_of={}/{}.parquet",
+            fibonacco_ingest::lake::DERIVED,
+            as_of.format("%Y-%m-%d"),
+            as_of.format("%Y%m%dT%H%M%S%.6fZ")
+        );
+        self.lake.write_parquet(&path, batches).await?;
+        Ok(vec![path])
+    }
+
+    /// Engagement scores for every customer, or only `customers`.
+    pub async fn engagement(
+        &self,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        customers: Option<&[String]>,
+        mode: Replace,
+        bar: &ProgressBar,
+    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+        let config = &self.config.engagement;
+        let batches = engagement::scores(ctx, config, as_of, customers).await?.collect().await?;
+        bar.set_message("writing");
+        let components = config.components();
+        let mut rows = Vec::with_capacity(batches.len());
+        let mut scored = 0usize;
+        let mut total = 0.0;
+        for batch in &batches {
+            let mut out = TextBatch::new();
+            out.push("tenant_id", text(batch, "tenant_id")?);
+            out.push("customer_id", text(batch, "customer_id")?);
+            let scores = floats(batch, "score")?;
+            total += scores.iter().flatten().sum::<f64>();
+            scored += scores.len();
+            out.push_iter("score", scores.iter().map(|s| s.map(|s| rounded(s, 2))));
+            let parts: Vec<Vec<Option<f64>>> =
+                components.iter().map(|c| floats(batch, &format!("s_{c}"))).collect::<Result<_, _>>()?;
+            let json = (0..batch.num_rows()).map(|i| {
+                let map: BTreeMap<&str, f64> = components
+                    .iter()
+                    .zip(&parts)
+                    .filter_map(|(c, v)| v[i].filter(|x| *x > 0.0).map(|x| (*c, (x * 100.0).round() / 100.0)))
+                    .collect();
+                Some(serde_json::to_string(&map).unwrap_or_else(|_| "{}".into()))
+            });
+            out.push_iter("components", json);
+            out.push_as_of(batch.num_rows(), as_of);
+            rows.push(out);
+        }
+        let mut tx = store::begin(&self.pool).await?;
+        let written =
+            store::replace_scores(&mut tx, "customer_engagement_scores", "customer_id", "crm_customers", &rows, mode)
+                .await?;
+        tx.commit().await?;
+        let derived = if mode == Replace::All { self.derive("engagement", as_of, &batches).await? } else { Vec::new() };
+        let mean = if scored > 0 { total / scored as f64 } else { 0.0 };
+        Ok((written, derived, serde_json::json!({"customers": scored, "mean_score": rounded(mean, 2)})))
+    }
+
+    /// ROI for every campaign, or only `campaigns`.
+    pub async fn roi(
+        &self,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        campaigns: Option<&[String]>,
+        mode: Replace,
+        bar: &ProgressBar,
+    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+        let config = &self.config.roi;
+        let batches = roi::roi(ctx, config, as_of, campaigns).await?.collect().await?;
+        bar.set_message("writing");
+        let mut rows = Vec::new();
+        let mut campaigns_seen = 0;
+        for batch in &batches {
+            let mut out = TextBatch::new();
+            for c in [
+                "tenant_id",
+                "campaign_id",
+                "channel",
+                "currency",
+                "sends",
+                "unit_cost_minor",
+                "send_cost_minor",
+                "fixed_cost_minor",
+                "cost_minor",
+                "last_touch_orders",
+                "last_touch_revenue_minor",
+            ] {
+                out.push(c, text(batch, c)?);
+            }
+            let cost = ints(batch, "cost_minor")?;
+            let lt = ints(batch, "last_touch_revenue_minor")?;
+            let lin = ints(batch, "linear_revenue_minor")?;
+            let ratio = |rev: &Vec<Option<i64>>| {
+                cost.iter()
+                    .zip(rev)
+                    .map(|(c, r)| roi::ratio(r.unwrap_or(0), c.unwrap_or(0)).map(|x| x.to_string()))
+                    .collect::<Vec<_>>()
+            };
+            out.push_iter("last_touch_roi", ratio(&lt));
+            out.push_iter("linear_orders", floats(batch, "linear_orders")?.iter().map(|v| v.map(|v| rounded(v, 6))));
+            out.push("linear_revenue_minor", text(batch, "linear_revenue_minor")?);
+            out.push_iter("linear_roi", ratio(&lin));
+            out.push_iter("window_days", std::iter::repeat_n(Some(config.window_days.to_string()), batch.num_rows()));
+            out.push_as_of(batch.num_rows(), as_of);
+            campaigns_seen += batch.num_rows();
+            rows.push(out);
+        }
+        let mut tx = store::begin(&self.pool).await?;
+        let written = store::replace_scores(&mut tx, "campaign_roi", "campaign_id", "outbound_campaigns", &rows, mode).await?;
+        tx.commit().await?;
+        let derived = if mode == Replace::All { self.derive("roi", as_of, &batches).await? } else { Vec::new() };
+        Ok((written, derived, serde_json::json!({"campaigns": campaigns_seen, "window_days": config.window_days})))
+    }
+
+    async fn predictive(
+        &self,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        bar: &ProgressBar,
+    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+        let config = &self.config;
+        bar.set_message("reading features");
+        let inputs = predictive::inputs(ctx, &config.engagement).await?;
+        bar.set_message("training");
+        let (engagement, predictive_config) = (config.engagement.clone(), config.predictive.clone());
+        // Training and scoring are CPU-bound Polars/linfa work: off the async threads.
+        let (model, scores) = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+            let model = predictive::train(&inputs, &engagement, &predictive_config, as_of)?;
+            let scores = predictive::score(&inputs, &engagement, &predictive_config, &model)?;
+            Ok((model, scores))
+        })
+        .await
+        .map_err(|e| PipelineError::Input(format!("training task failed: {e}")))??;
+        bar.set_message("writing");
+        let top_json: Vec<String> = scores
+            .iter()
+            .map(|s| {
+                serde_json::to_string(
+                    &s.top_features
+                        .iter()
+                        .map(|(f, c, v)| serde_json::json!({"feature": f, "contribution": (c * 1e4).round() / 1e4, "value": (v * 1e4).round() / 1e4}))
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap_or_else(|_| "[]".into())
+            })
+            .collect();
+        let mut out = TextBatch::new();
+        out.push_iter("tenant_id", scores.iter().map(|s| Some(s.tenant_id.as_str())));
+        out.push_iter("customer_id", scores.iter().map(|s| Some(s.customer_id.as_str())));
+        out.push_iter("probability", scores.iter().map(|s| Some(s.probability.to_string())));
+        out.push_iter("top_features", top_json.iter().map(|s| Some(s.as_str())));
+        out.push_iter("model_version", std::iter::repeat_n(Some(model.version.as_str()), scores.len()));
+        out.push_as_of(scores.len(), as_of);
+        let mut tx = store::begin(&self.pool).await?;
+        sqlx::query(
+            "insert into predictive_models (version, as_of, horizon_days, features, coefficients, intercept, metrics)
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict (version) do update set trained_at = now(), metrics = excluded.metrics",
+        )
+        .bind(&model.version)
+        .bind(model.as_of)
+        .bind(model.horizon_days as i32)
+        .bind(serde_json::json!(model.features))
+        .bind(serde_json::json!({
+            "coefficients": model.features.iter().zip(&model.coefficients).map(|(f, c)| (f.clone(), *c)).collect::<BTreeMap<_, _>>(),
+            "means": model.means, "deviations": model.deviations,
+        }))
+        .bind(model.intercept)
+        .bind(serde_json::to_value(&model.metrics).unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+        let written = store::replace_scores(
+            &mut tx,
+            "customer_predictive_scores",
+            "customer_id",
+            "crm_customers",
+            &[out],
+            Replace::All,
+        )
+        .await?;
+        tx.commit().await?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new("probability", DataType::Float64, false),
+            Field::new("top_features", DataType::Utf8, false),
+            Field::new("model_version", DataType::Utf8, false),
+        ]));
+        let typed = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.tenant_id.as_str()))) as ArrayRef,
+                Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.customer_id.as_str()))),
+                Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.probability))),
+                Arc::new(StringArray::from_iter_values(top_json.iter())),
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(model.version.as_str(), scores.len()))),
+            ],
+        )?;
+        let mut derived = self.derive("predictive", as_of, &[typed]).await?;
+        let validation = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("probability", DataType::Float64, false),
+                Field::new("label", DataType::Boolean, false),
+            ])),
+            vec![
+                Arc::new(Float64Array::from_iter_values(model.validation.iter().map(|v| v.0))) as ArrayRef,
+                Arc::new(BooleanArray::from(model.validation.iter().map(|v| v.1).collect::<Vec<_>>())),
+            ],
+        )?;
+        derived.extend(self.derive("predictive_validation", as_of, &[validation]).await?);
+        let model_path = format!(
+            "{}models/{}.json",
+            fibonacco_ingest::lake::DERIVED,
+            model.version
+        );
+        let model_json = serde_json::to_vec_pretty(&model).map_err(|e| PipelineError::Input(e.to_string()))?;
+        self.lake.put_bytes(&model_path, model_json).await?;
+        derived.push(model_path);
+        let m = &model.metrics;
+        Ok((
+            written,
+            derived,
+            serde_json::json!({
+                "model_version": model.version,
+                "auc_validation": m.auc_validation,
+                "auc_train": m.auc_train,
+                "baseline_auc_recent_buyer": m.baseline_auc_recent_buyer,
+                "base_rate_validation": m.base_rate_validation,
+                "brier_validation": m.brier_validation,
+                "train_rows": m.train_rows,
+                "validation_rows": m.validation_rows,
+            }),
+        ))
+    }
+
+    async fn analytics(
+        &self,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        bar: &ProgressBar,
+    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+        let mut tx = store::begin(&self.pool).await?;
+        let mut total = 0;
+        let mut derived = Vec::new();
+        let mut per_model = serde_json::Map::new();
+        for model in dashboard::MODELS {
+            bar.set_message(format!("computing {model}"));
+            let batches = dashboard::read_model(ctx, model, &self.config.roi, as_of).await?.collect().await?;
+            let rows: Vec<TextBatch> = batches
+                .iter()
+                .map(|b| {
+                    let mut out = TextBatch::new();
+                    for field in b.schema().fields() {
+                        out.push(field.name(), text(b, field.name())?);
+                    }
+                    out.push_as_of(b.num_rows(), as_of);
+                    Ok(out)
+                })
+                .collect::<Result<_, PipelineError>>()?;
+            let table = if *model == "content" { "analytics_content".to_string() } else { format!("analytics_daily_{model}") };
+            let n = store::replace_all(&mut tx, &table, &rows).await?;
+            per_model.insert(table, n.into());
+            total += n;
+            derived.extend(self.derive(&format!("analytics_{model}"), as_of, &batches).await?);
+        }
+        tx.commit().await?;
+        Ok((total, derived, serde_json::Value::Object(per_model)))
+    }
+}

@@ -1,0 +1,142 @@
+//! `fibonacco pipelines run|watch`: the analytics over the lake.
+
+use std::{io::IsTerminal, sync::Arc};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Subcommand};
+use fibonacco_analytics::AnalyticsConfig;
+use fibonacco_api::startup::shutdown_signal;
+use fibonacco_ingest::{ChangeFeed, Ingest, IngestConfig, Lake};
+use fibonacco_pipelines::{
+    Pipeline, Pipelines,
+    watch::{Watch, WatchProgress},
+};
+use fibonacco_platform::{Config, config::env_lookup, db};
+use sqlx::PgPool;
+
+#[derive(Args)]
+pub struct PipelinesArgs {
+    #[command(subcommand)]
+    command: PipelinesCommand,
+}
+
+#[derive(Subcommand)]
+enum PipelinesCommand {
+    /// Recompute from the lake: engagement, roi, predictive, analytics or all (default).
+    Run {
+        #[arg(default_value = "all")]
+        pipeline: String,
+        /// Compute as of this date (midnight UTC, YYYY-MM-DD) or instant (RFC 3339);
+        /// default now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Print one JSON summary line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the change data capture and recompute the customers and campaigns its feed
+    /// touches (engagement and ROI), until Ctrl-C.
+    Watch,
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 instant.
+pub fn parse_as_of(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| anyhow::anyhow!("--as-of {text:?}: expected YYYY-MM-DD or an RFC 3339 time"))
+}
+
+pub fn pipelines(pool: PgPool, ingest: &IngestConfig) -> anyhow::Result<Pipelines> {
+    Ok(Pipelines {
+        pool,
+        lake: Lake::open(&ingest.lake)?,
+        config: AnalyticsConfig::from_env()?,
+        progress: std::io::stderr().is_terminal(),
+    })
+}
+
+/// How often the long-running processes recompute everything (the predictive model and
+/// the dashboards' read models are batch-only; the watch keeps scores current between).
+const BATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The watch over `feed` until `stop` resolves, with a full batch run shortly after start
+/// and then daily; errors are logged, the caller goes on.
+pub async fn watch_feed(pipelines: Pipelines, feed: &ChangeFeed, stop: impl std::future::Future<Output = ()>) {
+    let rx = feed.subscribe();
+    let pipelines = Arc::new(pipelines);
+    let batch = tokio::spawn(daily_batch(pipelines.clone()));
+    let (progress, _) = tokio::sync::watch::channel(WatchProgress::default());
+    let watch = Watch { pipelines, as_of: None, debounce: std::time::Duration::from_millis(100) };
+    if let Err(e) = watch.run(rx, progress, stop).await {
+        tracing::error!(error = %e, "pipelines watch stopped");
+        eprintln!("pipelines watch stopped: {e}");
+    }
+    batch.abort();
+}
+
+async fn daily_batch(pipelines: Arc<Pipelines>) {
+    // Give a first start time to copy the tables into the lake.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    loop {
+        for p in Pipeline::ALL {
+            match pipelines.run(&[p], Utc::now()).await {
+                Ok(r) => tracing::info!(pipeline = p.name(), rows = r[0].rows_written, ms = r[0].duration_ms, "batch run"),
+                Err(e) => tracing::warn!(pipeline = p.name(), error = %e, "batch run skipped"),
+            }
+        }
+        tokio::time::sleep(BATCH_EVERY).await;
+    }
+}
+
+pub async fn run(config: Config, args: PipelinesArgs) -> anyhow::Result<()> {
+    let ingest_config = IngestConfig::from_lookup(config.database_url.clone(), env_lookup())?;
+    match args.command {
+        PipelinesCommand::Run { pipeline, as_of, json } => {
+            let which = Pipeline::parse_list(&pipeline)?;
+            let as_of = as_of.as_deref().map(parse_as_of).transpose()?.unwrap_or_else(Utc::now);
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            let runner = pipelines(pool, &ingest_config)?;
+            let started = std::time::Instant::now();
+            let reports = runner.run(&which, as_of).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"as_of": as_of, "duration_ms": started.elapsed().as_millis() as u64, "runs": reports})
+                );
+            } else {
+                for r in &reports {
+                    println!(
+                        "{:<11} {:>9} rows {:>7} ms  input lsn {}  {}",
+                        r.pipeline.name(),
+                        r.rows_written,
+                        r.duration_ms,
+                        r.input_lsn,
+                        r.details
+                    );
+                }
+            }
+            Ok(())
+        }
+        PipelinesCommand::Watch => {
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            let runner = pipelines(pool, &ingest_config)?;
+            eprintln!("pipelines watch: capture on slot {} → lake {}; recomputing what changes", ingest_config.slot, ingest_config.lake);
+            let ingest = Ingest::connect(ingest_config).await?;
+            let feed = ingest.feed();
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let capture = tokio::spawn(async move {
+                let mut rx = stop_rx;
+                ingest.run(async move { let _ = rx.wait_for(|s| *s).await; }).await
+            });
+            watch_feed(runner, &feed, shutdown_signal()).await;
+            let _ = stop_tx.send(true);
+            capture.await??;
+            Ok(())
+        }
+    }
+}

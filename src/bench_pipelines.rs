@@ -70,7 +70,9 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     let base: PgConnectOptions = base_url.parse()?;
     let mut admin = PgConnection::connect_with(&base).await?;
     if args.fresh {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)"))).execute(&mut admin).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+            .execute(&mut admin)
+            .await;
         let _ = std::fs::remove_dir_all(&lake_dir);
     }
     let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
@@ -122,7 +124,8 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     let as_of: DateTime<Utc> = format!("{END}T00:00:00Z").parse()?;
 
     // 1. The full recompute, as `fibonacco pipelines run all` does it (writes included).
-    let pipelines = Pipelines { pool: pool.clone(), lake, config: AnalyticsConfig::default(), progress: ingest.progress };
+    let pipelines =
+        Pipelines { pool: pool.clone(), lake, config: AnalyticsConfig::default(), progress: ingest.progress };
     reset_peak_rss();
     let started = Instant::now();
     let reports = pipelines.run(&Pipeline::ALL, as_of).await?;
@@ -135,7 +138,9 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         .find(|r| r.pipeline == Pipeline::Predictive)
         .and_then(|r| r.details["auc_validation"].as_f64())
         .unwrap_or(0.0);
-    eprintln!("full recompute: {full_recompute_s:.1} s {per_pipeline_s:?}, peak RSS {peak_rss_mib} MiB, AUC {model_auc_validation:.3}");
+    eprintln!(
+        "full recompute: {full_recompute_s:.1} s {per_pipeline_s:?}, peak RSS {peak_rss_mib} MiB, AUC {model_auc_validation:.3}"
+    );
 
     // 2. Engagement + ROI alone, the same definitions in three engines, results
     // aggregated so each engine computes every row and ships only a summary.
@@ -247,9 +252,10 @@ fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<f64> {
 
 /// Sequential GETs of the analytics routes through the real HTTP stack.
 async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64)> {
-    let tenant: uuid::Uuid = sqlx::query_scalar("select id from tenants where slug like 'seed-42-%' order by slug limit 1")
-        .fetch_one(pool)
-        .await?;
+    let tenant: uuid::Uuid =
+        sqlx::query_scalar("select id from tenants where slug like 'seed-42-%' order by slug limit 1")
+            .fetch_one(pool)
+            .await?;
     let tenant = fibonacco_platform::TenantId::from_uuid(tenant);
     let token = fibonacco_platform::auth::issue_token(pool, tenant, "bench", &[], None).await?.plain_text;
     let customer: uuid::Uuid =
@@ -310,8 +316,7 @@ async fn watch_latency(pool: &PgPool, ingest: &IngestConfig) -> anyhow::Result<V
     };
     let (progress, _) = tokio::sync::watch::channel(WatchProgress::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let watch =
-        Watch { pipelines: std::sync::Arc::new(pipelines), as_of: None, debounce: Duration::from_millis(20) };
+    let watch = Watch { pipelines: std::sync::Arc::new(pipelines), as_of: None, debounce: Duration::from_millis(20) };
     let task = tokio::spawn(watch.run(running.feed.subscribe(), progress, async move {
         let _ = stopped.await;
     }));

@@ -308,7 +308,10 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
             Ok(ingest) => {
                 // The pipelines' watch follows the same capture's feed in this process.
                 let feed = ingest.feed();
-                let watch = tokio::spawn(async move { crate::pipelines::watch_feed(runner, &feed, wait_for(watch_stop)).await });
+                let watch =
+                    tokio::spawn(
+                        async move { crate::pipelines::watch_feed(runner, &feed, wait_for(watch_stop)).await },
+                    );
                 let result = ingest.run(wait_for(ingest_stop)).await;
                 let _ = watch.await;
                 result

@@ -83,7 +83,9 @@ async fn daily_batch(pipelines: Arc<Pipelines>) {
     loop {
         for p in Pipeline::ALL {
             match pipelines.run(&[p], Utc::now()).await {
-                Ok(r) => tracing::info!(pipeline = p.name(), rows = r[0].rows_written, ms = r[0].duration_ms, "batch run"),
+                Ok(r) => {
+                    tracing::info!(pipeline = p.name(), rows = r[0].rows_written, ms = r[0].duration_ms, "batch run")
+                }
                 Err(e) => tracing::warn!(pipeline = p.name(), error = %e, "batch run skipped"),
             }
         }
@@ -125,13 +127,20 @@ pub async fn run(config: Config, args: PipelinesArgs) -> anyhow::Result<()> {
             let pool = db::connect(&config).await?;
             db::migrate(&pool).await?;
             let runner = pipelines(pool, &ingest_config)?;
-            eprintln!("pipelines watch: capture on slot {} → lake {}; recomputing what changes", ingest_config.slot, ingest_config.lake);
+            eprintln!(
+                "pipelines watch: capture on slot {} → lake {}; recomputing what changes",
+                ingest_config.slot, ingest_config.lake
+            );
             let ingest = Ingest::connect(ingest_config).await?;
             let feed = ingest.feed();
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let capture = tokio::spawn(async move {
                 let mut rx = stop_rx;
-                ingest.run(async move { let _ = rx.wait_for(|s| *s).await; }).await
+                ingest
+                    .run(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await
             });
             watch_feed(runner, &feed, shutdown_signal()).await;
             let _ = stop_tx.send(true);

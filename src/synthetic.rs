@@ -151,8 +151,16 @@ impl Rows {
         let mut tx = pool.begin().await?;
         sqlx::query("set local app.bypass_rls = 'on'").execute(&mut *tx).await?;
         for (table, columns, data) in [
-            ("crm_customers", "id, tenant_id, name, slug, email, business_context, created_at, updated_at", self.customers),
-            ("crm_conversations", "id, tenant_id, customer_id, channel, status, created_at, updated_at, ended_at", self.conversations),
+            (
+                "crm_customers",
+                "id, tenant_id, name, slug, email, business_context, created_at, updated_at",
+                self.customers,
+            ),
+            (
+                "crm_conversations",
+                "id, tenant_id, customer_id, channel, status, created_at, updated_at, ended_at",
+                self.conversations,
+            ),
             ("crm_conversation_messages", "id, tenant_id, conversation_id, role, content, created_at", self.messages),
             (
                 "outbound_campaign_recipients",
@@ -309,8 +317,9 @@ impl TenantGen {
         let knowledge = (0..KNOWLEDGE_PER_TENANT)
             .map(|i| (id_at(rng, at), KNOWLEDGE_CATEGORIES[i % KNOWLEDGE_CATEGORIES.len()]))
             .collect();
-        let articles =
-            (0..ARTICLES_PER_TENANT).map(|i| (id_at(rng, at), ARTICLE_CATEGORIES[i % ARTICLE_CATEGORIES.len()])).collect();
+        let articles = (0..ARTICLES_PER_TENANT)
+            .map(|i| (id_at(rng, at), ARTICLE_CATEGORIES[i % ARTICLE_CATEGORIES.len()]))
+            .collect();
         // About one campaign per 5,000 customers, between 4 and 40, spread over the window.
         let n = (customers / 5_000).clamp(4, 40) as usize;
         let campaigns = (0..n)
@@ -352,14 +361,16 @@ impl TenantGen {
             .execute(&mut *tx)
             .await?;
         for (id, name) in &self.categories {
-            sqlx::query("insert into service_categories (id, tenant_id, name, slug, created_at) values ($1, $2, $3, $4, $5)")
-                .bind(id)
-                .bind(self.id)
-                .bind(name)
-                .bind(name.to_lowercase())
-                .bind(created)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "insert into service_categories (id, tenant_id, name, slug, created_at) values ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(self.id)
+            .bind(name)
+            .bind(name.to_lowercase())
+            .bind(created)
+            .execute(&mut *tx)
+            .await?;
         }
         for (service, (name, category, _)) in self.services.iter().zip(SERVICES) {
             sqlx::query(
@@ -593,14 +604,34 @@ impl TenantGen {
                                 clicked = Some(at);
                                 status = "clicked";
                                 responded = true;
-                                self.activity(rng, rows, &cid, "email_click", "email", None, Some(campaign.id), None, at);
+                                self.activity(
+                                    rng,
+                                    rows,
+                                    &cid,
+                                    "email_click",
+                                    "email",
+                                    None,
+                                    Some(campaign.id),
+                                    None,
+                                    at,
+                                );
                             }
                             if rng.random::<f64>() < 0.03 + 0.15 * pt {
                                 let at = at + Duration::minutes(30);
                                 replied = Some(at);
                                 status = "replied";
                                 responded = true;
-                                self.activity(rng, rows, &cid, "email_reply", "email", None, Some(campaign.id), None, at);
+                                self.activity(
+                                    rng,
+                                    rows,
+                                    &cid,
+                                    "email_reply",
+                                    "email",
+                                    None,
+                                    Some(campaign.id),
+                                    None,
+                                    at,
+                                );
                             }
                         }
                         if !responded && rng.random::<f64>() < 0.01 {
@@ -766,7 +797,17 @@ impl TenantGen {
         );
         rows.add("orders");
         if let Some(paid) = paid {
-            self.activity(rng, rows, customer, "purchase", "web", Some(("service", service.id)), campaign, Some(amount), paid);
+            self.activity(
+                rng,
+                rows,
+                customer,
+                "purchase",
+                "web",
+                Some(("service", service.id)),
+                campaign,
+                Some(amount),
+                paid,
+            );
         }
     }
 }
@@ -794,7 +835,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_customers() {
-        let plan = Plan { customers: 10, tenants: 1, days: 90, seed: 3, end: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap() };
+        let plan =
+            Plan { customers: 10, tenants: 1, days: 90, seed: 3, end: NaiveDate::from_ymd_opt(2026, 6, 1).unwrap() };
         let gen_rows = || {
             let mut rng = StdRng::seed_from_u64(plan.seed);
             let tenant = TenantGen::new(&mut rng, &plan, "s".into(), 10);

@@ -90,7 +90,11 @@ impl Env {
     }
 
     async fn tenant(&self, slug: &str) -> TenantId {
-        let id: Uuid = sqlx::query_scalar("select id from tenants where slug = $1").bind(slug).fetch_one(self.pool()).await.unwrap();
+        let id: Uuid = sqlx::query_scalar("select id from tenants where slug = $1")
+            .bind(slug)
+            .fetch_one(self.pool())
+            .await
+            .unwrap();
         TenantId::from_uuid(id)
     }
 
@@ -182,11 +186,9 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     assert_eq!(a.version, details["model_version"].as_str().unwrap());
 
     // DataFusion and Polars compute the same engagement over the lake.
-    let scores = bridge::frame_of(engagement::scores(&ctx, &config.engagement, as_of(), None).await.unwrap())
-        .await
-        .unwrap();
-    let events =
-        bridge::query_frame(&ctx, &engagement::events_sql(&config.engagement, "a.customer_id")).await.unwrap();
+    let scores =
+        bridge::frame_of(engagement::scores(&ctx, &config.engagement, as_of(), None).await.unwrap()).await.unwrap();
+    let events = bridge::query_frame(&ctx, &engagement::events_sql(&config.engagement, "a.customer_id")).await.unwrap();
     let polars = engagement::score_frame(
         engagement::decayed_components(events.lazy(), &config.engagement, as_of().timestamp_micros()),
         &config.engagement,
@@ -250,7 +252,8 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     let (status, body) = app.get(&format!("/api/v1/crm/analytics/purchases?{range}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["totals"][0]["revenue_minor"], revenue);
-    let by_service: i64 = body["data"]["by_service"].as_array().unwrap().iter().map(|s| s["revenue_minor"].as_i64().unwrap()).sum();
+    let by_service: i64 =
+        body["data"]["by_service"].as_array().unwrap().iter().map(|s| s["revenue_minor"].as_i64().unwrap()).sum();
     assert_eq!(by_service, revenue);
 
     let reads = scalar_i64(
@@ -275,7 +278,8 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     let (status, body) = app.get(&format!("/api/v1/crm/analytics/campaign-performance?{range}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["totals"]["sent"], sent);
-    let campaign = body["data"]["campaigns"].as_array().unwrap().iter().find(|c| c["channel"] == "email").unwrap().clone();
+    let campaign =
+        body["data"]["campaigns"].as_array().unwrap().iter().find(|c| c["channel"] == "email").unwrap().clone();
     assert!(campaign["rates"]["delivery_rate"].as_f64().unwrap() > 0.5, "{campaign}");
     assert!(campaign["roi"]["cost_minor"].as_i64().unwrap() > 0);
 
@@ -339,7 +343,12 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
 
     // The other tenant sees only its own numbers.
     let (_, other) = app.get(&format!("/api/v1/crm/analytics/campaign-performance?{range}"), &token2).await;
-    let ours: Vec<&Value> = other["data"]["campaigns"].as_array().unwrap().iter().filter(|c| c["campaign_id"] == campaign.to_string()).collect();
+    let ours: Vec<&Value> = other["data"]["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["campaign_id"] == campaign.to_string())
+        .collect();
     assert!(ours.is_empty());
 
     // A token without the ability is refused.
@@ -398,20 +407,30 @@ async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
     let feed = env.running.as_ref().unwrap().feed.subscribe();
     let (progress, mut progress_rx) = tokio::sync::watch::channel(Default::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let watch = Watch { pipelines: std::sync::Arc::new(env.pipelines()), as_of: Some(as_of()), debounce: Duration::from_millis(50) };
+    let watch = Watch {
+        pipelines: std::sync::Arc::new(env.pipelines()),
+        as_of: Some(as_of()),
+        debounce: Duration::from_millis(50),
+    };
     let task = tokio::spawn(watch.run(feed, progress, async move {
         let _ = stopped.await;
     }));
 
     let pool = env.pool().clone();
-    let tenant: Uuid = sqlx::query_scalar("select id from tenants where slug = 'seed-7-1'").fetch_one(&pool).await.unwrap();
+    let tenant: Uuid =
+        sqlx::query_scalar("select id from tenants where slug = 'seed-7-1'").fetch_one(&pool).await.unwrap();
     let customers: Vec<Uuid> =
-        sqlx::query_scalar("select id from crm_customers where tenant_id = $1 order by id limit 4").bind(tenant).fetch_all(&pool).await.unwrap();
-    let campaign: Uuid = sqlx::query_scalar("select id from outbound_campaigns where tenant_id = $1 and type = 'email' limit 1")
-        .bind(tenant)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+        sqlx::query_scalar("select id from crm_customers where tenant_id = $1 order by id limit 4")
+            .bind(tenant)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let campaign: Uuid =
+        sqlx::query_scalar("select id from outbound_campaigns where tenant_id = $1 and type = 'email' limit 1")
+            .bind(tenant)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let lake_before = env.running.as_ref().unwrap().progress.borrow().durable_lsn;
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("set local app.bypass_rls = 'on'").execute(&mut *tx).await.unwrap();
@@ -461,11 +480,12 @@ async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
     let old = before.iter().find(|r| r.0 == customers[0]).unwrap().1.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let now: String = sqlx::query_scalar("select score::text from customer_engagement_scores where customer_id = $1")
-            .bind(customers[0])
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let now: String =
+            sqlx::query_scalar("select score::text from customer_engagement_scores where customer_id = $1")
+                .bind(customers[0])
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         if now != old {
             break;
         }
@@ -488,11 +508,11 @@ async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
     .await;
     assert!(done.is_ok(), "the watch did not reach the last change");
     let watched = (engagement_table(&pool).await, roi_table(&pool).await);
-    let changed: Vec<Uuid> =
-        watched.0.iter().zip(&before).filter(|(a, b)| a != b).map(|(a, _)| a.0).collect();
+    let changed: Vec<Uuid> = watched.0.iter().zip(&before).filter(|(a, b)| a != b).map(|(a, _)| a.0).collect();
     assert!(changed.contains(&customers[0]) && changed.contains(&customers[2]), "{changed:?}");
     assert!(changed.len() < before.len() / 2, "the watch touched {} of {} customers", changed.len(), before.len());
-    let watch_runs: i64 = sqlx::query_scalar("select count(*) from pipeline_runs where mode = 'watch'").fetch_one(&pool).await.unwrap();
+    let watch_runs: i64 =
+        sqlx::query_scalar("select count(*) from pipeline_runs where mode = 'watch'").fetch_one(&pool).await.unwrap();
     assert!(watch_runs >= 2);
 
     pipelines.run(&[Pipeline::Engagement, Pipeline::Roi], as_of()).await.unwrap();

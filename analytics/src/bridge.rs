@@ -24,7 +24,10 @@ pub async fn frame_of(df: DfFrame) -> Result<DataFrame, AnalyticsError> {
     to_polars(&schema, &batches)
 }
 
-pub fn to_polars(schema: &datafusion::arrow::datatypes::SchemaRef, batches: &[RecordBatch]) -> Result<DataFrame, AnalyticsError> {
+pub fn to_polars(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<DataFrame, AnalyticsError> {
     let mut bytes = Vec::new();
     {
         let mut writer = StreamWriter::try_new(&mut bytes, schema)?;

@@ -78,7 +78,10 @@ pub struct RoiConfig {
 impl Default for RoiConfig {
     fn default() -> Self {
         Self {
-            unit_cost_minor: [("email", 1), ("sms", 8), ("phone", 30)].into_iter().map(|(c, v)| (c.to_string(), v)).collect(),
+            unit_cost_minor: [("email", 1), ("sms", 8), ("phone", 30)]
+                .into_iter()
+                .map(|(c, v)| (c.to_string(), v))
+                .collect(),
             window_days: 30,
         }
     }
@@ -121,7 +124,11 @@ impl AnalyticsConfig {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, AnalyticsError> {
-        fn num<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, key: &str, default: T) -> Result<T, AnalyticsError> {
+        fn num<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            key: &str,
+            default: T,
+        ) -> Result<T, AnalyticsError> {
             match get(key) {
                 None => Ok(default),
                 Some(v) => v.trim().parse().map_err(|_| AnalyticsError::Config(format!("{key}={v:?} is not a number"))),

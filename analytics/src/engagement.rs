@@ -32,7 +32,13 @@ pub fn weights_sql_for(dialect: Dialect, config: &EngagementConfig) -> String {
         .weights
         .iter()
         .map(|w| {
-            format!("({}, {}, CAST({:?} AS {}))", literal(w.activity_type), literal(w.component), w.points, dialect.double())
+            format!(
+                "({}, {}, CAST({:?} AS {}))",
+                literal(w.activity_type),
+                literal(w.component),
+                w.points,
+                dialect.double()
+            )
         })
         .collect();
     format!("weights(activity_type, component, points) AS (VALUES {})", rows.join(", "))

@@ -49,7 +49,8 @@ pub async fn inputs(ctx: &SessionContext, engagement: &EngagementConfig) -> Resu
         micros("created_at")
     ))
     .await?;
-    let customers = bridge::query_frame(ctx, "SELECT key, tenant_id, customer_id, created_us FROM customer_keys").await?;
+    let customers =
+        bridge::query_frame(ctx, "SELECT key, tenant_id, customer_id, created_us FROM customer_keys").await?;
     let events = bridge::query_frame(
         ctx,
         &format!(
@@ -171,9 +172,7 @@ pub fn features_at(
             .otherwise(when(days_ago(col(name)).gt(lit(CAP_DAYS))).then(lit(CAP_DAYS)).otherwise(days_ago(col(name))))
     };
     let rate = |num: &str| {
-        when(col("sends_90d").fill_null(lit(0.0)).gt(lit(0.0)))
-            .then(col(num) / col("sends_90d"))
-            .otherwise(lit(0.0))
+        when(col("sends_90d").fill_null(lit(0.0)).gt(lit(0.0))).then(col(num) / col("sends_90d")).otherwise(lit(0.0))
     };
     let mut columns = vec![col("key")];
     for comp in engagement.components() {
@@ -387,7 +386,10 @@ pub fn train(
         .map_err(|e| AnalyticsError::Model(e.to_string()))?;
     let train_positives = yt.iter().filter(|l| **l).count();
     let validation_positives = yv.iter().filter(|l| **l).count();
-    if train_positives == 0 || train_positives == yt.len() || validation_positives == 0 || validation_positives == yv.len()
+    if train_positives == 0
+        || train_positives == yt.len()
+        || validation_positives == 0
+        || validation_positives == yv.len()
     {
         return Err(AnalyticsError::Insufficient(format!(
             "not enough labelled history to train: the cut-offs {} need customers with and without a paid order in the {} days after each \
@@ -443,8 +445,7 @@ pub fn train(
     model.metrics.auc_train = auc(&pt, &yt).unwrap_or(0.5);
     model.metrics.auc_validation = auc(&pv, &yv).unwrap_or(0.5);
     let order_idx = names.iter().position(|n| n == "days_since_order").expect("feature exists");
-    let recent_buyer: Vec<f64> =
-        (0..xv.nrows()).map(|i| if xv[[i, order_idx]] <= 90.0 { 1.0 } else { 0.0 }).collect();
+    let recent_buyer: Vec<f64> = (0..xv.nrows()).map(|i| if xv[[i, order_idx]] <= 90.0 { 1.0 } else { 0.0 }).collect();
     model.metrics.baseline_auc_recent_buyer = auc(&recent_buyer, &yv).unwrap_or(0.5);
     model.metrics.brier_validation =
         pv.iter().zip(&yv).map(|(p, y)| (p - if *y { 1.0 } else { 0.0 }).powi(2)).sum::<f64>() / pv.len() as f64;

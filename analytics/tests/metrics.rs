@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use datafusion::{
     arrow::{
-        array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray},
+        array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray},
         datatypes::{DataType, Field, Schema, TimeUnit},
     },
     datasource::MemTable,
@@ -21,7 +21,6 @@ enum Col {
     /// Days relative to the as-of instant.
     Day(Vec<Option<f64>>),
     Int(Vec<Option<i64>>),
-    Bool(Vec<Option<bool>>),
 }
 
 fn t0() -> DateTime<Utc> {
@@ -41,12 +40,13 @@ fn table(ctx: &SessionContext, name: &str, columns: Vec<(&str, Col)>) {
             Col::Day(v) => (
                 Field::new(n, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
                 Arc::new(
-                    TimestampMicrosecondArray::from(v.into_iter().map(|d| d.map(|d| at(d).timestamp_micros())).collect::<Vec<_>>())
-                        .with_timezone("UTC"),
+                    TimestampMicrosecondArray::from(
+                        v.into_iter().map(|d| d.map(|d| at(d).timestamp_micros())).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
                 ),
             ),
             Col::Int(v) => (Field::new(n, DataType::Int64, true), Arc::new(Int64Array::from(v))),
-            Col::Bool(v) => (Field::new(n, DataType::Boolean, true), Arc::new(BooleanArray::from(v))),
         };
         fields.push(field);
         arrays.push(array);
@@ -87,7 +87,10 @@ fn engagement_fixture() -> SessionContext {
                     Some("page_view"),
                 ]),
             ),
-            ("occurred_at", Day(vec![Some(0.0), Some(-30.0), Some(1.0), Some(0.0), Some(-60.0), Some(-90.0), Some(2.5)])),
+            (
+                "occurred_at",
+                Day(vec![Some(0.0), Some(-30.0), Some(1.0), Some(0.0), Some(-60.0), Some(-90.0), Some(2.5)]),
+            ),
         ],
     );
     ctx
@@ -185,7 +188,17 @@ fn roi_fixture() -> SessionContext {
             ("tenant_id", Text(vec![Some("t1"); 6])),
             ("campaign_id", Text(vec![Some("k1"), Some("k1"), Some("k1"), Some("k2"), Some("k2"), Some("k1")])),
             ("customer_id", Text(vec![Some("x"), Some("y"), Some("z"), Some("x"), Some("y"), Some("w")])),
-            ("status", Text(vec![Some("opened"), Some("delivered"), Some("bounced"), Some("delivered"), Some("replied"), Some("pending")])),
+            (
+                "status",
+                Text(vec![
+                    Some("opened"),
+                    Some("delivered"),
+                    Some("bounced"),
+                    Some("delivered"),
+                    Some("replied"),
+                    Some("pending"),
+                ]),
+            ),
             ("sent_at", Day(vec![Some(-40.0), Some(-20.0), Some(-10.0), Some(-5.0), Some(-15.0), None])),
             ("delivered_at", Day(vec![Some(-40.0), Some(-20.0), None, Some(-5.0), Some(-15.0), None])),
             ("opened_at", Day(vec![Some(-39.0), None, None, None, None, None])),
@@ -201,7 +214,10 @@ fn roi_fixture() -> SessionContext {
             ("id", Text(vec![Some("o1"), Some("o2"), Some("o3"), Some("o4"), Some("o5"), Some("o6")])),
             ("tenant_id", Text(vec![Some("t1"); 6])),
             ("customer_id", Text(vec![Some("x"), Some("y"), Some("z"), Some("z"), Some("z"), Some("y")])),
-            ("status", Text(vec![Some("paid"), Some("paid"), Some("refunded"), Some("paid"), Some("paid"), Some("paid")])),
+            (
+                "status",
+                Text(vec![Some("paid"), Some("paid"), Some("refunded"), Some("paid"), Some("paid"), Some("paid")]),
+            ),
             ("amount_minor", Int(vec![Some(1000), Some(1001), Some(700), Some(300), Some(5000), Some(200)])),
             ("currency", Text(vec![Some("USD"), Some("USD"), Some("USD"), Some("USD"), Some("USD"), Some("EUR")])),
             ("paid_at", Day(vec![Some(-2.0), Some(-1.0), Some(-5.0), Some(-12.0), Some(1.0), Some(-16.0)])),
@@ -274,8 +290,7 @@ async fn roi_last_touch_and_linear_on_a_hand_computed_fixture() {
 async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     let ctx = roi_fixture();
     let config = AnalyticsConfig::default().roi;
-    let frame =
-        bridge::frame_of(dashboard::read_model(&ctx, "campaigns", &config, t0()).await.unwrap()).await.unwrap();
+    let frame = bridge::frame_of(dashboard::read_model(&ctx, "campaigns", &config, t0()).await.unwrap()).await.unwrap();
     let frame = frame.sort(["campaign_id", "day"], Default::default()).unwrap();
     let total = |campaign: &str, name: &str| -> i64 {
         let ids = frame.column("campaign_id").unwrap().str().unwrap().clone();

@@ -6,8 +6,8 @@ use utoipa::{
 };
 
 use crate::{
-    ads, ai, analytics, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health, knowledge,
-    learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
+    ads, ai, analytics, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health,
+    knowledge, learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
 };
 
 #[derive(OpenApi)]

@@ -22,9 +22,9 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    ApiError, ads, ai, analytics, articles, commerce, content, conversations, customers, faq_categories, health, knowledge,
-    learning, observability, openapi::ApiDoc, outbound, personalities, presentations, search, state::AppState, stripe,
-    surveys, tracking, training, tts,
+    ApiError, ads, ai, analytics, articles, commerce, content, conversations, customers, faq_categories, health,
+    knowledge, learning, observability, openapi::ApiDoc, outbound, personalities, presentations, search,
+    state::AppState, stripe, surveys, tracking, training, tts,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

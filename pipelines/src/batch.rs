@@ -168,7 +168,12 @@ impl Pipelines {
     }
 
     /// Writes typed result batches under `_derived/<name>/as_of=<date>/`.
-    async fn derive(&self, name: &str, as_of: DateTime<Utc>, batches: &[RecordBatch]) -> Result<Vec<String>, PipelineError> {
+    async fn derive(
+        &self,
+        name: &str,
+        as_of: DateTime<Utc>,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<String>, PipelineError> {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(Vec::new());
         }
@@ -280,7 +285,8 @@ impl Pipelines {
             rows.push(out);
         }
         let mut tx = store::begin(&self.pool).await?;
-        let written = store::replace_scores(&mut tx, "campaign_roi", "campaign_id", "outbound_campaigns", &rows, mode).await?;
+        let written =
+            store::replace_scores(&mut tx, "campaign_roi", "campaign_id", "outbound_campaigns", &rows, mode).await?;
         tx.commit().await?;
         let derived = if mode == Replace::All { self.derive("roi", as_of, &batches).await? } else { Vec::new() };
         Ok((written, derived, serde_json::json!({"campaigns": campaigns_seen, "window_days": config.window_days})))
@@ -382,11 +388,7 @@ impl Pipelines {
             ],
         )?;
         derived.extend(self.derive("predictive_validation", as_of, &[validation]).await?);
-        let model_path = format!(
-            "{}models/{}.json",
-            fibonacco_ingest::lake::DERIVED,
-            model.version
-        );
+        let model_path = format!("{}models/{}.json", fibonacco_ingest::lake::DERIVED, model.version);
         let model_json = serde_json::to_vec_pretty(&model).map_err(|e| PipelineError::Input(e.to_string()))?;
         self.lake.put_bytes(&model_path, model_json).await?;
         derived.push(model_path);
@@ -431,7 +433,8 @@ impl Pipelines {
                     Ok(out)
                 })
                 .collect::<Result<_, PipelineError>>()?;
-            let table = if *model == "content" { "analytics_content".to_string() } else { format!("analytics_daily_{model}") };
+            let table =
+                if *model == "content" { "analytics_content".to_string() } else { format!("analytics_daily_{model}") };
             let n = store::replace_all(&mut tx, &table, &rows).await?;
             per_model.insert(table, n.into());
             total += n;

@@ -13,25 +13,22 @@ use crate::PipelineError;
 
 /// A column of any type as text (NULL stays NULL).
 pub fn text(batch: &RecordBatch, name: &str) -> Result<StringArray, PipelineError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| PipelineError::Input(format!("result has no column {name}")))?;
+    let column =
+        batch.column_by_name(name).ok_or_else(|| PipelineError::Input(format!("result has no column {name}")))?;
     Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
 pub fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>, PipelineError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| PipelineError::Input(format!("result has no column {name}")))?;
+    let column =
+        batch.column_by_name(name).ok_or_else(|| PipelineError::Input(format!("result has no column {name}")))?;
     let c = cast(column, &DataType::Float64)?;
     let a = c.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
     Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
 }
 
 pub fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, PipelineError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| PipelineError::Input(format!("result has no column {name}")))?;
+    let column =
+        batch.column_by_name(name).ok_or_else(|| PipelineError::Input(format!("result has no column {name}")))?;
     let c = cast(column, &DataType::Int64)?;
     let a = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
     Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())

@@ -49,7 +49,9 @@ pub async fn replace_scores(
     let Some(first) = batches.first() else { return Ok(0) };
     let columns = first.names().join(", ");
     let stage = format!("stage_{table}");
-    sqlx::query(AssertSqlSafe(format!("create temp table {stage} (like {table} including defaults) on commit drop"))).execute(&mut *tx).await?;
+    sqlx::query(AssertSqlSafe(format!("create temp table {stage} (like {table} including defaults) on commit drop")))
+        .execute(&mut *tx)
+        .await?;
     for batch in batches {
         copy(tx, &stage, batch).await?;
     }

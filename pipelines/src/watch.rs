@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use tokio::sync::{broadcast, watch};
 
 use crate::{
-    Pipelines, PipelineError,
+    PipelineError, Pipelines,
     batch::Pipeline,
     output::text,
     store::{self, Replace, RunRecord},

@@ -29,7 +29,11 @@ impl<T> Envelope<T> {
     /// Results computed by a pipeline: when their inputs were taken, and the period and
     /// filters the numbers cover.
     pub fn computed(data: T, as_of: Option<DateTime<Utc>>, period: Option<Period>) -> Self {
-        Self { data, message: None, meta: Some(Meta { as_of, period, freshness: Some(Freshness::of(as_of)), ..Meta::default() }) }
+        Self {
+            data,
+            message: None,
+            meta: Some(Meta { as_of, period, freshness: Some(Freshness::of(as_of)), ..Meta::default() }),
+        }
     }
 }
 

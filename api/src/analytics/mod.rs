@@ -106,7 +106,8 @@ async fn period(
 ) -> Result<(Option<DateTime<Utc>>, Range, Filters), ApiError> {
     let as_of = store::latest_as_of(conn, auth.0.tenant_id, table).await?;
     // The day of the newest data: as_of is an exclusive instant at midnight for a dated run.
-    let latest = as_of.map(|t| (t - chrono::Duration::microseconds(1)).date_naive()).unwrap_or_else(|| Utc::now().date_naive());
+    let latest =
+        as_of.map(|t| (t - chrono::Duration::microseconds(1)).date_naive()).unwrap_or_else(|| Utc::now().date_naive());
     let (range, filters) = query.resolve(latest, channels)?;
     Ok((as_of, range, filters))
 }
@@ -293,13 +294,18 @@ pub async fn campaign_performance(
     auth.require(READ)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let (as_of, range, filters) = period(&mut tx, &auth, "analytics_daily_campaigns", &query, CAMPAIGN_CHANNELS).await?;
+    let (as_of, range, filters) =
+        period(&mut tx, &auth, "analytics_daily_campaigns", &query, CAMPAIGN_CHANNELS).await?;
     let totals = store::campaign_totals(&mut tx, tenant, range, &filters).await?;
     let rows = store::campaigns(&mut tx, tenant, range, &filters).await?;
     let roi: std::collections::HashMap<Uuid, RoiSummary> = store::roi_by_campaign(&mut tx, tenant)
         .await?
         .into_iter()
-        .map(|(id, cost_minor, last_touch_roi, linear_roi)| (id, RoiSummary { cost_minor, last_touch_roi, linear_roi }))
+        .map(|r| {
+            let summary =
+                RoiSummary { cost_minor: r.cost_minor, last_touch_roi: r.last_touch_roi, linear_roi: r.linear_roi };
+            (r.campaign_id, summary)
+        })
         .collect();
     tx.commit().await?;
     let mut roi = roi;
@@ -423,11 +429,7 @@ pub async fn campaign_roi(
     let found = row.is_some() || store::exists(&mut tx, tenant, "outbound_campaigns", id).await?;
     tx.commit().await?;
     let Some(r) = row else {
-        return Err(if found {
-            ApiError::NotFound("campaign ROI")
-        } else {
-            ApiError::NotFound("campaign")
-        });
+        return Err(if found { ApiError::NotFound("campaign ROI") } else { ApiError::NotFound("campaign") });
     };
     let as_of = Some(r.as_of);
     let roi = CampaignRoi {

@@ -13,7 +13,11 @@ use super::input::{Filters, Range};
 
 /// The newest `as_of` of a tenant's rows in `table` (one of the analytics tables).
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn latest_as_of(conn: &mut PgConnection, tenant: TenantId, table: &'static str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+pub async fn latest_as_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &'static str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     let sql = match table {
         "analytics_daily_activity" => "select max(as_of) from analytics_daily_activity where tenant_id = $1",
         "analytics_daily_orders" => "select max(as_of) from analytics_daily_orders where tenant_id = $1",
@@ -228,7 +232,11 @@ pub struct CustomerTotals {
 }
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn customer_totals(conn: &mut PgConnection, tenant: TenantId, range: Range) -> Result<CustomerTotals, sqlx::Error> {
+pub async fn customer_totals(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: Range,
+) -> Result<CustomerTotals, sqlx::Error> {
     sqlx::query_as(
         "select coalesce(sum(new_customers), 0)::bigint as new_customers,
                 coalesce(sum(active_customers), 0)::bigint as active_customer_days,
@@ -253,7 +261,11 @@ pub struct DashboardDay {
 }
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn dashboard_series(conn: &mut PgConnection, tenant: TenantId, range: Range) -> Result<Vec<DashboardDay>, sqlx::Error> {
+pub async fn dashboard_series(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    range: Range,
+) -> Result<Vec<DashboardDay>, sqlx::Error> {
     sqlx::query_as(
         "with days as (select generate_series($2::date, $3::date, interval '1 day')::date as day),
               o as (select day, sum(paid_orders)::bigint as paid_orders, sum(revenue_minor)::bigint as revenue_minor
@@ -317,7 +329,11 @@ pub struct ContentRow {
 }
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn top_content(conn: &mut PgConnection, tenant: TenantId, filters: &Filters) -> Result<Vec<ContentRow>, sqlx::Error> {
+pub async fn top_content(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    filters: &Filters,
+) -> Result<Vec<ContentRow>, sqlx::Error> {
     sqlx::query_as(
         "select subject_type, subject_id, title, category, views, readers, helpful, not_helpful,
                 case when helpful + not_helpful > 0 then helpful::float8 / (helpful + not_helpful) end as helpful_rate
@@ -343,7 +359,11 @@ pub struct EngagementRow {
 }
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn engagement(conn: &mut PgConnection, tenant: TenantId, customer: Uuid) -> Result<Option<EngagementRow>, sqlx::Error> {
+pub async fn engagement(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    customer: Uuid,
+) -> Result<Option<EngagementRow>, sqlx::Error> {
     sqlx::query_as(
         "select customer_id, score::float8 as score, components, as_of, computed_at
          from customer_engagement_scores where tenant_id = $1 and customer_id = $2",
@@ -373,7 +393,11 @@ pub struct PredictiveRow {
 }
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn predictive(conn: &mut PgConnection, tenant: TenantId, customer: Uuid) -> Result<Option<PredictiveRow>, sqlx::Error> {
+pub async fn predictive(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    customer: Uuid,
+) -> Result<Option<PredictiveRow>, sqlx::Error> {
     sqlx::query_as(
         "select s.customer_id, s.probability, s.top_features, s.model_version, m.metrics as model_metrics,
                 m.trained_at as model_trained_at, s.as_of, s.computed_at
@@ -421,11 +445,17 @@ pub async fn roi(conn: &mut PgConnection, tenant: TenantId, campaign: Uuid) -> R
     .await
 }
 
+/// A campaign's cost and ROI, for the performance table.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RoiBrief {
+    pub campaign_id: Uuid,
+    pub cost_minor: i64,
+    pub last_touch_roi: Option<f64>,
+    pub linear_roi: Option<f64>,
+}
+
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn roi_by_campaign(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-) -> Result<Vec<(Uuid, i64, Option<f64>, Option<f64>)>, sqlx::Error> {
+pub async fn roi_by_campaign(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<RoiBrief>, sqlx::Error> {
     sqlx::query_as("select campaign_id, cost_minor, last_touch_roi, linear_roi from campaign_roi where tenant_id = $1")
         .bind(tenant)
         .fetch_all(conn)
@@ -434,7 +464,12 @@ pub async fn roi_by_campaign(
 
 /// Whether `table` has a row `id` of this tenant (customers, campaigns).
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
-pub async fn exists(conn: &mut PgConnection, tenant: TenantId, table: &'static str, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn exists(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    table: &'static str,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let sql = match table {
         "crm_customers" => "select exists (select 1 from crm_customers where tenant_id = $1 and id = $2)",
         _ => "select exists (select 1 from outbound_campaigns where tenant_id = $1 and id = $2)",

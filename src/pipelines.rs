@@ -78,8 +78,10 @@ pub async fn watch_feed(pipelines: Pipelines, feed: &ChangeFeed, stop: impl std:
 }
 
 async fn daily_batch(pipelines: Arc<Pipelines>) {
-    // Give a first start time to copy the tables into the lake.
-    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    // A first start copies the tables into the lake before there is anything to read.
+    while !matches!(pipelines.lake.read_manifest().await, Ok(Some(_))) {
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
     loop {
         for p in Pipeline::ALL {
             match pipelines.run(&[p], Utc::now()).await {

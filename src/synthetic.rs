@@ -211,30 +211,12 @@ async fn copy(conn: &mut sqlx::PgConnection, table: &str, columns: &str, data: S
     Ok(())
 }
 
-/// COPY text: `\N` for NULL, backslash escapes for the characters the format reserves.
-fn field(out: &mut String, value: Option<&str>) {
-    match value {
-        None => out.push_str("\\N"),
-        Some(v) => {
-            for c in v.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\t' => out.push_str("\\t"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    c => out.push(c),
-                }
-            }
-        }
-    }
-}
-
 fn line(out: &mut String, values: &[Option<&str>]) {
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push('\t');
         }
-        field(out, *v);
+        fibonacco_platform::db::copy_field(out, *v);
     }
     out.push('\n');
 }

@@ -22,22 +22,38 @@ use crate::{
 /// order × touch in its window, with `recency` 1 = last touch, `n` touches and `k` the
 /// touch's position from the earliest). The dashboard's conversions use the same CTEs.
 pub fn attribution_ctes(config: &RoiConfig, as_of: DateTime<Utc>) -> String {
-    attribution_ctes_for(Dialect::DataFusion, config, as_of)
+    attribution_ctes_for(Dialect::DataFusion, config, as_of, None)
 }
 
-pub fn attribution_ctes_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>) -> String {
+/// With `reached_by`, only the sends and orders of customers those campaigns reached:
+/// all that their attribution depends on (an order's touches are all its customer's), at
+/// a fraction of the work when the watch recomputes a few campaigns.
+pub fn attribution_ctes_for(
+    dialect: Dialect,
+    config: &RoiConfig,
+    as_of: DateTime<Utc>,
+    reached_by: Option<&[String]>,
+) -> String {
     let micros = |c: &str| dialect.micros(c);
+    let reached = |column: &str| match reached_by {
+        None => "TRUE".to_string(),
+        Some(campaigns) => format!(
+            "{column} IN (SELECT customer_id FROM outbound_campaign_recipients WHERE {})",
+            in_list("campaign_id", Some(campaigns))
+        ),
+    };
     let as_of = as_of.timestamp_micros();
     let window = config.window_days as i64 * MICROS_PER_DAY;
     format!(
         "touches AS (
             SELECT r.tenant_id, r.campaign_id, r.customer_id, c.currency, {sent} AS t
             FROM outbound_campaign_recipients r JOIN outbound_campaigns c ON c.id = r.campaign_id
-            WHERE r.sent_at IS NOT NULL AND {sent} <= {as_of}),
+            WHERE r.sent_at IS NOT NULL AND {sent} <= {as_of} AND {reached_r}),
          paid AS (
             SELECT o.id AS order_id, o.tenant_id, o.customer_id, o.amount_minor, o.currency, {paid} AS t
             FROM orders o
-            WHERE o.status = 'paid' AND o.paid_at IS NOT NULL AND o.customer_id IS NOT NULL AND {paid} <= {as_of}),
+            WHERE o.status = 'paid' AND o.paid_at IS NOT NULL AND o.customer_id IS NOT NULL AND {paid} <= {as_of}
+              AND {reached_o}),
          matched AS (
             SELECT p.order_id, p.amount_minor, p.t AS paid_t, tc.campaign_id, tc.t AS touch_t,
                    row_number() OVER (PARTITION BY p.order_id ORDER BY tc.t DESC, tc.campaign_id DESC) AS recency,
@@ -48,6 +64,8 @@ pub fn attribution_ctes_for(dialect: Dialect, config: &RoiConfig, as_of: DateTim
              AND tc.t <= p.t AND tc.t >= p.t - {window})",
         sent = micros("r.sent_at"),
         paid = micros("o.paid_at"),
+        reached_r = reached("r.customer_id"),
+        reached_o = reached("o.customer_id"),
     )
 }
 
@@ -100,7 +118,7 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
                 sends * unit_cost_minor + fixed_cost_minor AS cost_minor,
                 last_touch_orders, last_touch_revenue_minor, linear_orders, linear_revenue_minor
          FROM costed",
-        ctes = attribution_ctes_for(dialect, config, as_of),
+        ctes = attribution_ctes_for(dialect, config, as_of, campaigns),
         created = micros("c.created_at"),
         as_of_us = as_of.timestamp_micros(),
         only = in_list("c.id", campaigns),

@@ -165,6 +165,12 @@ async fn polars_engagement_equals_datafusion() {
     }
 }
 
+/// A frame column as integers (any integer type).
+fn ints(frame: &polars::prelude::DataFrame, name: &str) -> Vec<i64> {
+    let column = frame.column(name).unwrap().cast(&polars::prelude::DataType::Int64).unwrap();
+    column.i64().unwrap().iter().map(|v| v.unwrap()).collect()
+}
+
 fn roi_fixture() -> SessionContext {
     let ctx = SessionContext::new();
     table(
@@ -232,18 +238,7 @@ async fn roi_last_touch_and_linear_on_a_hand_computed_fixture() {
     let config = AnalyticsConfig::default().roi;
     let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
     let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
-    let col = |name: &str| -> Vec<i64> {
-        frame
-            .column(name)
-            .unwrap()
-            .cast(&polars::prelude::DataType::Int64)
-            .unwrap()
-            .i64()
-            .unwrap()
-            .iter()
-            .map(|v| v.unwrap())
-            .collect()
-    };
+    let col = |name: &str| ints(&frame, name);
     let ids: Vec<String> =
         frame.column("campaign_id").unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
     // k3 starts tomorrow: not yet a campaign at as_of.
@@ -273,16 +268,7 @@ async fn roi_last_touch_and_linear_on_a_hand_computed_fixture() {
     narrow.window_days = 10;
     let frame = bridge::frame_of(roi::roi(&ctx, &narrow, t0(), None).await.unwrap()).await.unwrap();
     let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
-    let linear: Vec<i64> = frame
-        .column("linear_revenue_minor")
-        .unwrap()
-        .cast(&polars::prelude::DataType::Int64)
-        .unwrap()
-        .i64()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap())
-        .collect();
+    let linear = ints(&frame, "linear_revenue_minor");
     assert_eq!(linear, [0, 1000]);
 }
 
@@ -294,9 +280,8 @@ async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     let frame = frame.sort(["campaign_id", "day"], Default::default()).unwrap();
     let total = |campaign: &str, name: &str| -> i64 {
         let ids = frame.column("campaign_id").unwrap().str().unwrap().clone();
-        let values = frame.column(name).unwrap().cast(&polars::prelude::DataType::Int64).unwrap();
-        let values = values.i64().unwrap().clone();
-        (0..frame.height()).filter(|i| ids.get(*i) == Some(campaign)).map(|i| values.get(i).unwrap()).sum()
+        let values = ints(&frame, name);
+        (0..frame.height()).filter(|i| ids.get(*i) == Some(campaign)).map(|i| values[i]).sum()
     };
     assert_eq!(total("k1", "sent"), 3);
     assert_eq!(total("k1", "delivered"), 2);

@@ -85,19 +85,7 @@ impl TextBatch {
                 if i > 0 {
                     out.push('\t');
                 }
-                if column.is_null(row) {
-                    out.push_str("\\N");
-                } else {
-                    for c in column.value(row).chars() {
-                        match c {
-                            '\\' => out.push_str("\\\\"),
-                            '\t' => out.push_str("\\t"),
-                            '\n' => out.push_str("\\n"),
-                            '\r' => out.push_str("\\r"),
-                            c => out.push(c),
-                        }
-                    }
-                }
+                fibonacco_platform::db::copy_field(&mut out, column.is_valid(row).then(|| column.value(row)));
             }
             out.push('\n');
         }

@@ -35,8 +35,20 @@ pub async fn copy(conn: &mut PgConnection, table: &str, batch: &TextBatch) -> Re
     Ok(())
 }
 
-/// Loads `batches` into `table` through a staging table, keeping only rows whose
-/// `parent_column` still exists in `parent` (the lake can trail Postgres by a moment).
+/// A temporary copy of `table`'s shape holding `batches`; returns its name.
+async fn stage(tx: &mut PgConnection, table: &str, batches: &[TextBatch]) -> Result<String, PipelineError> {
+    let stage = format!("stage_{table}");
+    sqlx::query(AssertSqlSafe(format!("create temp table {stage} (like {table} including defaults) on commit drop")))
+        .execute(&mut *tx)
+        .await?;
+    for batch in batches {
+        copy(tx, &stage, batch).await?;
+    }
+    Ok(stage)
+}
+
+/// Loads `batches` into `table` through a staging table, keeping only rows whose `key`
+/// still exists as an id of `parent` (the lake can trail Postgres by a moment).
 #[tracing::instrument(skip(tx, batches))]
 pub async fn replace_scores(
     tx: &mut PgConnection,
@@ -46,18 +58,12 @@ pub async fn replace_scores(
     batches: &[TextBatch],
     mode: Replace,
 ) -> Result<u64, PipelineError> {
-    let Some(first) = batches.first() else { return Ok(0) };
-    let columns = first.names().join(", ");
-    let stage = format!("stage_{table}");
-    sqlx::query(AssertSqlSafe(format!("create temp table {stage} (like {table} including defaults) on commit drop")))
-        .execute(&mut *tx)
-        .await?;
-    for batch in batches {
-        copy(tx, &stage, batch).await?;
-    }
     if mode == Replace::All {
         sqlx::query(AssertSqlSafe(format!("delete from {table}"))).execute(&mut *tx).await?;
     }
+    let Some(first) = batches.first() else { return Ok(0) };
+    let columns = first.names().join(", ");
+    let stage = stage(tx, table, batches).await?;
     let updates: Vec<String> =
         first.names().iter().filter(|c| **c != key).map(|c| format!("{c} = excluded.{c}")).collect();
     let s_columns: Vec<String> = first.names().iter().map(|c| format!("s.{c}")).collect();
@@ -81,13 +87,7 @@ pub async fn replace_all(tx: &mut PgConnection, table: &str, batches: &[TextBatc
     sqlx::query(AssertSqlSafe(format!("delete from {table}"))).execute(&mut *tx).await?;
     let Some(first) = batches.first() else { return Ok(0) };
     let columns = first.names().join(", ");
-    let stage = format!("stage_{table}");
-    sqlx::query(AssertSqlSafe(format!("create temp table {stage} (like {table} including defaults) on commit drop")))
-        .execute(&mut *tx)
-        .await?;
-    for batch in batches {
-        copy(tx, &stage, batch).await?;
-    }
+    let stage = stage(tx, table, batches).await?;
     let rows = sqlx::query(AssertSqlSafe(format!("insert into {table} ({columns}) select {columns} from {stage}")))
         .execute(&mut *tx)
         .await?

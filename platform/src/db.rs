@@ -185,3 +185,22 @@ async fn run_scoped(conn: &mut PgConnection, message: &str, skip: usize) -> Resu
     }
     Ok(rows)
 }
+
+/// One field of `COPY … FROM STDIN` text: `\N` for NULL, backslash escapes for the
+/// characters the format reserves (used by the synthetic seed and the pipelines' writers).
+pub fn copy_field(out: &mut String, value: Option<&str>) {
+    match value {
+        None => out.push_str("\\N"),
+        Some(v) => {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}

@@ -321,6 +321,53 @@ pub async fn campaign_performance(
     Ok(Json(Envelope::computed(CampaignPerformance { totals, rates, campaigns }, as_of, meta_period(range, &filters))))
 }
 
+/// What a per-id analytics route reads: the parent row, and what a missing result is.
+#[derive(Clone, Copy)]
+enum Subject {
+    Customer,
+    Campaign,
+}
+
+impl Subject {
+    fn table(self) -> &'static str {
+        match self {
+            Subject::Customer => "crm_customers",
+            Subject::Campaign => "outbound_campaigns",
+        }
+    }
+
+    fn resource(self) -> &'static str {
+        match self {
+            Subject::Customer => "customer",
+            Subject::Campaign => "campaign",
+        }
+    }
+}
+
+/// One precomputed row of a customer or campaign of the caller's tenant: 404 naming the
+/// subject when the id is unknown there, naming the result when no run computed it yet.
+async fn computed_row<T>(
+    state: &AppState,
+    auth: &Auth,
+    raw_id: &str,
+    subject: Subject,
+    result: &'static str,
+    fetch: impl AsyncFnOnce(&mut sqlx::PgConnection, fibonacco_platform::TenantId, Uuid) -> Result<Option<T>, sqlx::Error>,
+) -> Result<T, ApiError> {
+    auth.require(READ)?;
+    let id = resource_id(raw_id, subject.resource())?;
+    let tenant = auth.0.tenant_id;
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let row = fetch(&mut tx, tenant, id).await?;
+    let found = row.is_some() || store::exists(&mut tx, tenant, subject.table(), id).await?;
+    tx.commit().await?;
+    match row {
+        Some(r) => Ok(r),
+        None if found => Err(ApiError::NotFound(result)),
+        None => Err(ApiError::NotFound(subject.resource())),
+    }
+}
+
 /// A customer's engagement score (0-100) and its per-channel components.
 #[utoipa::path(get, path = "/api/v1/crm/customers/{id}/engagement-score", tag = "analytics",
     params(("id" = Uuid, Path, description = "Customer id")),
@@ -332,21 +379,9 @@ pub async fn engagement_score(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<EngagementRow>>, ApiError> {
-    auth.require(READ)?;
-    let id = resource_id(&id, "customer")?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let row = store::engagement(&mut tx, tenant, id).await?;
-    let found = row.is_some() || store::exists(&mut tx, tenant, "crm_customers", id).await?;
-    tx.commit().await?;
-    match row {
-        Some(r) => {
-            let as_of = Some(r.as_of);
-            Ok(Json(Envelope::computed(r, as_of, None)))
-        }
-        None if found => Err(ApiError::NotFound("engagement score")),
-        None => Err(ApiError::NotFound("customer")),
-    }
+    let row = computed_row(&state, &auth, &id, Subject::Customer, "engagement score", store::engagement).await?;
+    let as_of = Some(row.as_of);
+    Ok(Json(Envelope::computed(row, as_of, None)))
 }
 
 /// A customer's probability of a paid order in the next 90 days, its top contributing
@@ -361,21 +396,9 @@ pub async fn predictive_score(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<PredictiveRow>>, ApiError> {
-    auth.require(READ)?;
-    let id = resource_id(&id, "customer")?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let row = store::predictive(&mut tx, tenant, id).await?;
-    let found = row.is_some() || store::exists(&mut tx, tenant, "crm_customers", id).await?;
-    tx.commit().await?;
-    match row {
-        Some(r) => {
-            let as_of = Some(r.as_of);
-            Ok(Json(Envelope::computed(r, as_of, None)))
-        }
-        None if found => Err(ApiError::NotFound("predictive score")),
-        None => Err(ApiError::NotFound("customer")),
-    }
+    let row = computed_row(&state, &auth, &id, Subject::Customer, "predictive score", store::predictive).await?;
+    let as_of = Some(row.as_of);
+    Ok(Json(Envelope::computed(row, as_of, None)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -421,16 +444,7 @@ pub async fn campaign_roi(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<CampaignRoi>>, ApiError> {
-    auth.require(READ)?;
-    let id = resource_id(&id, "campaign")?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let row = store::roi(&mut tx, tenant, id).await?;
-    let found = row.is_some() || store::exists(&mut tx, tenant, "outbound_campaigns", id).await?;
-    tx.commit().await?;
-    let Some(r) = row else {
-        return Err(if found { ApiError::NotFound("campaign ROI") } else { ApiError::NotFound("campaign") });
-    };
+    let r = computed_row(&state, &auth, &id, Subject::Campaign, "campaign ROI", store::roi).await?;
     let as_of = Some(r.as_of);
     let roi = CampaignRoi {
         campaign_id: r.campaign_id,

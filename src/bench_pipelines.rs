@@ -170,9 +170,8 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let (ctx, _) = view::session(&pipelines.lake).await?;
-    let mut ours = Vec::new();
     for q in queries(Dialect::DataFusion) {
-        ours.push(ctx.sql(&q).await?.collect().await?);
+        ctx.sql(&q).await?.collect().await?;
     }
     let engagement_roi_datafusion_s = started.elapsed().as_secs_f64();
     eprintln!("engagement + ROI in DataFusion over the lake: {engagement_roi_datafusion_s:.2} s");

@@ -188,8 +188,6 @@ impl Watch {
     /// Recomputes the touched customers' engagement and the affected campaigns' ROI.
     #[tracing::instrument(skip_all, fields(customers = touched.customers.len(), campaigns = touched.campaigns.len()))]
     async fn round(&self, mut touched: Touched) -> Result<(u64, u64), PipelineError> {
-        let started_at = Utc::now();
-        let clock = Instant::now();
         let (ctx, manifest) = view::session(&self.pipelines.lake).await?;
         touched.resolve(&ctx).await?;
         let as_of = self.as_of.unwrap_or_else(Utc::now);
@@ -199,6 +197,7 @@ impl Watch {
         let campaigns: Vec<String> = touched.campaigns.into_iter().collect();
         let mut conn = self.pipelines.pool.acquire().await?;
         if !customers.is_empty() {
+            let (started_at, clock) = (Utc::now(), Instant::now());
             let (rows, _, details) =
                 self.pipelines.engagement(&ctx, as_of, Some(&customers), Replace::Keys, &hidden).await?;
             let record = RunRecord {
@@ -214,6 +213,7 @@ impl Watch {
             store::record_run(&mut conn, &record).await?;
         }
         if !campaigns.is_empty() {
+            let (started_at, clock) = (Utc::now(), Instant::now());
             let (rows, _, details) = self.pipelines.roi(&ctx, as_of, Some(&campaigns), Replace::Keys, &hidden).await?;
             let record = RunRecord {
                 pipeline: "roi",

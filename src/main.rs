@@ -1,15 +1,9 @@
 //! `fibonacco`: one binary, one subcommand per part of the platform.
 
-mod bench;
-mod bench_ingest;
-mod bench_pipelines;
-mod bench_queue;
-mod bench_search;
 mod ingest;
 mod operations;
 mod pipelines;
 mod seed;
-mod synthetic;
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -69,7 +63,7 @@ enum Command {
     /// Print the OpenAPI document (JSON) to stdout. Needs no database.
     Openapi,
     /// Benchmarks: print the figure and a baseline from the same run.
-    Bench(bench::BenchArgs),
+    Bench(fibonacco_bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -219,7 +213,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Seed(args) => {
             if let Some(customers) = args.customers {
-                let plan = synthetic::Plan {
+                let plan = fibonacco_bench::synthetic::Plan {
                     customers,
                     tenants: args.tenants,
                     days: args.days,
@@ -229,7 +223,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 plan.check()?;
                 let pool = db::connect(&config).await?;
                 db::migrate(&pool).await?;
-                let summary = synthetic::seed(&pool, &plan, std::io::stderr().is_terminal()).await?;
+                let summary = fibonacco_bench::synthetic::seed(&pool, &plan, std::io::stderr().is_terminal()).await?;
                 println!("{}", summary.token);
                 eprintln!("{} ({} events)", summary.describe(), summary.events());
                 return Ok(());
@@ -244,7 +238,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             eprintln!("{}", summary.describe());
             Ok(())
         }
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => fibonacco_bench::run(args).await,
     }
 }
 

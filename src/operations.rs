@@ -4,21 +4,17 @@
 use std::{sync::Arc, time::Duration};
 
 use clap::{Args, Subcommand};
-use fibonacco_api::{
-    Application,
-    jobs::{
-        JobContext,
-        worker::{Worker, WorkerOptions},
-    },
+use fibonacco_api::{Application, startup::shutdown_signal};
+use fibonacco_delivery::{
+    JobContext,
     providers::{DeliverySettings, Providers},
     scheduler::{self, Scheduler, TickOutcome},
-    startup::shutdown_signal,
 };
 use fibonacco_platform::{
     Config, cache,
     config::{env_lookup, redact_url},
     db,
-    queue::{self, Queue, failed},
+    queue::{self, Queue, Worker, WorkerOptions, failed},
 };
 use tokio::sync::watch;
 use uuid::Uuid;

@@ -24,7 +24,7 @@ pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, Pipe
 
 /// `COPY` into a table without row-level security (a staging table: Postgres refuses
 /// `COPY FROM` into a table with RLS enabled, bypass or not).
-#[tracing::instrument(skip(conn, batch), fields(rows = batch.rows()))]
+#[tracing::instrument(skip(conn, batch), fields(rows = batch.rows()), err)]
 pub async fn copy(conn: &mut PgConnection, table: &str, batch: &TextBatch) -> Result<(), PipelineError> {
     if batch.rows() == 0 {
         return Ok(());
@@ -49,7 +49,7 @@ async fn stage(tx: &mut PgConnection, table: &str, batches: &[TextBatch]) -> Res
 
 /// Loads `batches` into `table` through a staging table, keeping only rows whose `key`
 /// still exists as an id of `parent` (the lake can trail Postgres by a moment).
-#[tracing::instrument(skip(tx, batches))]
+#[tracing::instrument(skip(tx, batches), err)]
 pub async fn replace_scores(
     tx: &mut PgConnection,
     table: &str,
@@ -82,7 +82,7 @@ pub async fn replace_scores(
 }
 
 /// Replaces every row of a read-model table (through a staging table, see [`copy`]).
-#[tracing::instrument(skip(tx, batches))]
+#[tracing::instrument(skip(tx, batches), err)]
 pub async fn replace_all(tx: &mut PgConnection, table: &str, batches: &[TextBatch]) -> Result<u64, PipelineError> {
     sqlx::query(AssertSqlSafe(format!("delete from {table}"))).execute(&mut *tx).await?;
     let Some(first) = batches.first() else { return Ok(0) };
@@ -109,7 +109,7 @@ pub struct RunRecord {
     pub details: serde_json::Value,
 }
 
-#[tracing::instrument(skip(conn, run), fields(pipeline = run.pipeline, mode = run.mode))]
+#[tracing::instrument(skip(conn, run), fields(pipeline = run.pipeline, mode = run.mode), err)]
 pub async fn record_run(conn: &mut PgConnection, run: &RunRecord) -> Result<(), PipelineError> {
     sqlx::query(
         "insert into pipeline_runs (pipeline, mode, as_of, input_lsn, started_at, duration_ms, rows_written, details)

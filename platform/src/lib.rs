@@ -1,17 +1,22 @@
 //! The shared kernel of the Fibonacco platform: configuration, the Postgres pool and
 //! its embedded migrations, tenancy and row-level-security transactions, personal
-//! access tokens, domain newtypes and telemetry. It knows nothing about HTTP.
+//! access tokens, domain newtypes, the job queue and its worker loop, and telemetry. It
+//! knows nothing about HTTP: the response envelopes (`envelope`) exist only with the
+//! `http` feature, which the HTTP surfaces enable.
 
 pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
+#[cfg(feature = "http")]
 pub mod envelope;
 pub mod llm;
 pub mod queue;
+pub mod scratch;
 pub mod telemetry;
 pub mod tenancy;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::Config;

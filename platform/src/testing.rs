@@ -1,15 +1,12 @@
-//! Test support shared by every crate's tests and the benchmarks: a fresh, migrated
-//! database per test, cloned from a template so each costs one `CREATE DATABASE`.
-//!
-//! The template's name carries a hash of the migrations, so a changed migration builds a
-//! new template; `scripts/stack.sh drop-test-dbs` removes old ones.
+//! Test support shared by every crate's tests (the `testing` feature, enabled by
+//! dev-dependencies only): the local stack's settings and a fresh, migrated database per
+//! test ([`crate::scratch`]).
 
-use std::time::Duration;
+use std::ops::Deref;
 
-use sha2::{Digest, Sha256};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, postgres::PgConnectOptions};
+use crate::scratch::ScratchDatabase;
 
-use crate::db;
+pub use crate::scratch::replace_database;
 
 /// The database URL for tests: `DATABASE_URL`, else the one the stack script wrote.
 pub fn database_url() -> String {
@@ -40,20 +37,22 @@ pub fn try_stack_setting(key: &str) -> Option<String> {
         .and_then(|t| crate::config::parse_dotenv(&t).into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
 }
 
-fn template_name() -> String {
-    let mut hasher = Sha256::new();
-    for m in db::MIGRATOR.iter() {
-        hasher.update(m.version.to_le_bytes());
-        hasher.update(&m.checksum);
+/// Polls `check` every 50 ms until it holds; fails the test naming `what` after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    format!("fib_tpl_{}", &hex::encode(hasher.finalize())[..16])
 }
 
-pub struct TestDatabase {
-    pub pool: PgPool,
-    pub name: String,
-    pub url: String,
-}
+/// A test's own database on the stack's server; panics (failing the test) when the stack
+/// is not up.
+pub struct TestDatabase(ScratchDatabase);
 
 impl TestDatabase {
     /// Creates `fibtest_<uuid>` from the migrated template and connects a small pool.
@@ -62,91 +61,17 @@ impl TestDatabase {
     }
 
     pub async fn create_with_pool_size(max: u32) -> Self {
-        let base_url = database_url();
-        let base: PgConnectOptions = base_url.parse().expect("DATABASE_URL is not a valid postgres URL");
-        let template = template_name();
-        let mut admin = PgConnection::connect_with(&base).await.expect("cannot connect to DATABASE_URL");
-        ensure_template(&mut admin, &base, &template).await;
-
-        let name = format!("fibtest_{}", uuid::Uuid::new_v4().simple());
-        let create = format!("create database {name} template {template}");
-        let mut attempt = 0;
-        loop {
-            match sqlx::query(AssertSqlSafe(create.clone())).execute(&mut admin).await {
-                Ok(_) => break,
-                // Another process may be connected to the template for an instant.
-                Err(e) if attempt < 20 => {
-                    attempt += 1;
-                    tracing::debug!(error = %e, "retrying create database");
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                }
-                Err(e) => panic!("cannot create test database {name}: {e}"),
-            }
+        match ScratchDatabase::create(&database_url(), max).await {
+            Ok(db) => Self(db),
+            Err(e) => panic!("cannot create a test database: {:#}", anyhow::Error::from(e)),
         }
-        let _ = admin.close().await;
-        let url = replace_database(&base_url, &name);
-        let pool =
-            db::connect_url(&url, max, Duration::from_secs(10)).await.expect("cannot connect to the test database");
-        Self { pool, name, url }
     }
 }
 
-async fn ensure_template(admin: &mut PgConnection, base: &PgConnectOptions, template: &str) {
-    // One builder at a time across all test processes.
-    sqlx::query("select pg_advisory_lock(hashtext($1))")
-        .bind(template)
-        .execute(&mut *admin)
-        .await
-        .expect("advisory lock");
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(template)
-        .fetch_one(&mut *admin)
-        .await
-        .expect("query pg_database");
-    if !exists {
-        let building = format!("{template}_building");
-        let _ = sqlx::query(AssertSqlSafe(format!("drop database if exists {building}"))).execute(&mut *admin).await;
-        sqlx::query(AssertSqlSafe(format!("create database {building}")))
-            .execute(&mut *admin)
-            .await
-            .expect("create template");
-        let mut conn = PgConnection::connect_with(&base.clone().database(&building)).await.expect("connect template");
-        db::MIGRATOR.run(&mut conn).await.expect("migrations must apply to an empty database");
-        conn.close().await.expect("close template connection");
-        sqlx::query(AssertSqlSafe(format!("alter database {building} rename to {template}")))
-            .execute(&mut *admin)
-            .await
-            .expect("rename template");
-    }
-    sqlx::query("select pg_advisory_unlock(hashtext($1))").bind(template).execute(&mut *admin).await.expect("unlock");
-}
+impl Deref for TestDatabase {
+    type Target = ScratchDatabase;
 
-/// Swaps the database name (the path) of a postgres URL, keeping any query string.
-pub fn replace_database(url: &str, database: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = head.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match head[authority_start..].find('/') {
-        Some(i) => &head[..authority_start + i],
-        None => head,
-    };
-    match query {
-        Some(q) => format!("{base}/{database}?{q}"),
-        None => format!("{base}/{database}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replaces_database_name() {
-        assert_eq!(super::replace_database("postgres://u:p@h:5/app", "t1"), "postgres://u:p@h:5/t1");
-        assert_eq!(
-            super::replace_database("postgres://u:p@h:5/app?sslmode=disable", "t1"),
-            "postgres://u:p@h:5/t1?sslmode=disable"
-        );
-        assert_eq!(super::replace_database("postgres://h", "t1"), "postgres://h/t1");
+    fn deref(&self) -> &ScratchDatabase {
+        &self.0
     }
 }

@@ -23,7 +23,8 @@ pub const MAX_QUERY_CHARS: usize = 1000;
 /// Candidates each ranking contributes before fusion and paging.
 const CANDIDATES: i64 = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Semantic,
@@ -118,7 +119,8 @@ impl SearchQuery {
 }
 
 /// One result with the scores that placed it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct Hit {
     /// `knowledge` (an entry or FAQ) or `article`.
     #[sqlx(skip)]
@@ -149,7 +151,8 @@ pub struct Hit {
     pub chunk: Option<MatchedChunk>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct MatchedChunk {
     /// 1-based section number within the entry.
     pub index: i32,

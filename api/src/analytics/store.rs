@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::input::{Filters, Range};
 
 /// The newest `as_of` of a tenant's rows in `table` (one of the analytics tables).
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn latest_as_of(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -45,7 +45,7 @@ pub struct DayCount {
 
 /// Activity events in the range, grouped by `dimension` (activity_type, channel,
 /// category, subject_type), restricted to `types`.
-#[tracing::instrument(skip(conn, types), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn, types), fields(tenant_id = %tenant), err)]
 pub async fn activity_breakdown(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -77,7 +77,7 @@ pub async fn activity_breakdown(
     .await
 }
 
-#[tracing::instrument(skip(conn, types), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn, types), fields(tenant_id = %tenant), err)]
 pub async fn activity_series(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -115,7 +115,7 @@ pub struct OrderGroup {
 }
 
 /// Orders in the range grouped by service, category, currency or day.
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn orders(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -179,7 +179,7 @@ const COUNTS: &str = "coalesce(sum(sent), 0)::bigint as sent, coalesce(sum(deliv
     coalesce(sum(unsubscribed), 0)::bigint as unsubscribed, coalesce(sum(conversions), 0)::bigint as conversions,
     coalesce(sum(revenue_minor), 0)::bigint as revenue_minor";
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn campaigns(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -202,7 +202,7 @@ pub async fn campaigns(
     .await
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn campaign_totals(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -231,7 +231,7 @@ pub struct CustomerTotals {
     pub messages: i64,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn customer_totals(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -260,7 +260,7 @@ pub struct DashboardDay {
     pub revenue_minor: i64,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn dashboard_series(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -299,7 +299,7 @@ pub struct ScoreSummary {
     pub expected_buyers: Option<f64>,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn score_summary(conn: &mut PgConnection, tenant: TenantId) -> Result<ScoreSummary, sqlx::Error> {
     sqlx::query_as(
         "select (select count(*) from crm_customers where tenant_id = $1) as customers,
@@ -328,7 +328,7 @@ pub struct ContentRow {
     pub helpful_rate: Option<f64>,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn top_content(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -358,7 +358,7 @@ pub struct EngagementRow {
     pub computed_at: DateTime<Utc>,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn engagement(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -392,7 +392,7 @@ pub struct PredictiveRow {
     pub computed_at: DateTime<Utc>,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn predictive(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -431,7 +431,7 @@ pub struct RoiRow {
     pub computed_at: DateTime<Utc>,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn roi(conn: &mut PgConnection, tenant: TenantId, campaign: Uuid) -> Result<Option<RoiRow>, sqlx::Error> {
     sqlx::query_as(
         "select campaign_id, channel, currency::text as currency, sends, unit_cost_minor, send_cost_minor, fixed_cost_minor,
@@ -454,7 +454,7 @@ pub struct RoiBrief {
     pub linear_roi: Option<f64>,
 }
 
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn roi_by_campaign(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<RoiBrief>, sqlx::Error> {
     sqlx::query_as("select campaign_id, cost_minor, last_touch_roi, linear_roi from campaign_roi where tenant_id = $1")
         .bind(tenant)
@@ -463,7 +463,7 @@ pub async fn roi_by_campaign(conn: &mut PgConnection, tenant: TenantId) -> Resul
 }
 
 /// Whether `table` has a row `id` of this tenant (customers, campaigns).
-#[tracing::instrument(skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn exists(
     conn: &mut PgConnection,
     tenant: TenantId,

@@ -8,7 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
-use fibonacco_platform::{TenantId, db, domain::Slug, queue};
+use fibonacco_platform::{TenantId, db, domain::Slug, queue::jobs::GenerateEmbedding};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, types::Json as SqlJson};
@@ -374,8 +374,7 @@ pub async fn destroy(
 /// unreachable the article is not lost: the `embeddings:*` sweep finds articles whose
 /// vectors are missing or stale.
 async fn queue_embedding(state: &AppState, tenant: TenantId, id: Uuid) {
-    let data = serde_json::json!({"tenant_id": tenant, "article_id": id});
-    if let Err(e) = state.queue.push(queue::GENERATE_EMBEDDING, data).await {
+    if let Err(e) = state.queue.enqueue(&GenerateEmbedding::article(tenant, id)).await {
         tracing::warn!(error = %e, "could not queue the article's embedding; the sweep will");
     }
 }

@@ -74,7 +74,7 @@ fn max_tokens(length: &str) -> u32 {
 /// Fills `{{ name }}` placeholders; unknown ones are left as they are.
 fn fill(template: &str, values: &Map<String, Value>) -> String {
     let mut out = template.to_owned();
-    for name in crate::outbound::templates::placeholders(&[template]) {
+    for name in fibonacco_delivery::templates::placeholders(&[template]) {
         if let Some(v) = values.get(&name) {
             let text = match v {
                 Value::String(s) => s.clone(),

@@ -1,11 +1,10 @@
 //! Content and its publishing workflow (`/api/v1/content`, `/api/v1/publishing`).
-//! Every status change goes through [`workflow::allowed`] and leaves a history row
+//! Every status change goes through [`fibonacco_delivery::publishing::allowed`] and leaves a history row
 //! (who, when, from, to, notes). Generating content with an LLM comes with the
 //! generation provider.
 
 pub mod generate;
 pub mod publishing;
-pub mod workflow;
 
 use axum::{
     Json, Router,
@@ -14,6 +13,7 @@ use axum::{
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
+use fibonacco_delivery::publishing::{self as workflow, Step, transition};
 use fibonacco_platform::{TenantId, db};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -369,53 +369,6 @@ pub(crate) async fn lock_status(
     .await
 }
 
-/// One workflow step, as recorded in the history.
-pub struct Step<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
-    pub scheduled_publish_at: Option<DateTime<Utc>>,
-    pub actor: Option<Uuid>,
-    pub notes: Option<&'a str>,
-    /// `status_change`, `publish`, …
-    pub action: &'a str,
-}
-
-/// Moves the workflow and writes the history row, in the caller's transaction. The
-/// caller has locked the row and checked the step.
-pub async fn transition(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    id: Uuid,
-    step: &Step<'_>,
-) -> Result<(), sqlx::Error> {
-    let workflow: Uuid = sqlx::query_scalar(
-        "update content_workflow set status = $3,
-            scheduled_publish_at = case when $3 = 'scheduled' then $4 when $3 = 'published' then scheduled_publish_at else null end,
-            published_at = case when $3 = 'published' then now() else published_at end
-         where tenant_id = $1 and content_type = 'generated_content' and content_id = $2 returning id",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(step.to)
-    .bind(step.scheduled_publish_at)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(
-        "insert into content_workflow_history (tenant_id, workflow_id, action, from_status, to_status, performed_by, notes)
-         values ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(tenant)
-    .bind(workflow)
-    .bind(step.action)
-    .bind(step.from)
-    .bind(step.to)
-    .bind(step.actor)
-    .bind(step.notes)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
@@ -584,7 +537,7 @@ pub async fn create_template(
     let prompt = validate::required_text(body.prompt_template, 20_000, "prompt_template", &mut e);
     let structure = validate::object(body.structure, "structure", &mut e);
     e.into_result()?;
-    let variables = crate::outbound::templates::placeholders(&[&prompt]);
+    let variables = fibonacco_delivery::templates::placeholders(&[&prompt]);
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let row: ContentTemplate = sqlx::query_as(

@@ -10,7 +10,7 @@ use fibonacco_platform::db;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Content, READ, RESOURCE, SELECT, Step, WRITE, get_one, lock_status, transition};
+use super::{Content, READ, RESOURCE, SELECT, WRITE, get_one, lock_status};
 use crate::{
     ApiError,
     envelope::Envelope,
@@ -18,6 +18,7 @@ use crate::{
     extract::{Auth, QueryParams, resource_id},
     state::AppState,
 };
+use fibonacco_delivery::publishing::{Step, transition};
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct StatusCounts {
@@ -214,7 +215,7 @@ pub async fn publish(
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let from = lock_status(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
-    if !super::workflow::allowed(&from, "published") {
+    if !fibonacco_delivery::publishing::allowed(&from, "published") {
         return Err(ApiError::Validation(FieldErrors::single(
             "status",
             format!("{from} content cannot be published; approve it first"),

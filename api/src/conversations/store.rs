@@ -45,7 +45,7 @@ const SELECT: &str = "select c.id, c.customer_id, c.channel, c.status, c.outcome
         c.metadata, c.created_at, c.updated_at
      from crm_conversations c";
 
-#[tracing::instrument(name = "conversations.list", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.list", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn list(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -75,7 +75,7 @@ pub async fn list(
     Ok((items, total))
 }
 
-#[tracing::instrument(name = "conversations.get", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.get", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Conversation>, sqlx::Error> {
     let mut qb = QueryBuilder::<Postgres>::new(SELECT);
     qb.push(" where c.tenant_id = ").push_bind(tenant).push(" and c.id = ").push_bind(id);
@@ -91,7 +91,7 @@ pub async fn lock_status(conn: &mut PgConnection, tenant: TenantId, id: Uuid) ->
         .await
 }
 
-#[tracing::instrument(name = "conversations.insert", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.insert", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewConversation) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar(
         "insert into crm_conversations (tenant_id, customer_id, channel, summary, metadata)
@@ -106,7 +106,7 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewConversa
     .await
 }
 
-#[tracing::instrument(name = "conversations.update", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.update", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn update(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -139,7 +139,7 @@ pub async fn update(
     Ok(result.rows_affected() == 1)
 }
 
-#[tracing::instrument(name = "conversations.delete", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.delete", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("delete from crm_conversations where tenant_id = $1 and id = $2")
         .bind(tenant)
@@ -150,7 +150,7 @@ pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Resu
 }
 
 /// Ends an active conversation. The caller has locked the row and checked its status.
-#[tracing::instrument(name = "conversations.end", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.end", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn end(conn: &mut PgConnection, tenant: TenantId, id: Uuid, ending: &Ending) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update crm_conversations set status = 'ended', ended_at = now(),
@@ -170,7 +170,7 @@ pub async fn end(conn: &mut PgConnection, tenant: TenantId, id: Uuid, ending: &E
 
 /// Appends a message. `clock_timestamp()` (not the transaction's `now()`) keeps messages
 /// added in one transaction in the order they were added.
-#[tracing::instrument(name = "conversations.add_message", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.add_message", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn add_message(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -197,7 +197,7 @@ pub async fn add_message(
     Ok(message)
 }
 
-#[tracing::instrument(name = "conversations.messages", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "conversations.messages", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn messages(
     conn: &mut PgConnection,
     tenant: TenantId,

@@ -76,7 +76,7 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, filter: &Cust
     }
 }
 
-#[tracing::instrument(name = "customers.list", skip_all, fields(tenant_id = %tenant, page = page.page))]
+#[tracing::instrument(name = "customers.list", skip_all, fields(tenant_id = %tenant, page = page.page), err)]
 pub async fn list(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -117,14 +117,14 @@ static BY_SLUG: db::ScopedStatement = db::ScopedStatement {
 };
 
 /// One round trip, inside the caller's transaction or on its own (see `db::fetch_scoped`).
-#[tracing::instrument(name = "customers.get", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.get", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Customer>, sqlx::Error> {
     let rows = db::fetch_scoped(conn, tenant, &BY_ID, &[&tenant, &id]).await?;
     rows.first().map(Customer::from_row).transpose()
 }
 
 /// Whether `id` names a customer of this tenant (for references in other resources' bodies).
-#[tracing::instrument(name = "customers.exists", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.exists", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn exists(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select exists (select 1 from crm_customers where tenant_id = $1 and id = $2)")
         .bind(tenant)
@@ -133,7 +133,7 @@ pub async fn exists(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Resu
         .await
 }
 
-#[tracing::instrument(name = "customers.get_by_slug", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.get_by_slug", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn get_by_slug(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -145,7 +145,7 @@ pub async fn get_by_slug(
 
 /// Inserts the customer. A derived slug that is taken gets a short suffix
 /// (`acme`, then `acme-2`, …); a slug the client chose is never changed (409 instead).
-#[tracing::instrument(name = "customers.insert", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.insert", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer) -> Result<Customer, sqlx::Error> {
     let slug = if new.slug_derived {
         crate::slugs::free_slug(conn, "crm_customers", tenant, new.slug.as_str()).await?
@@ -168,7 +168,7 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer
     .await
 }
 
-#[tracing::instrument(name = "customers.update", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.update", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn update(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -202,7 +202,7 @@ pub async fn update(
     .await
 }
 
-#[tracing::instrument(name = "customers.delete", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.delete", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("delete from crm_customers where tenant_id = $1 and id = $2")
         .bind(tenant)
@@ -212,7 +212,7 @@ pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Resu
     Ok(result.rows_affected() == 1)
 }
 
-#[tracing::instrument(name = "customers.set_business_context", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.set_business_context", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn set_business_context(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -267,7 +267,7 @@ pub struct MessageContext {
 pub const AI_CONTEXT_CONVERSATIONS: i64 = 5;
 pub const AI_CONTEXT_MESSAGES_PER_CONVERSATION: i64 = 10;
 
-#[tracing::instrument(name = "customers.ai_context", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "customers.ai_context", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn ai_context(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<AiContext>, sqlx::Error> {
     let Some(customer) = get(conn, tenant, id).await? else {
         return Ok(None);

@@ -62,7 +62,7 @@ pub struct CategoryChanges {
 
 const COLUMNS: &str = "id, name, slug, parent_id, display_order, metadata, created_at, updated_at";
 
-#[tracing::instrument(name = "faq_categories.list", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "faq_categories.list", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn list(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<FaqCategory>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, slug, parent_id, display_order, metadata, created_at, updated_at
@@ -73,7 +73,7 @@ pub async fn list(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<FaqCa
     .await
 }
 
-#[tracing::instrument(name = "faq_categories.get", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "faq_categories.get", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<FaqCategory>, sqlx::Error> {
     sqlx::query_as(
         "select id, name, slug, parent_id, display_order, metadata, created_at, updated_at
@@ -126,7 +126,7 @@ pub async fn would_cycle(
     .await
 }
 
-#[tracing::instrument(name = "faq_categories.insert", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "faq_categories.insert", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCategory) -> Result<FaqCategory, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "insert into faq_categories (tenant_id, name, slug, parent_id, display_order, metadata)
@@ -142,7 +142,7 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCategory) 
     .await
 }
 
-#[tracing::instrument(name = "faq_categories.update", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "faq_categories.update", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn update(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -168,7 +168,7 @@ pub async fn update(
     .await
 }
 
-#[tracing::instrument(name = "faq_categories.delete", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "faq_categories.delete", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("delete from faq_categories where tenant_id = $1 and id = $2")
         .bind(tenant)

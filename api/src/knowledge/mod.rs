@@ -10,7 +10,7 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
-use fibonacco_platform::{db, queue};
+use fibonacco_platform::{db, queue::jobs::GenerateEmbedding};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -147,8 +147,7 @@ pub async fn update(
         // An external store filters on a copy of the entry's fields (visibility, category,
         // tags, …): re-running the embedding job rewrites that copy. pgvector filters the
         // row itself, so it needs nothing.
-        let data = serde_json::json!({ "tenant_id": tenant, "knowledge_id": id });
-        if let Err(e) = state.queue.push(queue::GENERATE_EMBEDDING, data).await {
+        if let Err(e) = state.queue.enqueue(&GenerateEmbedding::knowledge(tenant, id)).await {
             tracing::warn!(error = %e, "could not queue the refresh of the store's copy; reindex will");
         }
     }
@@ -246,8 +245,7 @@ pub async fn generate_embedding(
     }
     // Commit before queueing so the worker never sees the entry's old state.
     tx.commit().await?;
-    let data = serde_json::json!({ "tenant_id": tenant, "knowledge_id": id });
-    let job_id = state.queue.push(queue::GENERATE_EMBEDDING, data).await.map_err(|e| {
+    let job_id = state.queue.enqueue(&GenerateEmbedding::knowledge(tenant, id)).await.map_err(|e| {
         tracing::warn!(error = %e, "could not queue GenerateEmbedding; the scheduled sweep will pick the entry up");
         ApiError::Unavailable("queue unreachable; the entry is pending and will be picked up by the scheduled sweep")
     })?;

@@ -85,7 +85,7 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, f: &Knowledge
 }
 
 /// With `search`, best matches first; otherwise newest first.
-#[tracing::instrument(name = "knowledge.list", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "knowledge.list", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn list(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -112,14 +112,14 @@ pub async fn list(
     Ok((items, total))
 }
 
-#[tracing::instrument(name = "knowledge.get", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "knowledge.get", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<KnowledgeEntry>, sqlx::Error> {
     let mut qb = QueryBuilder::<Postgres>::new(SELECT);
     qb.push(" where tenant_id = ").push_bind(tenant).push(" and id = ").push_bind(id);
     qb.build_query_as().fetch_optional(conn).await
 }
 
-#[tracing::instrument(name = "knowledge.insert", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "knowledge.insert", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn insert(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -154,7 +154,7 @@ pub async fn insert(
 }
 
 /// Applies the changes; a new title or content makes the embedding stale.
-#[tracing::instrument(name = "knowledge.update", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "knowledge.update", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn update(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -223,7 +223,7 @@ pub async fn update(
     Ok(updated)
 }
 
-#[tracing::instrument(name = "knowledge.delete", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "knowledge.delete", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("delete from knowledge_base where tenant_id = $1 and id = $2")
         .bind(tenant)
@@ -244,7 +244,7 @@ pub struct VoteTally {
 /// Records a voter's vote and adjusts the entry's counters in the same statement chain:
 /// a first vote adds one, a changed vote moves one, a repeated vote changes nothing.
 /// The entry row is locked first so concurrent votes serialise per entry.
-#[tracing::instrument(name = "knowledge.vote", skip(conn, voter), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "knowledge.vote", skip(conn, voter), fields(tenant_id = %tenant), err)]
 pub async fn vote(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -298,7 +298,7 @@ pub async fn vote(
 }
 
 /// Marks the entry's embedding as wanted. Returns false when the entry does not exist.
-#[tracing::instrument(name = "knowledge.mark_embedding_pending", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "knowledge.mark_embedding_pending", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn mark_embedding_pending(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("update knowledge_base set embedding_status = 'pending' where tenant_id = $1 and id = $2")
         .bind(tenant)

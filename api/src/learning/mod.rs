@@ -12,7 +12,7 @@ use fibonacco_platform::{
     TenantId, db,
     domain::{Email, PhoneNumber, Slug},
     llm::{ChatMessage, ChatRequest},
-    queue,
+    queue::jobs::SendSalesNotification,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -469,8 +469,7 @@ pub async fn contact_sales(
         .await?;
     }
     tx.commit().await?;
-    let job =
-        state.queue.push(queue::SEND_SALES_NOTIFICATION, json!({"tenant_id": tenant, "sales_contact_id": id})).await;
+    let job = state.queue.enqueue(&SendSalesNotification { tenant_id: tenant.as_uuid(), sales_contact_id: id }).await;
     let notification_job_id = match job {
         Ok(job) => Some(job),
         Err(err) => {

@@ -1,6 +1,9 @@
-//! Outbound campaign and recipient SQL.
+//! Outbound campaign and recipient SQL of the API: campaign plans, recipient lists and
+//! the read side (lists, analytics). Status changes are not here: they go through
+//! `fibonacco_delivery::campaigns::store`, the one writer of campaign and recipient status.
 
 use chrono::{DateTime, Utc};
+use fibonacco_delivery::campaigns::CampaignStatus;
 use fibonacco_platform::TenantId;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -9,23 +12,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::envelope::PageRequest;
-
-pub const CAMPAIGN_TYPES: &[&str] = &["email", "sms", "phone"];
-pub const CAMPAIGN_STATUSES: &[&str] = &["draft", "scheduled", "running", "paused", "completed", "cancelled"];
-pub const RECIPIENT_STATUSES: &[&str] = &[
-    "pending",
-    "queued",
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "replied",
-    "answered",
-    "voicemail",
-    "failed",
-    "bounced",
-    "unsubscribed",
-];
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Campaign {
@@ -75,13 +61,30 @@ pub struct NewCampaign {
 #[derive(Default)]
 pub struct CampaignChanges {
     pub name: Option<String>,
-    pub status: Option<String>,
+    /// Draft ⇄ scheduled; written through `fibonacco_delivery::campaigns::store`.
+    pub status: Option<CampaignStatus>,
     pub template_id: Option<Option<Uuid>>,
     pub scheduled_at: Option<Option<DateTime<Utc>>>,
     pub fixed_cost_minor: Option<i64>,
     pub currency: Option<String>,
     pub config: Option<Map<String, Value>>,
     pub metadata: Option<Map<String, Value>>,
+    /// Replaces the recipients.
+    pub recipients: Option<Vec<Uuid>>,
+}
+
+impl CampaignChanges {
+    /// Whether the change touches the plan (what, when, to whom, at what cost), which
+    /// only drafts and scheduled campaigns allow.
+    pub fn edits_plan(&self) -> bool {
+        self.status.is_some()
+            || self.template_id.is_some()
+            || self.scheduled_at.is_some()
+            || self.fixed_cost_minor.is_some()
+            || self.currency.is_some()
+            || self.config.is_some()
+            || self.recipients.is_some()
+    }
 }
 
 fn template_column(kind: &str) -> &'static str {
@@ -92,7 +95,7 @@ fn template_column(kind: &str) -> &'static str {
     }
 }
 
-#[tracing::instrument(name = "outbound.list", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "outbound.list", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn list(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -119,57 +122,14 @@ pub async fn list(
     Ok((rows.build_query_as().fetch_all(&mut *conn).await?, total))
 }
 
-#[tracing::instrument(name = "outbound.get", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "outbound.get", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Campaign>, sqlx::Error> {
     let mut qb = QueryBuilder::<Postgres>::new(SELECT);
     qb.push(" where c.tenant_id = ").push_bind(tenant).push(" and c.id = ").push_bind(id);
     qb.build_query_as().fetch_optional(conn).await
 }
 
-/// Locks the campaign for the rest of the transaction; returns (type, status).
-pub async fn lock(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    id: Uuid,
-) -> Result<Option<(String, String)>, sqlx::Error> {
-    sqlx::query_as("select type, status from outbound_campaigns where tenant_id = $1 and id = $2 for update")
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// The tenant that owns a campaign, read past row-level security: provider callbacks
-/// carry a campaign id and a signature, not a tenant token.
-#[tracing::instrument(name = "outbound.tenant_of", skip(pool))]
-pub async fn tenant_of(pool: &sqlx::PgPool, id: Uuid) -> Result<Option<TenantId>, sqlx::Error> {
-    let mut tx = fibonacco_platform::db::begin_system(pool).await?;
-    let tenant: Option<Uuid> = sqlx::query_scalar("select tenant_id from outbound_campaigns where id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(tenant.map(TenantId::from_uuid))
-}
-
-/// Sets a campaign's status (the caller has locked the row and checked the move); a final
-/// status also stamps `completed_at`.
-#[tracing::instrument(name = "outbound.transition", skip(conn), fields(tenant_id = %tenant))]
-pub async fn set_status(conn: &mut PgConnection, tenant: TenantId, id: Uuid, to: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update outbound_campaigns set status = $3,
-            completed_at = case when $3 in ('completed', 'cancelled') then coalesce(completed_at, now()) else completed_at end
-         where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(to)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-#[tracing::instrument(name = "outbound.insert", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "outbound.insert", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) -> Result<Uuid, sqlx::Error> {
     let column = template_column(&c.kind);
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -191,7 +151,7 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) 
     .await
 }
 
-#[tracing::instrument(name = "outbound.update", skip_all, fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "outbound.update", skip_all, fields(tenant_id = %tenant), err)]
 pub async fn update(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -202,17 +162,16 @@ pub async fn update(
     let column = template_column(kind);
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "update outbound_campaigns set
-            name = coalesce($3, name), status = coalesce($4, status),
-            {column} = case when $5 then $6 else {column} end,
-            scheduled_at = case when $7 then $8 else scheduled_at end,
-            fixed_cost_minor = coalesce($9, fixed_cost_minor), currency = coalesce($10, currency),
-            config = coalesce($11, config), metadata = coalesce($12, metadata)
+            name = coalesce($3, name),
+            {column} = case when $4 then $5 else {column} end,
+            scheduled_at = case when $6 then $7 else scheduled_at end,
+            fixed_cost_minor = coalesce($8, fixed_cost_minor), currency = coalesce($9, currency),
+            config = coalesce($10, config), metadata = coalesce($11, metadata)
          where tenant_id = $1 and id = $2"
     )))
     .bind(tenant)
     .bind(id)
     .bind(c.name.as_deref())
-    .bind(c.status.as_deref())
     .bind(c.template_id.is_some())
     .bind(c.template_id.flatten())
     .bind(c.scheduled_at.is_some())
@@ -226,6 +185,7 @@ pub async fn update(
     Ok(())
 }
 
+#[tracing::instrument(name = "outbound.delete", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("delete from outbound_campaigns where tenant_id = $1 and id = $2")
         .bind(tenant)
@@ -238,7 +198,7 @@ pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Resu
 /// Replaces the recipients with `customers` (all of them must belong to the tenant).
 /// Returns how many of the given ids were not customers of the tenant; nothing is
 /// written in that case.
-#[tracing::instrument(name = "outbound.set_recipients", skip_all, fields(tenant_id = %tenant, requested = customers.len()))]
+#[tracing::instrument(name = "outbound.set_recipients", skip_all, fields(tenant_id = %tenant, requested = customers.len()), err)]
 pub async fn set_recipients(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -272,39 +232,9 @@ pub async fn set_recipients(
 }
 
 /// Every customer of the tenant, for `all_customers: true`.
+#[tracing::instrument(name = "outbound.all_customer_ids", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn all_customer_ids(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar("select id from crm_customers where tenant_id = $1").bind(tenant).fetch_all(conn).await
-}
-
-/// The campaign's template/script id for its type.
-pub async fn content_id(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select coalesce(email_template_id, sms_template_id, phone_script_id) from outbound_campaigns
-         where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant)
-    .bind(id)
-    .fetch_one(conn)
-    .await
-}
-
-pub async fn recipient_count(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2")
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(conn)
-        .await
-}
-
-pub async fn mark_running(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update outbound_campaigns set status = 'running', started_at = now() where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -325,7 +255,7 @@ pub struct Recipient {
     pub updated_at: DateTime<Utc>,
 }
 
-#[tracing::instrument(name = "outbound.recipients", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "outbound.recipients", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn recipients(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -399,7 +329,7 @@ pub struct DispatchProgress {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-#[tracing::instrument(name = "outbound.dispatch_progress", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "outbound.dispatch_progress", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn dispatch_progress(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -421,7 +351,7 @@ pub async fn dispatch_progress(
 
 /// Milestones count by timestamp (a clicked recipient was also delivered and opened);
 /// terminal failures count by status.
-#[tracing::instrument(name = "outbound.analytics", skip(conn), fields(tenant_id = %tenant))]
+#[tracing::instrument(name = "outbound.analytics", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn analytics(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -454,30 +384,4 @@ pub async fn analytics(
     .bind(campaign)
     .fetch_one(conn)
     .await
-}
-
-/// Applies a provider status callback to the recipient with `provider_message_id` in the
-/// campaign. Returns false when no such recipient exists.
-#[tracing::instrument(name = "outbound.apply_status", skip(conn, sid), fields(tenant_id = %tenant))]
-pub async fn apply_status(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    campaign: Uuid,
-    sid: &str,
-    status: &str,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "update outbound_campaign_recipients set status = $4,
-            sent_at = case when $4 in ('sent', 'delivered', 'answered', 'voicemail', 'replied') then coalesce(sent_at, now()) else sent_at end,
-            delivered_at = case when $4 in ('delivered', 'answered', 'voicemail') then coalesce(delivered_at, now()) else delivered_at end,
-            replied_at = case when $4 = 'replied' then coalesce(replied_at, now()) else replied_at end
-         where tenant_id = $1 and campaign_id = $2 and provider_message_id = $3",
-    )
-    .bind(tenant)
-    .bind(campaign)
-    .bind(sid)
-    .bind(status)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() > 0)
 }

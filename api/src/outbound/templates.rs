@@ -3,10 +3,11 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use fibonacco_platform::{TenantId, db};
+use fibonacco_delivery::templates::placeholders;
+use fibonacco_platform::db;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::{PgConnection, types::Json as SqlJson};
+use sqlx::types::Json as SqlJson;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -20,51 +21,6 @@ use crate::{
     state::AppState,
     validate,
 };
-
-/// Placeholder names in order of first appearance: `{{ name }}` → `name`.
-pub fn placeholders(texts: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for text in texts {
-        let mut rest = *text;
-        while let Some(start) = rest.find("{{") {
-            let after = &rest[start + 2..];
-            let Some(end) = after.find("}}") else { break };
-            let name = after[..end].trim();
-            if !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                && !out.iter().any(|n| n == name)
-            {
-                out.push(name.to_owned());
-            }
-            rest = &after[end + 2..];
-        }
-    }
-    out
-}
-
-/// Fills `{{ name }}` placeholders from `fields`; a placeholder with no field becomes
-/// empty (a merge never leaks template syntax to a customer). Text that is not a
-/// placeholder (`{{ bad name }}`, an unclosed `{{`) is kept as written.
-pub fn render(text: &str, fields: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        let name = after[..end].trim();
-        out.push_str(&rest[..start]);
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-            if let Some((_, v)) = fields.iter().find(|(k, _)| k == name) {
-                out.push_str(v);
-            }
-        } else {
-            out.push_str(&rest[start..start + 2 + end + 2]);
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct EmailTemplate {
@@ -298,41 +254,4 @@ pub async fn create_script(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Envelope::with_message(row, "Phone script created."))))
-}
-
-/// Whether the content a campaign of `kind` points at exists in the tenant.
-pub async fn content_exists(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    kind: &str,
-    id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    let table = match kind {
-        "email" => "email_templates",
-        "sms" => "sms_templates",
-        _ => "phone_scripts",
-    };
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "select exists (select 1 from {table} where tenant_id = $1 and id = $2)"
-    )))
-    .bind(tenant)
-    .bind(id)
-    .fetch_one(conn)
-    .await
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn renders_known_fields_and_blanks_unknown_ones() {
-        let fields = vec![("first_name".to_owned(), "Ada".to_owned())];
-        assert_eq!(super::render("Hi {{ first_name }}{{missing}}!", &fields), "Hi Ada!");
-        assert_eq!(super::render("{{ bad name }} {{", &fields), "{{ bad name }} {{");
-    }
-
-    #[test]
-    fn finds_placeholders_once_in_order() {
-        let vars = super::placeholders(&["Hi {{ first_name }}, {{company}}!", "{{first_name}} {{ bad name }} {{"]);
-        assert_eq!(vars, vec!["first_name", "company"]);
-    }
 }

@@ -2,8 +2,6 @@
 //! unsubscribe. They need no login (the recipient token is signed), answer fast, and
 //! record what happened on the recipient and as customer activity.
 
-pub mod links;
-
 use axum::{
     Router,
     extract::{Path, Query, State},
@@ -11,13 +9,14 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
     routing::get,
 };
-use fibonacco_platform::db;
+use fibonacco_delivery::{
+    campaigns::store::{Engagement, record_engagement},
+    links::{parse_recipient_token, url_signature_valid},
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 use crate::state::AppState;
-use links::{RecipientRef, parse_recipient_token, url_signature_valid};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -51,66 +50,6 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         .into_response()
 }
 
-/// The recipient's customer and campaign, and what the update changed.
-#[derive(sqlx::FromRow)]
-struct Touched {
-    customer_id: Uuid,
-    campaign_id: Uuid,
-    first: bool,
-}
-
-async fn record(
-    state: &AppState,
-    who: RecipientRef,
-    update: &'static str,
-    activity: &'static str,
-    metadata: serde_json::Value,
-    every_time: bool,
-) -> Result<Option<Touched>, sqlx::Error> {
-    let mut tx = db::begin_tenant(&state.pool, who.tenant).await?;
-    let touched: Option<Touched> = sqlx::query_as(sqlx::AssertSqlSafe(update))
-        .bind(who.tenant)
-        .bind(who.recipient)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(t) = &touched
-        && (t.first || every_time)
-    {
-        sqlx::query(
-            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id,
-                campaign_id, metadata)
-             values ($1, $2, $3, 'email', 'outbound_campaign', $4, $4, $5)",
-        )
-        .bind(who.tenant)
-        .bind(t.customer_id)
-        .bind(activity)
-        .bind(t.campaign_id)
-        .bind(metadata)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(touched)
-}
-
-const OPEN: &str = "update outbound_campaign_recipients set
-        opened_at = coalesce(opened_at, now()),
-        status = case when status in ('sent', 'delivered') then 'opened' else status end
-     where tenant_id = $1 and id = $2 and sent_at is not null
-     returning customer_id, campaign_id, old.opened_at is null as first";
-
-const CLICK: &str = "update outbound_campaign_recipients set
-        opened_at = coalesce(opened_at, now()),
-        clicked_at = coalesce(clicked_at, now()),
-        status = case when status in ('sent', 'delivered', 'opened') then 'clicked' else status end
-     where tenant_id = $1 and id = $2 and sent_at is not null
-     returning customer_id, campaign_id, old.clicked_at is null as first";
-
-const UNSUBSCRIBE: &str = "update outbound_campaign_recipients set
-        unsubscribed_at = coalesce(unsubscribed_at, now()), status = 'unsubscribed'
-     where tenant_id = $1 and id = $2
-     returning customer_id, campaign_id, old.unsubscribed_at is null as first";
-
 /// Open pixel. Always answers with the image, whatever happened, so a mail client
 /// never shows a broken picture; a bad token records nothing.
 #[utoipa::path(get, path = "/t/open/{token}", tag = "tracking",
@@ -118,7 +57,7 @@ const UNSUBSCRIBE: &str = "update outbound_campaign_recipients set
     responses((status = 200, description = "A 1×1 transparent GIF", content_type = "image/gif")))]
 pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     if let Some(who) = parse_recipient_token(state.config.app_key.expose(), &token)
-        && let Err(e) = record(&state, who, OPEN, "email_open", serde_json::json!({}), false).await
+        && let Err(e) = record_engagement(&state.pool, who, Engagement::Open, serde_json::json!({})).await
     {
         tracing::warn!(error = %e, "open not recorded");
     }
@@ -148,7 +87,7 @@ pub async fn click(State(state): State<AppState>, Path(token): Path<String>, Que
     if !allowed {
         return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
     }
-    if let Err(e) = record(&state, who, CLICK, "email_click", serde_json::json!({"url": url}), true).await {
+    if let Err(e) = record_engagement(&state.pool, who, Engagement::Click, serde_json::json!({"url": url})).await {
         tracing::warn!(error = %e, "click not recorded");
     }
     Redirect::to(&url).into_response()
@@ -181,9 +120,9 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
     let Some(who) = parse_recipient_token(state.config.app_key.expose(), &token) else {
         return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
     };
-    match unsubscribe_customer(&state, who).await {
-        Ok(true) => page(StatusCode::OK, "Unsubscribed", "<p>You will not receive these messages any more.</p>"),
-        Ok(false) => page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>"),
+    match record_engagement(&state.pool, who, Engagement::Unsubscribe, serde_json::json!({})).await {
+        Ok(Some(_)) => page(StatusCode::OK, "Unsubscribed", "<p>You will not receive these messages any more.</p>"),
+        Ok(None) => page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>"),
         Err(e) => {
             tracing::error!(error = %e, "unsubscribe not recorded");
             page(
@@ -193,20 +132,4 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
             )
         }
     }
-}
-
-async fn unsubscribe_customer(state: &AppState, who: RecipientRef) -> Result<bool, sqlx::Error> {
-    let Some(t) = record(state, who, UNSUBSCRIBE, "unsubscribe", serde_json::json!({}), false).await? else {
-        return Ok(false);
-    };
-    let mut tx = db::begin_tenant(&state.pool, who.tenant).await?;
-    sqlx::query(
-        "update crm_customers set unsubscribed_at = coalesce(unsubscribed_at, now()) where tenant_id = $1 and id = $2",
-    )
-    .bind(who.tenant)
-    .bind(t.customer_id)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(true)
 }

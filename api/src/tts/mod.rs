@@ -8,9 +8,8 @@ use axum::{
     routing::get,
 };
 use chrono::{DateTime, Utc};
-use fibonacco_platform::{TenantId, db, queue};
+use fibonacco_platform::{TenantId, db, queue::jobs::GenerateTts};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -166,12 +165,10 @@ pub async fn create(
     // forever, so if the push fails nothing is stored. A job that arrives before the
     // commit finds no row yet and is retried by the worker.
     let job_id =
-        state.queue.push(queue::GENERATE_TTS, json!({"tenant_id": tenant, "tts_request_id": id})).await.map_err(
-            |err| {
-                tracing::warn!(error = %err, "could not queue GenerateTTS");
-                ApiError::Unavailable("queue unreachable; the request was not stored, try again")
-            },
-        )?;
+        state.queue.enqueue(&GenerateTts { tenant_id: tenant.as_uuid(), tts_request_id: id }).await.map_err(|err| {
+            tracing::warn!(error = %err, "could not queue GenerateTTS");
+            ApiError::Unavailable("queue unreachable; the request was not stored, try again")
+        })?;
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(Envelope::with_message(TtsQueued { request, job_id }, "Speech generation queued."))))
 }

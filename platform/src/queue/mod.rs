@@ -14,7 +14,13 @@
 //! calls never loses or doubles a job. Nothing here blocks on Redis: workers poll, which
 //! keeps clear of redis-rs's response timeout for blocking reads.
 
+pub mod batch;
 pub mod failed;
+pub mod jobs;
+pub mod worker;
+
+pub use jobs::Job;
+pub use worker::{Handler, JobError, Worker, WorkerOptions, WorkerStats};
 
 use std::time::Duration;
 

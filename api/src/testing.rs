@@ -1,0 +1,145 @@
+//! The end-to-end tests' harness, shared by the test binaries of every crate (the
+//! `testing` feature, enabled by dev-dependencies only): a fresh database per test (cloned
+//! from the migrated template), a real Redis, and the full router driven in-process.
+
+use crate::{AppState, router};
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use fibonacco_platform::{
+    Config, TenantId,
+    auth::{self, Ability},
+    cache,
+    domain::Slug,
+    tenancy,
+    testing::{self, TestDatabase},
+};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub db: TestDatabase,
+    pub router: Router,
+    pub state: AppState,
+    pub tenant_a: TenantId,
+    pub token_a: String,
+    pub tenant_b: TenantId,
+    pub token_b: String,
+}
+
+/// The Stripe webhook secret the test app is configured with.
+pub const STRIPE_SECRET: &str = "whsec_test_secret";
+/// The Twilio auth token callbacks are signed with, and the public URL Twilio calls.
+pub const TWILIO_TOKEN: &str = "twilio-test-auth-token";
+pub const APP_URL: &str = "https://fib.test";
+
+pub fn test_config(database_url: &str) -> Config {
+    let db = database_url.to_owned();
+    let redis = testing::redis_url();
+    // Each test's database has a unique name; its queues get the same isolation.
+    let prefix = format!("q-{}", database_url.rsplit('/').next().unwrap_or("test"));
+    Config::from_lookup(move |k| match k {
+        "QUEUE_PREFIX" => Some(prefix.clone()),
+        "TWILIO_AUTH_TOKEN" => Some(TWILIO_TOKEN.into()),
+        "APP_URL" => Some(APP_URL.into()),
+        "DATABASE_URL" => Some(db.clone()),
+        "REDIS_URL" => Some(redis.clone()),
+        "APP_PORT" => Some("0".into()),
+        "PAGINATION_MAX_PER_PAGE" => Some("50".into()),
+        "AUTH_CACHE_TTL_SECS" => Some("1".into()),
+        "STRIPE_WEBHOOK_SECRET" => Some(STRIPE_SECRET.into()),
+        _ => None,
+    })
+    .expect("test config is valid")
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        fibonacco_platform::install_tls_provider();
+        let db = TestDatabase::create().await;
+        let config = test_config(&db.url);
+        let redis = cache::connect(config.redis_url.expose()).await.expect("redis is up (scripts/stack.sh up)");
+        let mut state = AppState::new(db.pool.clone(), redis, config);
+        // Tests never reach a real LLM, whatever the environment says.
+        state.llm = std::sync::Arc::new(fibonacco_platform::llm::LlmProvider::Local);
+        let tenant_a = tenancy::create(&db.pool, "Tenant A", &Slug::parse("tenant-a").unwrap()).await.unwrap().id;
+        let tenant_b = tenancy::create(&db.pool, "Tenant B", &Slug::parse("tenant-b").unwrap()).await.unwrap().id;
+        let token_a = auth::issue_token(&db.pool, tenant_a, "a", &[], None).await.unwrap().plain_text;
+        let token_b = auth::issue_token(&db.pool, tenant_b, "b", &[], None).await.unwrap().plain_text;
+        Self { router: router(state.clone()), state, db, tenant_a, token_a, tenant_b, token_b }
+    }
+
+    /// The same app with another LLM provider (e.g. an HTTP stub of OpenAI).
+    pub fn with_llm(&self, llm: fibonacco_platform::llm::LlmProvider) -> Router {
+        let mut state = self.state.clone();
+        state.llm = std::sync::Arc::new(llm);
+        router(state)
+    }
+
+    pub async fn token_with(
+        &self,
+        tenant: TenantId,
+        abilities: &[&str],
+        expires_in: Option<chrono::Duration>,
+    ) -> String {
+        let abilities: Vec<Ability> = abilities.iter().map(|a| Ability::parse(a).unwrap()).collect();
+        auth::issue_token(&self.db.pool, tenant, "scoped", &abilities, expires_in).await.unwrap().plain_text
+    }
+
+    /// Sends a request through the whole middleware stack and returns status and JSON body
+    /// (`Value::Null` for an empty or non-JSON body).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.raw(req).await
+    }
+
+    pub async fn raw(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send("GET", path, Some(token), None).await
+    }
+
+    /// Creates a customer as tenant A (or B) and returns its JSON.
+    pub async fn customer(&self, token: &str, body: Value) -> Value {
+        let (status, json) = self.send("POST", "/api/v1/customers", Some(token), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        json["data"].clone()
+    }
+}
+
+/// A Twilio-style form POST to `path`, signed the way Twilio signs it.
+pub fn twilio_callback(path: &str, params: &[(&str, &str)], token: &str) -> Request<Body> {
+    let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sig = fibonacco_delivery::providers::twilio::signature(token, &format!("{APP_URL}{path}"), &owned);
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(Body::from(serde_urlencoded::to_string(params).unwrap()))
+        .unwrap()
+}
+
+/// The error code of an error envelope.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error envelope>")
+}

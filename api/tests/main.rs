@@ -1,0 +1,21 @@
+//! The API crate's one test binary: every resource family end to end through the full
+//! router (in process) against the real Postgres and Redis, the schema's migrations, and
+//! the platform around the routes. `fibonacco_api::testing` is the harness.
+
+mod ads;
+mod articles;
+mod auth;
+mod commerce;
+mod content;
+mod conversations;
+mod customers;
+mod generation;
+mod knowledge;
+mod learning;
+mod migrations;
+mod outbound;
+mod personalities;
+mod platform;
+mod presentations;
+mod surveys;
+mod tenancy;

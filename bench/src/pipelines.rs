@@ -1,0 +1,372 @@
+//! `fibonacco bench pipelines`: the full recompute of every score over a seeded lake
+//! (1M customers / ~20M events by default), and in the same run the same engagement and
+//! ROI definitions as plain SQL inside Postgres (how the original platform would compute
+//! them) and in DuckDB over the same Parquet lake. Also: peak RSS of the recompute, the
+//! analytics routes' latency, and how soon the watch shows a new activity.
+//!
+//! The seeded database and its lake are kept (`fibbench_pipelines_<customers>`) so a
+//! second run skips the seeding; `--fresh` starts over.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use fibonacco_analytics::{AnalyticsConfig, engagement, roi, sql::Dialect};
+use fibonacco_ingest::{Ingest, IngestConfig, Lake, slot, view};
+use fibonacco_pipelines::{
+    Pipeline, Pipelines,
+    watch::{Watch, WatchProgress},
+};
+use fibonacco_platform::{config::Secret, db};
+use serde::Serialize;
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgConnectOptions};
+
+#[derive(Args)]
+pub struct PipelinesBench {
+    /// Customers to seed (about 20 events each).
+    #[arg(long, default_value_t = 1_000_000)]
+    customers: u64,
+    #[arg(long, default_value_t = 4)]
+    tenants: u32,
+    #[arg(long, default_value_t = 180)]
+    days: u32,
+    /// Drop a database and lake kept from an earlier run and seed again.
+    #[arg(long)]
+    fresh: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+const END: &str = "2026-11-01";
+
+#[derive(Debug, Serialize)]
+struct Report {
+    customers: u64,
+    events: i64,
+    lake_files: usize,
+    lake_mib: f64,
+    full_recompute_s: f64,
+    per_pipeline_s: Vec<(String, f64)>,
+    model_auc_validation: f64,
+    peak_rss_mib: u64,
+    engagement_roi_datafusion_s: f64,
+    engagement_roi_postgres_s: f64,
+    engagement_roi_duckdb_s: f64,
+    speedup_vs_postgres: f64,
+    ratio_to_duckdb: f64,
+    api_p50_ms: f64,
+    api_p99_ms: f64,
+    watch_visible_ms: Vec<u64>,
+}
+
+pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
+    let base_url = crate::setting("DATABASE_URL")?;
+    let name = format!("fibbench_pipelines_{}", args.customers);
+    let lake_dir = std::env::temp_dir().join(&name);
+    let base: PgConnectOptions = base_url.parse()?;
+    let mut admin = PgConnection::connect_with(&base).await?;
+    if args.fresh {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+            .execute(&mut admin)
+            .await;
+        let _ = std::fs::remove_dir_all(&lake_dir);
+    }
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}"))).execute(&mut admin).await?;
+    }
+    let url = db_url(&base_url, &name);
+    // A system-level run over every tenant: its connections bypass row-level security
+    // (the Postgres baseline and the bench's own checks read all tenants).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("set app.bypass_rls = 'on'").execute(conn).await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    db::migrate(&pool).await?;
+    let slot_name = format!("bench_{}", args.customers);
+    let mut ingest = IngestConfig::new(Secret::new(url.clone()), lake_dir.display().to_string());
+    ingest.slot = slot_name.clone();
+    ingest.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+
+    let seeded: i64 = sqlx::query_scalar("select count(*) from crm_customers").fetch_one(&pool).await?;
+    if seeded == 0 {
+        let plan = crate::synthetic::Plan {
+            customers: args.customers,
+            tenants: args.tenants,
+            days: args.days,
+            seed: 42,
+            end: END.parse()?,
+        };
+        let started = Instant::now();
+        let summary = crate::synthetic::seed(&pool, &plan, ingest.progress).await?;
+        eprintln!("seeded {} events in {:.0} s", summary.events(), started.elapsed().as_secs_f64());
+        sqlx::query("analyze").execute(&pool).await?;
+    }
+    let lake = Lake::open(&lake_dir.display().to_string())?;
+    if lake.read_manifest().await?.is_none() {
+        let started = Instant::now();
+        let mut running = Ingest::connect(ingest.clone()).await?.spawn();
+        running.wait_until(|p| p.streaming).await?;
+        running.stop().await?;
+        eprintln!("snapshot into the lake in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    let events: i64 = sqlx::query_scalar(
+        "select (select count(*) from customer_activities) + (select count(*) from outbound_campaign_recipients)
+              + (select count(*) from crm_conversation_messages) + (select count(*) from orders)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let manifest = lake.read_manifest().await?.expect("written above");
+    let lake_mib = manifest.files.iter().map(|f| f.bytes).sum::<u64>() as f64 / 1048576.0;
+    eprintln!("{} customers, {events} events; lake {} files, {lake_mib:.0} MiB", args.customers, manifest.files.len());
+    let as_of: DateTime<Utc> = format!("{END}T00:00:00Z").parse()?;
+
+    // 1. The full recompute, as `fibonacco pipelines run all` does it (writes included).
+    let pipelines =
+        Pipelines { pool: pool.clone(), lake, config: AnalyticsConfig::default(), progress: ingest.progress };
+    reset_peak_rss();
+    let started = Instant::now();
+    let reports = pipelines.run(&Pipeline::ALL, as_of).await?;
+    let full_recompute_s = started.elapsed().as_secs_f64();
+    let peak_rss_mib = crate::ingest::peak_rss_kib() / 1024;
+    let per_pipeline_s: Vec<(String, f64)> =
+        reports.iter().map(|r| (r.pipeline.name().to_string(), r.duration_ms as f64 / 1000.0)).collect();
+    let model_auc_validation = reports
+        .iter()
+        .find(|r| r.pipeline == Pipeline::Predictive)
+        .and_then(|r| r.details["auc_validation"].as_f64())
+        .unwrap_or(0.0);
+    eprintln!(
+        "full recompute: {full_recompute_s:.1} s {per_pipeline_s:?}, peak RSS {peak_rss_mib} MiB, AUC {model_auc_validation:.3}"
+    );
+
+    // 2. Engagement + ROI alone, the same definitions in three engines, results
+    // aggregated so each engine computes every row and ships only a summary.
+    let config = AnalyticsConfig::default();
+    let queries = |d: Dialect| {
+        [
+            format!(
+                "SELECT count(*) AS n, sum(score) AS s FROM ({}) q",
+                engagement::scores_sql_for(d, &config.engagement, as_of, None)
+            ),
+            format!(
+                "SELECT count(*) AS n, sum(cost_minor + linear_revenue_minor) AS s FROM ({}) q",
+                roi::roi_sql_for(d, &config.roi, as_of, None)
+            ),
+        ]
+    };
+    let started = Instant::now();
+    let (ctx, _) = view::session(&pipelines.lake).await?;
+    for q in queries(Dialect::DataFusion) {
+        ctx.sql(&q).await?.collect().await?;
+    }
+    let engagement_roi_datafusion_s = started.elapsed().as_secs_f64();
+    eprintln!("engagement + ROI in DataFusion over the lake: {engagement_roi_datafusion_s:.2} s");
+
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    sqlx::query("set local work_mem = '256MB'").execute(&mut *tx).await?;
+    for q in queries(Dialect::Postgres) {
+        sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    let engagement_roi_postgres_s = started.elapsed().as_secs_f64();
+    eprintln!("engagement + ROI as SQL inside Postgres: {engagement_roi_postgres_s:.2} s");
+
+    let engagement_roi_duckdb_s = duckdb(&lake_dir, &queries(Dialect::DuckDb))?;
+    eprintln!("engagement + ROI in DuckDB over the same Parquet: {engagement_roi_duckdb_s:.2} s");
+
+    // 3. The analytics routes on the computed tables.
+    let (api_p50_ms, api_p99_ms) = api_latency(&pool, &url).await?;
+    eprintln!("analytics routes: p50 {api_p50_ms:.1} ms, p99 {api_p99_ms:.1} ms");
+
+    // 4. The watch: a new activity until it shows in the engagement score.
+    let watch_visible_ms = watch_latency(&pool, &ingest).await?;
+    eprintln!("watch: new activity visible after {watch_visible_ms:?} ms");
+    slot::drop_slot(&pool, &slot_name).await?;
+
+    let report = Report {
+        customers: args.customers,
+        events,
+        lake_files: manifest.files.len(),
+        lake_mib,
+        full_recompute_s,
+        per_pipeline_s,
+        model_auc_validation,
+        peak_rss_mib,
+        engagement_roi_datafusion_s,
+        engagement_roi_postgres_s,
+        engagement_roi_duckdb_s,
+        speedup_vs_postgres: engagement_roi_postgres_s / engagement_roi_datafusion_s,
+        ratio_to_duckdb: engagement_roi_datafusion_s / engagement_roi_duckdb_s,
+        api_p50_ms,
+        api_p99_ms,
+        watch_visible_ms,
+    };
+    println!(
+        "pipelines: full recompute {:.1} s (peak RSS {} MiB); engagement+ROI DataFusion {:.2} s vs Postgres {:.2} s ({:.1}x faster) vs DuckDB {:.2} s ({:.2}x DuckDB's time); API p99 {:.1} ms",
+        report.full_recompute_s,
+        report.peak_rss_mib,
+        report.engagement_roi_datafusion_s,
+        report.engagement_roi_postgres_s,
+        report.speedup_vs_postgres,
+        report.engagement_roi_duckdb_s,
+        report.ratio_to_duckdb,
+        report.api_p99_ms
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+fn db_url(base: &str, name: &str) -> String {
+    match base.rsplit_once('/') {
+        Some((prefix, _)) => format!("{prefix}/{name}"),
+        None => base.to_string(),
+    }
+}
+
+/// Linux: forget the peak RSS so far (the seeding), so VmHWM measures what follows.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs the queries in DuckDB (the project venv's `duckdb`) over the lake's Parquet files,
+/// with the same current-state view the lake gives DataFusion; returns the seconds.
+fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<f64> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/scripts/bench_duckdb.py"))
+        .arg(lake)
+        .args(queries)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
+    value["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("duckdb printed no timing: {text}"))
+}
+
+/// Sequential GETs of the analytics routes through the real HTTP stack.
+async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64)> {
+    let tenant: uuid::Uuid =
+        sqlx::query_scalar("select id from tenants where slug like 'seed-42-%' order by slug limit 1")
+            .fetch_one(pool)
+            .await?;
+    let tenant = fibonacco_platform::TenantId::from_uuid(tenant);
+    let token = fibonacco_platform::auth::issue_token(pool, tenant, "bench", &[], None).await?.plain_text;
+    let customer: uuid::Uuid =
+        sqlx::query_scalar("select customer_id from customer_engagement_scores where tenant_id = $1 limit 1")
+            .bind(tenant)
+            .fetch_one(pool)
+            .await?;
+    let campaign: uuid::Uuid = sqlx::query_scalar("select campaign_id from campaign_roi where tenant_id = $1 limit 1")
+        .bind(tenant)
+        .fetch_one(pool)
+        .await?;
+    let redis_url = crate::setting("REDIS_URL")?;
+    let config = fibonacco_platform::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.to_string()),
+        "REDIS_URL" => Some(redis_url.clone()),
+        "APP_PORT" => Some("0".into()),
+        _ => None,
+    })?;
+    let app = fibonacco_api::Application::build(config).await?;
+    let addr = app.local_addr();
+    let server = tokio::spawn(app.run_until(std::future::pending::<()>()));
+    let client = reqwest::Client::new();
+    let paths = [
+        "/api/v1/crm/dashboard/analytics?from=2026-08-01&to=2026-10-31".to_string(),
+        "/api/v1/crm/analytics/interest".to_string(),
+        "/api/v1/crm/analytics/purchases".to_string(),
+        "/api/v1/crm/analytics/learning".to_string(),
+        "/api/v1/crm/analytics/campaign-performance".to_string(),
+        format!("/api/v1/crm/customers/{customer}/engagement-score"),
+        format!("/api/v1/crm/customers/{customer}/predictive-score"),
+        format!("/api/v1/crm/campaigns/{campaign}/roi"),
+    ];
+    let mut times = Vec::new();
+    for round in 0..60 {
+        for p in &paths {
+            let started = Instant::now();
+            let res = client.get(format!("http://{addr}{p}")).bearer_auth(&token).send().await?;
+            anyhow::ensure!(res.status().is_success(), "{p}: {}", res.status());
+            res.bytes().await?;
+            if round >= 10 {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    server.abort();
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], times[times.len() * 99 / 100]))
+}
+
+/// Five times: insert an activity, wait for the watch to change that customer's score.
+async fn watch_latency(pool: &PgPool, ingest: &IngestConfig) -> anyhow::Result<Vec<u64>> {
+    let mut running = Ingest::connect(ingest.clone()).await?.spawn();
+    running.wait_until(|p| p.streaming).await?;
+    let pipelines = Pipelines {
+        pool: pool.clone(),
+        lake: Lake::open(&ingest.lake)?,
+        config: AnalyticsConfig::default(),
+        progress: false,
+    };
+    let (progress, _) = tokio::sync::watch::channel(WatchProgress::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watch = Watch { pipelines: std::sync::Arc::new(pipelines), as_of: None, debounce: Duration::from_millis(20) };
+    let task = tokio::spawn(watch.run(running.feed.subscribe(), progress, async move {
+        let _ = stopped.await;
+    }));
+    let customers: Vec<(uuid::Uuid, uuid::Uuid)> =
+        sqlx::query_as("select tenant_id, id from crm_customers order by id limit 5").fetch_all(pool).await?;
+    let mut out = Vec::new();
+    for (tenant, customer) in customers {
+        let before: Option<chrono::DateTime<Utc>> =
+            sqlx::query_scalar("select computed_at from customer_engagement_scores where customer_id = $1")
+                .bind(customer)
+                .fetch_optional(pool)
+                .await?;
+        let mut tx = pool.begin().await?;
+        sqlx::query("set local app.bypass_rls = 'on'").execute(&mut *tx).await?;
+        sqlx::query(
+            "insert into customer_activities (tenant_id, customer_id, activity_type, channel) values ($1, $2, 'sales_contact', 'web')",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let started = Instant::now();
+        loop {
+            let now: Option<chrono::DateTime<Utc>> =
+                sqlx::query_scalar("select computed_at from customer_engagement_scores where customer_id = $1")
+                    .bind(customer)
+                    .fetch_optional(pool)
+                    .await?;
+            if now != before {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the watch did not update within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.push(started.elapsed().as_millis() as u64);
+    }
+    let _ = stop.send(());
+    task.await??;
+    running.stop().await?;
+    Ok(out)
+}

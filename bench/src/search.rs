@@ -1,0 +1,369 @@
+//! `fibonacco bench search`: embedding throughput of the local model (and of Python
+//! sentence-transformers on the same machine when it is installed), then vector search
+//! latency and recall@10 against exact search with a tenant filter, and the search
+//! service's overhead (HTTP, auth, hit rows, usage counts) over the bare pgvector query.
+
+use std::{sync::Arc, time::Instant};
+
+use clap::Args;
+use fibonacco_platform::{TenantId, db, domain::Slug, tenancy};
+use fibonacco_search::{
+    embed::{local::MiniLm, pgvector_literal},
+    store::pgvector::QUERY_SETTINGS,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Args)]
+pub struct SearchBench {
+    /// Passages embedded for the throughput figure (batches of 32).
+    #[arg(long, default_value_t = 512)]
+    passages: usize,
+    /// Synthetic 384-d vectors in the index (0 skips the vector part).
+    #[arg(long, default_value_t = 20_000)]
+    vectors: usize,
+    /// Tenants the vectors are spread over; every query filters by one.
+    #[arg(long, default_value_t = 10)]
+    tenants: usize,
+    /// Queries measured.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model_load_ms: f64,
+    passages_per_sec: f64,
+    query_embed_p50_ms: f64,
+    sentence_transformers_passages_per_sec: Option<f64>,
+    vectors: usize,
+    tenants: usize,
+    ann_p50_ms: Option<f64>,
+    ann_p99_ms: Option<f64>,
+    exact_p50_ms: Option<f64>,
+    recall_at_10: Option<f64>,
+    index_build_s: Option<f64>,
+    /// The same filtered top-10 query: bare SQL vs the search service over HTTP (query
+    /// embedding excluded from both: a fixed vector per query).
+    direct_sql_p50_ms: Option<f64>,
+    service_p50_ms: Option<f64>,
+    service_p99_ms: Option<f64>,
+    service_overhead: Option<f64>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A passage of about 40 word pieces, varied so no two are the same.
+fn passage(i: usize) -> String {
+    const WORDS: &[&str] = &[
+        "customers",
+        "appointment",
+        "delivery",
+        "refund",
+        "warranty",
+        "invoice",
+        "booking",
+        "schedule",
+        "discount",
+        "service",
+        "repair",
+        "order",
+        "payment",
+        "support",
+        "weekend",
+        "opening",
+        "account",
+        "password",
+        "shipping",
+        "installation",
+    ];
+    let mut s = String::from("Our team helps");
+    for k in 0..28 {
+        s.push(' ');
+        s.push_str(WORDS[(i * 7 + k * 3) % WORDS.len()]);
+    }
+    s.push('.');
+    s
+}
+
+pub async fn run(args: SearchBench) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let model = MiniLm::load(&MiniLm::default_dir())?;
+    let model_load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let texts: Vec<String> = (0..args.passages.max(32)).map(passage).collect();
+    // Warm-up, then the measured run.
+    model.embed_blocking(&texts[..32])?;
+    let t = Instant::now();
+    for chunk in texts.chunks(32) {
+        model.embed_blocking(chunk)?;
+    }
+    let passages_per_sec = texts.len() as f64 / t.elapsed().as_secs_f64();
+    let mut query_ms = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        model.embed_blocking(&["What time do you open on Saturday mornings?".to_owned()])?;
+        query_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    query_ms.sort_by(f64::total_cmp);
+    let st = sentence_transformers(texts.len());
+    let mut report = Report {
+        model_load_ms,
+        passages_per_sec,
+        query_embed_p50_ms: percentile(&query_ms, 0.5),
+        sentence_transformers_passages_per_sec: st,
+        vectors: args.vectors,
+        tenants: args.tenants,
+        ann_p50_ms: None,
+        ann_p99_ms: None,
+        exact_p50_ms: None,
+        recall_at_10: None,
+        index_build_s: None,
+        direct_sql_p50_ms: None,
+        service_p50_ms: None,
+        service_p99_ms: None,
+        service_overhead: None,
+    };
+    if args.vectors > 0 {
+        vectors(&args, &mut report).await?;
+    }
+    println!("model load: {:.0} ms", report.model_load_ms);
+    println!(
+        "embedding: {:.1} passages/s (batch 32, ~40 tokens); one query {:.1} ms p50",
+        report.passages_per_sec, report.query_embed_p50_ms
+    );
+    match report.sentence_transformers_passages_per_sec {
+        Some(v) => println!("baseline: Python sentence-transformers, same passages: {v:.1} passages/s"),
+        None => println!("baseline: Python sentence-transformers is not installed in .venv; no baseline this run"),
+    }
+    if let (Some(p50), Some(p99), Some(exact), Some(recall)) =
+        (report.ann_p50_ms, report.ann_p99_ms, report.exact_p50_ms, report.recall_at_10)
+    {
+        println!(
+            "vectors: {} in {} tenants (HNSW built in {:.0} s); HNSW with tenant filter p50 {p50:.2} ms, p99 {p99:.2} ms; exact scan p50 {exact:.2} ms; recall@10 {recall:.3}",
+            report.vectors,
+            report.tenants,
+            report.index_build_s.unwrap_or(0.0)
+        );
+    }
+    if let (Some(direct), Some(p50), Some(p99), Some(overhead)) =
+        (report.direct_sql_p50_ms, report.service_p50_ms, report.service_p99_ms, report.service_overhead)
+    {
+        println!(
+            "service: semantic search over HTTP p50 {p50:.2} ms, p99 {p99:.2} ms; baseline: the bare pgvector query p50 {direct:.2} ms; overhead {:.0} %",
+            overhead * 100.0
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// Python sentence-transformers on the same passages, when the venv has it.
+fn sentence_transformers(n: usize) -> Option<f64> {
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
+    let script = format!(
+        "import time\nfrom sentence_transformers import SentenceTransformer\nm = SentenceTransformer('{}')\n\
+         texts = [{}]\nm.encode(texts[:32], batch_size=32)\nt = time.time()\nm.encode(texts, batch_size=32)\nprint(len(texts) / (time.time() - t))",
+        MiniLm::default_dir().display(),
+        (0..n).map(|i| format!("{:?}", passage(i))).collect::<Vec<_>>().join(",")
+    );
+    // Through a file: the passages inline exceed the kernel's limit on one argument.
+    let path = std::env::temp_dir().join(format!("fib-st-bench-{}.py", std::process::id()));
+    std::fs::write(&path, script).ok()?;
+    let out = std::process::Command::new(python).arg(&path).output();
+    let _ = std::fs::remove_file(&path);
+    let out = out.ok()?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.contains("No module named 'sentence_transformers'") {
+            eprintln!("sentence-transformers baseline failed: {}", stderr.lines().last().unwrap_or(""));
+        }
+        return None;
+    }
+    // The library prints progress lines of its own; the figure is the last line.
+    String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()
+}
+
+fn unit(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+async fn vectors(args: &SearchBench, report: &mut Report) -> anyhow::Result<()> {
+    let db = crate::scratch(5).await?;
+    let mut rng = StdRng::seed_from_u64(7);
+    // Clustered data (topics), as real embeddings are: 64 centres, noise around them.
+    let centres: Vec<Vec<f32>> = (0..64)
+        .map(|_| {
+            let mut c: Vec<f32> = (0..384).map(|_| rng.random::<f32>() - 0.5).collect();
+            unit(&mut c);
+            c
+        })
+        .collect();
+    let near = |rng: &mut StdRng| {
+        let c = &centres[rng.random_range(0..centres.len())];
+        let mut v: Vec<f32> = c.iter().map(|x| x + (rng.random::<f32>() - 0.5) * 0.15).collect();
+        unit(&mut v);
+        v
+    };
+    let mut tenants = Vec::new();
+    for i in 0..args.tenants.max(1) {
+        tenants.push(tenancy::create(&db.pool, &format!("T{i}"), &Slug::parse(&format!("t{i}"))?).await?.id);
+    }
+    eprintln!("inserting {} vectors…", args.vectors);
+    // Bulk load first, then build the index once (what a data team does for a big import;
+    // inserting row by row into the HNSW graph is several times slower).
+    sqlx::query("drop index knowledge_base_embedding_idx").execute(&db.pool).await?;
+    let t = Instant::now();
+    let per_tenant = args.vectors / tenants.len();
+    for &tenant in &tenants {
+        let mut done = 0;
+        while done < per_tenant {
+            let n = (per_tenant - done).min(500);
+            let vectors: Vec<String> = (0..n).map(|_| pgvector_literal(&near(&mut rng))).collect();
+            let mut tx = db::begin_tenant(&db.pool, tenant).await?;
+            sqlx::query(
+                "insert into knowledge_base (tenant_id, title, content, embedding, embedding_model, embedding_status)
+                 select $1, 'entry', 'synthetic', v::vector, 'synthetic', 'completed' from unnest($2::text[]) v",
+            )
+            .bind(tenant)
+            .bind(&vectors)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            done += n;
+        }
+    }
+    eprintln!("inserted in {:.1}s; building the HNSW index…", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let mut conn = db.pool.acquire().await?;
+    sqlx::query("set maintenance_work_mem = '4GB'").execute(&mut *conn).await?;
+    sqlx::query("set max_parallel_maintenance_workers = 1").execute(&mut *conn).await?;
+    sqlx::query("create index knowledge_base_embedding_idx on knowledge_base using hnsw (embedding vector_cosine_ops)")
+        .execute(&mut *conn)
+        .await?;
+    drop(conn);
+    report.index_build_s = Some(t.elapsed().as_secs_f64());
+    sqlx::query("analyze knowledge_base").execute(&db.pool).await?;
+    eprintln!("index built in {:.1}s", t.elapsed().as_secs_f64());
+
+    let (mut ann, mut exact, mut recall) = (Vec::new(), Vec::new(), 0.0);
+    for i in 0..args.queries {
+        let tenant: TenantId = tenants[i % tenants.len()];
+        let q = pgvector_literal(&near(&mut rng));
+        let sql = "select id from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic'
+                   order by embedding <=> $2::text::vector limit 10";
+        let mut tx = db::begin_tenant_with(&db.pool, tenant, QUERY_SETTINGS).await?;
+        let t = Instant::now();
+        let got: Vec<Uuid> = sqlx::query_scalar(sql).bind(tenant).bind(&q).fetch_all(&mut *tx).await?;
+        ann.push(t.elapsed().as_secs_f64() * 1000.0);
+        sqlx::query("select set_config('enable_indexscan', 'off', true)").execute(&mut *tx).await?;
+        let t = Instant::now();
+        let truth: Vec<Uuid> = sqlx::query_scalar(sql).bind(tenant).bind(&q).fetch_all(&mut *tx).await?;
+        exact.push(t.elapsed().as_secs_f64() * 1000.0);
+        tx.commit().await?;
+        recall += got.iter().filter(|id| truth.contains(id)).count() as f64 / truth.len().max(1) as f64;
+    }
+    ann.sort_by(f64::total_cmp);
+    exact.sort_by(f64::total_cmp);
+    report.ann_p50_ms = Some(percentile(&ann, 0.5));
+    report.ann_p99_ms = Some(percentile(&ann, 0.99));
+    report.exact_p50_ms = Some(percentile(&exact, 0.5));
+    report.recall_at_10 = Some(recall / args.queries.max(1) as f64);
+
+    // The service against the bare query, same tenants and query vectors.
+    let queries: Vec<Vec<f32>> = (0..args.queries).map(|_| near(&mut rng)).collect();
+    let embedder = Arc::new(FixedVectors(queries.clone()));
+    let tokens = Arc::new(fibonacco_platform::auth::TokenCache::new(std::time::Duration::from_secs(60), 1000));
+    let store = Arc::new(fibonacco_search::store::pgvector::PgVector::new(db.pool.clone()));
+    let svc = fibonacco_search::SearchService::new(db.pool.clone(), tokens, store, 100).with_embedder(embedder);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/api/v1/search", listener.local_addr()?);
+    tokio::spawn(fibonacco_search::service::serve(listener, svc, std::future::pending()));
+    let mut tokens = Vec::new();
+    for &tenant in &tenants {
+        tokens.push(fibonacco_platform::auth::issue_token(&db.pool, tenant, "bench", &[], None).await?.plain_text);
+    }
+    let http = reqwest::Client::new();
+    let (mut direct, mut service) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        for (i, q) in queries.iter().enumerate() {
+            let tenant = tenants[i % tenants.len()];
+            let t = Instant::now();
+            let mut tx = db::begin_tenant_with(&db.pool, tenant, QUERY_SETTINGS).await?;
+            let _: Vec<(Uuid, String)> = sqlx::query_as(
+                "select id, title from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic'
+                 order by embedding <=> $2::text::vector limit 10",
+            )
+            .bind(tenant)
+            .bind(pgvector_literal(q))
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let direct_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let t = Instant::now();
+            let resp = http
+                .get(format!("{base}?q=q{i}&mode=semantic&include_public=false"))
+                .bearer_auth(&tokens[i % tokens.len()])
+                .send()
+                .await?;
+            anyhow::ensure!(resp.status().is_success(), "service answered {}", resp.status());
+            let body: serde_json::Value = resp.json().await?;
+            let service_ms = t.elapsed().as_secs_f64() * 1000.0;
+            anyhow::ensure!(body["data"]["hits"].as_array().is_some_and(|h| h.len() == 10), "service: {body}");
+            // The first round warms caches and the token cache.
+            if round == 1 {
+                direct.push(direct_ms);
+                service.push(service_ms);
+            }
+        }
+    }
+    direct.sort_by(f64::total_cmp);
+    service.sort_by(f64::total_cmp);
+    let (d50, s50) = (percentile(&direct, 0.5), percentile(&service, 0.5));
+    report.direct_sql_p50_ms = Some(d50);
+    report.service_p50_ms = Some(s50);
+    report.service_p99_ms = Some(percentile(&service, 0.99));
+    report.service_overhead = Some(s50 / d50 - 1.0);
+    Ok(())
+}
+
+/// A query "embedder" returning the bench's precomputed vector for `q{i}`, so both sides
+/// of the overhead comparison search with the same vector and neither pays for a model.
+struct FixedVectors(Vec<Vec<f32>>);
+
+impl fibonacco_search::Embedder for FixedVectors {
+    fn model(&self) -> &str {
+        "synthetic"
+    }
+
+    fn dimensions(&self) -> usize {
+        384
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String]) -> fibonacco_search::embed::EmbedFuture<'a> {
+        Box::pin(async move {
+            texts
+                .iter()
+                .map(|t| {
+                    t.strip_prefix('q')
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| self.0.get(i).cloned())
+                        .ok_or_else(|| {
+                            fibonacco_search::EmbedError::BadInput(format!("the bench has no vector for `{t}`"))
+                        })
+                })
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! Outbound campaigns as the senders see them: channels, the campaign and recipient
+//! status sets with the one table of campaign moves, provider status mapping, and the
+//! checks a campaign passes before it starts. [`store`] is the only code that writes a
+//! campaign's or a recipient's status.
+
+pub mod store;
+
+use fibonacco_platform::{
+    TenantId,
+    queue::{self, JobKind, Queue, QueueError, jobs::DispatchCampaign},
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// How a campaign reaches its recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Sms,
+    Phone,
+}
+
+impl Channel {
+    pub fn of_campaign_type(kind: &str) -> Option<Self> {
+        match kind {
+            "email" => Some(Self::Email),
+            "sms" => Some(Self::Sms),
+            "phone" => Some(Self::Phone),
+            _ => None,
+        }
+    }
+
+    pub fn send_job(self) -> JobKind {
+        match self {
+            Self::Email => queue::SEND_EMAIL_CAMPAIGN,
+            Self::Sms => queue::SEND_SMS,
+            Self::Phone => queue::MAKE_PHONE_CALL,
+        }
+    }
+
+    /// The dispatch job runs on the channel's own queue, so a worker for `sms` alone
+    /// can run an SMS campaign from start to end.
+    pub fn dispatch_job(self) -> JobKind {
+        queue::DISPATCH_CAMPAIGN.on(self.send_job().queue)
+    }
+}
+
+pub const CAMPAIGN_TYPES: &[&str] = &["email", "sms", "phone"];
+
+/// A campaign's life: `draft` ⇄ `scheduled` → `running` ⇄ `paused`, then `completed`
+/// (every recipient past queued) or `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignStatus {
+    Draft,
+    Scheduled,
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+pub const CAMPAIGN_STATUSES: &[&str] = &["draft", "scheduled", "running", "paused", "completed", "cancelled"];
+
+impl CampaignStatus {
+    pub const ALL: [Self; 6] =
+        [Self::Draft, Self::Scheduled, Self::Running, Self::Paused, Self::Completed, Self::Cancelled];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Scheduled => "scheduled",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The one table of campaign moves: every status change goes through it.
+    pub fn can_become(self, to: Self) -> bool {
+        use CampaignStatus::*;
+        matches!(
+            (self, to),
+            (Draft, Scheduled)
+                | (Scheduled, Draft)
+                | (Draft | Scheduled, Running)
+                | (Running, Paused)
+                | (Paused, Running)
+                | (Running, Completed)
+                | (Draft | Scheduled | Running | Paused, Cancelled)
+        ) || (self == to && matches!(self, Draft | Scheduled))
+    }
+
+    /// Plans (recipients, content, schedule, costs) change only before the start.
+    pub fn editable(self) -> bool {
+        matches!(self, Self::Draft | Self::Scheduled)
+    }
+}
+
+impl std::fmt::Display for CampaignStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub const RECIPIENT_STATUSES: &[&str] = &[
+    "pending",
+    "queued",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "replied",
+    "answered",
+    "voicemail",
+    "failed",
+    "bounced",
+    "unsubscribed",
+];
+
+/// Maps Twilio's message statuses to recipient statuses; `None` for states that change nothing.
+pub fn sms_recipient_status(twilio: &str) -> Option<Option<&'static str>> {
+    Some(match twilio {
+        "accepted" | "scheduled" | "queued" | "sending" => Some("queued"),
+        "sent" => Some("sent"),
+        "delivered" => Some("delivered"),
+        "undelivered" | "failed" | "canceled" => Some("failed"),
+        "received" => Some("replied"),
+        "read" => Some("opened"),
+        _ => return None,
+    })
+}
+
+/// Maps Twilio's call statuses to recipient statuses.
+pub fn call_recipient_status(twilio: &str, answered_by: Option<&str>) -> Option<Option<&'static str>> {
+    Some(match twilio {
+        "queued" | "initiated" => Some("queued"),
+        "ringing" | "in-progress" => Some("sent"),
+        "completed" if answered_by.is_some_and(|a| a.starts_with("machine")) => Some("voicemail"),
+        "completed" => Some("answered"),
+        "busy" | "no-answer" | "failed" | "canceled" => Some("failed"),
+        _ => return None,
+    })
+}
+
+/// Queues the campaign's dispatch (after `start`, `resume`, or the scheduler's sweep).
+#[tracing::instrument(name = "campaign.enqueue_dispatch", skip(queue), err)]
+pub async fn enqueue_dispatch(queue: &Queue, tenant: TenantId, campaign: Uuid, kind: &str) -> Result<Uuid, QueueError> {
+    let channel = Channel::of_campaign_type(kind).unwrap_or(Channel::Email);
+    queue
+        .enqueue(&DispatchCampaign {
+            tenant_id: tenant.as_uuid(),
+            campaign_id: campaign,
+            on: Some(channel.dispatch_job()),
+        })
+        .await
+}
+
+/// What stands between a campaign and its start: the checks `start` and the scheduler
+/// share. The campaign row stays locked for the caller's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub kind: String,
+    pub status: String,
+    pub has_recipients: bool,
+    pub content: ContentState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentState {
+    /// The campaign names no template or script.
+    Unset,
+    /// It names one that no longer exists.
+    Gone,
+    Present,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.has_recipients && self.content == ContentState::Present
+    }
+}
+
+/// Locks the campaign and reads what its start depends on; `None` if it does not exist.
+#[tracing::instrument(name = "campaign.readiness", skip(conn), err)]
+pub async fn readiness(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Readiness>, sqlx::Error> {
+    let Some((kind, status)) = store::lock(conn, tenant, id).await? else { return Ok(None) };
+    let has_recipients = store::recipient_count(conn, tenant, id).await? > 0;
+    let content = match store::content_id(conn, tenant, id).await? {
+        None => ContentState::Unset,
+        Some(t) if store::content_exists(conn, tenant, &kind, t).await? => ContentState::Present,
+        Some(_) => ContentState::Gone,
+    };
+    Ok(Some(Readiness { kind, status, has_recipients, content }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CampaignStatus::{self, *};
+
+    #[test]
+    fn the_whole_table_of_campaign_moves() {
+        let allowed = [
+            (Draft, Draft),
+            (Draft, Scheduled),
+            (Draft, Running),
+            (Draft, Cancelled),
+            (Scheduled, Draft),
+            (Scheduled, Scheduled),
+            (Scheduled, Running),
+            (Scheduled, Cancelled),
+            (Running, Paused),
+            (Running, Completed),
+            (Running, Cancelled),
+            (Paused, Running),
+            (Paused, Cancelled),
+        ];
+        for from in CampaignStatus::ALL {
+            for to in CampaignStatus::ALL {
+                assert_eq!(from.can_become(to), allowed.contains(&(from, to)), "{from} → {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_text() {
+        for s in CampaignStatus::ALL {
+            assert_eq!(CampaignStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(super::CAMPAIGN_STATUSES.len(), CampaignStatus::ALL.len());
+        assert_eq!(CampaignStatus::parse("Running"), None);
+    }
+}

@@ -1,0 +1,445 @@
+//! Outbound campaigns: `DispatchCampaign` turns a running campaign's pending recipients
+//! into one send job each (a job batch); `SendEmailCampaign`, `SendSMS` and
+//! `MakePhoneCall` deliver to one recipient.
+//!
+//! A recipient is sent at most once however often its job runs: the send first claims the
+//! recipient with a conditional update (only a recipient without a provider message id,
+//! not held by a live claim), commits that, then calls the provider, then records the
+//! provider's message id. A claim left by a worker that died lapses after `retry_after`.
+
+use fibonacco_platform::{
+    TenantId, db,
+    queue::{
+        JobError, JobPayload, Reserved, batch,
+        jobs::{DispatchCampaign, Job, SendToRecipient},
+        worker::data,
+    },
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{JobContext, rate};
+use crate::{
+    campaigns::{
+        Channel,
+        store::{self, Finish},
+    },
+    links::{Links, RecipientRef, track_links},
+    providers::{ProviderError, ses::OutgoingEmail, twilio},
+    templates::render,
+};
+
+/// Recipients pushed per round trip when dispatching.
+const DISPATCH_CHUNK: i64 = 1000;
+
+/// Pushes one send job per pending recipient of a running campaign, then marks them queued.
+/// Re-running it only re-pushes recipients still pending; the claim makes a doubled job harmless.
+#[tracing::instrument(name = "job.dispatch_campaign", skip_all)]
+pub async fn dispatch(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> {
+    let r: DispatchCampaign = data(job)?;
+    let tenant = TenantId::from_uuid(r.tenant_id);
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("select type, status from outbound_campaigns where tenant_id = $1 and id = $2")
+            .bind(tenant)
+            .bind(r.campaign_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((kind, status)) = row else { return Ok(()) };
+    if status != "running" {
+        return Ok(());
+    }
+    let channel =
+        Channel::of_campaign_type(&kind).ok_or_else(|| JobError::fail(format!("unknown campaign type {kind}")))?;
+    let pending = store::pending_count(&mut tx, tenant, r.campaign_id).await?;
+    tx.commit().await?;
+    if pending == 0 {
+        store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
+        return Ok(());
+    }
+    let batch_id =
+        batch::create(&ctx.pool, tenant, &format!("campaign {} ({kind})", r.campaign_id), pending as i32).await?;
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    store::set_last_batch(&mut tx, tenant, r.campaign_id, batch_id).await?;
+    tx.commit().await?;
+    let mut after = Uuid::nil();
+    loop {
+        let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+        let ids = store::pending_after(&mut tx, tenant, r.campaign_id, after, DISPATCH_CHUNK).await?;
+        let Some(last) = ids.last().copied() else { break };
+        let payloads = ids
+            .iter()
+            .map(|id| {
+                let send = SendToRecipient {
+                    tenant_id: r.tenant_id,
+                    campaign_id: r.campaign_id,
+                    recipient_id: *id,
+                    on: Some(channel.send_job()),
+                };
+                let mut p = send.payload()?;
+                p.batch_id = Some(batch_id);
+                Ok(p)
+            })
+            .collect::<Result<Vec<JobPayload>, fibonacco_platform::queue::QueueError>>()?;
+        // Push first, mark second: a crash in between leaves recipients pending, and the
+        // next dispatch pushes them again (the claim stops a second send).
+        ctx.queue.push_many(&payloads).await?;
+        store::mark_queued(&mut tx, tenant, &ids).await?;
+        tx.commit().await?;
+        after = last;
+    }
+    tracing::info!(recipients = pending, %batch_id, "campaign dispatched");
+    Ok(())
+}
+
+/// What a send needs about its recipient, read once the recipient is claimed.
+#[derive(sqlx::FromRow)]
+struct Target {
+    customer_name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    business_context: serde_json::Value,
+    metadata: serde_json::Value,
+    unsubscribed: bool,
+}
+
+/// Delivers one recipient's message. See the module docs for the claim protocol.
+#[tracing::instrument(name = "job.send", skip_all, fields(channel = ?channel))]
+pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<(), JobError> {
+    let r: SendToRecipient = data(job)?;
+    let tenant = TenantId::from_uuid(r.tenant_id);
+    let claim = job.payload.uuid;
+    let lease = ctx.settings_lease();
+
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    type CampaignRow = (String, Option<Uuid>, Option<Uuid>, Option<Uuid>);
+    let campaign: Option<CampaignRow> = sqlx::query_as(
+        "select status, email_template_id, sms_template_id, phone_script_id
+         from outbound_campaigns where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(r.campaign_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((status, email_template, sms_template, script)) = campaign else { return Ok(()) };
+    match status.as_str() {
+        // A completed campaign only has recipients in final states; the one a job retried
+        // from failed_jobs may still send (its recipient failed without a message id).
+        "running" | "completed" => {}
+        "paused" => {
+            // Back to pending so `resume` dispatches it again.
+            store::back_to_pending(&mut tx, tenant, r.recipient_id, &lease).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        // Cancelled (or a draft again): nothing more goes out.
+        _ => return Ok(()),
+    }
+    let claimed = store::claim(&mut tx, tenant, r.recipient_id, claim, &lease).await?;
+    let Some(customer_id) = claimed else {
+        // Already sent, or another run holds it: this run has nothing to do.
+        tracing::debug!("recipient not claimable; skipping");
+        return Ok(());
+    };
+    let target: Target = sqlx::query_as(
+        "select name as customer_name, email, phone, business_context, metadata, unsubscribed_at is not null as unsubscribed
+         from crm_customers where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(customer_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if target.unsubscribed {
+        store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Unsubscribed).await?;
+        tx.commit().await?;
+        store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
+        return Ok(());
+    }
+    let content = load_content(&mut tx, tenant, channel, email_template, sms_template, script).await?;
+    tx.commit().await?;
+
+    let fields = merge_fields(&target);
+    let result = match (&content, channel) {
+        (Content::Email { subject, html, text }, Channel::Email) => {
+            send_email(ctx, tenant, r.recipient_id, &target, &fields, subject, html, text.as_deref()).await
+        }
+        (Content::Sms(body), Channel::Sms) => send_sms(ctx, &r, &target, &fields, body).await,
+        (Content::Script(script), Channel::Phone) => call(ctx, &r, &target, &fields, script).await,
+        (Content::Missing(what), _) => Err(ProviderError::Rejected { provider: "campaign", reason: what.clone() }),
+        _ => {
+            Err(ProviderError::Rejected { provider: "campaign", reason: "template does not match the channel".into() })
+        }
+    };
+
+    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+    let outcome = match result {
+        Ok(message_id) => {
+            store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Sent(&message_id)).await?;
+            Ok(())
+        }
+        Err(e @ ProviderError::Retryable { .. }) => {
+            store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Release(&e.to_string())).await?;
+            Err(JobError::from(e))
+        }
+        Err(e) => {
+            store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Failed(&e.to_string())).await?;
+            Err(JobError::from(e))
+        }
+    };
+    tx.commit().await?;
+    store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
+    outcome
+}
+
+enum Content {
+    Email { subject: String, html: String, text: Option<String> },
+    Sms(String),
+    Script(String),
+    Missing(String),
+}
+
+async fn load_content(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    channel: Channel,
+    email: Option<Uuid>,
+    sms: Option<Uuid>,
+    script: Option<Uuid>,
+) -> Result<Content, sqlx::Error> {
+    Ok(match channel {
+        Channel::Email => {
+            let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+                "select subject, html_body, text_body from email_templates where tenant_id = $1 and id = $2",
+            )
+            .bind(tenant)
+            .bind(email)
+            .fetch_optional(conn)
+            .await?;
+            row.map(|(subject, html, text)| Content::Email { subject, html, text })
+                .unwrap_or_else(|| Content::Missing("the campaign's e-mail template no longer exists".into()))
+        }
+        Channel::Sms => {
+            let row: Option<String> =
+                sqlx::query_scalar("select body from sms_templates where tenant_id = $1 and id = $2")
+                    .bind(tenant)
+                    .bind(sms)
+                    .fetch_optional(conn)
+                    .await?;
+            row.map(Content::Sms)
+                .unwrap_or_else(|| Content::Missing("the campaign's SMS template no longer exists".into()))
+        }
+        Channel::Phone => {
+            let row: Option<String> =
+                sqlx::query_scalar("select script from phone_scripts where tenant_id = $1 and id = $2")
+                    .bind(tenant)
+                    .bind(script)
+                    .fetch_optional(conn)
+                    .await?;
+            row.map(Content::Script)
+                .unwrap_or_else(|| Content::Missing("the campaign's phone script no longer exists".into()))
+        }
+    })
+}
+
+/// Merge fields for `{{ name }}` placeholders: the customer's name, first name, e-mail and
+/// phone, then every string or number in its business context and metadata.
+fn merge_fields(t: &Target) -> Vec<(String, String)> {
+    let mut fields = vec![
+        ("name".to_owned(), t.customer_name.clone()),
+        ("first_name".to_owned(), t.customer_name.split_whitespace().next().unwrap_or_default().to_owned()),
+        ("email".to_owned(), t.email.clone().unwrap_or_default()),
+        ("phone".to_owned(), t.phone.clone().unwrap_or_default()),
+    ];
+    for source in [&t.business_context, &t.metadata] {
+        if let Some(map) = source.as_object() {
+            for (k, v) in map {
+                let value = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => continue,
+                };
+                if !fields.iter().any(|(name, _)| name == k) {
+                    fields.push((k.clone(), value));
+                }
+            }
+        }
+    }
+    fields
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"")
+}
+
+/// Builds the MIME message of one campaign e-mail: merged, links tracked, open pixel,
+/// unsubscribe footer and the `List-Unsubscribe` headers (RFC 2369 and one-click RFC 8058).
+pub fn build_email(
+    from: &str,
+    to: &str,
+    links: &Links,
+    fields: &[(String, String)],
+    subject: &str,
+    html: &str,
+    text: Option<&str>,
+) -> Result<Vec<u8>, ProviderError> {
+    let escaped: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.clone(), html_escape(v))).collect();
+    let subject = render(subject, fields);
+    let unsubscribe = links.unsubscribe();
+    let mut html_body = track_links(&render(html, &escaped), links);
+    html_body.push_str(&format!(
+        "\n<p style=\"font-size:12px;color:#888\"><a href=\"{}\">Unsubscribe</a></p>\n<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
+        html_escape(&unsubscribe),
+        html_escape(&links.open_pixel())
+    ));
+    let mut text_body = match text {
+        Some(t) => render(t, fields),
+        None => html_to_text(&render(html, fields)),
+    };
+    text_body.push_str(&format!("\n\n--\nUnsubscribe: {unsubscribe}\n"));
+    let message = mail_builder::MessageBuilder::new()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .header("List-Unsubscribe", mail_builder::headers::raw::Raw::new(format!("<{unsubscribe}>")))
+        .header("List-Unsubscribe-Post", mail_builder::headers::raw::Raw::new("List-Unsubscribe=One-Click"))
+        .text_body(text_body)
+        .html_body(html_body);
+    message
+        .write_to_vec()
+        .map_err(|e| ProviderError::Rejected { provider: "SES", reason: format!("cannot build the message: {e}") })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_email(
+    ctx: &JobContext,
+    tenant: TenantId,
+    recipient: Uuid,
+    target: &Target,
+    fields: &[(String, String)],
+    subject: &str,
+    html: &str,
+    text: Option<&str>,
+) -> Result<String, ProviderError> {
+    let ses = ctx.providers.ses.as_ref().ok_or(ProviderError::NotConfigured("SES (AWS_ACCESS_KEY_ID)"))?;
+    let to = target
+        .email
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no e-mail address".into() })?;
+    let links = Links::new(&ctx.settings.app_url, ctx.settings.app_key.expose(), RecipientRef { tenant, recipient });
+    let mime = build_email(&ctx.settings.mail_from, to, &links, fields, subject, html, text)?;
+    rate::acquire(&ctx.queue, "ses", ctx.settings.ses_rate_per_sec).await;
+    ses.send(OutgoingEmail { from: &ctx.settings.mail_from, to, mime }).await
+}
+
+async fn send_sms(
+    ctx: &JobContext,
+    r: &SendToRecipient,
+    target: &Target,
+    fields: &[(String, String)],
+    body: &str,
+) -> Result<String, ProviderError> {
+    let client = ctx.providers.twilio.as_ref().ok_or(ProviderError::NotConfigured("Twilio (TWILIO_ACCOUNT_SID)"))?;
+    let to = target
+        .phone
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no phone number".into() })?;
+    let callback = format!("{}/api/v1/outbound/sms/campaigns/{}/sms-status", ctx.settings.app_url, r.campaign_id);
+    rate::acquire(&ctx.queue, "twilio", ctx.settings.twilio_rate_per_sec).await;
+    client.send_sms(to, &render(body, fields), &callback).await
+}
+
+async fn call(
+    ctx: &JobContext,
+    r: &SendToRecipient,
+    target: &Target,
+    fields: &[(String, String)],
+    script: &str,
+) -> Result<String, ProviderError> {
+    let client = ctx.providers.twilio.as_ref().ok_or(ProviderError::NotConfigured("Twilio (TWILIO_ACCOUNT_SID)"))?;
+    let to = target
+        .phone
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no phone number".into() })?;
+    let callback = format!("{}/api/v1/outbound/phone/campaigns/{}/call-status", ctx.settings.app_url, r.campaign_id);
+    rate::acquire(&ctx.queue, "twilio", ctx.settings.twilio_rate_per_sec).await;
+    client.make_call(to, &twilio::say_twiml(&render(script, fields)), &callback).await
+}
+
+impl JobContext {
+    /// How old a claim must be before another run may take it over: the queue's
+    /// `retry_after`, as a Postgres interval.
+    fn settings_lease(&self) -> String {
+        format!("{} milliseconds", self.settings.claim_lease.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fibonacco_platform::TenantId;
+
+    fn target() -> Target {
+        Target {
+            customer_name: "Ada Lovelace".into(),
+            email: Some("ada@example.com".into()),
+            phone: None,
+            business_context: serde_json::json!({"company": "Engines <Ltd>", "employees": 12}),
+            metadata: serde_json::json!({"name": "ignored: the column wins"}),
+            unsubscribed: false,
+        }
+    }
+
+    #[test]
+    fn merge_fields_cover_customer_and_context() {
+        let f = merge_fields(&target());
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("first_name"), Some("Ada"));
+        assert_eq!(get("company"), Some("Engines <Ltd>"));
+        assert_eq!(get("employees"), Some("12"));
+        assert_eq!(get("name"), Some("Ada Lovelace"));
+    }
+
+    #[test]
+    fn email_has_unsubscribe_headers_pixel_and_tracked_links() {
+        let links = Links::new(
+            "https://app.test",
+            "key-0123456789abcdef",
+            RecipientRef { tenant: TenantId::from_uuid(Uuid::now_v7()), recipient: Uuid::now_v7() },
+        );
+        let mime = build_email(
+            "campaigns@shop.test",
+            "ada@example.com",
+            &links,
+            &merge_fields(&target()),
+            "Hi {{ first_name }}",
+            "<p>Hello {{ company }}</p><a href=\"https://shop.test/offer\">Offer</a>",
+            None,
+        )
+        .unwrap();
+        let text = String::from_utf8(mime).unwrap();
+        assert!(text.contains("List-Unsubscribe: <https://app.test/t/unsubscribe/"), "{text}");
+        assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        assert!(text.contains("Subject: Hi Ada"));
+        assert!(text.contains("Engines &lt;Ltd&gt;"), "merged values are escaped in HTML");
+        assert!(text.contains("/t/open/"));
+        assert!(text.contains("/t/click/"));
+    }
+}

@@ -1,0 +1,24 @@
+//! Outbound delivery: everything that makes a message leave the platform or records what
+//! became of it. Campaign status moves and recipient claims (`campaigns`, whose `store` is
+//! the only writer of those statuses), signed tracking links (`links`), the merge language
+//! of templates (`templates`), the content publishing workflow (`publishing`), Twilio
+//! signatures (`providers::twilio`) — and, with the `runtime` feature, the job handlers
+//! (`jobs`), the SES/ElevenLabs/storage clients and the scheduler.
+//!
+//! It never depends on the API crate or on a web framework; the API depends on it for the
+//! moves its endpoints make, and enqueues jobs through the typed payloads of
+//! `fibonacco_platform::queue::jobs`.
+
+pub mod campaigns;
+#[cfg(feature = "runtime")]
+pub mod jobs;
+pub mod links;
+pub mod providers;
+pub mod publishing;
+#[cfg(feature = "runtime")]
+pub mod scheduler;
+pub mod templates;
+
+#[cfg(feature = "runtime")]
+pub use jobs::JobContext;
+pub use providers::{DeliverySettings, ProviderError};

@@ -1,0 +1,252 @@
+//! What each scheduled task does. Tasks read across tenants (a system transaction) to
+//! find work, then act per tenant in that tenant's own transaction.
+
+use anyhow::Context;
+use fibonacco_platform::{
+    TenantId, db,
+    queue::{self, Job, jobs::GenerateEmbedding},
+};
+use uuid::Uuid;
+
+use super::Scheduler;
+use crate::{
+    campaigns::{self, CampaignStatus, ContentState},
+    publishing,
+};
+
+/// Entries queued per run of the embedding sweeps.
+const EMBEDDING_SWEEP: i64 = 500;
+/// Rows deleted per statement by the cleanup (keeps locks short).
+const CLEANUP_BATCH: i64 = 10_000;
+
+pub async fn run(s: &Scheduler, task: &str) -> anyhow::Result<String> {
+    match task {
+        "embeddings:process" => queue_pending_embeddings(s).await,
+        "embeddings:generate-pending" => {
+            let marked = mark_missing_embeddings(s).await?;
+            let queued = queue_pending_embeddings(s).await?;
+            Ok(format!("{marked} entries marked pending; {queued}"))
+        }
+        "cleanup:old-data" => cleanup(s).await,
+        "content:publish-scheduled" => publish_scheduled(s).await,
+        "campaigns:start-scheduled" => start_scheduled(s).await,
+        "campaigns:dispatch" => redispatch(s).await,
+        other => anyhow::bail!("no task named `{other}`"),
+    }
+}
+
+/// Queues GenerateEmbedding for pending entries, but only when the embeddings queue has
+/// drained: entries stay pending until embedded, and re-queueing them every five minutes
+/// while earlier jobs still wait would only pile up duplicates.
+async fn queue_pending_embeddings(s: &Scheduler) -> anyhow::Result<String> {
+    let sizes = s.queue.sizes(queue::GENERATE_EMBEDDING.queue).await?;
+    let waiting = sizes.ready + sizes.delayed + sizes.reserved;
+    if waiting > 0 {
+        return Ok(format!("{waiting} embedding jobs still queued; nothing added"));
+    }
+    let mut tx = db::begin_system(&s.pool).await?;
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, id from knowledge_base where embedding_status = 'pending' order by updated_at limit $1",
+    )
+    .bind(EMBEDDING_SWEEP)
+    .fetch_all(&mut *tx)
+    .await?;
+    let articles = fibonacco_search::index::articles_needing_embedding(&mut tx, EMBEDDING_SWEEP).await?;
+    tx.commit().await?;
+    let jobs = rows
+        .iter()
+        .map(|(t, id)| GenerateEmbedding::knowledge(TenantId::from_uuid(*t), *id))
+        .chain(articles.iter().map(|(t, id)| GenerateEmbedding::article(TenantId::from_uuid(*t), *id)));
+    let payloads = jobs.map(|j| j.payload()).collect::<Result<Vec<queue::JobPayload>, _>>()?;
+    s.queue.push_many(&payloads).await?;
+    Ok(format!("{} embedding jobs queued ({} for articles)", payloads.len(), articles.len()))
+}
+
+/// Entries with no vector that are not on their way to one become pending again.
+async fn mark_missing_embeddings(s: &Scheduler) -> anyhow::Result<u64> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let n = sqlx::query(
+        "update knowledge_base set embedding_status = 'pending'
+         where embedding is null and embedding_status in ('completed', 'failed')",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(n)
+}
+
+fn retention_days(name: &str, default: i64) -> i64 {
+    fibonacco_platform::config::env_lookup()(name)
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|d| *d > 0)
+        .unwrap_or(default)
+}
+
+/// Deletes what has aged out, in batches: activities (ACTIVITY_RETENTION_DAYS, 730),
+/// failed jobs (FAILED_JOB_RETENTION_DAYS, 30), finished batches (7 days), task runs
+/// (30 days) and tokens expired more than 7 days ago.
+async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
+    let activity_days = retention_days("ACTIVITY_RETENTION_DAYS", 730);
+    let failed_days = retention_days("FAILED_JOB_RETENTION_DAYS", 30);
+    let statements: [(&str, String); 5] = [
+        (
+            "activities",
+            format!(
+                "delete from customer_activities where id in (select id from customer_activities
+                 where occurred_at < now() - interval '{activity_days} days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "failed jobs",
+            format!(
+                "delete from failed_jobs where id in (select id from failed_jobs
+                 where failed_at < now() - interval '{failed_days} days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "job batches",
+            format!(
+                "delete from job_batches where id in (select id from job_batches
+                 where finished_at < now() - interval '7 days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "task runs",
+            format!(
+                "delete from scheduled_task_runs where id in (select id from scheduled_task_runs
+                 where started_at < now() - interval '30 days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+        (
+            "expired tokens",
+            format!(
+                "delete from personal_access_tokens where id in (select id from personal_access_tokens
+                 where expires_at < now() - interval '7 days' limit {CLEANUP_BATCH})"
+            ),
+        ),
+    ];
+    let mut report = Vec::new();
+    for (what, sql) in statements {
+        let mut total = 0u64;
+        loop {
+            let mut tx = db::begin_system(&s.pool).await?;
+            let n = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut *tx)
+                .await
+                .with_context(|| what)?
+                .rows_affected();
+            tx.commit().await?;
+            total += n;
+            if n < CLEANUP_BATCH as u64 {
+                break;
+            }
+        }
+        report.push(format!("{total} {what}"));
+    }
+    Ok(format!("deleted {}", report.join(", ")))
+}
+
+/// Scheduled content whose time has come becomes published (with its history row).
+async fn publish_scheduled(s: &Scheduler) -> anyhow::Result<String> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let due: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, content_id from content_workflow
+         where content_type = 'generated_content' and status = 'scheduled' and scheduled_publish_at <= now()
+         order by scheduled_publish_at limit 1000",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut published = 0;
+    for (tenant, id) in due {
+        let tenant = TenantId::from_uuid(tenant);
+        let mut tx = db::begin_tenant(&s.pool, tenant).await?;
+        // Re-check under the row lock: someone may have unscheduled it meanwhile.
+        let still: Option<String> = sqlx::query_scalar(
+            "select status from content_workflow where tenant_id = $1 and content_type = 'generated_content'
+               and content_id = $2 and status = 'scheduled' and scheduled_publish_at <= now() for update",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            continue;
+        }
+        let step = publishing::Step {
+            from: "scheduled",
+            to: "published",
+            scheduled_publish_at: None,
+            actor: None,
+            notes: Some("published by the scheduler"),
+            action: "publish",
+        };
+        publishing::transition(&mut tx, tenant, id, &step).await?;
+        tx.commit().await?;
+        published += 1;
+    }
+    Ok(format!("{published} content items published"))
+}
+
+/// Scheduled campaigns whose time has come start (and are dispatched) when they have
+/// recipients and content; otherwise they go back to draft with the reason in metadata.
+async fn start_scheduled(s: &Scheduler) -> anyhow::Result<String> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let due: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, id from outbound_campaigns where status = 'scheduled' and scheduled_at <= now()
+         order by scheduled_at limit 1000",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let (mut started, mut refused) = (0, 0);
+    for (tenant, id) in due {
+        let tenant = TenantId::from_uuid(tenant);
+        let mut tx = db::begin_tenant(&s.pool, tenant).await?;
+        // The same checks as `POST /outbound/campaigns/{id}/start`.
+        let Some(ready) = campaigns::readiness(&mut tx, tenant, id).await? else { continue };
+        if ready.status != "scheduled" {
+            continue;
+        }
+        let problem = if !ready.has_recipients {
+            Some("the campaign has no recipients")
+        } else if ready.content != ContentState::Present {
+            Some("the campaign has no template or script")
+        } else {
+            None
+        };
+        match problem {
+            Some(reason) => {
+                campaigns::store::send_back_to_draft(&mut tx, tenant, id, reason).await?;
+                tx.commit().await?;
+                refused += 1;
+            }
+            None => {
+                campaigns::store::set_status(&mut tx, tenant, id, &ready.status, CampaignStatus::Running).await?;
+                tx.commit().await?;
+                campaigns::enqueue_dispatch(&s.queue, tenant, id, &ready.kind).await?;
+                started += 1;
+            }
+        }
+    }
+    Ok(format!("{started} campaigns started, {refused} sent back to draft"))
+}
+
+/// Running campaigns with recipients still pending get their dispatch queued again (a
+/// dispatch lost with Redis, or never queued because Redis was down at `start`).
+async fn redispatch(s: &Scheduler) -> anyhow::Result<String> {
+    let mut tx = db::begin_system(&s.pool).await?;
+    let running: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "select c.tenant_id, c.id, c.type from outbound_campaigns c
+         where c.status = 'running' and exists (select 1 from outbound_campaign_recipients r
+           where r.campaign_id = c.id and r.status = 'pending' and r.updated_at < now() - interval '1 minute')",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for (tenant, id, kind) in &running {
+        campaigns::enqueue_dispatch(&s.queue, TenantId::from_uuid(*tenant), *id, kind).await?;
+    }
+    Ok(format!("{} campaigns re-dispatched", running.len()))
+}

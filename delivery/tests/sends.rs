@@ -1,0 +1,918 @@
+//! Queues, workers and sends end to end: real Postgres, real Redis, SES through moto's
+//! emulator (started by the stack script), Twilio and ElevenLabs as HTTP stubs.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Path, State},
+    http::{Request, StatusCode},
+    response::IntoResponse,
+    routing::{any, post},
+};
+use fibonacco_api::testing::{APP_URL, TestApp};
+use fibonacco_delivery::{
+    JobContext,
+    links::{Links, RecipientRef},
+    providers::{DeliverySettings, Providers},
+    scheduler::{self, Scheduler, TickOutcome},
+};
+use fibonacco_platform::{
+    db,
+    queue::{self, Worker, WorkerOptions, WorkerStats, failed},
+    testing::{stack_setting, wait_for},
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn ses_endpoint() -> String {
+    stack_setting("SES_ENDPOINT")
+}
+
+/// A job context for this app: SES credentials from the stack, the rest from `over`.
+fn job_context(app: &TestApp, over: &[(&str, String)], retry_after: Duration) -> JobContext {
+    let over: HashMap<String, String> = over.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let storage = std::env::temp_dir().join(format!("fib-audio-{}", Uuid::now_v7()));
+    let lookup = move |k: &str| -> Option<String> {
+        if let Some(v) = over.get(k) {
+            return Some(v.clone());
+        }
+        match k {
+            "SES_ENDPOINT" => Some(ses_endpoint()),
+            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("testing".into()),
+            "AWS_REGION" => Some("us-east-1".into()),
+            "STORAGE_URL" => Some(storage.display().to_string()),
+            "QUEUE_BACKOFF_BASE_MS" => Some("100".into()),
+            "SES_RATE_PER_SEC" | "TWILIO_RATE_PER_SEC" => Some("0".into()),
+            _ => None,
+        }
+    };
+    let settings =
+        DeliverySettings::from_lookup(APP_URL, app.state.config.app_key.clone(), retry_after, &lookup).unwrap();
+    JobContext {
+        pool: app.db.pool.clone(),
+        queue: app.state.queue.clone(),
+        providers: Providers::from_lookup(&lookup).unwrap(),
+        settings: Arc::new(settings),
+        embedder: None,
+        store: app.state.search.store.clone(),
+    }
+}
+
+/// The same context with the local embedding model loaded.
+pub fn with_local_embedder(mut ctx: JobContext) -> JobContext {
+    let model = fibonacco_search::embed::local::MiniLm::load(&fibonacco_search::embed::local::MiniLm::default_dir())
+        .expect("model present: run scripts/models.sh (make test does)");
+    ctx.embedder = Some(Ok(Arc::new(model)));
+    ctx
+}
+
+/// A running worker; `stop` lets its jobs finish, dropping the handle kills it.
+struct RunningWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Arc<WorkerStats>>,
+}
+
+impl RunningWorker {
+    fn start(ctx: JobContext, queues: &[&str], retry_after: Duration) -> Self {
+        let mut options = WorkerOptions::new(queues.iter().map(|q| q.to_string()).collect(), retry_after);
+        options.concurrency = 4;
+        options.idle_poll = Duration::from_millis(20);
+        options.backoff_base = ctx.settings.backoff_base;
+        let worker = Worker::new(ctx.queue.clone(), ctx.pool.clone(), Arc::new(ctx), options);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(worker.run(async move {
+            let _ = rx.await;
+        }));
+        Self { stop: Some(tx), handle }
+    }
+
+    async fn stop(mut self) -> (u64, u64, u64) {
+        let _ = self.stop.take().unwrap().send(());
+        self.handle.await.unwrap().snapshot()
+    }
+
+    /// Like SIGKILL: jobs in flight are abandoned, reservations stay behind.
+    fn kill(self) {
+        self.handle.abort();
+    }
+}
+
+/// Messages moto accepted for addresses ending in `@domain`, keyed by address.
+async fn sent_to(domain: &str) -> HashMap<String, Vec<String>> {
+    let data: Value =
+        reqwest::get(format!("{}/moto-api/data.json", ses_endpoint())).await.unwrap().json().await.unwrap();
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for service in data.as_object().unwrap().values() {
+        for message in service.get("RawMessage").and_then(Value::as_array).into_iter().flatten() {
+            // moto lists an address once from the envelope and again from the To header.
+            let mut destinations: Vec<&str> =
+                message["destinations"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            destinations.sort_unstable();
+            destinations.dedup();
+            for d in destinations {
+                if d.ends_with(&format!("@{domain}")) {
+                    out.entry(d.to_owned())
+                        .or_default()
+                        .push(message["raw_data"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn verify_sender(address: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/v2/email/identities", ses_endpoint()))
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=x",
+        )
+        .json(&json!({"EmailIdentity": address}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success() || res.status() == 400, "verify {address}: {}", res.status());
+}
+
+fn unique() -> String {
+    Uuid::now_v7().simple().to_string()[20..].to_owned()
+}
+
+/// `n` customers with e-mail addresses at `domain` and phone numbers; returns their ids.
+async fn customers(app: &TestApp, domain: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let c = app
+            .customer(
+                &app.token_a,
+                json!({"name": format!("Customer {i} {domain}"), "email": format!("c{i}@{domain}"), "phone": format!("+1555{:07}", i),
+                       "business_context": {"company": format!("Co {i}")}}),
+            )
+            .await;
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+async fn email_campaign(app: &TestApp, ids: &[String]) -> String {
+    let t = &app.token_a;
+    let (s, tpl) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/email/templates",
+            Some(t),
+            Some(json!({"name": "Spring", "subject": "Hello {{ first_name }}",
+                        "html_body": "<p>Hi {{ name }} of {{ company }}</p><a href=\"https://shop.example/offer?x=1\">Offer</a>"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let (s, c) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/email/campaigns",
+            Some(t),
+            Some(json!({"name": "Spring sale", "template_id": tpl["data"]["id"], "customer_ids": ids})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    c["data"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn campaign_status(app: &TestApp, id: &str) -> String {
+    let (_, c) = app.get(&format!("/api/v1/outbound/campaigns/{id}"), &app.token_a).await;
+    c["data"]["status"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn recipient_statuses(app: &TestApp, id: &str) -> Vec<(String, Option<String>, String)> {
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let rows = sqlx::query_as(
+        "select status, provider_message_id, id::text from outbound_campaign_recipients where campaign_id = $1::uuid order by id",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.fifty.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 50).await;
+    let id = email_campaign(&app, &ids).await;
+    let (s, started) =
+        app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(&app.token_a), None).await;
+    assert_eq!(s, StatusCode::OK, "{started}");
+
+    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone())], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for("the campaign to complete", Duration::from_secs(60), || async {
+        campaign_status(&app, &id).await == "completed"
+    })
+    .await;
+    let (ok, _, failed) = worker.stop().await;
+    assert_eq!(failed, 0);
+    assert!(ok >= 51, "one dispatch and 50 sends, got {ok}");
+
+    let mail = sent_to(&domain).await;
+    assert_eq!(mail.len(), 50, "every recipient got mail");
+    assert!(mail.values().all(|m| m.len() == 1), "nobody got two");
+    let sample = &mail[&format!("c7@{domain}")][0];
+    assert!(sample.contains("Hello Customer"), "merged subject");
+    assert!(sample.contains("List-Unsubscribe: <https://fib.test/t/unsubscribe/"), "unsubscribe header");
+    let recipients = recipient_statuses(&app, &id).await;
+    assert_eq!(recipients.len(), 50);
+    assert!(recipients.iter().all(|(s, m, _)| s == "sent" && m.is_some()), "{recipients:?}");
+
+    // The dispatch ran as a job batch that finished.
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let batch: (i32, i32, i32, bool) = sqlx::query_as(
+        "select b.total_jobs, b.pending_jobs, b.failed_jobs, b.finished_at is not null
+         from outbound_campaigns c join job_batches b on b.id = c.last_batch_id where c.id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(batch, (50, 0, 0, true));
+    let (_, analytics) = app.get(&format!("/api/v1/outbound/campaigns/{id}/analytics"), &app.token_a).await;
+    let d = &analytics["data"]["dispatch"];
+    assert_eq!((d["total_jobs"].as_i64(), d["progress"].as_i64()), (Some(50), Some(100)), "{analytics}");
+    assert_eq!(analytics["data"]["sent"], 50);
+
+    // Tracking: open, click (only the signed destination), unsubscribe.
+    let recipient: Uuid = recipients[0].2.parse().unwrap();
+    let links =
+        Links::new(APP_URL, app.state.config.app_key.expose(), RecipientRef { tenant: app.tenant_a, recipient });
+    let path = |url: String| url.trim_start_matches(APP_URL).to_owned();
+    for _ in 0..2 {
+        let res = app.router.clone().oneshot_get(&path(links.open_pixel())).await;
+        assert_eq!((res.0, res.1.as_str()), (StatusCode::OK, "image/gif"));
+    }
+    let res = app.router.clone().oneshot_get(&path(links.click("https://shop.example/offer?x=1"))).await;
+    assert_eq!(res.0, StatusCode::SEE_OTHER);
+    assert_eq!(res.2.as_deref(), Some("https://shop.example/offer?x=1"));
+    let forged = path(links.click("https://shop.example/offer?x=1")).replace("shop.example", "evil.example");
+    let res = app.router.clone().oneshot_get(&forged).await;
+    assert_eq!((res.0, res.2), (StatusCode::NOT_FOUND, None), "no open redirect");
+    let res = app.router.clone().oneshot_get("/t/open/not-a-token").await;
+    assert_eq!(res.0, StatusCode::OK, "the pixel always renders");
+    let unsubscribe = path(links.unsubscribe());
+    let res = app.router.clone().oneshot_get(&unsubscribe).await;
+    assert_eq!(res.0, StatusCode::OK, "GET only shows the button");
+    let (s, _) = app.raw(Request::post(&unsubscribe).body(Body::from("List-Unsubscribe=One-Click")).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let (status, opened, clicked): (String, bool, bool) = sqlx::query_as(
+        "select status, opened_at is not null, clicked_at is not null from outbound_campaign_recipients where id = $1",
+    )
+    .bind(recipient)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), opened, clicked), ("unsubscribed", true, true));
+    let activities: Vec<(String,)> = sqlx::query_as(
+        "select activity_type from customer_activities where campaign_id = $1::uuid order by occurred_at, activity_type",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let kinds: Vec<&str> = activities.iter().map(|(k,)| k.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "email_open").count(),
+        1,
+        "two opens, one first-open activity: {kinds:?}"
+    );
+    assert!(kinds.contains(&"email_click") && kinds.contains(&"unsubscribe"), "{kinds:?}");
+    let unsubscribed: bool = sqlx::query_scalar(
+        "select c.unsubscribed_at is not null from crm_customers c join outbound_campaign_recipients r on r.customer_id = c.id where r.id = $1",
+    )
+    .bind(recipient)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(unsubscribed, "the customer opted out");
+
+    // Another tenant's token cannot touch these recipients: tokens are bound to their tenant.
+    let other = Links::new(APP_URL, "another-key-not-ours-123", RecipientRef { tenant: app.tenant_b, recipient });
+    let res = app.router.clone().oneshot_get(&path(other.unsubscribe())).await;
+    assert_eq!(res.0, StatusCode::NOT_FOUND);
+}
+
+/// Replays a request against `upstream` and returns its answer.
+async fn forward(req: Request<Body>, upstream: &str) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut fwd = reqwest::Client::new().request(parts.method.clone(), format!("{upstream}{}", parts.uri));
+    for (k, v) in parts.headers.iter() {
+        if k != "host" {
+            fwd = fwd.header(k, v);
+        }
+    }
+    let res = fwd.body(bytes).send().await.unwrap();
+    (StatusCode::from_u16(res.status().as_u16()).unwrap(), res.bytes().await.unwrap()).into_response()
+}
+
+/// Forwards to moto, answering 500 to the first `fail_first` requests.
+async fn flaky_ses(fail_first: usize) -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let upstream = ses_endpoint();
+    let counter = seen.clone();
+    let app = Router::new().fallback(any(move |req: Request<Body>| {
+        let (counter, upstream) = (counter.clone(), upstream.clone());
+        async move {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            if n < fail_first {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "{\"message\":\"internal failure\"}").into_response();
+            }
+            forward(req, &upstream).await
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn ses_errors_are_retried_and_permanent_rejections_wait_in_failed_jobs() {
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.flaky.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 3).await;
+    let id = email_campaign(&app, &ids).await;
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(&app.token_a), None).await;
+
+    // SES answers 500 to the first four calls: retried with backoff, then all succeed once.
+    let (endpoint, seen) = flaky_ses(4).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone()), ("SES_ENDPOINT", endpoint)], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for("the campaign to complete", Duration::from_secs(60), || async {
+        campaign_status(&app, &id).await == "completed"
+    })
+    .await;
+    let (_, retried, failed) = worker.stop().await;
+    assert!(retried >= 4 && failed == 0, "retried {retried}, failed {failed}");
+    assert!(seen.load(Ordering::SeqCst) >= 7);
+    let mail = sent_to(&domain).await;
+    assert_eq!((mail.len(), mail.values().map(Vec::len).max()), (3, Some(1)), "no duplicate after retries");
+
+    // An unverified sender is a permanent rejection: straight to failed_jobs, recipient failed.
+    let domain2 = format!("{}.rejected.example", unique());
+    let sender2 = format!("news@{domain2}-sender.example");
+    let ids2 = customers(&app, &domain2, 1).await;
+    let id2 = email_campaign(&app, &ids2).await;
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{id2}/start"), Some(&app.token_a), None).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender2.clone())], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], Duration::from_secs(30));
+    let ours = |jobs: Vec<failed::FailedJob>| {
+        let id2 = id2.clone();
+        jobs.into_iter().filter(move |j| j.payload["data"]["campaign_id"] == json!(id2)).collect::<Vec<_>>()
+    };
+    wait_for("the job to fail", Duration::from_secs(30), || async {
+        !ours(failed::list(&app.db.pool).await.unwrap()).is_empty()
+    })
+    .await;
+    worker.stop().await;
+    let job = ours(failed::list(&app.db.pool).await.unwrap()).remove(0);
+    assert!(job.exception.contains("rejected"), "{}", job.exception);
+    assert_eq!(job.job_name(), "SendEmailCampaign");
+    assert_eq!(recipient_statuses(&app, &id2).await[0].0, "failed");
+    assert!(sent_to(&domain2).await.is_empty());
+
+    // The cause is fixed (sender verified); `queue retry <uuid>` sends it.
+    verify_sender(&sender2).await;
+    let pushed = failed::retry(&app.db.pool, &app.state.queue, Some(job.uuid)).await.unwrap();
+    assert_eq!(pushed, vec![job.uuid]);
+    assert!(ours(failed::list(&app.db.pool).await.unwrap()).is_empty(), "no longer listed as failed");
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for("the retried send", Duration::from_secs(30), || async { sent_to(&domain2).await.len() == 1 }).await;
+    worker.stop().await;
+    assert_eq!(recipient_statuses(&app, &id2).await[0].0, "sent");
+}
+
+/// Accepts the connection and never answers the first `hang_first` requests; forwards the rest.
+async fn hanging_ses(hang_first: usize) -> (String, Arc<AtomicUsize>) {
+    let (endpoint, _) = flaky_ses(0).await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let app = Router::new().fallback(any(move |req: Request<Body>| {
+        let (counter, endpoint) = (counter.clone(), endpoint.clone());
+        async move {
+            if counter.fetch_add(1, Ordering::SeqCst) < hang_first {
+                std::future::pending::<()>().await;
+            }
+            forward(req, &endpoint).await
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_dies_is_redelivered_and_sends_once() {
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.killed.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 1).await;
+    let id = email_campaign(&app, &ids).await;
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(&app.token_a), None).await;
+    let retry_after = Duration::from_secs(2);
+    let (endpoint, seen) = hanging_ses(1).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone()), ("SES_ENDPOINT", endpoint)], retry_after);
+
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], retry_after);
+    wait_for("the send to reach SES", Duration::from_secs(30), || async { seen.load(Ordering::SeqCst) == 1 }).await;
+    worker.kill();
+    // The send is still held by the dead worker (the dispatch may be too, if it died
+    // before acknowledging it).
+    let sizes = app.state.queue.sizes("emails").await.unwrap();
+    assert!(sizes.reserved >= 1, "{sizes:?}");
+
+    let worker = RunningWorker::start(ctx, &["emails"], retry_after);
+    wait_for("the campaign to complete", Duration::from_secs(30), || async {
+        campaign_status(&app, &id).await == "completed"
+    })
+    .await;
+    // The dispatch, if it was redelivered too, finishes as a no-op.
+    wait_for("every redelivered job to be done", Duration::from_secs(30), || async {
+        app.state.queue.sizes("emails").await.unwrap() == Default::default()
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(sent_to(&domain).await.values().map(Vec::len).sum::<usize>(), 1, "one message");
+    let r = recipient_statuses(&app, &id).await;
+    assert_eq!(r[0].0, "sent");
+}
+
+/// One request the Twilio stub received: resource, Authorization header, form.
+type TwilioPost = (String, String, HashMap<String, String>);
+
+#[derive(Clone, Default)]
+struct TwilioStub {
+    posts: Arc<Mutex<Vec<TwilioPost>>>,
+}
+
+async fn twilio_stub() -> (String, TwilioStub) {
+    let stub = TwilioStub::default();
+    async fn create(
+        State(stub): State<TwilioStub>,
+        Path((account, resource)): Path<(String, String)>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> impl IntoResponse {
+        let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        stub.posts.lock().unwrap().push((format!("{account}/{resource}"), auth, form));
+        let prefix = if resource.starts_with("Calls") { "CA" } else { "SM" };
+        (
+            StatusCode::CREATED,
+            axum::Json(json!({"sid": format!("{prefix}{}", Uuid::now_v7().simple()), "status": "queued"})),
+        )
+    }
+    let app = Router::new().route("/2010-04-01/Accounts/{account}/{resource}", post(create)).with_state(stub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), stub)
+}
+
+#[tokio::test]
+async fn sms_and_call_campaigns_go_through_twilio_and_signed_callbacks_record_status() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let domain = format!("{}.twilio.example", unique());
+    let ids = customers(&app, &domain, 3).await;
+    let (_, sms_tpl) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/sms/templates",
+            Some(t),
+            Some(json!({"name": "s", "body": "Hi {{ first_name }}!"})),
+        )
+        .await;
+    let (_, sms) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/sms/campaigns",
+            Some(t),
+            Some(json!({"name": "SMS", "template_id": sms_tpl["data"]["id"], "customer_ids": ids})),
+        )
+        .await;
+    let sms_id = sms["data"]["id"].as_str().unwrap().to_owned();
+    let (_, script) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/phone/scripts",
+            Some(t),
+            Some(json!({"name": "c", "script": "Hello {{ name }} & co"})),
+        )
+        .await;
+    let (_, call) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/phone/campaigns",
+            Some(t),
+            Some(json!({"name": "Calls", "template_id": script["data"]["id"], "customer_ids": &ids[..1]})),
+        )
+        .await;
+    let call_id = call["data"]["id"].as_str().unwrap().to_owned();
+    for c in [&sms_id, &call_id] {
+        let (s, j) = app.send("POST", &format!("/api/v1/outbound/campaigns/{c}/start"), Some(t), None).await;
+        assert_eq!(s, StatusCode::OK, "{j}");
+    }
+
+    let (base, stub) = twilio_stub().await;
+    let ctx = job_context(
+        &app,
+        &[
+            ("TWILIO_ACCOUNT_SID", "AC123".into()),
+            ("TWILIO_AUTH_TOKEN", fibonacco_api::testing::TWILIO_TOKEN.into()),
+            ("TWILIO_FROM", "+15550000000".into()),
+            ("TWILIO_BASE_URL", base),
+        ],
+        Duration::from_secs(30),
+    );
+    let worker = RunningWorker::start(ctx, &["sms", "calls"], Duration::from_secs(30));
+    wait_for("both campaigns to complete", Duration::from_secs(30), || async {
+        campaign_status(&app, &sms_id).await == "completed" && campaign_status(&app, &call_id).await == "completed"
+    })
+    .await;
+    worker.stop().await;
+
+    let posts = stub.posts.lock().unwrap().clone();
+    let messages: Vec<_> = posts.iter().filter(|p| p.0 == "AC123/Messages.json").collect();
+    let calls: Vec<_> = posts.iter().filter(|p| p.0 == "AC123/Calls.json").collect();
+    assert_eq!((messages.len(), calls.len()), (3, 1));
+    assert!(messages[0].1.starts_with("Basic "), "basic auth");
+    assert_eq!(messages[0].2["From"], "+15550000000");
+    assert!(messages.iter().any(|m| m.2["Body"] == "Hi Customer!"), "{messages:?}");
+    assert_eq!(messages[0].2["StatusCallback"], format!("{APP_URL}/api/v1/outbound/sms/campaigns/{sms_id}/sms-status"));
+    assert!(calls[0].2["Twiml"].contains("<Say>Hello Customer 0"), "{:?}", calls[0].2);
+    assert!(calls[0].2["Twiml"].contains("&amp; co"), "escaped");
+
+    // Twilio reports back, signed: the recipients move.
+    let recipients = recipient_statuses(&app, &sms_id).await;
+    let sid = recipients[0].1.clone().unwrap();
+    let path = format!("/api/v1/outbound/sms/campaigns/{sms_id}/sms-status");
+    let (s, j) = app
+        .raw(fibonacco_api::testing::twilio_callback(
+            &path,
+            &[("MessageSid", &sid), ("MessageStatus", "delivered")],
+            fibonacco_api::testing::TWILIO_TOKEN,
+        ))
+        .await;
+    assert_eq!((s, j["data"].as_str()), (StatusCode::OK, Some("delivered")));
+    let (s, _) = app
+        .raw(fibonacco_api::testing::twilio_callback(
+            &path,
+            &[("MessageSid", &sid), ("MessageStatus", "failed")],
+            "forged",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let call_sid = recipient_statuses(&app, &call_id).await[0].1.clone().unwrap();
+    let call_path = format!("/api/v1/outbound/phone/campaigns/{call_id}/call-status");
+    let (s, j) = app
+        .raw(fibonacco_api::testing::twilio_callback(
+            &call_path,
+            &[("CallSid", &call_sid), ("CallStatus", "completed"), ("AnsweredBy", "human")],
+            fibonacco_api::testing::TWILIO_TOKEN,
+        ))
+        .await;
+    assert_eq!((s, j["data"].as_str()), (StatusCode::OK, Some("answered")));
+    assert_eq!(recipient_statuses(&app, &sms_id).await[0].0, "delivered");
+}
+
+#[tokio::test]
+async fn pause_stops_sends_resume_continues_and_cancel_ends() {
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.pause.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 5).await;
+    let id = email_campaign(&app, &ids).await;
+    let t = &app.token_a;
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(t), None).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone())], Duration::from_secs(30));
+    // Dispatch only (run the dispatch job by hand), then pause before any send runs.
+    let dispatch = app.state.queue.pop("emails", Duration::from_secs(30)).await.unwrap().unwrap().unwrap();
+    assert_eq!(dispatch.payload.job, "DispatchCampaign");
+    use fibonacco_platform::queue::Handler;
+    ctx.handle(&dispatch).await.unwrap();
+    app.state.queue.ack(&dispatch).await.unwrap();
+    assert!(recipient_statuses(&app, &id).await.iter().all(|r| r.0 == "queued"));
+    let (s, j) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/pause"), Some(t), None).await;
+    assert_eq!((s, j["data"]["status"].as_str()), (StatusCode::OK, Some("paused")));
+    let (s, _) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/pause"), Some(t), None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "already paused");
+
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], Duration::from_secs(30));
+    wait_for("the queue to drain", Duration::from_secs(30), || async {
+        app.state.queue.sizes("emails").await.unwrap().ready == 0
+    })
+    .await;
+    worker.stop().await;
+    assert!(sent_to(&domain).await.is_empty(), "paused: nothing sent");
+    assert!(recipient_statuses(&app, &id).await.iter().all(|r| r.0 == "pending"));
+
+    let (s, _) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/resume"), Some(t), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for("completion", Duration::from_secs(30), || async { campaign_status(&app, &id).await == "completed" }).await;
+    worker.stop().await;
+    assert_eq!(sent_to(&domain).await.len(), 5);
+    let (s, _) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/cancel"), Some(t), None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a completed campaign cannot be cancelled");
+
+    let other = email_campaign(&app, &ids).await;
+    let (s, j) = app.send("POST", &format!("/api/v1/outbound/campaigns/{other}/cancel"), Some(t), None).await;
+    assert_eq!((s, j["data"]["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let (s, _) = app.send("POST", &format!("/api/v1/outbound/campaigns/{other}/start"), Some(t), None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn tts_jobs_store_audio_and_embedding_jobs_never_mark_entries_done() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    async fn speak(headers: axum::http::HeaderMap, Path(voice): Path<String>, body: String) -> impl IntoResponse {
+        let key = headers.get("xi-api-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if key != "el-key" {
+            return (StatusCode::UNAUTHORIZED, Vec::new());
+        }
+        let body: Value = serde_json::from_str(&body).unwrap();
+        (StatusCode::OK, format!("ID3-{voice}-{}", body["text"].as_str().unwrap()).into_bytes())
+    }
+    let stub = Router::new().route("/v1/text-to-speech/{voice}", post(speak));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, stub).await.unwrap() });
+
+    let (s, r) =
+        app.send("POST", "/api/v1/tts", Some(t), Some(json!({"text": "Welcome aboard", "voice_id": "voice1"}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let tts_id = r["data"]["id"].as_str().unwrap().to_owned();
+    let (s, k) = app
+        .send(
+            "POST",
+            "/api/v1/knowledge",
+            Some(t),
+            Some(json!({"title": "Hours", "content": "We open at nine.", "category": "faq"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let kid = k["data"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = app.send("POST", &format!("/api/v1/knowledge/{kid}/generate-embedding"), Some(t), None).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+
+    let ctx = job_context(
+        &app,
+        &[("ELEVENLABS_API_KEY", "el-key".into()), ("ELEVENLABS_BASE_URL", format!("http://{addr}"))],
+        Duration::from_secs(30),
+    );
+    let worker = RunningWorker::start(ctx.clone(), &["tts", "embeddings"], Duration::from_secs(30));
+    wait_for("the audio", Duration::from_secs(30), || async {
+        let (_, r) = app.get(&format!("/api/v1/tts/{tts_id}"), t).await;
+        r["data"]["status"] == "completed"
+    })
+    .await;
+    let (_, r) = app.get(&format!("/api/v1/tts/{tts_id}"), t).await;
+    let url = r["data"]["audio_url"].as_str().unwrap();
+    assert!(url.starts_with("file://") && url.ends_with(&format!("{tts_id}.mp3")), "{url}");
+    let stored = std::fs::read(url.trim_start_matches("file://")).unwrap();
+    assert_eq!(stored, b"ID3-voice1-Welcome aboard");
+    assert_eq!(r["data"]["audio_bytes"], stored.len());
+
+    // This worker has no embedder: the embedding job is retried later and the entry stays pending.
+    wait_for("the embedding job to be retried", Duration::from_secs(10), || async {
+        app.state.queue.sizes("embeddings").await.unwrap().delayed == 1
+    })
+    .await;
+    worker.stop().await;
+    let (_, entry) = app.get(&format!("/api/v1/knowledge/{kid}"), t).await;
+    assert_eq!(entry["data"]["embedding_status"], "pending");
+}
+
+#[tokio::test]
+async fn scheduler_runs_each_tick_once_across_instances_and_prevents_overlap() {
+    let app = TestApp::spawn().await;
+    let tasks = scheduler::tasks(|_| None).unwrap();
+    let a = Scheduler::new(app.db.pool.clone(), app.state.queue.clone());
+    let mut b = Scheduler::new(app.db.pool.clone(), app.state.queue.clone());
+    b.instance = format!("{}-b", b.instance);
+    let task = scheduler::find(&tasks, "campaigns:dispatch").unwrap();
+    let tick = chrono::Utc::now();
+    let (ra, rb) = tokio::join!(a.run_tick(task, tick), b.run_tick(task, tick));
+    let ran = [&ra, &rb].iter().filter(|o| matches!(o, TickOutcome::Ran(_))).count();
+    let taken = [&ra, &rb].iter().filter(|o| matches!(o, TickOutcome::TakenElsewhere)).count();
+    assert_eq!((ran, taken), (1, 1), "{ra:?} {rb:?}");
+    let runs: i64 = sqlx::query_scalar("select count(*) from scheduled_task_runs where task = $1 and tick = $2")
+        .bind(task.name)
+        .bind(tick)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 1);
+
+    // An unfinished run blocks a no-overlap task; a stale one does not.
+    let sweep = scheduler::find(&tasks, "embeddings:process").unwrap();
+    sqlx::query(
+        "insert into scheduled_task_runs (task, tick, instance) values ($1, now() - interval '1 minute', 'elsewhere')",
+    )
+    .bind(sweep.name)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(a.run_now(sweep).await, TickOutcome::SkippedOverlap);
+    sqlx::query("update scheduled_task_runs set started_at = now() - interval '2 hours' where instance = 'elsewhere'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(matches!(a.run_now(sweep).await, TickOutcome::Ran(_)));
+
+    // Scheduled campaigns start and are dispatched; scheduled ones without recipients go back to draft.
+    let domain = format!("{}.sched.example", unique());
+    let ids = customers(&app, &domain, 2).await;
+    let id = email_campaign(&app, &ids).await;
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query("update outbound_campaigns set status = 'scheduled', scheduled_at = now() - interval '1 second' where id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let start = scheduler::find(&tasks, "campaigns:start-scheduled").unwrap();
+    let outcome = a.run_now(start).await;
+    assert!(matches!(&outcome, TickOutcome::Ran(d) if d.starts_with("1 campaigns started")), "{outcome:?}");
+    assert_eq!(campaign_status(&app, &id).await, "running");
+    let queued = app.state.queue.ready_payloads("emails").await.unwrap();
+    assert!(queued.iter().any(|p| p.job == "DispatchCampaign" && p.data["campaign_id"] == json!(id)));
+
+    // Due scheduled content is published with a history row.
+    let (_, content) = app
+        .send(
+            "POST",
+            "/api/v1/content/generate",
+            Some(&app.token_a),
+            Some(json!({"content_type": "blog_post", "topic": "Spring offers"})),
+        )
+        .await;
+    if let Some(cid) = content["data"]["id"].as_str() {
+        let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+        sqlx::query(
+            "update content_workflow set status = 'scheduled', scheduled_publish_at = now() - interval '1 second'
+             where content_id = $1::uuid",
+        )
+        .bind(cid)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let publish = scheduler::find(&tasks, "content:publish-scheduled").unwrap();
+        assert_eq!(a.run_now(publish).await, TickOutcome::Ran("1 content items published".into()));
+        let (_, c) = app.get(&format!("/api/v1/content/{cid}"), &app.token_a).await;
+        assert_eq!(c["data"]["status"], "published", "{c}");
+    } else {
+        panic!("content not generated: {content}");
+    }
+}
+
+#[tokio::test]
+async fn queue_delivers_delayed_jobs_and_gives_up_after_max_tries() {
+    let app = TestApp::spawn().await;
+    let q = &app.state.queue;
+    let mut payload = queue::JobPayload::new(queue::SEND_SMS, json!({"n": 1}));
+    payload.max_tries = 2;
+    q.push_payload(&payload, Some(Duration::from_millis(300))).await.unwrap();
+    assert!(q.pop("sms", Duration::from_secs(5)).await.unwrap().is_none(), "delayed: not ready yet");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    q.migrate_due("sms").await.unwrap();
+    let job = q.pop("sms", Duration::from_millis(200)).await.unwrap().unwrap().unwrap();
+    assert_eq!((job.payload.uuid, job.attempts), (payload.uuid, 1));
+    // Not acknowledged: after the reservation lapses it is delivered again, counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.migrate_due("sms").await.unwrap();
+    let again = q.pop("sms", Duration::from_millis(200)).await.unwrap().unwrap().unwrap();
+    assert_eq!((again.payload.uuid, again.attempts), (payload.uuid, 2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.migrate_due("sms").await.unwrap();
+
+    // A worker sees the third delivery of a two-try job: failed_jobs, with the reason.
+    let ctx = job_context(&app, &[], Duration::from_secs(5));
+    let worker = RunningWorker::start(ctx, &["sms"], Duration::from_secs(5));
+    wait_for("the failed job", Duration::from_secs(10), || async {
+        failed::list(&app.db.pool).await.unwrap().iter().any(|j| j.uuid == payload.uuid)
+    })
+    .await;
+    worker.stop().await;
+    let f = failed::list(&app.db.pool).await.unwrap().into_iter().find(|j| j.uuid == payload.uuid).unwrap();
+    assert!(f.exception.contains("taken 3 times"), "{}", f.exception);
+    let sizes = q.sizes("sms").await.unwrap();
+    assert_eq!((sizes.ready, sizes.delayed, sizes.reserved), (0, 0, 0));
+    assert!(failed::forget(&app.db.pool, payload.uuid).await.unwrap());
+    assert!(failed::list(&app.db.pool).await.unwrap().iter().all(|j| j.uuid != payload.uuid));
+}
+
+/// GET through the router, returning status, content type and `Location`.
+trait OneshotGet {
+    async fn oneshot_get(self, path: &str) -> (StatusCode, String, Option<String>);
+}
+
+impl OneshotGet for Router {
+    async fn oneshot_get(self, path: &str) -> (StatusCode, String, Option<String>) {
+        use tower::ServiceExt;
+        let res = self.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let header =
+            |name| res.headers().get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_owned);
+        (res.status(), header("content-type").unwrap_or_default(), header("location"))
+    }
+}
+
+#[tokio::test]
+async fn embedding_jobs_store_vectors_that_find_paraphrased_questions() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let faq = [
+        ("Opening hours", "We are open Monday to Friday from 9am to 5pm, and closed on weekends."),
+        ("Refunds", "You can return any product within 30 days for a full refund of the purchase price."),
+        ("Delivery", "Orders ship within two business days; delivery takes three to five days."),
+    ];
+    let mut ids = Vec::new();
+    for (title, content) in faq {
+        let (s, k) = app
+            .send(
+                "POST",
+                "/api/v1/knowledge",
+                Some(t),
+                Some(json!({"title": title, "content": content, "category": "faq"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        let id = k["data"]["id"].as_str().unwrap().to_owned();
+        let (s, _) = app.send("POST", &format!("/api/v1/knowledge/{id}/generate-embedding"), Some(t), None).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        ids.push(id);
+    }
+    let ctx = with_local_embedder(job_context(&app, &[], Duration::from_secs(30)));
+    let worker = RunningWorker::start(ctx, &["embeddings"], Duration::from_secs(30));
+    wait_for("all entries embedded", Duration::from_secs(60), || async {
+        let mut done = true;
+        for id in &ids {
+            let (_, e) = app.get(&format!("/api/v1/knowledge/{id}"), t).await;
+            done &= e["data"]["embedding_status"] == "completed";
+        }
+        done
+    })
+    .await;
+    worker.stop().await;
+
+    let model =
+        fibonacco_search::embed::local::MiniLm::load(&fibonacco_search::embed::local::MiniLm::default_dir()).unwrap();
+    for (question, expected) in [
+        ("When can I visit your store?", 0),
+        ("How do I get my money back?", 1),
+        ("How long until my package arrives?", 2),
+    ] {
+        let q = model.embed_blocking(&[question.to_owned()]).unwrap().remove(0);
+        let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+        let hits: Vec<(Uuid, f64)> =
+            sqlx::query_as("select id, similarity from knowledge_semantic_search($1, $2::text::vector, 3)")
+                .bind(app.tenant_a)
+                .bind(fibonacco_search::embed::pgvector_literal(&q))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        let (model_name,): (String,) = sqlx::query_as("select embedding_model from knowledge_base where id = $1::uuid")
+            .bind(&ids[expected])
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(model_name, "all-MiniLM-L6-v2");
+        assert_eq!(hits[0].0.to_string(), ids[expected], "{question}: {hits:?}");
+        assert!(hits[0].1 > hits[1].1);
+    }
+}

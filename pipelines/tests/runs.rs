@@ -1,0 +1,513 @@
+//! The analytics pipelines end to end: synthetic data seeded through Postgres, captured
+//! into the lake, computed by the batch and watch runs, read back through the API.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use fibonacco_analytics::{AnalyticsConfig, bridge, engagement, predictive};
+use fibonacco_api::testing::TestApp;
+use fibonacco_bench::synthetic;
+use fibonacco_ingest::{Ingest, IngestConfig, Lake, Running, slot, view};
+use fibonacco_pipelines::{Pipeline, Pipelines, watch::Watch};
+use fibonacco_platform::{TenantId, auth, config::Secret};
+use polars::prelude::IntoLazy;
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+const END: &str = "2026-11-01";
+
+fn as_of() -> DateTime<Utc> {
+    "2026-11-01T00:00:00Z".parse().unwrap()
+}
+
+struct Env {
+    app: TestApp,
+    /// Connections that see every tenant (row-level security bypassed), for checks.
+    admin: PgPool,
+    lake: PathBuf,
+    slot: String,
+    running: Option<Running>,
+}
+
+impl Env {
+    /// A test app whose database holds `customers` seeded customers, with the capture
+    /// streaming into a fresh lake.
+    async fn seeded(customers: u32, tenants: u32, days: u32) -> Self {
+        let app = TestApp::spawn().await;
+        let slot = format!("p_{}", &app.db.name["fibtest_".len()..]);
+        let lake = std::env::temp_dir().join(format!("fib-lake-{slot}"));
+        let _ = std::fs::remove_dir_all(&lake);
+        // What `fibonacco seed --customers … --seed 7 --end END` does (the command itself is
+        // tested with the binary, in the workspace root).
+        let plan = synthetic::Plan { customers: customers.into(), tenants, days, seed: 7, end: END.parse().unwrap() };
+        plan.check().unwrap();
+        synthetic::seed(&app.db.pool, &plan, false).await.expect("seed");
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("set app.bypass_rls = 'on'").execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(&app.db.url)
+            .await
+            .unwrap();
+        let mut env = Env { app, admin, lake, slot, running: None };
+        let mut running = Ingest::connect(env.ingest_config()).await.unwrap().spawn();
+        let started = tokio::time::timeout(Duration::from_secs(120), running.wait_until(|p| p.streaming)).await;
+        assert!(started.is_ok_and(|r| r.is_ok()), "ingest did not start streaming");
+        env.running = Some(running);
+        env
+    }
+
+    fn ingest_config(&self) -> IngestConfig {
+        let mut config = IngestConfig::new(Secret::new(self.app.db.url.clone()), self.lake.display().to_string());
+        config.slot = self.slot.clone();
+        config.flush_interval = Duration::from_millis(50);
+        config
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.admin
+    }
+
+    fn pipelines(&self) -> Pipelines {
+        Pipelines {
+            pool: self.app.db.pool.clone(),
+            lake: Lake::open(&self.lake.display().to_string()).unwrap(),
+            config: AnalyticsConfig::default(),
+            progress: false,
+        }
+    }
+
+    async fn tenant(&self, slug: &str) -> TenantId {
+        let id: Uuid = sqlx::query_scalar("select id from tenants where slug = $1")
+            .bind(slug)
+            .fetch_one(self.pool())
+            .await
+            .unwrap();
+        TenantId::from_uuid(id)
+    }
+
+    async fn token(&self, tenant: TenantId) -> String {
+        auth::issue_token(self.pool(), tenant, "analytics", &[], None).await.unwrap().plain_text
+    }
+
+    async fn cleanup(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        let _ = slot::wait_inactive(self.pool(), &self.slot, Duration::from_secs(15)).await;
+        slot::drop_slot(self.pool(), &self.slot).await.unwrap();
+        let _ = std::fs::remove_dir_all(&self.lake);
+    }
+}
+
+async fn scalar_i64(pool: &PgPool, sql: &str, tenant: TenantId) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(tenant)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
+    // Seeded before the capture started: the snapshot holds all of it.
+    let env = Env::seeded(600, 2, 240).await;
+    let pipelines = env.pipelines();
+    let reports = pipelines.run(&Pipeline::ALL, as_of()).await.unwrap();
+    assert_eq!(reports.len(), 4);
+    let manifest = Lake::open(&env.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
+    let lsn = slot::format_lsn(manifest.durable_lsn);
+    for r in &reports {
+        assert_eq!(r.input_lsn, lsn);
+        assert!(r.rows_written > 0, "{r:?}");
+        assert!(!r.derived.is_empty(), "{:?} wrote nothing to the lake", r.pipeline);
+        for path in &r.derived {
+            assert!(env.lake.join(path).exists(), "{path} missing");
+        }
+    }
+    let runs: i64 = sqlx::query_scalar("select count(*) from pipeline_runs where mode = 'batch' and input_lsn = $1")
+        .bind(&lsn)
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+    assert_eq!(runs, 4);
+
+    // Every customer has an engagement score and a purchase probability.
+    let customers: i64 = sqlx::query_scalar("select count(*) from crm_customers where created_at <= $1")
+        .bind(as_of())
+        .fetch_one(env.pool())
+        .await
+        .unwrap();
+    for table in ["customer_engagement_scores", "customer_predictive_scores"] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, customers, "{table}");
+    }
+
+    // The model finds the hidden propensity: well above chance and above the
+    // "bought recently" rule, and the same inputs give the same model.
+    let details = &reports.iter().find(|r| r.pipeline == Pipeline::Predictive).unwrap().details;
+    let auc = details["auc_validation"].as_f64().unwrap();
+    let baseline = details["baseline_auc_recent_buyer"].as_f64().unwrap();
+    eprintln!("predictive: {details}");
+    assert!(auc > 0.7, "validation AUC {auc}");
+    assert!(auc > baseline + 0.05, "AUC {auc} vs recent-buyer rule {baseline}");
+    let (ctx, _) = view::session(&pipelines.lake).await.unwrap();
+    let config = AnalyticsConfig::default();
+    let inputs = predictive::inputs(&ctx, &config.engagement).await.unwrap();
+    let a = predictive::train(&inputs, &config.engagement, &config.predictive, as_of()).unwrap();
+    let b = predictive::train(&inputs, &config.engagement, &config.predictive, as_of()).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.version, details["model_version"].as_str().unwrap());
+
+    // DataFusion and Polars compute the same engagement over the lake.
+    let scores =
+        bridge::frame_of(engagement::scores(&ctx, &config.engagement, as_of(), None).await.unwrap()).await.unwrap();
+    let events = bridge::query_frame(&ctx, &engagement::events_sql(&config.engagement, "a.customer_id")).await.unwrap();
+    let polars = engagement::score_frame(
+        engagement::decayed_components(events.lazy(), &config.engagement, as_of().timestamp_micros()),
+        &config.engagement,
+    )
+    .collect()
+    .unwrap();
+    let by_key: std::collections::HashMap<String, f64> = polars
+        .column("key")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .zip(polars.column("score").unwrap().f64().unwrap().iter())
+        .map(|(k, s)| (k.unwrap().to_string(), s.unwrap()))
+        .collect();
+    let ids = scores.column("customer_id").unwrap().str().unwrap().clone();
+    let values = scores.column("score").unwrap().f64().unwrap().clone();
+    let mut compared = 0;
+    for i in 0..scores.height() {
+        let expected = by_key.get(ids.get(i).unwrap()).copied().unwrap_or(0.0);
+        assert!((values.get(i).unwrap() - expected).abs() < 1e-9, "customer {:?}", ids.get(i));
+        compared += usize::from(expected > 0.0);
+    }
+    assert!(compared > 100, "only {compared} customers with activity");
+
+    // The API reads what was computed, per tenant.
+    let t1 = env.tenant("seed-7-1").await;
+    let t2 = env.tenant("seed-7-2").await;
+    let token = env.token(t1).await;
+    let app = &env.app;
+    let range = "from=2026-03-01&to=2026-10-31";
+    let (status, body) = app.get(&format!("/api/v1/crm/dashboard/analytics?{range}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["meta"]["as_of"], "2026-11-01T00:00:00Z");
+    assert_eq!(body["meta"]["period"]["from"], "2026-03-01");
+    let pool = env.pool();
+    let window = "between '2026-03-01'::timestamptz and '2026-11-01'::timestamptz";
+    let new_customers = scalar_i64(
+        pool,
+        &format!("select count(*) from crm_customers where tenant_id = $1 and created_at {window}"),
+        t1,
+    )
+    .await;
+    assert_eq!(body["data"]["customers"]["new_customers"], new_customers);
+    let sent = scalar_i64(
+        pool,
+        &format!("select count(*) from outbound_campaign_recipients where tenant_id = $1 and sent_at {window}"),
+        t1,
+    )
+    .await;
+    assert_eq!(body["data"]["campaigns"]["sent"], sent);
+    let revenue = scalar_i64(
+        pool,
+        &format!("select sum(amount_minor)::int8 from orders where tenant_id = $1 and status = 'paid' and created_at {window}"),
+        t1,
+    )
+    .await;
+    assert_eq!(body["data"]["orders"][0]["revenue_minor"], revenue);
+    assert_eq!(body["data"]["series"].as_array().unwrap().len(), 245);
+
+    let (status, body) = app.get(&format!("/api/v1/crm/analytics/purchases?{range}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["totals"][0]["revenue_minor"], revenue);
+    let by_service: i64 =
+        body["data"]["by_service"].as_array().unwrap().iter().map(|s| s["revenue_minor"].as_i64().unwrap()).sum();
+    assert_eq!(by_service, revenue);
+
+    let reads = scalar_i64(
+        pool,
+        &format!(
+            "select count(*) from customer_activities where tenant_id = $1 and occurred_at {window}
+             and activity_type in ('article_read', 'faq_read', 'knowledge_view', 'presentation_view')"
+        ),
+        t1,
+    )
+    .await;
+    let (status, body) = app.get(&format!("/api/v1/crm/analytics/learning?{range}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["total_events"], reads);
+    assert!(!body["data"]["top_content"].as_array().unwrap().is_empty());
+
+    let (status, body) = app.get(&format!("/api/v1/crm/analytics/interest?{range}&channel=web"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["data"]["total_events"].as_i64().unwrap() > reads);
+    assert_eq!(body["meta"]["period"]["filters"]["channel"], "web");
+
+    let (status, body) = app.get(&format!("/api/v1/crm/analytics/campaign-performance?{range}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["totals"]["sent"], sent);
+    let campaign =
+        body["data"]["campaigns"].as_array().unwrap().iter().find(|c| c["channel"] == "email").unwrap().clone();
+    assert!(campaign["rates"]["delivery_rate"].as_f64().unwrap() > 0.5, "{campaign}");
+    assert!(campaign["roi"]["cost_minor"].as_i64().unwrap() > 0);
+
+    // Bad ranges and filters are 422, never 500.
+    for bad in [
+        "from=2026-10-31&to=2026-10-01",
+        "from=2020-01-01&to=2026-10-31",
+        "from=yesterday",
+        "channel=fax",
+        "campaign_id=not-a-uuid",
+    ] {
+        let (status, body) = app.get(&format!("/api/v1/crm/analytics/campaign-performance?{bad}"), &token).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "VALIDATION_FAILED", "{body}");
+    }
+
+    // Scores of one customer, with their parts; another tenant's customer is 404.
+    let customer: Uuid = sqlx::query_scalar(
+        "select customer_id from customer_engagement_scores where tenant_id = $1 order by score desc limit 1",
+    )
+    .bind(t1)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let (status, body) = app.get(&format!("/api/v1/crm/customers/{customer}/engagement-score"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let score = body["data"]["score"].as_f64().unwrap();
+    let parts: f64 = body["data"]["components"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+    assert!(score > 0.0 && (score - parts).abs() < 0.05, "{body}");
+    let (status, body) = app.get(&format!("/api/v1/crm/customers/{customer}/predictive-score"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["model_version"], a.version);
+    assert_eq!(body["data"]["top_features"].as_array().unwrap().len(), 3);
+    assert!(body["data"]["model_metrics"]["auc_validation"].as_f64().unwrap() > 0.7);
+    let token2 = env.token(t2).await;
+    for path in ["engagement-score", "predictive-score"] {
+        let (status, _) = app.get(&format!("/api/v1/crm/customers/{customer}/{path}"), &token2).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} across tenants");
+    }
+    let (status, _) = app.get(&format!("/api/v1/crm/customers/{}/engagement-score", Uuid::new_v4()), &token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let row = sqlx::query(
+        "select c.id, c.type, c.fixed_cost_minor,
+                (select count(*) from outbound_campaign_recipients r where r.campaign_id = c.id and r.sent_at is not null) as sends
+         from outbound_campaigns c where c.tenant_id = $1 and c.type = 'sms' limit 1",
+    )
+    .bind(t1)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let campaign: Uuid = row.get("id");
+    let (status, body) = app.get(&format!("/api/v1/crm/campaigns/{campaign}/roi"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sends: i64 = row.get("sends");
+    let fixed: i64 = row.get("fixed_cost_minor");
+    assert_eq!(body["data"]["cost"]["sends"], sends);
+    assert_eq!(body["data"]["cost"]["total_minor"], sends * 8 + fixed);
+    let (status, _) = app.get(&format!("/api/v1/crm/campaigns/{campaign}/roi"), &token2).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The other tenant sees only its own numbers.
+    let (_, other) = app.get(&format!("/api/v1/crm/analytics/campaign-performance?{range}"), &token2).await;
+    let ours: Vec<&Value> = other["data"]["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["campaign_id"] == campaign.to_string())
+        .collect();
+    assert!(ours.is_empty());
+
+    // A token without the ability is refused.
+    let narrow = app.token_with(t1, &["customers:read"], None).await;
+    let (status, _) = app.get("/api/v1/crm/dashboard/analytics", &narrow).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The data team's notebooks run against this lake and database (nbclient).
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = std::process::Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/scripts/run_notebooks.py"))
+        .arg(env.lake.join("_notebooks"))
+        .env("INGEST_LAKE", &env.lake)
+        .env("DATABASE_URL", &env.app.db.url)
+        .env("MPLBACKEND", "Agg")
+        .output()
+        .expect("the project venv has python (scripts/stack.sh install)");
+    assert!(
+        out.status.success(),
+        "notebooks failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    env.cleanup().await;
+}
+
+async fn engagement_table(pool: &PgPool) -> Vec<(Uuid, String, String)> {
+    sqlx::query_as("select customer_id, score::text, components::text from customer_engagement_scores order by 1")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// campaign, sends, cost, last-touch revenue, linear orders, linear revenue, both ROIs
+type RoiRow = (Uuid, i64, i64, i64, String, i64, Option<f64>, Option<f64>);
+
+async fn roi_table(pool: &PgPool) -> Vec<RoiRow> {
+    sqlx::query_as(
+        "select campaign_id, sends, cost_minor, last_touch_revenue_minor, linear_orders::text, linear_revenue_minor,
+                last_touch_roi, linear_roi
+         from campaign_roi order by 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
+    let mut env = Env::seeded(150, 1, 120).await;
+    let pipelines = env.pipelines();
+    pipelines.run(&[Pipeline::Engagement, Pipeline::Roi], as_of()).await.unwrap();
+    let before = engagement_table(env.pool()).await;
+
+    let feed = env.running.as_ref().unwrap().feed.subscribe();
+    let (progress, mut progress_rx) = tokio::sync::watch::channel(Default::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watch = Watch {
+        pipelines: std::sync::Arc::new(env.pipelines()),
+        as_of: Some(as_of()),
+        debounce: Duration::from_millis(50),
+    };
+    let task = tokio::spawn(watch.run(feed, progress, async move {
+        let _ = stopped.await;
+    }));
+
+    let pool = env.pool().clone();
+    let tenant: Uuid =
+        sqlx::query_scalar("select id from tenants where slug = 'seed-7-1'").fetch_one(&pool).await.unwrap();
+    let customers: Vec<Uuid> =
+        sqlx::query_scalar("select id from crm_customers where tenant_id = $1 order by id limit 4")
+            .bind(tenant)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let campaign: Uuid =
+        sqlx::query_scalar("select id from outbound_campaigns where tenant_id = $1 and type = 'email' limit 1")
+            .bind(tenant)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let lake_before = env.running.as_ref().unwrap().progress.borrow().durable_lsn;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("set local app.bypass_rls = 'on'").execute(&mut *tx).await.unwrap();
+    // A new activity for the first customer, the day before as_of.
+    sqlx::query(
+        "insert into customer_activities (tenant_id, customer_id, activity_type, channel, occurred_at)
+         values ($1, $2, 'sales_contact', 'web', '2026-10-31T12:00:00Z'), ($1, $2, 'email_reply', 'email', '2026-10-31T13:00:00Z')",
+    )
+    .bind(tenant)
+    .bind(customers[0])
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    // The second customer gets a send of the campaign and then pays an order.
+    sqlx::query(
+        "insert into outbound_campaign_recipients (tenant_id, campaign_id, customer_id, status, sent_at)
+         values ($1, $2, $3, 'sent', '2026-10-20T09:00:00Z') on conflict (campaign_id, customer_id) do update set sent_at = excluded.sent_at",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(customers[1])
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into orders (tenant_id, customer_id, order_number, status, amount_minor, paid_at)
+         values ($1, $2, 'WATCH-1', 'paid', 12345, '2026-10-25T10:00:00Z')",
+    )
+    .bind(tenant)
+    .bind(customers[1])
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    // The third customer loses an activity (a delete carries only the key).
+    sqlx::query(
+        "delete from customer_activities where id = (select id from customer_activities where customer_id = $1 and occurred_at <= $2 order by occurred_at desc limit 1)",
+    )
+    .bind(customers[2])
+    .bind(as_of())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let committed = Instant::now();
+
+    // The new activity shows in the first customer's score.
+    let old = before.iter().find(|r| r.0 == customers[0]).unwrap().1.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now: String =
+            sqlx::query_scalar("select score::text from customer_engagement_scores where customer_id = $1")
+                .bind(customers[0])
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if now != old {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watch never updated the score");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("new activity visible in the engagement score {} ms after commit", committed.elapsed().as_millis());
+    // Wait for the round that includes the transaction (the lake position that made it
+    // durable), then compare with a full recompute.
+    let running = env.running.as_mut().unwrap();
+    let durable = tokio::time::timeout(Duration::from_secs(60), running.wait_until(|p| p.durable_lsn > lake_before))
+        .await
+        .expect("the capture did not take the transaction")
+        .unwrap()
+        .durable_lsn;
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        progress_rx.wait_for(|p: &fibonacco_pipelines::watch::WatchProgress| p.durable_lsn >= durable),
+    )
+    .await;
+    assert!(done.is_ok(), "the watch did not reach the last change");
+    let watched = (engagement_table(&pool).await, roi_table(&pool).await);
+    let changed: Vec<Uuid> = watched.0.iter().zip(&before).filter(|(a, b)| a != b).map(|(a, _)| a.0).collect();
+    assert!(changed.contains(&customers[0]) && changed.contains(&customers[2]), "{changed:?}");
+    assert!(changed.len() < before.len() / 2, "the watch touched {} of {} customers", changed.len(), before.len());
+    let watch_runs: i64 =
+        sqlx::query_scalar("select count(*) from pipeline_runs where mode = 'watch'").fetch_one(&pool).await.unwrap();
+    assert!(watch_runs >= 2);
+
+    pipelines.run(&[Pipeline::Engagement, Pipeline::Roi], as_of()).await.unwrap();
+    let batch = (engagement_table(&pool).await, roi_table(&pool).await);
+    assert_eq!(watched.0, batch.0, "engagement: watch != batch");
+    assert_eq!(watched.1, batch.1, "roi: watch != batch");
+
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    env.cleanup().await;
+}

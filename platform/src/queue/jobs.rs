@@ -1,0 +1,132 @@
+//! The typed payloads of the platform's jobs: the contract between who enqueues (the API,
+//! the scheduler, a dispatch) and who runs (the delivery crate's handlers). A field
+//! renamed here is renamed on both sides at once; the JSON shape is what jobs already on
+//! the queues carry, so it changes only with a migration of queued data.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{GENERATE_EMBEDDING, GENERATE_TTS, JobKind, JobPayload, Queue, QueueError, SEND_SALES_NOTIFICATION};
+use crate::TenantId;
+
+/// A payload that knows the kind of job it is.
+pub trait Job: Serialize {
+    /// The kind (name, queue, tries, backoff) this payload runs as.
+    fn kind(&self) -> JobKind;
+
+    /// The payload as it goes onto the queue.
+    fn payload(&self) -> Result<JobPayload, QueueError> {
+        Ok(JobPayload::new(self.kind(), serde_json::to_value(self)?))
+    }
+}
+
+/// `DispatchCampaign`: turn a running campaign's pending recipients into send jobs. It
+/// runs on the channel's queue (`kind` is [`super::DISPATCH_CAMPAIGN`] moved there).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DispatchCampaign {
+    pub tenant_id: Uuid,
+    pub campaign_id: Uuid,
+    #[serde(skip)]
+    pub on: Option<JobKind>,
+}
+
+impl Job for DispatchCampaign {
+    fn kind(&self) -> JobKind {
+        self.on.unwrap_or(super::DISPATCH_CAMPAIGN)
+    }
+}
+
+/// `SendEmailCampaign`, `SendSMS`, `MakePhoneCall`: one recipient of a campaign.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendToRecipient {
+    pub tenant_id: Uuid,
+    pub campaign_id: Uuid,
+    pub recipient_id: Uuid,
+    #[serde(skip)]
+    pub on: Option<JobKind>,
+}
+
+impl Job for SendToRecipient {
+    fn kind(&self) -> JobKind {
+        self.on.unwrap_or(super::SEND_EMAIL_CAMPAIGN)
+    }
+}
+
+/// `GenerateTTS`: speak one TTS request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateTts {
+    pub tenant_id: Uuid,
+    pub tts_request_id: Uuid,
+}
+
+impl Job for GenerateTts {
+    fn kind(&self) -> JobKind {
+        GENERATE_TTS
+    }
+}
+
+/// `GenerateEmbedding`: embed a knowledge entry or an article (exactly one is set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateEmbedding {
+    pub tenant_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub article_id: Option<Uuid>,
+}
+
+impl GenerateEmbedding {
+    pub fn knowledge(tenant: TenantId, id: Uuid) -> Self {
+        Self { tenant_id: tenant.as_uuid(), knowledge_id: Some(id), article_id: None }
+    }
+
+    pub fn article(tenant: TenantId, id: Uuid) -> Self {
+        Self { tenant_id: tenant.as_uuid(), knowledge_id: None, article_id: Some(id) }
+    }
+}
+
+impl Job for GenerateEmbedding {
+    fn kind(&self) -> JobKind {
+        GENERATE_EMBEDDING
+    }
+}
+
+/// `SendSalesNotification`: tell the sales team about a learning-center lead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendSalesNotification {
+    pub tenant_id: Uuid,
+    pub sales_contact_id: Uuid,
+}
+
+impl Job for SendSalesNotification {
+    fn kind(&self) -> JobKind {
+        SEND_SALES_NOTIFICATION
+    }
+}
+
+impl Queue {
+    /// Appends a typed job and returns its uuid.
+    pub async fn enqueue(&self, job: &impl Job) -> Result<Uuid, QueueError> {
+        let payload = job.payload()?;
+        self.push_payload(&payload, None).await?;
+        Ok(payload.uuid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_keep_the_json_shape_of_queued_jobs() {
+        let t = Uuid::now_v7();
+        let k = Uuid::now_v7();
+        let job = GenerateEmbedding { tenant_id: t, knowledge_id: Some(k), article_id: None };
+        assert_eq!(serde_json::to_value(&job).unwrap(), serde_json::json!({"tenant_id": t, "knowledge_id": k}));
+        let send = SendToRecipient { tenant_id: t, campaign_id: k, recipient_id: t, on: Some(super::super::SEND_SMS) };
+        let p = send.payload().unwrap();
+        assert_eq!(p.job, "SendSMS");
+        assert_eq!(p.queue, "sms");
+        assert_eq!(p.data, serde_json::json!({"tenant_id": t, "campaign_id": k, "recipient_id": t}));
+    }
+}

@@ -1,0 +1,6 @@
+//! The search crate's one test binary: the local embedder against sentence-transformers,
+//! and `/api/v1/search` over the real stack (pgvector and the Qdrant engine).
+
+mod queries;
+mod similarity;
+mod support;

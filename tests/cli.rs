@@ -1,0 +1,66 @@
+//! The administrative commands: tenants, tokens, the demo seed and the OpenAPI document.
+
+use std::process::Command;
+
+use axum::http::StatusCode;
+use fibonacco_api::testing::TestApp;
+
+use crate::fibonacco as cli;
+
+#[tokio::test]
+async fn openapi_subcommand_needs_no_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fibonacco")).arg("openapi").env_clear().output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(spec["paths"]["/api/v1/customers"].is_object());
+}
+
+#[tokio::test]
+async fn cli_creates_tenants_and_tokens_that_the_api_accepts() {
+    let app = TestApp::spawn().await;
+    let out = cli(&app.db.url).args(["tenant", "create", "--name", "Cli Shop"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli-shop"));
+
+    let dup = cli(&app.db.url).args(["tenant", "create", "--name", "Cli Shop"]).output().unwrap();
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+
+    let out = cli(&app.db.url)
+        .args(["token", "create", "--tenant", "cli-shop", "--abilities", "customers:read", "--expires-in", "1h"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (status, _) = app.get("/api/v1/customers", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.send("POST", "/api/v1/customers", Some(&token), Some(serde_json::json!({"name": "x"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    for bad in [
+        vec!["token", "create", "--tenant", "nobody"],
+        vec!["token", "create", "--tenant", "cli-shop", "--expires-in", "soon"],
+        vec!["token", "create", "--tenant", "cli-shop", "--abilities", "Not Valid"],
+    ] {
+        let out = cli(&app.db.url).args(&bad).output().unwrap();
+        assert!(!out.status.success(), "{bad:?} should fail");
+        assert!(String::from_utf8_lossy(&out.stderr).starts_with("error:"), "{bad:?}: a clear error");
+    }
+}
+
+#[tokio::test]
+async fn seed_demo_is_idempotent_and_its_token_works() {
+    let app = TestApp::spawn().await;
+    let first = cli(&app.db.url).args(["seed", "--demo"]).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = cli(&app.db.url).args(["seed", "--demo"]).output().unwrap();
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already present"));
+    let token = String::from_utf8(second.stdout).unwrap().trim().to_owned();
+    let (status, list) = app.get("/api/v1/customers?per_page=50", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["meta"]["pagination"]["total"], 12, "seeded once, not twice");
+    let id = list["data"][0]["id"].as_str().unwrap();
+    let (_, ctx) = app.get(&format!("/api/v1/customers/{id}/ai-context"), &token).await;
+    assert_eq!(ctx["data"]["recent_conversations"][0]["messages"].as_array().unwrap().len(), 3);
+}

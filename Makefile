@@ -7,7 +7,7 @@ STACK := scripts/stack.sh
 # Load the stack's DATABASE_URL / REDIS_URL unless the caller set them.
 WITH_ENV = set -a; [ -f .stack/env ] && . .stack/env; set +a;
 
-.PHONY: run test stack stop status build bench lint fmt openapi clean-test-dbs
+.PHONY: run test stack stop status build bench lint fmt openapi clean-test-dbs notebooks
 
 stack:
 	@$(STACK) install
@@ -38,6 +38,11 @@ test: stack
 AREA ?= api
 bench: stack
 	@$(WITH_ENV) cargo run --release --bin fibonacco -- bench $(AREA) $(BENCH_ARGS)
+
+# Executes the notebooks against the current lake and database; executed copies and HTML
+# (open notebooks/html/*.html in a browser) land in notebooks/html/.
+notebooks: stack
+	@$(WITH_ENV) .venv/bin/python scripts/run_notebooks.py notebooks/html
 
 lint:
 	cargo fmt --all -- --check

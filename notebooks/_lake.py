@@ -63,3 +63,22 @@ def query(sql: str, *params) -> pl.DataFrame:
         cur.execute(sql, params)
         columns = [d.name for d in cur.description]
         return pl.DataFrame(cur.fetchall(), schema=columns, orient="row")
+
+
+def show(fig) -> None:
+    """Shows a figure inline, after checking that it drew data (bars, points, a curve of
+    more than two points, an image): a chart with nothing on it fails the notebook."""
+    drawn = 0
+    for ax in fig.axes:
+        drawn += len(ax.patches) + len(ax.images)
+        drawn += sum(1 for line in ax.lines if len(line.get_xdata()) > 2)
+        drawn += sum(len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets"))
+    title = next((ax.get_title() for ax in fig.axes if ax.get_title()), "untitled")
+    if drawn == 0:
+        raise AssertionError(f"the figure '{title}' drew no data")
+    from IPython.display import display
+    import matplotlib.pyplot as plt
+
+    display(fig)
+    # Displayed once: the inline backend would show it again at the end of the cell.
+    plt.close(fig)

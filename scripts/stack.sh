@@ -69,12 +69,13 @@ install_moto() {
 }
 
 # The data team's side: notebooks (Polars, matplotlib, psycopg) executed by nbclient in
-# `make test`, and DuckDB as the benchmark's baseline over the same Parquet lake.
+# `make test` (HTML copies by nbconvert), and DuckDB as the benchmark's baseline over the
+# same Parquet lake.
 install_notebooks() {
-  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("polars", "matplotlib", "nbclient", "ipykernel", "psycopg", "duckdb")))' 2>/dev/null; then
-    log "installing polars, matplotlib, nbclient, ipykernel, psycopg and duckdb into $VENV"
+  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("polars", "matplotlib", "nbclient", "nbconvert", "ipykernel", "psycopg", "duckdb")))' 2>/dev/null; then
+    log "installing polars, matplotlib, nbclient, nbconvert, ipykernel, psycopg and duckdb into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'polars>=1,<2' 'matplotlib>=3.8,<4' \
-      'nbclient>=0.10,<1' 'nbformat>=5.9,<6' 'ipykernel>=6.29,<8' 'psycopg[binary]>=3.2,<4' 'duckdb>=1.1,<2'
+      'nbclient>=0.10,<1' 'nbformat>=5.9,<6' 'nbconvert>=7,<8' 'ipykernel>=6.29,<8' 'psycopg[binary]>=3.2,<4' 'duckdb>=1.1,<2'
   fi
 }
 
@@ -267,8 +268,20 @@ start_redis() {
   exit 1
 }
 
+# The local APP_KEY (it signs tracking links): generated once, kept in .stack/app_key so
+# links in mail already sent keep working across `make run`s.
+local_app_key() {
+  if [ ! -s "$STACK/app_key" ]; then
+    mkdir -p "$STACK"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STACK/app_key"
+    chmod 600 "$STACK/app_key"
+  fi
+  cat "$STACK/app_key"
+}
+
 env_lines() {
   cat <<EOF
+APP_KEY=$(local_app_key)
 DATABASE_URL=postgres://$APP_ROLE:$APP_PASS@127.0.0.1:$PG_PORT/$APP_DB
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 SES_ENDPOINT=http://127.0.0.1:$SES_PORT

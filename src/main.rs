@@ -44,6 +44,9 @@ enum Command {
     /// Queues and failed jobs: `status`, `failed`, `retry <uuid|all>`, `forget <uuid>`, `flush`.
     #[command(subcommand)]
     Queue(operations::QueueCommand),
+    /// Outbound sends: `reconcile [--campaign ID]` settles sends whose outcome is unknown.
+    #[command(subcommand)]
+    Outbound(operations::OutboundCommand),
     /// Search index: `reindex` re-embeds every knowledge entry from Postgres.
     #[command(subcommand)]
     Search(operations::SearchCommand),
@@ -167,6 +170,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Scheduler => operations::scheduler(config).await,
         Command::Schedule(cmd) => operations::schedule(config, cmd).await,
         Command::Queue(cmd) => operations::queue(config, cmd).await,
+        Command::Outbound(cmd) => operations::outbound(config, cmd).await,
         Command::Search(cmd) => operations::search(config, cmd).await,
         Command::Ingest(args) => ingest::run(config, args).await,
         Command::Pipelines(args) => pipelines::run(config, args).await,

@@ -52,6 +52,21 @@ pub enum QueueCommand {
 }
 
 #[derive(Subcommand)]
+pub enum OutboundCommand {
+    /// Settle sends whose outcome is unknown: SMS and calls are looked up at Twilio
+    /// (found: recorded; never created: sent again once); e-mails stay unknown (SES has no
+    /// lookup) and are counted.
+    Reconcile {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<Uuid>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum SearchCommand {
     /// Serve the search service on its own port (`APP_HOST:SEARCH_PORT`, default 8001).
     Serve,
@@ -159,7 +174,7 @@ pub async fn scheduler(config: Config) -> anyhow::Result<()> {
     let bg = connect(&config).await?;
     let tasks = scheduler::tasks(env_lookup())?;
     eprintln!("fibonacco scheduler: {} tasks", tasks.len());
-    Scheduler::new(bg.pool, bg.queue).run(tasks, shutdown_signal()).await;
+    Scheduler::new(bg.pool, bg.queue).with_retry_after(config.queue_retry_after).run(tasks, shutdown_signal()).await;
     Ok(())
 }
 
@@ -185,7 +200,7 @@ pub async fn schedule(config: Config, cmd: ScheduleCommand) -> anyhow::Result<()
         ScheduleCommand::Run { task } => {
             let task = scheduler::find(&tasks, &task)?;
             let bg = connect(&config).await?;
-            match Scheduler::new(bg.pool, bg.queue).run_now(task).await {
+            match Scheduler::new(bg.pool, bg.queue).with_retry_after(config.queue_retry_after).run_now(task).await {
                 TickOutcome::Ran(detail) => {
                     println!("{}: {detail}", task.name);
                     Ok(())
@@ -196,6 +211,27 @@ pub async fn schedule(config: Config, cmd: ScheduleCommand) -> anyhow::Result<()
             }
         }
     }
+}
+
+pub async fn outbound(config: Config, cmd: OutboundCommand) -> anyhow::Result<()> {
+    let OutboundCommand::Reconcile { campaign, json } = cmd;
+    let bg = connect(&config).await?;
+    let providers = Providers::from_lookup(env_lookup())?;
+    let reports = fibonacco_delivery::reconcile::reconcile(&bg.pool, &bg.queue, &providers, campaign).await?;
+    if json {
+        println!("{}", serde_json::json!({ "campaigns": reports }));
+        return Ok(());
+    }
+    if reports.is_empty() {
+        println!("no sends with an unknown outcome");
+    }
+    for r in &reports {
+        println!(
+            "{} ({}): {} settled from the provider, {} never received (sent again), {} still unknown",
+            r.campaign_id, r.channel, r.settled, r.released, r.unknown
+        );
+    }
+    Ok(())
 }
 
 pub async fn queue(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
@@ -286,7 +322,7 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     });
     let worker = Worker::new(bg.queue.clone(), bg.pool.clone(), Arc::new(ctx), options);
     let worker = tokio::spawn(worker.run(wait_for(stop_rx.clone())));
-    let sched = Scheduler::new(bg.pool.clone(), bg.queue.clone());
+    let sched = Scheduler::new(bg.pool.clone(), bg.queue.clone()).with_retry_after(config.queue_retry_after);
     let sched_rx = stop_rx.clone();
     let sched = tokio::spawn(async move { sched.run(tasks, wait_for(sched_rx)).await });
     // The same service value the API uses: one store, one loaded embedder.

@@ -64,3 +64,15 @@ async fn seed_demo_is_idempotent_and_its_token_works() {
     let (_, ctx) = app.get(&format!("/api/v1/customers/{id}/ai-context"), &token).await;
     assert_eq!(ctx["data"]["recent_conversations"][0]["messages"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn production_refuses_to_start_without_an_app_key() {
+    let app = TestApp::spawn().await;
+    for command in [vec!["api"], vec!["worker", "--queue", "emails"], vec!["run"]] {
+        let out = cli(&app.db.url).env("APP_ENV", "production").args(&command).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command:?} started without APP_KEY");
+        assert!(stderr.contains("APP_KEY") && stderr.contains("openssl rand"), "{command:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

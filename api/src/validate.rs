@@ -47,6 +47,17 @@ pub fn required_text(value: Option<String>, max: usize, field: &str, errors: &mu
     }
 }
 
+/// Required text that can end up in a mail header (a subject, a name merged into one):
+/// no line breaks, NUL or other control characters, which would end the header and start
+/// another (header injection).
+pub fn header_text(value: Option<String>, max: usize, field: &str, errors: &mut FieldErrors) -> String {
+    let v = required_text(value, max, field, errors);
+    if v.chars().any(|c| c == '\r' || c == '\n') {
+        errors.add(field, "must be one line (no CR or LF): it goes into a mail header");
+    }
+    v
+}
+
 /// A patch of optional text: `None` leaves it, `Some(None)` clears it.
 pub fn optional_text(
     patch: Patch<String>,

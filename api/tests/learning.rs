@@ -117,6 +117,9 @@ async fn contact_sales_stores_the_lead_links_the_customer_and_queues_a_notificat
         (json!({"name": "x", "email": "nope"}), "email"),
         (json!({"name": "x", "email": "a@b.co", "phone": "12"}), "phone"),
         (json!({"name": "x", "email": "a@b.co", "campaign_id": uuid::Uuid::now_v7()}), "campaign_id"),
+        // The name goes into the notification's subject: no header injection.
+        (json!({"name": "Eve\r\nBcc: all@evil.example", "email": "a@b.co"}), "name"),
+        (json!({"name": "Eve\nX-Spam: no", "email": "a@b.co"}), "name"),
     ] {
         let (status, json) = app.send("POST", "/api/v1/learning/contact/sales", Some(t), Some(body.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {json}");

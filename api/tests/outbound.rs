@@ -56,6 +56,19 @@ async fn templates_collect_their_placeholders() {
         app.send("POST", "/api/v1/outbound/email/templates", Some(t), Some(json!({"name": "No body"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(json["error"]["details"]["subject"].is_array() && json["error"]["details"]["html_body"].is_array());
+    // A subject goes into a mail header: CR, LF (header injection) are refused, by field.
+    for subject in ["Hi\r\nBcc: all@evil.example", "Hi\nthere", "Hi\rthere"] {
+        let (status, json) = app
+            .send(
+                "POST",
+                "/api/v1/outbound/email/templates",
+                Some(t),
+                Some(json!({"name": "Inject", "subject": subject, "html_body": "<p>x</p>"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{subject:?}: {json}");
+        assert!(json["error"]["details"]["subject"].is_array(), "{json}");
+    }
     let (_, other) = app.get("/api/v1/outbound/email/templates", &app.token_b).await;
     assert_eq!(other["meta"]["pagination"]["total"], 0);
 }
@@ -227,6 +240,25 @@ async fn provider_status_callbacks_move_recipients() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = app.raw(form(&sids[0], "teleported")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Statuses only move forward: a late `sent`, a replayed `delivered` and a `failed`
+    // after delivery change nothing (and are acknowledged, so Twilio stops retrying).
+    for late in ["sent", "delivered", "failed", "queued"] {
+        let (status, json) = app.raw(form(&sids[0], late)).await;
+        assert_eq!(status, StatusCode::OK, "{late}: {json}");
+    }
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let first: String =
+        sqlx::query_scalar("select status from outbound_campaign_recipients where provider_message_id = $1")
+            .bind(&sids[0])
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(first, "delivered", "late or replayed reports moved the recipient back");
+    // A failed recipient is final: a later `delivered` does not revive it.
+    let (status, _) = app.raw(form(&sids[1], "delivered")).await;
+    assert_eq!(status, StatusCode::OK);
 
     let (_, analytics) = app.get(&format!("/api/v1/outbound/campaigns/{sms_id}/analytics"), t).await;
     let a = &analytics["data"];

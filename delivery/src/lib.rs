@@ -16,6 +16,8 @@ pub mod links;
 pub mod providers;
 pub mod publishing;
 #[cfg(feature = "runtime")]
+pub mod reconcile;
+#[cfg(feature = "runtime")]
 pub mod scheduler;
 pub mod templates;
 

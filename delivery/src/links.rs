@@ -97,6 +97,23 @@ fn url_encode(s: &str) -> String {
 /// Rewrites every `href="http…"` of an HTML body to its click-tracking link. Links to
 /// other schemes (mailto:, tel:) and anchors are left alone.
 pub fn track_links(html: &str, links: &Links) -> String {
+    map_links(html, |url| links.click(url))
+}
+
+/// The http(s) destinations of a template's links, as [`track_links`] signs them: the
+/// only URLs a click on that campaign's e-mail may redirect to.
+pub fn template_links(html: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    map_links(html, |url| {
+        found.push(url.to_owned());
+        String::new()
+    });
+    found
+}
+
+/// Replaces every `href` whose value is an http(s) URL with `f(url)` (the URL with
+/// `&amp;` decoded; the replacement is escaped back).
+fn map_links(html: &str, mut f: impl FnMut(&str) -> String) -> String {
     let mut out = String::with_capacity(html.len() + 256);
     let mut rest = html;
     while let Some(at) = find_href(rest) {
@@ -112,7 +129,7 @@ pub fn track_links(html: &str, links: &Links) -> String {
         out.push_str(&after[..value_start]);
         let decoded = url.replace("&amp;", "&");
         if decoded.starts_with("http://") || decoded.starts_with("https://") {
-            out.push_str(&links.click(&decoded).replace('&', "&amp;"));
+            out.push_str(&f(&decoded).replace('&', "&amp;"));
         } else {
             out.push_str(url);
         }

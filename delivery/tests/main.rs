@@ -1,4 +1,7 @@
 //! The delivery crate's one test binary: campaigns sent through SES (moto) and a Twilio
-//! stub by real workers, retries, failed jobs, the scheduler, TTS and embedding jobs.
+//! stub by real workers, retries, failed jobs, the scheduler, TTS and embedding jobs, and
+//! the send protocol's fault matrix.
 
+mod protocol;
 mod sends;
+mod support;

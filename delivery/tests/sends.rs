@@ -1,210 +1,30 @@
 //! Queues, workers and sends end to end: real Postgres, real Redis, SES through moto's
 //! emulator (started by the stack script), Twilio and ElevenLabs as HTTP stubs.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use axum::{
     Router,
     body::Body,
-    extract::{Path, State},
+    extract::Path,
     http::{Request, StatusCode},
     response::IntoResponse,
-    routing::{any, post},
+    routing::post,
 };
 use fibonacco_api::testing::{APP_URL, TestApp};
 use fibonacco_delivery::{
-    JobContext,
     links::{Links, RecipientRef},
-    providers::{DeliverySettings, Providers},
     scheduler::{self, Scheduler, TickOutcome},
 };
 use fibonacco_platform::{
     db,
-    queue::{self, Worker, WorkerOptions, WorkerStats, failed},
-    testing::{stack_setting, wait_for},
+    queue::{self, failed},
+    testing::wait_for,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-fn ses_endpoint() -> String {
-    stack_setting("SES_ENDPOINT")
-}
-
-/// A job context for this app: SES credentials from the stack, the rest from `over`.
-fn job_context(app: &TestApp, over: &[(&str, String)], retry_after: Duration) -> JobContext {
-    let over: HashMap<String, String> = over.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let storage = std::env::temp_dir().join(format!("fib-audio-{}", Uuid::now_v7()));
-    let lookup = move |k: &str| -> Option<String> {
-        if let Some(v) = over.get(k) {
-            return Some(v.clone());
-        }
-        match k {
-            "SES_ENDPOINT" => Some(ses_endpoint()),
-            "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => Some("testing".into()),
-            "AWS_REGION" => Some("us-east-1".into()),
-            "STORAGE_URL" => Some(storage.display().to_string()),
-            "QUEUE_BACKOFF_BASE_MS" => Some("100".into()),
-            "SES_RATE_PER_SEC" | "TWILIO_RATE_PER_SEC" => Some("0".into()),
-            _ => None,
-        }
-    };
-    let settings =
-        DeliverySettings::from_lookup(APP_URL, app.state.config.app_key.clone(), retry_after, &lookup).unwrap();
-    JobContext {
-        pool: app.db.pool.clone(),
-        queue: app.state.queue.clone(),
-        providers: Providers::from_lookup(&lookup).unwrap(),
-        settings: Arc::new(settings),
-        embedder: None,
-        store: app.state.search.store.clone(),
-    }
-}
-
-/// The same context with the local embedding model loaded.
-pub fn with_local_embedder(mut ctx: JobContext) -> JobContext {
-    let model = fibonacco_search::embed::local::MiniLm::load(&fibonacco_search::embed::local::MiniLm::default_dir())
-        .expect("model present: run scripts/models.sh (make test does)");
-    ctx.embedder = Some(Ok(Arc::new(model)));
-    ctx
-}
-
-/// A running worker; `stop` lets its jobs finish, dropping the handle kills it.
-struct RunningWorker {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<Arc<WorkerStats>>,
-}
-
-impl RunningWorker {
-    fn start(ctx: JobContext, queues: &[&str], retry_after: Duration) -> Self {
-        let mut options = WorkerOptions::new(queues.iter().map(|q| q.to_string()).collect(), retry_after);
-        options.concurrency = 4;
-        options.idle_poll = Duration::from_millis(20);
-        options.backoff_base = ctx.settings.backoff_base;
-        let worker = Worker::new(ctx.queue.clone(), ctx.pool.clone(), Arc::new(ctx), options);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(worker.run(async move {
-            let _ = rx.await;
-        }));
-        Self { stop: Some(tx), handle }
-    }
-
-    async fn stop(mut self) -> (u64, u64, u64) {
-        let _ = self.stop.take().unwrap().send(());
-        self.handle.await.unwrap().snapshot()
-    }
-
-    /// Like SIGKILL: jobs in flight are abandoned, reservations stay behind.
-    fn kill(self) {
-        self.handle.abort();
-    }
-}
-
-/// Messages moto accepted for addresses ending in `@domain`, keyed by address.
-async fn sent_to(domain: &str) -> HashMap<String, Vec<String>> {
-    let data: Value =
-        reqwest::get(format!("{}/moto-api/data.json", ses_endpoint())).await.unwrap().json().await.unwrap();
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for service in data.as_object().unwrap().values() {
-        for message in service.get("RawMessage").and_then(Value::as_array).into_iter().flatten() {
-            // moto lists an address once from the envelope and again from the To header.
-            let mut destinations: Vec<&str> =
-                message["destinations"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            destinations.sort_unstable();
-            destinations.dedup();
-            for d in destinations {
-                if d.ends_with(&format!("@{domain}")) {
-                    out.entry(d.to_owned())
-                        .or_default()
-                        .push(message["raw_data"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        }
-    }
-    out
-}
-
-async fn verify_sender(address: &str) {
-    let res = reqwest::Client::new()
-        .post(format!("{}/v2/email/identities", ses_endpoint()))
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=x",
-        )
-        .json(&json!({"EmailIdentity": address}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success() || res.status() == 400, "verify {address}: {}", res.status());
-}
-
-fn unique() -> String {
-    Uuid::now_v7().simple().to_string()[20..].to_owned()
-}
-
-/// `n` customers with e-mail addresses at `domain` and phone numbers; returns their ids.
-async fn customers(app: &TestApp, domain: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let c = app
-            .customer(
-                &app.token_a,
-                json!({"name": format!("Customer {i} {domain}"), "email": format!("c{i}@{domain}"), "phone": format!("+1555{:07}", i),
-                       "business_context": {"company": format!("Co {i}")}}),
-            )
-            .await;
-        ids.push(c["id"].as_str().unwrap().to_owned());
-    }
-    ids
-}
-
-async fn email_campaign(app: &TestApp, ids: &[String]) -> String {
-    let t = &app.token_a;
-    let (s, tpl) = app
-        .send(
-            "POST",
-            "/api/v1/outbound/email/templates",
-            Some(t),
-            Some(json!({"name": "Spring", "subject": "Hello {{ first_name }}",
-                        "html_body": "<p>Hi {{ name }} of {{ company }}</p><a href=\"https://shop.example/offer?x=1\">Offer</a>"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, c) = app
-        .send(
-            "POST",
-            "/api/v1/outbound/email/campaigns",
-            Some(t),
-            Some(json!({"name": "Spring sale", "template_id": tpl["data"]["id"], "customer_ids": ids})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
-    c["data"]["id"].as_str().unwrap().to_owned()
-}
-
-async fn campaign_status(app: &TestApp, id: &str) -> String {
-    let (_, c) = app.get(&format!("/api/v1/outbound/campaigns/{id}"), &app.token_a).await;
-    c["data"]["status"].as_str().unwrap_or_default().to_owned()
-}
-
-async fn recipient_statuses(app: &TestApp, id: &str) -> Vec<(String, Option<String>, String)> {
-    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
-    let rows = sqlx::query_as(
-        "select status, provider_message_id, id::text from outbound_campaign_recipients where campaign_id = $1::uuid order by id",
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    rows
-}
+use crate::support::*;
 
 #[tokio::test]
 async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
@@ -220,10 +40,7 @@ async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
 
     let ctx = job_context(&app, &[("MAIL_FROM", sender.clone())], Duration::from_secs(30));
     let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
-    wait_for("the campaign to complete", Duration::from_secs(60), || async {
-        campaign_status(&app, &id).await == "completed"
-    })
-    .await;
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
     let (ok, _, failed) = worker.stop().await;
     assert_eq!(failed, 0);
     assert!(ok >= 51, "one dispatch and 50 sends, got {ok}");
@@ -317,41 +134,6 @@ async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
     assert_eq!(res.0, StatusCode::NOT_FOUND);
 }
 
-/// Replays a request against `upstream` and returns its answer.
-async fn forward(req: Request<Body>, upstream: &str) -> axum::response::Response {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let mut fwd = reqwest::Client::new().request(parts.method.clone(), format!("{upstream}{}", parts.uri));
-    for (k, v) in parts.headers.iter() {
-        if k != "host" {
-            fwd = fwd.header(k, v);
-        }
-    }
-    let res = fwd.body(bytes).send().await.unwrap();
-    (StatusCode::from_u16(res.status().as_u16()).unwrap(), res.bytes().await.unwrap()).into_response()
-}
-
-/// Forwards to moto, answering 500 to the first `fail_first` requests.
-async fn flaky_ses(fail_first: usize) -> (String, Arc<AtomicUsize>) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let upstream = ses_endpoint();
-    let counter = seen.clone();
-    let app = Router::new().fallback(any(move |req: Request<Body>| {
-        let (counter, upstream) = (counter.clone(), upstream.clone());
-        async move {
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            if n < fail_first {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "{\"message\":\"internal failure\"}").into_response();
-            }
-            forward(req, &upstream).await
-        }
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), seen)
-}
-
 #[tokio::test]
 async fn ses_errors_are_retried_and_permanent_rejections_wait_in_failed_jobs() {
     let app = TestApp::spawn().await;
@@ -366,10 +148,7 @@ async fn ses_errors_are_retried_and_permanent_rejections_wait_in_failed_jobs() {
     let (endpoint, seen) = flaky_ses(4).await;
     let ctx = job_context(&app, &[("MAIL_FROM", sender.clone()), ("SES_ENDPOINT", endpoint)], Duration::from_secs(30));
     let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
-    wait_for("the campaign to complete", Duration::from_secs(60), || async {
-        campaign_status(&app, &id).await == "completed"
-    })
-    .await;
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
     let (_, retried, failed) = worker.stop().await;
     assert!(retried >= 4 && failed == 0, "retried {retried}, failed {failed}");
     assert!(seen.load(Ordering::SeqCst) >= 7);
@@ -408,95 +187,6 @@ async fn ses_errors_are_retried_and_permanent_rejections_wait_in_failed_jobs() {
     wait_for("the retried send", Duration::from_secs(30), || async { sent_to(&domain2).await.len() == 1 }).await;
     worker.stop().await;
     assert_eq!(recipient_statuses(&app, &id2).await[0].0, "sent");
-}
-
-/// Accepts the connection and never answers the first `hang_first` requests; forwards the rest.
-async fn hanging_ses(hang_first: usize) -> (String, Arc<AtomicUsize>) {
-    let (endpoint, _) = flaky_ses(0).await;
-    let seen = Arc::new(AtomicUsize::new(0));
-    let counter = seen.clone();
-    let app = Router::new().fallback(any(move |req: Request<Body>| {
-        let (counter, endpoint) = (counter.clone(), endpoint.clone());
-        async move {
-            if counter.fetch_add(1, Ordering::SeqCst) < hang_first {
-                std::future::pending::<()>().await;
-            }
-            forward(req, &endpoint).await
-        }
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), seen)
-}
-
-#[tokio::test]
-async fn a_job_whose_worker_dies_is_redelivered_and_sends_once() {
-    let app = TestApp::spawn().await;
-    let domain = format!("{}.killed.example", unique());
-    let sender = format!("news@{domain}-sender.example");
-    verify_sender(&sender).await;
-    let ids = customers(&app, &domain, 1).await;
-    let id = email_campaign(&app, &ids).await;
-    app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(&app.token_a), None).await;
-    let retry_after = Duration::from_secs(2);
-    let (endpoint, seen) = hanging_ses(1).await;
-    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone()), ("SES_ENDPOINT", endpoint)], retry_after);
-
-    let worker = RunningWorker::start(ctx.clone(), &["emails"], retry_after);
-    wait_for("the send to reach SES", Duration::from_secs(30), || async { seen.load(Ordering::SeqCst) == 1 }).await;
-    worker.kill();
-    // The send is still held by the dead worker (the dispatch may be too, if it died
-    // before acknowledging it).
-    let sizes = app.state.queue.sizes("emails").await.unwrap();
-    assert!(sizes.reserved >= 1, "{sizes:?}");
-
-    let worker = RunningWorker::start(ctx, &["emails"], retry_after);
-    wait_for("the campaign to complete", Duration::from_secs(30), || async {
-        campaign_status(&app, &id).await == "completed"
-    })
-    .await;
-    // The dispatch, if it was redelivered too, finishes as a no-op.
-    wait_for("every redelivered job to be done", Duration::from_secs(30), || async {
-        app.state.queue.sizes("emails").await.unwrap() == Default::default()
-    })
-    .await;
-    worker.stop().await;
-    assert_eq!(sent_to(&domain).await.values().map(Vec::len).sum::<usize>(), 1, "one message");
-    let r = recipient_statuses(&app, &id).await;
-    assert_eq!(r[0].0, "sent");
-}
-
-/// One request the Twilio stub received: resource, Authorization header, form.
-type TwilioPost = (String, String, HashMap<String, String>);
-
-#[derive(Clone, Default)]
-struct TwilioStub {
-    posts: Arc<Mutex<Vec<TwilioPost>>>,
-}
-
-async fn twilio_stub() -> (String, TwilioStub) {
-    let stub = TwilioStub::default();
-    async fn create(
-        State(stub): State<TwilioStub>,
-        Path((account, resource)): Path<(String, String)>,
-        headers: axum::http::HeaderMap,
-        body: String,
-    ) -> impl IntoResponse {
-        let form: HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap();
-        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        stub.posts.lock().unwrap().push((format!("{account}/{resource}"), auth, form));
-        let prefix = if resource.starts_with("Calls") { "CA" } else { "SM" };
-        (
-            StatusCode::CREATED,
-            axum::Json(json!({"sid": format!("{prefix}{}", Uuid::now_v7().simple()), "status": "queued"})),
-        )
-    }
-    let app = Router::new().route("/2010-04-01/Accounts/{account}/{resource}", post(create)).with_state(stub.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), stub)
 }
 
 #[tokio::test]
@@ -641,7 +331,7 @@ async fn pause_stops_sends_resume_continues_and_cancel_ends() {
     let (s, _) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/resume"), Some(t), None).await;
     assert_eq!(s, StatusCode::OK);
     let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
-    wait_for("completion", Duration::from_secs(30), || async { campaign_status(&app, &id).await == "completed" }).await;
+    wait_for_completion(&app, &id, Duration::from_secs(30)).await;
     worker.stop().await;
     assert_eq!(sent_to(&domain).await.len(), 5);
     let (s, _) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/cancel"), Some(t), None).await;
@@ -834,21 +524,6 @@ async fn queue_delivers_delayed_jobs_and_gives_up_after_max_tries() {
     assert_eq!((sizes.ready, sizes.delayed, sizes.reserved), (0, 0, 0));
     assert!(failed::forget(&app.db.pool, payload.uuid).await.unwrap());
     assert!(failed::list(&app.db.pool).await.unwrap().iter().all(|j| j.uuid != payload.uuid));
-}
-
-/// GET through the router, returning status, content type and `Location`.
-trait OneshotGet {
-    async fn oneshot_get(self, path: &str) -> (StatusCode, String, Option<String>);
-}
-
-impl OneshotGet for Router {
-    async fn oneshot_get(self, path: &str) -> (StatusCode, String, Option<String>) {
-        use tower::ServiceExt;
-        let res = self.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
-        let header =
-            |name| res.headers().get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_owned);
-        (res.status(), header("content-type").unwrap_or_default(), header("location"))
-    }
 }
 
 #[tokio::test]

@@ -350,15 +350,20 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
         .arg(env.lake.join("_notebooks"))
         .env("INGEST_LAKE", &env.lake)
         .env("DATABASE_URL", &env.app.db.url)
-        .env("MPLBACKEND", "Agg")
         .output()
         .expect("the project venv has python (scripts/stack.sh install)");
     assert!(
         out.status.success(),
-        "notebooks failed:\n{}\n{}",
+        "notebooks failed (a cell, or a chart that drew nothing):\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every notebook has an HTML copy whose charts are inline images.
+    for name in ["campaign_performance", "campaign_roi", "engagement", "predictive_model"] {
+        let html = std::fs::read_to_string(env.lake.join("_notebooks").join(format!("{name}.html")))
+            .unwrap_or_else(|e| panic!("{name}.html: {e}"));
+        assert!(html.contains("data:image/png;base64,"), "{name}.html shows no chart");
+    }
 
     env.cleanup().await;
 }

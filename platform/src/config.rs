@@ -67,8 +67,8 @@ pub struct Config {
     /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`): verifies `Stripe-Signature`. Without it the
     /// webhook answers 503 and stores nothing.
     pub stripe_webhook_secret: Option<Secret>,
-    /// `APP_KEY`: signs the tracking links in e-mails (open, click, unsubscribe). A
-    /// development default keeps `make run` zero-config; production sets its own.
+    /// `APP_KEY`: signs the tracking links in e-mails (open, click, unsubscribe). Required
+    /// outside `APP_ENV=local|testing`; never a built-in default (see [`app_key`]).
     pub app_key: Secret,
     /// `TWILIO_AUTH_TOKEN`: verifies `X-Twilio-Signature` on status callbacks.
     pub twilio_auth_token: Option<Secret>,
@@ -130,8 +130,10 @@ impl Config {
         if max_per_page == 0 {
             return Err(ConfigError::Invalid { name: "PAGINATION_MAX_PER_PAGE", reason: "must be at least 1".into() });
         }
+        let app_env = get("APP_ENV").filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into());
+        let app_key = app_key(get("APP_KEY"), &app_env)?;
         Ok(Self {
-            app_env: get("APP_ENV").filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into()),
+            app_env,
             app_host,
             app_port,
             search_port,
@@ -150,16 +152,7 @@ impl Config {
             max_per_page,
             request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECS", get("REQUEST_TIMEOUT_SECS"), 30)?),
             stripe_webhook_secret: get("STRIPE_WEBHOOK_SECRET").filter(|v| !v.is_empty()).map(Secret::new),
-            app_key: match get("APP_KEY").filter(|v| !v.is_empty()) {
-                Some(k) if k.len() < 16 => {
-                    return Err(ConfigError::Invalid {
-                        name: "APP_KEY",
-                        reason: "must be at least 16 characters".into(),
-                    });
-                }
-                Some(k) => Secret::new(k),
-                None => Secret::new("fibonacco-development-key-change-me"),
-            },
+            app_key,
             twilio_auth_token: get("TWILIO_AUTH_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
             auth_cache_ttl: Duration::from_secs(parsed("AUTH_CACHE_TTL_SECS", get("AUTH_CACHE_TTL_SECS"), 5)?),
             queue_prefix: get("QUEUE_PREFIX").filter(|v| !v.is_empty()).unwrap_or_else(|| "queues".into()),
@@ -167,6 +160,31 @@ impl Config {
                 parsed("QUEUE_RETRY_AFTER_SECS", get("QUEUE_RETRY_AFTER_SECS"), 90u64)?.max(1),
             ),
         })
+    }
+}
+
+/// `APP_KEY` signs tracking, click and unsubscribe links: a key anyone knows would let
+/// anyone mint them (an open redirect on the platform's domain, forged unsubscribes). So
+/// there is no default key. Outside `APP_ENV=local|testing` the key is required; locally a
+/// missing key becomes a random one for this process (links it signs stop working when it
+/// exits; `make run` writes a lasting one into `.stack/env`).
+fn app_key(raw: Option<String>, app_env: &str) -> Result<Secret, ConfigError> {
+    match raw.filter(|v| !v.is_empty()) {
+        Some(k) if k.len() < 16 => {
+            Err(ConfigError::Invalid { name: "APP_KEY", reason: "must be at least 16 characters".into() })
+        }
+        Some(k) => Ok(Secret::new(k)),
+        None if matches!(app_env, "local" | "testing") => {
+            tracing::warn!("APP_KEY is not set: links are signed with a random key for this process only");
+            Ok(Secret::new(hex::encode(rand::random::<[u8; 32]>())))
+        }
+        None => Err(ConfigError::Invalid {
+            name: "APP_KEY",
+            reason: format!(
+                "is required when APP_ENV={app_env} (it signs tracking and unsubscribe links): set it to a long \
+                 random value, e.g. APP_KEY=$(openssl rand -hex 32), and keep it stable across restarts"
+            ),
+        }),
     }
 }
 
@@ -213,6 +231,29 @@ mod tests {
         assert_eq!(cfg.app_url, "http://127.0.0.1:8000");
         assert_eq!(cfg.log_format, LogFormat::Pretty);
         assert!(!format!("{cfg:?}").contains("u:p"), "secrets must not appear in Debug output");
+    }
+
+    #[test]
+    fn no_default_app_key() {
+        let base = [("DATABASE_URL", "postgres://x"), ("REDIS_URL", "redis://x")];
+        // Production without a key refuses to start, saying how to fix it.
+        let err = Config::from_lookup(lookup(&[base[0], base[1], ("APP_ENV", "production")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("APP_KEY") && text.contains("openssl rand"), "{text}");
+        let cfg = Config::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            ("APP_ENV", "production"),
+            ("APP_KEY", "k".repeat(32).as_str()),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.app_key.expose(), "k".repeat(32));
+        // Locally a missing key is random per process: nobody else knows it.
+        let a = Config::from_lookup(lookup(&base)).unwrap();
+        let b = Config::from_lookup(lookup(&[base[0], base[1], ("APP_ENV", "testing")])).unwrap();
+        assert_ne!(a.app_key.expose(), b.app_key.expose());
+        assert!(a.app_key.expose().len() >= 32);
+        assert_ne!(a.app_key.expose(), "fibonacco-development-key-change-me");
     }
 
     #[test]

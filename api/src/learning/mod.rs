@@ -410,7 +410,8 @@ pub async fn contact_sales(
 ) -> Result<(StatusCode, Json<Envelope<SalesLead>>), ApiError> {
     auth.require(WRITE).or_else(|_| auth.require(READ))?;
     let mut e = FieldErrors::default();
-    let name = validate::required_text(body.name, 200, "name", &mut e);
+    // The lead's name goes into the notification's subject.
+    let name = validate::header_text(body.name, 200, "name", &mut e);
     let email = match body.email {
         None => {
             e.add("email", "is required");

@@ -6,7 +6,10 @@ use axum::{
     extract::{Path, State},
 };
 use fibonacco_delivery::{
-    campaigns::{call_recipient_status, sms_recipient_status, store as campaign_store},
+    campaigns::{
+        RecipientStatus, call_recipient_status, sms_recipient_status,
+        store::{self as campaign_store, Applied},
+    },
     providers::twilio,
 };
 use fibonacco_platform::db;
@@ -89,13 +92,22 @@ async fn apply_callback(
     if campaign_kind != kind {
         return Err(ApiError::NotFound(RESOURCE));
     }
-    if let Some(status) = mapped
-        && !campaign_store::apply_provider_status(&mut tx, tenant, id, &sid, status).await?
-    {
-        return Err(ApiError::NotFound("recipient"));
-    }
+    let Some(to) = mapped.and_then(RecipientStatus::parse) else {
+        // A provider state that changes nothing (e.g. `queued` at Twilio).
+        tx.commit().await?;
+        return Ok(Json(Envelope::with_message(None, "Nothing to record.")));
+    };
+    let applied = campaign_store::apply_provider_status(&mut tx, tenant, id, &sid, to).await?;
     tx.commit().await?;
-    Ok(Json(Envelope::with_message(mapped.map(str::to_owned), "Status recorded.")))
+    match applied {
+        Applied::NoSuchMessage => Err(ApiError::NotFound("recipient")),
+        Applied::Moved(s) => Ok(Json(Envelope::with_message(Some(s.as_str().to_owned()), "Status recorded."))),
+        // Late or replayed: acknowledged (so Twilio stops retrying) and ignored.
+        Applied::Unchanged(s) => Ok(Json(Envelope::with_message(
+            Some(s.as_str().to_owned()),
+            "Status unchanged: the recipient is already past this report.",
+        ))),
+    }
 }
 
 /// Twilio message status callback (form fields `MessageSid`, `MessageStatus`), verified

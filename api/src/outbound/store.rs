@@ -294,6 +294,11 @@ pub struct CampaignAnalytics {
     pub recipients: i64,
     pub pending: i64,
     pub queued: i64,
+    /// Sends in progress: the attempt is recorded, the provider's answer not yet.
+    pub sending: i64,
+    /// Sends whose outcome is unknown (the provider may have sent them): never retried;
+    /// `fibonacco outbound reconcile` settles SMS and calls with Twilio.
+    pub unknown: i64,
     /// Recipients a message reached the provider for (sent_at set).
     pub sent: i64,
     pub delivered: i64,
@@ -363,6 +368,8 @@ pub async fn analytics(
            select count(*) as recipients,
              count(*) filter (where status = 'pending') as pending,
              count(*) filter (where status = 'queued') as queued,
+             count(*) filter (where status = 'sending') as sending,
+             count(*) filter (where status = 'unknown') as unknown,
              count(*) filter (where sent_at is not null) as sent,
              count(*) filter (where delivered_at is not null) as delivered,
              count(*) filter (where opened_at is not null) as opened,

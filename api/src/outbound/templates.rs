@@ -129,7 +129,7 @@ pub async fn create_email(
     auth.require(WRITE)?;
     let mut e = FieldErrors::default();
     let name = validate::required_text(body.name, 200, "name", &mut e);
-    let subject = validate::required_text(body.subject, 998, "subject", &mut e);
+    let subject = validate::header_text(body.subject, 998, "subject", &mut e);
     let html = validate::required_text(body.html_body, 500_000, "html_body", &mut e);
     let text = body.text_body.map(|t| validate::text(&t, 500_000, "text_body", &mut e));
     let metadata = validate::object(body.metadata, "metadata", &mut e);

@@ -10,7 +10,7 @@ use axum::{
     routing::get,
 };
 use fibonacco_delivery::{
-    campaigns::store::{Engagement, record_engagement},
+    campaigns::store::{Engagement, recipient_links, record_engagement},
     links::{parse_recipient_token, url_signature_valid},
 };
 use serde::Deserialize;
@@ -72,20 +72,32 @@ pub struct ClickQuery {
     pub s: Option<String>,
 }
 
-/// Click redirect: only to a destination the campaign's own e-mail signed (no open redirect).
+/// Click redirect: only to a destination the campaign's own template links to, signed for
+/// this recipient (no open redirect); anything else is a 404.
 #[utoipa::path(get, path = "/t/click/{token}", tag = "tracking",
     params(("token" = String, Path, description = "Signed recipient token"), ClickQuery),
     responses((status = 303, description = "Redirect to the campaign's link"),
-        (status = 404, description = "Unknown or tampered link; no redirect", content_type = "text/html")))]
+        (status = 404, description = "Unknown or tampered link; no redirect", content_type = "text/html"),
+        (status = 503, description = "The destination could not be checked; no redirect", content_type = "text/html")))]
 pub async fn click(State(state): State<AppState>, Path(token): Path<String>, Query(q): Query<ClickQuery>) -> Response {
     let key = state.config.app_key.expose();
     let (Some(who), Some(url), Some(sig)) = (parse_recipient_token(key, &token), q.u, q.s) else {
         return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
     };
-    let allowed =
+    let signed =
         (url.starts_with("https://") || url.starts_with("http://")) && url_signature_valid(key, &token, &url, &sig);
-    if !allowed {
+    if !signed {
         return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
+    }
+    // Signed is not enough: the destination must be one of the links the campaign's own
+    // template carries, for a recipient that exists.
+    match recipient_links(&state.pool, who).await {
+        Ok(Some(links)) if links.contains(&url) => {}
+        Ok(_) => return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>"),
+        Err(e) => {
+            tracing::error!(error = %e, "click destination not checked");
+            return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again in a moment.</p>");
+        }
     }
     if let Err(e) = record_engagement(&state.pool, who, Engagement::Click, serde_json::json!({"url": url})).await {
         tracing::warn!(error = %e, "click not recorded");

@@ -30,6 +30,14 @@ impl Channel {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+            Self::Phone => "phone",
+        }
+    }
+
     pub fn send_job(self) -> JobKind {
         match self {
             Self::Email => queue::SEND_EMAIL_CAMPAIGN,
@@ -107,16 +115,127 @@ impl std::fmt::Display for CampaignStatus {
     }
 }
 
+/// Where a recipient stands. Reports (provider callbacks, tracking links, reconciliation)
+/// only move a recipient forward ([`RecipientStatus::advances_to`]):
+///
+/// `pending < queued < sending < unknown < sent < delivered = answered = voicemail <
+/// opened < clicked < replied`; `failed`, `bounced` and `unsubscribed` are terminal.
+/// `failed` and `bounced` follow only a recipient not yet known to be delivered (`sent` at
+/// most); `unsubscribed` follows anything that is not terminal. A late or replayed report
+/// changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientStatus {
+    Pending,
+    Queued,
+    /// Claimed by a send that recorded its attempt and is calling the provider.
+    Sending,
+    /// The provider may or may not have sent it (a timeout after the request went out, an
+    /// unreadable answer, a worker that died mid-call). Never re-sent automatically.
+    Unknown,
+    Sent,
+    Delivered,
+    Answered,
+    Voicemail,
+    Opened,
+    Clicked,
+    Replied,
+    Failed,
+    Bounced,
+    Unsubscribed,
+}
+
+impl RecipientStatus {
+    pub const ALL: [Self; 14] = [
+        Self::Pending,
+        Self::Queued,
+        Self::Sending,
+        Self::Unknown,
+        Self::Sent,
+        Self::Delivered,
+        Self::Answered,
+        Self::Voicemail,
+        Self::Opened,
+        Self::Clicked,
+        Self::Replied,
+        Self::Failed,
+        Self::Bounced,
+        Self::Unsubscribed,
+    ];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Unknown => "unknown",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Answered => "answered",
+            Self::Voicemail => "voicemail",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+            Self::Replied => "replied",
+            Self::Failed => "failed",
+            Self::Bounced => "bounced",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+
+    /// The place in the forward order; `None` for the terminal statuses.
+    fn rank(self) -> Option<u8> {
+        Some(match self {
+            Self::Pending => 0,
+            Self::Queued => 1,
+            Self::Sending => 2,
+            Self::Unknown => 3,
+            Self::Sent => 4,
+            Self::Delivered | Self::Answered | Self::Voicemail => 5,
+            Self::Opened => 6,
+            Self::Clicked => 7,
+            Self::Replied => 8,
+            Self::Failed | Self::Bounced | Self::Unsubscribed => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self.rank().is_none()
+    }
+
+    /// Whether a report may move a recipient from `self` to `to`.
+    pub fn advances_to(self, to: Self) -> bool {
+        match (self.rank(), to.rank()) {
+            (None, _) => false,
+            (Some(from), Some(to)) => to > from,
+            (Some(from), None) => match to {
+                Self::Unsubscribed => true,
+                _ => from <= 4,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for RecipientStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 pub const RECIPIENT_STATUSES: &[&str] = &[
     "pending",
     "queued",
+    "sending",
+    "unknown",
     "sent",
     "delivered",
+    "answered",
+    "voicemail",
     "opened",
     "clicked",
     "replied",
-    "answered",
-    "voicemail",
     "failed",
     "bounced",
     "unsubscribed",
@@ -224,6 +343,29 @@ mod tests {
                 assert_eq!(from.can_become(to), allowed.contains(&(from, to)), "{from} → {to}");
             }
         }
+    }
+
+    #[test]
+    fn recipient_statuses_only_move_forward() {
+        use super::RecipientStatus as R;
+        assert!(R::Sent.advances_to(R::Delivered));
+        assert!(!R::Delivered.advances_to(R::Sent), "a late `sent` changes nothing");
+        assert!(!R::Clicked.advances_to(R::Opened));
+        assert!(R::Unknown.advances_to(R::Sent), "reconciliation settles an unknown");
+        assert!(R::Sent.advances_to(R::Failed) && R::Unknown.advances_to(R::Failed));
+        assert!(!R::Delivered.advances_to(R::Failed), "no failure after delivery");
+        assert!(R::Opened.advances_to(R::Unsubscribed));
+        for terminal in [R::Failed, R::Bounced, R::Unsubscribed] {
+            assert!(terminal.is_terminal());
+            for to in R::ALL {
+                assert!(!terminal.advances_to(to), "{terminal} is final, not → {to}");
+            }
+        }
+        for s in R::ALL {
+            assert!(!s.advances_to(s), "{s} → {s} is no move");
+            assert_eq!(R::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(super::RECIPIENT_STATUSES.len(), R::ALL.len());
     }
 
     #[test]

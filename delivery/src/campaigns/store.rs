@@ -8,7 +8,7 @@ use fibonacco_platform::{TenantId, db};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::CampaignStatus;
+use super::{CampaignStatus, RecipientStatus};
 use crate::links::RecipientRef;
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +144,9 @@ pub async fn send_back_to_draft(
     Ok(())
 }
 
-/// A running campaign whose recipients are all past pending and queued is completed.
+/// A running campaign whose recipients are all past pending, queued and sending is completed.
+/// Run it after the commit that moved a recipient: inside that transaction, two sends
+/// finishing together would each still see the other's recipient open.
 #[tracing::instrument(name = "campaigns.complete_if_done", skip(pool), err)]
 pub async fn complete_if_done(pool: &PgPool, tenant: TenantId, campaign: Uuid) -> Result<bool, sqlx::Error> {
     let mut tx = db::begin_tenant(pool, tenant).await?;
@@ -152,7 +154,7 @@ pub async fn complete_if_done(pool: &PgPool, tenant: TenantId, campaign: Uuid) -
         "update outbound_campaigns set status = 'completed', completed_at = now()
          where tenant_id = $1 and id = $2 and status = 'running'
            and not exists (select 1 from outbound_campaign_recipients
-                           where campaign_id = $2 and status in ('pending', 'queued'))",
+                           where campaign_id = $2 and status in ('pending', 'queued', 'sending'))",
     )
     .bind(tenant)
     .bind(campaign)
@@ -165,6 +167,25 @@ pub async fn complete_if_done(pool: &PgPool, tenant: TenantId, campaign: Uuid) -
         tracing::info!("campaign completed");
     }
     Ok(done)
+}
+
+/// The sweep's safety net: every running campaign with no recipient left open is
+/// completed (across tenants).
+#[tracing::instrument(name = "campaigns.complete_finished", skip(pool), err)]
+pub async fn complete_finished(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut tx = db::begin_system(pool).await?;
+    let n = sqlx::query(
+        "update outbound_campaigns c set status = 'completed', completed_at = now()
+         where c.status = 'running'
+           and exists (select 1 from outbound_campaign_recipients r where r.campaign_id = c.id)
+           and not exists (select 1 from outbound_campaign_recipients r
+                           where r.campaign_id = c.id and r.status in ('pending', 'queued', 'sending'))",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// The job batch of the campaign's latest dispatch (its progress shows in analytics).
@@ -231,64 +252,66 @@ pub async fn mark_queued(conn: &mut PgConnection, tenant: TenantId, ids: &[Uuid]
 }
 
 /// A queued recipient of a paused campaign goes back to pending (so `resume` dispatches
-/// it again) unless a live claim holds it or it was sent.
+/// it again) unless a claim holds it or it was sent.
 #[tracing::instrument(name = "campaigns.back_to_pending", skip(conn), err)]
-pub async fn back_to_pending(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    recipient: Uuid,
-    lease: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn back_to_pending(conn: &mut PgConnection, tenant: TenantId, recipient: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update outbound_campaign_recipients set status = 'pending', queued_at = null
          where tenant_id = $1 and id = $2 and status = 'queued' and provider_message_id is null
-           and (claimed_at is null or claimed_at < now() - $3::interval)",
+           and claim_token is null",
     )
     .bind(tenant)
     .bind(recipient)
-    .bind(lease)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The claim: a recipient with no provider message id and no live claim is taken by
-/// `claim`. `failed` is claimable so a job retried from failed_jobs can send once the
-/// cause is fixed; a recipient with a provider message id never is. Returns the
-/// recipient's customer when claimed.
+/// The claim, which is also the record of the attempt: a recipient that is pending, queued
+/// or failed (never sent), with no provider message id and no claim, becomes `sending`
+/// under `claim` with `attempted_at`, in the caller's transaction, which commits before
+/// the provider is called. A claim is never taken over, not even by the job that made
+/// it: a send that does not finish leaves `sending`, which the sweep turns `unknown`
+/// ([`expire_attempts`]). Returns the recipient's customer when claimed.
 #[tracing::instrument(name = "campaigns.claim", skip(conn), err)]
 pub async fn claim(
     conn: &mut PgConnection,
     tenant: TenantId,
     recipient: Uuid,
     claim: Uuid,
-    lease: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "update outbound_campaign_recipients set claim_token = $3, claimed_at = now(), attempts = attempts + 1
-         where tenant_id = $1 and id = $2 and status in ('pending', 'queued', 'failed') and provider_message_id is null
-           and (claimed_at is null or claimed_at < now() - $4::interval or claim_token = $3)
+        "update outbound_campaign_recipients
+         set status = 'sending', claim_token = $3, claimed_at = now(), attempted_at = now(), attempts = attempts + 1
+         where tenant_id = $1 and id = $2 and status in ('pending', 'queued', 'failed')
+           and provider_message_id is null and claim_token is null
          returning customer_id",
     )
     .bind(tenant)
     .bind(recipient)
     .bind(claim)
-    .bind(lease)
     .fetch_optional(conn)
     .await
 }
 
 /// How a claimed send ended.
+#[derive(Debug, Clone, Copy)]
 pub enum Finish<'a> {
     /// The provider accepted; its message id.
     Sent(&'a str),
-    /// Give the claim back; the job is retried.
+    /// Certainly not sent, worth another try: back to `queued` for the job's retry.
     Release(&'a str),
+    /// Certainly not sent, and trying again will not help (or the job ran out of tries).
     Failed(&'a str),
+    /// The provider may have sent it: `unknown`, never re-sent automatically.
+    Unknown(&'a str),
+    /// The customer opted out before the send.
     Unsubscribed,
 }
 
-/// Records a claimed send's end and lets go of the claim (only the claim's holder can).
+/// Records a claimed send's end and lets go of the claim (only the claim's holder can, and
+/// only while the recipient is `sending`, or `unknown` because the sweep expired the
+/// attempt: then the late answer still settles it). Returns false when nothing matched.
 #[tracing::instrument(name = "campaigns.finish", skip(conn, how), err)]
 pub async fn finish(
     conn: &mut PgConnection,
@@ -296,22 +319,23 @@ pub async fn finish(
     recipient: Uuid,
     claim: Uuid,
     how: Finish<'_>,
-) -> Result<(), sqlx::Error> {
-    let (status, message_id, error): (Option<&str>, Option<&str>, Option<&str>) = match how {
-        Finish::Sent(id) => (Some("sent"), Some(id), None),
-        Finish::Release(e) => (None, None, Some(e)),
-        Finish::Failed(e) => (Some("failed"), None, Some(e)),
-        Finish::Unsubscribed => (Some("unsubscribed"), None, None),
+) -> Result<bool, sqlx::Error> {
+    let (status, message_id, error): (&str, Option<&str>, Option<&str>) = match how {
+        Finish::Sent(id) => ("sent", Some(id), None),
+        Finish::Release(e) => ("queued", None, Some(e)),
+        Finish::Failed(e) => ("failed", None, Some(e)),
+        Finish::Unknown(e) => ("unknown", None, Some(e)),
+        Finish::Unsubscribed => ("unsubscribed", None, None),
     };
-    sqlx::query(
+    let done = sqlx::query(
         "update outbound_campaign_recipients set
-            status = coalesce($4, status),
+            status = $4,
             provider_message_id = coalesce($5, provider_message_id),
             error = case when $4 = 'sent' then null else coalesce($6, error) end,
             sent_at = case when $4 = 'sent' then now() else sent_at end,
             unsubscribed_at = case when $4 = 'unsubscribed' then coalesce(unsubscribed_at, now()) else unsubscribed_at end,
             claim_token = null, claimed_at = null
-         where tenant_id = $1 and id = $2 and claim_token = $3",
+         where tenant_id = $1 and id = $2 and claim_token = $3 and status in ('sending', 'unknown')",
     )
     .bind(tenant)
     .bind(recipient)
@@ -320,34 +344,196 @@ pub async fn finish(
     .bind(message_id)
     .bind(error)
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1;
+    Ok(done)
 }
 
-/// Applies a provider status callback to the recipient with `provider_message_id` in the
-/// campaign. Returns false when no such recipient exists.
+/// Sends still `sending` after `lease` belong to a worker that died or a call that never
+/// returned: their outcome is unknown. They become `unknown`, never `queued`: the provider
+/// may have sent them. The claim token stays, so a send that does come back late still
+/// records what really happened. Across tenants (a system transaction).
+#[tracing::instrument(name = "campaigns.expire_attempts", skip(pool), err)]
+pub async fn expire_attempts(pool: &PgPool, lease: std::time::Duration) -> Result<Vec<(TenantId, Uuid)>, sqlx::Error> {
+    let mut tx = db::begin_system(pool).await?;
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "update outbound_campaign_recipients set status = 'unknown',
+            error = 'the send did not finish in time; the provider may have sent it'
+         where status = 'sending' and claimed_at < now() - $1::interval
+         returning tenant_id, campaign_id",
+    )
+    .bind(interval(lease))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(distinct(rows.into_iter().map(|(t, c)| (TenantId::from_uuid(t), c))))
+}
+
+/// Queued recipients older than `lease` with no claim and no message id, in campaigns
+/// whose channel queue is one of `drained` (nothing ready, delayed or reserved): their job
+/// is gone (Redis lost it). They go back to `pending`, so the next dispatch pushes them
+/// again; a job that still existed would find them claimed or sent (the claim makes a
+/// second job harmless). Returns the campaigns to dispatch, with their type.
+#[tracing::instrument(name = "campaigns.recover_lost", skip(pool), err)]
+pub async fn recover_lost(
+    pool: &PgPool,
+    lease: std::time::Duration,
+    drained: &[&str],
+) -> Result<Vec<(TenantId, Uuid, String)>, sqlx::Error> {
+    if drained.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = db::begin_system(pool).await?;
+    let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "with lost as (
+           select r.id, c.type from outbound_campaign_recipients r
+           join outbound_campaigns c on c.id = r.campaign_id
+           where r.status = 'queued' and r.queued_at < now() - $1::interval
+             and r.claim_token is null and r.provider_message_id is null
+             and c.status = 'running' and c.type = any($2)
+         )
+         update outbound_campaign_recipients r set status = 'pending', queued_at = null
+         from lost where r.id = lost.id and r.status = 'queued'
+         returning r.tenant_id, r.campaign_id, lost.type",
+    )
+    .bind(interval(lease))
+    .bind(drained)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut out: Vec<(TenantId, Uuid, String)> = Vec::new();
+    for (t, c, kind) in rows {
+        if !out.iter().any(|(_, id, _)| *id == c) {
+            out.push((TenantId::from_uuid(t), c, kind));
+        }
+    }
+    Ok(out)
+}
+
+fn interval(d: std::time::Duration) -> String {
+    format!("{} milliseconds", d.as_millis())
+}
+
+fn distinct(rows: impl Iterator<Item = (TenantId, Uuid)>) -> Vec<(TenantId, Uuid)> {
+    let mut out: Vec<(TenantId, Uuid)> = Vec::new();
+    for row in rows {
+        if !out.contains(&row) {
+            out.push(row);
+        }
+    }
+    out
+}
+
+/// Settles an `unknown` recipient with what the provider has on record: its message id
+/// and status. Returns false when the recipient is no longer unknown.
+#[tracing::instrument(name = "campaigns.settle_unknown", skip(conn, sid), err)]
+pub async fn settle_unknown(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    recipient: Uuid,
+    sid: &str,
+    status: RecipientStatus,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "update outbound_campaign_recipients set status = $4, provider_message_id = $3, error = null,
+            claim_token = null, claimed_at = null,
+            sent_at = case when $4 in ('failed', 'bounced') then sent_at else coalesce(sent_at, attempted_at, now()) end,
+            delivered_at = case when $4 in ('delivered', 'answered', 'voicemail') then coalesce(delivered_at, now()) else delivered_at end
+         where tenant_id = $1 and id = $2 and status = 'unknown'",
+    )
+    .bind(tenant)
+    .bind(recipient)
+    .bind(sid)
+    .bind(status.as_str())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// An `unknown` recipient the provider certainly never received goes back to pending, to
+/// be dispatched (and sent) once more.
+#[tracing::instrument(name = "campaigns.release_unknown", skip(conn), err)]
+pub async fn release_unknown(conn: &mut PgConnection, tenant: TenantId, recipient: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "update outbound_campaign_recipients set status = 'pending', queued_at = null, claim_token = null,
+            claimed_at = null, error = 'not found at the provider; sending again'
+         where tenant_id = $1 and id = $2 and status = 'unknown' and provider_message_id is null",
+    )
+    .bind(tenant)
+    .bind(recipient)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What a provider report did to a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// No recipient of the campaign has this provider message id.
+    NoSuchMessage,
+    /// The report is older than what is known (or the recipient is final): unchanged.
+    Unchanged(RecipientStatus),
+    Moved(RecipientStatus),
+}
+
+/// Applies a provider status report to the recipient with `provider_message_id` in the
+/// campaign, only if it moves the recipient forward ([`RecipientStatus::advances_to`]):
+/// late and replayed reports change nothing.
 #[tracing::instrument(name = "campaigns.apply_provider_status", skip(conn, sid), fields(tenant_id = %tenant), err)]
 pub async fn apply_provider_status(
     conn: &mut PgConnection,
     tenant: TenantId,
     campaign: Uuid,
     sid: &str,
-    status: &str,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "update outbound_campaign_recipients set status = $4,
-            sent_at = case when $4 in ('sent', 'delivered', 'answered', 'voicemail', 'replied') then coalesce(sent_at, now()) else sent_at end,
-            delivered_at = case when $4 in ('delivered', 'answered', 'voicemail') then coalesce(delivered_at, now()) else delivered_at end,
-            replied_at = case when $4 = 'replied' then coalesce(replied_at, now()) else replied_at end
-         where tenant_id = $1 and campaign_id = $2 and provider_message_id = $3",
+    to: RecipientStatus,
+) -> Result<Applied, sqlx::Error> {
+    let current: Option<(Uuid, String)> = sqlx::query_as(
+        "select id, status from outbound_campaign_recipients
+         where tenant_id = $1 and campaign_id = $2 and provider_message_id = $3 for update",
     )
     .bind(tenant)
     .bind(campaign)
     .bind(sid)
-    .bind(status)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((id, status)) = current else { return Ok(Applied::NoSuchMessage) };
+    let Some(from) = RecipientStatus::parse(&status) else { return Ok(Applied::NoSuchMessage) };
+    if !from.advances_to(to) {
+        return Ok(Applied::Unchanged(from));
+    }
+    sqlx::query(
+        "update outbound_campaign_recipients set status = $3,
+            sent_at = case when $3 in ('sent', 'delivered', 'answered', 'voicemail', 'opened', 'clicked', 'replied') then coalesce(sent_at, now()) else sent_at end,
+            delivered_at = case when $3 in ('delivered', 'answered', 'voicemail', 'opened', 'clicked', 'replied') then coalesce(delivered_at, now()) else delivered_at end,
+            replied_at = case when $3 = 'replied' then coalesce(replied_at, now()) else replied_at end
+         where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(to.as_str())
     .execute(conn)
     .await?;
-    Ok(r.rows_affected() > 0)
+    Ok(Applied::Moved(to))
+}
+
+/// The destinations a recipient's e-mail may redirect a click to: the links of its
+/// campaign's template as written. `None` when the recipient does not exist.
+#[tracing::instrument(name = "campaigns.recipient_links", skip(pool), fields(tenant_id = %who.tenant), err)]
+pub async fn recipient_links(pool: &PgPool, who: RecipientRef) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let mut tx = db::begin_tenant(pool, who.tenant).await?;
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "select t.html_body from outbound_campaign_recipients r
+         join outbound_campaigns c on c.id = r.campaign_id
+         left join email_templates t on t.id = c.email_template_id
+         where r.tenant_id = $1 and r.id = $2",
+    )
+    .bind(who.tenant)
+    .bind(who.recipient)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.map(|(html,)| html.as_deref().map(crate::links::template_links).unwrap_or_default()))
 }
 
 /// What a recipient did with a tracked e-mail.

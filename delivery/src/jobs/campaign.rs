@@ -46,7 +46,9 @@ pub async fn dispatch(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> 
             .fetch_optional(&mut *tx)
             .await?;
     let Some((kind, status)) = row else { return Ok(()) };
-    if status != "running" {
+    // A completed campaign can still have pending recipients: ones reconciliation found
+    // were never received by the provider.
+    if status != "running" && status != "completed" {
         return Ok(());
     }
     let channel =
@@ -93,7 +95,7 @@ pub async fn dispatch(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> 
 }
 
 /// What a send needs about its recipient, read once the recipient is claimed.
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct Target {
     customer_name: String,
     email: Option<String>,
@@ -108,8 +110,9 @@ struct Target {
 pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<(), JobError> {
     let r: SendToRecipient = data(job)?;
     let tenant = TenantId::from_uuid(r.tenant_id);
-    let claim = job.payload.uuid;
-    let lease = ctx.settings_lease();
+    // Each run claims under its own token: a claim is never taken over, so a retried job
+    // (same uuid) cannot pass as the run that holds it.
+    let claim = Uuid::now_v7();
 
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
     type CampaignRow = (String, Option<Uuid>, Option<Uuid>, Option<Uuid>);
@@ -128,16 +131,16 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
         "running" | "completed" => {}
         "paused" => {
             // Back to pending so `resume` dispatches it again.
-            store::back_to_pending(&mut tx, tenant, r.recipient_id, &lease).await?;
+            store::back_to_pending(&mut tx, tenant, r.recipient_id).await?;
             tx.commit().await?;
             return Ok(());
         }
         // Cancelled (or a draft again): nothing more goes out.
         _ => return Ok(()),
     }
-    let claimed = store::claim(&mut tx, tenant, r.recipient_id, claim, &lease).await?;
+    let claimed = store::claim(&mut tx, tenant, r.recipient_id, claim).await?;
     let Some(customer_id) = claimed else {
-        // Already sent, or another run holds it: this run has nothing to do.
+        // Sent, being sent, unknown, or final: this run has nothing to do.
         tracing::debug!("recipient not claimable; skipping");
         return Ok(());
     };
@@ -156,41 +159,107 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
         return Ok(());
     }
     let content = load_content(&mut tx, tenant, channel, email_template, sms_template, script).await?;
+    // The attempt (`sending`) is durable from here: whatever happens next, this recipient
+    // is never claimed again.
     tx.commit().await?;
 
-    let fields = merge_fields(&target);
-    let result = match (&content, channel) {
-        (Content::Email { subject, html, text }, Channel::Email) => {
-            send_email(ctx, tenant, r.recipient_id, &target, &fields, subject, html, text.as_deref()).await
-        }
-        (Content::Sms(body), Channel::Sms) => send_sms(ctx, &r, &target, &fields, body).await,
-        (Content::Script(script), Channel::Phone) => call(ctx, &r, &target, &fields, script).await,
-        (Content::Missing(what), _) => Err(ProviderError::Rejected { provider: "campaign", reason: what.clone() }),
-        _ => {
-            Err(ProviderError::Rejected { provider: "campaign", reason: "template does not match the channel".into() })
-        }
-    };
-
-    let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
-    let outcome = match result {
-        Ok(message_id) => {
-            store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Sent(&message_id)).await?;
-            Ok(())
-        }
-        Err(e @ ProviderError::Retryable { .. }) => {
-            store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Release(&e.to_string())).await?;
-            Err(JobError::from(e))
-        }
-        Err(e) => {
-            store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Failed(&e.to_string())).await?;
-            Err(JobError::from(e))
-        }
-    };
-    tx.commit().await?;
-    store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
-    outcome
+    // The provider call and the record of its outcome run detached from the job: the
+    // worker's timeout drops the handler, never the step between the provider's answer and
+    // its record. A worker that dies here leaves `sending`, which the sweep turns `unknown`.
+    let last_try = job.attempts >= job.payload.max_tries;
+    let attempt = Attempt { ctx: ctx.clone(), job: r, claim, channel, target, content, last_try };
+    tokio::spawn(attempt.run()).await.map_err(JobError::retry_because)?
 }
 
+/// One claimed send: the provider call and the record of what it did.
+struct Attempt {
+    ctx: JobContext,
+    job: SendToRecipient,
+    claim: Uuid,
+    channel: Channel,
+    target: Target,
+    content: Content,
+    /// The job has no retry left: a retryable failure is recorded as failed.
+    last_try: bool,
+}
+
+impl Attempt {
+    async fn run(self) -> Result<(), JobError> {
+        let (ctx, r, target) = (&self.ctx, &self.job, &self.target);
+        let fields = merge_fields(target);
+        let result = match (&self.content, self.channel) {
+            (Content::Email { subject, html, text }, Channel::Email) => {
+                send_email(ctx, r, target, &fields, subject, html, text.as_deref()).await
+            }
+            (Content::Sms(body), Channel::Sms) => send_sms(ctx, r, target, &fields, body).await,
+            (Content::Script(script), Channel::Phone) => call(ctx, r, target, &fields, script).await,
+            (Content::Missing(what), _) => Err(ProviderError::Rejected { provider: "campaign", reason: what.clone() }),
+            _ => Err(ProviderError::Rejected {
+                provider: "campaign",
+                reason: "template does not match the channel".into(),
+            }),
+        };
+        let reason = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        let (finish, outcome) = match &result {
+            Ok(message_id) => (Finish::Sent(message_id), Ok(())),
+            Err(e) if e.may_have_been_sent() => {
+                // Counted and shown (`unknown`), never retried: a retry could send twice.
+                tracing::warn!(error = %e, "send outcome unknown; the recipient will not be retried");
+                metrics::counter!("campaign_sends_unknown_total", "channel" => self.channel.name()).increment(1);
+                (Finish::Unknown(&reason), Ok(()))
+            }
+            Err(ProviderError::Retryable { .. }) if !self.last_try => {
+                (Finish::Release(&reason), Err(JobError::from(result.as_ref().unwrap_err().clone())))
+            }
+            Err(e) => (Finish::Failed(&reason), Err(JobError::fail_because(e.clone()))),
+        };
+        record(ctx, r, self.claim, finish).await?;
+        // After the commit, not in it: two sends finishing together would each see the
+        // other's recipient still open inside their own transactions.
+        store::complete_if_done(&ctx.pool, TenantId::from_uuid(r.tenant_id), r.campaign_id).await?;
+        outcome
+    }
+}
+
+/// Records a send's outcome, retrying the write (not the send) with backoff for about six
+/// seconds: a provider's answer is never lost to a short database outage. If Postgres stays
+/// away longer, the recipient stays `sending` and the sweep makes it `unknown` (the one
+/// gap of the protocol: a message SES accepted can end `unknown`, never sent twice).
+async fn record(ctx: &JobContext, r: &SendToRecipient, claim: Uuid, how: Finish<'_>) -> Result<(), JobError> {
+    let tenant = TenantId::from_uuid(r.tenant_id);
+    let mut wait = std::time::Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        let result = async {
+            let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
+            let recorded = store::finish(&mut tx, tenant, r.recipient_id, claim, how).await?;
+            tx.commit().await?;
+            Ok::<bool, sqlx::Error>(recorded)
+        }
+        .await;
+        match result {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                tracing::warn!(?how, "the claim had expired before the outcome was recorded");
+                return Ok(());
+            }
+            Err(e) if tries < 7 => {
+                tries += 1;
+                tracing::warn!(error = %e, tries, "outcome not recorded yet; retrying the write");
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+            }
+            Err(e) => {
+                if let Finish::Sent(id) = how {
+                    tracing::error!(provider_message_id = id, "accepted by the provider but not recorded");
+                }
+                return Err(JobError::retry_because(anyhow::Error::new(e).context("recording the send's outcome")));
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
 enum Content {
     Email { subject: String, html: String, text: Option<String> },
     Sms(String),
@@ -268,8 +337,10 @@ fn merge_fields(t: &Target) -> Vec<(String, String)> {
     fields
 }
 
+/// Escapes the five HTML-significant characters, so a merge value stays text inside an
+/// element or an attribute quoted either way.
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 fn html_to_text(html: &str) -> String {
@@ -286,6 +357,17 @@ fn html_to_text(html: &str) -> String {
     out.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"")
 }
 
+/// The first character that would end or fold a mail header line (CR, LF, NUL and the
+/// other C0 controls but tab), named for the error.
+pub fn header_break(value: &str) -> Option<&'static str> {
+    value.chars().find(|c| c.is_control() && *c != '\t').map(|c| match c {
+        '\r' => "carriage return",
+        '\n' => "line feed",
+        '\0' => "NUL",
+        _ => "control character",
+    })
+}
+
 /// Builds the MIME message of one campaign e-mail: merged, links tracked, open pixel,
 /// unsubscribe footer and the `List-Unsubscribe` headers (RFC 2369 and one-click RFC 8058).
 pub fn build_email(
@@ -299,8 +381,16 @@ pub fn build_email(
 ) -> Result<Vec<u8>, ProviderError> {
     let escaped: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.clone(), html_escape(v))).collect();
     let subject = render(subject, fields);
+    if let Some(bad) = header_break(&subject) {
+        return Err(ProviderError::Rejected {
+            provider: "campaign",
+            reason: format!("the subject holds a {bad} after merging the recipient's fields; nothing was sent"),
+        });
+    }
     let unsubscribe = links.unsubscribe();
-    let mut html_body = track_links(&render(html, &escaped), links);
+    // Links are tracked in the template as written, before merging: only the template's
+    // own links are signed, never one a merge value brought in.
+    let mut html_body = render(&track_links(html, links), &escaped);
     html_body.push_str(&format!(
         "\n<p style=\"font-size:12px;color:#888\"><a href=\"{}\">Unsubscribe</a></p>\n<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
         html_escape(&unsubscribe),
@@ -324,11 +414,9 @@ pub fn build_email(
         .map_err(|e| ProviderError::Rejected { provider: "SES", reason: format!("cannot build the message: {e}") })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn send_email(
     ctx: &JobContext,
-    tenant: TenantId,
-    recipient: Uuid,
+    r: &SendToRecipient,
     target: &Target,
     fields: &[(String, String)],
     subject: &str,
@@ -341,7 +429,8 @@ async fn send_email(
         .as_deref()
         .filter(|e| !e.is_empty())
         .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no e-mail address".into() })?;
-    let links = Links::new(&ctx.settings.app_url, ctx.settings.app_key.expose(), RecipientRef { tenant, recipient });
+    let who = RecipientRef { tenant: TenantId::from_uuid(r.tenant_id), recipient: r.recipient_id };
+    let links = Links::new(&ctx.settings.app_url, ctx.settings.app_key.expose(), who);
     let mime = build_email(&ctx.settings.mail_from, to, &links, fields, subject, html, text)?;
     rate::acquire(&ctx.queue, "ses", ctx.settings.ses_rate_per_sec).await;
     ses.send(OutgoingEmail { from: &ctx.settings.mail_from, to, mime }).await
@@ -383,14 +472,6 @@ async fn call(
     client.make_call(to, &twilio::say_twiml(&render(script, fields)), &callback).await
 }
 
-impl JobContext {
-    /// How old a claim must be before another run may take it over: the queue's
-    /// `retry_after`, as a Postgres interval.
-    fn settings_lease(&self) -> String {
-        format!("{} milliseconds", self.settings.claim_lease.as_millis())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +496,57 @@ mod tests {
         assert_eq!(get("company"), Some("Engines <Ltd>"));
         assert_eq!(get("employees"), Some("12"));
         assert_eq!(get("name"), Some("Ada Lovelace"));
+    }
+
+    #[test]
+    fn merge_values_cannot_bring_signed_links_or_break_attributes() {
+        let links = Links::new(
+            "https://app.test",
+            "key-0123456789abcdef",
+            RecipientRef { tenant: TenantId::from_uuid(Uuid::now_v7()), recipient: Uuid::now_v7() },
+        );
+        let mut t = target();
+        t.customer_name = "x' href='https://evil.example/a' data-x='".into();
+        let mime = build_email(
+            "campaigns@shop.test",
+            "ada@example.com",
+            &links,
+            &merge_fields(&t),
+            "Hello",
+            "<p title='{{ name }}'>Hi</p><a href=\"https://shop.test/offer\">Offer</a>",
+            None,
+        )
+        .unwrap();
+        let text = String::from_utf8(mime).unwrap();
+        assert!(!text.contains("evil.example%2Fa") && !text.contains("href='https://evil"), "{text}");
+        assert!(text.contains("&#39;"), "single quotes are escaped: {text}");
+        assert_eq!(text.matches("/t/click/").count(), 1, "only the template's own link is tracked");
+    }
+
+    #[test]
+    fn a_line_break_merged_into_the_subject_refuses_the_send() {
+        let links = Links::new(
+            "https://app.test",
+            "key-0123456789abcdef",
+            RecipientRef { tenant: TenantId::from_uuid(Uuid::now_v7()), recipient: Uuid::now_v7() },
+        );
+        let mut t = target();
+        t.business_context = serde_json::json!({"company": "Acme\r\nBcc: all@evil.example"});
+        let err = build_email(
+            "c@shop.test",
+            "ada@example.com",
+            &links,
+            &merge_fields(&t),
+            "Hi {{ company }}",
+            "<p>x</p>",
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ProviderError::Rejected { .. }), "{err}");
+        assert!(err.to_string().contains("carriage return"), "{err}");
+        assert_eq!(header_break("fine\tsubject"), None);
+        assert_eq!(header_break("a\nb"), Some("line feed"));
+        assert_eq!(header_break("a\0b"), Some("NUL"));
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub async fn generate_tts(ctx: &JobContext, job: &Reserved) -> Result<(), JobErr
             Ok(())
         }
         Err(e) => {
-            let retry = matches!(e, ProviderError::Retryable { .. });
+            let retry = matches!(e, ProviderError::Retryable { .. } | ProviderError::Ambiguous { .. });
             sqlx::query(
                 "update tts_requests set status = case when $4 then 'pending' else 'failed' end, error = $3
                  where tenant_id = $1 and id = $2",

@@ -24,7 +24,7 @@ use crate::{
 impl From<ProviderError> for JobError {
     fn from(e: ProviderError) -> Self {
         match e {
-            ProviderError::Retryable { .. } => JobError::retry_because(e),
+            ProviderError::Retryable { .. } | ProviderError::Ambiguous { .. } => JobError::retry_because(e),
             ProviderError::Rejected { .. } | ProviderError::NotConfigured(_) => JobError::fail_because(e),
         }
     }

@@ -41,6 +41,10 @@ pub async fn sales_notification(ctx: &JobContext, job: &Reserved) -> Result<(), 
     tx.commit().await?;
     let Some(lead) = lead else { return Ok(()) };
     let ses = ctx.providers.ses.as_ref().ok_or(ProviderError::NotConfigured("SES (AWS_ACCESS_KEY_ID)"))?;
+    // The API refuses such names; a row written before that rule must not inject headers.
+    if let Some(bad) = super::campaign::header_break(&lead.name) {
+        return Err(JobError::fail(format!("the lead's name holds a {bad}; it cannot go into a subject")));
+    }
     let body = format!(
         "New lead for {}\n\nName: {}\nE-mail: {}\nPhone: {}\nCompany: {}\n\n{}\n",
         lead.tenant_name,

@@ -19,11 +19,17 @@ use std::time::Duration;
 
 use fibonacco_platform::config::Secret;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    /// Worth trying again later (429, 5xx, timeouts, connection errors).
+    /// Certainly not acted on, and worth trying again later (429, 5xx, a connection that
+    /// could not be made).
     #[error("{provider} is unavailable: {reason}")]
     Retryable { provider: &'static str, reason: String },
+    /// The request went out and no readable answer came back (a timeout, a dropped
+    /// connection, a success without the message id): the provider may have acted on it.
+    /// A send never retries this; its recipient becomes `unknown`.
+    #[error("{provider} may have sent it: {reason}")]
+    Ambiguous { provider: &'static str, reason: String },
     /// Will fail the same way next time until someone changes something.
     #[error("{provider} rejected the request: {reason}")]
     Rejected { provider: &'static str, reason: String },
@@ -44,7 +50,8 @@ impl ProviderError {
         }
     }
 
-    /// Classifies a transport error from reqwest.
+    /// Classifies a transport error from reqwest: a request that never left (no
+    /// connection) may be retried; one that left and got no answer is ambiguous.
     pub fn from_reqwest(provider: &'static str, e: &reqwest::Error) -> Self {
         if let Some(status) = e.status() {
             return Self::from_status(provider, status.as_u16(), "");
@@ -52,7 +59,15 @@ impl ProviderError {
         if e.is_builder() {
             return Self::Rejected { provider, reason: format!("invalid request: {e}") };
         }
-        Self::Retryable { provider, reason: format!("transport: {e}") }
+        if e.is_connect() {
+            return Self::Retryable { provider, reason: format!("no connection: {e}") };
+        }
+        Self::Ambiguous { provider, reason: format!("no answer: {e}") }
+    }
+
+    /// Whether retrying could send a second message.
+    pub fn may_have_been_sent(&self) -> bool {
+        matches!(self, Self::Ambiguous { .. })
     }
 }
 

@@ -103,7 +103,7 @@ impl Ses {
             .send()
             .await
             .map_err(classify)?;
-        out.message_id.ok_or_else(|| ProviderError::Retryable {
+        out.message_id.ok_or_else(|| ProviderError::Ambiguous {
             provider: PROVIDER,
             reason: "SES answered without a message id".into(),
         })
@@ -124,10 +124,35 @@ fn classify<E: std::error::Error + Send + Sync + 'static>(
             provider: PROVIDER,
             reason: aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
         },
-        // Timeouts, dispatch failures and unreadable responses heal by themselves.
-        _ => ProviderError::Retryable {
+        // A request that never reached SES (no connection) may be retried.
+        SdkError::DispatchFailure(_) if never_connected(&e) => ProviderError::Retryable {
+            provider: PROVIDER,
+            reason: aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
+        },
+        // A timeout, a dropped connection or an unreadable response: SES may have sent it.
+        _ => ProviderError::Ambiguous {
             provider: PROVIDER,
             reason: aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
         },
     }
+}
+
+/// Whether the error's cause is a connection that was never made (refused, unreachable,
+/// no route, or the connect timeout): then nothing was sent.
+fn never_connected(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable)
+        {
+            return true;
+        }
+        let text = err.to_string();
+        if text.contains("Connection refused") || text.contains("connect timeout") || text.contains("dns error") {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }

@@ -77,13 +77,20 @@ impl Twilio {
             .await
             .map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
         let status = res.status();
-        let body = res.text().await.map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
         if !status.is_success() {
+            let body = res.text().await.unwrap_or_default();
             return Err(ProviderError::from_status(PROVIDER, status.as_u16(), &body));
         }
-        serde_json::from_str::<Created>(&body)
-            .map(|c| c.sid)
-            .map_err(|e| ProviderError::Retryable { provider: PROVIDER, reason: format!("unreadable answer: {e}") })
+        // A success whose body cannot be read or parsed was still a success at Twilio: the
+        // message exists there, so this is ambiguous, never retryable.
+        let body = res.text().await.map_err(|e| ProviderError::Ambiguous {
+            provider: PROVIDER,
+            reason: format!("the answer to a {status} could not be read: {e}"),
+        })?;
+        serde_json::from_str::<Created>(&body).map(|c| c.sid).map_err(|e| ProviderError::Ambiguous {
+            provider: PROVIDER,
+            reason: format!("unreadable answer to a {status}: {e}"),
+        })
     }
 
     /// Sends an SMS; returns the message sid.
@@ -175,5 +182,90 @@ mod tests {
     #[test]
     fn twiml_escapes_markup() {
         assert_eq!(say_twiml("a < b & c"), "<Response><Say>a &lt; b &amp; c</Say></Response>");
+    }
+}
+
+/// A message or call Twilio has on record, as its list endpoints answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Record {
+    pub sid: String,
+    pub status: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    /// RFC 2822, e.g. `Mon, 30 Nov 2026 11:00:00 +0000`.
+    #[serde(default)]
+    pub date_created: Option<String>,
+    /// Calls only: `machine_start`, `human`, … when detection ran.
+    #[serde(default)]
+    pub answered_by: Option<String>,
+}
+
+impl Record {
+    pub fn created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.date_created
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    }
+}
+
+#[derive(Deserialize)]
+struct MessagePage {
+    #[serde(default)]
+    messages: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+struct CallPage {
+    #[serde(default)]
+    calls: Vec<Record>,
+}
+
+impl Twilio {
+    /// The number messages and calls come from.
+    pub fn from_number(&self) -> &str {
+        &self.settings.from
+    }
+
+    /// The latest messages to `to` (newest first), for reconciling a send whose answer was
+    /// lost. Not filtered by date at Twilio: a message still queued there has no send date.
+    #[tracing::instrument(name = "twilio.find_messages", skip_all)]
+    pub async fn find_messages(&self, to: &str) -> Result<Vec<Record>, ProviderError> {
+        let page: MessagePage = self.list("Messages", &[("To", to), ("PageSize", "50")]).await?;
+        Ok(page.messages)
+    }
+
+    /// The latest calls to `to` (newest first).
+    #[tracing::instrument(name = "twilio.find_calls", skip_all)]
+    pub async fn find_calls(&self, to: &str) -> Result<Vec<Record>, ProviderError> {
+        let page: CallPage = self.list("Calls", &[("To", to), ("PageSize", "50")]).await?;
+        Ok(page.calls)
+    }
+
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        resource: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ProviderError> {
+        let query = serde_urlencoded::to_string(query)
+            .map_err(|e| ProviderError::Rejected { provider: PROVIDER, reason: format!("invalid lookup: {e}") })?;
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/{resource}.json?{query}",
+            self.settings.base_url, self.settings.account_sid
+        );
+        let res = self
+            .http
+            .get(url)
+            .basic_auth(&self.settings.account_sid, Some(self.settings.auth_token.expose()))
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
+        let status = res.status();
+        let body = res.text().await.map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
+        if !status.is_success() {
+            return Err(ProviderError::from_status(PROVIDER, status.as_u16(), &body));
+        }
+        serde_json::from_str(&body)
+            .map_err(|e| ProviderError::Retryable { provider: PROVIDER, reason: format!("unreadable list: {e}") })
     }
 }

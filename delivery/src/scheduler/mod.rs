@@ -15,6 +15,9 @@ use chrono::{DateTime, Utc};
 use fibonacco_platform::queue::Queue;
 use sqlx::PgPool;
 
+/// A provider call (30 s at most) plus the outcome record's retries (about 7 s), with room.
+pub const MIN_ATTEMPT_EXPIRY: Duration = Duration::from_secs(45);
+
 /// A scheduled task as configured.
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -38,7 +41,12 @@ const DEFAULTS: &[(&str, &str, &str, bool)] = &[
     ),
     ("content:publish-scheduled", "0 * * * * *", "publish content whose scheduled time has come", false),
     ("campaigns:start-scheduled", "0 * * * * *", "start campaigns whose scheduled time has come", false),
-    ("campaigns:dispatch", "30 * * * * *", "re-queue running campaigns that still have pending recipients", false),
+    (
+        "campaigns:dispatch",
+        "30 * * * * *",
+        "expire unfinished sends to unknown, recover recipients whose job Redis lost, re-queue pending ones",
+        false,
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +99,13 @@ pub struct Scheduler {
     pub instance: String,
     /// An unfinished run older than this no longer blocks the next (its process died).
     pub stale_after: Duration,
+    /// The queue's `retry_after`: a queued recipient older than this whose queue has
+    /// drained lost its job (Redis lost data) and is dispatched again.
+    pub retry_after: Duration,
+    /// A send still `sending` after this did not finish (its worker died, or the provider
+    /// never answered): it becomes `unknown`. Longer than a provider call plus the outcome
+    /// record's retries, so a slow send records its own outcome first.
+    pub attempt_expiry: Duration,
 }
 
 /// What happened to one tick of one task on this instance.
@@ -108,7 +123,22 @@ pub enum TickOutcome {
 impl Scheduler {
     pub fn new(pool: PgPool, queue: Queue) -> Self {
         let instance = format!("{}:{}", hostname(), std::process::id());
-        Self { pool, queue, instance, stale_after: Duration::from_secs(3600) }
+        Self {
+            pool,
+            queue,
+            instance,
+            stale_after: Duration::from_secs(3600),
+            retry_after: Duration::from_secs(90),
+            attempt_expiry: Duration::from_secs(90),
+        }
+    }
+
+    /// With the queue's `retry_after`; attempts expire after the longer of it and
+    /// [`MIN_ATTEMPT_EXPIRY`].
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self.attempt_expiry = retry_after.max(MIN_ATTEMPT_EXPIRY);
+        self
     }
 
     /// Runs forever (until `shutdown`): sleeps to the next due tick, runs what is due.

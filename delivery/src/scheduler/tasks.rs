@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Scheduler;
 use crate::{
-    campaigns::{self, CampaignStatus, ContentState},
+    campaigns::{self, CampaignStatus, Channel, ContentState},
     publishing,
 };
 
@@ -233,9 +233,27 @@ async fn start_scheduled(s: &Scheduler) -> anyhow::Result<String> {
     Ok(format!("{started} campaigns started, {refused} sent back to draft"))
 }
 
-/// Running campaigns with recipients still pending get their dispatch queued again (a
-/// dispatch lost with Redis, or never queued because Redis was down at `start`).
+/// Keeps sends moving when something failed between two steps:
+/// - sends still `sending` past the attempt expiry (a dead worker, a provider that never
+///   answered) become `unknown`, and their campaigns may complete;
+/// - queued recipients older than `retry_after` whose channel queue has drained lost their
+///   job (Redis lost data): back to pending and dispatched again;
+/// - running campaigns with recipients still pending get their dispatch queued again (a
+///   dispatch lost with Redis, or never queued because Redis was down at `start`);
+/// - running campaigns with no recipient left open are completed.
 async fn redispatch(s: &Scheduler) -> anyhow::Result<String> {
+    let expired = campaigns::store::expire_attempts(&s.pool, s.attempt_expiry).await?;
+    let mut drained = Vec::new();
+    for channel in [Channel::Email, Channel::Sms, Channel::Phone] {
+        let sizes = s.queue.sizes(channel.send_job().queue).await?;
+        if sizes.ready + sizes.delayed + sizes.reserved == 0 {
+            drained.push(channel.name());
+        }
+    }
+    let recovered = campaigns::store::recover_lost(&s.pool, s.retry_after, &drained).await?;
+    for (tenant, id, kind) in &recovered {
+        campaigns::enqueue_dispatch(&s.queue, *tenant, *id, kind).await?;
+    }
     let mut tx = db::begin_system(&s.pool).await?;
     let running: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
         "select c.tenant_id, c.id, c.type from outbound_campaigns c
@@ -248,5 +266,11 @@ async fn redispatch(s: &Scheduler) -> anyhow::Result<String> {
     for (tenant, id, kind) in &running {
         campaigns::enqueue_dispatch(&s.queue, TenantId::from_uuid(*tenant), *id, kind).await?;
     }
-    Ok(format!("{} campaigns re-dispatched", running.len()))
+    let completed = campaigns::store::complete_finished(&s.pool).await?;
+    Ok(format!(
+        "{} campaigns re-dispatched, {} with lost jobs recovered, {} with unfinished sends now unknown, {completed} completed",
+        running.len(),
+        recovered.len(),
+        expired.len()
+    ))
 }

@@ -1,0 +1,484 @@
+//! The send protocol's fault matrix: each case ends with exactly one message per recipient
+//! at the emulator or stub, or the recipient visibly `unknown`, and never a second message.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode},
+    response::IntoResponse,
+    routing::any,
+};
+use fibonacco_api::testing::{APP_URL, TestApp};
+use fibonacco_delivery::{
+    links::{Links, RecipientRef},
+    reconcile,
+    scheduler::{Scheduler, tasks},
+};
+use fibonacco_platform::{queue::failed, testing::wait_for};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// An e-mail campaign of `n` recipients at a fresh domain, started; returns (domain,
+/// sender, campaign id).
+async fn started_campaign(app: &TestApp, n: usize, tag: &str) -> (String, String, String) {
+    let domain = format!("{}.{tag}.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(app, &domain, n).await;
+    let id = email_campaign(app, &ids).await;
+    let (s, j) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(&app.token_a), None).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    (domain, sender, id)
+}
+
+fn messages(mail: &std::collections::HashMap<String, Vec<String>>) -> usize {
+    mail.values().map(Vec::len).sum()
+}
+
+/// Forwards to moto (which accepts the message), then answers only after `delay`.
+async fn slow_ses(delay: Duration) -> String {
+    let (upstream, _) = flaky_ses(0).await;
+    let app = Router::new().fallback(any(move |req: Request<Body>| {
+        let upstream = upstream.clone();
+        async move {
+            let res = forward(req, &upstream).await;
+            tokio::time::sleep(delay).await;
+            res
+        }
+    }));
+    serve(app).await
+}
+
+/// Forwards to moto (which accepts the message) and never answers.
+async fn silent_ses(accepted: Arc<AtomicUsize>) -> String {
+    let (upstream, _) = flaky_ses(0).await;
+    let app = Router::new().fallback(any(move |req: Request<Body>| {
+        let (upstream, accepted) = (upstream.clone(), accepted.clone());
+        async move {
+            let _ = forward(req, &upstream).await;
+            accepted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            StatusCode::OK.into_response()
+        }
+    }));
+    serve(app).await
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Reads one HTTP request off a raw socket, forwards it to moto (which accepts the
+/// message), then drops the connection without a byte of answer.
+async fn dropping_ses() -> String {
+    let (upstream, _) = flaky_ses(0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head_end, length) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0usize);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let mut lines = head.lines();
+                let target = lines.next().unwrap_or_default().split(' ').nth(1).unwrap_or("/").to_owned();
+                let mut req = reqwest::Client::new().post(format!("{upstream}{target}"));
+                for line in lines {
+                    if let Some((k, v)) = line.split_once(':')
+                        && !k.eq_ignore_ascii_case("host")
+                        && !k.eq_ignore_ascii_case("content-length")
+                    {
+                        req = req.header(k.trim(), v.trim());
+                    }
+                }
+                let _ = req.body(buf[head_end..].to_vec()).send().await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A TCP proxy to Postgres that can be cut (every connection dropped at once, new ones
+/// refused) and restored: "Postgres refused" between two steps of a send.
+struct PgProxy {
+    url: String,
+    down: Arc<AtomicBool>,
+    cuts: tokio::sync::watch::Sender<usize>,
+}
+
+impl PgProxy {
+    async fn start(database_url: &str) -> Self {
+        let target: url_parts::Target = url_parts::parse(database_url);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let (cuts, _) = tokio::sync::watch::channel(0usize);
+        let (d, c) = (down.clone(), cuts.clone());
+        let upstream = format!("{}:{}", target.host, target.port);
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let (upstream, mut cut) = (upstream.clone(), c.subscribe());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        let url = url_parts::with_port(database_url, port);
+        Self { url, down, cuts }
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+mod url_parts {
+    pub struct Target {
+        pub host: String,
+        pub port: u16,
+    }
+
+    /// Host and port of `postgres://user:pass@host:port/db`.
+    pub fn parse(url: &str) -> Target {
+        let after_at = url.rsplit_once('@').map(|(_, r)| r).unwrap_or(url);
+        let authority = after_at.split('/').next().unwrap_or_default();
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "5432"));
+        Target { host: host.to_owned(), port: port.parse().unwrap_or(5432) }
+    }
+
+    pub fn with_port(url: &str, port: u16) -> String {
+        let t = parse(url);
+        url.replacen(&format!("{}:{}", t.host, t.port), &format!("127.0.0.1:{port}"), 1)
+    }
+}
+
+#[tokio::test]
+async fn a_job_timeout_after_the_provider_accepted_sends_once() {
+    // The new user's report: SES answering after 6 s with retry_after 5 s gave 5 copies.
+    let app = TestApp::spawn().await;
+    let (domain, sender, id) = started_campaign(&app, 1, "slowses").await;
+    let retry_after = Duration::from_secs(2);
+    let endpoint = slow_ses(Duration::from_secs(3)).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender), ("SES_ENDPOINT", endpoint)], retry_after);
+    let worker = RunningWorker::start(ctx, &["emails"], retry_after);
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    // Let every retry of the timed-out job run.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    worker.stop().await;
+    assert_eq!(messages(&sent_to(&domain).await), 1, "one message, however often the job ran");
+    let r = recipient_statuses(&app, &id).await;
+    assert_eq!((r[0].0.as_str(), r[0].1.is_some()), ("sent", true), "the late answer was recorded: {r:?}");
+}
+
+#[tokio::test]
+async fn ses_accepting_then_dropping_the_connection_leaves_the_recipient_unknown() {
+    let app = TestApp::spawn().await;
+    let (domain, sender, id) = started_campaign(&app, 1, "dropped").await;
+    let endpoint = dropping_ses().await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender), ("SES_ENDPOINT", endpoint)], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, retried, failed_jobs) = worker.stop().await;
+    assert_eq!((retried, failed_jobs), (0, 0), "an ambiguous outcome is never retried");
+    assert_eq!(messages(&sent_to(&domain).await), 1);
+    assert_eq!(recipient_statuses(&app, &id).await[0].0, "unknown");
+    let (_, a) = app.get(&format!("/api/v1/outbound/campaigns/{id}/analytics"), &app.token_a).await;
+    assert_eq!((a["data"]["unknown"].as_i64(), a["data"]["sent"].as_i64()), (Some(1), Some(0)), "{a}");
+}
+
+#[tokio::test]
+async fn postgres_refused_between_accept_and_record_loses_no_outcome() {
+    let app = TestApp::spawn().await;
+    let (domain, sender, id) = started_campaign(&app, 1, "pgdown").await;
+    let proxy = Arc::new(PgProxy::start(&app.db.url).await);
+    let pool = fibonacco_platform::db::connect_url(&proxy.url, 4, Duration::from_secs(2)).await.unwrap();
+    // SES: the moment the message is accepted, Postgres goes away for 1.5 s.
+    let (upstream, _) = flaky_ses(0).await;
+    let p = proxy.clone();
+    let endpoint = serve(Router::new().fallback(any(move |req: Request<Body>| {
+        let (upstream, p) = (upstream.clone(), p.clone());
+        async move {
+            let res = forward(req, &upstream).await;
+            p.cut();
+            // Every pooled connection is gone before SES's answer reaches the worker.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let p2 = p.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                p2.restore();
+            });
+            res
+        }
+    })))
+    .await;
+    let mut ctx = job_context(&app, &[("MAIL_FROM", sender), ("SES_ENDPOINT", endpoint)], Duration::from_secs(30));
+    ctx.pool = pool;
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    // Any retry of the job runs before the check.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    worker.stop().await;
+    assert_eq!(messages(&sent_to(&domain).await), 1);
+    let r = recipient_statuses(&app, &id).await;
+    assert_eq!((r[0].0.as_str(), r[0].1.is_some()), ("sent", true), "the outcome write was retried: {r:?}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_after_accept_never_sends_twice_and_the_sweep_says_unknown() {
+    let app = TestApp::spawn().await;
+    let (domain, sender, id) = started_campaign(&app, 1, "killed").await;
+    let retry_after = Duration::from_secs(2);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let endpoint = silent_ses(accepted.clone()).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone()), ("SES_ENDPOINT", endpoint)], retry_after);
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], retry_after);
+    wait_for("SES to accept the message", Duration::from_secs(30), || async { accepted.load(Ordering::SeqCst) == 1 })
+        .await;
+    worker.kill();
+    // A new worker gets the redelivered job: the recipient is still claimed, nothing sent.
+    let ctx2 = job_context(&app, &[("MAIL_FROM", sender)], retry_after);
+    let worker = RunningWorker::start(ctx2, &["emails"], retry_after);
+    wait_for("every redelivered job to be done", Duration::from_secs(30), || async {
+        app.state.queue.sizes("emails").await.unwrap() == Default::default()
+    })
+    .await;
+    assert_eq!(recipient_statuses(&app, &id).await[0].0, "sending");
+    // The sweep: an attempt past its expiry is unknown, and the campaign can complete.
+    let mut sweep = Scheduler::new(app.db.pool.clone(), app.state.queue.clone()).with_retry_after(retry_after);
+    sweep.attempt_expiry = Duration::from_secs(1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tasks::run(&sweep, "campaigns:dispatch").await.unwrap();
+    assert_eq!(recipient_statuses(&app, &id).await[0].0, "unknown");
+    assert_eq!(campaign_status(&app, &id).await, "completed");
+    worker.stop().await;
+    assert_eq!(messages(&sent_to(&domain).await), 1, "the accepted message, and no second one");
+}
+
+#[tokio::test]
+async fn a_job_retried_from_failed_jobs_after_its_send_went_out_sends_nothing() {
+    let app = TestApp::spawn().await;
+    let (domain, sender, id) = started_campaign(&app, 1, "retried").await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender)], Duration::from_secs(30));
+    // Run the dispatch and the send by hand, keeping the send's payload.
+    use fibonacco_platform::queue::Handler;
+    let dispatch = app.state.queue.pop("emails", Duration::from_secs(30)).await.unwrap().unwrap().unwrap();
+    ctx.handle(&dispatch).await.unwrap();
+    app.state.queue.ack(&dispatch).await.unwrap();
+    let send = app.state.queue.pop("emails", Duration::from_secs(30)).await.unwrap().unwrap().unwrap();
+    ctx.handle(&send).await.unwrap();
+    app.state.queue.ack(&send).await.unwrap();
+    assert_eq!(messages(&sent_to(&domain).await), 1);
+    // An operator puts the same job back (`queue retry`), e.g. after a spurious failure.
+    let payload = serde_json::to_value(&send.payload).unwrap();
+    failed::record(&app.db.pool, send.payload.uuid, "emails", payload, "spurious").await.unwrap();
+    failed::retry(&app.db.pool, &app.state.queue, Some(send.payload.uuid)).await.unwrap();
+    let again = app.state.queue.pop("emails", Duration::from_secs(30)).await.unwrap().unwrap().unwrap();
+    assert_eq!(again.payload.uuid, send.payload.uuid);
+    ctx.handle(&again).await.unwrap();
+    assert_eq!(messages(&sent_to(&domain).await), 1, "the retried job sent nothing");
+    assert_eq!(recipient_statuses(&app, &id).await[0].0, "sent");
+}
+
+#[tokio::test]
+async fn twilio_success_with_a_bad_body_is_unknown_until_reconciled() {
+    let app = TestApp::spawn().await;
+    let (twilio, stub) = twilio_stub().await;
+    let t = &app.token_a;
+    let domain = format!("{}.sms.example", unique());
+    let ids = customers(&app, &domain, 2).await;
+    let (_, tpl) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/sms/templates",
+            Some(t),
+            Some(json!({"name": "S", "body": "Hi {{ first_name }}"})),
+        )
+        .await;
+    let (_, c) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/sms/campaigns",
+            Some(t),
+            Some(json!({"name": "SMS", "template_id": tpl["data"]["id"], "customer_ids": ids})),
+        )
+        .await;
+    let id = c["data"]["id"].as_str().unwrap().to_owned();
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(t), None).await;
+    // One message is created but answered with a body that is not JSON; the other never
+    // reaches Twilio's records (answered oddly and not created).
+    stub.faults.bad_body.store(1, Ordering::SeqCst);
+    stub.faults.lost.store(1, Ordering::SeqCst);
+    let over = [
+        ("TWILIO_ACCOUNT_SID", "AC1".to_owned()),
+        ("TWILIO_AUTH_TOKEN", "tok".to_owned()),
+        ("TWILIO_FROM", "+15550000000".to_owned()),
+        ("TWILIO_BASE_URL", twilio.clone()),
+    ];
+    let ctx = job_context(&app, &over, Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx.clone(), &["sms"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    let (_, retried, _) = worker.stop().await;
+    assert_eq!(retried, 0, "never retried: a retry could send twice");
+    let statuses: Vec<String> = recipient_statuses(&app, &id).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(statuses, vec!["unknown", "unknown"]);
+    assert_eq!(stub.posts.lock().unwrap().len(), 2);
+
+    // Reconcile: the one Twilio has is settled with its sid; the one it never created is
+    // sent again, once.
+    let reports =
+        reconcile::reconcile(&app.db.pool, &app.state.queue, &ctx.providers, Some(id.parse().unwrap())).await.unwrap();
+    assert_eq!((reports[0].settled, reports[0].released, reports[0].unknown), (1, 1, 0), "{reports:?}");
+    let worker = RunningWorker::start(ctx, &["sms"], Duration::from_secs(30));
+    wait_for("the released recipient to be sent", Duration::from_secs(30), || async {
+        recipient_statuses(&app, &id).await.iter().all(|r| r.0 == "sent" || r.0 == "delivered")
+    })
+    .await;
+    worker.stop().await;
+    let records = stub.records.lock().unwrap().clone();
+    let recipients: HashSet<String> = records.iter().map(|r| r.1.clone()).collect();
+    assert_eq!((records.len(), recipients.len()), (2, 2), "one message per recipient at Twilio");
+    let sids: HashSet<String> = recipient_statuses(&app, &id).await.into_iter().filter_map(|r| r.1).collect();
+    let known: HashSet<String> = records.iter().map(|r| r.2.clone()).collect();
+    assert_eq!(sids, known, "each recipient carries its own message's sid");
+}
+
+#[tokio::test]
+async fn losing_the_queue_mid_campaign_loses_and_doubles_nothing() {
+    let app = TestApp::spawn().await;
+    let (domain, sender, id) = started_campaign(&app, 500, "flushed").await;
+    let retry_after = Duration::from_secs(2);
+    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone())], retry_after);
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], retry_after);
+    wait_for("some sends", Duration::from_secs(60), || async { messages(&sent_to(&domain).await) >= 50 }).await;
+    // What FLUSHALL does to this test's queues (the Redis is shared with other tests, so
+    // only this test's keys go): every job waiting, delayed or reserved is gone.
+    let mut redis = app.state.queue.connection();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}:*", app.state.queue.prefix())).query_async(&mut redis).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+    }
+    let sweep = Scheduler::new(app.db.pool.clone(), app.state.queue.clone()).with_retry_after(retry_after);
+    wait_for("the campaign to complete", Duration::from_secs(120), || async {
+        tasks::run(&sweep, "campaigns:dispatch").await.unwrap();
+        campaign_status(&app, &id).await == "completed"
+    })
+    .await;
+    worker.stop().await;
+    let mail = sent_to(&domain).await;
+    assert_eq!(mail.len(), 500, "nothing lost");
+    assert!(mail.values().all(|m| m.len() == 1), "nothing doubled");
+    let statuses = recipient_statuses(&app, &id).await;
+    assert!(statuses.iter().all(|r| r.0 == "sent"), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn injected_content_is_refused_or_neutralised() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let domain = format!("{}.inject.example", unique());
+    let evil = format!("{}.evil.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    // A merge value that would add a header once merged into the subject.
+    let c = app
+        .customer(
+            t,
+            json!({"name": "Mallory", "email": format!("m@{domain}"),
+                   "business_context": {"company": format!("Acme\r\nBcc: everyone@{evil}")}}),
+        )
+        .await;
+    let (_, tpl) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/email/templates",
+            Some(t),
+            Some(json!({"name": "T", "subject": "News for {{ company }}", "html_body": "<p>Hi</p>"})),
+        )
+        .await;
+    let (_, camp) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/email/campaigns",
+            Some(t),
+            Some(json!({"name": "C", "template_id": tpl["data"]["id"], "customer_ids": [c["id"]]})),
+        )
+        .await;
+    let id = camp["data"]["id"].as_str().unwrap().to_owned();
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(t), None).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender)], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    worker.stop().await;
+    assert!(sent_to(&domain).await.is_empty() && sent_to(&evil).await.is_empty(), "nothing went out");
+    let (_, r) = app.get(&format!("/api/v1/outbound/campaigns/{id}/recipients"), t).await;
+    assert_eq!(r["data"][0]["status"], "failed");
+    assert!(r["data"][0]["error"].as_str().unwrap().contains("carriage return"), "{r}");
+
+    // A click link validly signed for a real recipient, to a URL its template does not
+    // carry, redirects nowhere; nor does one for a recipient that does not exist.
+    let recipient: Uuid = r["data"][0]["id"].as_str().unwrap().parse().unwrap();
+    let key = app.state.config.app_key.expose().to_owned();
+    let links = Links::new(APP_URL, &key, RecipientRef { tenant: app.tenant_a, recipient });
+    let path = |url: String| url.trim_start_matches(APP_URL).to_owned();
+    let res = app.router.clone().oneshot_get(&path(links.click("https://evil.example/login"))).await;
+    assert_eq!((res.0, res.2), (StatusCode::NOT_FOUND, None), "no redirect to a URL the template lacks");
+    let ghost = Links::new(APP_URL, &key, RecipientRef { tenant: app.tenant_a, recipient: Uuid::now_v7() });
+    let res = app.router.clone().oneshot_get(&path(ghost.click("https://shop.example/offer?x=1"))).await;
+    assert_eq!((res.0, res.2), (StatusCode::NOT_FOUND, None), "no redirect for a recipient that does not exist");
+}

@@ -124,6 +124,30 @@ impl SafeLiteral for i64 {
     }
 }
 
+/// Runs one write in one round trip, committed without waiting for the WAL flush
+/// (`synchronous_commit` off for this transaction only), for tenant `tenant` when given.
+///
+/// For bookkeeping that something else can rebuild (batch counters, a campaign's
+/// completion, which the dispatch sweep also does): a Postgres crash may lose the last
+/// fraction of a second of these, never a claim or a send's outcome. The settings and the
+/// statement share the implicit transaction of one simple-protocol message, so an error
+/// rolls all of it back and leaves the connection clean. `statement` may only hold
+/// [`SafeLiteral`]-formatted values.
+#[tracing::instrument(name = "db.execute_relaxed", skip_all, err)]
+pub async fn execute_relaxed(
+    conn: &mut PgConnection,
+    tenant: Option<TenantId>,
+    statement: &str,
+) -> Result<(), sqlx::Error> {
+    let scope = match tenant {
+        Some(t) => format!("select set_config('app.tenant_id', {}, true); ", t.sql_literal()),
+        None => String::new(),
+    };
+    let message = format!("select set_config('synchronous_commit', 'off', true); {scope}{statement}");
+    sqlx::raw_sql(AssertSqlSafe(message)).execute(conn).await?;
+    Ok(())
+}
+
 /// Runs `statement` for `tenant` in one round trip and returns its rows.
 ///
 /// The tenant setting and the statement travel as one simple-protocol message, so they

@@ -7,7 +7,7 @@ STACK := scripts/stack.sh
 # Load the stack's DATABASE_URL / REDIS_URL unless the caller set them.
 WITH_ENV = set -a; [ -f .stack/env ] && . .stack/env; set +a;
 
-.PHONY: run test stack stop status build bench lint fmt openapi clean-test-dbs notebooks
+.PHONY: run test stack stop status build bench lint fmt openapi clean-test-dbs notebooks release
 
 stack:
 	@$(STACK) install
@@ -38,6 +38,19 @@ test: stack
 AREA ?= api
 bench: stack
 	@$(WITH_ENV) cargo run --release --bin fibonacco -- bench $(AREA) $(BENCH_ARGS)
+
+# The shippable binary: built with line tables (split DWARF packed into fibonacco.dwp),
+# then stripped; its debug info goes beside it in fibonacco.debug, found again through the
+# binary's .gnu_debuglink, so backtraces can still name files and lines.
+REL := $(CARGO_TARGET_DIR)/release
+release:
+	cargo build --release --bin fibonacco
+	@mkdir -p dist
+	cp $(REL)/fibonacco dist/fibonacco
+	cp $(REL)/fibonacco.dwp dist/fibonacco.dwp
+	cd dist && objcopy --only-keep-debug fibonacco fibonacco.debug && \
+	  objcopy --strip-debug --add-gnu-debuglink=fibonacco.debug fibonacco
+	@ls -la dist
 
 # Executes the notebooks against the current lake and database; executed copies and HTML
 # (open notebooks/html/*.html in a browser) land in notebooks/html/.

@@ -61,7 +61,7 @@ pub async fn run(config: Config, args: IngestArgs) -> anyhow::Result<()> {
             let pool = db::connect(&config).await?;
             let status = status::status(&pool, &ingest_config).await?;
             if json {
-                println!("{}", serde_json::to_string(&status)?);
+                out!("{}", serde_json::to_string(&status)?);
             } else {
                 print!("{status}");
             }
@@ -76,14 +76,14 @@ pub async fn run(config: Config, args: IngestArgs) -> anyhow::Result<()> {
             let mut manifest =
                 lake.read_manifest().await?.ok_or_else(|| anyhow::anyhow!("no lake at {} yet", lake.display()))?;
             let merged = compact::compact(&lake, &mut manifest, 2).await?;
-            println!("merged {merged} files away; {} files remain", manifest.files.len());
+            out!("merged {merged} files away; {} files remain", manifest.files.len());
             Ok(())
         }
         Some(IngestCommand::Query { sql }) => {
             let lake = Lake::open(&ingest_config.lake)?;
             let (ctx, _) = view::session(&lake).await?;
             let batches = ctx.sql(&sql).await?.collect().await?;
-            println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+            out!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
             Ok(())
         }
     }

@@ -1,5 +1,14 @@
 //! `fibonacco`: one binary, one subcommand per part of the platform.
 
+/// `println!` that returns the write's error instead of panicking: a reader that goes away
+/// (`fibonacco openapi | head`) ends the command quietly (see [`quiet_broken_pipe`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 mod ingest;
 mod operations;
 mod pipelines;
@@ -131,8 +140,10 @@ fn main() -> ExitCode {
     fibonacco_platform::install_tls_provider();
     // `openapi` must work with no environment at all.
     if let Command::Openapi = cli.command {
-        print_openapi();
-        return ExitCode::SUCCESS;
+        return match print_openapi() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => quiet_broken_pipe(e),
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -143,25 +154,32 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => quiet_broken_pipe(e),
     }
+}
+
+/// A reader that closed our stdout early is not an error of ours (as with any Unix tool);
+/// everything else is printed with its causes.
+fn quiet_broken_pipe(e: anyhow::Error) -> ExitCode {
+    let broken_pipe = e
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
     match command {
-        Command::Openapi => {
-            print_openapi();
-            Ok(())
-        }
+        Command::Openapi => print_openapi(),
         Command::Migrate => {
             let pool = db::connect(&config).await?;
             db::migrate(&pool).await?;
-            println!("migrations applied to {}", redact_url(config.database_url.expose()));
+            out!("migrations applied to {}", redact_url(config.database_url.expose()));
             Ok(())
         }
         Command::Api => serve(config).await,
@@ -187,7 +205,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 .map(|raw| auth::parse_expires_in(&raw).map_err(|e| anyhow::anyhow!("--expires-in {e}")))
                 .transpose()?;
             let token = auth::issue_token(&pool, tenant.id, &name, &abilities, expires_in).await?;
-            println!("{}", token.plain_text);
+            out!("{}", token.plain_text);
             eprintln!(
                 "token {} for tenant `{}` with abilities [{}]{}; store it now, it is not shown again",
                 token.id,
@@ -205,13 +223,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("cannot derive a slug from the name; pass --slug"))?,
             };
             let tenant = tenancy::create(&pool, &name, &slug).await?;
-            println!("{}\t{}\t{}", tenant.id, tenant.slug, tenant.name);
+            out!("{}\t{}\t{}", tenant.id, tenant.slug, tenant.name);
             Ok(())
         }
         Command::Tenant(TenantCommand::List) => {
             let pool = db::connect(&config).await?;
             for t in tenancy::list(&pool).await? {
-                println!("{}\t{}\t{}", t.id, t.slug, t.name);
+                out!("{}\t{}\t{}", t.id, t.slug, t.name);
             }
             Ok(())
         }
@@ -228,7 +246,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 let pool = db::connect(&config).await?;
                 db::migrate(&pool).await?;
                 let summary = fibonacco_bench::synthetic::seed(&pool, &plan, std::io::stderr().is_terminal()).await?;
-                println!("{}", summary.token);
+                out!("{}", summary.token);
                 eprintln!("{} ({} events)", summary.describe(), summary.events());
                 return Ok(());
             }
@@ -238,7 +256,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let pool = db::connect(&config).await?;
             db::migrate(&pool).await?;
             let summary = seed::demo(&pool).await?;
-            println!("{}", summary.token);
+            out!("{}", summary.token);
             eprintln!("{}", summary.describe());
             Ok(())
         }
@@ -246,8 +264,9 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn print_openapi() {
-    println!("{}", fibonacco_api::openapi::json());
+fn print_openapi() -> anyhow::Result<()> {
+    out!("{}", fibonacco_api::openapi::json());
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -183,10 +183,10 @@ pub async fn schedule(config: Config, cmd: ScheduleCommand) -> anyhow::Result<()
     match cmd {
         ScheduleCommand::List => {
             let now = chrono::Utc::now();
-            println!("{:<30} {:<18} {:<27} no-overlap  description", "task", "cron", "next run (UTC)");
+            out!("{:<30} {:<18} {:<27} no-overlap  description", "task", "cron", "next run (UTC)");
             for t in &tasks {
                 let next = t.next_after(now).map(|n| n.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default();
-                println!(
+                out!(
                     "{:<30} {:<18} {:<27} {:<11} {}",
                     t.name,
                     t.cron,
@@ -202,7 +202,7 @@ pub async fn schedule(config: Config, cmd: ScheduleCommand) -> anyhow::Result<()
             let bg = connect(&config).await?;
             match Scheduler::new(bg.pool, bg.queue).with_retry_after(config.queue_retry_after).run_now(task).await {
                 TickOutcome::Ran(detail) => {
-                    println!("{}: {detail}", task.name);
+                    out!("{}: {detail}", task.name);
                     Ok(())
                 }
                 TickOutcome::SkippedOverlap => anyhow::bail!("{}: an earlier run is unfinished; skipped", task.name),
@@ -219,16 +219,20 @@ pub async fn outbound(config: Config, cmd: OutboundCommand) -> anyhow::Result<()
     let providers = Providers::from_lookup(env_lookup())?;
     let reports = fibonacco_delivery::reconcile::reconcile(&bg.pool, &bg.queue, &providers, campaign).await?;
     if json {
-        println!("{}", serde_json::json!({ "campaigns": reports }));
+        out!("{}", serde_json::json!({ "campaigns": reports }));
         return Ok(());
     }
     if reports.is_empty() {
-        println!("no sends with an unknown outcome");
+        out!("no sends with an unknown outcome");
     }
     for r in &reports {
-        println!(
+        out!(
             "{} ({}): {} settled from the provider, {} never received (sent again), {} still unknown",
-            r.campaign_id, r.channel, r.settled, r.released, r.unknown
+            r.campaign_id,
+            r.channel,
+            r.settled,
+            r.released,
+            r.unknown
         );
     }
     Ok(())
@@ -238,20 +242,20 @@ pub async fn queue(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
     let bg = connect(&config).await?;
     match cmd {
         QueueCommand::Status => {
-            println!("{:<12} {:>8} {:>8} {:>9}", "queue", "ready", "delayed", "reserved");
+            out!("{:<12} {:>8} {:>8} {:>9}", "queue", "ready", "delayed", "reserved");
             for q in queue::QUEUES {
                 let s = bg.queue.sizes(q).await?;
-                println!("{q:<12} {:>8} {:>8} {:>9}", s.ready, s.delayed, s.reserved);
+                out!("{q:<12} {:>8} {:>8} {:>9}", s.ready, s.delayed, s.reserved);
             }
-            println!("failed jobs: {}", failed::list(&bg.pool).await?.len());
+            out!("failed jobs: {}", failed::list(&bg.pool).await?.len());
         }
         QueueCommand::Failed => {
             let jobs = failed::list(&bg.pool).await?;
             if jobs.is_empty() {
-                println!("no failed jobs");
+                out!("no failed jobs");
             }
             for j in jobs {
-                println!(
+                out!(
                     "{}  {}  {:<10} {:<22} {}",
                     j.uuid,
                     j.failed_at.format("%Y-%m-%d %H:%M:%S"),
@@ -269,19 +273,19 @@ pub async fn queue(config: Config, cmd: QueueCommand) -> anyhow::Result<()> {
             };
             let pushed = failed::retry(&bg.pool, &bg.queue, target).await?;
             for id in &pushed {
-                println!("{id} pushed back onto its queue");
+                out!("{id} pushed back onto its queue");
             }
             if pushed.is_empty() {
-                println!("no failed jobs");
+                out!("no failed jobs");
             }
         }
         QueueCommand::Forget { uuid } => {
             if !failed::forget(&bg.pool, uuid).await? {
                 anyhow::bail!("no failed job with uuid {uuid}");
             }
-            println!("{uuid} forgotten");
+            out!("{uuid} forgotten");
         }
-        QueueCommand::Flush => println!("{} failed jobs deleted", failed::flush(&bg.pool).await?),
+        QueueCommand::Flush => out!("{} failed jobs deleted", failed::flush(&bg.pool).await?),
     }
     Ok(())
 }
@@ -413,7 +417,7 @@ pub async fn search(config: Config, cmd: SearchCommand) -> anyhow::Result<()> {
                 })
                 .await?;
             eprintln!();
-            println!(
+            out!(
                 "{} of {} entries embedded and {} published articles in {:.1}s; {} changed meanwhile (queued for the sweep)",
                 stats.embedded,
                 stats.total,

@@ -107,13 +107,13 @@ pub async fn run(config: Config, args: PipelinesArgs) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let reports = runner.run(&which, as_of).await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"as_of": as_of, "duration_ms": started.elapsed().as_millis() as u64, "runs": reports})
                 );
             } else {
                 for r in &reports {
-                    println!(
+                    out!(
                         "{:<11} {:>9} rows {:>7} ms  input lsn {}  {}",
                         r.pipeline.name(),
                         r.rows_written,

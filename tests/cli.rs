@@ -76,3 +76,21 @@ async fn production_refuses_to_start_without_an_app_key() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_stops_early_ends_the_command_quietly() {
+    // `fibonacco openapi | head`: the document is larger than a pipe's buffer, so the
+    // write fails once the reader is gone. That is no error of ours, and never a panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fibonacco"))
+        .arg("openapi")
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

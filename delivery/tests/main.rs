@@ -2,6 +2,7 @@
 //! stub by real workers, retries, failed jobs, the scheduler, TTS and embedding jobs, and
 //! the send protocol's fault matrix.
 
+mod architecture;
 mod protocol;
 mod sends;
 mod support;

@@ -1,5 +1,8 @@
 //! Text-to-speech requests (`/api/v1/tts`): stored, then voiced by the GenerateTTS job on
-//! the `tts` queue (the worker and ElevenLabs call come with the queue issue).
+//! the `tts` queue. Handlers here; `input.rs` parses, `store.rs` holds the SQL.
+
+pub mod input;
+pub mod store;
 
 use axum::{
     Json, Router,
@@ -7,12 +10,13 @@ use axum::{
     http::StatusCode,
     routing::get,
 };
-use chrono::{DateTime, Utc};
-use fibonacco_platform::{TenantId, db, queue::jobs::GenerateTts};
-use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
-use utoipa::{IntoParams, ToSchema};
+use fibonacco_platform::{db, queue::jobs::GenerateTts};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
+
+pub use input::{CreateTtsRequest, STATUSES, TtsListQuery};
+pub use store::TtsRequest;
 
 use crate::{
     ApiError,
@@ -20,52 +24,14 @@ use crate::{
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
     state::AppState,
-    validate,
 };
 
 pub const READ: &str = "tts:read";
 pub const WRITE: &str = "tts:write";
 const RESOURCE: &str = "TTS request";
-pub const STATUSES: &[&str] = &["pending", "processing", "completed", "failed"];
-const SOURCE_TYPES: &[&str] = &["presentation", "article", "content", "phone_script", "other"];
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/tts", get(list).post(create)).route("/tts/{id}", get(show))
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct TtsRequest {
-    pub id: Uuid,
-    pub text: String,
-    pub voice_id: String,
-    pub model: Option<String>,
-    /// pending, processing, completed or failed.
-    pub status: String,
-    /// Where the audio is, once completed.
-    pub audio_url: Option<String>,
-    /// Size of the audio in bytes, once completed.
-    pub audio_bytes: Option<i64>,
-    pub error: Option<String>,
-    pub source_type: Option<String>,
-    pub source_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-const COLUMNS: &str = "id, text, voice_id, model, status, audio_url, audio_bytes, error, source_type, source_id, created_at, completed_at";
-
-async fn get_one(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<TtsRequest>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from tts_requests where tenant_id = $1 and id = $2")))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct TtsListQuery {
-    pub status: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/tts", tag = "tts", params(PageQuery, TtsListQuery),
@@ -80,43 +46,14 @@ pub async fn list(
     auth.require(READ)?;
     let mut e = FieldErrors::default();
     let page = page.resolve(state.config.max_per_page, &mut e);
-    let status = query.status.filter(|s| !s.is_empty()).map(|s| validate::one_of(&s, STATUSES, "status", &mut e));
+    let status = query.status(&mut e);
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let total: i64 = sqlx::query_scalar(
-        "select count(*) from tts_requests where tenant_id = $1 and ($2::text is null or status = $2)",
-    )
-    .bind(tenant)
-    .bind(&status)
-    .fetch_one(&mut *tx)
-    .await?;
-    let rows: Vec<TtsRequest> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from tts_requests where tenant_id = $1 and ($2::text is null or status = $2)
-         order by created_at desc, id desc limit $3 offset $4"
-    )))
-    .bind(tenant)
-    .bind(&status)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
+    let (rows, total) = store::list(&mut tx, tenant, status.as_deref(), page).await?;
     tx.commit().await?;
     let pagination = Pagination::new(page, total, rows.len());
     Ok(Json(Envelope::page(rows, pagination)))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTtsRequest {
-    /// 1 to 10000 characters.
-    pub text: Option<String>,
-    /// The ElevenLabs voice id.
-    pub voice_id: Option<String>,
-    pub model: Option<String>,
-    /// presentation, article, content, phone_script or other.
-    pub source_type: Option<String>,
-    pub source_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -138,29 +75,11 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateTtsRequest>,
 ) -> Result<(StatusCode, Json<Envelope<TtsQueued>>), ApiError> {
     auth.require(WRITE)?;
-    let mut e = FieldErrors::default();
-    let text = validate::required_text(body.text, 10_000, "text", &mut e);
-    let voice = validate::required_text(body.voice_id, 100, "voice_id", &mut e);
-    let model = body.model.map(|m| validate::text(&m, 100, "model", &mut e));
-    let source_type = body.source_type.map(|s| validate::one_of(&s, SOURCE_TYPES, "source_type", &mut e));
-    if body.source_id.is_some() && source_type.is_none() {
-        e.add("source_type", "is required with source_id");
-    }
-    e.into_result()?;
+    let new = body.parse()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let id: Uuid = sqlx::query_scalar(
-        "insert into tts_requests (tenant_id, text, voice_id, model, source_type, source_id) values ($1, $2, $3, $4, $5, $6) returning id",
-    )
-    .bind(tenant)
-    .bind(text)
-    .bind(voice)
-    .bind(model)
-    .bind(source_type)
-    .bind(body.source_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let request = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
+    let id = store::insert(&mut tx, tenant, &new).await?;
+    let request = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     // Queue first, commit after: a request the queue never heard of would stay pending
     // forever, so if the push fails nothing is stored. A job that arrives before the
     // commit finds no row yet and is retried by the worker.
@@ -184,7 +103,7 @@ pub async fn show(
     auth.require(READ)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let row = get_one(&mut tx, auth.0.tenant_id, id).await?;
+    let row = store::get(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
     row.map(|r| Json(Envelope::data(r))).ok_or(ApiError::NotFound(RESOURCE))
 }

@@ -1,4 +1,8 @@
 //! Training (`/api/v1/training`): modules of ordered lessons and each customer's progress.
+//! Handlers here; `input.rs` parses, `store.rs` holds the SQL.
+
+pub mod input;
+pub mod store;
 
 use axum::{
     Json, Router,
@@ -6,13 +10,10 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
-use chrono::{DateTime, Utc};
-use fibonacco_platform::{TenantId, db, domain::Slug};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sqlx::{PgConnection, types::Json as SqlJson};
-use utoipa::ToSchema;
-use uuid::Uuid;
+use fibonacco_platform::db;
+
+pub use input::{CreateModuleRequest, ProgressRequest};
+pub use store::{Progress, TrainingModule};
 
 use crate::{
     ApiError, customers,
@@ -21,13 +22,11 @@ use crate::{
     extract::{Auth, JsonBody, QueryParams, resource_id},
     listing::{Listing, page_of},
     state::AppState,
-    validate,
 };
 
 pub const READ: &str = "training:read";
 pub const WRITE: &str = "training:write";
 const RESOURCE: &str = "training module";
-const MAX_LESSONS: usize = 200;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,32 +34,6 @@ pub fn routes() -> Router<AppState> {
         .route("/training/{id}", get(show))
         .route("/training/{id}/progress", post(record_progress))
         .route("/training/{id}/progress/{customer_id}", get(progress))
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct TrainingModule {
-    pub id: Uuid,
-    pub title: String,
-    pub slug: String,
-    pub description: Option<String>,
-    /// Ordered lessons: `{title, content, knowledge_id?}`.
-    #[schema(value_type = Vec<Object>)]
-    pub lessons: SqlJson<Value>,
-    pub status: String,
-    pub position: i32,
-    pub created_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str = "id, title, slug, description, lessons, status, position, created_at";
-
-async fn get_one(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<TrainingModule>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from training_modules where tenant_id = $1 and id = $2"
-    )))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(conn)
-    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/training", tag = "training", params(PageQuery),
@@ -76,22 +49,9 @@ pub async fn list(
         &state,
         &auth,
         page,
-        &Listing { from: "training_modules", columns: COLUMNS, order_by: "position, created_at, id" },
+        &Listing { from: "training_modules", columns: store::COLUMNS, order_by: "position, created_at, id" },
     )
     .await
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateModuleRequest {
-    pub title: Option<String>,
-    pub description: Option<String>,
-    /// `{title, content, knowledge_id?}` in order; a `knowledge_id` must name an entry of this tenant.
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub lessons: Option<Vec<Value>>,
-    /// draft (default) or published.
-    pub status: Option<String>,
-    pub position: Option<i32>,
 }
 
 #[utoipa::path(post, path = "/api/v1/training", tag = "training", request_body = CreateModuleRequest,
@@ -103,67 +63,19 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateModuleRequest>,
 ) -> Result<(StatusCode, Json<Envelope<TrainingModule>>), ApiError> {
     auth.require(WRITE)?;
-    let mut e = FieldErrors::default();
-    let title = validate::required_text(body.title, 300, "title", &mut e);
-    let description = body.description.map(|d| validate::text(&d, 5000, "description", &mut e));
-    let status = validate::one_of(body.status.as_deref().unwrap_or("draft"), &["draft", "published"], "status", &mut e);
-    let lessons = body.lessons.unwrap_or_default();
-    if lessons.len() > MAX_LESSONS {
-        e.add("lessons", format!("at most {MAX_LESSONS} lessons"));
-    }
-    let mut knowledge_ids = Vec::new();
-    for (i, lesson) in lessons.iter().enumerate() {
-        let Some(obj) = lesson.as_object() else {
-            e.add(format!("lessons[{i}]"), "must be an object");
-            continue;
-        };
-        if obj.get("title").and_then(Value::as_str).is_none_or(|t| t.trim().is_empty()) {
-            e.add(format!("lessons[{i}].title"), "is required");
-        }
-        match obj.get("knowledge_id") {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
-                Some(id) => knowledge_ids.push((i, id)),
-                None => e.add(format!("lessons[{i}].knowledge_id"), "must be a UUID"),
-            },
-        }
-    }
-    let slug = Slug::from_text(&title);
-    if slug.is_none() && !title.is_empty() {
-        e.add("title", "must contain letters or digits");
-    }
-    e.into_result()?;
-    let slug = slug.ok_or_else(|| ApiError::Validation(FieldErrors::single("title", "is required")))?;
+    let new = body.parse()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let mut e = FieldErrors::default();
-    for (i, id) in knowledge_ids {
-        let found: bool =
-            sqlx::query_scalar("select exists (select 1 from knowledge_base where tenant_id = $1 and id = $2)")
-                .bind(tenant)
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if !found {
+    for (i, id) in &new.knowledge_ids {
+        if !store::knowledge_exists(&mut tx, tenant, *id).await? {
             e.add(format!("lessons[{i}].knowledge_id"), "no such knowledge entry");
         }
     }
     e.into_result()?;
-    let slug = crate::slugs::free_slug(&mut tx, "training_modules", tenant, slug.as_str()).await?;
-    let id: Uuid = sqlx::query_scalar(
-        "insert into training_modules (tenant_id, title, slug, description, lessons, status, position)
-         values ($1, $2, $3, $4, $5, $6, $7) returning id",
-    )
-    .bind(tenant)
-    .bind(title)
-    .bind(slug)
-    .bind(description)
-    .bind(SqlJson(Value::Array(lessons)))
-    .bind(status)
-    .bind(body.position.unwrap_or(0))
-    .fetch_one(&mut *tx)
-    .await?;
-    let row = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
+    let slug = crate::slugs::free_slug(&mut tx, "training_modules", tenant, new.slug.as_str()).await?;
+    let id = store::insert(&mut tx, tenant, &slug, &new).await?;
+    let row = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Envelope::with_message(row, "Training module created."))))
 }
@@ -179,31 +91,10 @@ pub async fn show(
     auth.require(READ)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let row = get_one(&mut tx, auth.0.tenant_id, id).await?;
+    let row = store::get(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
     row.map(|m| Json(Envelope::data(m))).ok_or(ApiError::NotFound(RESOURCE))
 }
-
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Progress {
-    pub module_id: Uuid,
-    pub customer_id: Uuid,
-    /// Indexes (0-based) of the lessons done.
-    pub completed_lessons: Vec<i32>,
-    pub lesson_count: i32,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProgressRequest {
-    pub customer_id: Option<Uuid>,
-    /// The 0-based index of the lesson finished.
-    pub lesson: Option<i32>,
-}
-
-const PROGRESS: &str = "select p.module_id, p.customer_id, p.completed_lessons, jsonb_array_length(m.lessons) as lesson_count, p.completed_at
-     from training_progress p join training_modules m on m.id = p.module_id";
 
 /// Mark a lesson done for a customer; finishing the last one completes the module.
 /// Recording the same lesson twice changes nothing.
@@ -222,7 +113,7 @@ pub async fn record_progress(
     let id = resource_id(&id, RESOURCE)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let module = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
+    let module = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     let count = module.lessons.0.as_array().map_or(0, Vec::len);
     let mut e = FieldErrors::default();
     match body.customer_id {
@@ -241,36 +132,8 @@ pub async fn record_progress(
     let (Some(customer), Some(lesson)) = (body.customer_id, body.lesson) else {
         return Err(ApiError::Validation(FieldErrors::single("lesson", "is required")));
     };
-    sqlx::query(
-        "insert into training_progress (tenant_id, module_id, customer_id, completed_lessons) values ($1, $2, $3, array[$4])
-         on conflict (module_id, customer_id) do update set completed_lessons =
-            case when $4 = any(training_progress.completed_lessons) then training_progress.completed_lessons
-                 else array(select unnest(training_progress.completed_lessons || $4) order by 1) end",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(customer)
-    .bind(lesson)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "update training_progress set completed_at = coalesce(completed_at, now())
-         where tenant_id = $1 and module_id = $2 and customer_id = $3 and cardinality(completed_lessons) >= $4",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(customer)
-    .bind(i32::try_from(count).unwrap_or(i32::MAX))
-    .execute(&mut *tx)
-    .await?;
-    let row: Progress = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{PROGRESS} where p.tenant_id = $1 and p.module_id = $2 and p.customer_id = $3"
-    )))
-    .bind(tenant)
-    .bind(id)
-    .bind(customer)
-    .fetch_one(&mut *tx)
-    .await?;
+    let lesson_count = i32::try_from(count).unwrap_or(i32::MAX);
+    let row = store::record_lesson(&mut tx, tenant, id, customer, lesson, lesson_count).await?;
     tx.commit().await?;
     Ok(Json(Envelope::with_message(row, "Progress recorded.")))
 }
@@ -288,14 +151,7 @@ pub async fn progress(
     let id = resource_id(&id, RESOURCE)?;
     let customer = resource_id(&customer_id, "customer")?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let row: Option<Progress> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{PROGRESS} where p.tenant_id = $1 and p.module_id = $2 and p.customer_id = $3"
-    )))
-    .bind(auth.0.tenant_id)
-    .bind(id)
-    .bind(customer)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = store::progress(&mut tx, auth.0.tenant_id, id, customer).await?;
     tx.commit().await?;
     row.map(|p| Json(Envelope::data(p))).ok_or(ApiError::NotFound("progress"))
 }

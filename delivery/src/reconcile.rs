@@ -63,23 +63,21 @@ pub async fn reconcile(
     .await?;
     tx.commit().await?;
 
-    let mut reports: Vec<Report> = Vec::new();
-    let mut released_campaigns: Vec<(TenantId, Uuid, String)> = Vec::new();
+    // One report per campaign, with the tenant it belongs to.
+    let mut reports: Vec<(TenantId, Report)> = Vec::new();
     // Sids already recorded on a recipient cannot settle another one.
     let mut taken: HashSet<String> = HashSet::new();
-    let mut touched: Vec<(TenantId, Uuid)> = Vec::new();
     for row in rows {
         let tenant = TenantId::from_uuid(row.tenant_id);
-        if !touched.iter().any(|(_, c)| *c == row.campaign_id) {
-            touched.push((tenant, row.campaign_id));
-        }
-        let report = match reports.iter_mut().find(|r| r.campaign_id == row.campaign_id) {
-            Some(r) => r,
+        let index = match reports.iter().position(|(_, r)| r.campaign_id == row.campaign_id) {
+            Some(i) => i,
             None => {
-                reports.push(Report { campaign_id: row.campaign_id, channel: row.kind.clone(), ..Report::default() });
-                reports.last_mut().expect("just pushed")
+                let report = Report { campaign_id: row.campaign_id, channel: row.kind.clone(), ..Report::default() };
+                reports.push((tenant, report));
+                reports.len() - 1
             }
         };
+        let report = &mut reports[index].1;
         let channel = Channel::of_campaign_type(&row.kind).unwrap_or(Channel::Email);
         let (Some(twilio), Some(phone), Some(attempted), false) =
             (providers.twilio.as_ref(), row.phone.as_deref(), row.attempted_at, channel == Channel::Email)
@@ -125,22 +123,19 @@ pub async fn reconcile(
                 tx.commit().await?;
                 if released {
                     report.released += 1;
-                    if !released_campaigns.iter().any(|(_, id, _)| *id == row.campaign_id) {
-                        released_campaigns.push((tenant, row.campaign_id, row.kind.clone()));
-                    }
                 } else {
                     report.unknown += 1;
                 }
             }
         }
     }
-    for (tenant, id, kind) in &released_campaigns {
-        campaigns::enqueue_dispatch(queue, *tenant, *id, kind).await?;
+    for (tenant, report) in &reports {
+        if report.released > 0 {
+            campaigns::enqueue_dispatch(queue, *tenant, report.campaign_id, &report.channel).await?;
+        }
+        store::complete_if_done(pool, *tenant, report.campaign_id).await?;
     }
-    for (tenant, campaign) in touched {
-        store::complete_if_done(pool, tenant, campaign).await?;
-    }
-    Ok(reports)
+    Ok(reports.into_iter().map(|(_, r)| r).collect())
 }
 
 /// The record of our attempt: from our number, created no earlier than a minute before the

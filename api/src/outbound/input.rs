@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::store::{CampaignChanges, NewCampaign};
-use crate::{ApiError, error::FieldErrors, patch::Patch, validate};
+use crate::{ApiError, commerce::currency, error::FieldErrors, patch::Patch, validate};
 
 /// Recipients given in one request.
 const MAX_RECIPIENTS_PER_REQUEST: usize = 50_000;
@@ -86,14 +86,6 @@ pub struct UpdateCampaignRequest {
 pub struct RecipientQuery {
     /// One of the recipient statuses (pending, queued, sent, delivered, …).
     pub status: Option<String>,
-}
-
-fn currency(raw: &str, e: &mut FieldErrors) -> String {
-    let c = raw.trim().to_ascii_uppercase();
-    if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-        e.add("currency", "must be a three-letter ISO 4217 code");
-    }
-    c
 }
 
 fn check_recipient_list(ids: &[Uuid], e: &mut FieldErrors) {

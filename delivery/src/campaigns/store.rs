@@ -399,21 +399,16 @@ pub async fn recover_lost(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    let mut out: Vec<(TenantId, Uuid, String)> = Vec::new();
-    for (t, c, kind) in rows {
-        if !out.iter().any(|(_, id, _)| *id == c) {
-            out.push((TenantId::from_uuid(t), c, kind));
-        }
-    }
-    Ok(out)
+    // One row per campaign: the type is the campaign's, so whole tuples are distinct.
+    Ok(distinct(rows.into_iter().map(|(t, c, kind)| (TenantId::from_uuid(t), c, kind))))
 }
 
 fn interval(d: std::time::Duration) -> String {
     format!("{} milliseconds", d.as_millis())
 }
 
-fn distinct(rows: impl Iterator<Item = (TenantId, Uuid)>) -> Vec<(TenantId, Uuid)> {
-    let mut out: Vec<(TenantId, Uuid)> = Vec::new();
+fn distinct<T: PartialEq>(rows: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
     for row in rows {
         if !out.contains(&row) {
             out.push(row);

@@ -1,5 +1,6 @@
 //! FAQ categories: a per-tenant tree (`parent_id`), cycles refused (`/api/v1/faq-categories`).
 
+pub mod input;
 pub mod store;
 
 use axum::{
@@ -8,11 +9,10 @@ use axum::{
     http::StatusCode,
     routing::get,
 };
-use fibonacco_platform::{db, domain::Slug};
-use serde::Deserialize;
+use fibonacco_platform::db;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+
+pub use input::{CategoryListQuery, CreateCategoryRequest, UpdateCategoryRequest};
 
 use crate::{
     ApiError,
@@ -20,9 +20,7 @@ use crate::{
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
     knowledge,
-    patch::Patch,
     state::AppState,
-    validate,
 };
 use store::{CategoryNode, FaqCategory};
 
@@ -32,13 +30,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/faq-categories", get(list).post(create))
         .route("/faq-categories/{id}", get(show).put(update).delete(destroy))
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct CategoryListQuery {
-    /// `true` returns the categories nested under their parents.
-    pub tree: Option<String>,
 }
 
 /// All categories, ordered by `display_order` then name; flat or as a tree.
@@ -53,50 +44,13 @@ pub async fn list(
     QueryParams(query): QueryParams<CategoryListQuery>,
 ) -> Result<Json<Envelope<Value>>, ApiError> {
     auth.require(knowledge::READ)?;
-    let tree = match query.tree.as_deref() {
-        None | Some("" | "false" | "0") => false,
-        Some("true" | "1") => true,
-        Some(_) => return Err(ApiError::Validation(FieldErrors::single("tree", "must be true or false"))),
-    };
+    let tree = query.parse()?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
     let rows = store::list(&mut tx, auth.0.tenant_id).await?;
     tx.commit().await?;
     let data = if tree { serde_json::to_value(CategoryNode::forest(rows)) } else { serde_json::to_value(rows) }
         .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Json(Envelope::data(data)))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateCategoryRequest {
-    pub name: Option<String>,
-    /// Unique in the tenant; derived from the name when omitted.
-    pub slug: Option<String>,
-    pub parent_id: Option<Uuid>,
-    pub display_order: Option<i32>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateCategoryRequest {
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub name: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub slug: Patch<String>,
-    /// `null` makes it a root; a category can never sit under itself or its descendants.
-    #[serde(default)]
-    #[schema(value_type = Option<Uuid>)]
-    pub parent_id: Patch<Uuid>,
-    #[serde(default)]
-    #[schema(value_type = Option<i32>)]
-    pub display_order: Patch<i32>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Patch<Value>,
 }
 
 fn conflict(err: sqlx::Error) -> ApiError {
@@ -120,36 +74,25 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateCategoryRequest>,
 ) -> Result<(StatusCode, Json<Envelope<FaqCategory>>), ApiError> {
     auth.require(knowledge::WRITE)?;
-    let mut e = FieldErrors::default();
-    let name = validate::required_text(body.name, 200, "name", &mut e);
-    let (slug, derived) = match body.slug {
-        Some(s) => (Slug::parse(s.trim()).map_err(|err| e.add("slug", err.0)).ok(), false),
-        None => (Slug::from_text(&name), true),
-    };
-    if slug.is_none() && derived && !name.is_empty() {
-        e.add("slug", "cannot be derived from the name; give one");
-    }
-    let metadata = validate::object(body.metadata, "metadata", &mut e);
-    e.into_result()?;
-    let slug = slug.ok_or_else(|| ApiError::Validation(FieldErrors::single("slug", "is required")))?;
+    let draft = body.parse()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    if let Some(parent) = body.parent_id
+    if let Some(parent) = draft.parent_id
         && !store::exists(&mut tx, tenant, parent).await?
     {
         return Err(ApiError::Validation(FieldErrors::single("parent_id", "no such FAQ category")));
     }
-    let slug = if derived {
-        crate::slugs::free_slug(&mut tx, "faq_categories", tenant, slug.as_str()).await?
+    let slug = if draft.derived {
+        crate::slugs::free_slug(&mut tx, "faq_categories", tenant, draft.slug.as_str()).await?
     } else {
-        slug.into_inner()
+        draft.slug.into_inner()
     };
     let new = store::NewCategory {
-        name,
+        name: draft.name,
         slug,
-        parent_id: body.parent_id,
-        display_order: body.display_order.unwrap_or(0),
-        metadata,
+        parent_id: draft.parent_id,
+        display_order: draft.display_order,
+        metadata: draft.metadata,
     };
     let category = store::insert(&mut tx, tenant, &new).await.map_err(conflict)?;
     tx.commit().await?;
@@ -190,32 +133,7 @@ pub async fn update(
 ) -> Result<Json<Envelope<FaqCategory>>, ApiError> {
     auth.require(knowledge::WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
-    let mut e = FieldErrors::default();
-    let mut changes = store::CategoryChanges::default();
-    match body.name {
-        Patch::Missing => {}
-        Patch::Null => e.add("name", "cannot be null"),
-        Patch::Value(n) => changes.name = Some(validate::required_text(Some(n), 200, "name", &mut e)),
-    }
-    match body.slug {
-        Patch::Missing => {}
-        Patch::Null => e.add("slug", "cannot be null"),
-        Patch::Value(s) => {
-            changes.slug = Slug::parse(s.trim()).map_err(|err| e.add("slug", err.0)).ok().map(Slug::into_inner)
-        }
-    }
-    changes.parent_id = body.parent_id.nullable();
-    match body.display_order {
-        Patch::Missing => {}
-        Patch::Null => e.add("display_order", "cannot be null"),
-        Patch::Value(o) => changes.display_order = Some(o),
-    }
-    match body.metadata {
-        Patch::Missing => {}
-        Patch::Null => changes.metadata = Some(Default::default()),
-        Patch::Value(v) => changes.metadata = Some(validate::object(Some(v), "metadata", &mut e)),
-    }
-    e.into_result()?;
+    let changes = body.parse()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     // Lock the tree so two concurrent moves cannot together form a cycle.

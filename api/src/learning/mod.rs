@@ -1,5 +1,9 @@
 //! The learning center: learning campaigns (`/api/v1/campaigns`), their guides, and
-//! "contact sales" leads (`/api/v1/learning/...`).
+//! "contact sales" leads (`/api/v1/learning/...`). Handlers here; `input.rs` parses,
+//! `store.rs` holds the SQL.
+
+pub mod input;
+pub mod store;
 
 use axum::{
     Json, Router,
@@ -7,18 +11,21 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
-use chrono::{DateTime, Utc};
 use fibonacco_platform::{
-    TenantId, db,
-    domain::{Email, PhoneNumber, Slug},
+    db,
+    domain::Slug,
     llm::{ChatMessage, ChatRequest},
     queue::jobs::SendSalesNotification,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, types::Json as SqlJson};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
+
+pub use input::{
+    CAMPAIGN_TYPES, CampaignListQuery, ContactSalesRequest, GenerateCampaignRequest, STATUSES, SuggestionsRequest,
+};
+pub use store::LearningCampaign;
 
 use crate::{
     ApiError,
@@ -26,13 +33,12 @@ use crate::{
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
     state::AppState,
-    validate,
 };
+use input::list_items;
 
 pub const READ: &str = "learning:read";
 pub const WRITE: &str = "learning:write";
 const RESOURCE: &str = "campaign";
-pub const STATUSES: &[&str] = &["draft", "active", "archived"];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,30 +51,6 @@ pub fn routes() -> Router<AppState> {
         .route("/learning/campaigns/{id}/guide", get(guide))
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct LearningCampaign {
-    pub id: Uuid,
-    pub slug: String,
-    pub title: String,
-    pub description: Option<String>,
-    pub campaign_type: String,
-    pub status: String,
-    pub is_template: bool,
-    #[schema(value_type = Object)]
-    pub content: SqlJson<Value>,
-    #[schema(value_type = Object)]
-    pub landing_page: SqlJson<Value>,
-    #[schema(value_type = Object)]
-    pub guide: SqlJson<Value>,
-    pub model: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str =
-    "id, slug, title, description, campaign_type, status, is_template, content, landing_page, guide, model,
-    created_at, updated_at";
-
 async fn page_where(
     state: &AppState,
     auth: &Auth,
@@ -78,38 +60,13 @@ async fn page_where(
 ) -> Result<Json<Envelope<Vec<LearningCampaign>>>, ApiError> {
     let mut e = FieldErrors::default();
     let page = page.resolve(state.config.max_per_page, &mut e);
-    let status = status.filter(|s| !s.is_empty()).map(|s| validate::one_of(&s, STATUSES, "status", &mut e));
+    let status = input::status_filter(status, &mut e);
     e.into_result()?;
-    let tenant = auth.0.tenant_id;
-    let filter = "tenant_id = $1 and ($2::text is null or status = $2) and (not $3 or is_template)";
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let total: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from learning_campaigns where {filter}")))
-            .bind(tenant)
-            .bind(&status)
-            .bind(templates_only)
-            .fetch_one(&mut *tx)
-            .await?;
-    let rows: Vec<LearningCampaign> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from learning_campaigns where {filter} order by created_at desc, id desc limit $4 offset $5"
-    )))
-    .bind(tenant)
-    .bind(&status)
-    .bind(templates_only)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
+    let (rows, total) = store::list(&mut tx, auth.0.tenant_id, status.as_deref(), templates_only, page).await?;
     tx.commit().await?;
     let pagination = Pagination::new(page, total, rows.len());
     Ok(Json(Envelope::page(rows, pagination)))
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct CampaignListQuery {
-    /// draft, active or archived.
-    pub status: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/campaigns", tag = "learning", params(PageQuery, CampaignListQuery),
@@ -149,13 +106,7 @@ pub async fn show(
     auth.require(READ)?;
     let slug = Slug::parse(&slug).map_err(|_| ApiError::NotFound(RESOURCE))?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let row: Option<LearningCampaign> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from learning_campaigns where tenant_id = $1 and slug = $2"
-    )))
-    .bind(auth.0.tenant_id)
-    .bind(slug.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = store::by_slug(&mut tx, auth.0.tenant_id, slug.as_str()).await?;
     tx.commit().await?;
     row.map(|c| Json(Envelope::data(c))).ok_or(ApiError::NotFound(RESOURCE))
 }
@@ -180,74 +131,13 @@ pub async fn guide(
     auth.require(READ)?;
     let id = resource_id(&id, RESOURCE)?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
-    let row: Option<(String, SqlJson<Value>)> =
-        sqlx::query_as("select title, guide from learning_campaigns where tenant_id = $1 and id = $2")
-            .bind(auth.0.tenant_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let row = store::guide(&mut tx, auth.0.tenant_id, id).await?;
     tx.commit().await?;
     let (title, guide) = row.ok_or(ApiError::NotFound(RESOURCE))?;
-    if guide.0.as_object().is_none_or(|o| o.is_empty()) {
+    if guide.as_object().is_none_or(|o| o.is_empty()) {
         return Err(ApiError::NotFound("guide"));
     }
-    Ok(Json(Envelope::data(Guide { campaign_id: id, title, guide: guide.0 })))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GenerateCampaignRequest {
-    /// What the campaign teaches.
-    pub topic: Option<String>,
-    /// educational (default), promotional, onboarding, seasonal.
-    pub campaign_type: Option<String>,
-    pub audience: Option<String>,
-    /// Store it as a template for future campaigns.
-    pub is_template: Option<bool>,
-}
-
-pub const CAMPAIGN_TYPES: &[&str] = &["educational", "promotional", "onboarding", "seasonal"];
-
-/// Numbered or bulleted lines of a reply, without their markers.
-fn list_items(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter_map(|l| {
-            let stripped =
-                l.trim_start_matches(|c: char| c.is_ascii_digit() || matches!(c, '.' | ')' | '-' | '*' | ' '));
-            (stripped.len() < l.len() && !stripped.is_empty()).then(|| stripped.to_owned())
-        })
-        .collect()
-}
-
-async fn insert_campaign(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    fields: (&str, &str, &str, &str, bool),
-    content: Value,
-    guide: Value,
-    prompt: &str,
-    model: &str,
-) -> Result<Uuid, sqlx::Error> {
-    let (slug, title, description, kind, is_template) = fields;
-    sqlx::query_scalar(
-        "insert into learning_campaigns (tenant_id, slug, title, description, campaign_type, is_template, content, landing_page,
-            guide, prompt, model)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id",
-    )
-    .bind(tenant)
-    .bind(slug)
-    .bind(title)
-    .bind(description)
-    .bind(kind)
-    .bind(is_template)
-    .bind(SqlJson(&content))
-    .bind(SqlJson(json!({"headline": title, "subheadline": description, "call_to_action": "Contact sales"})))
-    .bind(SqlJson(&guide))
-    .bind(prompt)
-    .bind(model)
-    .fetch_one(conn)
-    .await
+    Ok(Json(Envelope::data(Guide { campaign_id: id, title, guide })))
 }
 
 /// Draft a learning campaign (content sections, landing page, guide) with the LLM provider.
@@ -261,28 +151,16 @@ pub async fn generate(
     JsonBody(body): JsonBody<GenerateCampaignRequest>,
 ) -> Result<(StatusCode, Json<Envelope<LearningCampaign>>), ApiError> {
     auth.require(WRITE)?;
-    let mut e = FieldErrors::default();
-    let topic = validate::required_text(body.topic, 300, "topic", &mut e);
-    let kind = validate::one_of(
-        body.campaign_type.as_deref().unwrap_or("educational"),
-        CAMPAIGN_TYPES,
-        "campaign_type",
-        &mut e,
-    );
-    let audience = body.audience.map(|a| validate::text(&a, 200, "audience", &mut e));
-    let base_slug = Slug::from_text(&topic);
-    if base_slug.is_none() && !topic.is_empty() {
-        e.add("topic", "must contain letters or digits");
-    }
-    e.into_result()?;
-    let base_slug = base_slug.ok_or_else(|| ApiError::Validation(FieldErrors::single("topic", "is required")))?;
+    let brief = body.parse()?;
+    let (topic, kind) = (&brief.topic, &brief.kind);
     let system = format!(
         "You plan {kind} learning campaigns for small businesses. Reply with a one-line summary, then numbered steps."
     );
-    let user = match &audience {
+    let user = match &brief.audience {
         Some(a) => format!("{topic}\nAudience: {a}"),
         None => topic.clone(),
     };
+    // The provider is called before any connection is taken from the pool.
     let reply = state
         .llm
         .complete(&ChatRequest {
@@ -292,43 +170,31 @@ pub async fn generate(
             max_tokens: 900,
         })
         .await?;
-    let summary = reply.content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(&topic).to_owned();
+    let summary = reply.content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(topic).to_owned();
     let steps = list_items(&reply.content);
     let content =
         json!({"sections": steps.iter().map(|s| json!({"heading": s})).collect::<Vec<_>>(), "body": reply.content});
     let guide = json!({"steps": steps.iter().enumerate().map(|(i, s)| json!({"order": i + 1, "title": s})).collect::<Vec<_>>()});
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let slug = crate::slugs::free_slug(&mut tx, "learning_campaigns", tenant, base_slug.as_str()).await?;
+    let slug = crate::slugs::free_slug(&mut tx, "learning_campaigns", tenant, brief.slug.as_str()).await?;
     let title: String = topic.chars().take(300).collect();
-    let id = insert_campaign(
-        &mut tx,
-        tenant,
-        (&slug, &title, &summary, &kind, body.is_template.unwrap_or(false)),
+    let prompt = format!("{system}\n\n{user}");
+    let campaign = store::NewLearningCampaign {
+        slug: &slug,
+        title: &title,
+        description: &summary,
+        kind,
+        is_template: brief.is_template,
         content,
         guide,
-        &format!("{system}\n\n{user}"),
-        &reply.model,
-    )
-    .await?;
-    let row: LearningCampaign = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from learning_campaigns where tenant_id = $1 and id = $2"
-    )))
-    .bind(tenant)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
+        prompt: &prompt,
+        model: &reply.model,
+    };
+    let id = store::insert(&mut tx, tenant, &campaign).await?;
+    let row = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Envelope::with_message(row, "Campaign generated as a draft."))))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SuggestionsRequest {
-    pub industry: Option<String>,
-    pub goal: Option<String>,
-    /// 1 to 10 (default 5).
-    pub count: Option<u8>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -347,18 +213,7 @@ pub async fn suggestions(
     JsonBody(body): JsonBody<SuggestionsRequest>,
 ) -> Result<Json<Envelope<Vec<Suggestion>>>, ApiError> {
     auth.require(READ)?;
-    let mut e = FieldErrors::default();
-    let industry =
-        body.industry.map(|i| validate::text(&i, 100, "industry", &mut e)).unwrap_or_else(|| "small business".into());
-    let goal = body
-        .goal
-        .map(|g| validate::text(&g, 300, "goal", &mut e))
-        .unwrap_or_else(|| "win more repeat customers".into());
-    let count = body.count.unwrap_or(5);
-    if !(1..=10).contains(&count) {
-        e.add("count", "must be between 1 and 10");
-    }
-    e.into_result()?;
+    let input::SuggestionsBrief { industry, goal, count } = body.parse()?;
     let reply = state
         .llm
         .complete(&ChatRequest {
@@ -376,18 +231,6 @@ pub async fn suggestions(
     let ideas: Vec<Suggestion> =
         list_items(&reply.content).into_iter().take(usize::from(count)).map(|title| Suggestion { title }).collect();
     Ok(Json(Envelope::data(ideas)))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ContactSalesRequest {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub company: Option<String>,
-    pub message: Option<String>,
-    /// The learning campaign the visitor came from.
-    pub campaign_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -409,66 +252,15 @@ pub async fn contact_sales(
     JsonBody(body): JsonBody<ContactSalesRequest>,
 ) -> Result<(StatusCode, Json<Envelope<SalesLead>>), ApiError> {
     auth.require(WRITE).or_else(|_| auth.require(READ))?;
-    let mut e = FieldErrors::default();
-    // The lead's name goes into the notification's subject.
-    let name = validate::header_text(body.name, 200, "name", &mut e);
-    let email = match body.email {
-        None => {
-            e.add("email", "is required");
-            None
-        }
-        Some(raw) => Email::parse(&raw).map_err(|err| e.add("email", err.0)).ok(),
-    };
-    let phone = body.phone.and_then(|p| PhoneNumber::parse(&p).map_err(|err| e.add("phone", err.0)).ok());
-    let company = body.company.map(|c| validate::text(&c, 200, "company", &mut e));
-    let message = body.message.map(|m| validate::text(&m, 5000, "message", &mut e));
-    e.into_result()?;
-    let email = email.ok_or_else(|| ApiError::Validation(FieldErrors::single("email", "is required")))?;
+    let lead = body.parse()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    if let Some(c) = body.campaign_id {
-        let found: bool =
-            sqlx::query_scalar("select exists (select 1 from learning_campaigns where tenant_id = $1 and id = $2)")
-                .bind(tenant)
-                .bind(c)
-                .fetch_one(&mut *tx)
-                .await?;
-        if !found {
-            return Err(ApiError::Validation(FieldErrors::single("campaign_id", "no such learning campaign")));
-        }
+    if let Some(c) = lead.campaign_id
+        && !store::exists(&mut tx, tenant, c).await?
+    {
+        return Err(ApiError::Validation(FieldErrors::single("campaign_id", "no such learning campaign")));
     }
-    // A lead from a known customer is linked and counted as activity for the analytics.
-    let customer: Option<Uuid> =
-        sqlx::query_scalar("select id from crm_customers where tenant_id = $1 and lower(email) = lower($2)")
-            .bind(tenant)
-            .bind(email.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let id: Uuid = sqlx::query_scalar(
-        "insert into learning_sales_contacts (tenant_id, learning_campaign_id, customer_id, name, email, phone, company, message)
-         values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
-    )
-    .bind(tenant)
-    .bind(body.campaign_id)
-    .bind(customer)
-    .bind(&name)
-    .bind(email.as_str())
-    .bind(phone.as_ref().map(|p| p.as_str()))
-    .bind(company)
-    .bind(message)
-    .fetch_one(&mut *tx)
-    .await?;
-    if let Some(customer) = customer {
-        sqlx::query(
-            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id)
-             values ($1, $2, 'sales_contact', 'web', 'learning_sales_contact', $3)",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    }
+    let id = store::insert_sales_lead(&mut tx, tenant, lead).await?;
     tx.commit().await?;
     let job = state.queue.enqueue(&SendSalesNotification { tenant_id: tenant.as_uuid(), sales_contact_id: id }).await;
     let notification_job_id = match job {

@@ -11,6 +11,13 @@
 #   scripts/stack.sh env       print the environment the app and tests need
 #   scripts/stack.sh psql ...  psql as the superuser
 #   scripts/stack.sh drop-test-dbs  remove databases left by earlier test runs
+#   scripts/stack.sh scratch-pg up DIR PORT KEEP_MB | down DIR
+#                              a throwaway cluster for tests that change server settings
+#
+# FIB_PG_MAX_SLOT_WAL_KEEP (default 4GB): Postgres' max_slot_wal_keep_size, set on every
+# start. A replication slot nobody reads (a stopped capture) keeps every WAL segment
+# written after it; with this limit Postgres invalidates the slot instead of filling the
+# disk (the capture then needs a new snapshot: see the README's "Change data capture").
 #
 # Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799), FIB_SES_PORT (default 50050),
 # FIB_QDRANT_STUB_PORT (default 63340: scripts/qdrant_stub.py, Qdrant's gRPC API answered
@@ -26,6 +33,7 @@ REDIS_PORT=${FIB_REDIS_PORT:-63799}
 SES_PORT=${FIB_SES_PORT:-50050}
 SES_DIR="$STACK/moto"
 QDRANT_STUB_PORT=${FIB_QDRANT_STUB_PORT:-63340}
+MAX_SLOT_WAL_KEEP=${FIB_PG_MAX_SLOT_WAL_KEEP:-4GB}
 QDRANT_DIR="$STACK/qdrant-stub"
 # The local sender every campaign uses unless MAIL_FROM says otherwise; verified in moto at start.
 LOCAL_SENDER=campaigns@fibonacco.local
@@ -232,6 +240,13 @@ EOF
     as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
       || { tail -n 30 "$PGDATA/server.log" >&2; exit 1; }
   fi
+  # Applied on every start (ALTER SYSTEM survives restarts; reload makes it live), so an
+  # existing data directory gets it too.
+  if [[ ! "$MAX_SLOT_WAL_KEEP" =~ ^(-1|[0-9]+(kB|MB|GB|TB)?)$ ]]; then
+    log "FIB_PG_MAX_SLOT_WAL_KEEP must be a size such as 4GB or -1 (no limit), not '$MAX_SLOT_WAL_KEEP'"
+    exit 2
+  fi
+  psql_super -d postgres -c "alter system set max_slot_wal_keep_size = '$MAX_SLOT_WAL_KEEP'" -c 'select pg_reload_conf()' >/dev/null
   # pgvector is not a trusted extension: the superuser installs it into template1 so every
   # database created later (the app's, each test's) already has it.
   psql_super -d template1 -c 'create extension if not exists vector'
@@ -356,8 +371,66 @@ case "$cmd" in
       done
     fi
     ;;
+  scratch-pg)
+    # A private cluster in DIR on PORT with 1 MB WAL segments and max_slot_wal_keep_size =
+    # KEEP_MB: for the test that lets a slot be invalidated, which must not touch the
+    # shared cluster's slots. Prints the app role's DATABASE_URL.
+    action=${1:?scratch-pg up DIR PORT KEEP_MB | down DIR}
+    dir=${2:?scratch-pg needs a directory}
+    case "$action" in
+      up)
+        port=${3:?scratch-pg up needs a port}
+        keep=${4:?scratch-pg up needs KEEP_MB}
+        install_python >/dev/null
+        prepare_pg_user
+        mkdir -p "$dir"
+        if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$dir"; fi
+        chmod 700 "$dir"
+        pwfile="$dir/.pw"
+        printf '%s\n' "$PG_SUPERPASS" > "$pwfile"
+        chmod 644 "$pwfile"
+        as_pg "$(pg_bin)/initdb" -D "$dir/data" -U "$PG_SUPERUSER" --pwfile="$pwfile" --wal-segsize=1 \
+          --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C >/dev/null
+        rm -f "$pwfile"
+        cat >> "$dir/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = ''
+port = $port
+wal_level = logical
+max_replication_slots = 8
+max_wal_senders = 8
+min_wal_size = 2MB
+max_wal_size = 8MB
+max_slot_wal_keep_size = ${keep}MB
+logging_collector = off
+EOF
+        cat > "$dir/data/pg_hba.conf" <<EOF
+host all all 127.0.0.1/32 scram-sha-256
+host replication all 127.0.0.1/32 scram-sha-256
+EOF
+        as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 start >/dev/null \
+          || { tail -n 30 "$dir/data/server.log" >&2; exit 1; }
+        PG_PORT=$port psql_super -d template1 -c 'create extension if not exists vector'
+        PG_PORT=$port psql_super -d postgres \
+          -c "create role $APP_ROLE login password '$APP_PASS' createdb replication" \
+          -c "grant pg_checkpoint to $APP_ROLE" \
+          -c "create database $APP_DB owner $APP_ROLE"
+        echo "postgres://$APP_ROLE:$APP_PASS@127.0.0.1:$port/$APP_DB"
+        ;;
+      down)
+        if [ -f "$dir/data/postmaster.pid" ]; then
+          as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+        fi
+        rm -rf "$dir"
+        ;;
+      *)
+        echo "usage: scripts/stack.sh scratch-pg up DIR PORT KEEP_MB | down DIR" >&2
+        exit 2
+        ;;
+    esac
+    ;;
   *)
-    echo "usage: scripts/stack.sh install|up|down|status|env|psql|pg-bin|drop-test-dbs" >&2
+    echo "usage: scripts/stack.sh install|up|down|status|env|psql|pg-bin|drop-test-dbs|scratch-pg" >&2
     exit 2
     ;;
 esac

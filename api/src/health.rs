@@ -1,8 +1,13 @@
-//! `/health`: is the process able to serve? Checks Postgres and Redis.
+//! `/health`: is the process able to serve, and is anything about to take it down?
+//! Postgres and Redis decide the status code (503 when either is down); a replication
+//! slot keeping too much WAL, or invalidated, makes the status `degraded` with 200 — the
+//! API still serves, but an operator must act before the disk fills (see
+//! `fibonacco_platform::replication`).
 
 use std::time::Duration;
 
 use axum::{Json, extract::State, http::StatusCode};
+use fibonacco_platform::replication::{self, SlotHealth, SlotWal};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -13,6 +18,9 @@ pub struct Health {
     /// `ok` when every check passed, else `degraded`.
     pub status: &'static str,
     pub checks: Checks,
+    /// The logical replication slots of this database (the lake's capture) and the WAL
+    /// each keeps.
+    pub replication_slots: Vec<SlotWal>,
     pub version: &'static str,
 }
 
@@ -20,29 +28,49 @@ pub struct Health {
 pub struct Checks {
     pub postgres: &'static str,
     pub redis: &'static str,
+    /// `ok`; `retaining` (a slot keeps more WAL than `INGEST_WAL_ALERT_MB`, or Postgres is
+    /// about to invalidate it); `lost` (a slot was invalidated: the capture needs a new
+    /// snapshot); `unknown` (the slots could not be read).
+    pub replication: &'static str,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[utoipa::path(get, path = "/health", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, description = "A dependency is down", body = Health)))]
+    responses((status = 200, description = "Serving; `degraded` when a replication slot needs an operator", body = Health),
+        (status = 503, description = "Postgres or Redis is down", body = Health)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let pg = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.pool));
     let mut redis = state.redis.clone();
     let rd = tokio::time::timeout(CHECK_TIMEOUT, fibonacco_platform::cache::ping(&mut redis));
-    let (pg, rd) = tokio::join!(pg, rd);
+    let slots = tokio::time::timeout(CHECK_TIMEOUT, replication::slots(&state.pool));
+    let (pg, rd, slots) = tokio::join!(pg, rd, slots);
     let postgres = if matches!(pg, Ok(Ok(1))) { "ok" } else { "down" };
     let redis = if matches!(rd, Ok(Ok(()))) { "ok" } else { "down" };
-    let healthy = postgres == "ok" && redis == "ok";
+    let (replication, slots) = match slots {
+        Ok(Ok(slots)) => {
+            replication::record_gauges(&slots);
+            let health = match replication::worst(&slots, state.config.wal_alert_bytes) {
+                SlotHealth::Ok => "ok",
+                SlotHealth::Retaining => "retaining",
+                SlotHealth::Lost => "lost",
+            };
+            (health, slots)
+        }
+        _ => ("unknown", Vec::new()),
+    };
+    let serving = postgres == "ok" && redis == "ok";
+    let healthy = serving && replication == "ok";
     if !healthy {
-        tracing::warn!(postgres, redis, "health check failed");
+        tracing::warn!(postgres, redis, replication, "health check failed");
     }
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if serving { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
         Json(Health {
             status: if healthy { "ok" } else { "degraded" },
-            checks: Checks { postgres, redis },
+            checks: Checks { postgres, redis, replication },
+            replication_slots: slots,
             version: env!("CARGO_PKG_VERSION"),
         }),
     )

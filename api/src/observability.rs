@@ -51,5 +51,13 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     // Pool gauges are sampled at scrape time.
     metrics::gauge!("db_pool_connections").set(f64::from(state.pool.size()));
     metrics::gauge!("db_pool_idle_connections").set(state.pool.num_idle() as f64);
+    // Slot gauges are read at scrape time, so they move even while the capture is stopped
+    // (the very case they exist for).
+    match tokio::time::timeout(std::time::Duration::from_secs(2), fibonacco_platform::replication::slots(&state.pool))
+        .await
+    {
+        Ok(Ok(slots)) => fibonacco_platform::replication::record_gauges(&slots),
+        _ => tracing::warn!("could not read the replication slots for /metrics"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

@@ -146,7 +146,7 @@ async fn health_metrics_request_ids_and_fallbacks() {
     let app = TestApp::spawn().await;
     let (status, health) = app.send("GET", "/health", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(health["checks"], serde_json::json!({"postgres": "ok", "redis": "ok"}));
+    assert_eq!(health["checks"], serde_json::json!({"postgres": "ok", "redis": "ok", "replication": "ok"}));
 
     let res = app.router.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
     assert!(res.headers().get("x-request-id").is_some(), "a request id is assigned");
@@ -204,8 +204,51 @@ async fn health_reports_a_dead_redis_as_503() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value =
         serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
-    assert_eq!(body["checks"], serde_json::json!({"postgres": "ok", "redis": "down"}));
+    assert_eq!(body["checks"], serde_json::json!({"postgres": "ok", "redis": "down", "replication": "ok"}));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A slot nobody reads keeps WAL: above `INGEST_WAL_ALERT_MB` the health check is
+/// degraded (still 200: the API serves) and names the slot, and `/metrics` carries its
+/// gauge. (An invalidated slot, `lost`, is reached on a private cluster in the ingest tests.)
+#[tokio::test]
+async fn health_and_metrics_report_a_replication_slot_keeping_wal() {
+    let app = TestApp::spawn().await;
+    let slot = format!("h_{}", &app.db.name["fibtest_".len()..]);
+    sqlx::query("select pg_create_logical_replication_slot($1, 'pgoutput')")
+        .bind(&slot)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("create table wal_filler as select g, repeat('x', 100) as pad from generate_series(1, 2000) g")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let (status, health) = app.send("GET", "/health", None, None).await;
+    assert_eq!((status, health["checks"]["replication"].as_str()), (StatusCode::OK, Some("ok")), "{health}");
+    assert_eq!(health["replication_slots"][0]["name"], slot.as_str());
+    assert!(health["replication_slots"][0]["retained_wal_bytes"].as_i64().is_some_and(|b| b > 0), "{health}");
+
+    let mut config = (*app.state.config).clone();
+    config.wal_alert_bytes = 1024;
+    let mut state = app.state.clone();
+    state.config = std::sync::Arc::new(config);
+    let router = fibonacco_api::router(state);
+    let res = router.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "a slot keeping WAL does not stop the API serving");
+    let body: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(
+        (body["status"].as_str(), body["checks"]["replication"].as_str()),
+        (Some("degraded"), Some("retaining"))
+    );
+    assert_eq!(body["replication_slots"][0]["active"], false);
+
+    let res = router.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains(&format!("replication_slot_retained_wal_bytes{{slot=\"{slot}\"}}")), "{text}");
+    assert!(text.contains(&format!("replication_slot_lost{{slot=\"{slot}\"}} 0")), "{text}");
+    sqlx::query("select pg_drop_replication_slot($1)").bind(&slot).execute(&app.db.pool).await.unwrap();
 }
 
 #[tokio::test]

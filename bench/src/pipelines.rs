@@ -116,9 +116,15 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         sqlx::query("analyze").execute(&pool).await?;
     }
     let lake = Lake::open(&lake_dir.display().to_string())?;
-    if lake.read_manifest().await?.is_none() {
+    // The slot lives only while this run does (dropped however the run ends: a slot left
+    // behind keeps every WAL segment the next seed writes), so a kept lake is copied again.
+    let have_slot = slot::slot_state(&pool, &slot_name).await?.is_some();
+    let _slot = slot::SlotGuard::new(&url, &slot_name);
+    if lake.read_manifest().await?.is_none() || !have_slot {
         let started = Instant::now();
-        let mut running = Ingest::connect(ingest.clone()).await?.spawn();
+        let mut first = ingest.clone();
+        first.resnapshot = true;
+        let mut running = Ingest::connect(first).await?.spawn();
         running.wait_until(|p| p.streaming).await?;
         running.stop().await?;
         eprintln!("snapshot into the lake in {:.0} s", started.elapsed().as_secs_f64());
@@ -196,7 +202,6 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     // 4. The watch: a new activity until it shows in the engagement score.
     let watch_visible_ms = watch_latency(&pool, &ingest).await?;
     eprintln!("watch: new activity visible after {watch_visible_ms:?} ms");
-    slot::drop_slot(&pool, &slot_name).await?;
 
     let report = Report {
         customers: args.customers,

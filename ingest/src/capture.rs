@@ -25,7 +25,7 @@ use crate::{
     config::IngestConfig,
     error::IngestError,
     feed::{ChangeBatch, ChangeFeed},
-    lake::{FileEntry, Lake, Manifest, TableMeta},
+    lake::{FileEntry, Gap, Lake, Manifest, TableMeta},
     pgtype::SESSION_SETTINGS,
     schema::{Column, Op, TableSchema, TypeCatalog},
     slot::{self, format_lsn},
@@ -122,7 +122,19 @@ impl Ingest {
             self.lake.clear().await?;
         }
         let (mut client, manifest) = match self.lake.read_manifest().await? {
-            Some(manifest) => (self.resume(&manifest).await?, manifest),
+            // A re-snapshot that did not finish: its slot may already have moved past the gap.
+            Some(manifest) if manifest.resnapshot_pending.is_some() => {
+                self.resnapshot_after_gap(manifest, &mut types).await?
+            }
+            Some(manifest) => match self.resume(&manifest).await {
+                Ok(client) => (client, manifest),
+                Err(IngestError::SlotLost { what, .. }) if config.auto_resnapshot => {
+                    let mut manifest = manifest;
+                    manifest.resnapshot_pending = Some(format!("slot {what}"));
+                    self.resnapshot_after_gap(manifest, &mut types).await?
+                }
+                Err(e) => return Err(e),
+            },
             None => self.start_fresh(&mut types).await?,
         };
         self.progress.send_modify(|p| {
@@ -232,10 +244,43 @@ impl Ingest {
     /// No lake yet: publication, a new slot exporting its snapshot, the copy under that
     /// snapshot, the first manifest; then the same session starts streaming.
     async fn start_fresh(&self, types: &mut TypeCatalog) -> Result<(ReplicationClient, Manifest), IngestError> {
-        let config = &self.config;
         // A slot without a manifest is from a run that died during its snapshot.
-        slot::drop_slot(&self.pool, &config.slot).await?;
+        slot::drop_slot(&self.pool, &self.config.slot).await?;
         self.lake.clear().await?;
+        self.copy_under_new_slot(types, None).await
+    }
+
+    /// The slot cannot feed the lake any more (invalidated, dropped) and
+    /// `INGEST_AUTO_RESNAPSHOT` is on, or an earlier attempt at this did not finish: a new
+    /// slot and a new copy of every table, written beside the lake's files. The manifest
+    /// records the gap, and each table's current state starts from the copy (as after a
+    /// TRUNCATE), so rows deleted during the gap do not linger.
+    async fn resnapshot_after_gap(
+        &self,
+        manifest: Manifest,
+        types: &mut TypeCatalog,
+    ) -> Result<(ReplicationClient, Manifest), IngestError> {
+        tracing::warn!(
+            reason = manifest.resnapshot_pending.as_deref().unwrap_or(""),
+            durable_lsn = %format_lsn(manifest.durable_lsn),
+            "the slot cannot resume; copying the tables again and recording the gap"
+        );
+        // Durable before the old slot goes: a crash from here on comes back to this path.
+        self.lake.write_manifest(&manifest).await?;
+        self.lake.remove_orphans(&manifest).await?;
+        slot::drop_slot(&self.pool, &self.config.slot).await?;
+        self.copy_under_new_slot(types, Some(manifest)).await
+    }
+
+    /// Publication, a new slot exporting its snapshot, the copy under that snapshot, the
+    /// manifest that lists it (a fresh one, or `previous` with the gap recorded); then the
+    /// same session starts streaming.
+    async fn copy_under_new_slot(
+        &self,
+        types: &mut TypeCatalog,
+        previous: Option<Manifest>,
+    ) -> Result<(ReplicationClient, Manifest), IngestError> {
+        let config = &self.config;
         slot::ensure_publication(&self.pool, config).await?;
         let mut client = ReplicationClient::connect_gated(self.replication_config(0)?).await?;
         let rows = client
@@ -256,8 +301,23 @@ impl Ingest {
         tracing::info!(consistent_point = %format_lsn(consistent), tables = config.tables.len(), "slot created; copying tables");
         *types = TypeCatalog::load(&self.pool).await?;
         let options: PgConnectOptions = config.database_url.expose().parse()?;
-        let mut manifest = Manifest::new(&config.slot, &config.publication, consistent);
-        let next_file = AtomicU64::new(0);
+        let resumed = previous.is_some();
+        let mut manifest = match previous {
+            None => Manifest::new(&config.slot, &config.publication, consistent),
+            Some(mut m) => {
+                m.gaps.push(Gap {
+                    after_lsn: m.durable_lsn,
+                    resumed_lsn: consistent,
+                    detected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    reason: m.resnapshot_pending.take().unwrap_or_default(),
+                });
+                metrics::counter!("ingest_gaps_total").increment(1);
+                m.consistent_lsn = consistent;
+                m.durable_lsn = consistent;
+                m
+            }
+        };
+        let next_file = AtomicU64::new(manifest.next_file);
         let plan = SnapshotPlan {
             options: &options,
             snapshot_name: &snapshot_name,
@@ -273,10 +333,14 @@ impl Ingest {
         for copy in copies {
             metrics::counter!("ingest_snapshot_rows_total", "table" => copy.schema.table.clone()).increment(copy.rows);
             total += copy.rows;
-            manifest.tables.insert(
-                copy.schema.table.clone(),
-                TableMeta { keys: copy.schema.keys(), rows: copy.rows, ..TableMeta::default() },
-            );
+            let meta = manifest.tables.entry(copy.schema.table.clone()).or_insert_with(TableMeta::default);
+            meta.keys = copy.schema.keys();
+            meta.rows += copy.rows;
+            if resumed {
+                // Only the copy and what follows it is the current state: every older row
+                // has `_lsn` < `consistent` (the new slot starts after all of them).
+                meta.truncated_at = Some((consistent - 1, u32::MAX));
+            }
             manifest.files.extend(copy.files);
         }
         manifest.last_commit_ts = Some(chrono::Utc::now().timestamp_micros());

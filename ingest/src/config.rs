@@ -54,6 +54,13 @@ pub struct IngestConfig {
     pub compact_min_files: usize,
     /// Drop the slot and the lake and copy everything again.
     pub resnapshot: bool,
+    /// `INGEST_AUTO_RESNAPSHOT` (default false): when the slot was invalidated or dropped,
+    /// create a new one and copy the tables again on start, keeping the lake's files and
+    /// recording the gap, instead of stopping with an error.
+    pub auto_resnapshot: bool,
+    /// `INGEST_WAL_ALERT_MB` (default 1024): `ingest status` warns when the slot keeps more
+    /// WAL than this (the same threshold makes `/health` degraded).
+    pub wal_alert_bytes: u64,
     /// How long a start waits for the slot's previous session (a process that just died)
     /// to go away before it reports the slot busy.
     pub slot_wait: Duration,
@@ -75,6 +82,8 @@ impl IngestConfig {
             snapshot_batch_rows: 100_000,
             compact_min_files: 16,
             resnapshot: false,
+            auto_resnapshot: false,
+            wal_alert_bytes: fibonacco_platform::replication::DEFAULT_WAL_ALERT_BYTES,
             slot_wait: Duration::from_secs(15),
             progress: false,
         }
@@ -110,6 +119,16 @@ impl IngestConfig {
         config.flush_bytes = (number("INGEST_FLUSH_MB", 32)? as usize) << 20;
         config.snapshot_parallelism = number("INGEST_SNAPSHOT_PARALLELISM", 2)? as usize;
         config.compact_min_files = number("INGEST_COMPACT_FILES", 16)?.max(2) as usize;
+        config.wal_alert_bytes =
+            number("INGEST_WAL_ALERT_MB", fibonacco_platform::replication::DEFAULT_WAL_ALERT_BYTES >> 20)?
+                .saturating_mul(1 << 20);
+        config.auto_resnapshot = match var("INGEST_AUTO_RESNAPSHOT").as_deref().map(str::trim) {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(v) => {
+                return Err(IngestError::Config(format!("INGEST_AUTO_RESNAPSHOT must be true or false, not {v:?}")));
+            }
+        };
         Ok(config)
     }
 }

@@ -19,7 +19,7 @@ pub enum IngestError {
     )]
     NoPrimaryKey(String),
     #[error(
-        "replication slot '{slot}' {what}; the lake cannot continue without a gap: run `fibonacco ingest --resnapshot` to drop the lake and copy the tables again"
+        "replication slot '{slot}' {what}; the lake cannot continue without a gap. Either run `fibonacco ingest --resnapshot` (drops the lake, its change history with it, and copies every table again) or set INGEST_AUTO_RESNAPSHOT=true (copies every table again into the same lake, keeping the history and recording the gap in the manifest and `fibonacco ingest status`)"
     )]
     SlotLost { slot: String, what: String },
     #[error(

@@ -84,6 +84,30 @@ pub struct Manifest {
     pub next_file: u64,
     pub tables: BTreeMap<String, TableMeta>,
     pub files: Vec<FileEntry>,
+    /// Stretches of WAL the lake never saw: the slot was invalidated or dropped while the
+    /// capture was stopped, and the tables were copied again (`INGEST_AUTO_RESNAPSHOT`).
+    /// The `<table>_changes` history jumps over each; the current state is right again
+    /// from its `resumed_lsn`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+    /// Set (and written) before a new slot is created for a re-snapshot, cleared by the
+    /// manifest that lists the copy: a run that dies in between finds it and copies again,
+    /// rather than streaming from a slot that skipped the gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resnapshot_pending: Option<String>,
+}
+
+/// Changes after `after_lsn` and before `resumed_lsn` are not in the lake's history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Gap {
+    /// The lake's durable position when the slot was found unusable.
+    pub after_lsn: u64,
+    /// The new snapshot's consistent point: every table was copied as of this LSN.
+    pub resumed_lsn: u64,
+    /// When the capture found the slot unusable (RFC 3339, UTC).
+    pub detected_at: String,
+    /// What happened to the slot, as Postgres reported it.
+    pub reason: String,
 }
 
 impl Manifest {
@@ -98,6 +122,8 @@ impl Manifest {
             next_file: 0,
             tables: BTreeMap::new(),
             files: Vec::new(),
+            gaps: Vec::new(),
+            resnapshot_pending: None,
         }
     }
 

@@ -67,6 +67,11 @@ pub struct SlotState {
     pub restart_lsn: Option<u64>,
     pub wal_status: Option<String>,
     pub invalidation_reason: Option<String>,
+    /// WAL Postgres keeps for this slot: from its restart point to the current position.
+    pub retained_wal_bytes: Option<i64>,
+    /// WAL that may still be written before `max_slot_wal_keep_size` invalidates the slot
+    /// (`None` without that limit: then only the disk stops it).
+    pub safe_wal_bytes: Option<i64>,
 }
 
 impl SlotState {
@@ -86,7 +91,8 @@ impl SlotState {
 pub async fn slot_state(pool: &PgPool, slot: &str) -> Result<Option<SlotState>, IngestError> {
     let row: Option<SlotRow> = sqlx::query_as(
         "select slot_name::text as name, active, confirmed_flush_lsn::text as confirmed, restart_lsn::text as restart, \
-                wal_status, invalidation_reason \
+                wal_status, invalidation_reason, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 as retained, \
+                safe_wal_size as safe \
          from pg_replication_slots where slot_name = $1",
     )
     .bind(slot)
@@ -99,6 +105,8 @@ pub async fn slot_state(pool: &PgPool, slot: &str) -> Result<Option<SlotState>, 
         restart_lsn: r.restart.as_deref().and_then(parse_lsn),
         wal_status: r.wal_status,
         invalidation_reason: r.invalidation_reason,
+        retained_wal_bytes: r.retained,
+        safe_wal_bytes: r.safe,
     }))
 }
 
@@ -110,6 +118,8 @@ struct SlotRow {
     restart: Option<String>,
     wal_status: Option<String>,
     invalidation_reason: Option<String>,
+    retained: Option<i64>,
+    safe: Option<i64>,
 }
 
 /// Waits up to `wait` for the slot to have no session (the walsender of a process that
@@ -155,6 +165,52 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 
 pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+/// Drops a slot when it goes out of scope — on success, on an early `?` return and on a
+/// panic — for runs that create a slot they do not keep (benchmarks): a slot left behind
+/// keeps every WAL segment written after it. A walsender still on it is ended first.
+pub struct SlotGuard {
+    database_url: String,
+    slot: String,
+}
+
+impl SlotGuard {
+    /// `database_url` is the slot's own database (a logical slot is dropped from there).
+    pub fn new(database_url: &str, slot: &str) -> Self {
+        Self { database_url: database_url.to_string(), slot: slot.to_string() }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let (url, slot) = (self.database_url.clone(), self.slot.clone());
+        // Drop is synchronous and may run inside a runtime: a thread and runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async {
+                let dropped = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await?;
+                    sqlx::query(
+                        "select pg_terminate_backend(active_pid) from pg_replication_slots
+                         where slot_name = $1 and active_pid is not null",
+                    )
+                    .bind(&slot)
+                    .execute(&pool)
+                    .await?;
+                    wait_inactive(&pool, &slot, std::time::Duration::from_secs(15)).await?;
+                    drop_slot(&pool, &slot).await
+                })
+                .await;
+                match dropped {
+                    Ok(Ok(())) => tracing::info!(slot = %slot, "replication slot dropped"),
+                    Ok(Err(e)) => tracing::warn!(slot = %slot, error = %e, "could not drop the replication slot"),
+                    Err(_) => tracing::warn!(slot = %slot, "dropping the replication slot timed out"),
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use crate::{
     config::IngestConfig,
     error::IngestError,
-    lake::Lake,
+    lake::{Gap, Lake},
     slot::{SlotState, format_lsn, parse_lsn, slot_state},
 };
 
@@ -33,6 +33,14 @@ pub struct Status {
     pub files: usize,
     pub bytes: u64,
     pub tables: Vec<TableStatus>,
+    /// The slot keeps more WAL than `INGEST_WAL_ALERT_MB`, or Postgres is about to
+    /// invalidate it: start the capture (or drop the slot) before the disk fills.
+    pub wal_alert: bool,
+    pub wal_alert_bytes: u64,
+    /// Stretches of WAL the lake never saw (see [`Gap`]).
+    pub gaps: Vec<Gap>,
+    /// A re-snapshot started and has not finished; the next start finishes it.
+    pub resnapshot_pending: Option<String>,
 }
 
 #[tracing::instrument(skip_all, fields(slot = %config.slot))]
@@ -73,7 +81,16 @@ pub async fn status(pool: &PgPool, config: &IngestConfig) -> Result<Status, Inge
             });
         }
     }
+    let wal_alert = slot.as_ref().is_some_and(|s| {
+        s.lost().is_none()
+            && (s.wal_status.as_deref() == Some("unreserved")
+                || s.retained_wal_bytes.is_some_and(|b| b > i64::try_from(config.wal_alert_bytes).unwrap_or(i64::MAX)))
+    });
     Ok(Status {
+        wal_alert,
+        wal_alert_bytes: config.wal_alert_bytes,
+        gaps: manifest.as_ref().map(|m| m.gaps.clone()).unwrap_or_default(),
+        resnapshot_pending: manifest.as_ref().and_then(|m| m.resnapshot_pending.clone()),
         lake: lake.display().to_string(),
         confirmed_flush_lsn: slot.as_ref().and_then(|s| s.confirmed_flush_lsn).map(format_lsn),
         slot,
@@ -98,6 +115,22 @@ impl std::fmt::Display for Status {
                     None => "inactive".into(),
                 };
                 writeln!(f, "slot:           {} ({state})", s.name)?;
+                let safe = match s.safe_wal_bytes {
+                    Some(b) => format!("{} more before Postgres invalidates the slot", bytes(b.max(0) as u64)),
+                    None => "no max_slot_wal_keep_size: only the disk limits it".into(),
+                };
+                match s.retained_wal_bytes {
+                    Some(b) => writeln!(f, "retained WAL:   {} ({safe})", bytes(b.max(0) as u64))?,
+                    None => writeln!(f, "retained WAL:   -")?,
+                }
+                if self.wal_alert {
+                    writeln!(
+                        f,
+                        "WARNING:        the slot keeps more than {} of WAL; start `fibonacco ingest` (or `fibonacco run`) \
+                         so it catches up, or the slot will be invalidated (or the disk fill)",
+                        bytes(self.wal_alert_bytes)
+                    )?;
+                }
             }
             None => writeln!(f, "slot:           none (run `fibonacco ingest`)")?,
         }
@@ -109,6 +142,21 @@ impl std::fmt::Display for Status {
             (Some(b), None) => writeln!(f, "lag:            {b} bytes")?,
             _ => writeln!(f, "lag:            -")?,
         }
+        for g in &self.gaps {
+            writeln!(
+                f,
+                "gap:            changes after {} and before {} are missing from the history ({}, found {}); \
+                 the tables were copied again at {}",
+                format_lsn(g.after_lsn),
+                format_lsn(g.resumed_lsn),
+                g.reason,
+                g.detected_at,
+                format_lsn(g.resumed_lsn)
+            )?;
+        }
+        if let Some(why) = &self.resnapshot_pending {
+            writeln!(f, "re-snapshot:    started and unfinished ({why}); the next start completes it")?;
+        }
         writeln!(f, "files:          {} ({} bytes)", self.files, self.bytes)?;
         writeln!(f, "{:<32} {:>8} {:>12} {:>14}", "table", "files", "changes", "bytes")?;
         for t in &self.tables {
@@ -116,4 +164,16 @@ impl std::fmt::Display for Status {
         }
         Ok(())
     }
+}
+
+/// `1536 MiB`-style sizes for people.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

@@ -4,3 +4,4 @@
 
 mod capture;
 mod support;
+mod wal;

@@ -51,9 +51,14 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn new() -> Self {
+        Self::on(&fibonacco_platform::testing::database_url()).await
+    }
+
+    /// The fixture on another server (a `ScratchCluster`).
+    pub async fn on(server_url: &str) -> Self {
         // reqwest (the S3 bucket, /metrics) is built without its own crypto provider.
         fibonacco_platform::install_tls_provider();
-        let db = TestDatabase::create_with_pool_size(8).await;
+        let db = TestDatabase::create_on(server_url, 8).await;
         sqlx::raw_sql(TABLES).execute(&db.pool).await.unwrap();
         // Slots are cluster-wide: one per test database.
         let slot = format!("t_{}", &db.name["fibtest_".len()..]);

@@ -80,6 +80,9 @@ pub struct Config {
     /// `QUEUE_RETRY_AFTER_SECS`: a job taken and not acknowledged within this time is
     /// delivered again (at-least-once).
     pub queue_retry_after: Duration,
+    /// `INGEST_WAL_ALERT_MB` (default 1024): a replication slot keeping more WAL than this
+    /// makes `/health` degraded (see [`crate::replication`]).
+    pub wal_alert_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,12 @@ impl Config {
             queue_retry_after: Duration::from_secs(
                 parsed("QUEUE_RETRY_AFTER_SECS", get("QUEUE_RETRY_AFTER_SECS"), 90u64)?.max(1),
             ),
+            wal_alert_bytes: parsed(
+                "INGEST_WAL_ALERT_MB",
+                get("INGEST_WAL_ALERT_MB"),
+                crate::replication::DEFAULT_WAL_ALERT_BYTES >> 20,
+            )?
+            .saturating_mul(1 << 20),
         })
     }
 }

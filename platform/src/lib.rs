@@ -13,6 +13,7 @@ pub mod domain;
 pub mod envelope;
 pub mod llm;
 pub mod queue;
+pub mod replication;
 pub mod scratch;
 pub mod telemetry;
 pub mod tenancy;

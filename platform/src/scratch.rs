@@ -43,10 +43,74 @@ fn template_name() -> String {
 }
 
 /// A database of its own (`fibtest_<uuid>`), migrated, with a pool of `max` connections.
+///
+/// Dropping it drops the database and first its replication slots, also when a test or a
+/// benchmark fails (unwinding runs the drop): an inactive slot left behind would keep
+/// every WAL segment written after it until the disk is full. `FIB_KEEP_SCRATCH_DBS=1`
+/// keeps them for a post-mortem (`scripts/stack.sh drop-test-dbs` removes them later).
 pub struct ScratchDatabase {
     pub pool: PgPool,
     pub name: String,
     pub url: String,
+    /// The URL it was created from: the connection that drops it.
+    base_url: String,
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("FIB_KEEP_SCRATCH_DBS").is_some_and(|v| v != "0") {
+            return;
+        }
+        let (base, name) = (self.base_url.clone(), self.name.clone());
+        // Drop is synchronous and may run inside a runtime (or while unwinding out of one):
+        // the clean-up gets a thread and a runtime of its own, and a deadline.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async {
+                match tokio::time::timeout(Duration::from_secs(20), drop_database(&base, &name)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(database = %name, error = %e, "could not drop a scratch database"),
+                    Err(_) => tracing::warn!(database = %name, "dropping a scratch database timed out"),
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Ends the walsenders of `name`'s slots, then drops the database with its slots (closing
+/// any connection still open to it). A capture task may reconnect in between: retried.
+#[tracing::instrument(name = "scratch.drop", skip(base_url), err)]
+pub async fn drop_database(base_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let base: PgConnectOptions = base_url.parse()?;
+    let mut admin = PgConnection::connect_with(&base).await?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        sqlx::query(
+            "select pg_terminate_backend(active_pid) from pg_replication_slots
+             where database = $1 and active_pid is not null",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await?;
+        // DROP DATABASE drops the database's inactive slots itself (and refuses while one
+        // is active, hence the terminate above).
+        let dropped = sqlx::query(AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+            .execute(&mut admin)
+            .await
+            .map(|_| ());
+        match dropped {
+            Ok(()) => break,
+            Err(e) if attempt < 20 => {
+                tracing::debug!(error = %e, "retrying the scratch database's drop");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let _ = admin.close().await;
+    Ok(())
 }
 
 impl ScratchDatabase {
@@ -80,7 +144,7 @@ impl ScratchDatabase {
         let pool = db::connect_url(&url, max, Duration::from_secs(10))
             .await
             .map_err(|source| ScratchError::Create { name: name.clone(), source })?;
-        Ok(Self { pool, name, url })
+        Ok(Self { pool, name, url, base_url: base_url.to_string() })
     }
 }
 

@@ -61,7 +61,12 @@ impl TestDatabase {
     }
 
     pub async fn create_with_pool_size(max: u32) -> Self {
-        match ScratchDatabase::create(&database_url(), max).await {
+        Self::create_on(&database_url(), max).await
+    }
+
+    /// A test database on another server (a [`ScratchCluster`]).
+    pub async fn create_on(base_url: &str, max: u32) -> Self {
+        match ScratchDatabase::create(base_url, max).await {
             Ok(db) => Self(db),
             Err(e) => panic!("cannot create a test database: {:#}", anyhow::Error::from(e)),
         }
@@ -74,4 +79,51 @@ impl Deref for TestDatabase {
     fn deref(&self) -> &ScratchDatabase {
         &self.0
     }
+}
+
+/// A private PostgreSQL cluster (`scripts/stack.sh scratch-pg`) for a test that changes
+/// server-wide settings or lets Postgres invalidate a slot: 1 MB WAL segments and
+/// `max_slot_wal_keep_size` of `keep_mb`, on a free loopback port. Stopped and deleted on
+/// drop, also when the test fails. Declare it before the databases created on it, so they
+/// are dropped first.
+pub struct ScratchCluster {
+    dir: std::path::PathBuf,
+    /// The app role's URL on this cluster (it may create databases, replicate and
+    /// `CHECKPOINT`).
+    pub url: String,
+}
+
+impl ScratchCluster {
+    pub fn start(keep_mb: u32) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port for a scratch cluster: {e}"));
+        let dir = std::env::temp_dir().join(format!("fib-cluster-{}", uuid::Uuid::new_v4().simple()));
+        let out = std::process::Command::new("bash")
+            .arg(stack_script())
+            .args(["scratch-pg", "up"])
+            .arg(&dir)
+            .args([port.to_string(), keep_mb.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scripts/stack.sh: {e}"));
+        let cluster = Self { dir, url: String::from_utf8_lossy(&out.stdout).trim().to_string() };
+        assert!(
+            out.status.success() && cluster.url.starts_with("postgres://"),
+            "scratch cluster did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+}
+
+impl Drop for ScratchCluster {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new("bash").arg(stack_script()).args(["scratch-pg", "down"]).arg(&self.dir).output();
+    }
+}
+
+fn stack_script() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack.sh")
 }

@@ -97,13 +97,52 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormOrJson<T> {
                 ApiError::MalformedJson("the body could not be read".into())
             }
         })?;
+        if bytes.windows(3).any(|w| w == b"%00") {
+            return Err(ApiError::Validation(FieldErrors::single("body", "must not contain the NUL character (%00)")));
+        }
         serde_urlencoded::from_bytes(&bytes)
             .map(FormOrJson)
             .map_err(|e| ApiError::Validation(FieldErrors::single("body", e.to_string())))
     }
 }
 
+/// Postgres text cannot hold the NUL character: a value carrying one would fail its
+/// INSERT (a 500), so it is refused up front, by field. JSON can only carry NUL as the
+/// escape `\u0000`, so bodies without that sequence skip the walk.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Ok(()) };
+    fn walk(v: &serde_json::Value, path: &str, e: &mut FieldErrors) {
+        const MESSAGE: &str = "must not contain the NUL character (\\u0000)";
+        let here = |p: &str| if p.is_empty() { "body".to_owned() } else { p.to_owned() };
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => e.add(here(path), MESSAGE),
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), e);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, item) in map {
+                    let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    if k.contains('\0') {
+                        e.add(here(path), "keys must not contain the NUL character (\\u0000)");
+                    }
+                    walk(item, &child, e);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut e = FieldErrors::default();
+    walk(&value, "", &mut e);
+    e.into_result()
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -145,6 +184,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A NUL character would reach a Postgres parameter (a 500): refused by name.
+        if let Some(query) = parts.uri.query()
+            && query.contains("%00")
+        {
+            let mut e = FieldErrors::default();
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+            for (k, v) in pairs {
+                if v.contains('\0') || k.contains('\0') {
+                    e.add(k.replace('\0', ""), "must not contain the NUL character (%00)");
+                }
+            }
+            e.into_result()?;
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| QueryParams(v))

@@ -10,6 +10,7 @@ mod content;
 mod conversations;
 mod customers;
 mod generation;
+mod hostile;
 mod knowledge;
 mod learning;
 mod migrations;

@@ -591,3 +591,39 @@ async fn embedding_jobs_store_vectors_that_find_paraphrased_questions() {
         assert!(hits[0].1 > hits[1].1);
     }
 }
+
+/// A template link with non-ASCII characters (an IRI) redirects to its ASCII form (IDNA
+/// host, percent-encoded path and query) instead of failing to build the Location header.
+#[tokio::test]
+async fn a_click_on_a_non_ascii_link_redirects_to_its_ascii_form() {
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.iri.example", unique());
+    let ids = customers(&app, &domain, 1).await;
+    let link = "https://bücher.example/straße?q=größe&n=1";
+    let (s, tpl) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/email/templates",
+            Some(&app.token_a),
+            Some(json!({"name": "IRI", "subject": "Hi", "html_body": format!("<a href=\"{link}\">Books</a>")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let (s, c) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/email/campaigns",
+            Some(&app.token_a),
+            Some(json!({"name": "IRI", "template_id": tpl["data"]["id"], "customer_ids": ids})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let recipients = recipient_statuses(&app, c["data"]["id"].as_str().unwrap()).await;
+    let recipient: Uuid = recipients[0].2.parse().unwrap();
+    let links =
+        Links::new(APP_URL, app.state.config.app_key.expose(), RecipientRef { tenant: app.tenant_a, recipient });
+    let path = links.click(link).trim_start_matches(APP_URL).to_owned();
+    let res = app.router.clone().oneshot_get(&path).await;
+    assert_eq!(res.0, StatusCode::SEE_OTHER);
+    assert_eq!(res.2.as_deref(), Some("https://xn--bcher-kva.example/stra%C3%9Fe?q=gr%C3%B6%C3%9Fe&n=1"));
+}

@@ -102,7 +102,15 @@ pub enum QueryError {
     Empty,
     #[error("the query is longer than {MAX_QUERY_CHARS} characters")]
     TooLong,
+    #[error("page must be between 1 and {MAX_PAGE}")]
+    PageTooFar,
+    #[error("the query contains the NUL character")]
+    Nul,
 }
+
+/// Pages beyond this hold nothing (results are ranked from a bounded candidate set), and
+/// a larger page would overflow the offset.
+pub const MAX_PAGE: i64 = 10_000;
 
 impl SearchQuery {
     /// Checks the text: trimmed, 1..=1000 characters.
@@ -113,6 +121,13 @@ impl SearchQuery {
         }
         if text.chars().count() > MAX_QUERY_CHARS {
             return Err(QueryError::TooLong);
+        }
+        if page > MAX_PAGE {
+            return Err(QueryError::PageTooFar);
+        }
+        // Postgres text cannot hold it: the query would fail (a 500) rather than match nothing.
+        if text.contains('\0') {
+            return Err(QueryError::Nul);
         }
         Ok(Self { text: text.to_owned(), mode, filters, page: page.max(1), per_page: per_page.clamp(1, 100) })
     }
@@ -294,8 +309,8 @@ pub async fn search(
     // to fuse (keyword candidates are cheap and stay at CANDIDATES). When sections of one
     // entry crowd the answer, ask again for more.
     let wanted = match q.mode {
-        Mode::Semantic => (q.page * q.per_page).min(CANDIDATES),
-        _ => (q.page * q.per_page * 3).clamp(30, CANDIDATES),
+        Mode::Semantic => q.page.saturating_mul(q.per_page).min(CANDIDATES),
+        _ => q.page.saturating_mul(q.per_page).saturating_mul(3).clamp(30, CANDIDATES),
     };
     let sem = match &vector {
         Some((v, model)) => {
@@ -332,7 +347,7 @@ pub async fn search(
         ),
     };
     let total = ranked.len() as i64;
-    let start = ((q.page - 1) * q.per_page) as usize;
+    let start = usize::try_from((q.page - 1).saturating_mul(q.per_page)).unwrap_or(usize::MAX);
     let page: Vec<(Uuid, f64)> = ranked.into_iter().skip(start).take(q.per_page as usize).collect();
     let of = |wanted: Source| -> Vec<Uuid> {
         page.iter().map(|(id, _)| *id).filter(|id| source.get(id) == Some(&wanted)).collect()
@@ -424,6 +439,8 @@ mod tests {
         let f = Filters::default;
         assert_eq!(SearchQuery::parse("   ", Mode::Hybrid, f(), 1, 10).unwrap_err(), QueryError::Empty);
         assert_eq!(SearchQuery::parse(&"x".repeat(1001), Mode::Hybrid, f(), 1, 10).unwrap_err(), QueryError::TooLong);
+        assert_eq!(SearchQuery::parse("a\0b", Mode::Hybrid, f(), 1, 10).unwrap_err(), QueryError::Nul);
+        assert_eq!(SearchQuery::parse("ok", Mode::Hybrid, f(), i64::MAX, 10).unwrap_err(), QueryError::PageTooFar);
         let q = SearchQuery::parse("  refunds ", Mode::Keyword, f(), 0, 1000).unwrap();
         assert_eq!((q.text.as_str(), q.page, q.per_page), ("refunds", 1, 100));
     }

@@ -281,6 +281,14 @@ impl SearchRequest {
                 add(&mut e, "q", format!("must be at most {MAX_QUERY_CHARS} characters"));
                 Err(ServiceError::Validation(e))
             }
+            Err(QueryError::Nul) => {
+                add(&mut e, "q", "must not contain the NUL character".into());
+                Err(ServiceError::Validation(e))
+            }
+            Err(QueryError::PageTooFar) => {
+                add(&mut e, "page", format!("must be between 1 and {}", crate::knowledge::MAX_PAGE));
+                Err(ServiceError::Validation(e))
+            }
         }
     }
 }

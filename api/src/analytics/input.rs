@@ -1,6 +1,6 @@
 //! Query parameters of the analytics routes, checked into a [`Range`] and filters.
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -60,6 +60,12 @@ impl Filters {
 fn date(raw: Option<&str>, field: &str, errors: &mut FieldErrors) -> Option<NaiveDate> {
     let raw = raw.map(str::trim).filter(|s| !s.is_empty())?;
     match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        // Years outside 1..=9999 are no business day, and some are beyond what Postgres
+        // stores or date arithmetic can shift (a 500 before this check).
+        Ok(d) if !(1..=9999).contains(&d.year()) => {
+            errors.add(field, "must be a date between 0001-01-01 and 9999-12-31");
+            None
+        }
         Ok(d) => Some(d),
         Err(_) => {
             errors.add(field, "must be a date in the form YYYY-MM-DD");

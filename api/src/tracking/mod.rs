@@ -99,10 +99,15 @@ pub async fn click(State(state): State<AppState>, Path(token): Path<String>, Que
             return page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "<p>Please try again in a moment.</p>");
         }
     }
+    // A template link may be an IRI (non-ASCII host, path or query): a Location header is
+    // ASCII, so it goes out as the URL's ASCII form (IDNA host, percent-encoded rest).
+    let Some(location) = url::Url::parse(&url).ok().filter(|u| HeaderValue::from_str(u.as_str()).is_ok()) else {
+        return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
+    };
     if let Err(e) = record_engagement(&state.pool, who, Engagement::Click, serde_json::json!({"url": url})).await {
         tracing::warn!(error = %e, "click not recorded");
     }
-    Redirect::to(&url).into_response()
+    Redirect::to(location.as_str()).into_response()
 }
 
 /// Unsubscribe confirmation page. The change itself is a POST, so link scanners that

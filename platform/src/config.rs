@@ -23,14 +23,41 @@ impl fmt::Debug for Secret {
 
 /// Shows a connection URL with its password replaced, for start-up banners.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &url[scheme_end + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+    let Some(scheme_end) = url.find("://") else { return redact_query(url) };
+    let (head, rest) = url.split_at(scheme_end + 3);
+    // The authority ends at the first '/', '?' or '#': an '@' after it (in a query value)
+    // is not a user-info separator.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or("");
+            format!("{user}:***{}", &authority[at..])
         }
-        _ => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    format!("{head}{authority}{}", redact_query(tail))
+}
+
+/// Query parameters that carry credentials (`?password=`, libpq's `sslpassword`, tokens
+/// and keys) keep their name and lose their value.
+fn redact_query(tail: &str) -> String {
+    const SENSITIVE: &[&str] =
+        &["password", "pass", "pwd", "sslpassword", "secret", "token", "key", "api_key", "apikey"];
+    let Some(q) = tail.find('?') else { return tail.to_string() };
+    let (path, query) = tail.split_at(q + 1);
+    let (query, fragment) = match query.find('#') {
+        Some(h) => query.split_at(h),
+        None => (query, ""),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if SENSITIVE.contains(&k.to_ascii_lowercase().as_str()) => format!("{k}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}{}{fragment}", pairs.join("&"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +307,14 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
         assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        // libpq takes the password as a query parameter too.
+        assert_eq!(
+            redact_url("postgres://db:5432/x?user=app&password=s3cret&sslmode=require"),
+            "postgres://db:5432/x?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/x?sslpassword=k#frag"), "postgres://db/x?sslpassword=***#frag");
+        // An '@' in a query value is not user info.
+        assert_eq!(redact_url("https://h/p?to=a@b.example"), "https://h/p?to=a@b.example");
     }
 
     #[test]

@@ -26,11 +26,22 @@ use crate::knowledge::Filters;
 
 /// Where the Qdrant cluster is: `QDRANT_URL` (gRPC, e.g. `http://localhost:6334`),
 /// `QDRANT_API_KEY`, `QDRANT_COLLECTION_PREFIX` (default `knowledge`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QdrantSettings {
     pub url: String,
     pub api_key: Option<String>,
     pub collection_prefix: String,
+}
+
+/// The API key never reaches a log line or a panic message.
+impl std::fmt::Debug for QdrantSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QdrantSettings")
+            .field("url", &fibonacco_platform::config::redact_url(&self.url))
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("collection_prefix", &self.collection_prefix)
+            .finish()
+    }
 }
 
 impl QdrantSettings {
@@ -334,6 +345,17 @@ impl VectorStore for QdrantStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_the_api_key() {
+        let settings = QdrantSettings {
+            url: "http://qdrant:6334".into(),
+            api_key: Some("qk-very-secret".into()),
+            collection_prefix: "knowledge".into(),
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("qk-very-secret") && shown.contains("***"), "{shown}");
+    }
 
     #[test]
     fn chunk_ids_are_stable_and_distinct() {

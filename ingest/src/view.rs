@@ -57,13 +57,20 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, manifest: &Manifest) ->
             .collect();
         let changes_name = format!("{table}_changes");
         ctx.register_table(changes_name.as_str(), Arc::new(changes))?;
-        // A table whose files hold only snapshot rows and inserts has each key once: its
-        // current state is every row, no latest-version pass (the large append-only
-        // tables — activities, messages — are read at scan speed).
-        let appends_only = meta.truncated_at.is_none() && manifest.files_of(table).all(|f| f.inserts_only);
+        // A table whose files hold only snapshot rows and inserts has each key once after
+        // its last cut (a re-snapshot after a gap; a TRUNCATE writes a `t` row, so such a
+        // table never gets here): its current state is every row after the cut, no
+        // latest-version pass (the large append-only tables — activities, messages — are
+        // read at scan speed).
+        let appends_only = manifest.files_of(table).all(|f| f.inserts_only);
         let sql = if appends_only {
             let list = columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-            format!("CREATE VIEW {} AS SELECT {list} FROM {}", ident(table), ident(&changes_name))
+            format!(
+                "CREATE VIEW {} AS SELECT {list} FROM {} {}",
+                ident(table),
+                ident(&changes_name),
+                after_cut(meta.truncated_at)
+            )
         } else {
             current_state_sql(table, &changes_name, &columns, &meta.keys, meta.truncated_at, &meta.unchanged_columns)
         };
@@ -87,6 +94,14 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The rows after a table's last cut (`truncated_at`), as a WHERE clause; empty without one.
+fn after_cut(truncated_at: Option<(u64, u32)>) -> String {
+    match truncated_at {
+        Some((lsn, seq)) => format!("WHERE {LSN} > {lsn} OR ({LSN} = {lsn} AND {SEQ} > {seq})"),
+        None => String::new(),
+    }
+}
+
 /// `CREATE VIEW <table>` over `<changes>`.
 pub fn current_state_sql(
     table: &str,
@@ -97,10 +112,7 @@ pub fn current_state_sql(
     unchanged: &std::collections::BTreeSet<String>,
 ) -> String {
     let keys_list = keys.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
-    let after_truncate = match truncated_at {
-        Some((lsn, seq)) => format!("WHERE {LSN} > {lsn} OR ({LSN} = {lsn} AND {SEQ} > {seq})"),
-        None => String::new(),
-    };
+    let after_truncate = after_cut(truncated_at);
     let order = format!("ORDER BY {LSN} DESC, {SEQ} DESC");
     let mut ctes = vec![
         format!("live AS (SELECT * FROM {} {after_truncate})", ident(changes)),

@@ -204,51 +204,41 @@ psql_super() {
   PGPASSWORD=$PG_SUPERPASS PGOPTIONS='-c client_min_messages=warning' "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_SUPERUSER" -v ON_ERROR_STOP=1 -q "$@"
 }
 
-start_pg() {
-  mkdir -p "$PGDATA"
-  prepare_pg_user
-  if [ ! -f "$PGDATA/PG_VERSION" ]; then
-    log "initdb $PGDATA"
-    local pwfile="$STACK/.pgpass-init"
-    printf '%s\n' "$PG_SUPERPASS" > "$pwfile"
-    chmod 644 "$pwfile"
-    as_pg "$(pg_bin)/initdb" -D "$PGDATA" -U "$PG_SUPERUSER" --pwfile="$pwfile" \
-      --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C >/dev/null
-    rm -f "$pwfile"
-    cat >> "$PGDATA/postgresql.conf" <<EOF
-# --- fibonacco local stack ---
-listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
-wal_level = logical
-max_replication_slots = 16
-max_wal_senders = 16
-max_connections = 300
-shared_buffers = 256MB
-logging_collector = off
-EOF
-    cat > "$PGDATA/pg_hba.conf" <<EOF
+# initdb into DATA (extra initdb arguments after it), loopback-only with logical WAL; the
+# caller's stdin is appended to postgresql.conf (its own sizes and limits).
+init_cluster() {
+  local data=$1; shift
+  local pwfile
+  pwfile="$(dirname "$data")/.pgpass-init"
+  printf '%s\n' "$PG_SUPERPASS" > "$pwfile"
+  chmod 644 "$pwfile"
+  as_pg "$(pg_bin)/initdb" -D "$data" -U "$PG_SUPERUSER" --pwfile="$pwfile" \
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C "$@" >/dev/null
+  rm -f "$pwfile"
+  {
+    echo "# --- fibonacco ---"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = ''"
+    echo "wal_level = logical"
+    echo "logging_collector = off"
+    cat
+  } >> "$data/postgresql.conf"
+  cat > "$data/pg_hba.conf" <<EOF
 host all all 127.0.0.1/32 scram-sha-256
 host replication all 127.0.0.1/32 scram-sha-256
 EOF
-  fi
-  # The port is set on each start so FIB_PG_PORT can change between runs.
-  if pg_running; then
-    log "postgres already running (port $(sed -n 4p "$PGDATA/postmaster.pid"))"
-  else
-    rm -f "$PGDATA/postmaster.pid"
-    log "starting postgres on 127.0.0.1:$PG_PORT"
-    as_pg "$(pg_bin)/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
-      || { tail -n 30 "$PGDATA/server.log" >&2; exit 1; }
-  fi
-  # Applied on every start (ALTER SYSTEM survives restarts; reload makes it live), so an
-  # existing data directory gets it too.
-  if [[ ! "$MAX_SLOT_WAL_KEEP" =~ ^(-1|[0-9]+(kB|MB|GB|TB)?)$ ]]; then
-    log "FIB_PG_MAX_SLOT_WAL_KEEP must be a size such as 4GB or -1 (no limit), not '$MAX_SLOT_WAL_KEEP'"
-    exit 2
-  fi
-  psql_super -d postgres -c "alter system set max_slot_wal_keep_size = '$MAX_SLOT_WAL_KEEP'" -c 'select pg_reload_conf()' >/dev/null
-  # pgvector is not a trusted extension: the superuser installs it into template1 so every
-  # database created later (the app's, each test's) already has it.
+}
+
+# Starts the cluster in DATA on PORT (set on each start, so the port can change).
+start_cluster() {
+  as_pg "$(pg_bin)/pg_ctl" -D "$1" -l "$1/server.log" -o "-p $2" -w -t 60 start >/dev/null \
+    || { tail -n 30 "$1/server.log" >&2; exit 1; }
+}
+
+# On the cluster at $PG_PORT: pgvector in template1 (not a trusted extension: the
+# superuser installs it so every database created later, the app's and each test's, has
+# it), the app role and the app database, each only if missing.
+prepare_app_database() {
   psql_super -d template1 -c 'create extension if not exists vector'
   psql_super -d postgres <<EOF
 do \$\$
@@ -262,6 +252,35 @@ EOF
   if [ -z "$(psql_super -d postgres -tAc "select 1 from pg_database where datname = '$APP_DB'")" ]; then
     psql_super -d postgres -c "create database $APP_DB owner $APP_ROLE"
   fi
+}
+
+start_pg() {
+  mkdir -p "$PGDATA"
+  prepare_pg_user
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    log "initdb $PGDATA"
+    init_cluster "$PGDATA" <<EOF
+max_replication_slots = 16
+max_wal_senders = 16
+max_connections = 300
+shared_buffers = 256MB
+EOF
+  fi
+  if pg_running; then
+    log "postgres already running (port $(sed -n 4p "$PGDATA/postmaster.pid"))"
+  else
+    rm -f "$PGDATA/postmaster.pid"
+    log "starting postgres on 127.0.0.1:$PG_PORT"
+    start_cluster "$PGDATA" "$PG_PORT"
+  fi
+  # Applied on every start (ALTER SYSTEM survives restarts; reload makes it live), so an
+  # existing data directory gets it too.
+  if [[ ! "$MAX_SLOT_WAL_KEEP" =~ ^(-1|[0-9]+(kB|MB|GB|TB)?)$ ]]; then
+    log "FIB_PG_MAX_SLOT_WAL_KEEP must be a size such as 4GB or -1 (no limit), not '$MAX_SLOT_WAL_KEEP'"
+    exit 2
+  fi
+  psql_super -d postgres -c "alter system set max_slot_wal_keep_size = '$MAX_SLOT_WAL_KEEP'" -c 'select pg_reload_conf()' >/dev/null
+  prepare_app_database
 }
 
 start_redis() {
@@ -386,35 +405,17 @@ case "$cmd" in
         mkdir -p "$dir"
         if [ "$(id -u)" = 0 ]; then chown "$PG_OS_USER" "$dir"; fi
         chmod 700 "$dir"
-        pwfile="$dir/.pw"
-        printf '%s\n' "$PG_SUPERPASS" > "$pwfile"
-        chmod 644 "$pwfile"
-        as_pg "$(pg_bin)/initdb" -D "$dir/data" -U "$PG_SUPERUSER" --pwfile="$pwfile" --wal-segsize=1 \
-          --auth-local=scram-sha-256 --auth-host=scram-sha-256 --encoding=UTF8 --locale=C >/dev/null
-        rm -f "$pwfile"
-        cat >> "$dir/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
-port = $port
-wal_level = logical
+        init_cluster "$dir/data" --wal-segsize=1 <<EOF
 max_replication_slots = 8
 max_wal_senders = 8
 min_wal_size = 2MB
 max_wal_size = 8MB
 max_slot_wal_keep_size = ${keep}MB
-logging_collector = off
 EOF
-        cat > "$dir/data/pg_hba.conf" <<EOF
-host all all 127.0.0.1/32 scram-sha-256
-host replication all 127.0.0.1/32 scram-sha-256
-EOF
-        as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 start >/dev/null \
-          || { tail -n 30 "$dir/data/server.log" >&2; exit 1; }
-        PG_PORT=$port psql_super -d template1 -c 'create extension if not exists vector'
-        PG_PORT=$port psql_super -d postgres \
-          -c "create role $APP_ROLE login password '$APP_PASS' createdb replication" \
-          -c "grant pg_checkpoint to $APP_ROLE" \
-          -c "create database $APP_DB owner $APP_ROLE"
+        start_cluster "$dir/data" "$port"
+        PG_PORT=$port
+        prepare_app_database
+        psql_super -d postgres -c "grant pg_checkpoint to $APP_ROLE"
         echo "postgres://$APP_ROLE:$APP_PASS@127.0.0.1:$port/$APP_DB"
         ;;
       down)

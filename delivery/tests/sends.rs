@@ -600,25 +600,8 @@ async fn a_click_on_a_non_ascii_link_redirects_to_its_ascii_form() {
     let domain = format!("{}.iri.example", unique());
     let ids = customers(&app, &domain, 1).await;
     let link = "https://bücher.example/straße?q=größe&n=1";
-    let (s, tpl) = app
-        .send(
-            "POST",
-            "/api/v1/outbound/email/templates",
-            Some(&app.token_a),
-            Some(json!({"name": "IRI", "subject": "Hi", "html_body": format!("<a href=\"{link}\">Books</a>")})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, c) = app
-        .send(
-            "POST",
-            "/api/v1/outbound/email/campaigns",
-            Some(&app.token_a),
-            Some(json!({"name": "IRI", "template_id": tpl["data"]["id"], "customer_ids": ids})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
-    let recipients = recipient_statuses(&app, c["data"]["id"].as_str().unwrap()).await;
+    let id = email_campaign_with(&app, &ids, &format!("<a href=\"{link}\">Books</a>")).await;
+    let recipients = recipient_statuses(&app, &id).await;
     let recipient: Uuid = recipients[0].2.parse().unwrap();
     let links =
         Links::new(APP_URL, app.state.config.app_key.expose(), RecipientRef { tenant: app.tenant_a, recipient });

@@ -165,14 +165,23 @@ pub async fn customers(app: &TestApp, domain: &str, n: usize) -> Vec<String> {
 }
 
 pub async fn email_campaign(app: &TestApp, ids: &[String]) -> String {
+    email_campaign_with(
+        app,
+        ids,
+        "<p>Hi {{ name }} of {{ company }}</p><a href=\"https://shop.example/offer?x=1\">Offer</a>",
+    )
+    .await
+}
+
+/// An e-mail campaign (draft) to `ids` whose template body is `html_body`.
+pub async fn email_campaign_with(app: &TestApp, ids: &[String], html_body: &str) -> String {
     let t = &app.token_a;
     let (s, tpl) = app
         .send(
             "POST",
             "/api/v1/outbound/email/templates",
             Some(t),
-            Some(json!({"name": "Spring", "subject": "Hello {{ first_name }}",
-                        "html_body": "<p>Hi {{ name }} of {{ company }}</p><a href=\"https://shop.example/offer?x=1\">Offer</a>"})),
+            Some(json!({"name": "Spring", "subject": "Hello {{ first_name }}", "html_body": html_body})),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{tpl}");

@@ -119,9 +119,8 @@ impl IngestConfig {
         config.flush_bytes = (number("INGEST_FLUSH_MB", 32)? as usize) << 20;
         config.snapshot_parallelism = number("INGEST_SNAPSHOT_PARALLELISM", 2)? as usize;
         config.compact_min_files = number("INGEST_COMPACT_FILES", 16)?.max(2) as usize;
-        config.wal_alert_bytes =
-            number("INGEST_WAL_ALERT_MB", fibonacco_platform::replication::DEFAULT_WAL_ALERT_BYTES >> 20)?
-                .saturating_mul(1 << 20);
+        config.wal_alert_bytes = fibonacco_platform::replication::alert_bytes(var("INGEST_WAL_ALERT_MB").as_deref())
+            .map_err(IngestError::Config)?;
         config.auto_resnapshot = match var("INGEST_AUTO_RESNAPSHOT").as_deref().map(str::trim) {
             None | Some("false" | "0") => false,
             Some("true" | "1") => true,

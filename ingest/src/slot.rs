@@ -1,6 +1,7 @@
 //! The server side of capture: checks that logical replication can work, the publication,
 //! and the replication slot's state.
 
+use fibonacco_platform::replication::{self, SlotHealth};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::{config::IngestConfig, error::IngestError, snapshot::quote_ident};
@@ -75,6 +76,16 @@ pub struct SlotState {
 }
 
 impl SlotState {
+    /// The slot against the WAL alert threshold, by the rule `/health` applies.
+    pub fn health(&self, alert_bytes: u64) -> SlotHealth {
+        replication::judge(
+            self.wal_status.as_deref(),
+            self.invalidation_reason.as_deref(),
+            self.retained_wal_bytes,
+            alert_bytes,
+        )
+    }
+
     /// Why the slot can no longer feed the lake without a gap, if it cannot.
     pub fn lost(&self) -> Option<String> {
         if let Some(reason) = &self.invalidation_reason {
@@ -185,31 +196,19 @@ impl SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         let (url, slot) = (self.database_url.clone(), self.slot.clone());
-        // Drop is synchronous and may run inside a runtime: a thread and runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async {
-                let dropped = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-                    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await?;
-                    sqlx::query(
-                        "select pg_terminate_backend(active_pid) from pg_replication_slots
-                         where slot_name = $1 and active_pid is not null",
-                    )
-                    .bind(&slot)
-                    .execute(&pool)
-                    .await?;
-                    wait_inactive(&pool, &slot, std::time::Duration::from_secs(15)).await?;
-                    drop_slot(&pool, &slot).await
-                })
-                .await;
-                match dropped {
-                    Ok(Ok(())) => tracing::info!(slot = %slot, "replication slot dropped"),
-                    Ok(Err(e)) => tracing::warn!(slot = %slot, error = %e, "could not drop the replication slot"),
-                    Err(_) => tracing::warn!(slot = %slot, "dropping the replication slot timed out"),
-                }
-            });
+        let what = format!("dropping replication slot {slot}");
+        fibonacco_platform::drop_guard::finish(what, std::time::Duration::from_secs(30), async move {
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await?;
+            sqlx::query(
+                "select pg_terminate_backend(active_pid) from pg_replication_slots
+                 where slot_name = $1 and active_pid is not null",
+            )
+            .bind(&slot)
+            .execute(&pool)
+            .await?;
+            wait_inactive(&pool, &slot, std::time::Duration::from_secs(15)).await?;
+            drop_slot(&pool, &slot).await
         });
-        let _ = cleanup.join();
     }
 }
 

@@ -1,5 +1,6 @@
 //! `fibonacco ingest status`: the slot, how far the lake is behind, what it holds.
 
+use fibonacco_platform::replication::SlotHealth;
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -81,11 +82,7 @@ pub async fn status(pool: &PgPool, config: &IngestConfig) -> Result<Status, Inge
             });
         }
     }
-    let wal_alert = slot.as_ref().is_some_and(|s| {
-        s.lost().is_none()
-            && (s.wal_status.as_deref() == Some("unreserved")
-                || s.retained_wal_bytes.is_some_and(|b| b > i64::try_from(config.wal_alert_bytes).unwrap_or(i64::MAX)))
-    });
+    let wal_alert = slot.as_ref().is_some_and(|s| s.health(config.wal_alert_bytes) == SlotHealth::Retaining);
     Ok(Status {
         wal_alert,
         wal_alert_bytes: config.wal_alert_bytes,

@@ -189,12 +189,8 @@ impl Config {
             queue_retry_after: Duration::from_secs(
                 parsed("QUEUE_RETRY_AFTER_SECS", get("QUEUE_RETRY_AFTER_SECS"), 90u64)?.max(1),
             ),
-            wal_alert_bytes: parsed(
-                "INGEST_WAL_ALERT_MB",
-                get("INGEST_WAL_ALERT_MB"),
-                crate::replication::DEFAULT_WAL_ALERT_BYTES >> 20,
-            )?
-            .saturating_mul(1 << 20),
+            wal_alert_bytes: crate::replication::alert_bytes(get("INGEST_WAL_ALERT_MB").as_deref())
+                .map_err(|reason| ConfigError::Invalid { name: "INGEST_WAL_ALERT_MB", reason })?,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod drop_guard;
 #[cfg(feature = "http")]
 pub mod envelope;
 pub mod llm;

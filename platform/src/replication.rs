@@ -41,17 +41,43 @@ pub enum SlotHealth {
     Lost,
 }
 
+/// `INGEST_WAL_ALERT_MB` as bytes: a positive number of MiB (unset or empty: the default).
+/// The API's config and the capture's read it through this one parser.
+pub fn alert_bytes(raw: Option<&str>) -> Result<u64, String> {
+    match raw.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(DEFAULT_WAL_ALERT_BYTES),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|mb| *mb > 0)
+            .map(|mb| mb.saturating_mul(1 << 20))
+            .ok_or_else(|| format!("INGEST_WAL_ALERT_MB must be a positive number of MiB, not {v:?}")),
+    }
+}
+
+/// The one rule for a slot, from what `pg_replication_slots` says of it: invalidated is
+/// `Lost`; more WAL than `alert_bytes`, or `unreserved` (Postgres is about to invalidate
+/// it), is `Retaining`.
+pub fn judge(
+    wal_status: Option<&str>,
+    invalidation_reason: Option<&str>,
+    retained_wal_bytes: Option<i64>,
+    alert_bytes: u64,
+) -> SlotHealth {
+    if invalidation_reason.is_some() || wal_status == Some("lost") {
+        SlotHealth::Lost
+    } else if wal_status == Some("unreserved")
+        || retained_wal_bytes.is_some_and(|b| b > i64::try_from(alert_bytes).unwrap_or(i64::MAX))
+    {
+        SlotHealth::Retaining
+    } else {
+        SlotHealth::Ok
+    }
+}
+
 impl SlotWal {
     pub fn health(&self, alert_bytes: u64) -> SlotHealth {
-        if self.invalidation_reason.is_some() || self.wal_status.as_deref() == Some("lost") {
-            SlotHealth::Lost
-        } else if self.wal_status.as_deref() == Some("unreserved")
-            || self.retained_wal_bytes.is_some_and(|b| b > i64::try_from(alert_bytes).unwrap_or(i64::MAX))
-        {
-            SlotHealth::Retaining
-        } else {
-            SlotHealth::Ok
-        }
+        judge(self.wal_status.as_deref(), self.invalidation_reason.as_deref(), self.retained_wal_bytes, alert_bytes)
     }
 }
 
@@ -82,13 +108,23 @@ pub async fn slots(pool: &PgPool) -> Result<Vec<SlotWal>, sqlx::Error> {
 }
 
 /// Sets `replication_slot_retained_wal_bytes{slot}` and `replication_slot_lost{slot}`
-/// (1 once invalidated), so an alert can fire long before the disk is full.
+/// (1 once invalidated), so an alert can fire long before the disk is full. A slot seen
+/// before and gone now (dropped) reads 0 on both, rather than its last value forever.
 pub fn record_gauges(slots: &[SlotWal]) {
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let set = |name: &str, retained: f64, lost: bool| {
+        metrics::gauge!("replication_slot_retained_wal_bytes", "slot" => name.to_owned()).set(retained);
+        metrics::gauge!("replication_slot_lost", "slot" => name.to_owned()).set(if lost { 1.0 } else { 0.0 });
+    };
+    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for gone in seen.iter().filter(|n| !slots.iter().any(|s| &s.name == *n)) {
+        set(gone, 0.0, false);
+    }
+    seen.clear();
     for s in slots {
-        let retained = s.retained_wal_bytes.unwrap_or(0).max(0) as f64;
-        metrics::gauge!("replication_slot_retained_wal_bytes", "slot" => s.name.clone()).set(retained);
-        let lost = s.health(u64::MAX) == SlotHealth::Lost;
-        metrics::gauge!("replication_slot_lost", "slot" => s.name.clone()).set(if lost { 1.0 } else { 0.0 });
+        set(&s.name, s.retained_wal_bytes.unwrap_or(0).max(0) as f64, s.health(u64::MAX) == SlotHealth::Lost);
+        seen.insert(s.name.clone());
     }
 }
 
@@ -116,5 +152,15 @@ mod tests {
         assert_eq!(slot("lost", 0, Some("wal_removed")).health(100), SlotHealth::Lost);
         assert_eq!(worst(&[slot("reserved", 1, None), slot("lost", 0, None)], 100), SlotHealth::Lost);
         assert_eq!(worst(&[], 100), SlotHealth::Ok);
+    }
+
+    #[test]
+    fn the_alert_threshold_is_a_positive_number_of_mib() {
+        assert_eq!(alert_bytes(None), Ok(DEFAULT_WAL_ALERT_BYTES));
+        assert_eq!(alert_bytes(Some(" ")), Ok(DEFAULT_WAL_ALERT_BYTES));
+        assert_eq!(alert_bytes(Some("2")), Ok(2 << 20));
+        assert!(
+            alert_bytes(Some("0")).is_err() && alert_bytes(Some("-1")).is_err() && alert_bytes(Some("1GB")).is_err()
+        );
     }
 }

@@ -62,19 +62,9 @@ impl Drop for ScratchDatabase {
             return;
         }
         let (base, name) = (self.base_url.clone(), self.name.clone());
-        // Drop is synchronous and may run inside a runtime (or while unwinding out of one):
-        // the clean-up gets a thread and a runtime of its own, and a deadline.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async {
-                match tokio::time::timeout(Duration::from_secs(20), drop_database(&base, &name)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(database = %name, error = %e, "could not drop a scratch database"),
-                    Err(_) => tracing::warn!(database = %name, "dropping a scratch database timed out"),
-                }
-            });
+        crate::drop_guard::finish(format!("dropping scratch database {name}"), Duration::from_secs(20), async move {
+            drop_database(&base, &name).await
         });
-        let _ = cleanup.join();
     }
 }
 

@@ -182,15 +182,7 @@ pub async fn record_view(
     if count.is_some()
         && let Some(customer) = customer
     {
-        sqlx::query(
-            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id)
-             values ($1, $2, 'article_read', 'web', 'article', $3)",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .bind(id)
-        .execute(conn)
-        .await?;
+        crate::customers::store::record_web_activity(conn, tenant, customer, "article_read", "article", id).await?;
     }
     Ok(count)
 }

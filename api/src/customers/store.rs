@@ -123,6 +123,31 @@ pub async fn get(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<
     rows.first().map(Customer::from_row).transpose()
 }
 
+/// A customer's activity on the web (an article read, a presentation viewed, a survey
+/// answered, a sales lead), about `subject_type` `subject_id`: what the analytics count.
+#[tracing::instrument(name = "customers.record_web_activity", skip(conn), fields(tenant_id = %tenant), err)]
+pub async fn record_web_activity(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    customer: Uuid,
+    activity_type: &str,
+    subject_type: &str,
+    subject_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id)
+         values ($1, $2, $3, 'web', $4, $5)",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .bind(activity_type)
+    .bind(subject_type)
+    .bind(subject_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Whether `id` names a customer of this tenant (for references in other resources' bodies).
 #[tracing::instrument(name = "customers.exists", skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn exists(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {

@@ -184,14 +184,14 @@ pub async fn insert_sales_lead(
     .fetch_one(&mut *conn)
     .await?;
     if let Some(customer) = customer {
-        sqlx::query(
-            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id)
-             values ($1, $2, 'sales_contact', 'web', 'learning_sales_contact', $3)",
+        crate::customers::store::record_web_activity(
+            conn,
+            tenant,
+            customer,
+            "sales_contact",
+            "learning_sales_contact",
+            id,
         )
-        .bind(tenant)
-        .bind(customer)
-        .bind(id)
-        .execute(conn)
         .await?;
     }
     Ok(id)

@@ -130,15 +130,8 @@ pub async fn record_view(
         return Ok(false);
     }
     if let Some(customer) = customer {
-        sqlx::query(
-            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id)
-             values ($1, $2, 'presentation_view', 'web', 'presentation', $3)",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .bind(id)
-        .execute(conn)
-        .await?;
+        crate::customers::store::record_web_activity(conn, tenant, customer, "presentation_view", "presentation", id)
+            .await?;
     }
     Ok(true)
 }

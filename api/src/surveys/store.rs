@@ -236,15 +236,8 @@ pub async fn insert_response(
     .fetch_one(&mut *conn)
     .await?;
     if let Some(customer) = customer {
-        sqlx::query(
-            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id)
-             values ($1, $2, 'survey_response', 'web', 'survey', $3)",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .bind(survey)
-        .execute(conn)
-        .await?;
+        crate::customers::store::record_web_activity(conn, tenant, customer, "survey_response", "survey", survey)
+            .await?;
     }
     Ok(saved)
 }

@@ -436,6 +436,17 @@ async fn send_email(
     ses.send(OutgoingEmail { from: &ctx.settings.mail_from, to, mime }).await
 }
 
+/// The Twilio client and the customer's number, or why an SMS or call cannot go out.
+fn twilio_to<'a>(ctx: &'a JobContext, target: &'a Target) -> Result<(&'a twilio::Twilio, &'a str), ProviderError> {
+    let client = ctx.providers.twilio.as_ref().ok_or(ProviderError::NotConfigured("Twilio (TWILIO_ACCOUNT_SID)"))?;
+    let to = target
+        .phone
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no phone number".into() })?;
+    Ok((client, to))
+}
+
 async fn send_sms(
     ctx: &JobContext,
     r: &SendToRecipient,
@@ -443,12 +454,7 @@ async fn send_sms(
     fields: &[(String, String)],
     body: &str,
 ) -> Result<String, ProviderError> {
-    let client = ctx.providers.twilio.as_ref().ok_or(ProviderError::NotConfigured("Twilio (TWILIO_ACCOUNT_SID)"))?;
-    let to = target
-        .phone
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no phone number".into() })?;
+    let (client, to) = twilio_to(ctx, target)?;
     let callback = format!("{}/api/v1/outbound/sms/campaigns/{}/sms-status", ctx.settings.app_url, r.campaign_id);
     rate::acquire(&ctx.queue, "twilio", ctx.settings.twilio_rate_per_sec).await;
     client.send_sms(to, &render(body, fields), &callback).await
@@ -461,12 +467,7 @@ async fn call(
     fields: &[(String, String)],
     script: &str,
 ) -> Result<String, ProviderError> {
-    let client = ctx.providers.twilio.as_ref().ok_or(ProviderError::NotConfigured("Twilio (TWILIO_ACCOUNT_SID)"))?;
-    let to = target
-        .phone
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no phone number".into() })?;
+    let (client, to) = twilio_to(ctx, target)?;
     let callback = format!("{}/api/v1/outbound/phone/campaigns/{}/call-status", ctx.settings.app_url, r.campaign_id);
     rate::acquire(&ctx.queue, "twilio", ctx.settings.twilio_rate_per_sec).await;
     client.make_call(to, &twilio::say_twiml(&render(script, fields)), &callback).await

@@ -89,43 +89,23 @@ fn retention_days(name: &str, default: i64) -> i64 {
 async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
     let activity_days = retention_days("ACTIVITY_RETENTION_DAYS", 730);
     let failed_days = retention_days("FAILED_JOB_RETENTION_DAYS", 30);
-    let statements: [(&str, String); 5] = [
-        (
-            "activities",
-            format!(
-                "delete from customer_activities where id in (select id from customer_activities
-                 where occurred_at < now() - interval '{activity_days} days' limit {CLEANUP_BATCH})"
-            ),
-        ),
-        (
-            "failed jobs",
-            format!(
-                "delete from failed_jobs where id in (select id from failed_jobs
-                 where failed_at < now() - interval '{failed_days} days' limit {CLEANUP_BATCH})"
-            ),
-        ),
-        (
-            "job batches",
-            format!(
-                "delete from job_batches where id in (select id from job_batches
-                 where finished_at < now() - interval '7 days' limit {CLEANUP_BATCH})"
-            ),
-        ),
-        (
-            "task runs",
-            format!(
-                "delete from scheduled_task_runs where id in (select id from scheduled_task_runs
-                 where started_at < now() - interval '30 days' limit {CLEANUP_BATCH})"
-            ),
-        ),
-        (
-            "expired tokens",
-            format!(
-                "delete from personal_access_tokens where id in (select id from personal_access_tokens
-                 where expires_at < now() - interval '7 days' limit {CLEANUP_BATCH})"
-            ),
-        ),
+    // (what, table, timestamp column, days kept): every table is trimmed the same way.
+    let aged: [(&str, &str, &str, i64); 5] = [
+        ("activities", "customer_activities", "occurred_at", activity_days),
+        ("failed jobs", "failed_jobs", "failed_at", failed_days),
+        ("job batches", "job_batches", "finished_at", 7),
+        ("task runs", "scheduled_task_runs", "started_at", 30),
+        ("expired tokens", "personal_access_tokens", "expires_at", 7),
     ];
+    let statements = aged.map(|(what, table, column, days)| {
+        (
+            what,
+            format!(
+                "delete from {table} where id in (select id from {table}
+                 where {column} < now() - interval '{days} days' limit {CLEANUP_BATCH})"
+            ),
+        )
+    });
     let mut report = Vec::new();
     for (what, sql) in statements {
         let mut total = 0u64;

@@ -122,7 +122,8 @@ fn job_context(config: &Config, bg: &Background, queues: &[String]) -> anyhow::R
 /// The search service for its own port: its own token cache, the configured store.
 fn search_service(config: &Config, pool: &sqlx::PgPool) -> anyhow::Result<fibonacco_search::SearchService> {
     let tokens = Arc::new(fibonacco_platform::auth::TokenCache::new(config.auth_cache_ttl, 100_000));
-    Ok(fibonacco_search::SearchService::new(pool.clone(), tokens, vector_store(pool)?, config.max_per_page))
+    Ok(fibonacco_search::SearchService::new(pool.clone(), tokens, vector_store(pool)?, config.max_per_page)
+        .with_request_timeout(config.request_timeout))
 }
 
 /// Binds `APP_HOST:SEARCH_PORT`.

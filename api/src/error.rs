@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -77,6 +77,12 @@ pub enum ApiError {
     Upstream(String),
     #[error("request timed out")]
     Timeout,
+    /// A rate limit (per token, per tenant, or the generation routes') is reached.
+    #[error("too many requests; try again in {} s", whole_seconds(.0.retry_after))]
+    RateLimited(fibonacco_platform::quota::Decision),
+    /// The tenant's daily LLM token budget (`AI_TENANT_DAILY_TOKENS`) is spent.
+    #[error("the daily AI token budget of this account is spent; it renews at midnight UTC")]
+    LlmBudgetExhausted { resets_in: std::time::Duration },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -145,6 +151,7 @@ impl ApiError {
             Self::Unavailable(_) | Self::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited(_) | Self::LlmBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -167,6 +174,8 @@ impl ApiError {
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::Upstream(_) => "UPSTREAM_ERROR",
             Self::Timeout => "REQUEST_TIMEOUT",
+            Self::RateLimited(_) => "RATE_LIMITED",
+            Self::LlmBudgetExhausted { .. } => "LLM_BUDGET_EXHAUSTED",
             Self::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -192,6 +201,20 @@ impl ApiError {
     }
 }
 
+/// Seconds for `Retry-After`: rounded up, and at least 1 (0 would invite a busy loop).
+pub fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0).max(u64::from(d.is_zero()))
+}
+
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the limit is whole).
+pub fn rate_limit_headers(d: &fibonacco_platform::quota::Decision) -> [(HeaderName, HeaderValue); 3] {
+    [
+        (HeaderName::from_static("x-ratelimit-limit"), HeaderValue::from(d.limit)),
+        (HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from(d.remaining)),
+        (HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(d.reset.as_secs_f64().ceil() as u64)),
+    ]
+}
+
 fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
@@ -213,7 +236,19 @@ impl IntoResponse for ApiError {
         if let Self::Internal(err) = &self {
             tracing::error!(error = format!("{err:#}"), "request failed");
         }
-        (status, Json(ErrorEnvelope { error: self.body() })).into_response()
+        let mut response = (status, Json(ErrorEnvelope { error: self.body() })).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::RateLimited(d) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(d.retry_after)));
+                headers.extend(rate_limit_headers(d));
+            }
+            Self::LlmBudgetExhausted { resets_in } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(*resets_in)));
+            }
+            _ => {}
+        }
+        response
     }
 }
 
@@ -236,5 +271,14 @@ mod tests {
         let body = ApiError::Validation(f).body();
         assert_eq!(body.details, serde_json::json!({"email": ["must be a valid e-mail address"]}));
         assert_eq!(ApiError::NotFound("customer").body().message, "Customer not found.");
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
+        use std::time::Duration;
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(3)), 3);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
     }
 }

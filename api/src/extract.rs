@@ -26,6 +26,11 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // The rate limiter already authenticated this request.
+        if let Some(crate::limits::Authenticated(ctx)) = parts.extensions.get() {
+            tracing::Span::current().record("tenant_id", tracing::field::display(ctx.tenant_id));
+            return Ok(Auth(ctx.clone()));
+        }
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let presented = auth::parse_bearer(header).map_err(|_| ApiError::Unauthenticated)?;
         match auth::authenticate_cached(&state.pool, &state.tokens, &presented).await {

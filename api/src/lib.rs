@@ -16,6 +16,7 @@ pub mod faq_categories;
 pub mod health;
 pub mod knowledge;
 pub mod learning;
+pub mod limits;
 pub mod listing;
 pub mod observability;
 pub mod openapi;

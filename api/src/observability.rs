@@ -10,7 +10,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::state::AppState;
+use crate::{ApiError, state::AppState};
 
 /// Installs the global recorder once per process and returns its handle; later calls
 /// (tests build many apps) reuse it.
@@ -47,7 +47,34 @@ pub async fn track(req: Request, next: Next) -> Response {
     response
 }
 
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+/// Who may scrape: the holder of `METRICS_TOKEN`, or anyone on a local or testing
+/// deployment without one (see [`fibonacco_platform::Config::metrics_token`]).
+fn may_scrape(config: &fibonacco_platform::Config, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let Some(token) = &config.metrics_token else {
+        return if matches!(config.app_env.as_str(), "local" | "testing") {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("metrics:read"))
+        };
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthenticated)
+    }
+}
+
+pub async fn render(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    may_scrape(&state.config, &headers)?;
     // Pool gauges are sampled at scrape time.
     metrics::gauge!("db_pool_connections").set(f64::from(state.pool.size()));
     metrics::gauge!("db_pool_idle_connections").set(state.pool.num_idle() as f64);
@@ -59,5 +86,5 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(slots)) => fibonacco_platform::replication::record_gauges(&slots),
         _ => tracing::warn!("could not read the replication slots for /metrics"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
 }

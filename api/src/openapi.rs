@@ -5,6 +5,8 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
+use fibonacco_platform::config::RateLimits;
+
 use crate::{
     ads, ai, analytics, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health,
     knowledge, learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
@@ -110,7 +112,53 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The spec as pretty JSON, for `fibonacco openapi` and `/api/v1/openapi.json`.
+/// The document with this deployment's rate limits: every bearer-authenticated
+/// operation may answer 429, and says so with the headers it carries.
+pub fn document(limits: &RateLimits) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{
+        Content, Ref, ResponseBuilder,
+        header::HeaderBuilder,
+        schema::{ObjectBuilder, Type},
+    };
+    let mut doc = ApiDoc::openapi();
+    let off = |n: u32| if n == 0 { "off".to_owned() } else { format!("{n} per minute") };
+    let described = format!(
+        "Too many requests. Limits: {} per token, {} per tenant, and {} per tenant on the routes that call a paid \
+         provider (generation, AI chat and context, embeddings on demand, text-to-speech); \
+         `LLM_BUDGET_EXHAUSTED` when the tenant's daily LLM token budget is spent. Wait `Retry-After` seconds.",
+        off(limits.per_token),
+        off(limits.per_tenant),
+        off(limits.generation_per_tenant)
+    );
+    let integer = |what: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .description(Some(what))
+            .build()
+    };
+    let response = ResponseBuilder::new()
+        .description(described)
+        .header("Retry-After", integer("Seconds until the request may be made again"))
+        .header("X-RateLimit-Limit", integer("Requests per minute of the tightest limit"))
+        .header("X-RateLimit-Remaining", integer("Requests left under it"))
+        .header("X-RateLimit-Reset", integer("Seconds until it is whole again"))
+        .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))))
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        for op in
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+        {
+            let bearer = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            if bearer {
+                op.responses.responses.entry("429".into()).or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+    doc
+}
+
+/// The spec as pretty JSON, for `fibonacco openapi` (default limits) and
+/// `/api/v1/openapi.json` (this deployment's).
 pub fn json() -> String {
-    ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
+    document(&RateLimits::default()).to_pretty_json().expect("the OpenAPI document serialises")
 }

@@ -1,6 +1,10 @@
 //! Building the router and serving it.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -18,12 +22,11 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     ApiError, ads, ai, analytics, articles, commerce, content, conversations, customers, faq_categories, health,
-    knowledge, learning, observability, openapi::ApiDoc, outbound, personalities, presentations, search,
+    knowledge, learning, limits, observability, openapi, outbound, personalities, presentations, search,
     state::AppState, stripe, surveys, tracking, training, tts,
 };
 
@@ -51,7 +54,8 @@ pub fn router(state: AppState) -> Router {
         .merge(presentations::routes())
         .merge(training::routes())
         .merge(search::routes())
-        .merge(ai::routes());
+        .merge(ai::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), limits::enforce));
     let timeout = state.config.request_timeout;
     Router::new()
         .nest("/api/v1", v1)
@@ -59,7 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tracking::routes())
         .route("/health", get(health::health))
         .route("/metrics", get(observability::render))
-        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi::document(&state.config.rate_limits)))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -125,11 +129,32 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
+    /// `SHUTDOWN_GRACE_SECS` (an open event stream or a stalled upload would otherwise
+    /// keep the process alive forever), and closes the pool.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "api listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
-        self.state.pool.close().await;
+        let grace = self.state.config.shutdown_grace;
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = signalled.send(());
+        });
+        let deadline = async move {
+            // A server that ends on its own drops the sender: wait forever then.
+            if on_signal.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = serve.into_future() => served?,
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after SHUTDOWN_GRACE_SECS; stopping anyway");
+            }
+        }
+        // Connections a handler still holds are not waited for past a few seconds.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.state.pool.close()).await;
         Ok(())
     }
 }
@@ -156,6 +181,3 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
 }
-
-/// How long `run` waits for in-flight work after a signal before giving up.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

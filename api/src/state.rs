@@ -37,7 +37,8 @@ impl AppState {
         store: Arc<dyn fibonacco_search::VectorStore>,
     ) -> Self {
         let tokens = Arc::new(TokenCache::new(config.auth_cache_ttl, 100_000));
-        let search = fibonacco_search::SearchService::new(pool.clone(), tokens.clone(), store, config.max_per_page);
+        let search = fibonacco_search::SearchService::new(pool.clone(), tokens.clone(), store, config.max_per_page)
+            .with_request_timeout(config.request_timeout);
         Self {
             pool,
             queue: Queue::new(redis.clone(), config.queue_prefix.clone()),

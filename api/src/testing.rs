@@ -78,6 +78,14 @@ impl TestApp {
         router(state)
     }
 
+    /// The same app with its state changed (settings, provider), e.g.
+    /// `app.with(|s| Arc::make_mut(&mut s.config).ai.public_knowledge = true)`.
+    pub fn with(&self, change: impl FnOnce(&mut AppState)) -> Router {
+        let mut state = self.state.clone();
+        change(&mut state);
+        router(state)
+    }
+
     pub async fn token_with(
         &self,
         tenant: TenantId,

@@ -9,6 +9,7 @@ mod commerce;
 mod content;
 mod conversations;
 mod customers;
+mod fairness;
 mod generation;
 mod hostile;
 mod knowledge;

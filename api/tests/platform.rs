@@ -275,3 +275,59 @@ async fn the_application_serves_over_tcp_and_shuts_down_gracefully() {
     handle.await.unwrap().unwrap();
     assert!(client.get(format!("http://{addr}/health")).send().await.is_err(), "stopped listening");
 }
+
+#[tokio::test]
+async fn metrics_are_for_the_holder_of_metrics_token_only() {
+    let app = TestApp::spawn().await;
+    let scrape = |router: axum::Router, auth: Option<&str>| {
+        let mut req = Request::get("/metrics");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move { router.oneshot(req.body(Body::empty()).unwrap()).await.unwrap().status() }
+    };
+    let token = "metrics-scraper-secret-123";
+    let guarded = app.with(|s| {
+        std::sync::Arc::make_mut(&mut s.config).metrics_token = Some(fibonacco_platform::config::Secret::new(token))
+    });
+    assert_eq!(scrape(guarded.clone(), None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(guarded.clone(), Some("Bearer wrong-secret-of-some-length")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        scrape(guarded.clone(), Some(&format!("Bearer {}", app.token_a))).await,
+        StatusCode::UNAUTHORIZED,
+        "an API token is not a metrics token"
+    );
+    assert_eq!(scrape(guarded, Some(&format!("Bearer {token}"))).await, StatusCode::OK);
+    // In production without a token nobody may scrape; locally it stays open.
+    let production = app.with(|s| std::sync::Arc::make_mut(&mut s.config).app_env = "production".into());
+    assert_eq!(scrape(production, None).await, StatusCode::FORBIDDEN);
+    assert_eq!(scrape(app.router.clone(), None).await, StatusCode::OK);
+}
+
+/// A request still in flight at shutdown (here an upload that stalls half-way) is given
+/// `SHUTDOWN_GRACE_SECS`, not forever: the server stops within the grace.
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_requests_only_as_long_as_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let mut config = test_config(&app.db.url);
+    config.shutdown_grace = std::time::Duration::from_secs(1);
+    config.request_timeout = std::time::Duration::from_secs(120);
+    let server = Application::build(config).await.expect("builds against the test stack");
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/customers HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"name\":",
+        app.token_a
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(15), handle).await;
+    assert!(finished.is_ok(), "the server waited past its grace for a stalled request");
+    drop(stalled);
+}

@@ -110,6 +110,61 @@ pub struct Config {
     /// `INGEST_WAL_ALERT_MB` (default 1024): a replication slot keeping more WAL than this
     /// makes `/health` degraded (see [`crate::replication`]).
     pub wal_alert_bytes: u64,
+    /// What the AI routes may spend and read (`AI_*`).
+    pub ai: AiSettings,
+    /// Requests per minute before 429 (`RATE_LIMIT_*`).
+    pub rate_limits: RateLimits,
+    /// `METRICS_TOKEN`: `/metrics` answers only `Authorization: Bearer <token>`. Without it
+    /// `/metrics` is open under `APP_ENV=local|testing` and refused (403) elsewhere: its
+    /// figures (routes, tenants' traffic, slot names) are not for anyone on the network.
+    pub metrics_token: Option<Secret>,
+    /// `SHUTDOWN_GRACE_SECS` (default 30): how long a stopping process lets in-flight
+    /// requests and jobs finish before it exits anyway.
+    pub shutdown_grace: Duration,
+}
+
+/// What the AI routes may spend and read. The platform pays the LLM provider for every
+/// tenant, so model and length are bounded here rather than by what a tenant asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AiSettings {
+    /// `AI_PUBLIC_KNOWLEDGE` (default false): give the assistant other tenants' public
+    /// knowledge entries, as quoted reference text labelled with their provenance (never as
+    /// system-prompt text). Off, the assistant reads only the tenant's own knowledge.
+    pub public_knowledge: bool,
+    /// `AI_MODELS` (comma-separated; default `gpt-4o-mini,gpt-4o` plus `LLM_MODEL`): the
+    /// chat models a personality may name. A stored personality naming another model is
+    /// answered with the provider's default model.
+    pub models: Vec<String>,
+    /// `AI_MAX_TOKENS` (default 4096): the largest answer any request may ask for.
+    pub max_tokens: u32,
+    /// `AI_TENANT_DAILY_TOKENS` (default 500000; 0 turns the budget off): LLM tokens a
+    /// tenant may use per UTC day, prompt and answer, before generation answers 429.
+    pub tenant_daily_tokens: u64,
+}
+
+impl AiSettings {
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.iter().any(|m| m == model)
+    }
+}
+
+/// Requests per minute; 0 turns a limit off. Each is a smooth rate with a burst of the
+/// same size (GCRA), counted in Redis so every API process shares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `RATE_LIMIT_PER_TOKEN` (default 600): one API token.
+    pub per_token: u32,
+    /// `RATE_LIMIT_PER_TENANT` (default 1200): all of a tenant's tokens together.
+    pub per_tenant: u32,
+    /// `RATE_LIMIT_GENERATION_PER_TENANT` (default 30): the routes that call the LLM or
+    /// embed text (generation, AI chat and context), per tenant.
+    pub generation_per_tenant: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { per_token: 600, per_tenant: 1200, generation_per_tenant: 30 }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,8 +246,75 @@ impl Config {
             ),
             wal_alert_bytes: crate::replication::alert_bytes(get("INGEST_WAL_ALERT_MB").as_deref())
                 .map_err(|reason| ConfigError::Invalid { name: "INGEST_WAL_ALERT_MB", reason })?,
+            ai: ai_settings(&get)?,
+            rate_limits: {
+                let d = RateLimits::default();
+                RateLimits {
+                    per_token: parsed("RATE_LIMIT_PER_TOKEN", get("RATE_LIMIT_PER_TOKEN"), d.per_token)?,
+                    per_tenant: parsed("RATE_LIMIT_PER_TENANT", get("RATE_LIMIT_PER_TENANT"), d.per_tenant)?,
+                    generation_per_tenant: parsed(
+                        "RATE_LIMIT_GENERATION_PER_TENANT",
+                        get("RATE_LIMIT_GENERATION_PER_TENANT"),
+                        d.generation_per_tenant,
+                    )?,
+                }
+            },
+            metrics_token: match get("METRICS_TOKEN").filter(|v| !v.is_empty()) {
+                Some(t) if t.len() < 16 => {
+                    return Err(ConfigError::Invalid {
+                        name: "METRICS_TOKEN",
+                        reason: "must be at least 16 characters".into(),
+                    });
+                }
+                other => other.map(Secret::new),
+            },
+            shutdown_grace: Duration::from_secs(parsed("SHUTDOWN_GRACE_SECS", get("SHUTDOWN_GRACE_SECS"), 30)?),
         })
     }
+}
+
+fn ai_settings(get: &impl Fn(&str) -> Option<String>) -> Result<AiSettings, ConfigError> {
+    let nonempty = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let public_knowledge = match nonempty("AI_PUBLIC_KNOWLEDGE").as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "AI_PUBLIC_KNOWLEDGE",
+                reason: format!("`{other}` is not true or false"),
+            });
+        }
+    };
+    let mut models: Vec<String> = match nonempty("AI_MODELS") {
+        Some(list) => list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect(),
+        None => vec!["gpt-4o-mini".into(), "gpt-4o".into()],
+    };
+    if let Some(default) = nonempty("LLM_MODEL")
+        && !models.contains(&default)
+    {
+        models.push(default);
+    }
+    if models.iter().any(|m| m.len() > 200 || m.chars().any(char::is_control)) {
+        return Err(ConfigError::Invalid {
+            name: "AI_MODELS",
+            reason: "a model name is too long or has control characters".into(),
+        });
+    }
+    let max_tokens: u32 = match nonempty("AI_MAX_TOKENS") {
+        None => 4096,
+        Some(v) => v.parse().ok().filter(|n| (1..=128_000).contains(n)).ok_or_else(|| ConfigError::Invalid {
+            name: "AI_MAX_TOKENS",
+            reason: format!("`{v}` is not a number from 1 to 128000"),
+        })?,
+    };
+    let tenant_daily_tokens: u64 = match nonempty("AI_TENANT_DAILY_TOKENS") {
+        None => 500_000,
+        Some(v) => v.parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+            name: "AI_TENANT_DAILY_TOKENS",
+            reason: e.to_string(),
+        })?,
+    };
+    Ok(AiSettings { public_knowledge, models, max_tokens, tenant_daily_tokens })
 }
 
 /// `APP_KEY` signs tracking, click and unsubscribe links: a key anyone knows would let
@@ -263,6 +385,28 @@ mod tests {
         assert_eq!(cfg.app_url, "http://127.0.0.1:8000");
         assert_eq!(cfg.log_format, LogFormat::Pretty);
         assert!(!format!("{cfg:?}").contains("u:p"), "secrets must not appear in Debug output");
+        assert!(!cfg.ai.public_knowledge, "other tenants' entries stay out of prompts unless asked for");
+        assert_eq!((cfg.ai.max_tokens, cfg.ai.tenant_daily_tokens), (4096, 500_000));
+        assert!(cfg.ai.allows_model("gpt-4o-mini") && !cfg.ai.allows_model("o1-pro"));
+        assert_eq!(cfg.rate_limits, RateLimits { per_token: 600, per_tenant: 1200, generation_per_tenant: 30 });
+        assert_eq!(cfg.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn ai_limits_are_checked() {
+        let base = [("DATABASE_URL", "postgres://x"), ("REDIS_URL", "redis://x")];
+        let with = |k: &'static str, v: &'static str| Config::from_lookup(lookup(&[base[0], base[1], (k, v)]));
+        assert!(matches!(
+            with("AI_PUBLIC_KNOWLEDGE", "yes"),
+            Err(ConfigError::Invalid { name: "AI_PUBLIC_KNOWLEDGE", .. })
+        ));
+        assert!(matches!(with("AI_MAX_TOKENS", "0"), Err(ConfigError::Invalid { name: "AI_MAX_TOKENS", .. })));
+        assert!(matches!(with("AI_MAX_TOKENS", "999999"), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(with("RATE_LIMIT_PER_TOKEN", "-1"), Err(ConfigError::Invalid { .. })));
+        let cfg = with("AI_MODELS", " llama-3 , mistral-small ,").unwrap();
+        assert_eq!(cfg.ai.models, ["llama-3", "mistral-small"]);
+        let cfg = Config::from_lookup(lookup(&[base[0], base[1], ("LLM_MODEL", "meta/llama")])).unwrap();
+        assert!(cfg.ai.allows_model("meta/llama"), "the default model is always allowed");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod drop_guard;
 pub mod envelope;
 pub mod llm;
 pub mod queue;
+pub mod quota;
 pub mod replication;
 pub mod scratch;
 pub mod telemetry;

@@ -191,11 +191,14 @@ struct WireDeltaContent {
     content: Option<String>,
 }
 
-/// Splits server-sent-event text into `data:` payloads; keeps an unfinished line in `buf`.
-fn sse_data_lines(buf: &mut String) -> Vec<String> {
+/// Splits server-sent-event bytes into `data:` payloads; keeps an unfinished line in
+/// `buf`. Bytes are decoded a whole line at a time: a network chunk may end inside a
+/// multi-byte character, but never inside a line's `\n`.
+fn sse_data_lines(buf: &mut Vec<u8>) -> Vec<String> {
     let mut out = Vec::new();
-    while let Some(end) = buf.find('\n') {
-        let line: String = buf.drain(..=end).collect();
+    while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line);
         let line = line.trim_end_matches(['\r', '\n']);
         if let Some(data) = line.strip_prefix("data:") {
             out.push(data.trim_start().to_owned());
@@ -255,7 +258,7 @@ impl OpenAiCompatible {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let mut bytes = response.bytes_stream();
         tokio::spawn(async move {
-            let mut buf = String::new();
+            let mut buf: Vec<u8> = Vec::new();
             while let Some(next) = bytes.next().await {
                 let chunk = match next {
                     Ok(c) => c,
@@ -264,7 +267,7 @@ impl OpenAiCompatible {
                         return;
                     }
                 };
-                buf.push_str(&String::from_utf8_lossy(&chunk));
+                buf.extend_from_slice(&chunk);
                 for data in sse_data_lines(&mut buf) {
                     if data == "[DONE]" {
                         return;
@@ -347,9 +350,51 @@ mod tests {
 
     #[test]
     fn server_sent_events_are_split_into_data_lines() {
-        let mut buf = String::from("data: {\"a\":1}\r\n\ndata: [DONE]\n\ndata: part");
+        let mut buf = b"data: {\"a\":1}\r\n\ndata: [DONE]\n\ndata: part".to_vec();
         assert_eq!(sse_data_lines(&mut buf), vec!["{\"a\":1}".to_owned(), "[DONE]".to_owned()]);
-        assert_eq!(buf, "data: part", "an unfinished line waits for more bytes");
+        assert_eq!(buf, b"data: part", "an unfinished line waits for more bytes");
+    }
+
+    /// A provider whose stream splits a two-byte character across network chunks: the
+    /// text must arrive whole, not with U+FFFD where the split was.
+    #[tokio::test]
+    async fn a_character_split_across_chunks_arrives_whole() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 8192];
+            let _ = socket.read(&mut request).await.unwrap();
+            let event = "data: {\"choices\":[{\"delta\":{\"content\":\"Caf\u{e9} ouvert\"}}]}\n\ndata: [DONE]\n\n";
+            let bytes = event.as_bytes();
+            let split = bytes.iter().position(|b| *b == 0xC3).unwrap() + 1;
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            for part in [&bytes[..split], &bytes[split..]] {
+                socket.write_all(format!("{:x}\r\n", part.len()).as_bytes()).await.unwrap();
+                socket.write_all(part).await.unwrap();
+                socket.write_all(b"\r\n").await.unwrap();
+                socket.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            socket.write_all(b"0\r\n\r\n").await.unwrap();
+        });
+        let provider = LlmProvider::from_lookup(|k| match k {
+            "OPENAI_API_KEY" => Some("sk-test".into()),
+            "OPENAI_BASE_URL" => Some(format!("http://{addr}/v1")),
+            _ => None,
+        });
+        let req =
+            ChatRequest { messages: vec![ChatMessage::user("hi")], model: None, temperature: 0.0, max_tokens: 10 };
+        let mut stream = provider.stream(&req).await.unwrap();
+        let mut text = String::new();
+        while let Some(piece) = stream.chunks.recv().await {
+            text.push_str(&piece.unwrap());
+        }
+        assert_eq!(text, "Caf\u{e9} ouvert");
     }
 
     #[tokio::test]

@@ -51,12 +51,27 @@ pub struct SearchService {
     pub max_per_page: u32,
     /// Hits counted as uses of their entries, written in the background.
     pub usage: crate::usage::UsageCounter,
+    /// A request on the service's own port taking longer is answered 408 (the API's
+    /// `REQUEST_TIMEOUT_SECS`, 30 s by default).
+    pub request_timeout: std::time::Duration,
 }
 
 impl SearchService {
     pub fn new(pool: PgPool, tokens: Arc<TokenCache>, store: Arc<dyn VectorStore>, max_per_page: u32) -> Self {
         let usage = crate::usage::UsageCounter::new(pool.clone());
-        Self { pool, tokens, store, embedder: Arc::default(), max_per_page, usage }
+        Self {
+            pool,
+            tokens,
+            store,
+            embedder: Arc::default(),
+            max_per_page,
+            usage,
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    pub fn with_request_timeout(self, request_timeout: std::time::Duration) -> Self {
+        Self { request_timeout, ..self }
     }
 
     /// With an embedder already loaded (tests, benchmarks).
@@ -103,19 +118,22 @@ impl SearchService {
         Ok(page)
     }
 
-    /// Knowledge for an assistant: the `limit` best hits for `text` among own and public
-    /// entries and the tenant's articles; hybrid when the embedding model loads, keyword
-    /// otherwise (an assistant still gets sources without the model). A text that is no
-    /// query (empty, too long) is a validation error on `field`.
+    /// Knowledge for an assistant: the `limit` best hits for `text` among the tenant's
+    /// entries and articles, and other tenants' public entries when `include_public`
+    /// (those hits are `shared`: text someone else wrote, never to be trusted as
+    /// instructions); hybrid when the embedding model loads, keyword otherwise (an
+    /// assistant still gets sources without the model). A text that is no query (empty,
+    /// too long) is a validation error on `field`.
     pub async fn for_assistant(
         &self,
         tenant: TenantId,
         text: &str,
         limit: i64,
         field: &str,
+        include_public: bool,
     ) -> Result<SearchPage, ServiceError> {
         let mode = if self.embedder().await.is_ok() { Mode::Hybrid } else { Mode::Keyword };
-        let filters = Filters { include_public: true, ..Filters::default() };
+        let filters = Filters { include_public, ..Filters::default() };
         let q = SearchQuery::parse(text, mode, filters, 1, limit)
             .map_err(|e| ServiceError::Validation(self::field(field, e.to_string())))?;
         self.run(tenant, &q).await
@@ -436,10 +454,17 @@ pub fn routes() -> Router<SearchService> {
 
 /// The whole service, ready to serve on its own port.
 pub fn router(svc: SearchService) -> Router {
+    let timeout = svc.request_timeout;
     routes()
         .fallback(|| async { ServiceError::RouteNotFound })
         .with_state(svc)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // Like the API: a slow store or embedder cannot hold a connection forever, and a
+        // panic is an enveloped 500 (logged), not a dropped connection.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| -> Response {
+            ServiceError::Internal("handler panicked".into()).into_response()
+        }))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
             // The path only: query strings carry what people search for.
             tracing::info_span!("search_http", method = %req.method(), path = %req.uri().path())

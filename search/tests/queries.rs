@@ -327,6 +327,26 @@ async fn the_search_service_answers_on_its_own_port_like_the_api() {
     let (s, r) = get("/health", None).await;
     assert_eq!((s, r["status"].as_str()), (200, Some("ok")));
 
+    // A request slower than the service's timeout is answered 408, not held open.
+    let slow = SearchService::new(
+        app.db.pool.clone(),
+        app.state.search.tokens.clone(),
+        app.state.search.store.clone(),
+        app.state.config.max_per_page,
+    )
+    .with_embedder(std::sync::Arc::new(model.clone()))
+    .with_request_timeout(std::time::Duration::from_nanos(1));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(service::serve(listener, slow, std::future::pending()));
+    let resp = http
+        .get(format!("{slow_base}/api/v1/search?mode=semantic&q=where%20can%20I%20park"))
+        .bearer_auth(&app.token_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 408);
+
     let post = |body: &'static str, content_type: &'static str| {
         let req = http
             .post(format!("{base}/api/v1/search"))

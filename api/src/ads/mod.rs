@@ -83,6 +83,7 @@ pub async fn create(
     {
         return Err(ApiError::Validation(FieldErrors::single("template_id", "no such ad template")));
     }
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let id = store::insert(&mut tx, tenant, &ad).await?;
     let row = store::get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
@@ -192,12 +193,15 @@ async fn generate(
     let brief = body.parse()?;
     let (source, platform, ad_type) = (brief.source, brief.platform, brief.ad_type);
     let tenant = auth.0.tenant_id;
+    // Read the source, let the connection go, then call the provider (no provider call
+    // holds a pooled connection: a slow provider must not starve the pool).
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let found = if from_campaign {
         store::campaign_brief(&mut tx, tenant, source).await?
     } else {
         store::content_brief(&mut tx, tenant, source).await?
     };
+    tx.commit().await?;
     let (name, details) = found.ok_or_else(|| {
         ApiError::Validation(FieldErrors::single(
             "source_id",
@@ -214,7 +218,7 @@ async fn generate(
         temperature: 0.8,
         max_tokens: 300,
     };
-    let reply = state.llm.complete(&request).await?;
+    let reply = crate::ai::gateway::complete(&state, tenant, request).await?;
     let mut lines = reply.content.lines().map(str::trim).filter(|l| !l.is_empty());
     let headline: String = lines.next().unwrap_or(&name).trim_start_matches('#').trim().chars().take(120).collect();
     let primary: String = lines.collect::<Vec<_>>().join("\n");
@@ -236,6 +240,7 @@ async fn generate(
         model: Some(reply.model.clone()),
         metadata: json!({"provider": reply.provider}).as_object().cloned().unwrap_or_default(),
     };
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let id = store::insert(&mut tx, tenant, &ad).await?;
     let row = store::get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;

@@ -15,8 +15,9 @@ use axum::{
 };
 use fibonacco_platform::{
     TenantId, db,
-    llm::{ChatMessage, ChatRequest, LlmProvider},
+    llm::{ChatMessage, ChatRequest, ChatStream, LlmProvider},
 };
+use fibonacco_search::knowledge::Hit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 use sqlx::PgConnection;
@@ -56,6 +57,9 @@ pub struct Source {
     pub n: usize,
     pub id: Uuid,
     pub title: String,
+    /// Another tenant's public entry (only with `AI_PUBLIC_KNOWLEDGE`): given to the model
+    /// as quoted reference text, not as instructions.
+    pub shared: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -144,25 +148,35 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
     tx.commit().await?;
     e.into_result()?;
 
-    let found = state.search.for_assistant(tenant, &message, SOURCES, "message").await?;
-    let sources: Vec<Source> =
-        found.hits.iter().enumerate().map(|(i, h)| Source { n: i + 1, id: h.id, title: h.title.clone() }).collect();
+    let found =
+        state.search.for_assistant(tenant, &message, SOURCES, "message", state.config.ai.public_knowledge).await?;
+    let sources: Vec<Source> = found
+        .hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Source { n: i + 1, id: h.id, title: h.title.clone(), shared: h.shared })
+        .collect();
 
     let mut messages =
         vec![ChatMessage::system(chosen.as_ref().map(|p| p.system_prompt.as_str()).unwrap_or(DEFAULT_PROMPT))];
     if let Some(context) = customer {
         messages.push(ChatMessage::system(context));
     }
-    if !found.hits.is_empty() {
+    // The tenant's own knowledge is its instructions; other tenants' public entries are
+    // someone else's words, so they come as quoted reference text in a user turn.
+    let numbered: Vec<(usize, &Hit)> = found.hits.iter().enumerate().map(|(i, h)| (i + 1, h)).collect();
+    let (own, shared): (Vec<_>, Vec<_>) = numbered.into_iter().partition(|(_, h)| !h.shared);
+    if !own.is_empty() {
         let mut text = String::from("Relevant knowledge; cite it as [n]:\n");
-        for (i, h) in found.hits.iter().enumerate() {
-            // The matching section of a long entry says more than its opening.
-            let excerpt = h.chunk.as_ref().map_or(h.snippet.as_str(), |c| c.text.as_str());
-            text.push_str(&format!("[{}] {}: {}\n", i + 1, h.title, excerpt));
+        for (n, h) in &own {
+            text.push_str(&format!("[{n}] {}: {}\n", h.title, super::context::excerpt(h)));
         }
         messages.push(ChatMessage::system(text));
     }
     messages.extend(history);
+    if !shared.is_empty() {
+        messages.push(ChatMessage::user(super::context::shared_reference(&shared)));
+    }
     messages.push(ChatMessage::user(message.clone()));
     let remote = matches!(*state.llm, LlmProvider::OpenAiCompatible(_));
     let request = ChatRequest {
@@ -243,7 +257,7 @@ pub async fn chat(
     let tenant = auth.0.tenant_id;
     let prepared = prepare(&state, tenant, &body).await?;
     if !body.stream {
-        let answer = state.llm.complete(&prepared.request).await?;
+        let answer = super::gateway::complete(&state, tenant, prepared.request.clone()).await?;
         let conversation = store_question(&state, tenant, &body, &prepared).await?;
         let message_id = store_answer(
             &state,
@@ -267,7 +281,7 @@ pub async fn chat(
         .into_response());
     }
     // Errors before the first piece are answered as JSON like any other.
-    let mut stream = state.llm.stream(&prepared.request).await?;
+    let (mut stream, reservation) = super::gateway::stream(&state, tenant, prepared.request.clone()).await?;
     let conversation = store_question(&state, tenant, &body, &prepared).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     let meta = json!({"conversation_id": conversation, "personality_id": prepared.personality, "sources": prepared.sources,
@@ -275,22 +289,12 @@ pub async fn chat(
     tokio::spawn(async move {
         let _ = tx.send(Event::default().event("meta").data(meta.to_string())).await;
         let mut text = String::new();
-        while let Some(piece) = stream.chunks.recv().await {
-            match piece {
-                Ok(p) => {
-                    text.push_str(&p);
-                    if tx.send(Event::default().event("delta").data(json!({"content": p}).to_string())).await.is_err() {
-                        // The client left; what it saw is not stored as an answer.
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx
-                        .send(Event::default().event("error").data(json!({"message": e.to_string()}).to_string()))
-                        .await;
-                    return;
-                }
-            }
+        let finished = relay(&mut stream, &tx, &mut text).await;
+        if let Some(r) = reservation {
+            r.settle(&text).await;
+        }
+        if !finished {
+            return;
         }
         let done =
             match store_answer(&state, tenant, conversation, text, &stream.model, stream.provider, &prepared.sources)
@@ -311,4 +315,26 @@ pub async fn chat(
     let events =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Passes the provider's pieces on as `delta` events, collecting them in `text`. False
+/// when the stream broke off (an `error` event was sent) or the client left: what it saw
+/// is then not stored as an answer.
+async fn relay(stream: &mut ChatStream, tx: &tokio::sync::mpsc::Sender<Event>, text: &mut String) -> bool {
+    while let Some(piece) = stream.chunks.recv().await {
+        match piece {
+            Ok(p) => {
+                text.push_str(&p);
+                if tx.send(Event::default().event("delta").data(json!({"content": p}).to_string())).await.is_err() {
+                    return false;
+                }
+            }
+            Err(e) => {
+                let _ =
+                    tx.send(Event::default().event("error").data(json!({"message": e.to_string()}).to_string())).await;
+                return false;
+            }
+        }
+    }
+    true
 }

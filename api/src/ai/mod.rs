@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod context;
+pub mod gateway;
 
 use axum::{
     Json, Router,
@@ -189,7 +190,7 @@ pub async fn generate_response(
         temperature: personality.temperature,
         max_tokens: u32::try_from(personality.max_tokens).unwrap_or(1024),
     };
-    let answer = state.llm.complete(&request).await?;
+    let answer = gateway::complete(&state, tenant, request).await?;
 
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let conversation = match body.conversation_id {

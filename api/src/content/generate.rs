@@ -8,7 +8,6 @@ use fibonacco_platform::{
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -101,15 +100,16 @@ fn split_title(text: &str, fallback: &str) -> (String, String) {
     }
 }
 
+/// Calls the provider with no connection held, then stores the draft in a transaction
+/// of its own: a provider failure stores nothing, and a slow provider starves no one.
 async fn generate_and_store(
     state: &AppState,
-    conn: &mut PgConnection,
     tenant: TenantId,
     brief: &Brief,
     user_prompt: String,
     author: Option<Uuid>,
     learning_campaign_id: Option<Uuid>,
-) -> Result<Uuid, ApiError> {
+) -> Result<Content, ApiError> {
     let system = format!(
         "You write {} content for a small business. Reply with the title on the first line, then the body. \
          Tone: {}. Length: {}.",
@@ -123,7 +123,7 @@ async fn generate_and_store(
         temperature: 0.7,
         max_tokens: max_tokens(&brief.length),
     };
-    let reply = state.llm.complete(&request).await?;
+    let reply = crate::ai::gateway::complete(state, tenant, request).await?;
     let (title, body) = split_title(&reply.content, &brief.topic);
     let mut metadata = Map::new();
     metadata.insert("provider".into(), Value::from(reply.provider));
@@ -145,16 +145,19 @@ async fn generate_and_store(
         metadata: &metadata,
         author,
     };
-    let id = insert(conn, tenant, &new).await?;
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let id = insert(&mut tx, tenant, &new).await?;
     if let Some(campaign) = learning_campaign_id {
         sqlx::query("update generated_content set learning_campaign_id = $3 where tenant_id = $1 and id = $2")
             .bind(tenant)
             .bind(id)
             .bind(campaign)
-            .execute(conn)
+            .execute(&mut *tx)
             .await?;
     }
-    Ok(id)
+    let content = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
+    tx.commit().await?;
+    Ok(content)
 }
 
 /// Generate a draft with the configured LLM provider (or the local one offline).
@@ -213,11 +216,8 @@ pub async fn generate(
             fill(&prompt, &variables)
         }
     };
-    // The provider call happens inside the transaction so a failure stores nothing; it is
-    // bounded by LLM_TIMEOUT_SECS.
-    let id = generate_and_store(&state, &mut tx, tenant, &brief, user_prompt, auth.0.user_id, None).await?;
-    let content = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
+    let content = generate_and_store(&state, tenant, &brief, user_prompt, auth.0.user_id, None).await?;
     Ok((StatusCode::CREATED, Json(Envelope::with_message(content, "Content generated as a draft."))))
 }
 
@@ -252,6 +252,7 @@ pub async fn generate_from_campaign(
             .bind(campaign_id)
             .fetch_optional(&mut *tx)
             .await?;
+    tx.commit().await?;
     let (title, description, details) = campaign
         .ok_or_else(|| ApiError::Validation(FieldErrors::single("campaign_id", "no such learning campaign")))?;
     let mut prompt = title.clone();
@@ -262,9 +263,7 @@ pub async fn generate_from_campaign(
         prompt.push_str(&format!("\nCampaign details: {}", details.0));
     }
     let brief = Brief { topic: title, content_type, tone, audience: None, length };
-    let id = generate_and_store(&state, &mut tx, tenant, &brief, prompt, auth.0.user_id, Some(campaign_id)).await?;
-    let content = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
-    tx.commit().await?;
+    let content = generate_and_store(&state, tenant, &brief, prompt, auth.0.user_id, Some(campaign_id)).await?;
     Ok((StatusCode::CREATED, Json(Envelope::with_message(content, "Content generated as a draft."))))
 }
 

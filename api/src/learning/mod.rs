@@ -161,15 +161,17 @@ pub async fn generate(
         None => topic.clone(),
     };
     // The provider is called before any connection is taken from the pool.
-    let reply = state
-        .llm
-        .complete(&ChatRequest {
+    let reply = crate::ai::gateway::complete(
+        &state,
+        auth.0.tenant_id,
+        ChatRequest {
             messages: vec![ChatMessage::system(&system), ChatMessage::user(&user)],
             model: None,
             temperature: 0.7,
             max_tokens: 900,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let summary = reply.content.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(topic).to_owned();
     let steps = list_items(&reply.content);
     let content =
@@ -214,9 +216,10 @@ pub async fn suggestions(
 ) -> Result<Json<Envelope<Vec<Suggestion>>>, ApiError> {
     auth.require(READ)?;
     let input::SuggestionsBrief { industry, goal, count } = body.parse()?;
-    let reply = state
-        .llm
-        .complete(&ChatRequest {
+    let reply = crate::ai::gateway::complete(
+        &state,
+        auth.0.tenant_id,
+        ChatRequest {
             messages: vec![
                 ChatMessage::system(format!(
                     "Suggest {count} learning campaign ideas as a numbered list, one per line."
@@ -226,8 +229,9 @@ pub async fn suggestions(
             model: None,
             temperature: 0.9,
             max_tokens: 400,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let ideas: Vec<Suggestion> =
         list_items(&reply.content).into_iter().take(usize::from(count)).map(|title| Suggestion { title }).collect();
     Ok(Json(Envelope::data(ideas)))

@@ -1,5 +1,6 @@
 //! Personality request bodies, parsed into checked values.
 
+use fibonacco_platform::config::AiSettings;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -7,18 +8,25 @@ use uuid::Uuid;
 
 use crate::{ApiError, error::FieldErrors, patch::Patch, validate};
 
-const DEFAULT_MODEL: &str = "gpt-4o-mini";
-
 fn check_temperature(t: f32, e: &mut FieldErrors) {
     if !(0.0..=2.0).contains(&t) || t.is_nan() {
         e.add("temperature", "must be between 0 and 2");
     }
 }
 
-fn check_max_tokens(n: i32, e: &mut FieldErrors) {
-    if !(1..=128_000).contains(&n) {
-        e.add("max_tokens", "must be between 1 and 128000");
+/// The platform pays for every answer: a personality names a model on `AI_MODELS` and
+/// asks for at most `AI_MAX_TOKENS`.
+fn check_max_tokens(n: i32, ai: &AiSettings, e: &mut FieldErrors) {
+    if !(1..=i64::from(ai.max_tokens)).contains(&i64::from(n)) {
+        e.add("max_tokens", format!("must be between 1 and {}", ai.max_tokens));
     }
+}
+
+fn check_model(model: String, ai: &AiSettings, e: &mut FieldErrors) -> String {
+    if !model.is_empty() && !ai.allows_model(&model) {
+        e.add("model", format!("must be one of: {}", ai.models.join(", ")));
+    }
+    model
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -29,11 +37,12 @@ pub struct PersonalityRequest {
     pub description: Option<String>,
     /// The instructions every conversation with this personality starts from.
     pub system_prompt: Option<String>,
-    /// Model name for the LLM provider (default gpt-4o-mini).
+    /// A model on the deployment's `AI_MODELS` list (`GET /ai/models`; default: the
+    /// list's first).
     pub model: Option<String>,
     /// 0 to 2 (default 0.7).
     pub temperature: Option<f32>,
-    /// 1 to 128000 (default 1024).
+    /// 1 to the deployment's `AI_MAX_TOKENS` (4096 unless configured); default 1024.
     pub max_tokens: Option<i32>,
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
@@ -54,19 +63,20 @@ pub struct NewPersonality {
 }
 
 impl PersonalityRequest {
-    pub fn parse(self) -> Result<NewPersonality, ApiError> {
+    pub fn parse(self, ai: &AiSettings) -> Result<NewPersonality, ApiError> {
         let mut e = FieldErrors::default();
         let name = validate::required_text(self.name, 200, "name", &mut e);
         let description = self.description.map(|d| validate::text(&d, 2000, "description", &mut e));
         let system_prompt = validate::required_text(self.system_prompt, 20_000, "system_prompt", &mut e);
-        let model = self
-            .model
-            .map(|m| validate::required_text(Some(m), 200, "model", &mut e))
-            .unwrap_or_else(|| DEFAULT_MODEL.into());
+        let model = match self.model {
+            Some(m) => validate::required_text(Some(m), 200, "model", &mut e),
+            None => ai.models.first().cloned().unwrap_or_default(),
+        };
+        let model = check_model(model, ai, &mut e);
         let temperature = self.temperature.unwrap_or(0.7);
         check_temperature(temperature, &mut e);
-        let max_tokens = self.max_tokens.unwrap_or(1024);
-        check_max_tokens(max_tokens, &mut e);
+        let max_tokens = self.max_tokens.unwrap_or(1024.min(ai.max_tokens as i32));
+        check_max_tokens(max_tokens, ai, &mut e);
         let config = validate::object(self.config, "config", &mut e);
         let metadata = validate::object(self.metadata, "metadata", &mut e);
         e.into_result()?;
@@ -116,14 +126,14 @@ pub struct PersonalityChanges {
 }
 
 impl UpdatePersonalityRequest {
-    pub fn parse(self) -> Result<PersonalityChanges, ApiError> {
+    pub fn parse(self, ai: &AiSettings) -> Result<PersonalityChanges, ApiError> {
         let mut e = FieldErrors::default();
         let required = |p: Patch<String>, max: usize, field: &str, e: &mut FieldErrors| {
             p.non_null(field, e).map(|v| validate::required_text(Some(v), max, field, e))
         };
         let name = required(self.name, 200, "name", &mut e);
         let system_prompt = required(self.system_prompt, 20_000, "system_prompt", &mut e);
-        let model = required(self.model, 200, "model", &mut e);
+        let model = required(self.model, 200, "model", &mut e).map(|m| check_model(m, ai, &mut e));
         let description = validate::optional_text(self.description, 2000, "description", &mut e);
         let temperature = self.temperature.non_null("temperature", &mut e);
         if let Some(t) = temperature {
@@ -131,7 +141,7 @@ impl UpdatePersonalityRequest {
         }
         let max_tokens = self.max_tokens.non_null("max_tokens", &mut e);
         if let Some(n) = max_tokens {
-            check_max_tokens(n, &mut e);
+            check_max_tokens(n, ai, &mut e);
         }
         let object = |p: Patch<Value>, field: &str, e: &mut FieldErrors| match p {
             Patch::Missing => None,

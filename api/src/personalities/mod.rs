@@ -60,7 +60,7 @@ pub async fn create(
     JsonBody(body): JsonBody<PersonalityRequest>,
 ) -> Result<(StatusCode, Json<Envelope<Personality>>), ApiError> {
     auth.require(WRITE)?;
-    let personality = body.parse()?;
+    let personality = body.parse(&state.config.ai)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let id = store::insert(&mut tx, tenant, personality).await?;
@@ -98,7 +98,7 @@ pub async fn update(
 ) -> Result<Json<Envelope<Personality>>, ApiError> {
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
-    let changes = body.parse()?;
+    let changes = body.parse(&state.config.ai)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     if !store::update(&mut tx, tenant, id, changes).await? {

@@ -41,8 +41,9 @@ pub enum ProviderError {
 impl ProviderError {
     /// Classifies an HTTP status from a provider.
     pub fn from_status(provider: &'static str, status: u16, body: &str) -> Self {
-        // Bodies can echo personal data (numbers, addresses); keep a short prefix only.
-        let reason = format!("HTTP {status}: {}", body.chars().take(200).collect::<String>());
+        // Bodies echo personal data ("The 'To' number +1555… is not valid"): reasons go to
+        // logs and `failed_jobs`, so numbers and addresses are masked, and the rest cut short.
+        let reason = format!("HTTP {status}: {}", redact_personal(&body.chars().take(300).collect::<String>()));
         if status == 408 || status == 429 || status >= 500 {
             Self::Retryable { provider, reason }
         } else {
@@ -56,19 +57,82 @@ impl ProviderError {
         if let Some(status) = e.status() {
             return Self::from_status(provider, status.as_u16(), "");
         }
+        // The error's text carries the URL, and some URLs carry a phone number (lookups).
+        let text = redact_personal(&e.to_string());
         if e.is_builder() {
-            return Self::Rejected { provider, reason: format!("invalid request: {e}") };
+            return Self::Rejected { provider, reason: format!("invalid request: {text}") };
         }
         if e.is_connect() {
-            return Self::Retryable { provider, reason: format!("no connection: {e}") };
+            return Self::Retryable { provider, reason: format!("no connection: {text}") };
         }
-        Self::Ambiguous { provider, reason: format!("no answer: {e}") }
+        Self::Ambiguous { provider, reason: format!("no answer: {text}") }
     }
 
     /// Whether retrying could send a second message.
     pub fn may_have_been_sent(&self) -> bool {
         matches!(self, Self::Ambiguous { .. })
     }
+}
+
+/// Masks what looks like personal data in a provider's text: e-mail addresses become
+/// `[address]`, runs of six or more digits (phone numbers, with `+`, spaces, dashes,
+/// dots or brackets between them, or URL-encoded `%2B`) become `[number]`. Error codes
+/// (Twilio's five-digit `21211`, HTTP statuses) stay readable.
+pub fn redact_personal(text: &str) -> String {
+    let text = text.replace("%2B", "+").replace("%2b", "+");
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if let Some(at) = word.find('@')
+            && at > 0
+            && word[at + 1..].contains('.')
+        {
+            // Keep surrounding punctuation readable: `<a@b.c>,` → `<[address]>,`.
+            let start = word.find(|c: char| c.is_alphanumeric()).unwrap_or(0);
+            let end = word.rfind(|c: char| c.is_alphanumeric()).map_or(word.len(), |e| e + 1);
+            out.push_str(&word[..start]);
+            out.push_str("[address]");
+            out.push_str(&word[end.max(start)..]);
+        } else {
+            out.push_str(word);
+        }
+    }
+    mask_numbers(&out)
+}
+
+fn mask_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let joins = |c: char| matches!(c, ' ' | '-' | '.' | '(' | ')' | '+');
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() || (chars[i] == '+' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+            // The longest run of digits and joining characters from here.
+            let mut j = i;
+            let mut digits = 0;
+            let mut last_digit = i;
+            while j < chars.len() && (chars[j].is_ascii_digit() || joins(chars[j])) {
+                if chars[j].is_ascii_digit() {
+                    digits += 1;
+                    last_digit = j;
+                }
+                j += 1;
+            }
+            if digits >= 6 {
+                out.push_str("[number]");
+                i = last_digit + 1;
+                continue;
+            }
+            out.extend(&chars[i..=last_digit]);
+            i = last_digit + 1;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Settings every sender reads, from the environment (`.env` too).
@@ -156,5 +220,28 @@ impl Providers {
                 .map(|s| Arc::new(elevenlabs::ElevenLabs::new(s))),
             storage: Arc::new(storage::AudioStore::from_lookup(&get)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_reasons_keep_no_numbers_or_addresses() {
+        let twilio = r#"{"code": 21211, "message": "The 'To' number +1 (555) 123-4567 is not a valid phone number.", "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}"#;
+        let e = ProviderError::from_status("twilio", 400, twilio);
+        let text = e.to_string();
+        assert!(!text.contains("4567") && !text.contains("555"), "{text}");
+        assert!(text.contains("21211") && text.contains("[number]") && text.contains("HTTP 400"), "{text}");
+        let ses = "MessageRejected: Email address is not verified. The following identities failed the check in region US-EAST-1: <Bob.Smith@example.com>, ann@shop.co.uk";
+        let text = ProviderError::from_status("ses", 400, ses).to_string();
+        assert!(!text.contains("Bob.Smith") && !text.contains("ann@"), "{text}");
+        assert!(text.contains("<[address]>,") && text.contains("US-EAST-1"), "{text}");
+        assert_eq!(
+            redact_personal("/v1/PhoneNumbers/%2B15551234567?Type=carrier"),
+            "/v1/PhoneNumbers/[number]?Type=carrier"
+        );
+        assert_eq!(redact_personal("HTTP 503 after 30 s"), "HTTP 503 after 30 s");
     }
 }

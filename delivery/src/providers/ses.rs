@@ -122,17 +122,17 @@ fn classify<E: std::error::Error + Send + Sync + 'static>(
         }
         SdkError::ConstructionFailure(_) => ProviderError::Rejected {
             provider: PROVIDER,
-            reason: aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
+            reason: super::redact_personal(&aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string()),
         },
         // A request that never reached SES (no connection) may be retried.
         SdkError::DispatchFailure(_) if never_connected(&e) => ProviderError::Retryable {
             provider: PROVIDER,
-            reason: aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
+            reason: super::redact_personal(&aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string()),
         },
         // A timeout, a dropped connection or an unreadable response: SES may have sent it.
         _ => ProviderError::Ambiguous {
             provider: PROVIDER,
-            reason: aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string(),
+            reason: super::redact_personal(&aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string()),
         },
     }
 }

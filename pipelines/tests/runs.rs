@@ -300,7 +300,21 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["model_version"], a.version);
     assert_eq!(body["data"]["top_features"].as_array().unwrap().len(), 3);
-    assert!(body["data"]["model_metrics"]["auc_validation"].as_f64().unwrap() > 0.7);
+    let metrics = &body["data"]["model_metrics"];
+    assert!(metrics["auc_validation"].as_f64().unwrap() > 0.7);
+    // The model is trained over every tenant's customers: a tenant sees how good it is,
+    // labelled as the platform's, never how many customers or buyers the others have.
+    assert_eq!(metrics["scope"], "platform", "{metrics}");
+    for leak in [
+        "train_rows",
+        "train_positives",
+        "validation_rows",
+        "validation_positives",
+        "calibration",
+        "base_rate_validation",
+    ] {
+        assert!(metrics.get(leak).is_none(), "{leak} reaches a tenant: {metrics}");
+    }
     let token2 = env.token(t2).await;
     for path in ["engagement-score", "predictive-score"] {
         let (status, _) = app.get(&format!("/api/v1/crm/customers/{customer}/{path}"), &token2).await;

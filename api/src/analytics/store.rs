@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use fibonacco_platform::TenantId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, types::Json};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -374,6 +374,27 @@ pub async fn engagement(
     .await
 }
 
+/// The quality figures of the platform's predictive model a tenant may see. Read from
+/// the stored metrics by name: anything else there (row and buyer counts, calibration
+/// bin counts, the platform's base rate) is dropped when the row is read.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlatformModelMetrics {
+    /// Always `platform`: trained over all tenants' customers, not this tenant's alone.
+    #[serde(skip_deserializing, default = "platform_scope")]
+    pub scope: String,
+    pub auc_train: f64,
+    pub auc_validation: f64,
+    /// AUC of the rule "bought in the 90 days before the cut-off", for comparison.
+    pub baseline_auc_recent_buyer: f64,
+    pub brier_validation: f64,
+    pub log_loss_validation: f64,
+    pub validation_cutoff: DateTime<Utc>,
+}
+
+fn platform_scope() -> String {
+    "platform".into()
+}
+
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct PredictiveRow {
     pub customer_id: Uuid,
@@ -384,9 +405,10 @@ pub struct PredictiveRow {
     #[schema(value_type = Object)]
     pub top_features: Json<serde_json::Value>,
     pub model_version: String,
-    /// Validation metrics of that model (AUC, calibration, …).
-    #[schema(value_type = Object)]
-    pub model_metrics: Option<Json<serde_json::Value>>,
+    /// How good that model is. It is the platform's model, trained over every tenant's
+    /// customers, so only its quality is shown, never its counts of customers or buyers.
+    #[schema(value_type = Option<PlatformModelMetrics>)]
+    pub model_metrics: Option<Json<PlatformModelMetrics>>,
     pub model_trained_at: Option<DateTime<Utc>>,
     pub as_of: DateTime<Utc>,
     pub computed_at: DateTime<Utc>,

@@ -56,6 +56,9 @@ enum Command {
     /// Outbound sends: `reconcile [--campaign ID]` settles sends whose outcome is unknown.
     #[command(subcommand)]
     Outbound(operations::OutboundCommand),
+    /// Stripe webhook: `conflicts` lists events kept because they disagreed with our orders.
+    #[command(subcommand)]
+    Stripe(operations::StripeCommand),
     /// Search index: `reindex` re-embeds every knowledge entry from Postgres.
     #[command(subcommand)]
     Search(operations::SearchCommand),
@@ -189,6 +192,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Schedule(cmd) => operations::schedule(config, cmd).await,
         Command::Queue(cmd) => operations::queue(config, cmd).await,
         Command::Outbound(cmd) => operations::outbound(config, cmd).await,
+        Command::Stripe(cmd) => operations::stripe(config, cmd).await,
         Command::Search(cmd) => operations::search(config, cmd).await,
         Command::Ingest(args) => ingest::run(config, args).await,
         Command::Pipelines(args) => pipelines::run(config, args).await,

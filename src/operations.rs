@@ -67,6 +67,46 @@ pub enum OutboundCommand {
 }
 
 #[derive(Subcommand)]
+pub enum StripeCommand {
+    /// Webhook events that disagreed with our orders (wrong amount or currency, another
+    /// tenant, ids of two orders): kept, answered 200, and listed here newest first.
+    Conflicts {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn stripe(config: Config, cmd: StripeCommand) -> anyhow::Result<()> {
+    let StripeCommand::Conflicts { limit, json } = cmd;
+    let pool = db::connect(&config).await?;
+    let mut tx = db::begin_system(&pool).await?;
+    let conflicts = fibonacco_api::stripe::store::conflicts(&mut tx, limit.clamp(1, 10_000)).await?;
+    tx.commit().await?;
+    if json {
+        out!("{}", serde_json::json!({ "conflicts": conflicts }));
+        return Ok(());
+    }
+    if conflicts.is_empty() {
+        out!("no Stripe events in conflict");
+    }
+    for c in &conflicts {
+        let order = c.order_id.map_or_else(|| "-".to_owned(), |o| o.to_string());
+        out!(
+            "{} {} {} order {}: {}",
+            c.processed_at.to_rfc3339(),
+            c.id,
+            c.kind,
+            order,
+            c.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 pub enum SearchCommand {
     /// Serve the search service on its own port (`APP_HOST:SEARCH_PORT`, default 8001).
     Serve,

@@ -43,6 +43,10 @@ pub struct Order {
     pub stripe_payment_intent_id: Option<String>,
     pub stripe_checkout_session_id: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// Minor units refunded so far (Stripe refunds, partial or full); the order is
+    /// `refunded` once this reaches `amount_minor`.
+    pub refunded_minor: i64,
+    /// When the order became fully refunded.
     pub refunded_at: Option<DateTime<Utc>>,
     #[schema(value_type = Object)]
     pub metadata: SqlJson<Map<String, Value>>,
@@ -50,8 +54,10 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, order_number, customer_id, service_id, campaign_id, status, amount_minor, trim(currency) as currency,
-    quantity, stripe_payment_intent_id, stripe_checkout_session_id, paid_at, refunded_at, metadata, created_at, updated_at";
+const COLUMNS: &str =
+    "id, order_number, customer_id, service_id, campaign_id, status, amount_minor, trim(currency) as currency,
+    quantity, stripe_payment_intent_id, stripe_checkout_session_id, paid_at, refunded_minor, refunded_at, metadata,
+    created_at, updated_at";
 
 async fn get_one(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from orders where tenant_id = $1 and id = $2")))
@@ -219,6 +225,10 @@ pub async fn create(
         Some("orders_stripe_payment_intent_key") => ApiError::Conflict {
             message: "Another order already uses this PaymentIntent.".into(),
             field: Some("stripe_payment_intent_id"),
+        },
+        Some("orders_stripe_checkout_session_key") => ApiError::Conflict {
+            message: "Another order already uses this Checkout Session.".into(),
+            field: Some("stripe_checkout_session_id"),
         },
         _ => err.into(),
     })?;

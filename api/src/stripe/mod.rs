@@ -1,7 +1,12 @@
-//! `POST /api/stripe/webhook`: verified, processed once per event id, and applied to
-//! orders. A bad signature is a 400 and stores nothing.
+//! `POST /api/stripe/webhook`: verified, processed once per event id, and applied to the
+//! one order it belongs to after its amount and currency are checked ([`event::decide`]).
+//! A bad signature is a 400 and stores nothing. An event that disagrees with our orders
+//! is kept with why (`stripe_events.outcome = 'conflict'`) and answered 200: Stripe
+//! retries non-2xx answers for days, and retrying cannot resolve a disagreement.
 
+pub mod event;
 pub mod signature;
+pub mod store;
 
 use axum::{
     Json,
@@ -10,42 +15,36 @@ use axum::{
     http::{HeaderMap, StatusCode},
 };
 use fibonacco_platform::db;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
+use self::event::{Decision, Event};
 use crate::{ApiError, envelope::Envelope, error::ErrorEnvelope, state::AppState};
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    data: EventData,
-}
-
-#[derive(Debug, Deserialize)]
-struct EventData {
-    object: Value,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookResult {
     pub received: bool,
     /// True when this event id was processed before; nothing changed this time.
     pub duplicate: bool,
-    /// Orders whose status this event changed.
+    /// Orders whose status or refunded amount this event changed (0 or 1).
     pub orders_updated: u64,
+    /// `applied`, `ignored` (nothing to change, or an event type the platform does not
+    /// act on), `unmatched` (no order of ours), `conflict` (kept for an operator).
+    pub outcome: &'static str,
+    /// Why the event conflicts with our orders.
+    pub conflict: Option<String>,
 }
 
 /// Stripe event receiver. Authenticated by `Stripe-Signature`, not a bearer token.
 #[utoipa::path(post, path = "/api/stripe/webhook", tag = "payments",
     request_body(content = Object, description = "A Stripe event, as Stripe sends it"),
     responses(
-        (status = 200, body = inline(Envelope<WebhookResult>)),
+        (status = 200, description = "Received: applied, ignored, unmatched, or a conflict kept for an operator", body = inline(Envelope<WebhookResult>)),
         (status = 400, description = "Bad or stale signature, or not a Stripe event; nothing stored", body = ErrorEnvelope),
-        (status = 503, description = "STRIPE_WEBHOOK_SECRET is not configured", body = ErrorEnvelope)))]
+        (status = 503, description = "STRIPE_WEBHOOK_SECRET is not configured, or the database is busy (Stripe retries)", body = ErrorEnvelope)))]
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -62,68 +61,71 @@ pub async fn webhook(
     let event: Event =
         serde_json::from_value(raw.clone()).map_err(|e| ApiError::BadRequest(format!("not a Stripe event: {e}")))?;
 
-    // Events span tenants (the order says which), so this is a system transaction.
-    let mut tx = db::begin_system(&state.pool).await?;
-    let fresh =
-        sqlx::query("insert into stripe_events (id, type, payload) values ($1, $2, $3) on conflict (id) do nothing")
-            .bind(&event.id)
-            .bind(&event.kind)
-            .bind(&raw)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-    let orders_updated = if fresh { apply(&mut tx, &event).await? } else { 0 };
-    tx.commit().await?;
-    tracing::info!(event_type = %event.kind, duplicate = !fresh, orders_updated, "stripe event processed");
-    Ok((StatusCode::OK, Json(Envelope::data(WebhookResult { received: true, duplicate: !fresh, orders_updated }))))
+    let result = match receive(&state, &event, &raw).await {
+        Err(e) if db::unique_violation(&e).is_some() => {
+            // Another event attached the same PaymentIntent or session to another order
+            // between our read and our write: a disagreement, not a reason to retry.
+            let why = "the event's PaymentIntent or Checkout Session was just attached to another order";
+            let mut tx = db::begin_system(&state.pool).await?;
+            store::record(&mut tx, &event.id, &event.kind, &raw).await?;
+            store::outcome(&mut tx, &event.id, "conflict", Some(why), None, None).await?;
+            tx.commit().await?;
+            WebhookResult {
+                received: true,
+                duplicate: false,
+                orders_updated: 0,
+                outcome: "conflict",
+                conflict: Some(why.into()),
+            }
+        }
+        other => other?,
+    };
+    if result.outcome == "conflict" {
+        tracing::warn!(event_type = %event.kind, conflict = result.conflict.as_deref(), "stripe event kept as a conflict");
+    } else {
+        tracing::info!(event_type = %event.kind, duplicate = result.duplicate, outcome = result.outcome, "stripe event processed");
+    }
+    Ok((StatusCode::OK, Json(Envelope::data(result))))
 }
 
-/// The order an event's object points at: our id in `metadata.order_id` or
-/// `client_reference_id`, else the PaymentIntent or Checkout Session id we stored.
-async fn apply(conn: &mut PgConnection, event: &Event) -> Result<u64, sqlx::Error> {
-    let object = &event.data.object;
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    let order_id = object
-        .pointer("/metadata/order_id")
-        .and_then(text)
-        .or_else(|| object.get("client_reference_id").and_then(text))
-        .and_then(|s| uuid::Uuid::parse_str(&s).ok());
-    let object_id = object.get("id").and_then(text);
-    let payment_intent = match event.kind.as_str() {
-        k if k.starts_with("payment_intent.") => object_id.clone(),
-        _ => object.get("payment_intent").and_then(text),
+/// Records the event and applies it, in one system transaction.
+async fn receive(state: &AppState, event: &Event, raw: &Value) -> Result<WebhookResult, sqlx::Error> {
+    let mut tx = db::begin_system(&state.pool).await?;
+    let result = if store::record(&mut tx, &event.id, &event.kind, raw).await? {
+        apply(&mut tx, event).await?
+    } else {
+        WebhookResult { received: true, duplicate: true, orders_updated: 0, outcome: "ignored", conflict: None }
     };
-    let (new_status, only_from): (&str, &[&str]) = match event.kind.as_str() {
-        "payment_intent.succeeded" => ("paid", &["pending", "failed"]),
-        "checkout.session.completed" if object.get("payment_status").and_then(Value::as_str) == Some("paid") => {
-            ("paid", &["pending", "failed"])
-        }
-        "checkout.session.async_payment_succeeded" => ("paid", &["pending", "failed"]),
-        "payment_intent.payment_failed" | "checkout.session.async_payment_failed" => ("failed", &["pending"]),
-        "payment_intent.canceled" | "checkout.session.expired" => ("cancelled", &["pending"]),
-        "charge.refunded" => ("refunded", &["paid"]),
-        _ => return Ok(0),
+    tx.commit().await?;
+    Ok(result)
+}
+
+async fn apply(conn: &mut PgConnection, event: &Event) -> Result<WebhookResult, sqlx::Error> {
+    let done = |outcome, orders_updated, conflict| WebhookResult {
+        received: true,
+        duplicate: false,
+        orders_updated,
+        outcome,
+        conflict,
     };
-    let session = if event.kind.starts_with("checkout.session.") { object_id } else { None };
-    let updated = sqlx::query(
-        "update orders set status = $1,
-            paid_at = case when $1 = 'paid' then coalesce(paid_at, now()) else paid_at end,
-            refunded_at = case when $1 = 'refunded' then now() else refunded_at end,
-            stripe_payment_intent_id = coalesce(stripe_payment_intent_id, $5),
-            stripe_checkout_session_id = coalesce(stripe_checkout_session_id, $6)
-         where status = any($2)
-           and (id = $3 or ($4::text is not null and stripe_payment_intent_id = $4)
-                or ($6::text is not null and stripe_checkout_session_id = $6))",
-    )
-    .bind(new_status)
-    .bind(only_from)
-    .bind(order_id)
-    .bind(payment_intent.as_deref())
-    .bind(payment_intent.as_deref())
-    .bind(session.as_deref())
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(updated)
+    let Some(instruction) = event::instruction(event) else {
+        store::outcome(conn, &event.id, "ignored", Some("an event type the platform does not act on"), None, None)
+            .await?;
+        return Ok(done("ignored", 0, None));
+    };
+    let pi = instruction.payment_intent.as_deref();
+    let session = instruction.session.as_deref();
+    let candidates = store::candidates(conn, instruction.order_id, pi, session).await?;
+    let (outcome, detail, order, tenant, updated): (&'static str, Option<String>, Option<Uuid>, Option<Uuid>, u64) =
+        match event::decide(&instruction, &candidates) {
+            Decision::Apply { order, tenant, status, refunded_minor } => {
+                let n = store::apply(conn, order, status, refunded_minor, pi, session).await?;
+                ("applied", None, Some(order), Some(tenant), n)
+            }
+            Decision::Ignore { order, tenant, why } => ("ignored", Some(why), Some(order), Some(tenant), 0),
+            Decision::Unmatched => ("unmatched", None, None, None, 0),
+            Decision::Conflict { order, tenant, why } => ("conflict", Some(why), order, tenant, 0),
+        };
+    store::outcome(conn, &event.id, outcome, detail.as_deref(), order, tenant).await?;
+    Ok(done(outcome, updated, detail.filter(|_| outcome == "conflict")))
 }

@@ -11,8 +11,10 @@ pub use fibonacco_platform::envelope::{Envelope, Meta, PageRequest, Pagination};
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1-based page number (default 1).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub page: Option<String>,
-    /// Items per page (default 15, at most the configured cap, 100 by default).
+    /// Items per page (default 15); above the configured cap (100 by default) it is the cap.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295_u64)]
     pub per_page: Option<String>,
 }
 

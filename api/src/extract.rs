@@ -111,19 +111,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormOrJson<T> {
     }
 }
 
+/// The largest magnitude a JSON number in a request may have (see [`refuse_nul`]).
+pub const MAX_JSON_NUMBER: f64 = 1e300;
+
 /// Postgres text cannot hold the NUL character: a value carrying one would fail its
-/// INSERT (a 500), so it is refused up front, by field. JSON can only carry NUL as the
-/// escape `\u0000`, so bodies without that sequence skip the walk.
+/// INSERT (a 500), so it is refused up front, by field, at any depth. The body's own
+/// fields (its top-level strings and lists of strings) also refuse every other control
+/// character but tab, LF and CR: no field of the API has a use for them, and the
+/// OpenAPI document says so once for all of them (`openapi::contract::TEXT`).
+///
+/// Numbers are bounded too: Postgres keeps a JSON number exactly and prints it back in
+/// full, and one near `f64::MAX` (1.79e308) no longer reads back as a float, so a row
+/// holding it could never be read again (every list of it a 500). JSON numbers are
+/// limited to a magnitude of [`MAX_JSON_NUMBER`].
 fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
-    if !bytes.windows(6).any(|w| w == b"\\u0000") {
-        return Ok(());
-    }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Ok(()) };
     fn walk(v: &serde_json::Value, path: &str, e: &mut FieldErrors) {
         const MESSAGE: &str = "must not contain the NUL character (\\u0000)";
         let here = |p: &str| if p.is_empty() { "body".to_owned() } else { p.to_owned() };
         match v {
             serde_json::Value::String(s) if s.contains('\0') => e.add(here(path), MESSAGE),
+            serde_json::Value::Number(n) if n.as_f64().is_some_and(|x| x.abs() > MAX_JSON_NUMBER) => {
+                e.add(here(path), "numbers must be at most 1e300 in magnitude")
+            }
             serde_json::Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     walk(item, &format!("{path}[{i}]"), e);
@@ -143,6 +153,19 @@ fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
     }
     let mut e = FieldErrors::default();
     walk(&value, "", &mut e);
+    if let serde_json::Value::Object(fields) = &value {
+        let control = |s: &str| s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\0'));
+        for (name, v) in fields {
+            let bad = match v {
+                serde_json::Value::String(s) => control(s),
+                serde_json::Value::Array(items) => items.iter().any(|i| i.as_str().is_some_and(control)),
+                _ => false,
+            };
+            if bad {
+                e.add(name.clone(), "must not contain control characters (other than tab and line breaks)");
+            }
+        }
+    }
     e.into_result()
 }
 

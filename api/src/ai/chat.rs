@@ -73,6 +73,21 @@ pub struct ChatAnswer {
     pub sources: Vec<Source>,
 }
 
+/// The `data` of one server-sent event of a streamed answer: `meta` carries the
+/// conversation, personality, sources, model and provider; each `delta` a `content`
+/// piece; `done` the stored `message_id` and `model`; `error` a `message`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatEvent {
+    pub conversation_id: Option<Uuid>,
+    pub personality_id: Option<Uuid>,
+    pub sources: Option<Vec<Source>>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub content: Option<String>,
+    pub message_id: Option<Uuid>,
+    pub message: Option<String>,
+}
+
 #[derive(sqlx::FromRow)]
 struct Personality {
     id: Uuid,
@@ -243,7 +258,8 @@ async fn store_answer(
 /// (`{"message_id", "model"}`) or `error`. Question and answer are stored in the
 /// conversation; a failed answer stores nothing.
 #[utoipa::path(post, path = "/api/v1/ai/chat", tag = "ai", request_body = ChatBody,
-    responses((status = 200, description = "JSON answer, or server-sent events when `stream` is true", body = inline(Envelope<ChatAnswer>)),
+    responses((status = 200, description = "JSON answer, or server-sent events (`meta`, `delta`, `done` or `error`) when `stream` is true",
+            content((inline(Envelope<ChatAnswer>) = "application/json"), (ChatEvent = "text/event-stream"))),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 502, description = "The provider refused the request", body = ErrorEnvelope),
         (status = 503, description = "The provider is unavailable; nothing stored", body = ErrorEnvelope)),

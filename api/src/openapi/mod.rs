@@ -5,6 +5,8 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
+pub mod contract;
+
 use fibonacco_platform::config::RateLimits;
 
 use crate::{
@@ -154,7 +156,9 @@ pub fn document(limits: &RateLimits) -> utoipa::openapi::OpenApi {
             }
         }
     }
-    doc
+    let mut value = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
+    contract::complete(&mut value);
+    serde_json::from_value(value).expect("the completed document is still an OpenAPI document")
 }
 
 /// The spec as pretty JSON, for `fibonacco openapi` (default limits) and

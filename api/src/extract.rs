@@ -124,8 +124,7 @@ pub const MAX_JSON_NUMBER: f64 = 1e300;
 /// full, and one near `f64::MAX` (1.79e308) no longer reads back as a float, so a row
 /// holding it could never be read again (every list of it a 500). JSON numbers are
 /// limited to a magnitude of [`MAX_JSON_NUMBER`].
-fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else { return Ok(()) };
+fn refuse_nul(value: &serde_json::Value) -> Result<(), ApiError> {
     fn walk(v: &serde_json::Value, path: &str, e: &mut FieldErrors) {
         const MESSAGE: &str = "must not contain the NUL character (\\u0000)";
         let here = |p: &str| if p.is_empty() { "body".to_owned() } else { p.to_owned() };
@@ -152,8 +151,8 @@ fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
         }
     }
     let mut e = FieldErrors::default();
-    walk(&value, "", &mut e);
-    if let serde_json::Value::Object(fields) = &value {
+    walk(value, "", &mut e);
+    if let serde_json::Value::Object(fields) = value {
         let control = |s: &str| s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\0'));
         for (name, v) in fields {
             let bad = match v {
@@ -169,10 +168,34 @@ fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
     e.into_result()
 }
 
+/// A JSON number with no fractional part (`3.0`) is an integer to JSON Schema, so it is
+/// one here too: integer fields accept it like `3`.
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(x) = n.as_f64()
+                && x.fract() == 0.0
+                && x.abs() < 9.0e15
+            {
+                *v = serde_json::Value::from(x as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    refuse_nul(bytes)?;
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(strip_position(&e.to_string())))?;
+    if !value.is_object() {
+        // serde would read a struct from an array too (`[null, null]` as its fields in order).
+        return Err(ApiError::Validation(FieldErrors::single("body", "must be a JSON object")));
+    }
+    refuse_nul(&value)?;
+    integral_floats_as_integers(&mut value);
+    match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Ok(v),
         Err(err) => {
             let path = err.path().to_string();

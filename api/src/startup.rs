@@ -63,7 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tracking::routes())
         .route("/health", get(health::health))
         .route("/metrics", get(observability::render))
-        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi::document(&state.config.rate_limits)))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/api/v1/openapi.json", openapi::document(&state.config.rate_limits, &state.config.ai)))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

@@ -72,6 +72,18 @@ pub fn optional_text(
     }
 }
 
+/// The largest position (ordering) a client may set. Without one a new item goes last
+/// (`max(position) + 1`), so positions near `i32::MAX` would overflow that addition.
+pub const MAX_POSITION: i32 = 1_000_000;
+
+/// An optional position, 0 to [`MAX_POSITION`].
+pub fn position(value: Option<i32>, errors: &mut FieldErrors) -> Option<i32> {
+    if value.is_some_and(|p| !(0..=MAX_POSITION).contains(&p)) {
+        errors.add("position", format!("must be between 0 and {MAX_POSITION}"));
+    }
+    value
+}
+
 /// A JSON object (absent or null → empty), at most [`JSON_MAX_BYTES`].
 pub fn object(value: Option<Value>, field: &str, errors: &mut FieldErrors) -> Map<String, Value> {
     match value {

@@ -142,6 +142,13 @@ pub struct AiSettings {
     pub tenant_daily_tokens: u64,
 }
 
+impl Default for AiSettings {
+    /// What an empty environment gives (see [`ai_settings`]).
+    fn default() -> Self {
+        ai_settings(&|_: &str| None).expect("the defaults are valid")
+    }
+}
+
 impl AiSettings {
     pub fn allows_model(&self, model: &str) -> bool {
         self.models.iter().any(|m| m == model)

@@ -178,6 +178,7 @@ impl SearchService {
 /// A search, from the query string (`tags` and `industry_codes` comma-separated) or a
 /// JSON body.
 #[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// What to look for (1-1000 characters).

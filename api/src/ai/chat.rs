@@ -53,6 +53,7 @@ pub struct ChatBody {
 
 /// A knowledge entry given to the model, as `[n]` in its prompt.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ChatSource)]
 pub struct Source {
     pub n: usize,
     pub id: Uuid,

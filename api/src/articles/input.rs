@@ -176,6 +176,7 @@ impl UpdateArticleRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ArticleViewRequest)]
 pub struct ViewRequest {
     /// The reader, when known: the read is recorded as their `article_read` activity.
     pub customer_id: Option<Uuid>,

@@ -39,7 +39,8 @@ pub struct Service {
     pub currency: String,
     pub billing_period: String,
     pub is_active: bool,
-    #[schema(value_type = Vec<Object>)]
+    /// What the service includes: strings or objects, as given.
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub features: SqlJson<Value>,
     #[schema(value_type = Object)]
     pub metadata: SqlJson<Map<String, Value>>,
@@ -152,7 +153,8 @@ pub struct CreateServiceRequest {
     /// one_time (default), monthly, quarterly, yearly.
     pub billing_period: Option<String>,
     pub is_active: Option<bool>,
-    #[schema(value_type = Option<Vec<Object>>)]
+    /// What the service includes (at most 100 items): strings or objects.
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub features: Option<Vec<Value>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,

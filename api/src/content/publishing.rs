@@ -141,6 +141,7 @@ pub struct TypeCount {
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[schema(as = PublishedDayCount)]
 pub struct DayCount {
     pub day: chrono::NaiveDate,
     pub count: i64,

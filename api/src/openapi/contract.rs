@@ -38,15 +38,18 @@ fn add_response(op: &mut Value, status: &str, description: &str) {
 pub fn complete(doc: &mut Value) {
     let mut request_schemas = Vec::new();
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for item in paths.values_mut() {
+        for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else { continue };
             for (method, op) in item.iter_mut() {
                 if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
                     continue;
                 }
-                complete_operation(op, &mut request_schemas);
+                complete_operation(path, op, &mut request_schemas);
             }
         }
+    }
+    if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        schemas.insert("JsonValue".into(), json_value_schema());
     }
     let mut seen = std::collections::BTreeSet::new();
     while let Some(name) = request_schemas.pop() {
@@ -54,12 +57,12 @@ pub fn complete(doc: &mut Value) {
             continue;
         }
         if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
-            complete_request_schema(schema, &mut request_schemas);
+            complete_request_schema(schema, Some(&name), &mut request_schemas);
         }
     }
 }
 
-fn complete_operation(op: &mut Value, request_schemas: &mut Vec<String>) {
+fn complete_operation(path: &str, op: &mut Value, request_schemas: &mut Vec<String>) {
     let bearer = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
     if bearer {
         add_response(op, "401", "No valid bearer token");
@@ -72,8 +75,24 @@ fn complete_operation(op: &mut Value, request_schemas: &mut Vec<String>) {
             match p.get("in").and_then(Value::as_str) {
                 Some("query") => {
                     has_query = true;
+                    let param = p.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let mut required = false;
                     if let Some(schema) = p.get_mut("schema") {
                         refuse_nul_in_query(schema);
+                        // `?page=` is the first page, as if it were left out.
+                        if matches!(param.as_str(), "page" | "per_page") && is_type(schema, "integer") {
+                            let integer = schema.take();
+                            *schema = json!({"anyOf": [integer, {"type": "string", "maxLength": 0}]});
+                        }
+                        for (_, _, rules) in super::rules::QUERY
+                            .iter()
+                            .filter(|(at, name, _)| (*at == "*" || *at == path) && *name == param)
+                        {
+                            required |= super::rules::apply(schema, rules);
+                        }
+                    }
+                    if required {
+                        p["required"] = Value::Bool(true);
                     }
                 }
                 Some("path") => has_path = true,
@@ -92,7 +111,7 @@ fn complete_operation(op: &mut Value, request_schemas: &mut Vec<String>) {
         if let Some(name) = reference(schema) {
             request_schemas.push(name);
         } else {
-            complete_request_schema(schema, request_schemas);
+            complete_request_schema(schema, None, request_schemas);
         }
         add_response(op, "400", "The body is not well-formed JSON");
         add_response(op, "413", "The body is larger than 1 MiB");
@@ -120,15 +139,16 @@ fn is_type(schema: &Value, t: &str) -> bool {
     }
 }
 
-fn complete_request_schema(schema: &mut Value, request_schemas: &mut Vec<String>) {
+fn complete_request_schema(schema: &mut Value, name: Option<&str>, request_schemas: &mut Vec<String>) {
     let required: Vec<String> = schema
         .get("required")
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
+    let mut newly_required = Vec::new();
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
-    for (name, property) in properties.iter_mut() {
-        if required.contains(name) {
+    for (field, property) in properties.iter_mut() {
+        if required.contains(field) {
             not_null(property);
         }
         if let Some(r) = reference(property) {
@@ -136,11 +156,54 @@ fn complete_request_schema(schema: &mut Value, request_schemas: &mut Vec<String>
             continue;
         }
         text_rule(property);
+        free_form(property);
         if is_type(property, "array")
             && let Some(items) = property.get_mut("items")
         {
             text_rule(items);
+            free_form(items);
         }
+        for (_, _, rules) in super::rules::BODY.iter().filter(|(s, f, _)| Some(*s) == name && f == field) {
+            if super::rules::apply(property, rules) {
+                newly_required.push(Value::from(field.as_str()));
+            }
+        }
+    }
+    if !newly_required.is_empty() {
+        let list = schema.as_object_mut().map(|o| o.entry("required").or_insert_with(|| json!([])));
+        if let Some(Value::Array(list)) = list {
+            for f in newly_required {
+                if !list.contains(&f) {
+                    list.push(f);
+                }
+            }
+        }
+    }
+}
+
+/// Any JSON a free-form object may hold, as `extract::refuse_nul` lets it through: no NUL
+/// in strings or keys, numbers within ±1e300 (`extract::MAX_JSON_NUMBER`).
+fn json_value_schema() -> Value {
+    let any = json!({"$ref": "#/components/schemas/JsonValue"});
+    json!({
+        "description": "Any JSON value: strings and keys without NUL, numbers within ±1e300.",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "number", "minimum": -1e300, "maximum": 1e300},
+            {"type": "string", "pattern": QUERY},
+            {"type": "array", "items": any},
+            {"type": "object", "propertyNames": {"pattern": QUERY}, "additionalProperties": any}
+        ]
+    })
+}
+
+/// A free-form object (metadata, config, business context): its keys and values as
+/// [`json_value_schema`] says.
+fn free_form(property: &mut Value) {
+    if is_type(property, "object") && property.get("properties").is_none() && property.get("$ref").is_none() {
+        property["propertyNames"] = json!({"pattern": QUERY});
+        property["additionalProperties"] = json!({"$ref": "#/components/schemas/JsonValue"});
     }
 }
 
@@ -159,7 +222,7 @@ fn text_rule(property: &mut Value) {
 }
 
 /// Drops `null` from a required field's type (`["string", "null"]` → `"string"`).
-fn not_null(property: &mut Value) {
+pub fn not_null(property: &mut Value) {
     let Some(p) = property.as_object_mut() else { return };
     if let Some(Value::Array(types)) = p.get("type") {
         let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();

@@ -6,8 +6,9 @@ use utoipa::{
 };
 
 pub mod contract;
+pub mod rules;
 
-use fibonacco_platform::config::RateLimits;
+use fibonacco_platform::config::{AiSettings, RateLimits};
 
 use crate::{
     ads, ai, analytics, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health,
@@ -116,7 +117,7 @@ impl Modify for BearerAuth {
 
 /// The document with this deployment's rate limits: every bearer-authenticated
 /// operation may answer 429, and says so with the headers it carries.
-pub fn document(limits: &RateLimits) -> utoipa::openapi::OpenApi {
+pub fn document(limits: &RateLimits, ai: &AiSettings) -> serde_json::Value {
     use utoipa::openapi::{
         Content, Ref, ResponseBuilder,
         header::HeaderBuilder,
@@ -158,11 +159,31 @@ pub fn document(limits: &RateLimits) -> utoipa::openapi::OpenApi {
     }
     let mut value = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
     contract::complete(&mut value);
-    serde_json::from_value(value).expect("the completed document is still an OpenAPI document")
+    // The deployment's model list and answer cap, as `personalities::input` checks them.
+    for schema in ["PersonalityRequest", "UpdatePersonalityRequest"] {
+        if let Some(p) = value.pointer_mut(&format!("/components/schemas/{schema}/properties/model")) {
+            let nullable = schema == "PersonalityRequest";
+            let mut models: Vec<serde_json::Value> =
+                ai.models.iter().map(|m| serde_json::Value::from(m.as_str())).collect();
+            if nullable {
+                models.push(serde_json::Value::Null);
+            }
+            p["enum"] = serde_json::Value::Array(models);
+            if let Some(o) = p.as_object_mut() {
+                o.remove("pattern");
+            }
+        }
+        if let Some(p) = value.pointer_mut(&format!("/components/schemas/{schema}/properties/max_tokens")) {
+            p["minimum"] = serde_json::json!(1);
+            p["maximum"] = serde_json::json!(ai.max_tokens);
+        }
+    }
+    value
 }
 
 /// The spec as pretty JSON, for `fibonacco openapi` (default limits) and
 /// `/api/v1/openapi.json` (this deployment's).
 pub fn json() -> String {
-    document(&RateLimits::default()).to_pretty_json().expect("the OpenAPI document serialises")
+    serde_json::to_string_pretty(&document(&RateLimits::default(), &AiSettings::default()))
+        .expect("the OpenAPI document serialises")
 }

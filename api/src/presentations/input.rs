@@ -117,6 +117,7 @@ impl UpdatePresentationRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PresentationViewRequest)]
 pub struct ViewRequest {
     /// The viewer, when known: recorded as their `presentation_view` activity.
     pub customer_id: Option<Uuid>,

@@ -100,8 +100,9 @@ impl SectionRequest {
         let mut e = FieldErrors::default();
         let title = validate::required_text(self.title, 300, "title", &mut e);
         let description = self.description.map(|d| validate::text(&d, 5000, "description", &mut e));
+        let position = validate::position(self.position, &mut e);
         e.into_result()?;
-        Ok(NewSection { title, description, position: self.position })
+        Ok(NewSection { title, description, position })
     }
 }
 
@@ -147,6 +148,7 @@ impl QuestionRequest {
         if options.len() > 100 {
             e.add("options", "at most 100 options");
         }
+        let position = validate::position(self.position, &mut e);
         e.into_result()?;
         Ok(NewQuestion {
             text,
@@ -154,7 +156,7 @@ impl QuestionRequest {
             options,
             is_required: self.is_required.unwrap_or(false),
             section_id: self.section_id,
-            position: self.position,
+            position,
         })
     }
 }
@@ -165,6 +167,6 @@ pub struct ResponseRequest {
     /// The respondent, when known: recorded as their `survey_response` activity.
     pub customer_id: Option<Uuid>,
     /// Answers by question id.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub answers: Option<Map<String, Value>>,
 }

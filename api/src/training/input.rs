@@ -67,9 +67,10 @@ impl CreateModuleRequest {
         if slug.is_none() && !title.is_empty() {
             e.add("title", "must contain letters or digits");
         }
+        let position = validate::position(self.position, &mut e).unwrap_or(0);
         e.into_result()?;
         let slug = slug.ok_or_else(|| ApiError::Validation(FieldErrors::single("title", "is required")))?;
-        Ok(NewModule { title, slug, description, lessons, status, position: self.position.unwrap_or(0), knowledge_ids })
+        Ok(NewModule { title, slug, description, lessons, status, position, knowledge_ids })
     }
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::{ApiError, error::FieldErrors, validate};
 
 pub const STATUSES: &[&str] = &["pending", "processing", "completed", "failed"];
-const SOURCE_TYPES: &[&str] = &["presentation", "article", "content", "phone_script", "other"];
+pub const SOURCE_TYPES: &[&str] = &["presentation", "article", "content", "phone_script", "other"];
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -73,6 +73,9 @@ for who in A B; do
   summary "$who"
 done
 log "schemathesis, tenant A, positive_data_acceptance (reported, not yet a gate)"
-run_st positive --header "Authorization: Bearer $TOKEN_A" --checks positive_data_acceptance || true
+# The webhook is left out here: a request valid by the document still needs Stripe's
+# signature over it, which no generator can make (its 400s are checked by the gate).
+run_st positive --header "Authorization: Bearer $TOKEN_A" --checks positive_data_acceptance \
+  --exclude-path /api/stripe/webhook || true
 summary positive
 exit $status

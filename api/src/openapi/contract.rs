@@ -80,7 +80,10 @@ fn complete_operation(path: &str, op: &mut Value, request_schemas: &mut Vec<Stri
                     if let Some(schema) = p.get_mut("schema") {
                         refuse_nul_in_query(schema);
                         // `?page=` is the first page, as if it were left out.
-                        if matches!(param.as_str(), "page" | "per_page") && is_type(schema, "integer") {
+                        if matches!(param.as_str(), "page" | "per_page")
+                            && is_type(schema, "integer")
+                            && schema.get("minimum").is_some()
+                        {
                             let integer = schema.take();
                             *schema = json!({"anyOf": [integer, {"type": "string", "maxLength": 0}]});
                         }

@@ -60,6 +60,12 @@ pub const HTTP_URL: &str = r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$";
 pub const ONE_LINE: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 /// A short label (a tag, a code): one line, not blank.
 const LABEL: &[Rule] = &[Pattern(ONE_LINE)];
+/// Text a slug is made from: not blank, with at least one ASCII letter or digit.
+pub const SLUGGABLE: &str =
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*[A-Za-z0-9][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$";
+/// `sources` of a search: `knowledge` and/or `article(s)`, comma-separated.
+pub const SEARCH_SOURCES: &str = r"^[ ]*(knowledge|articles?)?[ ]*(,[ ]*(knowledge|articles?)?[ ]*)*$";
+const SEARCH_MODES: &[&str] = &["hybrid", "semantic", "keyword"];
 const CAMPAIGN_SETTABLE_STATUSES: &[&str] = &["draft", "scheduled"];
 const DRAFT_OR_PUBLISHED: &[&str] = &["draft", "published"];
 const DRAFT_OR_ACTIVE: &[&str] = &["draft", "active"];
@@ -87,7 +93,7 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("CreateArticleRequest", "status", &[OneOf(DRAFT_OR_PUBLISHED)]),
     ("UpdateArticleRequest", "title", &[NotNull, Present]),
     ("UpdateArticleRequest", "status", &[NotNull, OneOf(articles::STATUSES)]),
-    ("GenerateCampaignRequest", "topic", &[Required, Present]),
+    ("GenerateCampaignRequest", "topic", &[Required, Present, Pattern(SLUGGABLE)]),
     ("GenerateCampaignRequest", "campaign_type", &[OneOf(learning::CAMPAIGN_TYPES)]),
     ("SuggestionsRequest", "count", &[Range(1, 10)]),
     ("CreateContentRequest", "title", &[Required, Present]),
@@ -165,7 +171,7 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("UpdatePresentationRequest", "status", &[NotNull, OneOf(presentations::STATUSES)]),
     ("CreatePresenterRequest", "name", &[Required, Present]),
     ("SearchRequest", "q", &[Required, Present]),
-    ("SearchRequest", "page", &[Range(1, 10000)]),
+    ("SearchRequest", "page", &[Range(1, 10_000)]),
     ("SearchRequest", "per_page", &[Range(1, 100)]),
     ("CreateServiceRequest", "name", &[Required, Present]),
     ("CreateServiceRequest", "price_minor", &[Required, Range(0, i64::MAX)]),
@@ -186,7 +192,7 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("SectionRequest", "position", &[Range(0, 1_000_000)]),
     ("QuestionRequest", "position", &[Range(0, 1_000_000)]),
     ("CreateModuleRequest", "position", &[Range(0, 1_000_000)]),
-    ("CreateModuleRequest", "title", &[Required, Present]),
+    ("CreateModuleRequest", "title", &[Required, Present, Pattern(SLUGGABLE)]),
     ("CreateModuleRequest", "status", &[OneOf(DRAFT_OR_PUBLISHED)]),
     ("CreateTtsRequest", "text", &[Required, Present]),
     ("CreateTtsRequest", "voice_id", &[Required, Present]),
@@ -208,6 +214,8 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("UpdateCategoryRequest", "slug", &[Pattern(SLUG), MaxLength(120)]),
     ("GenerateRequest", "message", &[Required, Present]),
     ("SearchRequest", "validation_status", &[OneOf(knowledge::VALIDATION_STATUSES)]),
+    ("SearchRequest", "mode", &[OneOfOrEmpty(SEARCH_MODES)]),
+    ("SearchRequest", "sources", &[Pattern(SEARCH_SOURCES)]),
     ("CreatePresentationRequest", "slides", &[Items(&[TitledObject])]),
     ("UpdatePresentationRequest", "slides", &[NotNull, Items(&[TitledObject])]),
     ("CreateModuleRequest", "lessons", &[Items(&[TitledObject])]),
@@ -254,6 +262,11 @@ pub const QUERY: &[(&str, &str, &[Rule])] = &[
     ("/api/v1/services", "is_active", &[OneOfOrEmpty(BOOLEAN_TEXT)]),
     ("/api/v1/tts", "status", &[OneOfOrEmpty(tts::STATUSES)]),
     ("/api/v1/search", "q", &[Required, Present]),
+    ("/api/v1/search", "page", &[Range(1, 10_000)]),
+    ("/api/v1/search", "per_page", &[Range(1, 100)]),
+    ("/api/v1/search", "mode", &[OneOfOrEmpty(SEARCH_MODES)]),
+    ("/api/v1/search", "sources", &[Pattern(SEARCH_SOURCES)]),
+    ("/api/v1/search", "validation_status", &[OneOf(knowledge::VALIDATION_STATUSES)]),
     ("/api/v1/crm/analytics/campaign-performance", "from", &[FormatOrEmpty("date")]),
     ("/api/v1/crm/analytics/campaign-performance", "to", &[FormatOrEmpty("date")]),
     ("/api/v1/crm/analytics/interest", "from", &[FormatOrEmpty("date")]),

@@ -48,34 +48,32 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-# The gate: every check but one, with each tenant's token; any failure fails the run.
-# `positive_data_acceptance` (a request valid by the document must be accepted) still
-# finds request fields whose rules the document does not state yet (enums, required
-# fields, cross-field and existence checks): it runs after, and its count is reported
-# without failing the run until it reaches 0 (see the README's list of what is left).
+# Every check, with each tenant's token; any failure fails the run. The operations whose
+# handlers also check rules JSON Schema cannot state (a referenced record exists, one
+# field against another, a time in the future, a workflow state) are listed, with why,
+# in scripts/schemathesis.toml: only there may a request valid by the document get 422.
 # One worker: hypothesis's lambda introspection is not thread-safe on Python 3.11.
 run_st() {
   local out=$1; shift
-  "$VENV/bin/schemathesis" --no-color run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
+  "$VENV/bin/schemathesis" --no-color --config-file "$ROOT/scripts/schemathesis.toml" \
+    run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
     --phases examples,coverage,fuzzing --max-examples "$MAX_EXAMPLES" --seed 1 --workers 1 \
-    --request-timeout 30 "$@" >"$OUT/$out.txt" 2>&1
+    --request-timeout 30 --checks all "$@" >"$OUT/$out.txt" 2>&1
 }
 summary() { grep -E "generated,|failures|passed" "$OUT/$1.txt" | tail -n 2 | sed "s/^/[contract] $1: /" >&2; }
 
 status=0
 for who in A B; do
   token_var="TOKEN_$who"
-  log "schemathesis, tenant $who's token, every check but positive_data_acceptance, $MAX_EXAMPLES examples per operation and phase"
-  if ! run_st "$who" --header "Authorization: Bearer ${!token_var}" --checks all --exclude-checks positive_data_acceptance; then
+  log "schemathesis, tenant $who's token, every check, $MAX_EXAMPLES examples per operation and phase"
+  # The webhook needs Stripe's signature over each body, which no generator can make:
+  # its requests are checked for status, content type and schema, not for acceptance.
+  if ! run_st "$who" --header "Authorization: Bearer ${!token_var}" --exclude-path /api/stripe/webhook \
+    || ! run_st "$who-webhook" --header "Authorization: Bearer ${!token_var}" --include-path /api/stripe/webhook \
+      --exclude-checks positive_data_acceptance; then
     status=1
-    grep -E "^_{3,}|ST[0-9]{3}|Received|Documented" "$OUT/$who.txt" | head -n 60 >&2
+    grep -hE "^_{3,}|ST[0-9]{3}|Received|Documented|curl" "$OUT/$who.txt" "$OUT/$who-webhook.txt" | head -n 80 >&2
   fi
   summary "$who"
 done
-log "schemathesis, tenant A, positive_data_acceptance (reported, not yet a gate)"
-# The webhook is left out here: a request valid by the document still needs Stripe's
-# signature over it, which no generator can make (its 400s are checked by the gate).
-run_st positive --header "Authorization: Bearer $TOKEN_A" --checks positive_data_acceptance \
-  --exclude-path /api/stripe/webhook || true
-summary positive
 exit $status

@@ -395,14 +395,23 @@ fn platform_scope() -> String {
     "platform".into()
 }
 
+/// One term of a predictive score, as the pipeline stores it (`top_features`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeatureContribution {
+    pub feature: String,
+    /// Its term of the log-odds (coefficient × standardised value).
+    pub contribution: f64,
+    /// The customer's raw value of the feature.
+    pub value: f64,
+}
+
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct PredictiveRow {
     pub customer_id: Uuid,
     /// Probability of a paid order in the next 90 days.
     pub probability: f64,
-    /// The largest terms of the model's log-odds for this customer:
-    /// `[{feature, contribution, value}]`.
-    #[schema(value_type = Object)]
+    /// The largest terms of the model's log-odds for this customer, largest first.
+    #[schema(value_type = Vec<FeatureContribution>)]
     pub top_features: Json<serde_json::Value>,
     pub model_version: String,
     /// How good that model is. It is the platform's model, trained over every tenant's

@@ -25,7 +25,7 @@ pub struct PredictiveScore {
     /// Probability of a paid order in the next 90 days.
     pub probability: f64,
     /// The features that moved this customer's score most.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<crate::analytics::store::FeatureContribution>)]
     pub top_features: Json<serde_json::Value>,
     pub model_version: String,
     pub as_of: DateTime<Utc>,

@@ -119,6 +119,7 @@ fn complete_operation(path: &str, op: &mut Value, request_schemas: &mut Vec<Stri
         add_response(op, "400", "The body is not well-formed JSON");
         add_response(op, "413", "The body is larger than 1 MiB");
         add_response(op, "415", "The body is not `application/json`");
+        add_response(op, "409", "A value that must be unique (slug, e-mail, name, Stripe id) is taken");
         add_response(op, "422", "A field fails its check; `error.details` names each one");
     }
 }

@@ -24,6 +24,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::store::Personality;
 use crate::{
     ApiError,
     conversations::{input::NewConversation, input::NewMessage, store as conversations},
@@ -89,15 +90,6 @@ pub struct ChatEvent {
     pub message: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Personality {
-    id: Uuid,
-    system_prompt: String,
-    model: String,
-    temperature: f32,
-    max_tokens: i32,
-}
-
 struct Prepared {
     request: ChatRequest,
     personality: Option<Uuid>,
@@ -105,29 +97,18 @@ struct Prepared {
     message: String,
 }
 
+/// The personality asked for, else the customer's assigned one.
 async fn personality(
     conn: &mut PgConnection,
     tenant: TenantId,
     explicit: Option<Uuid>,
     customer: Option<Uuid>,
 ) -> Result<Option<Personality>, sqlx::Error> {
-    let select = "select p.id, p.system_prompt, p.model, p.temperature, p.max_tokens from ai_personalities p";
-    if let Some(id) = explicit {
-        return sqlx::query_as(sqlx::AssertSqlSafe(format!("{select} where p.tenant_id = $1 and p.id = $2")))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(conn)
-            .await;
+    match (explicit, customer) {
+        (Some(id), _) => super::store::personality(conn, tenant, id).await,
+        (None, Some(customer)) => super::store::assigned_personality(conn, tenant, customer).await,
+        (None, None) => Ok(None),
     }
-    let Some(customer) = customer else { return Ok(None) };
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{select} join ai_personality_assignments a on a.personality_id = p.id
-         where a.tenant_id = $1 and a.customer_id = $2"
-    )))
-    .bind(tenant)
-    .bind(customer)
-    .fetch_optional(conn)
-    .await
 }
 
 async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<Prepared, ApiError> {

@@ -145,24 +145,15 @@ async fn customer_parts(
     tenant: TenantId,
     customer: Uuid,
 ) -> Result<Option<Vec<ContextPart>>, sqlx::Error> {
-    let row: Option<(String, serde_json::Value)> =
-        sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
-            .bind(tenant)
-            .bind(customer)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some((name, business)) = row else { return Ok(None) };
+    let Some((name, business)) = super::store::customer(conn, tenant, customer).await? else { return Ok(None) };
     let mut parts = Vec::new();
-    let personality: Option<(Uuid, String, String)> = sqlx::query_as(
-        "select p.id, p.name, p.system_prompt from ai_personalities p
-         join ai_personality_assignments a on a.personality_id = p.id where a.tenant_id = $1 and a.customer_id = $2",
-    )
-    .bind(tenant)
-    .bind(customer)
-    .fetch_optional(&mut *conn)
-    .await?;
-    parts.extend(personality.and_then(|(id, pname, prompt)| {
-        part("personality", vec![format!("personality:{id}")], format!("Personality {pname}: {prompt}"))
+    let personality = super::store::assigned_personality(conn, tenant, customer).await?;
+    parts.extend(personality.and_then(|p| {
+        part(
+            "personality",
+            vec![format!("personality:{}", p.id)],
+            format!("Personality {}: {}", p.name, p.system_prompt),
+        )
     }));
     let mut text = format!("Customer: {name}\n");
     if let Some(map) = business.as_object() {
@@ -189,33 +180,12 @@ async fn history_parts(
     tenant: TenantId,
     customer: Uuid,
 ) -> Result<Vec<ContextPart>, sqlx::Error> {
-    let messages: Vec<(Uuid, String, String)> = sqlx::query_as(
-        "select c.id, m.role, m.content from crm_conversation_messages m join crm_conversations c on c.id = m.conversation_id
-         where c.tenant_id = $1 and c.customer_id = $2 order by m.created_at desc, m.id desc limit 20",
-    )
-    .bind(tenant)
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
+    let messages = super::store::customer_messages(conn, tenant, customer).await?;
     let mut sources: Vec<String> = messages.iter().map(|(c, _, _)| format!("conversation:{c}")).collect();
     sources.dedup();
     let text: String = messages.iter().rev().map(|(_, role, content)| format!("{role}: {content}\n")).collect();
-    let faqs: Vec<(Uuid, String, String)> = sqlx::query_as(
-        "select id, question, answer from crm_customer_faqs where tenant_id = $1 and customer_id = $2
-         order by helpful_count desc, created_at desc limit 20",
-    )
-    .bind(tenant)
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
-    let pending: Vec<(Uuid, String)> = sqlx::query_as(
-        "select id, question from crm_pending_questions where tenant_id = $1 and customer_id = $2 and status = 'pending'
-         order by created_at limit 20",
-    )
-    .bind(tenant)
-    .bind(customer)
-    .fetch_all(&mut *conn)
-    .await?;
+    let faqs = super::store::customer_faqs(conn, tenant, customer).await?;
+    let pending = super::store::pending_questions(conn, tenant, customer).await?;
     let mut parts = Vec::new();
     parts.extend(part("recent_messages", sources, text));
     parts.extend(part(

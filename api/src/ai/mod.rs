@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod context;
 pub mod gateway;
+pub mod store;
 
 use axum::{
     Json, Router,
@@ -16,7 +17,7 @@ use fibonacco_platform::{
     llm::{ChatMessage, ChatRequest, LlmProvider},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -66,15 +67,6 @@ pub struct GeneratedResponse {
     pub message_id: Uuid,
 }
 
-#[derive(sqlx::FromRow)]
-struct Personality {
-    name: String,
-    system_prompt: String,
-    model: String,
-    temperature: f32,
-    max_tokens: i32,
-}
-
 /// The last messages of a conversation as chat turns, oldest first (agents and the
 /// assistant speak as `assistant`, customers and users as `user`).
 pub(crate) async fn conversation_history(
@@ -82,16 +74,7 @@ pub(crate) async fn conversation_history(
     tenant: TenantId,
     conversation: Uuid,
 ) -> Result<Vec<ChatMessage>, sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "select role, content from (select role, content, created_at, id from crm_conversation_messages
-           where tenant_id = $1 and conversation_id = $2 and role in ('user', 'assistant', 'customer', 'agent')
-           order by created_at desc, id desc limit $3) recent order by created_at, id",
-    )
-    .bind(tenant)
-    .bind(conversation)
-    .bind(HISTORY)
-    .fetch_all(conn)
-    .await?;
+    let rows = store::recent_turns(conn, tenant, conversation, HISTORY).await?;
     Ok(rows
         .into_iter()
         .map(|(role, content)| ChatMessage {
@@ -101,17 +84,13 @@ pub(crate) async fn conversation_history(
         .collect())
 }
 
+/// The customer the assistant talks to, as a system message (their own tenant's data).
 pub(crate) async fn customer_context(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String, Value)> =
-        sqlx::query_as("select name, business_context from crm_customers where tenant_id = $1 and id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+    let row = store::customer(conn, tenant, id).await?;
     Ok(row.map(|(name, context)| {
         let context =
             if context.as_object().is_some_and(|m| !m.is_empty()) { context.to_string() } else { "{}".into() };
@@ -148,14 +127,7 @@ pub async fn generate_response(
 
     // Read everything the prompt needs, then let the transaction go before calling out.
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let personality: Personality = sqlx::query_as(
-        "select name, system_prompt, model, temperature, max_tokens from ai_personalities where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(ApiError::NotFound("personality"))?;
+    let personality = store::personality(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound("personality"))?;
     let customer = match body.customer_id {
         Some(c) => {
             let context = customer_context(&mut tx, tenant, c).await?;
@@ -253,11 +225,7 @@ pub async fn models(State(state): State<AppState>, auth: Auth) -> Result<Json<En
     }];
     if matches!(*state.llm, LlmProvider::OpenAiCompatible(_)) {
         let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-        let named: Vec<String> =
-            sqlx::query_scalar("select distinct model from ai_personalities where tenant_id = $1 order by model")
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?;
+        let named = store::personality_models(&mut tx, tenant).await?;
         tx.commit().await?;
         out.extend(named.into_iter().filter(|m| *m != default_model).map(|id| ModelInfo {
             id,

@@ -193,10 +193,13 @@ impl Attempt {
             }
             (Content::Sms(body), Channel::Sms) => send_sms(ctx, r, target, &fields, body).await,
             (Content::Script(script), Channel::Phone) => call(ctx, r, target, &fields, script).await,
-            (Content::Missing(what), _) => Err(ProviderError::Rejected { provider: "campaign", reason: what.clone() }),
+            (Content::Missing(what), _) => {
+                Err(ProviderError::Rejected { provider: "campaign", reason: what.clone(), source: None })
+            }
             _ => Err(ProviderError::Rejected {
                 provider: "campaign",
                 reason: "template does not match the channel".into(),
+                source: None,
             }),
         };
         let reason = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
@@ -385,6 +388,7 @@ pub fn build_email(
         return Err(ProviderError::Rejected {
             provider: "campaign",
             reason: format!("the subject holds a {bad} after merging the recipient's fields; nothing was sent"),
+            source: None,
         });
     }
     let unsubscribe = links.unsubscribe();
@@ -409,9 +413,11 @@ pub fn build_email(
         .header("List-Unsubscribe-Post", mail_builder::headers::raw::Raw::new("List-Unsubscribe=One-Click"))
         .text_body(text_body)
         .html_body(html_body);
-    message
-        .write_to_vec()
-        .map_err(|e| ProviderError::Rejected { provider: "SES", reason: format!("cannot build the message: {e}") })
+    message.write_to_vec().map_err(|e| ProviderError::Rejected {
+        provider: "SES",
+        reason: format!("cannot build the message: {e}"),
+        source: Some(std::sync::Arc::new(e)),
+    })
 }
 
 async fn send_email(
@@ -424,11 +430,11 @@ async fn send_email(
     text: Option<&str>,
 ) -> Result<String, ProviderError> {
     let ses = ctx.providers.ses.as_ref().ok_or(ProviderError::NotConfigured("SES (AWS_ACCESS_KEY_ID)"))?;
-    let to = target
-        .email
-        .as_deref()
-        .filter(|e| !e.is_empty())
-        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no e-mail address".into() })?;
+    let to = target.email.as_deref().filter(|e| !e.is_empty()).ok_or(ProviderError::Rejected {
+        provider: "campaign",
+        reason: "the customer has no e-mail address".into(),
+        source: None,
+    })?;
     let who = RecipientRef { tenant: TenantId::from_uuid(r.tenant_id), recipient: r.recipient_id };
     let links = Links::new(&ctx.settings.app_url, ctx.settings.app_key.expose(), who);
     let mime = build_email(&ctx.settings.mail_from, to, &links, fields, subject, html, text)?;
@@ -439,11 +445,11 @@ async fn send_email(
 /// The Twilio client and the customer's number, or why an SMS or call cannot go out.
 fn twilio_to<'a>(ctx: &'a JobContext, target: &'a Target) -> Result<(&'a twilio::Twilio, &'a str), ProviderError> {
     let client = ctx.providers.twilio.as_ref().ok_or(ProviderError::NotConfigured("Twilio (TWILIO_ACCOUNT_SID)"))?;
-    let to = target
-        .phone
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .ok_or(ProviderError::Rejected { provider: "campaign", reason: "the customer has no phone number".into() })?;
+    let to = target.phone.as_deref().filter(|p| !p.is_empty()).ok_or(ProviderError::Rejected {
+        provider: "campaign",
+        reason: "the customer has no phone number".into(),
+        source: None,
+    })?;
     Ok((client, to))
 }
 

@@ -55,6 +55,7 @@ impl ElevenLabs {
             return Err(ProviderError::Rejected {
                 provider: PROVIDER,
                 reason: "voice id has unexpected characters".into(),
+                source: None,
             });
         }
         let url = format!("{}/v1/text-to-speech/{voice_id}", self.settings.base_url);
@@ -70,15 +71,15 @@ impl ElevenLabs {
             .json(&body)
             .send()
             .await
-            .map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
+            .map_err(|e| ProviderError::from_reqwest(PROVIDER, e))?;
         let status = res.status();
         if !status.is_success() {
             let text = res.text().await.unwrap_or_default();
             return Err(ProviderError::from_status(PROVIDER, status.as_u16(), &text));
         }
-        let audio = res.bytes().await.map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
+        let audio = res.bytes().await.map_err(|e| ProviderError::from_reqwest(PROVIDER, e))?;
         if audio.is_empty() {
-            return Err(ProviderError::Retryable { provider: PROVIDER, reason: "empty audio".into() });
+            return Err(ProviderError::Retryable { provider: PROVIDER, reason: "empty audio".into(), source: None });
         }
         Ok(audio)
     }

@@ -13,26 +13,44 @@ pub mod ses;
 pub mod storage;
 pub mod twilio;
 
-#[cfg(feature = "runtime")]
-use std::sync::Arc;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use fibonacco_platform::config::Secret;
+
+/// The error underneath a provider failure (the HTTP client's, the SDK's), kept as an
+/// error with its own sources; it is formatted to text only where it is stored
+/// (`failed_jobs`) or logged. `Arc` so a `ProviderError` stays `Clone`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     /// Certainly not acted on, and worth trying again later (429, 5xx, a connection that
     /// could not be made).
     #[error("{provider} is unavailable: {reason}")]
-    Retryable { provider: &'static str, reason: String },
+    Retryable {
+        provider: &'static str,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The request went out and no readable answer came back (a timeout, a dropped
     /// connection, a success without the message id): the provider may have acted on it.
     /// A send never retries this; its recipient becomes `unknown`.
     #[error("{provider} may have sent it: {reason}")]
-    Ambiguous { provider: &'static str, reason: String },
+    Ambiguous {
+        provider: &'static str,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// Will fail the same way next time until someone changes something.
     #[error("{provider} rejected the request: {reason}")]
-    Rejected { provider: &'static str, reason: String },
+    Rejected {
+        provider: &'static str,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The provider has no configuration on this deployment.
     #[error("{0} is not configured on this deployment")]
     NotConfigured(&'static str),
@@ -45,27 +63,30 @@ impl ProviderError {
         // logs and `failed_jobs`, so numbers and addresses are masked, and the rest cut short.
         let reason = format!("HTTP {status}: {}", redact_personal(&body.chars().take(300).collect::<String>()));
         if status == 408 || status == 429 || status >= 500 {
-            Self::Retryable { provider, reason }
+            Self::Retryable { provider, reason, source: None }
         } else {
-            Self::Rejected { provider, reason }
+            Self::Rejected { provider, reason, source: None }
         }
     }
 
     /// Classifies a transport error from reqwest: a request that never left (no
     /// connection) may be retried; one that left and got no answer is ambiguous.
-    pub fn from_reqwest(provider: &'static str, e: &reqwest::Error) -> Self {
+    pub fn from_reqwest(provider: &'static str, e: reqwest::Error) -> Self {
         if let Some(status) = e.status() {
             return Self::from_status(provider, status.as_u16(), "");
         }
-        // The error's text carries the URL, and some URLs carry a phone number (lookups).
+        // The error's URL may carry a phone number (lookups): the kept cause drops it, and
+        // the reason's text is masked.
         let text = redact_personal(&e.to_string());
-        if e.is_builder() {
-            return Self::Rejected { provider, reason: format!("invalid request: {text}") };
+        let (builder, connect) = (e.is_builder(), e.is_connect());
+        let source: Option<Cause> = Some(Arc::new(e.without_url()));
+        if builder {
+            return Self::Rejected { provider, reason: format!("invalid request: {text}"), source };
         }
-        if e.is_connect() {
-            return Self::Retryable { provider, reason: format!("no connection: {text}") };
+        if connect {
+            return Self::Retryable { provider, reason: format!("no connection: {text}"), source };
         }
-        Self::Ambiguous { provider, reason: format!("no answer: {text}") }
+        Self::Ambiguous { provider, reason: format!("no answer: {text}"), source }
     }
 
     /// Whether retrying could send a second message.
@@ -226,6 +247,24 @@ impl Providers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_transport_failure_keeps_its_cause_chain() {
+        fibonacco_platform::install_tls_provider();
+        let err =
+            reqwest::Client::new().get("http://127.0.0.1:1/v1/PhoneNumbers/+15551234567").send().await.unwrap_err();
+        let e = ProviderError::from_reqwest("twilio", err);
+        assert!(matches!(e, ProviderError::Retryable { .. }), "{e}");
+        let mut chain = Vec::new();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            chain.push(c.to_string());
+            cause = c.source();
+        }
+        assert!(chain.len() >= 2, "the HTTP client's error and what it wraps: {chain:?}");
+        assert!(chain.iter().all(|c| !c.contains("5551234567")), "the kept cause drops the URL: {chain:?}");
+        assert!(!e.to_string().contains("5551234567"), "{e}");
+    }
 
     #[test]
     fn provider_reasons_keep_no_numbers_or_addresses() {

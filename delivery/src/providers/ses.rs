@@ -90,10 +90,11 @@ impl Ses {
     /// Sends one message and returns SES's message id.
     #[tracing::instrument(name = "ses.send_email", skip_all)]
     pub async fn send(&self, email: OutgoingEmail<'_>) -> Result<String, ProviderError> {
-        let raw = RawMessage::builder()
-            .data(Blob::new(email.mime))
-            .build()
-            .map_err(|e| ProviderError::Rejected { provider: PROVIDER, reason: e.to_string() })?;
+        let raw = RawMessage::builder().data(Blob::new(email.mime)).build().map_err(|e| ProviderError::Rejected {
+            provider: PROVIDER,
+            reason: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        })?;
         let out = self
             .client
             .send_email()
@@ -106,6 +107,7 @@ impl Ses {
         out.message_id.ok_or_else(|| ProviderError::Ambiguous {
             provider: PROVIDER,
             reason: "SES answered without a message id".into(),
+            source: None,
         })
     }
 }
@@ -113,27 +115,24 @@ impl Ses {
 fn classify<E: std::error::Error + Send + Sync + 'static>(
     e: SdkError<E, aws_sdk_sesv2::config::http::HttpResponse>,
 ) -> ProviderError {
-    match &e {
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            let body = service.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
-            let detail = aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string();
-            ProviderError::from_status(PROVIDER, status, if body.is_empty() { &detail } else { &body })
-        }
-        SdkError::ConstructionFailure(_) => ProviderError::Rejected {
-            provider: PROVIDER,
-            reason: super::redact_personal(&aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string()),
-        },
-        // A request that never reached SES (no connection) may be retried.
-        SdkError::DispatchFailure(_) if never_connected(&e) => ProviderError::Retryable {
-            provider: PROVIDER,
-            reason: super::redact_personal(&aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string()),
-        },
+    if let SdkError::ServiceError(service) = &e {
+        let status = service.raw().status().as_u16();
+        let body = service.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+        let detail = aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string();
+        return ProviderError::from_status(PROVIDER, status, if body.is_empty() { &detail } else { &body });
+    }
+    let reason = super::redact_personal(&aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string());
+    let construction = matches!(e, SdkError::ConstructionFailure(_));
+    // A request that never reached SES (no connection) may be retried.
+    let unsent = matches!(e, SdkError::DispatchFailure(_)) && never_connected(&e);
+    let source: Option<super::Cause> = Some(std::sync::Arc::new(e));
+    if construction {
+        ProviderError::Rejected { provider: PROVIDER, reason, source }
+    } else if unsent {
+        ProviderError::Retryable { provider: PROVIDER, reason, source }
+    } else {
         // A timeout, a dropped connection or an unreadable response: SES may have sent it.
-        _ => ProviderError::Ambiguous {
-            provider: PROVIDER,
-            reason: super::redact_personal(&aws_sdk_sesv2::error::DisplayErrorContext(&e).to_string()),
-        },
+        ProviderError::Ambiguous { provider: PROVIDER, reason, source }
     }
 }
 

@@ -54,21 +54,28 @@ impl AudioStore {
     #[tracing::instrument(name = "storage.put", skip(self, bytes), fields(bytes = bytes.len()))]
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<String, ProviderError> {
         let full = if self.key_prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.key_prefix) };
-        self.store
-            .put(&Path::from(full.as_str()), PutPayload::from(bytes))
-            .await
-            .map_err(|e| ProviderError::Retryable { provider: "storage", reason: e.to_string() })?;
+        self.store.put(&Path::from(full.as_str()), PutPayload::from(bytes)).await.map_err(|e| {
+            ProviderError::Retryable {
+                provider: "storage",
+                reason: e.to_string(),
+                source: Some(std::sync::Arc::new(e)),
+            }
+        })?;
         Ok(format!("{}{full}", self.location_base))
     }
 
     /// Reads back what `put` stored (tests, downloads).
     pub async fn get(&self, key: &str) -> Result<Bytes, ProviderError> {
         let full = if self.key_prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.key_prefix) };
-        let got = self
-            .store
-            .get(&Path::from(full.as_str()))
-            .await
-            .map_err(|e| ProviderError::Retryable { provider: "storage", reason: e.to_string() })?;
-        got.bytes().await.map_err(|e| ProviderError::Retryable { provider: "storage", reason: e.to_string() })
+        let got = self.store.get(&Path::from(full.as_str())).await.map_err(|e| ProviderError::Retryable {
+            provider: "storage",
+            reason: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        })?;
+        got.bytes().await.map_err(|e| ProviderError::Retryable {
+            provider: "storage",
+            reason: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        })
     }
 }

@@ -64,7 +64,11 @@ impl Twilio {
 
     async fn create(&self, resource: &str, form: &[(&str, &str)]) -> Result<String, ProviderError> {
         if self.settings.from.is_empty() {
-            return Err(ProviderError::Rejected { provider: PROVIDER, reason: "TWILIO_FROM is not set".into() });
+            return Err(ProviderError::Rejected {
+                provider: PROVIDER,
+                reason: "TWILIO_FROM is not set".into(),
+                source: None,
+            });
         }
         let url =
             format!("{}/2010-04-01/Accounts/{}/{resource}.json", self.settings.base_url, self.settings.account_sid);
@@ -75,7 +79,7 @@ impl Twilio {
             .form(form)
             .send()
             .await
-            .map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
+            .map_err(|e| ProviderError::from_reqwest(PROVIDER, e))?;
         let status = res.status();
         if !status.is_success() {
             let body = res.text().await.unwrap_or_default();
@@ -86,10 +90,12 @@ impl Twilio {
         let body = res.text().await.map_err(|e| ProviderError::Ambiguous {
             provider: PROVIDER,
             reason: format!("the answer to a {status} could not be read: {e}"),
+            source: Some(std::sync::Arc::new(e)),
         })?;
         serde_json::from_str::<Created>(&body).map(|c| c.sid).map_err(|e| ProviderError::Ambiguous {
             provider: PROVIDER,
             reason: format!("unreadable answer to a {status}: {e}"),
+            source: Some(std::sync::Arc::new(e)),
         })
     }
 
@@ -247,8 +253,11 @@ impl Twilio {
         resource: &str,
         query: &[(&str, &str)],
     ) -> Result<T, ProviderError> {
-        let query = serde_urlencoded::to_string(query)
-            .map_err(|e| ProviderError::Rejected { provider: PROVIDER, reason: format!("invalid lookup: {e}") })?;
+        let query = serde_urlencoded::to_string(query).map_err(|e| ProviderError::Rejected {
+            provider: PROVIDER,
+            reason: format!("invalid lookup: {e}"),
+            source: Some(std::sync::Arc::new(e)),
+        })?;
         let url = format!(
             "{}/2010-04-01/Accounts/{}/{resource}.json?{query}",
             self.settings.base_url, self.settings.account_sid
@@ -259,13 +268,16 @@ impl Twilio {
             .basic_auth(&self.settings.account_sid, Some(self.settings.auth_token.expose()))
             .send()
             .await
-            .map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
+            .map_err(|e| ProviderError::from_reqwest(PROVIDER, e))?;
         let status = res.status();
-        let body = res.text().await.map_err(|e| ProviderError::from_reqwest(PROVIDER, &e))?;
+        let body = res.text().await.map_err(|e| ProviderError::from_reqwest(PROVIDER, e))?;
         if !status.is_success() {
             return Err(ProviderError::from_status(PROVIDER, status.as_u16(), &body));
         }
-        serde_json::from_str(&body)
-            .map_err(|e| ProviderError::Retryable { provider: PROVIDER, reason: format!("unreadable list: {e}") })
+        serde_json::from_str(&body).map_err(|e| ProviderError::Retryable {
+            provider: PROVIDER,
+            reason: format!("unreadable list: {e}"),
+            source: Some(std::sync::Arc::new(e)),
+        })
     }
 }

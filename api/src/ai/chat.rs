@@ -280,7 +280,16 @@ pub async fn chat(
     }
     // Errors before the first piece are answered as JSON like any other.
     let (mut stream, reservation) = super::gateway::stream(&state, tenant, prepared.request.clone()).await?;
-    let conversation = store_question(&state, tenant, &body, &prepared).await?;
+    let conversation = match store_question(&state, tenant, &body, &prepared).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing will be answered: the reservation goes back whole but the prompt.
+            if let Some(r) = reservation {
+                r.settle("").await;
+            }
+            return Err(e.into());
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     let meta = json!({"conversation_id": conversation, "personality_id": prepared.personality, "sources": prepared.sources,
                       "model": stream.model, "provider": stream.provider});

@@ -33,7 +33,7 @@ run: stack build
 test: stack
 	@$(STACK) drop-test-dbs
 	@$(WITH_ENV) cargo nextest run --workspace --no-fail-fast
-	@cargo build --bin fibonacco
+	@# The binary nextest just built for the CLI tests (same features, no second build).
 	@scripts/contract.sh 25
 
 # `make bench` runs the API benchmark; `make bench AREA=queue BENCH_ARGS="--workers 8"` another area.

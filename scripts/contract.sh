@@ -19,6 +19,7 @@ if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spe
   log "installing schemathesis into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4.3,<5'
 fi
+[ -x "$BIN" ] || { log "no $BIN: build it first (cargo build --bin fibonacco, or make test)"; exit 1; }
 set -a; . .stack/env; set +a
 
 # A database of its own (named like the tests', so `stack.sh drop-test-dbs` clears it).

@@ -53,7 +53,8 @@ enum Command {
     /// Queues and failed jobs: `status`, `failed`, `retry <uuid|all>`, `forget <uuid>`, `flush`.
     #[command(subcommand)]
     Queue(operations::QueueCommand),
-    /// Outbound sends: `reconcile [--campaign ID]` settles sends whose outcome is unknown.
+    /// Outbound sends: `reconcile [--campaign ID]` settles sends whose outcome is unknown;
+    /// `suppressions --tenant SLUG` lists what a tenant's sends skip.
     #[command(subcommand)]
     Outbound(operations::OutboundCommand),
     /// Stripe webhook: `conflicts` lists events kept because they disagreed with our orders.

@@ -64,6 +64,17 @@ pub enum OutboundCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The addresses and numbers a tenant's sends skip, newest first.
+    Suppressions {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,7 +266,12 @@ pub async fn schedule(config: Config, cmd: ScheduleCommand) -> anyhow::Result<()
 }
 
 pub async fn outbound(config: Config, cmd: OutboundCommand) -> anyhow::Result<()> {
-    let OutboundCommand::Reconcile { campaign, json } = cmd;
+    let (campaign, json) = match cmd {
+        OutboundCommand::Reconcile { campaign, json } => (campaign, json),
+        OutboundCommand::Suppressions { tenant, limit, json } => {
+            return suppressions(&config, &tenant, limit, json).await;
+        }
+    };
     let bg = connect(&config).await?;
     let providers = Providers::from_lookup(env_lookup())?;
     let reports = fibonacco_delivery::reconcile::reconcile(&bg.pool, &bg.queue, &providers, campaign).await?;
@@ -469,4 +485,39 @@ pub async fn search(config: Config, cmd: SearchCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `fibonacco outbound suppressions --tenant SLUG`: what that tenant's sends skip.
+async fn suppressions(config: &Config, slug: &str, limit: i64, json: bool) -> anyhow::Result<()> {
+    let pool = db::connect(config).await?;
+    let tenant = fibonacco_platform::tenancy::find_by_slug(&pool, slug)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no tenant with the slug `{slug}`"))?;
+    let mut tx = db::begin_tenant(&pool, tenant.id).await?;
+    let rows: Vec<(String, String, String, Option<String>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "select channel, target, reason, note, created_at from outbound_suppressions where tenant_id = $1
+         order by created_at desc, id desc limit $2",
+    )
+    .bind(tenant.id)
+    .bind(limit.clamp(1, 100_000))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(channel, target, reason, note, at)| {
+                serde_json::json!({"channel": channel, "target": target, "reason": reason, "note": note, "created_at": at})
+            })
+            .collect();
+        out!("{}", serde_json::json!({ "tenant": slug, "suppressions": list }));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        out!("nothing suppressed for {slug}");
+    }
+    for (channel, target, reason, note, at) in &rows {
+        out!("{} {channel:<5} {target} ({reason}) {}", at.to_rfc3339(), note.as_deref().unwrap_or(""));
+    }
+    Ok(())
 }

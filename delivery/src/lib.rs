@@ -19,6 +19,7 @@ pub mod publishing;
 pub mod reconcile;
 #[cfg(feature = "runtime")]
 pub mod scheduler;
+pub mod suppressions;
 pub mod templates;
 
 #[cfg(feature = "runtime")]

@@ -610,3 +610,63 @@ async fn a_click_on_a_non_ascii_link_redirects_to_its_ascii_form() {
     assert_eq!(res.0, StatusCode::SEE_OTHER);
     assert_eq!(res.2.as_deref(), Some("https://xn--bcher-kva.example/stra%C3%9Fe?q=gr%C3%B6%C3%9Fe&n=1"));
 }
+
+/// A suppressed address (here entered by hand, upper-cased) is never mailed: its recipient
+/// ends `failed` with the reason, the others are sent; the list is per tenant.
+#[tokio::test]
+async fn a_suppressed_address_is_skipped_with_its_reason_and_never_sent() {
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.suppressed.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 3).await;
+    let t = Some(app.token_a.as_str());
+    let entry =
+        json!({"channel": "email", "target": format!("C1@{}", domain.to_uppercase()), "note": "asked on the phone"});
+    let (s, created) = app.send("POST", "/api/v1/outbound/suppressions", t, Some(entry.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["data"]["target"], format!("c1@{domain}"));
+    assert_eq!(created["data"]["reason"], "manual");
+    let (s, dup) = app.send("POST", "/api/v1/outbound/suppressions", t, Some(entry)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{dup}");
+    for bad in [
+        json!({"channel": "email", "target": "not an address"}),
+        json!({"channel": "fax", "target": "x"}),
+        json!({"channel": "phone", "target": "555"}),
+    ] {
+        let (s, r) = app.send("POST", "/api/v1/outbound/suppressions", t, Some(bad)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    }
+    let (_, theirs) = app.get("/api/v1/outbound/suppressions", &app.token_b).await;
+    assert_eq!(theirs["data"].as_array().unwrap().len(), 0, "another tenant's list is its own");
+
+    let id = email_campaign(&app, &ids).await;
+    let (s, started) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), t, None).await;
+    assert_eq!(s, StatusCode::OK, "{started}");
+    let ctx = job_context(&app, &[("MAIL_FROM", sender.clone())], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    worker.stop().await;
+    let mail = sent_to(&domain).await;
+    assert_eq!(mail.len(), 2, "{:?}", mail.keys());
+    assert!(!mail.contains_key(&format!("c1@{domain}")));
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let skipped: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select status, error from outbound_campaign_recipients where campaign_id = $1::uuid and status <> 'sent'",
+    )
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(skipped, vec![("failed".to_owned(), Some("suppressed (manual)".to_owned()))]);
+
+    let entry_id = created["data"]["id"].as_str().unwrap();
+    let (s, _) =
+        app.send("DELETE", &format!("/api/v1/outbound/suppressions/{entry_id}"), Some(&app.token_b), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant cannot lift it");
+    let (s, _) = app.send("DELETE", &format!("/api/v1/outbound/suppressions/{entry_id}"), t, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = app.get("/api/v1/outbound/suppressions", &app.token_a).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0);
+}

@@ -1,6 +1,7 @@
 //! Outbound campaigns over e-mail, SMS and phone (`/api/v1/outbound/...`): campaigns and
 //! their recipients (`campaigns`), request parsing (`input`), templates and scripts
-//! (`templates`), Twilio status callbacks (`callbacks`) and the SQL of plans and reads
+//! (`templates`), Twilio status callbacks (`callbacks`), who must not be contacted
+//! (`suppressions`) and the SQL of plans and reads
 //! (`store`). Sending is the delivery crate's: `start` moves the campaign and queues its
 //! dispatch.
 
@@ -8,6 +9,7 @@ pub mod callbacks;
 pub mod campaigns;
 pub mod input;
 pub mod store;
+pub mod suppressions;
 pub mod templates;
 
 use axum::{
@@ -42,4 +44,6 @@ pub fn routes() -> Router<AppState> {
         .route("/outbound/phone/campaigns", get(campaigns::list_phone).post(campaigns::create_phone))
         .route("/outbound/phone/scripts", get(templates::list_scripts).post(templates::create_script))
         .route("/outbound/phone/campaigns/{id}/call-status", post(callbacks::call_status))
+        .route("/outbound/suppressions", get(suppressions::list).post(suppressions::create))
+        .route("/outbound/suppressions/{id}", axum::routing::delete(suppressions::destroy))
 }

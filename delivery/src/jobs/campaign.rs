@@ -158,6 +158,13 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
         store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
         return Ok(());
     }
+    if let Some(why) = suppressed(&mut tx, tenant, channel, &target).await? {
+        // Never sent: the recipient ends with the reason, and the campaign moves on.
+        store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Failed(&format!("suppressed ({why})"))).await?;
+        tx.commit().await?;
+        store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
+        return Ok(());
+    }
     let content = load_content(&mut tx, tenant, channel, email_template, sms_template, script).await?;
     // The attempt (`sending`) is durable from here: whatever happens next, this recipient
     // is never claimed again.
@@ -169,6 +176,21 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
     let last_try = job.attempts >= job.payload.max_tries;
     let attempt = Attempt { ctx: ctx.clone(), job: r, claim, channel, target, content, last_try };
     tokio::spawn(attempt.run()).await.map_err(JobError::retry_because)?
+}
+
+/// Why the tenant must not contact this recipient on `channel` (see `suppressions`).
+async fn suppressed(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    channel: Channel,
+    target: &Target,
+) -> Result<Option<String>, sqlx::Error> {
+    let (kind, raw) = match channel {
+        Channel::Email => ("email", target.email.as_deref()),
+        _ => ("phone", target.phone.as_deref()),
+    };
+    let Some(normal) = raw.and_then(|t| crate::suppressions::normalise(kind, t).ok()) else { return Ok(None) };
+    crate::suppressions::reason(conn, tenant, kind, &normal).await
 }
 
 /// One claimed send: the provider call and the record of what it did.

@@ -494,7 +494,8 @@ async fn suppressions(config: &Config, slug: &str, limit: i64, json: bool) -> an
         .await?
         .ok_or_else(|| anyhow::anyhow!("no tenant with the slug `{slug}`"))?;
     let mut tx = db::begin_tenant(&pool, tenant.id).await?;
-    let rows: Vec<(String, String, String, Option<String>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+    type Row = (String, String, String, Option<String>, chrono::DateTime<chrono::Utc>);
+    let rows: Vec<Row> = sqlx::query_as(
         "select channel, target, reason, note, created_at from outbound_suppressions where tenant_id = $1
          order by created_at desc, id desc limit $2",
     )

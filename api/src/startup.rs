@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/api/stripe/webhook", axum::routing::post(stripe::webhook))
+        .route("/api/twilio/sms/inbound", axum::routing::post(outbound::inbound::sms_inbound))
         .merge(tracking::routes())
         .route("/health", get(health::health))
         .route("/metrics", get(observability::render))

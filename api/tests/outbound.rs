@@ -333,3 +333,71 @@ async fn tenant_b_cannot_reach_tenant_a_campaigns() {
     let (_, still) = app.get(&format!("/api/v1/outbound/campaigns/{id}"), &app.token_a).await;
     assert_eq!((still["data"]["name"].as_str(), still["data"]["status"].as_str()), (Some("A"), Some("draft")));
 }
+
+/// A STOP reply to the platform's number suppresses that number in every tenant with a
+/// customer at it (Twilio blocks it for every sender of the number anyway), marks the
+/// customer unsubscribed and records the activity; START lifts it. Unsigned: nothing.
+#[tokio::test]
+async fn sms_stop_and_start_replies_switch_the_number_off_and_on() {
+    use fibonacco_api::testing::{TWILIO_TOKEN, twilio_callback};
+    let app = TestApp::spawn().await;
+    let a = app.customer(&app.token_a, json!({"name": "Ann", "phone": "+1 (555) 010-7777"})).await;
+    app.customer(&app.token_b, json!({"name": "Ann at B", "phone": "+15550107777"})).await;
+    let path = "/api/twilio/sms/inbound";
+    let form =
+        |body: &'static str| [("From", "+15550107777"), ("To", "+15550000000"), ("Body", body), ("MessageSid", "SM1")];
+
+    let forged = twilio_callback(path, &form("STOP"), "not-the-token");
+    let (s, _) = app.raw(forged).await;
+    assert_eq!(s, axum::http::StatusCode::FORBIDDEN);
+    let listed = |token: String| {
+        let app = &app;
+        async move { app.get("/api/v1/outbound/suppressions", &token).await.1["data"].as_array().unwrap().len() }
+    };
+    assert_eq!(listed(app.token_a.clone()).await, 0, "a forged reply changes nothing");
+
+    for not_a_keyword in ["stop it please", "Thanks!"] {
+        let (s, _) = app.raw(twilio_callback(path, &form(not_a_keyword), TWILIO_TOKEN)).await;
+        assert_eq!(s, axum::http::StatusCode::OK);
+    }
+    assert_eq!(listed(app.token_a.clone()).await, 0);
+
+    use tower::ServiceExt;
+    let res = app.router.clone().oneshot(twilio_callback(path, &form("  Stop "), TWILIO_TOKEN)).await.unwrap();
+    assert_eq!(res.status(), axum::http::StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/xml"));
+    assert_eq!(listed(app.token_a.clone()).await, 1);
+    assert_eq!(listed(app.token_b.clone()).await, 1, "the number is blocked for every sender of it");
+    let (_, list) = app.get("/api/v1/outbound/suppressions", &app.token_a).await;
+    assert_eq!(
+        (list["data"][0]["target"].as_str(), list["data"][0]["reason"].as_str()),
+        (Some("+15550107777"), Some("stop"))
+    );
+    let unsubscribed = || async {
+        let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+        let at: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("select unsubscribed_at from crm_customers where id = $1::uuid")
+                .bind(a["id"].as_str().unwrap())
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        tx.commit().await.unwrap();
+        at.is_some()
+    };
+    assert!(unsubscribed().await);
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "select activity_type from customer_activities where customer_id = $1::uuid and channel = 'sms'",
+    )
+    .bind(a["id"].as_str().unwrap())
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(kinds, ["unsubscribe"]);
+
+    let (s, _) = app.raw(twilio_callback(path, &form("START"), TWILIO_TOKEN)).await;
+    assert_eq!(s, axum::http::StatusCode::OK);
+    assert_eq!(listed(app.token_a.clone()).await, 0);
+    assert!(!unsubscribed().await);
+}

@@ -38,3 +38,99 @@ pub async fn reason(
         .fetch_optional(conn)
         .await
 }
+
+/// What an inbound SMS asks for, by Twilio's opt-out and opt-in keywords (the whole
+/// message, case and surrounding space ignored, as Twilio matches them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsKeyword {
+    OptOut,
+    OptIn,
+}
+
+pub fn sms_keyword(body: &str) -> Option<SmsKeyword> {
+    match body.trim().to_ascii_uppercase().as_str() {
+        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "OPTOUT" | "REVOKE" => {
+            Some(SmsKeyword::OptOut)
+        }
+        "START" | "YES" | "UNSTOP" => Some(SmsKeyword::OptIn),
+        _ => None,
+    }
+}
+
+/// Applies a STOP or START from `phone` (E.164) to every tenant with a customer at that
+/// number: the platform sends all SMS from one number, and Twilio itself blocks a number
+/// that replied STOP for every sender of it, so the list follows what Twilio will do.
+/// STOP suppresses the number (`stop`), marks the customer unsubscribed and records an
+/// `unsubscribe` activity; START lifts `stop` entries (not manual ones), clears the mark
+/// and records an `sms_reply`. Returns the customers touched. Runs in a system
+/// transaction: the message names no tenant.
+#[tracing::instrument(name = "suppressions.sms_keyword", skip(conn, phone), err)]
+pub async fn apply_sms_keyword(conn: &mut PgConnection, phone: &str, keyword: SmsKeyword) -> Result<u64, sqlx::Error> {
+    let customers: Vec<(TenantId, uuid::Uuid)> =
+        sqlx::query_as("select tenant_id, id from crm_customers where phone = $1")
+            .bind(phone)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (tenant, customer) in &customers {
+        match keyword {
+            SmsKeyword::OptOut => {
+                sqlx::query(
+                    "insert into outbound_suppressions (tenant_id, channel, target, reason, note)
+                     values ($1, 'phone', $2, 'stop', 'replied STOP') on conflict do nothing",
+                )
+                .bind(tenant)
+                .bind(phone)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "update crm_customers set unsubscribed_at = coalesce(unsubscribed_at, now()) where tenant_id = $1 and id = $2",
+                )
+                .bind(tenant)
+                .bind(customer)
+                .execute(&mut *conn)
+                .await?;
+            }
+            SmsKeyword::OptIn => {
+                sqlx::query(
+                    "delete from outbound_suppressions where tenant_id = $1 and channel = 'phone' and target = $2 and reason = 'stop'",
+                )
+                .bind(tenant)
+                .bind(phone)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query("update crm_customers set unsubscribed_at = null where tenant_id = $1 and id = $2")
+                    .bind(tenant)
+                    .bind(customer)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        let activity = if keyword == SmsKeyword::OptOut { "unsubscribe" } else { "sms_reply" };
+        sqlx::query(
+            "insert into customer_activities (tenant_id, customer_id, activity_type, channel) values ($1, $2, $3, 'sms')",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .bind(activity)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(customers.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_are_whole_messages_and_targets_are_normalised() {
+        assert_eq!(sms_keyword(" stop\n"), Some(SmsKeyword::OptOut));
+        assert_eq!(sms_keyword("Unsubscribe"), Some(SmsKeyword::OptOut));
+        assert_eq!(sms_keyword("START"), Some(SmsKeyword::OptIn));
+        assert_eq!(sms_keyword("stop it"), None);
+        assert_eq!(sms_keyword(""), None);
+        assert_eq!(normalise("email", " Ann.Lee@Example.COM "), Ok("ann.lee@example.com".to_owned()));
+        assert_eq!(normalise("phone", "+1 (555) 010-7777"), Ok("+15550107777".to_owned()));
+        assert!(normalise("phone", "555").is_err() && normalise("fax", "x").is_err());
+    }
+}

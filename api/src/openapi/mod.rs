@@ -38,6 +38,7 @@ use crate::{
         tracking::open, tracking::click, tracking::unsubscribe_page, tracking::unsubscribe,
         outbound::list_email, outbound::create_email, outbound::list_sms, outbound::create_sms,
         outbound::list_phone, outbound::create_phone, outbound::sms_status, outbound::call_status,
+        outbound::inbound::sms_inbound,
         outbound::suppressions::list, outbound::suppressions::create, outbound::suppressions::destroy,
         outbound::templates::list_email, outbound::templates::create_email,
         outbound::templates::list_sms, outbound::templates::create_sms,

@@ -37,20 +37,19 @@ pub struct StatusCallback {
     pub answered_by: Option<String>,
 }
 
-/// Verifies Twilio's signature over the URL it called and the form it posted, then
-/// records the status. Nothing is read or changed before the signature checks out.
-async fn apply_callback(
-    state: AppState,
-    id: String,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+/// The form Twilio posted, once its `X-Twilio-Signature` over the URL it called and the
+/// form checks out (and only then).
+pub(crate) fn verified_form(
+    state: &AppState,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
     kind: &'static str,
-) -> Result<Json<Envelope<Option<String>>>, ApiError> {
+) -> Result<Vec<(String, String)>, ApiError> {
     let Some(token) = state.config.twilio_auth_token.as_ref() else {
         return Err(ApiError::BadSignature("Twilio callbacks are refused: TWILIO_AUTH_TOKEN is not set".into()));
     };
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|e| ApiError::BadRequest(format!("the callback body is not form-encoded: {e}")))?;
     let url = format!(
         "{}{}",
@@ -62,6 +61,20 @@ async fn apply_callback(
         tracing::warn!(kind, "Twilio callback with a bad or missing signature refused");
         return Err(ApiError::BadSignature("X-Twilio-Signature does not match".into()));
     }
+    Ok(params)
+}
+
+/// Verifies Twilio's signature over the URL it called and the form it posted, then
+/// records the status. Nothing is read or changed before the signature checks out.
+async fn apply_callback(
+    state: AppState,
+    id: String,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+    kind: &'static str,
+) -> Result<Json<Envelope<Option<String>>>, ApiError> {
+    let params = verified_form(&state, &uri, &headers, &body, kind)?;
     let field = |names: &[&str]| params.iter().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone());
     let body = StatusCallback {
         sid: field(&["MessageSid", "CallSid", "SmsSid"]),

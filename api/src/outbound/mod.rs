@@ -7,6 +7,7 @@
 
 pub mod callbacks;
 pub mod campaigns;
+pub mod inbound;
 pub mod input;
 pub mod store;
 pub mod suppressions;

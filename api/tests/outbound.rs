@@ -401,3 +401,51 @@ async fn sms_stop_and_start_replies_switch_the_number_off_and_on() {
     assert_eq!(listed(app.token_a.clone()).await, 0);
     assert!(!unsubscribed().await);
 }
+
+/// A message Twilio could not deliver for good (a landline, an unknown or invalid number,
+/// a number that replied STOP) suppresses that number; a passing failure does not.
+#[tokio::test]
+async fn permanent_sms_failures_suppress_the_number() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let c = app.customer(t, json!({"name": format!("Texted {i}"), "phone": format!("+1555020000{i}")})).await;
+        ids.push(c["id"].clone());
+    }
+    let sms = post(&app, t, "/api/v1/outbound/sms/campaigns", json!({"name": "SMS", "customer_ids": ids})).await;
+    let sms_id = sms["id"].as_str().unwrap().to_owned();
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query("update outbound_campaign_recipients set provider_message_id = 'SM' || md5(id::text), status = 'sent', sent_at = now() where campaign_id = $1::uuid")
+        .bind(&sms_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let sids: Vec<(String, String)> = sqlx::query_as(
+        "select r.provider_message_id, c.phone from outbound_campaign_recipients r join crm_customers c on c.id = r.customer_id
+         where r.campaign_id = $1::uuid order by 1",
+    )
+    .bind(&sms_id)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let path = format!("/api/v1/outbound/sms/campaigns/{sms_id}/sms-status");
+    for ((sid, _), code) in sids.iter().zip(["30006", "21610", "30003"]) {
+        let form = [("MessageSid", sid.as_str()), ("MessageStatus", "undelivered"), ("ErrorCode", code)];
+        let (s, r) =
+            app.raw(fibonacco_api::testing::twilio_callback(&path, &form, fibonacco_api::testing::TWILIO_TOKEN)).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+    }
+    let (_, list) = app.get("/api/v1/outbound/suppressions", t).await;
+    let mut got: Vec<(String, String)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["target"].as_str().unwrap().to_owned(), e["reason"].as_str().unwrap().to_owned()))
+        .collect();
+    got.sort();
+    let mut want = vec![(sids[0].1.clone(), "bounce".to_owned()), (sids[1].1.clone(), "stop".to_owned())];
+    want.sort();
+    assert_eq!(got, want, "30003 (unreachable for now) suppresses nothing");
+}

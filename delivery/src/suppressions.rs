@@ -118,6 +118,47 @@ pub async fn apply_sms_keyword(conn: &mut PgConnection, phone: &str, keyword: Sm
     Ok(customers.len() as u64)
 }
 
+/// What a Twilio error code on an SMS says about the number for good: `stop` (21610: it
+/// replied STOP to this sender), `bounce` (21211 invalid, 21614 not a mobile number,
+/// 30005 unknown handset, 30006 landline or unreachable carrier). Other codes (30003
+/// unreachable right now, 30007 carrier filtering, …) may pass and suppress nothing.
+pub fn twilio_permanent(code: &str) -> Option<&'static str> {
+    match code.trim() {
+        "21610" => Some("stop"),
+        "21211" | "21614" | "30005" | "30006" => Some("bounce"),
+        _ => None,
+    }
+}
+
+/// Suppresses the phone of the recipient that Twilio message `sid` went to (in the
+/// campaign's tenant), with `reason` and the code as the note.
+#[tracing::instrument(name = "suppressions.from_sms_failure", skip(conn, sid), fields(tenant_id = %tenant), err)]
+pub async fn suppress_sms_recipient(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: uuid::Uuid,
+    sid: &str,
+    reason: &str,
+    code: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "insert into outbound_suppressions (tenant_id, channel, target, reason, note)
+         select r.tenant_id, 'phone', c.phone, $4, 'Twilio error ' || $5
+         from outbound_campaign_recipients r join crm_customers c on c.tenant_id = r.tenant_id and c.id = r.customer_id
+         where r.tenant_id = $1 and r.campaign_id = $2 and r.provider_message_id = $3 and c.phone is not null
+         on conflict do nothing",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(sid)
+    .bind(reason)
+    .bind(code)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,14 @@ async fn apply_callback(
         return Ok(Json(Envelope::with_message(None, "Nothing to record.")));
     };
     let applied = campaign_store::apply_provider_status(&mut tx, tenant, id, &sid, to).await?;
+    // A number that can never receive (or refused this sender) is not texted again.
+    let code = field(&["ErrorCode"]).unwrap_or_default();
+    if kind == "sms"
+        && !matches!(applied, Applied::NoSuchMessage)
+        && let Some(reason) = fibonacco_delivery::suppressions::twilio_permanent(&code)
+    {
+        fibonacco_delivery::suppressions::suppress_sms_recipient(&mut tx, tenant, id, &sid, reason, &code).await?;
+    }
     tx.commit().await?;
     match applied {
         Applied::NoSuchMessage => Err(ApiError::NotFound("recipient")),

@@ -264,6 +264,20 @@ async fn provider_status_callbacks_move_recipients() {
     let a = &analytics["data"];
     assert_eq!((a["sent"].as_i64(), a["delivered"].as_i64(), a["failed"].as_i64()), (Some(2), Some(1), Some(1)));
     assert_eq!(a["delivery_rate"], 0.5);
+    // Engagement rates divide by delivered (docs/metrics.md), as the CRM analytics do.
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query(
+        "update outbound_campaign_recipients set opened_at = now(), clicked_at = now() where provider_message_id = $1",
+    )
+    .bind(&sids[0])
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (_, analytics) = app.get(&format!("/api/v1/outbound/campaigns/{sms_id}/analytics"), t).await;
+    let a = &analytics["data"];
+    assert_eq!((a["open_rate"].as_f64(), a["click_rate"].as_f64()), (Some(1.0), Some(1.0)), "{a}");
+    assert_eq!(a["bounce_rate"], 0.0, "bounces divide by sent");
 
     // A call-status callback for an SMS campaign finds no phone campaign.
     let call_path = format!("/api/v1/outbound/phone/campaigns/{sms_id}/call-status");

@@ -127,6 +127,12 @@ async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
     .unwrap();
     tx.commit().await.unwrap();
     assert!(unsubscribed, "the customer opted out");
+    // An open proves delivery: the opened e-mail counts as delivered, and the open rate
+    // (opened / delivered, docs/metrics.md) is defined without a delivery report.
+    let (_, analytics) = app.get(&format!("/api/v1/outbound/campaigns/{id}/analytics"), &app.token_a).await;
+    let a = &analytics["data"];
+    assert_eq!((a["delivered"].as_i64(), a["opened"].as_i64()), (Some(1), Some(1)), "{a}");
+    assert_eq!(a["open_rate"].as_f64(), Some(1.0), "{a}");
 
     // Another tenant's token cannot touch these recipients: tokens are bound to their tenant.
     let other = Links::new(APP_URL, "another-key-not-ours-123", RecipientRef { tenant: app.tenant_b, recipient });

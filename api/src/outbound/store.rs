@@ -310,7 +310,9 @@ pub struct CampaignAnalytics {
     pub failed: i64,
     pub bounced: i64,
     pub unsubscribed: i64,
-    /// Ratios over `sent`; null while nothing was sent.
+    /// As docs/metrics.md defines them, like the CRM analytics: delivery and bounce over
+    /// `sent`, open, click, reply and unsubscribe over `delivered`; null while the
+    /// denominator is 0 (an e-mail is `delivered` once SES reports it).
     pub delivery_rate: Option<f64>,
     pub open_rate: Option<f64>,
     pub click_rate: Option<f64>,
@@ -382,9 +384,9 @@ pub async fn analytics(
              count(*) filter (where status = 'unsubscribed') as unsubscribed
            from r)
          select c.*,
-           delivered::float8 / nullif(sent, 0) as delivery_rate, opened::float8 / nullif(sent, 0) as open_rate,
-           clicked::float8 / nullif(sent, 0) as click_rate, replied::float8 / nullif(sent, 0) as reply_rate,
-           bounced::float8 / nullif(sent, 0) as bounce_rate, unsubscribed::float8 / nullif(sent, 0) as unsubscribe_rate
+           delivered::float8 / nullif(sent, 0) as delivery_rate, opened::float8 / nullif(delivered, 0) as open_rate,
+           clicked::float8 / nullif(delivered, 0) as click_rate, replied::float8 / nullif(delivered, 0) as reply_rate,
+           bounced::float8 / nullif(sent, 0) as bounce_rate, unsubscribed::float8 / nullif(delivered, 0) as unsubscribe_rate
          from c",
     )
     .bind(tenant)

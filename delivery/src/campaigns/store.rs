@@ -528,7 +528,9 @@ pub async fn recipient_links(pool: &PgPool, who: RecipientRef) -> Result<Option<
     Ok(row.map(|(html,)| html.as_deref().map(crate::links::template_links).unwrap_or_default()))
 }
 
-/// What a recipient did with a tracked e-mail.
+/// What a recipient did with a tracked e-mail. An open or a click proves the message was
+/// delivered, so it records `delivered_at` too (as a provider's `opened` report does):
+/// engagement rates divide by delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engagement {
     Open,
@@ -541,6 +543,7 @@ impl Engagement {
         match self {
             Self::Open => {
                 "update outbound_campaign_recipients set
+                    delivered_at = coalesce(delivered_at, now()),
                     opened_at = coalesce(opened_at, now()),
                     status = case when status in ('sent', 'delivered') then 'opened' else status end
                  where tenant_id = $1 and id = $2 and sent_at is not null
@@ -548,6 +551,7 @@ impl Engagement {
             }
             Self::Click => {
                 "update outbound_campaign_recipients set
+                    delivered_at = coalesce(delivered_at, now()),
                     opened_at = coalesce(opened_at, now()),
                     clicked_at = coalesce(clicked_at, now()),
                     status = case when status in ('sent', 'delivered', 'opened') then 'clicked' else status end

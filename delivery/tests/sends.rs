@@ -676,3 +676,68 @@ async fn a_suppressed_address_is_skipped_with_its_reason_and_never_sent() {
     let (_, list) = app.get("/api/v1/outbound/suppressions", &app.token_a).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
 }
+
+/// Link scanners and prefetchers are recorded but flagged: a HEAD request or a scanner's
+/// user agent leaves the recipient unopened and unclicked (so rates and the engagement
+/// score see people only) and writes a `machine_open` / `machine_click` activity.
+#[tokio::test]
+async fn scanner_opens_and_clicks_are_flagged_as_machine_events() {
+    use tower::ServiceExt;
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.scanned.example", unique());
+    let ids = customers(&app, &domain, 1).await;
+    let link = "https://shop.example/offer";
+    let id = email_campaign_with(&app, &ids, &format!("<a href=\"{link}\">Offer</a>")).await;
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query("update outbound_campaign_recipients set status = 'sent', sent_at = now() - interval '1 hour', provider_message_id = 'm1' where campaign_id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let recipient: Uuid = recipient_statuses(&app, &id).await[0].2.parse().unwrap();
+    let links =
+        Links::new(APP_URL, app.state.config.app_key.expose(), RecipientRef { tenant: app.tenant_a, recipient });
+    let path = |url: String| url.trim_start_matches(APP_URL).to_owned();
+    let request = |method: &str, url: String, agent: &str| {
+        Request::builder().method(method).uri(path(url)).header("user-agent", agent).body(Body::empty()).unwrap()
+    };
+    let scanner = "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))";
+    let browser = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko)";
+    for req in [
+        request("GET", links.open_pixel(), scanner),
+        request("HEAD", links.click(link), browser),
+        request("GET", links.click(link), "python-requests/2.31"),
+    ] {
+        let res = app.router.clone().oneshot(req).await.unwrap();
+        assert!(res.status().is_success() || res.status() == StatusCode::SEE_OTHER, "{}", res.status());
+    }
+    let state = || async {
+        let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+        let row: (bool, bool, String) = sqlx::query_as(
+            "select opened_at is not null, clicked_at is not null, status from outbound_campaign_recipients where id = $1",
+        )
+        .bind(recipient)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        let kinds: Vec<String> = sqlx::query_scalar(
+            "select activity_type from customer_activities where campaign_id = $1::uuid order by activity_type",
+        )
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        (row, kinds)
+    };
+    let (row, kinds) = state().await;
+    assert_eq!(row, (false, false, "sent".to_owned()), "machines neither open nor click");
+    assert_eq!(kinds, ["machine_click", "machine_click", "machine_open"]);
+    // A person's open and click count as ever.
+    let res = app.router.clone().oneshot(request("GET", links.click(link), browser)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (row, kinds) = state().await;
+    assert_eq!(row, (true, true, "clicked".to_owned()));
+    assert!(kinds.contains(&"email_click".to_owned()), "{kinds:?}");
+}

@@ -339,7 +339,16 @@ pub trait OneshotGet {
 impl OneshotGet for Router {
     async fn oneshot_get(self, path: &str) -> (StatusCode, String, Option<String>) {
         use tower::ServiceExt;
-        let res = self.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        // As a person's mail client or browser asks (a request without a user agent is
+        // taken for a machine's).
+        let req = Request::get(path)
+            .header(
+                "user-agent",
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+            )
+            .body(Body::empty())
+            .unwrap();
+        let res = self.oneshot(req).await.unwrap();
         let header =
             |name| res.headers().get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).map(str::to_owned);
         (res.status(), header("content-type").unwrap_or_default(), header("location"))

@@ -43,6 +43,12 @@ fn pixel() -> Response {
         .into_response()
 }
 
+/// A scanner or prefetcher rather than the person (`campaigns::store::is_machine`).
+fn machine(method: &axum::http::Method, headers: &axum::http::HeaderMap) -> bool {
+    let agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    fibonacco_delivery::campaigns::store::is_machine(method.as_str(), agent)
+}
+
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     (status, Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>"
@@ -55,9 +61,15 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 #[utoipa::path(get, path = "/t/open/{token}", tag = "tracking",
     params(("token" = String, Path, description = "Signed recipient token")),
     responses((status = 200, description = "A 1×1 transparent GIF", content_type = "image/gif")))]
-pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn open(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let what = if machine(&method, &headers) { Engagement::MachineOpen } else { Engagement::Open };
     if let Some(who) = parse_recipient_token(state.config.app_key.expose(), &token)
-        && let Err(e) = record_engagement(&state.pool, who, Engagement::Open, serde_json::json!({})).await
+        && let Err(e) = record_engagement(&state.pool, who, what, serde_json::json!({})).await
     {
         tracing::warn!(error = %e, "open not recorded");
     }
@@ -79,7 +91,13 @@ pub struct ClickQuery {
     responses((status = 303, description = "Redirect to the campaign's link"),
         (status = 404, description = "Unknown or tampered link; no redirect", content_type = "text/html"),
         (status = 503, description = "The destination could not be checked; no redirect", content_type = "text/html")))]
-pub async fn click(State(state): State<AppState>, Path(token): Path<String>, Query(q): Query<ClickQuery>) -> Response {
+pub async fn click(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(q): Query<ClickQuery>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let key = state.config.app_key.expose();
     let (Some(who), Some(url), Some(sig)) = (parse_recipient_token(key, &token), q.u, q.s) else {
         return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
@@ -104,7 +122,8 @@ pub async fn click(State(state): State<AppState>, Path(token): Path<String>, Que
     let Some(location) = url::Url::parse(&url).ok().filter(|u| HeaderValue::from_str(u.as_str()).is_ok()) else {
         return page(StatusCode::NOT_FOUND, "Link not found", "<p>This link is not valid.</p>");
     };
-    if let Err(e) = record_engagement(&state.pool, who, Engagement::Click, serde_json::json!({"url": url})).await {
+    let what = if machine(&method, &headers) { Engagement::MachineClick } else { Engagement::Click };
+    if let Err(e) = record_engagement(&state.pool, who, what, serde_json::json!({"url": url})).await {
         tracing::warn!(error = %e, "click not recorded");
     }
     Redirect::to(location.as_str()).into_response()

@@ -536,6 +536,55 @@ pub enum Engagement {
     Open,
     Click,
     Unsubscribe,
+    /// An open or a click made by a machine (see [`is_machine`]): kept as activity, but
+    /// the recipient's milestones are left as they were.
+    MachineOpen,
+    MachineClick,
+}
+
+/// User-agent fragments of link scanners, security gateways and HTTP libraries (lower
+/// case). Mail clients' image proxies that fetch when the person opens (Gmail's) are not
+/// among them.
+const MACHINE_AGENTS: &[&str] = &[
+    "bot",
+    "crawler",
+    "spider",
+    "scanner",
+    "barracuda",
+    "mimecast",
+    "proofpoint",
+    "symantec",
+    "messagelabs",
+    "trendmicro",
+    "trend micro",
+    "fortinet",
+    "forcepoint",
+    "sophos",
+    "cisco",
+    "python-requests",
+    "python-urllib",
+    "aiohttp",
+    "curl/",
+    "wget/",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "headlesschrome",
+    "phantomjs",
+    "libwww",
+];
+
+/// Whether a tracking request was made by a machine rather than a person: a `HEAD`
+/// request (scanners check links without following them), no user agent at all, or a
+/// scanner's. Not modelled yet: clicks within seconds of delivery, every link of a
+/// message clicked at once, Apple Mail's privacy prefetch.
+pub fn is_machine(method: &str, user_agent: Option<&str>) -> bool {
+    if method.eq_ignore_ascii_case("HEAD") {
+        return true;
+    }
+    let Some(agent) = user_agent.map(str::trim).filter(|a| !a.is_empty()) else { return true };
+    let agent = agent.to_ascii_lowercase();
+    MACHINE_AGENTS.iter().any(|m| agent.contains(m))
 }
 
 impl Engagement {
@@ -564,6 +613,10 @@ impl Engagement {
                  where tenant_id = $1 and id = $2
                  returning customer_id, campaign_id, old.unsubscribed_at is null as first"
             }
+            Self::MachineOpen | Self::MachineClick => {
+                "select customer_id, campaign_id, true as first from outbound_campaign_recipients
+                 where tenant_id = $1 and id = $2 and sent_at is not null"
+            }
         }
     }
 
@@ -572,13 +625,16 @@ impl Engagement {
             Self::Open => "email_open",
             Self::Click => "email_click",
             Self::Unsubscribe => "unsubscribe",
+            Self::MachineOpen => "machine_open",
+            Self::MachineClick => "machine_click",
         }
     }
 
-    /// Clicks are activities every time (each says where it went); opens and
-    /// unsubscribes only the first time.
+    /// Clicks are activities every time (each says where it went), and so is every
+    /// machine event (how often scanners come is worth seeing); opens and unsubscribes
+    /// only the first time.
     fn every_time(self) -> bool {
-        self == Self::Click
+        matches!(self, Self::Click | Self::MachineOpen | Self::MachineClick)
     }
 }
 

@@ -136,6 +136,21 @@ impl TestApp {
     }
 }
 
+/// Sends `method path` with `token` (and a JSON `body`) through `router` (an app from
+/// [`TestApp::with`] or [`TestApp::with_llm`]); status and JSON body (`Null` if none).
+pub async fn call(router: &Router, token: &str, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let req = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let req = match body {
+        Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
 /// A Twilio-style form POST to `path`, signed the way Twilio signs it.
 pub fn twilio_callback(path: &str, params: &[(&str, &str)], token: &str) -> Request<Body> {
     let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -15,7 +15,7 @@ use axum::{
     http::{Request, StatusCode},
     routing::post,
 };
-use fibonacco_api::testing::{TestApp, code};
+use fibonacco_api::testing::{TestApp, call, code};
 use fibonacco_platform::llm::LlmProvider;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -60,22 +60,6 @@ async fn start_probe(pool: &PgPool, delay: Duration) -> (Probe, LlmProvider) {
         _ => None,
     });
     (p, llm)
-}
-
-async fn call(router: &Router, token: &str, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {token}"));
-    let req = match body {
-        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())),
-        None => {
-            req = req.header("accept", "application/json");
-            req.body(Body::empty())
-        }
-    }
-    .unwrap();
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 #[tokio::test]

@@ -55,15 +55,7 @@ fn openai(base: &str) -> LlmProvider {
 }
 
 async fn call(router: &Router, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let req = Request::post(path)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    fibonacco_api::testing::call(router, token, "POST", path, Some(body)).await
 }
 
 #[tokio::test]

@@ -24,6 +24,27 @@ async fn customers(app: &TestApp, token: &str, n: usize) -> Vec<Value> {
     out
 }
 
+/// As the send worker will: every recipient of the campaign `sent` with a provider
+/// message id. Returns (message id, the customer's phone), ordered by message id.
+async fn mark_sent(app: &TestApp, campaign: &str) -> Vec<(String, Option<String>)> {
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query("update outbound_campaign_recipients set provider_message_id = 'SM' || md5(id::text), status = 'sent', sent_at = now() where campaign_id = $1::uuid")
+        .bind(campaign)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let sent = sqlx::query_as(
+        "select r.provider_message_id, c.phone from outbound_campaign_recipients r join crm_customers c on c.id = r.customer_id
+         where r.campaign_id = $1::uuid order by 1",
+    )
+    .bind(campaign)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    sent
+}
+
 #[tokio::test]
 async fn templates_collect_their_placeholders() {
     let app = TestApp::spawn().await;
@@ -206,21 +227,7 @@ async fn provider_status_callbacks_move_recipients() {
     let ids = customers(&app, t, 2).await;
     let sms = post(&app, t, "/api/v1/outbound/sms/campaigns", json!({"name": "SMS", "customer_ids": ids})).await;
     let sms_id = sms["id"].as_str().unwrap().to_owned();
-    // As the send worker will: record the provider's message id.
-    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
-    sqlx::query("update outbound_campaign_recipients set provider_message_id = 'SM' || md5(id::text), status = 'sent', sent_at = now() where campaign_id = $1::uuid")
-        .bind(&sms_id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let sids: Vec<String> = sqlx::query_scalar(
-        "select provider_message_id from outbound_campaign_recipients where campaign_id = $1::uuid order by 1",
-    )
-    .bind(&sms_id)
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let sids: Vec<String> = mark_sent(&app, &sms_id).await.into_iter().map(|(sid, _)| sid).collect();
 
     // Twilio posts signed forms.
     let path = format!("/api/v1/outbound/sms/campaigns/{sms_id}/sms-status");
@@ -429,21 +436,8 @@ async fn permanent_sms_failures_suppress_the_number() {
     }
     let sms = post(&app, t, "/api/v1/outbound/sms/campaigns", json!({"name": "SMS", "customer_ids": ids})).await;
     let sms_id = sms["id"].as_str().unwrap().to_owned();
-    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
-    sqlx::query("update outbound_campaign_recipients set provider_message_id = 'SM' || md5(id::text), status = 'sent', sent_at = now() where campaign_id = $1::uuid")
-        .bind(&sms_id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let sids: Vec<(String, String)> = sqlx::query_as(
-        "select r.provider_message_id, c.phone from outbound_campaign_recipients r join crm_customers c on c.id = r.customer_id
-         where r.campaign_id = $1::uuid order by 1",
-    )
-    .bind(&sms_id)
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let sids: Vec<(String, String)> =
+        mark_sent(&app, &sms_id).await.into_iter().map(|(sid, phone)| (sid, phone.unwrap_or_default())).collect();
     let path = format!("/api/v1/outbound/sms/campaigns/{sms_id}/sms-status");
     for ((sid, _), code) in sids.iter().zip(["30006", "21610", "30003"]) {
         let form = [("MessageSid", sid.as_str()), ("MessageStatus", "undelivered"), ("ErrorCode", code)];

@@ -86,3 +86,30 @@ async fn control_characters_in_a_body_field_are_a_422_naming_it() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
 }
+
+/// Found by schemathesis: -5e-324 rounded to -0.0 as an f32 and passed as a temperature
+/// of 0, though it is below the documented minimum.
+#[tokio::test]
+async fn a_tiny_negative_temperature_is_refused_not_rounded_to_zero() {
+    let app = TestApp::spawn().await;
+    let t = Some(app.token_a.as_str());
+    let (s, body) = app
+        .send(
+            "POST",
+            "/api/v1/personalities",
+            t,
+            Some(json!({"name": "Cold", "system_prompt": "x", "temperature": -5e-324})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(field_error(&body, "temperature").is_some(), "{body}");
+    let (s, body) = app
+        .send(
+            "POST",
+            "/api/v1/personalities",
+            t,
+            Some(json!({"name": "Calm", "system_prompt": "x", "temperature": 0.0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+}

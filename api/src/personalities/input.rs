@@ -8,10 +8,13 @@ use uuid::Uuid;
 
 use crate::{ApiError, error::FieldErrors, patch::Patch, validate};
 
-fn check_temperature(t: f32, e: &mut FieldErrors) {
+/// Checked as sent (f64): a tiny negative such as -5e-324 would round to -0.0 as an f32
+/// and pass as 0.
+fn check_temperature(t: f64, e: &mut FieldErrors) -> f32 {
     if !(0.0..=2.0).contains(&t) || t.is_nan() {
         e.add("temperature", "must be between 0 and 2");
     }
+    t as f32
 }
 
 /// The platform pays for every answer: a personality names a model on `AI_MODELS` and
@@ -41,7 +44,7 @@ pub struct PersonalityRequest {
     /// list's first).
     pub model: Option<String>,
     /// 0 to 2 (default 0.7).
-    pub temperature: Option<f32>,
+    pub temperature: Option<f64>,
     /// 1 to the deployment's `AI_MAX_TOKENS` (4096 unless configured); default 1024.
     pub max_tokens: Option<i32>,
     #[schema(value_type = Option<Object>)]
@@ -73,8 +76,7 @@ impl PersonalityRequest {
             None => ai.models.first().cloned().unwrap_or_default(),
         };
         let model = check_model(model, ai, &mut e);
-        let temperature = self.temperature.unwrap_or(0.7);
-        check_temperature(temperature, &mut e);
+        let temperature = check_temperature(self.temperature.unwrap_or(0.7), &mut e);
         let max_tokens = self.max_tokens.unwrap_or(1024.min(ai.max_tokens as i32));
         check_max_tokens(max_tokens, ai, &mut e);
         let config = validate::object(self.config, "config", &mut e);
@@ -100,8 +102,8 @@ pub struct UpdatePersonalityRequest {
     #[schema(value_type = Option<String>)]
     pub model: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<f32>)]
-    pub temperature: Patch<f32>,
+    #[schema(value_type = Option<f64>)]
+    pub temperature: Patch<f64>,
     #[serde(default)]
     #[schema(value_type = Option<i32>)]
     pub max_tokens: Patch<i32>,
@@ -135,10 +137,7 @@ impl UpdatePersonalityRequest {
         let system_prompt = required(self.system_prompt, 20_000, "system_prompt", &mut e);
         let model = required(self.model, 200, "model", &mut e).map(|m| check_model(m, ai, &mut e));
         let description = validate::optional_text(self.description, 2000, "description", &mut e);
-        let temperature = self.temperature.non_null("temperature", &mut e);
-        if let Some(t) = temperature {
-            check_temperature(t, &mut e);
-        }
+        let temperature = self.temperature.non_null("temperature", &mut e).map(|t| check_temperature(t, &mut e));
         let max_tokens = self.max_tokens.non_null("max_tokens", &mut e);
         if let Some(n) = max_tokens {
             check_max_tokens(n, ai, &mut e);

@@ -111,7 +111,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormOrJson<T> {
     }
 }
 
-/// The largest magnitude a JSON number in a request may have (see [`refuse_nul`]).
+/// The largest magnitude a JSON number in a request may have (see [`refuse_unsafe_values`]).
 pub const MAX_JSON_NUMBER: f64 = 1e300;
 
 /// Postgres text cannot hold the NUL character: a value carrying one would fail its
@@ -124,7 +124,7 @@ pub const MAX_JSON_NUMBER: f64 = 1e300;
 /// full, and one near `f64::MAX` (1.79e308) no longer reads back as a float, so a row
 /// holding it could never be read again (every list of it a 500). JSON numbers are
 /// limited to a magnitude of [`MAX_JSON_NUMBER`].
-fn refuse_nul(value: &serde_json::Value) -> Result<(), ApiError> {
+fn refuse_unsafe_values(value: &serde_json::Value) -> Result<(), ApiError> {
     fn walk(v: &serde_json::Value, path: &str, e: &mut FieldErrors) {
         const MESSAGE: &str = "must not contain the NUL character (\\u0000)";
         let here = |p: &str| if p.is_empty() { "body".to_owned() } else { p.to_owned() };
@@ -193,7 +193,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         // serde would read a struct from an array too (`[null, null]` as its fields in order).
         return Err(ApiError::Validation(FieldErrors::single("body", "must be a JSON object")));
     }
-    refuse_nul(&value)?;
+    refuse_unsafe_values(&value)?;
     integral_floats_as_integers(&mut value);
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Ok(v),

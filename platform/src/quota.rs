@@ -3,7 +3,7 @@
 //! check and the update are one atomic step and the clock is Redis's own (`TIME`), the
 //! same for every process.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use redis::{Script, aio::ConnectionManager};
 
@@ -64,6 +64,11 @@ end
 return {1, worst, worst_left, new[worst] - now, 0}
 "#;
 
+// Each script is hashed once (its SHA1 is what EVALSHA sends), not on every request.
+static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
+static TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE));
+static GIVE_BACK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GIVE_BACK));
+
 /// Checks `rates` together (see [`GCRA`]); an empty list is always allowed.
 #[tracing::instrument(name = "quota.check", skip_all, fields(rates = rates.len()), err)]
 pub async fn check(redis: &ConnectionManager, rates: &[Rate]) -> redis::RedisResult<Decision> {
@@ -76,8 +81,7 @@ pub async fn check(redis: &ConnectionManager, rates: &[Rate]) -> redis::RedisRes
             retry_after: Duration::ZERO,
         });
     }
-    let script = Script::new(GCRA);
-    let mut invocation = script.prepare_invoke();
+    let mut invocation = GCRA_SCRIPT.prepare_invoke();
     for rate in rates {
         let period = rate.period.as_micros().max(1) as u64;
         let interval = (period / u64::from(rate.limit.max(1))).max(1);
@@ -127,7 +131,7 @@ pub enum Budget {
 pub async fn take(redis: &ConnectionManager, key: &str, tokens: u64, budget: u64) -> redis::RedisResult<Budget> {
     let mut conn = redis.clone();
     let (taken, used, left): (i64, i64, i64) =
-        Script::new(TAKE).key(key).arg(tokens).arg(budget).invoke_async(&mut conn).await?;
+        TAKE_SCRIPT.key(key).arg(tokens).arg(budget).invoke_async(&mut conn).await?;
     let used = u64::try_from(used).unwrap_or(0);
     Ok(if taken == 1 {
         Budget::Taken { used }
@@ -154,7 +158,7 @@ pub async fn give_back(redis: &ConnectionManager, key: &str, tokens: u64) -> red
         return Ok(0);
     }
     let mut conn = redis.clone();
-    let left: i64 = Script::new(GIVE_BACK).key(key).arg(tokens).invoke_async(&mut conn).await?;
+    let left: i64 = GIVE_BACK_SCRIPT.key(key).arg(tokens).invoke_async(&mut conn).await?;
     Ok(u64::try_from(left).unwrap_or(0))
 }
 

@@ -6,7 +6,7 @@
 //!   (not JSON) and 422 (a field fails its check); one with query parameters 422; one with
 //!   a path parameter 404 (unknown or malformed id); one with a bearer token 401 and 403;
 //! - every string field of a request body refuses control characters other than tab and
-//!   line breaks (`extract::refuse_nul`): [`TEXT`], or [`PRESENT`] for a field marked
+//!   line breaks (`extract::refuse_unsafe_values`): [`TEXT`], or [`PRESENT`] for a field marked
 //!   `min_length = 1` (required text, which must not be blank once trimmed);
 //! - query strings refuse NUL ([`QUERY`]);
 //! - a required field is never `null` (it is refused as missing).
@@ -185,7 +185,7 @@ fn complete_request_schema(schema: &mut Value, name: Option<&str>, request_schem
     }
 }
 
-/// Any JSON a free-form object may hold, as `extract::refuse_nul` lets it through: no NUL
+/// Any JSON a free-form object may hold, as `extract::refuse_unsafe_values` lets it through: no NUL
 /// in strings or keys, numbers within ±1e300 (`extract::MAX_JSON_NUMBER`).
 fn json_value_schema() -> Value {
     let any = json!({"$ref": "#/components/schemas/JsonValue"});

@@ -27,6 +27,7 @@ use fibonacco_platform::{
 use crate::{ApiError, error::rate_limit_headers, state::AppState};
 
 const MINUTE: Duration = Duration::from_secs(60);
+const REDIS_WAIT: Duration = Duration::from_millis(500);
 
 /// The caller the limiter authenticated, for [`crate::extract::Auth`].
 #[derive(Debug, Clone)]
@@ -81,10 +82,16 @@ pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next
     let rates =
         rates_for(&state.config.rate_limits, &state.config.queue_prefix, &caller, req.method(), req.uri().path());
     req.extensions_mut().insert(Authenticated(caller));
-    let decision = match quota::check(&state.redis, &rates).await {
-        Ok(d) => d,
-        Err(e) => {
+    // A Redis that hangs is treated like one that is down: the limits wait for it at most
+    // this long on every request.
+    let decision = match tokio::time::timeout(REDIS_WAIT, quota::check(&state.redis, &rates)).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "rate limits unavailable; serving without them");
+            return next.run(req).await;
+        }
+        Err(_) => {
+            tracing::error!("rate limits did not answer in time; serving without them");
             return next.run(req).await;
         }
     };

@@ -67,15 +67,19 @@ pub async fn webhook(
             // between our read and our write: a disagreement, not a reason to retry.
             let why = "the event's PaymentIntent or Checkout Session was just attached to another order";
             let mut tx = db::begin_system(&state.pool).await?;
-            store::record(&mut tx, &event.id, &event.kind, &raw).await?;
-            store::outcome(&mut tx, &event.id, "conflict", Some(why), None, None).await?;
+            // A second delivery of this very event may have been recorded meanwhile: its
+            // outcome stands, and this one is a duplicate.
+            let fresh = store::record(&mut tx, &event.id, &event.kind, &raw).await?;
+            if fresh {
+                store::outcome(&mut tx, &event.id, "conflict", Some(why), None, None).await?;
+            }
             tx.commit().await?;
             WebhookResult {
                 received: true,
-                duplicate: false,
+                duplicate: !fresh,
                 orders_updated: 0,
-                outcome: "conflict",
-                conflict: Some(why.into()),
+                outcome: if fresh { "conflict" } else { "ignored" },
+                conflict: fresh.then(|| why.into()),
             }
         }
         other => other?,

@@ -74,6 +74,7 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
                 milestone("r.replied_at", "replied", "TRUE"),
                 milestone("r.updated_at", "bounced", "r.status = 'bounced'"),
                 milestone("r.updated_at", "unsubscribed", "r.status = 'unsubscribed'"),
+                milestone("r.complained_at", "complained", "TRUE"),
             ]
             .join(" UNION ALL ");
             format!(
@@ -91,6 +92,7 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
                         sum(CASE WHEN milestone = 'replied' THEN 1 ELSE 0 END) AS replied,
                         sum(CASE WHEN milestone = 'bounced' THEN 1 ELSE 0 END) AS bounced,
                         sum(CASE WHEN milestone = 'unsubscribed' THEN 1 ELSE 0 END) AS unsubscribed,
+                        sum(CASE WHEN milestone = 'complained' THEN 1 ELSE 0 END) AS complained,
                         sum(CASE WHEN milestone = 'conversion' THEN 1 ELSE 0 END) AS conversions,
                         CAST(sum(amount) AS BIGINT) AS revenue_minor
                  FROM events e JOIN outbound_campaigns c ON c.id = e.campaign_id

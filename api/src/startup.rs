@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .route("/api/stripe/webhook", axum::routing::post(stripe::webhook))
         .route("/api/twilio/sms/inbound", axum::routing::post(outbound::inbound::sms_inbound))
+        .route("/api/ses/events", axum::routing::post(outbound::ses::ses_events))
         .merge(tracking::routes())
         .route("/health", get(health::health))
         .route("/metrics", get(observability::render))

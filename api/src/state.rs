@@ -21,6 +21,8 @@ pub struct AppState {
     /// The search service (vector store, query embedder loaded on first use), shared
     /// with the search routes, AI chat and AI context.
     pub search: fibonacco_search::SearchService,
+    /// SNS signing certificates (cached) and subscription confirmations.
+    pub sns: Arc<fibonacco_delivery::sns::Client>,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             tokens,
             llm: Arc::new(LlmProvider::from_env()),
             search,
+            sns: Arc::new(fibonacco_delivery::sns::Client::default()),
         }
     }
 }

@@ -60,8 +60,8 @@ const PLATFORM_TABLES: &[&str] = &[
 /// Tables with a tenant_id that are deliberately outside row-level security. Tokens are
 /// read before the tenant is known; `stripe_events` is written and read only by the
 /// webhook and operators (its `tenant_id` records which tenant an event concerned, and
-/// no tenant route reads the table).
-const RLS_EXEMPT: &[&str] = &["personal_access_tokens", "job_batches", "stripe_events"];
+/// no tenant route reads the table); `sns_messages` likewise, by the SES event endpoint.
+const RLS_EXEMPT: &[&str] = &["personal_access_tokens", "job_batches", "stripe_events", "sns_messages"];
 
 #[tokio::test]
 async fn migrations_apply_to_an_empty_database_and_create_every_table() {

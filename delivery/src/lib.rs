@@ -19,6 +19,8 @@ pub mod publishing;
 pub mod reconcile;
 #[cfg(feature = "runtime")]
 pub mod scheduler;
+pub mod ses_events;
+pub mod sns;
 pub mod suppressions;
 pub mod templates;
 

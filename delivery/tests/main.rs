@@ -3,6 +3,7 @@
 //! the send protocol's fault matrix.
 
 mod architecture;
+mod deliverability;
 mod protocol;
 mod sends;
 mod support;

@@ -121,6 +121,35 @@ pub struct Config {
     /// `SHUTDOWN_GRACE_SECS` (default 30): how long a stopping process lets in-flight
     /// requests and jobs finish before it exits anyway.
     pub shutdown_grace: Duration,
+    /// Where SES events may come from and what they suppress (`SNS_*`, `SES_*`).
+    pub ses_events: SesEventSettings,
+}
+
+/// The SES event endpoint (`POST /api/ses/events`): SES publishes through SNS, and SNS
+/// signs every message with a certificate it names by URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesEventSettings {
+    /// `SNS_TOPIC_ARNS` (comma-separated; default none): the topics whose messages are
+    /// applied and whose subscriptions are confirmed. Empty, the endpoint refuses all.
+    pub topic_arns: Vec<String>,
+    /// `SNS_CERT_HOSTS` (default `sns.*.amazonaws.com,sns.*.amazonaws.com.cn`): hosts a
+    /// signing certificate or a subscription URL may be fetched from, over HTTPS; `*` is
+    /// one DNS label. An entry `http://host:port` admits plain HTTP to exactly that host
+    /// (local tests).
+    pub cert_hosts: Vec<String>,
+    /// `SNS_MAX_AGE_SECS` (default 3600): an older message is a replay and is refused.
+    pub max_age: Duration,
+    /// `SES_TRANSIENT_BOUNCE_LIMIT` (default 3; 0 never): transient bounces of one
+    /// customer within the window that suppress the address.
+    pub transient_bounce_limit: u32,
+    /// `SES_TRANSIENT_BOUNCE_WINDOW_DAYS` (default 7).
+    pub transient_bounce_window: Duration,
+}
+
+impl Default for SesEventSettings {
+    fn default() -> Self {
+        ses_event_settings(&|_: &str| None).expect("the defaults are valid")
+    }
 }
 
 /// What the AI routes may spend and read. The platform pays the LLM provider for every
@@ -276,8 +305,58 @@ impl Config {
                 other => other.map(Secret::new),
             },
             shutdown_grace: Duration::from_secs(parsed("SHUTDOWN_GRACE_SECS", get("SHUTDOWN_GRACE_SECS"), 30)?),
+            ses_events: ses_event_settings(&get)?,
         })
     }
+}
+
+fn ses_event_settings(get: &impl Fn(&str) -> Option<String>) -> Result<SesEventSettings, ConfigError> {
+    let list = |name: &str| -> Option<Vec<String>> {
+        get(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| v.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_owned).collect())
+    };
+    let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+        match get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => {
+                v.parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid { name, reason: e.to_string() })
+            }
+        }
+    };
+    let topic_arns = list("SNS_TOPIC_ARNS").unwrap_or_default();
+    if let Some(bad) =
+        topic_arns.iter().find(|a| !a.starts_with("arn:") || a.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ConfigError::Invalid { name: "SNS_TOPIC_ARNS", reason: format!("`{bad}` is not a topic ARN") });
+    }
+    let cert_hosts =
+        list("SNS_CERT_HOSTS").unwrap_or_else(|| vec!["sns.*.amazonaws.com".into(), "sns.*.amazonaws.com.cn".into()]);
+    if let Some(bad) = cert_hosts.iter().find(|h| {
+        h.contains('/') && !h.starts_with("http://") && !h.starts_with("https://")
+            || h.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@')
+    }) {
+        return Err(ConfigError::Invalid { name: "SNS_CERT_HOSTS", reason: format!("`{bad}` is not a host pattern") });
+    }
+    let max_age = number("SNS_MAX_AGE_SECS", 3600)?;
+    if max_age == 0 {
+        return Err(ConfigError::Invalid { name: "SNS_MAX_AGE_SECS", reason: "must be at least 1".into() });
+    }
+    let window_days = number("SES_TRANSIENT_BOUNCE_WINDOW_DAYS", 7)?;
+    if !(1..=365).contains(&window_days) {
+        return Err(ConfigError::Invalid {
+            name: "SES_TRANSIENT_BOUNCE_WINDOW_DAYS",
+            reason: "must be from 1 to 365".into(),
+        });
+    }
+    Ok(SesEventSettings {
+        topic_arns,
+        cert_hosts,
+        max_age: Duration::from_secs(max_age),
+        transient_bounce_limit: u32::try_from(number("SES_TRANSIENT_BOUNCE_LIMIT", 3)?)
+            .map_err(|e| ConfigError::Invalid { name: "SES_TRANSIENT_BOUNCE_LIMIT", reason: e.to_string() })?,
+        transient_bounce_window: Duration::from_secs(window_days * 86_400),
+    })
 }
 
 fn ai_settings(get: &impl Fn(&str) -> Option<String>) -> Result<AiSettings, ConfigError> {

@@ -74,6 +74,8 @@ pub struct Rates {
     pub bounce_rate: Option<f64>,
     /// unsubscribed / delivered
     pub unsubscribe_rate: Option<f64>,
+    /// complained / delivered (e-mail spam complaints)
+    pub complaint_rate: Option<f64>,
     /// last-touch conversions / sent
     pub conversion_rate: Option<f64>,
 }
@@ -91,6 +93,7 @@ impl Rates {
             reply_rate: share(c.replied, c.delivered),
             bounce_rate: share(c.bounced, c.sent),
             unsubscribe_rate: share(c.unsubscribed, c.delivered),
+            complaint_rate: share(c.complained, c.delivered),
             conversion_rate: share(c.conversions, c.sent),
         }
     }

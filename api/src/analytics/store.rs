@@ -159,6 +159,8 @@ pub struct CampaignCounts {
     pub replied: i64,
     pub bounced: i64,
     pub unsubscribed: i64,
+    /// Spam complaints (e-mail), on the day SES reported them.
+    pub complained: i64,
     pub conversions: i64,
     pub revenue_minor: i64,
 }
@@ -176,7 +178,8 @@ pub struct CampaignRow {
 const COUNTS: &str = "coalesce(sum(sent), 0)::bigint as sent, coalesce(sum(delivered), 0)::bigint as delivered,
     coalesce(sum(opened), 0)::bigint as opened, coalesce(sum(clicked), 0)::bigint as clicked,
     coalesce(sum(replied), 0)::bigint as replied, coalesce(sum(bounced), 0)::bigint as bounced,
-    coalesce(sum(unsubscribed), 0)::bigint as unsubscribed, coalesce(sum(conversions), 0)::bigint as conversions,
+    coalesce(sum(unsubscribed), 0)::bigint as unsubscribed, coalesce(sum(complained), 0)::bigint as complained,
+    coalesce(sum(conversions), 0)::bigint as conversions,
     coalesce(sum(revenue_minor), 0)::bigint as revenue_minor";
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]

@@ -39,6 +39,7 @@ use crate::{
         outbound::list_email, outbound::create_email, outbound::list_sms, outbound::create_sms,
         outbound::list_phone, outbound::create_phone, outbound::sms_status, outbound::call_status,
         outbound::inbound::sms_inbound,
+        outbound::ses::ses_events,
         outbound::suppressions::list, outbound::suppressions::create, outbound::suppressions::destroy,
         outbound::templates::list_email, outbound::templates::create_email,
         outbound::templates::list_sms, outbound::templates::create_sms,

@@ -1,7 +1,7 @@
 //! Outbound campaigns over e-mail, SMS and phone (`/api/v1/outbound/...`): campaigns and
 //! their recipients (`campaigns`), request parsing (`input`), templates and scripts
-//! (`templates`), Twilio status callbacks (`callbacks`), who must not be contacted
-//! (`suppressions`) and the SQL of plans and reads
+//! (`templates`), Twilio status callbacks (`callbacks`) and inbound SMS (`inbound`), SES
+//! events over SNS (`ses`), who must not be contacted (`suppressions`) and the SQL of plans and reads
 //! (`store`). Sending is the delivery crate's: `start` moves the campaign and queues its
 //! dispatch.
 
@@ -9,6 +9,7 @@ pub mod callbacks;
 pub mod campaigns;
 pub mod inbound;
 pub mod input;
+pub mod ses;
 pub mod store;
 pub mod suppressions;
 pub mod templates;

@@ -310,15 +310,19 @@ pub struct CampaignAnalytics {
     pub failed: i64,
     pub bounced: i64,
     pub unsubscribed: i64,
-    /// As docs/metrics.md defines them, like the CRM analytics: delivery and bounce over
-    /// `sent`, open, click, reply and unsubscribe over `delivered`; null while the
-    /// denominator is 0 (an e-mail is `delivered` once SES reports it).
+    /// Spam complaints (e-mail; SES reports them, the recipient's status stays).
+    pub complained: i64,
+    /// As docs/metrics.md defines them, like the CRM analytics (rounded to 4 places, as
+    /// there): delivery and bounce over `sent`; open, click, reply, unsubscribe and
+    /// complaint over `delivered`; null while the denominator is 0 (an e-mail is
+    /// `delivered` once SES reports it, or once a person opens or clicks).
     pub delivery_rate: Option<f64>,
     pub open_rate: Option<f64>,
     pub click_rate: Option<f64>,
     pub reply_rate: Option<f64>,
     pub bounce_rate: Option<f64>,
     pub unsubscribe_rate: Option<f64>,
+    pub complaint_rate: Option<f64>,
     /// The latest dispatch's job batch (null before the campaign was dispatched).
     #[sqlx(skip)]
     pub dispatch: Option<DispatchProgress>,
@@ -381,12 +385,17 @@ pub async fn analytics(
              count(*) filter (where status = 'voicemail') as voicemail,
              count(*) filter (where status = 'failed') as failed,
              count(*) filter (where status = 'bounced') as bounced,
-             count(*) filter (where status = 'unsubscribed') as unsubscribed
+             count(*) filter (where status = 'unsubscribed') as unsubscribed,
+             count(*) filter (where complained_at is not null) as complained
            from r)
          select c.*,
-           delivered::float8 / nullif(sent, 0) as delivery_rate, opened::float8 / nullif(delivered, 0) as open_rate,
-           clicked::float8 / nullif(delivered, 0) as click_rate, replied::float8 / nullif(delivered, 0) as reply_rate,
-           bounced::float8 / nullif(sent, 0) as bounce_rate, unsubscribed::float8 / nullif(delivered, 0) as unsubscribe_rate
+           round(delivered::numeric / nullif(sent, 0), 4)::float8 as delivery_rate,
+           round(opened::numeric / nullif(delivered, 0), 4)::float8 as open_rate,
+           round(clicked::numeric / nullif(delivered, 0), 4)::float8 as click_rate,
+           round(replied::numeric / nullif(delivered, 0), 4)::float8 as reply_rate,
+           round(bounced::numeric / nullif(sent, 0), 4)::float8 as bounce_rate,
+           round(unsubscribed::numeric / nullif(delivered, 0), 4)::float8 as unsubscribe_rate,
+           round(complained::numeric / nullif(delivered, 0), 4)::float8 as complaint_rate
          from c",
     )
     .bind(tenant)

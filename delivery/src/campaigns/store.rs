@@ -576,8 +576,10 @@ const MACHINE_AGENTS: &[&str] = &[
 
 /// Whether a tracking request was made by a machine rather than a person: a `HEAD`
 /// request (scanners check links without following them), no user agent at all, or a
-/// scanner's. Not modelled yet: clicks within seconds of delivery, every link of a
-/// message clicked at once, Apple Mail's privacy prefetch.
+/// scanner's. [`engage`] adds the rules that need the recipient's history: a click within
+/// [`MACHINE_CLICK_AFTER_DELIVERY`] of delivery, and a click within [`MACHINE_CLICK_BURST`]
+/// of a click on another link of the same message. Not modelled: Apple Mail's privacy
+/// prefetch (it looks like a person opening).
 pub fn is_machine(method: &str, user_agent: Option<&str>) -> bool {
     if method.eq_ignore_ascii_case("HEAD") {
         return true;
@@ -587,35 +589,41 @@ pub fn is_machine(method: &str, user_agent: Option<&str>) -> bool {
     MACHINE_AGENTS.iter().any(|m| agent.contains(m))
 }
 
+/// No person opens a message and clicks in it this soon after it arrived; security
+/// gateways scan every link on arrival.
+pub const MACHINE_CLICK_AFTER_DELIVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// Two different links of one message clicked this close together are a scanner walking
+/// the message, not a person reading it.
+pub const MACHINE_CLICK_BURST: std::time::Duration = std::time::Duration::from_secs(2);
 impl Engagement {
     fn update(self) -> &'static str {
         match self {
             Self::Open => {
                 "update outbound_campaign_recipients set
-                    delivered_at = coalesce(delivered_at, now()),
-                    opened_at = coalesce(opened_at, now()),
+                    delivered_at = coalesce(delivered_at, $3),
+                    opened_at = coalesce(opened_at, $3),
                     status = case when status in ('sent', 'delivered') then 'opened' else status end
                  where tenant_id = $1 and id = $2 and sent_at is not null
                  returning customer_id, campaign_id, old.opened_at is null as first"
             }
             Self::Click => {
                 "update outbound_campaign_recipients set
-                    delivered_at = coalesce(delivered_at, now()),
-                    opened_at = coalesce(opened_at, now()),
-                    clicked_at = coalesce(clicked_at, now()),
+                    delivered_at = coalesce(delivered_at, $3),
+                    opened_at = coalesce(opened_at, $3),
+                    clicked_at = coalesce(clicked_at, $3),
                     status = case when status in ('sent', 'delivered', 'opened') then 'clicked' else status end
                  where tenant_id = $1 and id = $2 and sent_at is not null
                  returning customer_id, campaign_id, old.clicked_at is null as first"
             }
             Self::Unsubscribe => {
                 "update outbound_campaign_recipients set
-                    unsubscribed_at = coalesce(unsubscribed_at, now()), status = 'unsubscribed'
+                    unsubscribed_at = coalesce(unsubscribed_at, $3), status = 'unsubscribed'
                  where tenant_id = $1 and id = $2
                  returning customer_id, campaign_id, old.unsubscribed_at is null as first"
             }
             Self::MachineOpen | Self::MachineClick => {
                 "select customer_id, campaign_id, true as first from outbound_campaign_recipients
-                 where tenant_id = $1 and id = $2 and sent_at is not null"
+                 where tenant_id = $1 and id = $2 and sent_at is not null and $3::timestamptz is not null"
             }
         }
     }
@@ -646,9 +654,8 @@ pub struct Touched {
     pub first: bool,
 }
 
-/// Records an engagement on the recipient and as customer activity; an unsubscribe also
-/// unsubscribes the customer from every later campaign. `None` when the link names no
-/// recipient (or, for opens and clicks, one that was never sent).
+/// Records an engagement on the recipient and as customer activity, now, in a transaction
+/// of its own ([`engage`]).
 #[tracing::instrument(name = "campaigns.record_engagement", skip(pool, metadata), fields(tenant_id = %who.tenant), err)]
 pub async fn record_engagement(
     pool: &PgPool,
@@ -657,38 +664,137 @@ pub async fn record_engagement(
     metadata: serde_json::Value,
 ) -> Result<Option<Touched>, sqlx::Error> {
     let mut tx = db::begin_tenant(pool, who.tenant).await?;
+    let touched = engage(&mut tx, who, what, chrono::Utc::now(), metadata).await?;
+    tx.commit().await?;
+    Ok(touched)
+}
+
+/// Records an engagement made at `at` on the recipient and as customer activity; an
+/// unsubscribe also unsubscribes the customer from every later campaign. A click that
+/// came too soon after delivery, or in a burst over the message's links, is a machine's
+/// (see [`is_machine`]); a burst also turns the clicks before it in the burst into machine
+/// clicks and recomputes the recipient's open and click milestones from the human
+/// activity left. `None` when the link names no recipient (or, for opens and clicks, one
+/// that was never sent).
+#[tracing::instrument(name = "campaigns.engage", skip(conn, metadata), fields(tenant_id = %who.tenant), err)]
+pub async fn engage(
+    conn: &mut PgConnection,
+    who: RecipientRef,
+    what: Engagement,
+    at: chrono::DateTime<chrono::Utc>,
+    metadata: serde_json::Value,
+) -> Result<Option<Touched>, sqlx::Error> {
+    let mut what = what;
+    let mut burst = false;
+    if what == Engagement::Click {
+        let url = metadata.get("url").and_then(|u| u.as_str());
+        let seen: Option<(Option<chrono::DateTime<chrono::Utc>>, bool)> = sqlx::query_as(
+            "select coalesce(r.delivered_at, r.sent_at),
+                exists (select 1 from customer_activities a
+                        where a.tenant_id = r.tenant_id and a.customer_id = r.customer_id and a.campaign_id = r.campaign_id
+                          and a.activity_type in ('email_click', 'machine_click')
+                          and a.occurred_at > $3 - $5::interval and a.occurred_at <= $3
+                          and a.metadata->>'url' is distinct from $4)
+             from outbound_campaign_recipients r where r.tenant_id = $1 and r.id = $2 for update",
+        )
+        .bind(who.tenant)
+        .bind(who.recipient)
+        .bind(at)
+        .bind(url)
+        .bind(format!("{} milliseconds", MACHINE_CLICK_BURST.as_millis()))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((since, in_burst)) = seen {
+            let soon = since.is_some_and(|since| {
+                at - since < chrono::Duration::from_std(MACHINE_CLICK_AFTER_DELIVERY).unwrap_or_default()
+            });
+            burst = in_burst;
+            if soon || in_burst {
+                what = Engagement::MachineClick;
+            }
+        }
+    }
     let touched: Option<Touched> = sqlx::query_as(sqlx::AssertSqlSafe(what.update()))
         .bind(who.tenant)
         .bind(who.recipient)
-        .fetch_optional(&mut *tx)
+        .bind(at)
+        .fetch_optional(&mut *conn)
         .await?;
     if let Some(t) = &touched
         && (t.first || what.every_time())
     {
         sqlx::query(
             "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id,
-                campaign_id, metadata)
-             values ($1, $2, $3, 'email', 'outbound_campaign', $4, $4, $5)",
+                campaign_id, metadata, occurred_at)
+             values ($1, $2, $3, 'email', 'outbound_campaign', $4, $4, $5, $6)",
         )
         .bind(who.tenant)
         .bind(t.customer_id)
         .bind(what.activity())
         .bind(t.campaign_id)
         .bind(metadata)
-        .execute(&mut *tx)
+        .bind(at)
+        .execute(&mut *conn)
         .await?;
+    }
+    if let Some(t) = &touched
+        && burst
+    {
+        reclassify_burst(conn, who, t, at).await?;
     }
     if let Some(t) = &touched
         && what == Engagement::Unsubscribe
     {
         sqlx::query(
-            "update crm_customers set unsubscribed_at = coalesce(unsubscribed_at, now()) where tenant_id = $1 and id = $2",
+            "update crm_customers set unsubscribed_at = coalesce(unsubscribed_at, $3) where tenant_id = $1 and id = $2",
         )
         .bind(who.tenant)
         .bind(t.customer_id)
-        .execute(&mut *tx)
+        .bind(at)
+        .execute(&mut *conn)
         .await?;
     }
-    tx.commit().await?;
     Ok(touched)
+}
+
+/// The human clicks of a burst were a scanner's: they become machine clicks, and the
+/// recipient's opened/clicked milestones (and status) are recomputed from the human opens
+/// and clicks that remain. Delivery stays proven.
+async fn reclassify_burst(
+    conn: &mut PgConnection,
+    who: RecipientRef,
+    t: &Touched,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update customer_activities set activity_type = 'machine_click'
+         where tenant_id = $1 and customer_id = $2 and campaign_id = $3 and activity_type = 'email_click'
+           and occurred_at > $4 - $5::interval and occurred_at <= $4",
+    )
+    .bind(who.tenant)
+    .bind(t.customer_id)
+    .bind(t.campaign_id)
+    .bind(at)
+    .bind(format!("{} milliseconds", MACHINE_CLICK_BURST.as_millis()))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "with human as (
+           select min(occurred_at) filter (where activity_type = 'email_click') as clicked,
+                  min(occurred_at) filter (where activity_type in ('email_open', 'email_click')) as opened
+           from customer_activities where tenant_id = $1 and customer_id = $2 and campaign_id = $3
+         )
+         update outbound_campaign_recipients r set clicked_at = human.clicked, opened_at = human.opened,
+           status = case when r.status in ('opened', 'clicked') then
+               case when human.clicked is not null then 'clicked' when human.opened is not null then 'opened' else 'delivered' end
+             else r.status end
+         from human where r.tenant_id = $1 and r.id = $4",
+    )
+    .bind(who.tenant)
+    .bind(t.customer_id)
+    .bind(t.campaign_id)
+    .bind(who.recipient)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

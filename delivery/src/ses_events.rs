@@ -1,0 +1,610 @@
+//! What SES tells about a message it sent (event publishing through SNS, or the older
+//! identity notifications), and what that does to the recipient: [`SesEvent::parse`]
+//! reads the event, [`effect`] decides (pure: the synthetic generator runs the same
+//! decisions), [`apply`] records it.
+//!
+//! | SES event | recipient | activity | suppression |
+//! |---|---|---|---|
+//! | Send | — | — | — |
+//! | Delivery | `delivered` | — | — |
+//! | Bounce, Permanent | `bounced` | `email_bounce` | the address, in every tenant that has it |
+//! | Bounce, Transient / Undetermined | `bounced` | `email_bounce` | after N in a window, in the tenant |
+//! | Complaint | `complained_at` | `email_complaint` | the address, in the sending tenant |
+//! | Reject, Rendering Failure | `failed` | — | — |
+//! | DeliveryDelay | — | `email_delayed` | — |
+//! | Open, Click | as the tracking links record them (human or machine) | | |
+//!
+//! Statuses only move forward ([`crate::campaigns::RecipientStatus::advances_to`]): a
+//! late Delivery after an Open changes nothing, a Bounce after a Delivery leaves the
+//! status but still suppresses the address.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fibonacco_platform::TenantId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    campaigns::{
+        RecipientStatus,
+        store::{self as campaign_store, Engagement},
+    },
+    links::RecipientRef,
+};
+
+/// How a bounce is classed by SES.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BounceKind {
+    /// The address does not exist or refuses mail for good.
+    Permanent,
+    /// A full mailbox, a message too large, a greylisting server: may pass later.
+    Transient,
+    /// SES could not tell.
+    Undetermined,
+}
+
+impl BounceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Permanent => "Permanent",
+            Self::Transient => "Transient",
+            Self::Undetermined => "Undetermined",
+        }
+    }
+}
+
+/// The part of an SES event this platform acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Send,
+    Delivery,
+    Bounce {
+        kind: BounceKind,
+        sub_type: String,
+        addresses: Vec<String>,
+        diagnostic: Option<String>,
+    },
+    /// `feedback` is the ARF feedback type (`abuse`, `not-spam`, …) when the mailbox
+    /// provider sent one.
+    Complaint {
+        addresses: Vec<String>,
+        feedback: Option<String>,
+    },
+    Reject {
+        reason: String,
+    },
+    RenderingFailure {
+        error: String,
+    },
+    DeliveryDelay {
+        delay_type: String,
+    },
+    Open {
+        user_agent: Option<String>,
+    },
+    Click {
+        user_agent: Option<String>,
+        link: String,
+    },
+    /// Any other type (`Subscription`, future ones): counted, nothing changes.
+    Other(String),
+}
+
+/// One SES event about one sent message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SesEvent {
+    /// SES's message id (what `SendEmail` answered, kept as `provider_message_id`).
+    pub message_id: String,
+    /// When it happened at SES or at the recipient (the event's own timestamp, else the
+    /// mail's); the milestones and activities carry this time, not the arrival's.
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEvent {
+    event_type: Option<String>,
+    notification_type: Option<String>,
+    mail: RawMail,
+    bounce: Option<RawBounce>,
+    complaint: Option<RawComplaint>,
+    delivery: Option<RawTimed>,
+    reject: Option<RawReject>,
+    failure: Option<RawFailure>,
+    delivery_delay: Option<RawDelay>,
+    open: Option<RawEngagement>,
+    click: Option<RawEngagement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawMail {
+    message_id: String,
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRecipient {
+    email_address: String,
+    diagnostic_code: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBounce {
+    bounce_type: String,
+    #[serde(default)]
+    bounce_sub_type: String,
+    #[serde(default)]
+    bounced_recipients: Vec<RawRecipient>,
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawComplaint {
+    #[serde(default)]
+    complained_recipients: Vec<RawRecipient>,
+    complaint_feedback_type: Option<String>,
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTimed {
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawReject {
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawFailure {
+    #[serde(default)]
+    error_message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDelay {
+    #[serde(default)]
+    delay_type: String,
+    timestamp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEngagement {
+    user_agent: Option<String>,
+    link: Option<String>,
+    timestamp: Option<String>,
+}
+
+/// Text from SES kept in errors and activity metadata: bounded, without control characters.
+fn clean(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+fn time(raw: Option<&str>) -> Option<DateTime<Utc>> {
+    raw.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+impl SesEvent {
+    /// Reads an SES event (`eventType`, as configuration-set event publishing sends it,
+    /// or `notificationType`, as identity notifications do).
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let raw: RawEvent = serde_json::from_str(json).map_err(|e| format!("not an SES event: {e}"))?;
+        let name = raw.event_type.or(raw.notification_type).ok_or("neither eventType nor notificationType")?;
+        let message_id = raw.mail.message_id.trim().to_owned();
+        if message_id.is_empty() || message_id.len() > 200 {
+            return Err("mail.messageId is empty or too long".into());
+        }
+        let mail_at = time(raw.mail.timestamp.as_deref());
+        let addresses =
+            |list: &[RawRecipient]| list.iter().map(|r| clean(r.email_address.trim(), 320)).collect::<Vec<_>>();
+        let missing = |part: &str| format!("a {name} event without its `{part}` part");
+        let (kind, at) = match name.as_str() {
+            "Send" => (EventKind::Send, None),
+            "Delivery" => (EventKind::Delivery, raw.delivery.and_then(|d| time(d.timestamp.as_deref()))),
+            "Bounce" => {
+                let b = raw.bounce.ok_or_else(|| missing("bounce"))?;
+                let kind = match b.bounce_type.as_str() {
+                    "Permanent" => BounceKind::Permanent,
+                    "Transient" => BounceKind::Transient,
+                    _ => BounceKind::Undetermined,
+                };
+                let diagnostic =
+                    b.bounced_recipients.iter().find_map(|r| r.diagnostic_code.as_deref()).map(|d| clean(d, 300));
+                (
+                    EventKind::Bounce {
+                        kind,
+                        sub_type: clean(&b.bounce_sub_type, 60),
+                        addresses: addresses(&b.bounced_recipients),
+                        diagnostic,
+                    },
+                    time(b.timestamp.as_deref()),
+                )
+            }
+            "Complaint" => {
+                let c = raw.complaint.ok_or_else(|| missing("complaint"))?;
+                (
+                    EventKind::Complaint {
+                        addresses: addresses(&c.complained_recipients),
+                        feedback: c.complaint_feedback_type.map(|f| clean(&f, 60)),
+                    },
+                    time(c.timestamp.as_deref()),
+                )
+            }
+            "Reject" => {
+                (EventKind::Reject { reason: clean(&raw.reject.map(|r| r.reason).unwrap_or_default(), 300) }, None)
+            }
+            "Rendering Failure" => (
+                EventKind::RenderingFailure {
+                    error: clean(&raw.failure.map(|f| f.error_message).unwrap_or_default(), 300),
+                },
+                None,
+            ),
+            "DeliveryDelay" => {
+                let d = raw.delivery_delay.ok_or_else(|| missing("deliveryDelay"))?;
+                (EventKind::DeliveryDelay { delay_type: clean(&d.delay_type, 60) }, time(d.timestamp.as_deref()))
+            }
+            "Open" => {
+                let o = raw.open.ok_or_else(|| missing("open"))?;
+                (EventKind::Open { user_agent: o.user_agent.map(|u| clean(&u, 300)) }, time(o.timestamp.as_deref()))
+            }
+            "Click" => {
+                let c = raw.click.ok_or_else(|| missing("click"))?;
+                (
+                    EventKind::Click {
+                        user_agent: c.user_agent.map(|u| clean(&u, 300)),
+                        link: clean(&c.link.unwrap_or_default(), 2000),
+                    },
+                    time(c.timestamp.as_deref()),
+                )
+            }
+            other => (EventKind::Other(clean(other, 40)), None),
+        };
+        Ok(Self { message_id, at: at.or(mail_at).unwrap_or_else(Utc::now), kind })
+    }
+
+    /// The event's type as SES names it (for counters and the record of messages).
+    pub fn type_name(&self) -> &str {
+        match &self.kind {
+            EventKind::Send => "Send",
+            EventKind::Delivery => "Delivery",
+            EventKind::Bounce { .. } => "Bounce",
+            EventKind::Complaint { .. } => "Complaint",
+            EventKind::Reject { .. } => "Reject",
+            EventKind::RenderingFailure { .. } => "Rendering Failure",
+            EventKind::DeliveryDelay { .. } => "DeliveryDelay",
+            EventKind::Open { .. } => "Open",
+            EventKind::Click { .. } => "Click",
+            EventKind::Other(name) => name,
+        }
+    }
+}
+
+/// What one event does, decided without a database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    /// Where the recipient should move (only if that is forward), with the error kept.
+    pub status: Option<(RecipientStatus, Option<String>)>,
+    /// The customer activity written, with its metadata.
+    pub activity: Option<(&'static str, Value)>,
+    /// An open or a click, recorded as the tracking links record them.
+    pub engagement: Option<(Engagement, Value)>,
+    pub suppress: Option<Suppress>,
+    /// A complaint stamps `complained_at`.
+    pub complained: bool,
+}
+
+/// Which addresses stop receiving mail, and how far.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Suppress {
+    /// A permanent bounce: the address cannot receive, whoever sends.
+    Everywhere { addresses: Vec<String>, note: String },
+    /// A complaint: this sender's mail is unwanted there.
+    Tenant { addresses: Vec<String>, note: String },
+    /// A transient bounce counts towards the limit ([`Policy`]).
+    CountTransient { addresses: Vec<String> },
+}
+
+/// Decides what `event` does to its recipient.
+pub fn effect(event: &SesEvent) -> Effect {
+    let mut out = Effect { status: None, activity: None, engagement: None, suppress: None, complained: false };
+    match &event.kind {
+        EventKind::Send | EventKind::Other(_) => {}
+        EventKind::Delivery => out.status = Some((RecipientStatus::Delivered, None)),
+        EventKind::Bounce { kind, sub_type, addresses, diagnostic } => {
+            let mut error = format!("{} bounce ({sub_type})", kind.as_str().to_lowercase());
+            if let Some(d) = diagnostic {
+                error.push_str(": ");
+                error.push_str(d);
+            }
+            out.status = Some((RecipientStatus::Bounced, Some(error)));
+            out.activity = Some(("email_bounce", json!({"bounce_type": kind.as_str(), "bounce_sub_type": sub_type})));
+            out.suppress = Some(match kind {
+                BounceKind::Permanent => Suppress::Everywhere {
+                    addresses: addresses.clone(),
+                    note: format!("permanent bounce ({sub_type})"),
+                },
+                BounceKind::Transient | BounceKind::Undetermined => {
+                    Suppress::CountTransient { addresses: addresses.clone() }
+                }
+            });
+        }
+        EventKind::Complaint { addresses, feedback } => {
+            // `not-spam` is the person taking a message out of the spam folder.
+            if feedback.as_deref() != Some("not-spam") {
+                out.complained = true;
+                out.activity = Some(("email_complaint", json!({"feedback_type": feedback})));
+                out.suppress = Some(Suppress::Tenant {
+                    addresses: addresses.clone(),
+                    note: format!("complaint ({})", feedback.as_deref().unwrap_or("unspecified")),
+                });
+            }
+        }
+        EventKind::Reject { reason } => {
+            out.status = Some((RecipientStatus::Failed, Some(format!("rejected by SES: {reason}"))))
+        }
+        EventKind::RenderingFailure { error } => {
+            out.status = Some((RecipientStatus::Failed, Some(format!("SES could not render the template: {error}"))))
+        }
+        EventKind::DeliveryDelay { delay_type } => {
+            out.activity = Some(("email_delayed", json!({"delay_type": delay_type})))
+        }
+        EventKind::Open { user_agent } => {
+            let what = if campaign_store::is_machine("GET", user_agent.as_deref()) {
+                Engagement::MachineOpen
+            } else {
+                Engagement::Open
+            };
+            out.engagement = Some((what, json!({"source": "ses", "user_agent": user_agent})));
+        }
+        EventKind::Click { user_agent, link } => {
+            let what = if campaign_store::is_machine("GET", user_agent.as_deref()) {
+                Engagement::MachineClick
+            } else {
+                Engagement::Click
+            };
+            out.engagement = Some((what, json!({"source": "ses", "url": link, "user_agent": user_agent})));
+        }
+    }
+    out
+}
+
+/// When transient bounces turn into a suppression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// `SES_TRANSIENT_BOUNCE_LIMIT` (default 3; 0 never suppresses for them).
+    pub transient_limit: u32,
+    /// `SES_TRANSIENT_BOUNCE_WINDOW_DAYS` (default 7).
+    pub transient_window: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { transient_limit: 3, transient_window: Duration::from_secs(7 * 86_400) }
+    }
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// No recipient has the message id (another platform's mail, or one long deleted).
+    UnknownMessage,
+    /// Recorded (a status move, an activity, a suppression; any of them).
+    Recorded { tenant: TenantId, moved: bool, suppressed: u64 },
+}
+
+/// Records `event` on the recipient SES sent it to. Runs in the caller's system
+/// transaction: the event names a message, not a tenant; the recipient row gives the
+/// tenant, and every write names it.
+#[tracing::instrument(name = "ses_events.apply", skip(conn, event), fields(kind = event.type_name()), err)]
+pub async fn apply(conn: &mut PgConnection, event: &SesEvent, policy: Policy) -> Result<Applied, sqlx::Error> {
+    let row: Option<(Uuid, Uuid, Uuid, Uuid, String)> = sqlx::query_as(
+        "select id, tenant_id, campaign_id, customer_id, status from outbound_campaign_recipients
+         where provider_message_id = $1 for update",
+    )
+    .bind(&event.message_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((recipient, tenant, campaign, customer, status)) = row else { return Ok(Applied::UnknownMessage) };
+    let tenant = TenantId::from_uuid(tenant);
+    let decided = effect(event);
+    let mut moved = false;
+    if let Some((to, error)) = &decided.status
+        && RecipientStatus::parse(&status).is_some_and(|from| from.advances_to(*to))
+    {
+        sqlx::query(
+            "update outbound_campaign_recipients set status = $3,
+                delivered_at = case when $3 = 'delivered' then coalesce(delivered_at, $4) else delivered_at end,
+                bounced_at = case when $3 = 'bounced' then coalesce(bounced_at, $4) else bounced_at end,
+                error = coalesce($5, error)
+             where tenant_id = $1 and id = $2",
+        )
+        .bind(tenant)
+        .bind(recipient)
+        .bind(to.as_str())
+        .bind(event.at)
+        .bind(error)
+        .execute(&mut *conn)
+        .await?;
+        moved = true;
+    }
+    if decided.complained {
+        sqlx::query(
+            "update outbound_campaign_recipients set complained_at = coalesce(complained_at, $3),
+                delivered_at = coalesce(delivered_at, $3)
+             where tenant_id = $1 and id = $2",
+        )
+        .bind(tenant)
+        .bind(recipient)
+        .bind(event.at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some((activity, metadata)) = &decided.activity {
+        sqlx::query(
+            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id,
+                campaign_id, metadata, occurred_at)
+             values ($1, $2, $3, 'email', 'outbound_campaign', $4, $4, $5, $6)",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .bind(activity)
+        .bind(campaign)
+        .bind(metadata)
+        .bind(event.at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some((what, metadata)) = decided.engagement {
+        let touched =
+            campaign_store::engage(&mut *conn, RecipientRef { tenant, recipient }, what, event.at, metadata).await?;
+        moved = touched.is_some_and(|t| t.first);
+    }
+    let suppressed = match &decided.suppress {
+        None => 0,
+        Some(rule) => suppress(conn, tenant, customer, rule, policy).await?,
+    };
+    Ok(Applied::Recorded { tenant, moved, suppressed })
+}
+
+async fn suppress(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    customer: Uuid,
+    rule: &Suppress,
+    policy: Policy,
+) -> Result<u64, sqlx::Error> {
+    let normalised = |addresses: &[String]| -> Vec<String> {
+        addresses.iter().filter_map(|a| crate::suppressions::normalise("email", a).ok()).collect()
+    };
+    let (addresses, note, everywhere) = match rule {
+        Suppress::Everywhere { addresses, note } => (normalised(addresses), note.clone(), true),
+        Suppress::Tenant { addresses, note } => (normalised(addresses), note.clone(), false),
+        Suppress::CountTransient { addresses } => {
+            if policy.transient_limit == 0 {
+                return Ok(0);
+            }
+            let window = format!("{} seconds", policy.transient_window.as_secs());
+            let count: i64 = sqlx::query_scalar(
+                "select count(*) from customer_activities
+                 where tenant_id = $1 and customer_id = $2 and activity_type = 'email_bounce'
+                   and metadata->>'bounce_type' <> 'Permanent' and occurred_at > now() - $3::interval",
+            )
+            .bind(tenant)
+            .bind(customer)
+            .bind(&window)
+            .fetch_one(&mut *conn)
+            .await?;
+            if count < i64::from(policy.transient_limit) {
+                return Ok(0);
+            }
+            let days = policy.transient_window.as_secs() / 86_400;
+            (normalised(addresses), format!("{count} transient bounces within {days} days"), false)
+        }
+    };
+    if addresses.is_empty() {
+        return Ok(0);
+    }
+    // The sending tenant always; for a permanent bounce also every tenant with a customer
+    // at the address (the address does not exist, whoever writes to it, and all tenants
+    // send through one SES account whose bounce rate they share).
+    let n = sqlx::query(
+        "insert into outbound_suppressions (tenant_id, channel, target, reason, note)
+         select t, 'email', a, $4, $5 from unnest($2::text[]) a,
+           lateral (select $1::uuid as t
+                    union select c.tenant_id from crm_customers c where $3 and lower(c.email) = a) ts(t)
+         on conflict do nothing",
+    )
+    .bind(tenant)
+    .bind(&addresses)
+    .bind(everywhere)
+    .bind(if matches!(rule, Suppress::Tenant { .. }) { "complaint" } else { "bounce" })
+    .bind(note)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(json: Value) -> SesEvent {
+        SesEvent::parse(&json.to_string()).unwrap()
+    }
+
+    const MAIL: &str = r#"{"messageId": "0100-abc", "timestamp": "2026-11-30T10:00:00.000Z"}"#;
+
+    fn with_mail(mut v: Value) -> Value {
+        v["mail"] = serde_json::from_str(MAIL).unwrap();
+        v
+    }
+
+    #[test]
+    fn event_types_become_effects() {
+        let delivery =
+            event(with_mail(json!({"eventType": "Delivery", "delivery": {"timestamp": "2026-11-30T10:00:02Z"}})));
+        assert_eq!(delivery.at.to_rfc3339(), "2026-11-30T10:00:02+00:00");
+        assert_eq!(effect(&delivery).status, Some((RecipientStatus::Delivered, None)));
+
+        let hard = event(with_mail(json!({"notificationType": "Bounce", "bounce": {"bounceType": "Permanent",
+            "bounceSubType": "General", "bouncedRecipients": [{"emailAddress": "Gone@Example.com",
+            "diagnosticCode": "smtp; 550 5.1.1 user unknown\r\nInjected: yes"}]}})));
+        let e = effect(&hard);
+        let (status, error) = e.status.unwrap();
+        assert_eq!(status, RecipientStatus::Bounced);
+        assert!(!error.unwrap().contains('\n'), "control characters are dropped from provider text");
+        assert!(
+            matches!(e.suppress, Some(Suppress::Everywhere { ref addresses, .. }) if addresses == &["Gone@Example.com"])
+        );
+
+        let soft = event(with_mail(json!({"eventType": "Bounce", "bounce": {"bounceType": "Transient",
+            "bounceSubType": "MailboxFull", "bouncedRecipients": [{"emailAddress": "full@example.com"}]}})));
+        assert!(matches!(effect(&soft).suppress, Some(Suppress::CountTransient { .. })));
+
+        let complaint = event(with_mail(json!({"eventType": "Complaint", "complaint": {"complainedRecipients":
+            [{"emailAddress": "angry@example.com"}], "complaintFeedbackType": "abuse"}})));
+        let e = effect(&complaint);
+        assert!(e.complained && matches!(e.suppress, Some(Suppress::Tenant { .. })));
+        let not_spam = event(with_mail(json!({"eventType": "Complaint", "complaint": {"complainedRecipients":
+            [{"emailAddress": "a@example.com"}], "complaintFeedbackType": "not-spam"}})));
+        assert_eq!(effect(&not_spam).suppress, None);
+
+        let scanner = event(with_mail(json!({"eventType": "Click", "click": {"link": "https://x.example/",
+            "userAgent": "Mozilla/5.0 (compatible; Barracuda)"}})));
+        assert!(matches!(effect(&scanner).engagement, Some((Engagement::MachineClick, _))));
+        let person = event(with_mail(json!({"eventType": "Open", "open": {"userAgent": "Mozilla/5.0 (iPhone)"}})));
+        assert!(matches!(effect(&person).engagement, Some((Engagement::Open, _))));
+
+        let reject = event(with_mail(json!({"eventType": "Reject", "reject": {"reason": "Bad content"}})));
+        assert!(matches!(effect(&reject).status, Some((RecipientStatus::Failed, _))));
+        let other = event(with_mail(json!({"eventType": "Subscription", "subscription": {}})));
+        assert_eq!(
+            effect(&other),
+            Effect { status: None, activity: None, engagement: None, suppress: None, complained: false }
+        );
+    }
+
+    #[test]
+    fn malformed_events_are_refused_with_a_reason() {
+        assert!(SesEvent::parse("not json").is_err());
+        assert!(SesEvent::parse(&json!({"mail": {"messageId": "x"}}).to_string()).is_err());
+        assert!(
+            SesEvent::parse(&with_mail(json!({"eventType": "Bounce"})).to_string()).unwrap_err().contains("bounce")
+        );
+        assert!(SesEvent::parse(&json!({"eventType": "Send", "mail": {"messageId": ""}}).to_string()).is_err());
+    }
+}

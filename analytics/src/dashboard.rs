@@ -7,7 +7,8 @@
 //! * orders: per (tenant, day of creation, service, category, currency) orders, paid
 //!   orders, revenue of paid orders, refunds, distinct customers
 //! * campaigns: per (tenant, day, campaign) each delivery milestone on the day it
-//!   happened (bounces and unsubscribes on the recipient's last update), plus last-touch
+//!   happened (bounces and unsubscribes on the recipient's last update, complaints on the
+//!   first report's), plus last-touch
 //!   conversions and revenue on the day the order was paid
 //! * customers: per (tenant, day) new customers, active customers (with any activity),
 //!   conversations started and messages
@@ -74,9 +75,22 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
                 milestone("r.replied_at", "replied", "TRUE"),
                 milestone("r.updated_at", "bounced", "r.status = 'bounced'"),
                 milestone("r.updated_at", "unsubscribed", "r.status = 'unsubscribed'"),
-                milestone("r.complained_at", "complained", "TRUE"),
             ]
             .join(" UNION ALL ");
+            // A complaint counts once per recipient, on the day of its first report. It is
+            // read from the `email_complaint` activities (which carry the SES event's time,
+            // as `complained_at` does) rather than from the recipient's column, which a lake
+            // captured before the column existed does not have.
+            let complaints = format!(
+                "SELECT tenant_id, campaign_id, {d} AS day, 'complained' AS milestone, CAST(0 AS BIGINT) AS amount
+                 FROM (SELECT tenant_id, campaign_id, customer_id, min(occurred_at) AS occurred_at
+                       FROM customer_activities
+                       WHERE activity_type = 'email_complaint' AND campaign_id IS NOT NULL AND {occ} <= {t}
+                       GROUP BY 1, 2, 3)",
+                d = day("occurred_at"),
+                occ = micros("occurred_at"),
+            );
+            let events = format!("{events} UNION ALL {complaints}");
             format!(
                 "WITH {ctes},
                  conversions AS (

@@ -11,6 +11,7 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use fibonacco_delivery::ses_events::{BounceKind, EventKind, Milestones, SesEvent, Suppress};
 use fibonacco_platform::{auth, tenancy};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -139,6 +140,7 @@ struct Rows {
     activities: String,
     orders: String,
     votes: String,
+    suppressions: String,
     counts: BTreeMap<&'static str, u64>,
 }
 
@@ -164,7 +166,7 @@ impl Rows {
             ("crm_conversation_messages", "id, tenant_id, conversation_id, role, content, created_at", self.messages),
             (
                 "outbound_campaign_recipients",
-                "id, tenant_id, campaign_id, customer_id, status, attempts, queued_at, sent_at, delivered_at, opened_at, clicked_at, replied_at, created_at, updated_at",
+                "id, tenant_id, campaign_id, customer_id, status, attempts, queued_at, sent_at, delivered_at, opened_at, clicked_at, replied_at, bounced_at, complained_at, error, created_at, updated_at",
                 self.recipients,
             ),
             (
@@ -178,6 +180,7 @@ impl Rows {
                 self.orders,
             ),
             ("knowledge_votes", "id, tenant_id, knowledge_id, voter_key, helpful, created_at, updated_at", self.votes),
+            ("outbound_suppressions", "id, tenant_id, channel, target, reason, created_at", self.suppressions),
         ] {
             if data.is_empty() {
                 continue;
@@ -261,6 +264,9 @@ fn poisson(rng: &mut StdRng, lambda: f64) -> u32 {
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
+
+/// The user agent of the people in the synthetic data (a mail client, never a scanner).
+const PERSON_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15";
 
 struct Campaign {
     id: Uuid,
@@ -445,6 +451,9 @@ impl TenantGen {
         let days = self.days;
         let p = |t: f64| sigmoid(level + drift * (t / days - 0.5));
         let industry = ["retail", "food", "health", "trades", "fitness", "legal"][(n % 6) as usize];
+        let email = format!("c{}@{}.example", n + 1, self.slug);
+        // Why this address is no longer mailed, once SES said so.
+        let mut suppressed: Option<&'static str> = None;
         line(
             &mut rows.customers,
             &[
@@ -452,7 +461,7 @@ impl TenantGen {
                 Some(&tenant),
                 Some(&format!("Customer {} of {}", n + 1, self.slug)),
                 Some(&format!("customer-{}", n + 1)),
-                Some(&format!("c{}@{}.example", n + 1, self.slug)),
+                Some(&email),
                 Some(&format!("{{\"industry\": \"{industry}\"}}")),
                 Some(&ts(created)),
                 Some(&ts(created)),
@@ -569,39 +578,44 @@ impl TenantGen {
             let mut opened = None;
             let mut clicked = None;
             let mut replied = None;
+            let mut bounced = None;
+            let mut complained = None;
+            let mut unsubscribed = None;
+            let mut error: Option<String> = None;
+            let mut skipped = false;
             let mut responded = false;
             let mut status;
             match campaign.channel {
+                "email" if suppressed.is_some() => {
+                    // An address that bounced for good or complained is skipped, as a
+                    // real send skips a suppressed target.
+                    status = "failed";
+                    error = suppressed.map(|r| format!("suppressed ({r})"));
+                    skipped = true;
+                }
                 "email" => {
-                    if rng.random::<f64>() < 0.96 {
-                        delivered = Some(sent + Duration::seconds(5));
-                        status = "delivered";
+                    // SES reports each message's fate: the generator makes the events SES
+                    // would publish and folds them through `ses_events::Milestones`, the
+                    // decisions the SNS endpoint applies to real events.
+                    let mut events = Vec::new();
+                    let ses = |at: DateTime<Utc>, kind: EventKind| SesEvent { message_id: String::new(), at, kind };
+                    let fate = rng.random::<f64>();
+                    if fate < 0.96 {
+                        events.push(ses(sent + Duration::seconds(5), EventKind::Delivery));
                         if rng.random::<f64>() < 0.15 + 0.6 * pt {
                             let at = sent + Duration::minutes(rng.random_range(5..2880));
-                            opened = Some(at);
-                            status = "opened";
-                            self.activity(rng, rows, &cid, "email_open", "email", None, Some(campaign.id), None, at);
+                            events.push(ses(at, EventKind::Open { user_agent: Some(PERSON_AGENT.into()) }));
                             if rng.random::<f64>() < 0.15 + 0.5 * pt {
-                                let at = at + Duration::minutes(1);
-                                clicked = Some(at);
-                                status = "clicked";
+                                let link = "https://example.com/offer".to_owned();
+                                events.push(ses(
+                                    at + Duration::minutes(1),
+                                    EventKind::Click { user_agent: Some(PERSON_AGENT.into()), link },
+                                ));
                                 responded = true;
-                                self.activity(
-                                    rng,
-                                    rows,
-                                    &cid,
-                                    "email_click",
-                                    "email",
-                                    None,
-                                    Some(campaign.id),
-                                    None,
-                                    at,
-                                );
                             }
                             if rng.random::<f64>() < 0.03 + 0.15 * pt {
                                 let at = at + Duration::minutes(30);
                                 replied = Some(at);
-                                status = "replied";
                                 responded = true;
                                 self.activity(
                                     rng,
@@ -616,13 +630,77 @@ impl TenantGen {
                                 );
                             }
                         }
-                        if !responded && rng.random::<f64>() < 0.01 {
-                            status = "unsubscribed";
-                            let at = sent + Duration::hours(3);
-                            self.activity(rng, rows, &cid, "unsubscribe", "email", None, Some(campaign.id), None, at);
+                        if !responded {
+                            let u = rng.random::<f64>();
+                            if u < 0.01 {
+                                unsubscribed = Some(sent + Duration::hours(3));
+                                // One in ten who leave also report the message as spam.
+                                if u < 0.001 {
+                                    events.push(ses(
+                                        sent + Duration::hours(3),
+                                        EventKind::Complaint {
+                                            addresses: vec![email.clone()],
+                                            feedback: Some("abuse".into()),
+                                        },
+                                    ));
+                                }
+                            }
                         }
                     } else {
-                        status = "bounced";
+                        let kind = if fate < 0.99 { BounceKind::Permanent } else { BounceKind::Transient };
+                        let sub_type = if kind == BounceKind::Permanent { "General" } else { "MailboxFull" };
+                        events.push(ses(
+                            sent + Duration::seconds(5),
+                            EventKind::Bounce {
+                                kind,
+                                sub_type: sub_type.into(),
+                                addresses: vec![email.clone()],
+                                diagnostic: None,
+                            },
+                        ));
+                    }
+                    let mut m = Milestones::sent();
+                    for event in &events {
+                        let effect = m.apply(event);
+                        let activity =
+                            effect.activity.map(|(a, _)| a).or(effect.engagement.map(|(what, _)| what.activity()));
+                        if let Some(activity) = activity {
+                            self.activity(rng, rows, &cid, activity, "email", None, Some(campaign.id), None, event.at);
+                        }
+                        let reason = match effect.suppress {
+                            Some(Suppress::Everywhere { .. }) => Some("bounce"),
+                            Some(Suppress::Tenant { .. }) => Some("complaint"),
+                            _ => None,
+                        };
+                        if let Some(reason) = reason.filter(|_| suppressed.is_none()) {
+                            suppressed = Some(reason);
+                            let sid = id_at(rng, event.at).to_string();
+                            line(
+                                &mut rows.suppressions,
+                                &[
+                                    Some(&sid),
+                                    Some(&tenant),
+                                    Some("email"),
+                                    Some(&email),
+                                    Some(reason),
+                                    Some(&ts(event.at)),
+                                ],
+                            );
+                            rows.add("outbound_suppressions");
+                        }
+                    }
+                    delivered = m.delivered_at;
+                    opened = m.opened_at;
+                    clicked = m.clicked_at;
+                    bounced = m.bounced_at;
+                    complained = m.complained_at;
+                    error = m.error;
+                    status = m.status.as_str();
+                    if replied.is_some() {
+                        status = "replied";
+                    } else if let Some(at) = unsubscribed {
+                        status = "unsubscribed";
+                        self.activity(rng, rows, &cid, "unsubscribe", "email", None, Some(campaign.id), None, at);
                     }
                 }
                 "sms" => {
@@ -661,8 +739,10 @@ impl TenantGen {
                 }
             }
             let rid = id_at(rng, sent).to_string();
-            let last = [delivered, opened, clicked, replied].into_iter().flatten().max().unwrap_or(sent);
+            let last =
+                [delivered, opened, clicked, replied, bounced, complained].into_iter().flatten().max().unwrap_or(sent);
             let opt = |t: Option<DateTime<Utc>>| t.map(ts);
+            let sent_at = (!skipped).then(|| ts(sent));
             line(
                 &mut rows.recipients,
                 &[
@@ -671,13 +751,16 @@ impl TenantGen {
                     Some(&campaign.id.to_string()),
                     Some(&cid),
                     Some(status),
-                    Some("1"),
+                    Some(if skipped { "0" } else { "1" }),
                     Some(&ts(sent)),
-                    Some(&ts(sent)),
+                    sent_at.as_deref(),
                     opt(delivered).as_deref(),
                     opt(opened).as_deref(),
                     opt(clicked).as_deref(),
                     opt(replied).as_deref(),
+                    opt(bounced).as_deref(),
+                    opt(complained).as_deref(),
+                    error.as_deref(),
                     Some(&ts(sent)),
                     Some(&ts(last)),
                 ],

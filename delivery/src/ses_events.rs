@@ -381,6 +381,84 @@ pub fn effect(event: &SesEvent) -> Effect {
     out
 }
 
+/// A recipient's milestones as SES events leave them: the one place the forward-only
+/// moves of an event are decided. [`apply`] loads them from the recipient's row and
+/// writes back what changed; the synthetic generator keeps them in memory. Opens and
+/// clicks move `opened_at`/`clicked_at` here as a person's would; [`apply`] records them
+/// through [`campaign_store::engage`] instead, which adds the rules that need the
+/// message's click history (too soon after delivery, a burst over its links).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Milestones {
+    pub status: RecipientStatus,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub clicked_at: Option<DateTime<Utc>>,
+    pub bounced_at: Option<DateTime<Utc>>,
+    pub complained_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+impl Milestones {
+    /// A message SES accepted.
+    pub fn sent() -> Self {
+        Self {
+            status: RecipientStatus::Sent,
+            delivered_at: None,
+            opened_at: None,
+            clicked_at: None,
+            bounced_at: None,
+            complained_at: None,
+            error: None,
+        }
+    }
+
+    /// Applies `event`; returns what else it asks for (activity, engagement, suppression).
+    pub fn apply(&mut self, event: &SesEvent) -> Effect {
+        let decided = effect(event);
+        let at = event.at;
+        if let Some((to, error)) = &decided.status
+            && self.status.advances_to(*to)
+        {
+            self.status = *to;
+            match to {
+                RecipientStatus::Delivered => {
+                    self.delivered_at.get_or_insert(at);
+                }
+                RecipientStatus::Bounced => {
+                    self.bounced_at.get_or_insert(at);
+                }
+                _ => {}
+            }
+            if error.is_some() {
+                self.error = error.clone();
+            }
+        }
+        if decided.complained {
+            self.complained_at.get_or_insert(at);
+            self.delivered_at.get_or_insert(at);
+        }
+        match decided.engagement {
+            Some((Engagement::Open, _)) => {
+                self.delivered_at.get_or_insert(at);
+                self.opened_at.get_or_insert(at);
+                if matches!(self.status, RecipientStatus::Sent | RecipientStatus::Delivered) {
+                    self.status = RecipientStatus::Opened;
+                }
+            }
+            Some((Engagement::Click, _)) => {
+                self.delivered_at.get_or_insert(at);
+                self.opened_at.get_or_insert(at);
+                self.clicked_at.get_or_insert(at);
+                if matches!(self.status, RecipientStatus::Sent | RecipientStatus::Delivered | RecipientStatus::Opened) {
+                    self.status = RecipientStatus::Clicked;
+                }
+            }
+            _ => {}
+        }
+        decided
+    }
+}
+
 /// When transient bounces turn into a suppression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -410,47 +488,16 @@ pub enum Applied {
 /// tenant, and every write names it.
 #[tracing::instrument(name = "ses_events.apply", skip(conn, event), fields(kind = event.type_name()), err)]
 pub async fn apply(conn: &mut PgConnection, event: &SesEvent, policy: Policy) -> Result<Applied, sqlx::Error> {
-    let row: Option<(Uuid, Uuid, Uuid, Uuid, String)> = sqlx::query_as(
-        "select id, tenant_id, campaign_id, customer_id, status from outbound_campaign_recipients
-         where provider_message_id = $1 for update",
-    )
-    .bind(&event.message_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((recipient, tenant, campaign, customer, status)) = row else { return Ok(Applied::UnknownMessage) };
-    let tenant = TenantId::from_uuid(tenant);
-    let decided = effect(event);
+    let Some((found, before)) = campaign_store::milestones_by_message(&mut *conn, &event.message_id).await? else {
+        return Ok(Applied::UnknownMessage);
+    };
+    let (tenant, recipient, campaign, customer) = (found.tenant, found.recipient, found.campaign, found.customer);
+    let mut after = before.clone();
+    let decided = after.apply(event);
     let mut moved = false;
-    if let Some((to, error)) = &decided.status
-        && RecipientStatus::parse(&status).is_some_and(|from| from.advances_to(*to))
-    {
-        sqlx::query(
-            "update outbound_campaign_recipients set status = $3,
-                delivered_at = case when $3 = 'delivered' then coalesce(delivered_at, $4) else delivered_at end,
-                bounced_at = case when $3 = 'bounced' then coalesce(bounced_at, $4) else bounced_at end,
-                error = coalesce($5, error)
-             where tenant_id = $1 and id = $2",
-        )
-        .bind(tenant)
-        .bind(recipient)
-        .bind(to.as_str())
-        .bind(event.at)
-        .bind(error)
-        .execute(&mut *conn)
-        .await?;
-        moved = true;
-    }
-    if decided.complained {
-        sqlx::query(
-            "update outbound_campaign_recipients set complained_at = coalesce(complained_at, $3),
-                delivered_at = coalesce(delivered_at, $3)
-             where tenant_id = $1 and id = $2",
-        )
-        .bind(tenant)
-        .bind(recipient)
-        .bind(event.at)
-        .execute(&mut *conn)
-        .await?;
+    if decided.engagement.is_none() && after != before {
+        campaign_store::set_milestones(&mut *conn, tenant, recipient, &after).await?;
+        moved = after.status != before.status;
     }
     if let Some((activity, metadata)) = &decided.activity {
         sqlx::query(
@@ -596,6 +643,34 @@ mod tests {
             effect(&other),
             Effect { status: None, activity: None, engagement: None, suppress: None, complained: false }
         );
+    }
+
+    #[test]
+    fn milestones_only_move_forward() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut m = Milestones::sent();
+        let open = event(with_mail(
+            json!({"eventType": "Open", "open": {"userAgent": "Mozilla/5.0", "timestamp": "2026-11-30T10:05:00Z"}}),
+        ));
+        m.apply(&open);
+        assert_eq!(
+            (m.status, m.delivered_at, m.opened_at),
+            (RecipientStatus::Opened, Some(at("2026-11-30T10:05:00Z")), Some(at("2026-11-30T10:05:00Z")))
+        );
+        // A late Delivery, and a Bounce after it, leave the status; the bounce still suppresses.
+        let late =
+            event(with_mail(json!({"eventType": "Delivery", "delivery": {"timestamp": "2026-11-30T10:00:02Z"}})));
+        m.apply(&late);
+        assert_eq!((m.status, m.delivered_at), (RecipientStatus::Opened, Some(at("2026-11-30T10:05:00Z"))));
+        let bounce = event(with_mail(
+            json!({"eventType": "Bounce", "bounce": {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": "a@b.example"}]}}),
+        ));
+        assert!(m.apply(&bounce).suppress.is_some());
+        assert_eq!((m.status, m.bounced_at), (RecipientStatus::Opened, None));
+        let mut fresh = Milestones::sent();
+        fresh.apply(&bounce);
+        assert_eq!(fresh.status, RecipientStatus::Bounced);
+        assert!(fresh.bounced_at.is_some() && fresh.error.as_deref().unwrap().starts_with("permanent bounce"));
     }
 
     #[test]

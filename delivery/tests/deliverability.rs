@@ -370,6 +370,25 @@ async fn ses_events_over_sns_move_recipients_and_suppress_bounces_and_complaints
     let (s, body) = post(&router, &notification(&host, "e-unknown", ses("Delivery", "0100-not-ours", None))).await;
     assert_eq!((s, body["data"].as_str()), (StatusCode::OK, Some("unknown_message")));
 
+    // The record of messages is pruned once a replay would be stale anyway.
+    let mut tx = db::begin_system(&app.db.pool).await.unwrap();
+    sqlx::query("update sns_messages set received_at = now() - interval '3 days' where message_id = 'e-unknown'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let tasks = fibonacco_delivery::scheduler::tasks(|_| None).unwrap();
+    let cleanup = fibonacco_delivery::scheduler::find(&tasks, "cleanup:old-data").unwrap();
+    fibonacco_delivery::scheduler::Scheduler::new(app.db.pool.clone(), app.state.queue.clone()).run_now(cleanup).await;
+    let mut tx = db::begin_system(&app.db.pool).await.unwrap();
+    let kept: Vec<String> =
+        sqlx::query_scalar("select message_id from sns_messages where message_id in ('e-unknown', 'e-deliv-0')")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(kept, ["e-deliv-0"]);
+
     // The suppression list: c1 (bounce, in both tenants), c2 (complaint), c3 (two soft bounces).
     let (_, list) = app.get("/api/v1/outbound/suppressions?per_page=100", &app.token_a).await;
     let mut entries: Vec<(String, String)> = list["data"]

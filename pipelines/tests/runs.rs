@@ -270,6 +270,49 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     assert!(campaign["rates"]["delivery_rate"].as_f64().unwrap() > 0.5, "{campaign}");
     assert!(campaign["roi"]["cost_minor"].as_i64().unwrap() > 0);
 
+    // The campaign's own analytics and the CRM read model agree on an e-mail campaign whose
+    // whole life lies in the range (the synthetic e-mail outcomes came through SES events:
+    // deliveries, bounces, complaints, opens and clicks).
+    let whole = "from=2025-11-02&to=2026-10-31";
+    let (_, body) = app.get(&format!("/api/v1/crm/analytics/campaign-performance?{whole}&channel=email"), &token).await;
+    let mut agreed = 0;
+    for crm in body["data"]["campaigns"].as_array().unwrap() {
+        let id = crm["campaign_id"].as_str().unwrap();
+        let after_as_of = scalar_i64(
+            pool,
+            &format!(
+                "select count(*) from outbound_campaign_recipients where tenant_id = $1 and campaign_id = '{id}'
+                 and greatest(sent_at, delivered_at, opened_at, clicked_at, replied_at, bounced_at, complained_at, updated_at)
+                     >= '2026-11-01'"
+            ),
+            t1,
+        )
+        .await;
+        if after_as_of > 0 {
+            continue;
+        }
+        let (status, own) = app.get(&format!("/api/v1/outbound/campaigns/{id}/analytics"), &token).await;
+        assert_eq!(status, StatusCode::OK, "{own}");
+        let own = &own["data"];
+        for count in ["sent", "delivered", "opened", "clicked", "replied", "bounced", "unsubscribed", "complained"] {
+            assert_eq!(crm[count], own[count], "{count} of {id}: {crm} vs {own}");
+        }
+        for rate in [
+            "delivery_rate",
+            "open_rate",
+            "click_rate",
+            "reply_rate",
+            "bounce_rate",
+            "unsubscribe_rate",
+            "complaint_rate",
+        ] {
+            assert_eq!(crm["rates"][rate], own[rate], "{rate} of {id}: {crm} vs {own}");
+        }
+        assert!(own["bounced"].as_i64().unwrap() > 0, "the synthetic SES events bounce some: {own}");
+        agreed += 1;
+    }
+    assert!(agreed > 0, "no e-mail campaign lies wholly in the range: {body}");
+
     // Bad ranges and filters are 422, never 500.
     for bad in [
         "from=2026-10-31&to=2026-10-01",

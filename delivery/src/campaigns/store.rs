@@ -628,7 +628,8 @@ impl Engagement {
         }
     }
 
-    fn activity(self) -> &'static str {
+    /// The customer activity it is recorded as.
+    pub fn activity(self) -> &'static str {
         match self {
             Self::Open => "email_open",
             Self::Click => "email_click",
@@ -689,7 +690,9 @@ pub async fn engage(
     if what == Engagement::Click {
         let url = metadata.get("url").and_then(|u| u.as_str());
         let seen: Option<(Option<chrono::DateTime<chrono::Utc>>, bool)> = sqlx::query_as(
-            "select coalesce(r.delivered_at, r.sent_at),
+            // Delivery as the provider reported it; an open or a click stamps `delivered_at`
+            // too (with its own time, the same as `opened_at`), which is no delivery time.
+            "select case when r.delivered_at < coalesce(r.opened_at, 'infinity') then r.delivered_at else r.sent_at end,
                 exists (select 1 from customer_activities a
                         where a.tenant_id = r.tenant_id and a.customer_id = r.customer_id and a.campaign_id = r.campaign_id
                           and a.activity_type in ('email_click', 'machine_click')
@@ -794,6 +797,93 @@ async fn reclassify_burst(
     .bind(t.customer_id)
     .bind(t.campaign_id)
     .bind(who.recipient)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The recipient an SES event names and the campaign and customer it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageRecipient {
+    pub tenant: TenantId,
+    pub recipient: Uuid,
+    pub campaign: Uuid,
+    pub customer: Uuid,
+}
+
+/// The recipient whose provider message id is `message_id` (in any tenant: provider events
+/// name a message, not a tenant; run it in a system transaction), locked, with its
+/// milestones.
+#[tracing::instrument(name = "campaigns.milestones_by_message", skip(conn, message_id), err)]
+pub async fn milestones_by_message(
+    conn: &mut PgConnection,
+    message_id: &str,
+) -> Result<Option<(MessageRecipient, crate::ses_events::Milestones)>, sqlx::Error> {
+    type Row = (
+        Uuid,
+        Uuid,
+        Uuid,
+        Uuid,
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "select id, tenant_id, campaign_id, customer_id, status, delivered_at, opened_at, clicked_at, bounced_at,
+            complained_at, error
+         from outbound_campaign_recipients where provider_message_id = $1 for update",
+    )
+    .bind(message_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some((
+        recipient,
+        tenant,
+        campaign,
+        customer,
+        status,
+        delivered_at,
+        opened_at,
+        clicked_at,
+        bounced_at,
+        complained_at,
+        error,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let Some(status) = RecipientStatus::parse(&status) else { return Ok(None) };
+    Ok(Some((
+        MessageRecipient { tenant: TenantId::from_uuid(tenant), recipient, campaign, customer },
+        crate::ses_events::Milestones { status, delivered_at, opened_at, clicked_at, bounced_at, complained_at, error },
+    )))
+}
+
+/// Writes the status and the delivery, bounce and complaint milestones an SES event left
+/// ([`crate::ses_events::Milestones::apply`], which moves only forward).
+#[tracing::instrument(name = "campaigns.set_milestones", skip(conn, m), fields(tenant_id = %tenant), err)]
+pub async fn set_milestones(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    recipient: Uuid,
+    m: &crate::ses_events::Milestones,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outbound_campaign_recipients set status = $3, delivered_at = $4, bounced_at = $5,
+            complained_at = $6, error = $7
+         where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(recipient)
+    .bind(m.status.as_str())
+    .bind(m.delivered_at)
+    .bind(m.bounced_at)
+    .bind(m.complained_at)
+    .bind(&m.error)
     .execute(conn)
     .await?;
     Ok(())

@@ -85,23 +85,27 @@ fn retention_days(name: &str, default: i64) -> i64 {
 
 /// Deletes what has aged out, in batches: activities (ACTIVITY_RETENTION_DAYS, 730),
 /// failed jobs (FAILED_JOB_RETENTION_DAYS, 30), finished batches (7 days), task runs
-/// (30 days) and tokens expired more than 7 days ago.
+/// (30 days), tokens expired more than 7 days ago, and the record of SNS messages once a
+/// replay of them would be refused as stale anyway (a day past `SNS_MAX_AGE_SECS`, at
+/// least 2 days).
 async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
     let activity_days = retention_days("ACTIVITY_RETENTION_DAYS", 730);
     let failed_days = retention_days("FAILED_JOB_RETENTION_DAYS", 30);
-    // (what, table, timestamp column, days kept): every table is trimmed the same way.
-    let aged: [(&str, &str, &str, i64); 5] = [
-        ("activities", "customer_activities", "occurred_at", activity_days),
-        ("failed jobs", "failed_jobs", "failed_at", failed_days),
-        ("job batches", "job_batches", "finished_at", 7),
-        ("task runs", "scheduled_task_runs", "started_at", 30),
-        ("expired tokens", "personal_access_tokens", "expires_at", 7),
+    let sns_days = (retention_days("SNS_MAX_AGE_SECS", 3600) / 86_400 + 1).max(2);
+    // (what, table, key, timestamp column, days kept): every table is trimmed the same way.
+    let aged: [(&str, &str, &str, &str, i64); 6] = [
+        ("activities", "customer_activities", "id", "occurred_at", activity_days),
+        ("failed jobs", "failed_jobs", "id", "failed_at", failed_days),
+        ("job batches", "job_batches", "id", "finished_at", 7),
+        ("task runs", "scheduled_task_runs", "id", "started_at", 30),
+        ("expired tokens", "personal_access_tokens", "id", "expires_at", 7),
+        ("SNS messages", "sns_messages", "message_id", "received_at", sns_days),
     ];
-    let statements = aged.map(|(what, table, column, days)| {
+    let statements = aged.map(|(what, table, key, column, days)| {
         (
             what,
             format!(
-                "delete from {table} where id in (select id from {table}
+                "delete from {table} where {key} in (select {key} from {table}
                  where {column} < now() - interval '{days} days' limit {CLEANUP_BATCH})"
             ),
         )

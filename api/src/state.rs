@@ -23,6 +23,8 @@ pub struct AppState {
     pub search: fibonacco_search::SearchService,
     /// SNS signing certificates (cached) and subscription confirmations.
     pub sns: Arc<fibonacco_delivery::sns::Client>,
+    /// Writes SES events in batches; started by the first event.
+    pub ses_sink: Arc<std::sync::OnceLock<fibonacco_delivery::ses_sink::Sink>>,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
             llm: Arc::new(LlmProvider::from_env()),
             search,
             sns: Arc::new(fibonacco_delivery::sns::Client::default()),
+            ses_sink: Arc::default(),
         }
     }
 }

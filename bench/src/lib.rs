@@ -4,6 +4,7 @@
 //! scratch databases of their own (`fibtest_*`), never in the application's.
 
 pub mod api;
+pub mod deliverability;
 pub mod ingest;
 pub mod pipelines;
 pub mod queue;
@@ -23,6 +24,9 @@ pub struct BenchArgs {
 pub enum BenchArea {
     /// Customer reads over HTTP: `GET /api/v1/customers/{id}` and the first list page.
     Api(api::ApiBench),
+    /// SES events/s through the SNS endpoint (signature checked, certificate cached)
+    /// against the same events applied without HTTP or signature.
+    Deliverability(deliverability::DeliverabilityBench),
     /// Jobs/s through the Redis queue (no-op handler) and sends/s of an e-mail campaign.
     Queue(queue::QueueBench),
     /// Embedding throughput, and vector search latency and recall@10 with a tenant filter.
@@ -38,6 +42,7 @@ pub enum BenchArea {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         BenchArea::Api(a) => api::run(a).await,
+        BenchArea::Deliverability(a) => deliverability::run(a).await,
         BenchArea::Queue(a) => queue::run(a).await,
         BenchArea::Search(a) => search::run(a).await,
         BenchArea::Ingest(a) => ingest::run(a).await,

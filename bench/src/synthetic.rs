@@ -648,7 +648,7 @@ impl TenantGen {
                         }
                     } else {
                         let kind = if fate < 0.99 { BounceKind::Permanent } else { BounceKind::Transient };
-                        let sub_type = if kind == BounceKind::Permanent { "General" } else { "MailboxFull" };
+                        let sub_type = if kind == BounceKind::Permanent { "NoEmail" } else { "MailboxFull" };
                         events.push(ses(
                             sent + Duration::seconds(5),
                             EventKind::Bounce {
@@ -669,7 +669,7 @@ impl TenantGen {
                         }
                         let reason = match effect.suppress {
                             Some(Suppress::Everywhere { .. }) => Some("bounce"),
-                            Some(Suppress::Tenant { .. }) => Some("complaint"),
+                            Some(Suppress::Tenant { reason, .. }) => Some(reason),
                             _ => None,
                         };
                         if let Some(reason) = reason.filter(|_| suppressed.is_none()) {

@@ -20,6 +20,7 @@ pub mod reconcile;
 #[cfg(feature = "runtime")]
 pub mod scheduler;
 pub mod ses_events;
+pub mod ses_sink;
 pub mod sns;
 pub mod suppressions;
 pub mod templates;

@@ -7,7 +7,8 @@
 //! |---|---|---|---|
 //! | Send | — | — | — |
 //! | Delivery | `delivered` | — | — |
-//! | Bounce, Permanent | `bounced` | `email_bounce` | the address, in every tenant that has it |
+//! | Bounce, Permanent, the address is gone (`NoEmail`, `Suppressed`, `OnAccountSuppressionList`) | `bounced` | `email_bounce` | the address, in every tenant that has it |
+//! | Bounce, Permanent, other (`General`, content refused, …) | `bounced` | `email_bounce` | the address, in the tenant |
 //! | Bounce, Transient / Undetermined | `bounced` | `email_bounce` | after N in a window, in the tenant |
 //! | Complaint | `complained_at` | `email_complaint` | the address, in the sending tenant |
 //! | Reject, Rendering Failure | `failed` | — | — |
@@ -309,13 +310,18 @@ pub struct Effect {
 /// Which addresses stop receiving mail, and how far.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Suppress {
-    /// A permanent bounce: the address cannot receive, whoever sends.
+    /// The address does not exist (or SES itself will not mail it): nobody can reach it.
     Everywhere { addresses: Vec<String>, note: String },
-    /// A complaint: this sender's mail is unwanted there.
-    Tenant { addresses: Vec<String>, note: String },
+    /// A complaint (this sender's mail is unwanted there) or a permanent bounce that may be
+    /// about the sender or its content rather than the address: in the sending tenant only,
+    /// so one tenant's mail cannot silence an address for the others.
+    Tenant { addresses: Vec<String>, reason: &'static str, note: String },
     /// A transient bounce counts towards the limit ([`Policy`]).
     CountTransient { addresses: Vec<String> },
 }
+
+/// Permanent bounce sub types that say the address itself cannot receive mail.
+const ADDRESS_GONE: &[&str] = &["NoEmail", "Suppressed", "OnAccountSuppressionList"];
 
 /// Decides what `event` does to its recipient.
 pub fn effect(event: &SesEvent) -> Effect {
@@ -331,11 +337,12 @@ pub fn effect(event: &SesEvent) -> Effect {
             }
             out.status = Some((RecipientStatus::Bounced, Some(error)));
             out.activity = Some(("email_bounce", json!({"bounce_type": kind.as_str(), "bounce_sub_type": sub_type})));
+            let note = format!("permanent bounce ({sub_type})");
             out.suppress = Some(match kind {
-                BounceKind::Permanent => Suppress::Everywhere {
-                    addresses: addresses.clone(),
-                    note: format!("permanent bounce ({sub_type})"),
-                },
+                BounceKind::Permanent if ADDRESS_GONE.contains(&sub_type.as_str()) => {
+                    Suppress::Everywhere { addresses: addresses.clone(), note }
+                }
+                BounceKind::Permanent => Suppress::Tenant { addresses: addresses.clone(), reason: "bounce", note },
                 BounceKind::Transient | BounceKind::Undetermined => {
                     Suppress::CountTransient { addresses: addresses.clone() }
                 }
@@ -348,6 +355,7 @@ pub fn effect(event: &SesEvent) -> Effect {
                 out.activity = Some(("email_complaint", json!({"feedback_type": feedback})));
                 out.suppress = Some(Suppress::Tenant {
                     addresses: addresses.clone(),
+                    reason: "complaint",
                     note: format!("complaint ({})", feedback.as_deref().unwrap_or("unspecified")),
                 });
             }
@@ -474,56 +482,190 @@ impl Default for Policy {
     }
 }
 
-/// What [`apply`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// No recipient has the message id (another platform's mail, or one long deleted).
-    UnknownMessage,
-    /// Recorded (a status move, an activity, a suppression; any of them).
-    Recorded { tenant: TenantId, moved: bool, suppressed: u64 },
+/// One SNS notification carrying an SES event.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// SNS's MessageId: the unit applied once.
+    pub sns_id: String,
+    pub topic_arn: String,
+    pub event: SesEvent,
 }
 
-/// Records `event` on the recipient SES sent it to. Runs in the caller's system
-/// transaction: the event names a message, not a tenant; the recipient row gives the
-/// tenant, and every write names it.
-#[tracing::instrument(name = "ses_events.apply", skip(conn, event), fields(kind = event.type_name()), err)]
-pub async fn apply(conn: &mut PgConnection, event: &SesEvent, policy: Policy) -> Result<Applied, sqlx::Error> {
-    let Some((found, before)) = campaign_store::milestones_by_message(&mut *conn, &event.message_id).await? else {
-        return Ok(Applied::UnknownMessage);
-    };
-    let (tenant, recipient, campaign, customer) = (found.tenant, found.recipient, found.campaign, found.customer);
-    let mut after = before.clone();
-    let decided = after.apply(event);
-    let mut moved = false;
-    if decided.engagement.is_none() && after != before {
-        campaign_store::set_milestones(&mut *conn, tenant, recipient, &after).await?;
-        moved = after.status != before.status;
+/// What became of one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Recorded on the recipient of the tenant (a move, an activity, a suppression, or
+    /// nothing when the event changes nothing, e.g. a late delivery).
+    Applied(TenantId),
+    /// No recipient has the message id (another platform's mail, or one long deleted):
+    /// counted and dropped.
+    UnknownMessage,
+    /// This SNS message was applied before (a retry or a replay): nothing changes.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied(_) => "applied",
+            Self::UnknownMessage => "unknown_message",
+            Self::Duplicate => "duplicate",
+        }
     }
-    if let Some((activity, metadata)) = &decided.activity {
+}
+
+/// Applies notifications, in order, in the caller's system transaction: the events name
+/// messages, not tenants; each recipient row gives its tenant and every write names it.
+/// Each SNS message is recorded in `sns_messages` first: one seen before (or twice in
+/// `items`) is a [`Outcome::Duplicate`]; a concurrent copy waits for this transaction on
+/// the message's key and then finds it. The work is set-based (one statement each for the
+/// record, the recipients, their moves, the activities), so a batch costs a few round
+/// trips whatever its size; opens, clicks and suppressions go one by one (their rules
+/// read history), after the moves.
+#[tracing::instrument(name = "ses_events.apply_batch", skip_all, fields(n = items.len()), err)]
+pub async fn apply_batch(
+    conn: &mut PgConnection,
+    items: &[Incoming],
+    policy: Policy,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let ids: Vec<&str> = items.iter().map(|i| i.sns_id.as_str()).collect();
+    let topics: Vec<&str> = items.iter().map(|i| i.topic_arn.as_str()).collect();
+    let types: Vec<&str> = items.iter().map(|i| i.event.type_name()).collect();
+    let fresh: std::collections::HashSet<String> = sqlx::query_scalar(
+        "insert into sns_messages (message_id, topic_arn, type, event_type, outcome)
+         select id, topic, 'Notification', kind, 'applied' from unnest($1::text[], $2::text[], $3::text[]) u(id, topic, kind)
+         on conflict do nothing returning message_id",
+    )
+    .bind(&ids)
+    .bind(&topics)
+    .bind(&types)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    // The first copy of a fresh id in `items` is applied; any other is a duplicate.
+    let mut claimed = std::collections::HashSet::new();
+    let applies: Vec<bool> =
+        items.iter().map(|i| fresh.contains(&i.sns_id) && claimed.insert(i.sns_id.as_str())).collect();
+    let message_ids: Vec<&str> =
+        items.iter().zip(&applies).filter(|(_, a)| **a).map(|(i, _)| i.event.message_id.as_str()).collect();
+    let mut recipients = campaign_store::milestones_by_messages(&mut *conn, &message_ids).await?;
+    let original = recipients.clone();
+
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut activities = Activities::default();
+    let mut later: Vec<(campaign_store::MessageRecipient, Effect, DateTime<Utc>)> = Vec::new();
+    for (item, applies) in items.iter().zip(applies) {
+        if !applies {
+            outcomes.push(Outcome::Duplicate);
+            continue;
+        }
+        let Some((found, milestones)) = recipients.get_mut(&item.event.message_id) else {
+            outcomes.push(Outcome::UnknownMessage);
+            continue;
+        };
+        let mut decided = if matches!(item.event.kind, EventKind::Open { .. } | EventKind::Click { .. }) {
+            // Recorded by `engage` below, which knows the message's click history.
+            effect(&item.event)
+        } else {
+            milestones.apply(&item.event)
+        };
+        if let Some((activity, metadata)) = decided.activity.take() {
+            activities.push(found, activity, metadata, item.event.at);
+        }
+        if decided.engagement.is_some() || decided.suppress.is_some() {
+            later.push((*found, decided, item.event.at));
+        }
+        outcomes.push(Outcome::Applied(found.tenant));
+    }
+    let moved: Vec<(campaign_store::MessageRecipient, Milestones)> = recipients
+        .into_iter()
+        .filter(|(message, (_, m))| original.get(message).is_some_and(|(_, before)| before != m))
+        .map(|(_, r)| r)
+        .collect();
+    campaign_store::set_milestones_many(&mut *conn, &moved).await?;
+    activities.insert(&mut *conn).await?;
+    for (found, decided, at) in later {
+        if let Some((what, metadata)) = decided.engagement {
+            let who = RecipientRef { tenant: found.tenant, recipient: found.recipient };
+            campaign_store::engage(&mut *conn, who, what, at, metadata).await?;
+        }
+        if let Some(rule) = &decided.suppress {
+            suppress(&mut *conn, found.tenant, found.customer, rule, policy).await?;
+        }
+    }
+    // What the record says beyond `applied`: unknown ids, and the tenant of the rest.
+    let (mut record_ids, mut record_outcomes, mut record_tenants) = (Vec::new(), Vec::new(), Vec::new());
+    for (item, outcome) in items.iter().zip(&outcomes) {
+        match outcome {
+            Outcome::Duplicate => {}
+            Outcome::UnknownMessage => {
+                record_ids.push(item.sns_id.as_str());
+                record_outcomes.push("unknown_message");
+                record_tenants.push(None);
+            }
+            Outcome::Applied(tenant) => {
+                record_ids.push(item.sns_id.as_str());
+                record_outcomes.push("applied");
+                record_tenants.push(Some(tenant.as_uuid()));
+            }
+        }
+    }
+    if !record_ids.is_empty() {
         sqlx::query(
-            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id,
-                campaign_id, metadata, occurred_at)
-             values ($1, $2, $3, 'email', 'outbound_campaign', $4, $4, $5, $6)",
+            "update sns_messages s set outcome = u.outcome, tenant_id = u.tenant
+             from unnest($1::text[], $2::text[], $3::uuid[]) u(id, outcome, tenant) where s.message_id = u.id",
         )
-        .bind(tenant)
-        .bind(customer)
-        .bind(activity)
-        .bind(campaign)
-        .bind(metadata)
-        .bind(event.at)
+        .bind(&record_ids)
+        .bind(&record_outcomes)
+        .bind(&record_tenants)
         .execute(&mut *conn)
         .await?;
     }
-    if let Some((what, metadata)) = decided.engagement {
-        let touched =
-            campaign_store::engage(&mut *conn, RecipientRef { tenant, recipient }, what, event.at, metadata).await?;
-        moved = touched.is_some_and(|t| t.first);
+    Ok(outcomes)
+}
+
+/// Activity rows gathered for one insert.
+#[derive(Default)]
+struct Activities {
+    tenants: Vec<Uuid>,
+    customers: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    campaigns: Vec<Uuid>,
+    metadata: Vec<Value>,
+    at: Vec<DateTime<Utc>>,
+}
+
+impl Activities {
+    fn push(&mut self, r: &campaign_store::MessageRecipient, kind: &'static str, metadata: Value, at: DateTime<Utc>) {
+        self.tenants.push(r.tenant.as_uuid());
+        self.customers.push(r.customer);
+        self.kinds.push(kind);
+        self.campaigns.push(r.campaign);
+        self.metadata.push(metadata);
+        self.at.push(at);
     }
-    let suppressed = match &decided.suppress {
-        None => 0,
-        Some(rule) => suppress(conn, tenant, customer, rule, policy).await?,
-    };
-    Ok(Applied::Recorded { tenant, moved, suppressed })
+
+    async fn insert(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.tenants.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into customer_activities (tenant_id, customer_id, activity_type, channel, subject_type, subject_id,
+                campaign_id, metadata, occurred_at)
+             select t, c, k, 'email', 'outbound_campaign', g, g, m, a
+             from unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::jsonb[], $6::timestamptz[]) u(t, c, k, g, m, a)",
+        )
+        .bind(&self.tenants)
+        .bind(&self.customers)
+        .bind(&self.kinds)
+        .bind(&self.campaigns)
+        .bind(&self.metadata)
+        .bind(&self.at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
 }
 
 async fn suppress(
@@ -536,9 +678,9 @@ async fn suppress(
     let normalised = |addresses: &[String]| -> Vec<String> {
         addresses.iter().filter_map(|a| crate::suppressions::normalise("email", a).ok()).collect()
     };
-    let (addresses, note, everywhere) = match rule {
-        Suppress::Everywhere { addresses, note } => (normalised(addresses), note.clone(), true),
-        Suppress::Tenant { addresses, note } => (normalised(addresses), note.clone(), false),
+    let (addresses, reason, note, everywhere) = match rule {
+        Suppress::Everywhere { addresses, note } => (normalised(addresses), "bounce", note.clone(), true),
+        Suppress::Tenant { addresses, reason, note } => (normalised(addresses), *reason, note.clone(), false),
         Suppress::CountTransient { addresses } => {
             if policy.transient_limit == 0 {
                 return Ok(0);
@@ -558,15 +700,15 @@ async fn suppress(
                 return Ok(0);
             }
             let days = policy.transient_window.as_secs() / 86_400;
-            (normalised(addresses), format!("{count} transient bounces within {days} days"), false)
+            (normalised(addresses), "bounce", format!("{count} transient bounces within {days} days"), false)
         }
     };
     if addresses.is_empty() {
         return Ok(0);
     }
-    // The sending tenant always; for a permanent bounce also every tenant with a customer
-    // at the address (the address does not exist, whoever writes to it, and all tenants
-    // send through one SES account whose bounce rate they share).
+    // The sending tenant always; for an address that is gone also every tenant with a
+    // customer at it (whoever writes to it bounces, and all tenants send through one SES
+    // account whose bounce rate they share).
     let n = sqlx::query(
         "insert into outbound_suppressions (tenant_id, channel, target, reason, note)
          select t, 'email', a, $4, $5 from unnest($2::text[]) a,
@@ -577,7 +719,7 @@ async fn suppress(
     .bind(tenant)
     .bind(&addresses)
     .bind(everywhere)
-    .bind(if matches!(rule, Suppress::Tenant { .. }) { "complaint" } else { "bounce" })
+    .bind(reason)
     .bind(note)
     .execute(&mut *conn)
     .await?
@@ -608,7 +750,7 @@ mod tests {
         assert_eq!(effect(&delivery).status, Some((RecipientStatus::Delivered, None)));
 
         let hard = event(with_mail(json!({"notificationType": "Bounce", "bounce": {"bounceType": "Permanent",
-            "bounceSubType": "General", "bouncedRecipients": [{"emailAddress": "Gone@Example.com",
+            "bounceSubType": "NoEmail", "bouncedRecipients": [{"emailAddress": "Gone@Example.com",
             "diagnosticCode": "smtp; 550 5.1.1 user unknown\r\nInjected: yes"}]}})));
         let e = effect(&hard);
         let (status, error) = e.status.unwrap();
@@ -617,6 +759,11 @@ mod tests {
         assert!(
             matches!(e.suppress, Some(Suppress::Everywhere { ref addresses, .. }) if addresses == &["Gone@Example.com"])
         );
+        // Refused for its content or its sender: only the sending tenant stops.
+        let refused = event(with_mail(json!({"eventType": "Bounce", "bounce": {"bounceType": "Permanent",
+            "bounceSubType": "General", "bouncedRecipients": [{"emailAddress": "x@example.com",
+            "diagnosticCode": "smtp; 550 5.7.1 message rejected as spam"}]}})));
+        assert!(matches!(effect(&refused).suppress, Some(Suppress::Tenant { reason: "bounce", .. })));
 
         let soft = event(with_mail(json!({"eventType": "Bounce", "bounce": {"bounceType": "Transient",
             "bounceSubType": "MailboxFull", "bouncedRecipients": [{"emailAddress": "full@example.com"}]}})));

@@ -236,6 +236,13 @@ pub fn verify(message: &Message, cert_der: &[u8]) -> Result<(), SnsError> {
     cert.verify_signature(algorithm, message.string_to_sign().as_bytes(), &signature).map_err(|_| SnsError::Signature)
 }
 
+/// The DER of a PEM certificate (as SNS serves its signing certificates).
+pub fn certificate_der(pem: &[u8]) -> Result<Vec<u8>, SnsError> {
+    CertificateDer::from_pem_slice(pem)
+        .map(|der| der.as_ref().to_vec())
+        .map_err(|_| SnsError::Cert("not a PEM certificate".into()))
+}
+
 /// Whether the message's time is within `max_age` of `now` (and not from the future by
 /// more than a clock's worth of skew): an old message that verifies is a replay.
 pub fn check_age(message: &Message, now: DateTime<Utc>, max_age: Duration) -> Result<(), SnsError> {
@@ -340,9 +347,10 @@ impl Client {
         if body.len() > CERT_MAX_BYTES {
             return Err("the certificate is too large".into());
         }
-        let der = CertificateDer::from_pem_slice(&body).map_err(|_| "not a PEM certificate".to_owned())?;
-        webpki::EndEntityCert::try_from(&der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
-        Ok(Arc::from(der.as_ref()))
+        let der = certificate_der(&body).map_err(|_| "not a PEM certificate".to_owned())?;
+        webpki::EndEntityCert::try_from(&CertificateDer::from(der.as_slice()))
+            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        Ok(Arc::from(der))
     }
 }
 
@@ -406,7 +414,7 @@ mod tests {
     const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:ses-events";
 
     fn cert_der() -> Vec<u8> {
-        CertificateDer::from_pem_slice(test_signer::CERT_PEM).unwrap().as_ref().to_vec()
+        certificate_der(test_signer::CERT_PEM).unwrap()
     }
 
     fn signed() -> serde_json::Value {

@@ -217,7 +217,7 @@ async fn ses_events_over_sns_move_recipients_and_suppress_bounces_and_complaints
                 &mid(1),
                 Some((
                     "bounce",
-                    json!({"bounceType": "Permanent", "bounceSubType": "General",
+                    json!({"bounceType": "Permanent", "bounceSubType": "NoEmail",
             "bouncedRecipients": [{"emailAddress": format!("C1@{domain}"), "diagnosticCode": "smtp; 550 5.1.1 user unknown"}], "timestamp": now()}),
                 )),
             ),
@@ -275,7 +275,7 @@ async fn ses_events_over_sns_move_recipients_and_suppress_bounces_and_complaints
         "delivered, then a person opened: {rows:?}"
     );
     assert_eq!((by(1).1.as_str(), by(1).4), ("bounced", true), "{rows:?}");
-    assert!(by(1).2.as_deref().unwrap().starts_with("permanent bounce (General): smtp; 550"), "{rows:?}");
+    assert!(by(1).2.as_deref().unwrap().starts_with("permanent bounce (NoEmail): smtp; 550"), "{rows:?}");
     assert_eq!((by(2).1.as_str(), by(2).5), ("delivered", true), "a complaint is not a status: {rows:?}");
     assert_eq!(by(3).1, "bounced", "{rows:?}");
     assert_eq!(by(4).1, "failed", "{rows:?}");
@@ -538,4 +538,56 @@ async fn clicks_too_soon_or_all_at_once_are_machine_clicks() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     app.router.clone().oneshot(click(c0, "https://shop.example/a")).await.unwrap();
     assert_eq!(state(c0).await.0, ("clicked".into(), true, true));
+}
+
+/// Concurrent notifications share batches; every SNS message applies once, even when SNS
+/// delivers two copies at the same moment.
+#[tokio::test]
+async fn concurrent_events_and_their_copies_apply_once() {
+    let app = TestApp::spawn().await;
+    let (host, _) = sns_host().await;
+    let router = router_for(&app, &host);
+    let domain = format!("{}.concurrent.example", unique());
+    let ids = customers(&app, &domain, 30).await;
+    let id = email_campaign(&app, &ids).await;
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query(
+        "update outbound_campaign_recipients set status = 'sent', sent_at = now() - interval '1 hour',
+            provider_message_id = 'conc-' || customer_id where campaign_id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let bodies: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, customer)| {
+            let event = if i % 3 == 0 {
+                ses("Bounce", &format!("conc-{customer}"), Some(("bounce", json!({"bounceType": "Transient",
+                    "bounceSubType": "MailboxFull", "bouncedRecipients": [{"emailAddress": format!("c{i}@{domain}")}]}))))
+            } else {
+                ses("Delivery", &format!("conc-{customer}"), Some(("delivery", json!({"timestamp": now()}))))
+            };
+            notification(&host, &format!("conc-sns-{i}"), event)
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for body in bodies.iter().chain(bodies.iter()) {
+        let (router, body) = (router.clone(), body.clone());
+        tasks.push(tokio::spawn(async move { post(&router, &body).await }));
+    }
+    let mut outcomes = std::collections::HashMap::<String, usize>::new();
+    for t in tasks {
+        let (s, body) = t.await.unwrap();
+        assert_eq!(s, StatusCode::OK, "{body}");
+        *outcomes.entry(body["data"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(outcomes.get("applied"), Some(&30), "{outcomes:?}");
+    assert_eq!(outcomes.get("duplicate"), Some(&30), "{outcomes:?}");
+    assert_eq!(activity_count(&app, "email_bounce").await, 10, "one activity per bounce, not per copy");
+    let rows = recipients(&app, &id).await;
+    assert_eq!(rows.iter().filter(|r| r.1 == "delivered").count(), 20, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.1 == "bounced").count(), 10, "{rows:?}");
 }

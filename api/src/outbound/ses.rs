@@ -2,12 +2,14 @@
 //! Amazon SNS posts them. Nothing is read from the payload before the topic is one of
 //! `SNS_TOPIC_ARNS`, the certificate URL is on an allowed SNS host, the signature checks
 //! out and the message is recent; each SNS message is then applied once
-//! (`sns_messages`), through `delivery::ses_events`. No database connection is held while
-//! a certificate is fetched or a subscription confirmed.
+//! (`sns_messages`), through `delivery::ses_events`, in batches shared with concurrent
+//! requests (`delivery::ses_sink`); the answer waits for the commit. No database
+//! connection is held while a certificate is fetched or a subscription confirmed.
 
 use axum::{Json, extract::State};
 use fibonacco_delivery::{
-    ses_events::{self, Applied, Policy, SesEvent},
+    ses_events::{Incoming, Policy, SesEvent},
+    ses_sink::{Sink, SinkError},
     sns::{self, Kind, SnsError},
 };
 use fibonacco_platform::db;
@@ -129,45 +131,20 @@ async fn notification(state: &AppState, message: &sns::Message) -> Result<Json<E
     let settings = &state.config.ses_events;
     let policy =
         Policy { transient_limit: settings.transient_bounce_limit, transient_window: settings.transient_bounce_window };
-    let mut tx = db::begin_system(&state.pool).await?;
-    let fresh = sqlx::query(
-        "insert into sns_messages (message_id, topic_arn, type, event_type, outcome) values ($1, $2, 'Notification', $3, 'applied')
-         on conflict do nothing",
-    )
-    .bind(&message.message_id)
-    .bind(&message.topic_arn)
-    .bind(event.type_name())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
-        tx.commit().await?;
-        metrics::counter!("ses_events_total", "type" => event.type_name().to_owned(), "outcome" => "duplicate")
-            .increment(1);
-        return Ok(Json(Envelope::with_message(Some("duplicate".into()), "Already applied.")));
-    }
-    let applied = ses_events::apply(&mut tx, &event, policy).await?;
-    let outcome = match applied {
-        Applied::UnknownMessage => {
-            sqlx::query("update sns_messages set outcome = 'unknown_message' where message_id = $1")
-                .bind(&message.message_id)
-                .execute(&mut *tx)
-                .await?;
-            "unknown_message"
-        }
-        Applied::Recorded { tenant, .. } => {
-            sqlx::query("update sns_messages set tenant_id = $2 where message_id = $1")
-                .bind(&message.message_id)
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?;
-            "applied"
-        }
+    let kind = event.type_name().to_owned();
+    let incoming = Incoming { sns_id: message.message_id.clone(), topic_arn: message.topic_arn.clone(), event };
+    let sink = state.ses_sink.get_or_init(|| Sink::start(state.pool.clone()));
+    let outcome = sink.submit(incoming, policy).await.map_err(|e| match e {
+        SinkError::Database(e) => ApiError::from(e),
+        SinkError::Stopped => ApiError::Unavailable("the SES event writer stopped"),
+    })?;
+    let outcome = outcome.as_str();
+    metrics::counter!("ses_events_total", "type" => kind, "outcome" => outcome).increment(1);
+    let text = match outcome {
+        "applied" => "Event applied.",
+        "duplicate" => "Already applied.",
+        _ => "No recipient has this message id; dropped.",
     };
-    tx.commit().await?;
-    metrics::counter!("ses_events_total", "type" => event.type_name().to_owned(), "outcome" => outcome).increment(1);
-    let text = if outcome == "applied" { "Event applied." } else { "No recipient has this message id; dropped." };
     Ok(Json(Envelope::with_message(Some(outcome.into()), text)))
 }
 

@@ -803,7 +803,7 @@ async fn reclassify_burst(
 }
 
 /// The recipient an SES event names and the campaign and customer it belongs to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageRecipient {
     pub tenant: TenantId,
     pub recipient: Uuid,
@@ -811,15 +811,16 @@ pub struct MessageRecipient {
     pub customer: Uuid,
 }
 
-/// The recipient whose provider message id is `message_id` (in any tenant: provider events
-/// name a message, not a tenant; run it in a system transaction), locked, with its
-/// milestones.
-#[tracing::instrument(name = "campaigns.milestones_by_message", skip(conn, message_id), err)]
-pub async fn milestones_by_message(
+/// The recipients whose provider message ids are among `message_ids` (in any tenant:
+/// provider events name a message, not a tenant; run it in a system transaction), locked
+/// in id order (two batches cannot deadlock), with their milestones, by message id.
+#[tracing::instrument(name = "campaigns.milestones_by_messages", skip_all, fields(n = message_ids.len()), err)]
+pub async fn milestones_by_messages(
     conn: &mut PgConnection,
-    message_id: &str,
-) -> Result<Option<(MessageRecipient, crate::ses_events::Milestones)>, sqlx::Error> {
+    message_ids: &[&str],
+) -> Result<std::collections::HashMap<String, (MessageRecipient, crate::ses_events::Milestones)>, sqlx::Error> {
     type Row = (
+        String,
         Uuid,
         Uuid,
         Uuid,
@@ -832,58 +833,87 @@ pub async fn milestones_by_message(
         Option<chrono::DateTime<chrono::Utc>>,
         Option<String>,
     );
-    let row: Option<Row> = sqlx::query_as(
-        "select id, tenant_id, campaign_id, customer_id, status, delivered_at, opened_at, clicked_at, bounced_at,
-            complained_at, error
-         from outbound_campaign_recipients where provider_message_id = $1 for update",
+    if message_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "select provider_message_id, id, tenant_id, campaign_id, customer_id, status, delivered_at, opened_at,
+            clicked_at, bounced_at, complained_at, error
+         from outbound_campaign_recipients where provider_message_id = any($1) order by id for update",
     )
-    .bind(message_id)
-    .fetch_optional(conn)
+    .bind(message_ids)
+    .fetch_all(conn)
     .await?;
-    let Some((
-        recipient,
-        tenant,
-        campaign,
-        customer,
-        status,
-        delivered_at,
-        opened_at,
-        clicked_at,
-        bounced_at,
-        complained_at,
-        error,
-    )) = row
-    else {
-        return Ok(None);
-    };
-    let Some(status) = RecipientStatus::parse(&status) else { return Ok(None) };
-    Ok(Some((
-        MessageRecipient { tenant: TenantId::from_uuid(tenant), recipient, campaign, customer },
-        crate::ses_events::Milestones { status, delivered_at, opened_at, clicked_at, bounced_at, complained_at, error },
-    )))
+    Ok(rows
+        .into_iter()
+        .filter_map(
+            |(
+                message,
+                recipient,
+                tenant,
+                campaign,
+                customer,
+                status,
+                delivered_at,
+                opened_at,
+                clicked_at,
+                bounced_at,
+                complained_at,
+                error,
+            )| {
+                let status = RecipientStatus::parse(&status)?;
+                Some((
+                    message,
+                    (
+                        MessageRecipient { tenant: TenantId::from_uuid(tenant), recipient, campaign, customer },
+                        crate::ses_events::Milestones {
+                            status,
+                            delivered_at,
+                            opened_at,
+                            clicked_at,
+                            bounced_at,
+                            complained_at,
+                            error,
+                        },
+                    ),
+                ))
+            },
+        )
+        .collect())
 }
 
-/// Writes the status and the delivery, bounce and complaint milestones an SES event left
-/// ([`crate::ses_events::Milestones::apply`], which moves only forward).
-#[tracing::instrument(name = "campaigns.set_milestones", skip(conn, m), fields(tenant_id = %tenant), err)]
-pub async fn set_milestones(
+/// Writes the status and the delivery, bounce and complaint milestones SES events left
+/// ([`crate::ses_events::Milestones::apply`], which moves only forward), one statement
+/// for all of them.
+#[tracing::instrument(name = "campaigns.set_milestones_many", skip_all, fields(n = moved.len()), err)]
+pub async fn set_milestones_many(
     conn: &mut PgConnection,
-    tenant: TenantId,
-    recipient: Uuid,
-    m: &crate::ses_events::Milestones,
+    moved: &[(MessageRecipient, crate::ses_events::Milestones)],
 ) -> Result<(), sqlx::Error> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = moved.iter().map(|(r, _)| r.tenant.as_uuid()).collect();
+    let ids: Vec<Uuid> = moved.iter().map(|(r, _)| r.recipient).collect();
+    let statuses: Vec<&str> = moved.iter().map(|(_, m)| m.status.as_str()).collect();
+    let delivered: Vec<Option<chrono::DateTime<chrono::Utc>>> = moved.iter().map(|(_, m)| m.delivered_at).collect();
+    let bounced: Vec<Option<chrono::DateTime<chrono::Utc>>> = moved.iter().map(|(_, m)| m.bounced_at).collect();
+    let complained: Vec<Option<chrono::DateTime<chrono::Utc>>> = moved.iter().map(|(_, m)| m.complained_at).collect();
+    let errors: Vec<Option<&str>> = moved.iter().map(|(_, m)| m.error.as_deref()).collect();
     sqlx::query(
-        "update outbound_campaign_recipients set status = $3, delivered_at = $4, bounced_at = $5,
-            complained_at = $6, error = $7
-         where tenant_id = $1 and id = $2",
+        "update outbound_campaign_recipients r set status = u.status, delivered_at = u.delivered, bounced_at = u.bounced,
+            complained_at = u.complained, error = u.error
+         from unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::text[])
+           u(tenant, id, status, delivered, bounced, complained, error)
+         where r.tenant_id = u.tenant and r.id = u.id",
     )
-    .bind(tenant)
-    .bind(recipient)
-    .bind(m.status.as_str())
-    .bind(m.delivered_at)
-    .bind(m.bounced_at)
-    .bind(m.complained_at)
-    .bind(&m.error)
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&delivered)
+    .bind(&bounced)
+    .bind(&complained)
+    .bind(&errors)
     .execute(conn)
     .await?;
     Ok(())

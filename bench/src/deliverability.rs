@@ -34,6 +34,12 @@ pub struct DeliverabilityBench {
     /// Concurrent client connections (and, for the baseline, concurrent transactions).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Writers of the batched event sink in the baseline (the API uses `ses_sink::WRITERS`).
+    #[arg(long, default_value_t = fibonacco_delivery::ses_sink::WRITERS)]
+    writers: usize,
+    /// Events per batch in the baseline (the API uses `ses_sink::BATCH`).
+    #[arg(long, default_value_t = fibonacco_delivery::ses_sink::BATCH)]
+    batch: usize,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -197,8 +203,8 @@ pub async fn run(args: DeliverabilityBench) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?,
     );
     let baseline = {
-        let sink = fibonacco_delivery::ses_sink::Sink::start(db.pool.clone());
-        drive("baseline: the same batched writer, no HTTP, no signature", n, args.concurrency, move |i| {
+        let sink = fibonacco_delivery::ses_sink::Sink::with(db.pool.clone(), args.writers, args.batch);
+        drive("baseline: the batched writer, no HTTP, no signature", n, args.concurrency, move |i| {
             let (sink, events) = (sink.clone(), events.clone());
             async move {
                 let item = Incoming { sns_id: format!("base-{i}"), topic_arn: TOPIC.into(), event: events[i].clone() };
@@ -243,6 +249,8 @@ pub async fn run(args: DeliverabilityBench) -> anyhow::Result<()> {
                 "bench": "deliverability",
                 "events": n,
                 "concurrency": args.concurrency,
+                "baseline_writers": args.writers,
+                "baseline_batch": args.batch,
                 "scenarios": results,
                 "verify_us_per_message": verify_us,
             })

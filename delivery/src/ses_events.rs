@@ -516,29 +516,43 @@ impl Outcome {
 
 /// Applies notifications, in order, in the caller's system transaction: the events name
 /// messages, not tenants; each recipient row gives its tenant and every write names it.
-/// Each SNS message is recorded in `sns_messages` first: one seen before (or twice in
-/// `items`) is a [`Outcome::Duplicate`]; a concurrent copy waits for this transaction on
-/// the message's key and then finds it. The work is set-based (one statement each for the
-/// record, the recipients, their moves, the activities), so a batch costs a few round
-/// trips whatever its size; opens, clicks and suppressions go one by one (their rules
-/// read history), after the moves.
+/// Each SNS message is recorded in `sns_messages` before any write: one seen before (or
+/// twice in `items`) is a [`Outcome::Duplicate`]; a concurrent copy waits for this
+/// transaction (on the recipient's lock or the message's key) and then finds it. The work
+/// is set-based (one statement each for the recipients, the record, their moves, the
+/// activities), so a batch costs a few round trips whatever its size; opens, clicks and
+/// suppressions go one by one (their rules read history), after the moves.
 #[tracing::instrument(name = "ses_events.apply_batch", skip_all, fields(n = items.len()), err)]
 pub async fn apply_batch(
     conn: &mut PgConnection,
     items: &[Incoming],
     policy: Policy,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
+    // The recipients first: locked (in id order) where the event may change them, only
+    // looked up where it cannot (Send and unknown types, half of SES's events), so those
+    // cost no row lock. The lock also makes a concurrent copy of an event wait here.
+    let changes = |i: &&Incoming| !matches!(i.event.kind, EventKind::Send | EventKind::Other(_));
+    let locked: Vec<&str> = items.iter().filter(changes).map(|i| i.event.message_id.as_str()).collect();
+    let peeked: Vec<&str> = items.iter().filter(|i| !changes(i)).map(|i| i.event.message_id.as_str()).collect();
+    let mut recipients = campaign_store::milestones_by_messages(&mut *conn, &locked, &peeked).await?;
+    let original = recipients.clone();
+    // Then the record of SNS messages, with what became of each: one seen before (or twice
+    // in `items`) is not fresh, and is a duplicate.
     let ids: Vec<&str> = items.iter().map(|i| i.sns_id.as_str()).collect();
     let topics: Vec<&str> = items.iter().map(|i| i.topic_arn.as_str()).collect();
     let types: Vec<&str> = items.iter().map(|i| i.event.type_name()).collect();
+    let tenants: Vec<Option<Uuid>> =
+        items.iter().map(|i| recipients.get(&i.event.message_id).map(|(r, _)| r.tenant.as_uuid())).collect();
     let fresh: std::collections::HashSet<String> = sqlx::query_scalar(
-        "insert into sns_messages (message_id, topic_arn, type, event_type, outcome)
-         select id, topic, 'Notification', kind, 'applied' from unnest($1::text[], $2::text[], $3::text[]) u(id, topic, kind)
+        "insert into sns_messages (message_id, topic_arn, type, event_type, outcome, tenant_id)
+         select id, topic, 'Notification', kind, case when tenant is null then 'unknown_message' else 'applied' end, tenant
+         from unnest($1::text[], $2::text[], $3::text[], $4::uuid[]) u(id, topic, kind, tenant)
          on conflict do nothing returning message_id",
     )
     .bind(&ids)
     .bind(&topics)
     .bind(&types)
+    .bind(&tenants)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
@@ -547,10 +561,6 @@ pub async fn apply_batch(
     let mut claimed = std::collections::HashSet::new();
     let applies: Vec<bool> =
         items.iter().map(|i| fresh.contains(&i.sns_id) && claimed.insert(i.sns_id.as_str())).collect();
-    let message_ids: Vec<&str> =
-        items.iter().zip(&applies).filter(|(_, a)| **a).map(|(i, _)| i.event.message_id.as_str()).collect();
-    let mut recipients = campaign_store::milestones_by_messages(&mut *conn, &message_ids).await?;
-    let original = recipients.clone();
 
     let mut outcomes = Vec::with_capacity(items.len());
     let mut activities = Activities::default();
@@ -593,34 +603,6 @@ pub async fn apply_batch(
         if let Some(rule) = &decided.suppress {
             suppress(&mut *conn, found.tenant, found.customer, rule, policy).await?;
         }
-    }
-    // What the record says beyond `applied`: unknown ids, and the tenant of the rest.
-    let (mut record_ids, mut record_outcomes, mut record_tenants) = (Vec::new(), Vec::new(), Vec::new());
-    for (item, outcome) in items.iter().zip(&outcomes) {
-        match outcome {
-            Outcome::Duplicate => {}
-            Outcome::UnknownMessage => {
-                record_ids.push(item.sns_id.as_str());
-                record_outcomes.push("unknown_message");
-                record_tenants.push(None);
-            }
-            Outcome::Applied(tenant) => {
-                record_ids.push(item.sns_id.as_str());
-                record_outcomes.push("applied");
-                record_tenants.push(Some(tenant.as_uuid()));
-            }
-        }
-    }
-    if !record_ids.is_empty() {
-        sqlx::query(
-            "update sns_messages s set outcome = u.outcome, tenant_id = u.tenant
-             from unnest($1::text[], $2::text[], $3::uuid[]) u(id, outcome, tenant) where s.message_id = u.id",
-        )
-        .bind(&record_ids)
-        .bind(&record_outcomes)
-        .bind(&record_tenants)
-        .execute(&mut *conn)
-        .await?;
     }
     Ok(outcomes)
 }

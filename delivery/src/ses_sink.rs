@@ -46,20 +46,26 @@ impl std::fmt::Debug for Sink {
 }
 
 impl Sink {
-    /// Starts the writers (call inside a Tokio runtime). They stop when every handle is
-    /// dropped and the queue is empty.
+    /// Starts [`WRITERS`] writers of up to [`BATCH`] events (call inside a Tokio runtime).
+    /// They stop when every handle is dropped and the queue is empty.
     pub fn start(pool: PgPool) -> Self {
-        let (jobs, receiver) = mpsc::channel::<Job>(BATCH * WRITERS * 4);
+        Self::with(pool, WRITERS, BATCH)
+    }
+
+    /// [`Sink::start`] with other sizes (the benchmark compares them).
+    pub fn with(pool: PgPool, writers: usize, batch: usize) -> Self {
+        let (writers, batch) = (writers.max(1), batch.max(1));
+        let (jobs, receiver) = mpsc::channel::<Job>(batch * writers * 4);
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..WRITERS {
-            let (pool, receiver) = (pool.clone(), receiver.clone());
+        for _ in 0..writers {
+            let (pool, receiver, batch_size) = (pool.clone(), receiver.clone(), batch);
             tokio::spawn(async move {
                 loop {
                     let batch = {
                         let mut receiver = receiver.lock().await;
                         let Some(first) = receiver.recv().await else { return };
                         let mut batch = vec![first];
-                        while batch.len() < BATCH {
+                        while batch.len() < batch_size {
                             match receiver.try_recv() {
                                 Ok(job) => batch.push(job),
                                 Err(_) => break,

@@ -565,8 +565,15 @@ async fn concurrent_events_and_their_copies_apply_once() {
         .enumerate()
         .map(|(i, customer)| {
             let event = if i % 3 == 0 {
-                ses("Bounce", &format!("conc-{customer}"), Some(("bounce", json!({"bounceType": "Transient",
-                    "bounceSubType": "MailboxFull", "bouncedRecipients": [{"emailAddress": format!("c{i}@{domain}")}]}))))
+                ses(
+                    "Bounce",
+                    &format!("conc-{customer}"),
+                    Some((
+                        "bounce",
+                        json!({"bounceType": "Transient",
+                    "bounceSubType": "MailboxFull", "bouncedRecipients": [{"emailAddress": format!("c{i}@{domain}")}]}),
+                    )),
+                )
             } else {
                 ses("Delivery", &format!("conc-{customer}"), Some(("delivery", json!({"timestamp": now()}))))
             };

@@ -811,13 +811,15 @@ pub struct MessageRecipient {
     pub customer: Uuid,
 }
 
-/// The recipients whose provider message ids are among `message_ids` (in any tenant:
-/// provider events name a message, not a tenant; run it in a system transaction), locked
-/// in id order (two batches cannot deadlock), with their milestones, by message id.
-#[tracing::instrument(name = "campaigns.milestones_by_messages", skip_all, fields(n = message_ids.len()), err)]
+/// The recipients whose provider message ids are among `locked` or `peeked` (in any
+/// tenant: provider events name a message, not a tenant; run it in a system
+/// transaction), with their milestones, by message id. Those of `locked` are locked for
+/// the transaction, in id order (two batches cannot deadlock); those of `peeked` only read.
+#[tracing::instrument(name = "campaigns.milestones_by_messages", skip_all, fields(locked = locked.len(), peeked = peeked.len()), err)]
 pub async fn milestones_by_messages(
     conn: &mut PgConnection,
-    message_ids: &[&str],
+    locked: &[&str],
+    peeked: &[&str],
 ) -> Result<std::collections::HashMap<String, (MessageRecipient, crate::ses_events::Milestones)>, sqlx::Error> {
     type Row = (
         String,
@@ -833,17 +835,18 @@ pub async fn milestones_by_messages(
         Option<chrono::DateTime<chrono::Utc>>,
         Option<String>,
     );
-    if message_ids.is_empty() {
-        return Ok(Default::default());
+    let mut rows: Vec<Row> = Vec::new();
+    for (ids, lock) in [(locked, " for update"), (peeked, "")] {
+        if ids.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "select provider_message_id, id, tenant_id, campaign_id, customer_id, status, delivered_at, opened_at,
+                clicked_at, bounced_at, complained_at, error
+             from outbound_campaign_recipients where provider_message_id = any($1) order by id{lock}"
+        );
+        rows.extend(sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(ids).fetch_all(&mut *conn).await?);
     }
-    let rows: Vec<Row> = sqlx::query_as(
-        "select provider_message_id, id, tenant_id, campaign_id, customer_id, status, delivered_at, opened_at,
-            clicked_at, bounced_at, complained_at, error
-         from outbound_campaign_recipients where provider_message_id = any($1) order by id for update",
-    )
-    .bind(message_ids)
-    .fetch_all(conn)
-    .await?;
     Ok(rows
         .into_iter()
         .filter_map(

@@ -8,7 +8,7 @@
 //!   orders, revenue of paid orders, refunds, distinct customers
 //! * campaigns: per (tenant, day, campaign) each delivery milestone on the day it
 //!   happened (bounces and unsubscribes on the recipient's last update, complaints on the
-//!   first report's), plus last-touch
+//!   first report's), machine opens and clicks beside them, plus last-touch
 //!   conversions and revenue on the day the order was paid
 //! * customers: per (tenant, day) new customers, active customers (with any activity),
 //!   conversations started and messages
@@ -90,7 +90,16 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
                 d = day("occurred_at"),
                 occ = micros("occurred_at"),
             );
-            let events = format!("{events} UNION ALL {complaints}");
+            // Machine opens and clicks (scanners, prefetchers): every event, shown beside
+            // the people's milestones, never in them.
+            let machine = format!(
+                "SELECT tenant_id, campaign_id, {d} AS day, activity_type AS milestone, CAST(0 AS BIGINT) AS amount
+                 FROM customer_activities
+                 WHERE activity_type IN ('machine_open', 'machine_click') AND campaign_id IS NOT NULL AND {occ} <= {t}",
+                d = day("occurred_at"),
+                occ = micros("occurred_at"),
+            );
+            let events = format!("{events} UNION ALL {complaints} UNION ALL {machine}");
             format!(
                 "WITH {ctes},
                  conversions AS (
@@ -107,6 +116,8 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
                         sum(CASE WHEN milestone = 'bounced' THEN 1 ELSE 0 END) AS bounced,
                         sum(CASE WHEN milestone = 'unsubscribed' THEN 1 ELSE 0 END) AS unsubscribed,
                         sum(CASE WHEN milestone = 'complained' THEN 1 ELSE 0 END) AS complained,
+                        sum(CASE WHEN milestone = 'machine_open' THEN 1 ELSE 0 END) AS machine_opens,
+                        sum(CASE WHEN milestone = 'machine_click' THEN 1 ELSE 0 END) AS machine_clicks,
                         sum(CASE WHEN milestone = 'conversion' THEN 1 ELSE 0 END) AS conversions,
                         CAST(sum(amount) AS BIGINT) AS revenue_minor
                  FROM events e JOIN outbound_campaigns c ON c.id = e.campaign_id

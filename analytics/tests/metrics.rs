@@ -229,14 +229,15 @@ fn roi_fixture() -> SessionContext {
             ("paid_at", Day(vec![Some(-2.0), Some(-1.0), Some(-5.0), Some(-12.0), Some(1.0), Some(-16.0)])),
         ],
     );
-    // y complained about k1 twice (two reports), z once after as_of; x opened k1.
+    // y complained about k1 twice (two reports), z once after as_of; x opened k1, and a
+    // scanner clicked its links twice on arrival.
     table(
         &ctx,
         "customer_activities",
         vec![
-            ("id", Text(vec![Some("a1"), Some("a2"), Some("a3"), Some("a4")])),
-            ("tenant_id", Text(vec![Some("t1"); 4])),
-            ("customer_id", Text(vec![Some("y"), Some("y"), Some("z"), Some("x")])),
+            ("id", Text(vec![Some("a1"), Some("a2"), Some("a3"), Some("a4"), Some("a5"), Some("a6")])),
+            ("tenant_id", Text(vec![Some("t1"); 6])),
+            ("customer_id", Text(vec![Some("y"), Some("y"), Some("z"), Some("x"), Some("x"), Some("x")])),
             (
                 "activity_type",
                 Text(vec![
@@ -244,10 +245,12 @@ fn roi_fixture() -> SessionContext {
                     Some("email_complaint"),
                     Some("email_complaint"),
                     Some("email_open"),
+                    Some("machine_click"),
+                    Some("machine_click"),
                 ]),
             ),
-            ("campaign_id", Text(vec![Some("k1"); 4])),
-            ("occurred_at", Day(vec![Some(-19.0), Some(-18.0), Some(2.0), Some(-39.0)])),
+            ("campaign_id", Text(vec![Some("k1"); 6])),
+            ("occurred_at", Day(vec![Some(-19.0), Some(-18.0), Some(2.0), Some(-39.0), Some(-40.0), Some(-40.0)])),
         ],
     );
     ctx
@@ -309,6 +312,7 @@ async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     assert_eq!(total("k1", "opened"), 1);
     assert_eq!(total("k1", "bounced"), 1);
     assert_eq!(total("k1", "complained"), 1, "once per recipient, never after as_of");
+    assert_eq!((total("k1", "machine_clicks"), total("k1", "clicked"), total("k1", "opened")), (2, 0, 1));
     assert_eq!(total("k1", "conversions"), 0);
     assert_eq!(total("k2", "sent"), 2);
     assert_eq!(total("k2", "replied"), 1);

@@ -451,6 +451,11 @@ async fn ses_events_over_sns_move_recipients_and_suppress_bounces_and_complaints
     assert_eq!(a["bounce_rate"].as_f64(), Some(0.4), "bounced / sent: {analytics}");
     assert_eq!(a["complaint_rate"].as_f64(), Some(0.5), "complained / delivered: {analytics}");
     assert_eq!(a["click_rate"].as_f64(), Some(0.0), "the scanner's click is not a click: {analytics}");
+    assert_eq!(
+        (a["clicked"].as_i64(), a["machine_clicks"].as_i64()),
+        (Some(0), Some(1)),
+        "both counts shown: {analytics}"
+    );
 }
 
 /// A click within seconds of delivery, or one among several links clicked at once, is a

@@ -126,6 +126,15 @@ async fn email_campaign_reaches_fifty_recipients_once_each_with_tracking() {
         "two opens, one first-open activity: {kinds:?}"
     );
     assert!(kinds.contains(&"email_click") && kinds.contains(&"unsubscribe"), "{kinds:?}");
+    let suppressed: Option<String> = sqlx::query_scalar(
+        "select s.reason from outbound_suppressions s join crm_customers c on c.tenant_id = s.tenant_id and lower(c.email) = s.target
+         join outbound_campaign_recipients r on r.customer_id = c.id where r.id = $1 and s.channel = 'email'",
+    )
+    .bind(recipient)
+    .fetch_optional(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(suppressed.as_deref(), Some("unsubscribe"), "the address is on the tenant's list");
     let unsubscribed: bool = sqlx::query_scalar(
         "select c.unsubscribed_at is not null from crm_customers c join outbound_campaign_recipients r on r.customer_id = c.id where r.id = $1",
     )

@@ -294,7 +294,18 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
         let (status, own) = app.get(&format!("/api/v1/outbound/campaigns/{id}/analytics"), &token).await;
         assert_eq!(status, StatusCode::OK, "{own}");
         let own = &own["data"];
-        for count in ["sent", "delivered", "opened", "clicked", "replied", "bounced", "unsubscribed", "complained"] {
+        for count in [
+            "sent",
+            "delivered",
+            "opened",
+            "clicked",
+            "replied",
+            "bounced",
+            "unsubscribed",
+            "complained",
+            "machine_opens",
+            "machine_clicks",
+        ] {
             assert_eq!(crm[count], own[count], "{count} of {id}: {crm} vs {own}");
         }
         for rate in [

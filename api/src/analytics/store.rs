@@ -161,6 +161,10 @@ pub struct CampaignCounts {
     pub unsubscribed: i64,
     /// Spam complaints (e-mail), on the day SES reported them.
     pub complained: i64,
+    /// Opens and clicks made by machines (scanners, prefetchers): every event, kept out of
+    /// `opened`, `clicked` and the rates.
+    pub machine_opens: i64,
+    pub machine_clicks: i64,
     pub conversions: i64,
     pub revenue_minor: i64,
 }
@@ -178,7 +182,8 @@ pub struct CampaignRow {
 const COUNTS: &str = "coalesce(sum(sent), 0)::bigint as sent, coalesce(sum(delivered), 0)::bigint as delivered,
     coalesce(sum(opened), 0)::bigint as opened, coalesce(sum(clicked), 0)::bigint as clicked,
     coalesce(sum(replied), 0)::bigint as replied, coalesce(sum(bounced), 0)::bigint as bounced,
-    coalesce(sum(unsubscribed), 0)::bigint as unsubscribed, coalesce(sum(complained), 0)::bigint as complained,
+    coalesce(sum(unsubscribed), 0)::bigint as unsubscribed, coalesce(sum(complained), 0)::bigint as complained, coalesce(sum(machine_opens), 0)::bigint as machine_opens,
+    coalesce(sum(machine_clicks), 0)::bigint as machine_clicks,
     coalesce(sum(conversions), 0)::bigint as conversions,
     coalesce(sum(revenue_minor), 0)::bigint as revenue_minor";
 

@@ -312,6 +312,10 @@ pub struct CampaignAnalytics {
     pub unsubscribed: i64,
     /// Spam complaints (e-mail; SES reports them, the recipient's status stays).
     pub complained: i64,
+    /// Opens and clicks made by machines (scanners, prefetchers; docs/metrics.md): every
+    /// event, kept out of `opened`, `clicked` and the rates.
+    pub machine_opens: i64,
+    pub machine_clicks: i64,
     /// As docs/metrics.md defines them, like the CRM analytics (rounded to 4 places, as
     /// there): delivery and bounce over `sent`; open, click, reply, unsubscribe and
     /// complaint over `delivered`; null while the denominator is 0 (an e-mail is
@@ -387,8 +391,13 @@ pub async fn analytics(
              count(*) filter (where status = 'bounced') as bounced,
              count(*) filter (where status = 'unsubscribed') as unsubscribed,
              count(*) filter (where complained_at is not null) as complained
-           from r)
-         select c.*,
+           from r),
+         m as (
+           select count(*) filter (where activity_type = 'machine_open') as machine_opens,
+             count(*) filter (where activity_type = 'machine_click') as machine_clicks
+           from customer_activities
+           where tenant_id = $1 and campaign_id = $2 and activity_type in ('machine_open', 'machine_click'))
+         select c.*, m.*,
            round(delivered::numeric / nullif(sent, 0), 4)::float8 as delivery_rate,
            round(opened::numeric / nullif(delivered, 0), 4)::float8 as open_rate,
            round(clicked::numeric / nullif(delivered, 0), 4)::float8 as click_rate,
@@ -396,7 +405,7 @@ pub async fn analytics(
            round(bounced::numeric / nullif(sent, 0), 4)::float8 as bounce_rate,
            round(unsubscribed::numeric / nullif(delivered, 0), 4)::float8 as unsubscribe_rate,
            round(complained::numeric / nullif(delivered, 0), 4)::float8 as complaint_rate
-         from c",
+         from c, m",
     )
     .bind(tenant)
     .bind(campaign)

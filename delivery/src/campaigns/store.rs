@@ -671,7 +671,8 @@ pub async fn record_engagement(
 }
 
 /// Records an engagement made at `at` on the recipient and as customer activity; an
-/// unsubscribe also unsubscribes the customer from every later campaign. A click that
+/// unsubscribe also unsubscribes the customer from every later campaign and puts the
+/// address on the tenant's suppression list (`unsubscribe`). A click that
 /// came too soon after delivery, or in a burst over the message's links, is a machine's
 /// (see [`is_machine`]); a burst also turns the clicks before it in the burst into machine
 /// clicks and recomputes the recipient's open and click milestones from the human
@@ -754,6 +755,18 @@ pub async fn engage(
         .bind(who.tenant)
         .bind(t.customer_id)
         .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        // The address goes on the tenant's list too, so a second customer record or an
+        // import with the same address does not mail it again.
+        sqlx::query(
+            "insert into outbound_suppressions (tenant_id, channel, target, reason, note)
+             select tenant_id, 'email', lower(email), 'unsubscribe', 'unsubscribe link' from crm_customers
+             where tenant_id = $1 and id = $2 and email is not null
+             on conflict do nothing",
+        )
+        .bind(who.tenant)
+        .bind(t.customer_id)
         .execute(&mut *conn)
         .await?;
     }

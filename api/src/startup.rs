@@ -120,6 +120,16 @@ impl Application {
             fibonacco_search::index::KNOWLEDGE_DIMENSIONS,
         )?;
         let state = AppState::with_store(pool, redis, config, store);
+        if matches!(*state.llm, fibonacco_platform::llm::LlmProvider::Local) {
+            tracing::warn!(
+                "neither OPENAI_API_KEY nor OPENROUTER_API_KEY is set: AI chat and generation answer from local templates, not a language model"
+            );
+        }
+        if state.config.ses_events.topic_arns.is_empty() {
+            tracing::warn!(
+                "SNS_TOPIC_ARNS is not set: POST /api/ses/events refuses every SES event (no delivery, bounce or complaint is recorded)"
+            );
+        }
         Ok(Self { listener, router: router(state.clone()), state })
     }
 

@@ -17,7 +17,8 @@ const PROVIDER: &str = "Twilio";
 pub struct TwilioSettings {
     pub account_sid: String,
     pub auth_token: Secret,
-    /// The number messages and calls come from (`TWILIO_FROM`).
+    /// The number messages and calls come from (`TWILIO_FROM`, or the seed's name for it,
+    /// `TWILIO_PHONE_NUMBER`; `TWILIO_FROM` wins when both are set).
     pub from: String,
     /// `TWILIO_BASE_URL`: `https://api.twilio.com` unless pointed elsewhere.
     pub base_url: String,
@@ -29,7 +30,7 @@ impl TwilioSettings {
         Some(Self {
             account_sid: v("TWILIO_ACCOUNT_SID")?,
             auth_token: Secret::new(v("TWILIO_AUTH_TOKEN")?),
-            from: v("TWILIO_FROM").unwrap_or_default(),
+            from: v("TWILIO_FROM").or_else(|| v("TWILIO_PHONE_NUMBER")).unwrap_or_default(),
             base_url: v("TWILIO_BASE_URL")
                 .unwrap_or_else(|| "https://api.twilio.com".into())
                 .trim_end_matches('/')
@@ -157,6 +158,21 @@ pub fn say_twiml(script: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seeds_phone_number_setting_names_the_sender_too() {
+        let from = |pairs: &[(&str, &str)]| {
+            TwilioSettings::from_lookup(&|k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()))
+                .unwrap()
+                .from
+        };
+        let sid = ("TWILIO_ACCOUNT_SID", "AC1");
+        let token = ("TWILIO_AUTH_TOKEN", "t");
+        let phone = ("TWILIO_PHONE_NUMBER", "+15550001111");
+        assert_eq!(from(&[sid, token, phone]), "+15550001111");
+        assert_eq!(from(&[sid, token, phone, ("TWILIO_FROM", "+15550002222")]), "+15550002222");
+        assert_eq!(from(&[sid, token]), "");
+    }
 
     fn doc_params(caller: &str) -> Vec<(String, String)> {
         // Given out of order on purpose: the signature sorts them.

@@ -17,7 +17,9 @@ const fn w(activity_type: &'static str, component: &'static str, points: f64) ->
     Weight { activity_type, component, points }
 }
 
-/// Points per activity type. An unsubscribe takes points away from its channel.
+/// Points per activity type. An unsubscribe or a spam complaint takes points away from its
+/// channel; machine opens and clicks, bounces and delays earn nothing (they are not the
+/// person's doing).
 pub const DEFAULT_WEIGHTS: &[Weight] = &[
     w("page_view", "web", 1.0),
     w("article_read", "web", 3.0),
@@ -29,6 +31,7 @@ pub const DEFAULT_WEIGHTS: &[Weight] = &[
     w("email_click", "email", 5.0),
     w("email_reply", "email", 8.0),
     w("unsubscribe", "email", -10.0),
+    w("email_complaint", "email", -10.0),
     w("sms_reply", "sms", 6.0),
     w("call_answered", "phone", 6.0),
     w("chat_message", "chat", 3.0),

@@ -31,6 +31,9 @@ export QUEUE_PREFIX="contract-$$" APP_ENV=testing APP_HOST=127.0.0.1 STRIPE_WEBH
 # The contract is about shapes, not fair use: limits and budgets are off here (their
 # 429s are still in the document and tested in api/tests/fairness.rs).
 export RATE_LIMIT_PER_TOKEN=0 RATE_LIMIT_PER_TENANT=0 RATE_LIMIT_GENERATION_PER_TENANT=0 AI_TENANT_DAILY_TOKENS=0
+# Without a provider key generation answers 503; the contract checks the routes' own
+# answers, so they run on the demo templates.
+export AI_LOCAL_TEMPLATES=true
 # Tests never reach a real LLM or embedding provider, whatever the environment says.
 unset OPENAI_API_KEY OPENROUTER_API_KEY EMBEDDING_BASE_URL
 "$BIN" migrate >/dev/null

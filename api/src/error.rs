@@ -75,6 +75,12 @@ pub enum ApiError {
     /// A provider we call refused the request.
     #[error("{0}")]
     Upstream(String),
+    /// No language model is configured (and `AI_LOCAL_TEMPLATES` is off): generation
+    /// would only be canned text.
+    #[error(
+        "no language model is configured: set OPENAI_API_KEY or OPENROUTER_API_KEY (AI_LOCAL_TEMPLATES=true gives demo text)"
+    )]
+    AiNotConfigured,
     #[error("request timed out")]
     Timeout,
     /// A rate limit (per token, per tenant, or the generation routes') is reached.
@@ -148,7 +154,9 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) | Self::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::UpstreamUnavailable(_) | Self::AiNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited(_) | Self::LlmBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -173,6 +181,7 @@ impl ApiError {
             Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::Upstream(_) => "UPSTREAM_ERROR",
+            Self::AiNotConfigured => "AI_PROVIDER_NOT_CONFIGURED",
             Self::Timeout => "REQUEST_TIMEOUT",
             Self::RateLimited(_) => "RATE_LIMITED",
             Self::LlmBudgetExhausted { .. } => "LLM_BUDGET_EXHAUSTED",

@@ -50,6 +50,9 @@ pub fn test_config(database_url: &str) -> Config {
         "PAGINATION_MAX_PER_PAGE" => Some("50".into()),
         "AUTH_CACHE_TTL_SECS" => Some("1".into()),
         "STRIPE_WEBHOOK_SECRET" => Some(STRIPE_SECRET.into()),
+        // The tests' generation routes run offline on the demo templates; the refusal
+        // without them has its own test.
+        "AI_LOCAL_TEMPLATES" => Some("true".into()),
         _ => None,
     })
     .expect("test config is valid")

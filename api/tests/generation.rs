@@ -560,3 +560,67 @@ async fn ai_context_packs_labelled_parts_within_the_budget() {
     let (s, _) = app.send("POST", "/api/v1/ai/context", Some(&app.token_b), Some(json!({"customer_id": cid}))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "another tenant's customer is unknown");
 }
+
+/// Without a provider key nothing pretends: generation answers 503
+/// `AI_PROVIDER_NOT_CONFIGURED` (demo templates only when asked for, and marked so), and
+/// the assistant quotes the tenant's matching knowledge inside the personality's framing,
+/// or says it found nothing.
+#[tokio::test]
+async fn without_a_provider_key_generation_refuses_and_chat_quotes_the_knowledge() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let router = app.with(|s| Arc::make_mut(&mut s.config).ai.local_templates = false);
+    let (_, campaign) = app
+        .send("POST", "/api/v1/outbound/campaigns", Some(t), Some(json!({"name": "Spring sale", "type": "email"})))
+        .await;
+    for (path, body) in [
+        ("/api/v1/content/generate", json!({"topic": "Gutters", "length": "short"})),
+        (
+            "/api/v1/ads/generate-from-campaign",
+            json!({"source_id": campaign["data"]["id"], "platform": "instagram", "budget": 1000}),
+        ),
+    ] {
+        let (s, r) = call(&router, t, path, body).await;
+        assert_eq!((s, code(&r)), (StatusCode::SERVICE_UNAVAILABLE, "AI_PROVIDER_NOT_CONFIGURED"), "{path}: {r}");
+    }
+    // With AI_LOCAL_TEMPLATES the demo text comes back, named as such.
+    let (s, r) = call(&app.router, t, "/api/v1/content/generate", json!({"topic": "Gutters", "length": "short"})).await;
+    assert_eq!((s, r["data"]["model"].as_str()), (StatusCode::CREATED, Some("local-template-v1")), "{r}");
+
+    let (_, k) = app
+        .send(
+            "POST",
+            "/api/v1/knowledge",
+            Some(t),
+            Some(json!({"title": "Opening hours", "content": "We open at nine and close at five on weekdays."})),
+        )
+        .await;
+    let (s, p) = app
+        .send(
+            "POST",
+            "/api/v1/personalities",
+            Some(t),
+            Some(json!({"name": "Ava", "system_prompt": "You are Ava.", "config": {"greeting": "Hi, Ava here.", "sign_off": "Have a good day!"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let pid = p["data"]["id"].as_str().unwrap();
+    for path in ["/api/v1/ai/chat".to_owned(), format!("/api/v1/personalities/{pid}/generate-response")] {
+        let body = if path.ends_with("/ai/chat") {
+            json!({"message": "When do you open?", "personality_id": pid})
+        } else {
+            json!({"message": "When do you open?"})
+        };
+        let (s, r) = call(&router, t, &path, body).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {r}");
+        let text = r["data"]["response"].as_str().unwrap();
+        assert!(text.starts_with("Hi, Ava here."), "{path}: {text}");
+        assert!(text.contains("[1] Opening hours: We open at nine"), "{path}: {text}");
+        assert!(text.ends_with("Have a good day!"), "{path}: {text}");
+        assert_eq!(r["data"]["model"], "knowledge-extract-v1", "{r}");
+    }
+    assert_eq!(k["data"]["title"], "Opening hours");
+    let (s, r) = call(&router, t, "/api/v1/ai/chat", json!({"message": "Do you repair bicycles?"})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r["data"]["response"].as_str().unwrap().starts_with("I could not find anything"), "{r}");
+}

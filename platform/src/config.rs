@@ -169,6 +169,10 @@ pub struct AiSettings {
     /// `AI_TENANT_DAILY_TOKENS` (default 500000; 0 turns the budget off): LLM tokens a
     /// tenant may use per UTC day, prompt and answer, before generation answers 429.
     pub tenant_daily_tokens: u64,
+    /// `AI_LOCAL_TEMPLATES` (default false): without a provider key, generation routes
+    /// answer with canned demo text (model `local-template-v1`) instead of 503
+    /// `AI_PROVIDER_NOT_CONFIGURED`. For demos and tests; never a real answer.
+    pub local_templates: bool,
 }
 
 impl Default for AiSettings {
@@ -361,16 +365,13 @@ fn ses_event_settings(get: &impl Fn(&str) -> Option<String>) -> Result<SesEventS
 
 fn ai_settings(get: &impl Fn(&str) -> Option<String>) -> Result<AiSettings, ConfigError> {
     let nonempty = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let public_knowledge = match nonempty("AI_PUBLIC_KNOWLEDGE").as_deref() {
-        None | Some("false") | Some("0") => false,
-        Some("true") | Some("1") => true,
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                name: "AI_PUBLIC_KNOWLEDGE",
-                reason: format!("`{other}` is not true or false"),
-            });
-        }
+    let flag = |name: &'static str| match nonempty(name).as_deref() {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid { name, reason: format!("`{other}` is not true or false") }),
     };
+    let public_knowledge = flag("AI_PUBLIC_KNOWLEDGE")?;
+    let local_templates = flag("AI_LOCAL_TEMPLATES")?;
     let mut models: Vec<String> = match nonempty("AI_MODELS") {
         Some(list) => list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect(),
         None => vec!["gpt-4o-mini".into(), "gpt-4o".into()],
@@ -400,7 +401,7 @@ fn ai_settings(get: &impl Fn(&str) -> Option<String>) -> Result<AiSettings, Conf
             reason: e.to_string(),
         })?,
     };
-    Ok(AiSettings { public_knowledge, models, max_tokens, tenant_daily_tokens })
+    Ok(AiSettings { public_knowledge, models, max_tokens, tenant_daily_tokens, local_templates })
 }
 
 /// `APP_KEY` signs tracking, click and unsubscribe links: a key anyone knows would let

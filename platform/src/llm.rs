@@ -149,6 +149,22 @@ pub struct ChatStream {
     pub chunks: tokio::sync::mpsc::Receiver<Result<String, LlmError>>,
 }
 
+impl ChatStream {
+    /// A stream of a text known whole, word by word, so clients take the same path as
+    /// with a provider's stream.
+    pub fn from_text(text: String, model: String, provider: &'static str) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            for piece in text.split_inclusive(' ') {
+                if tx.send(Ok(piece.to_owned())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ChatStream { model, provider, chunks: rx }
+    }
+}
+
 impl LlmProvider {
     /// Like [`LlmProvider::complete`], but the text arrives in pieces. Errors before the
     /// first piece (refusals, outages) come back here, so callers can answer them plainly.
@@ -159,15 +175,7 @@ impl LlmProvider {
                 // The local generator has its whole answer at once; it is streamed word by
                 // word so clients exercise the same path offline.
                 let answer = local_completion(req);
-                let (tx, rx) = tokio::sync::mpsc::channel(64);
-                tokio::spawn(async move {
-                    for piece in answer.content.split_inclusive(' ') {
-                        if tx.send(Ok(piece.to_owned())).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-                Ok(ChatStream { model: answer.model, provider: "local", chunks: rx })
+                Ok(ChatStream::from_text(answer.content, answer.model, "local"))
             }
             Self::OpenAiCompatible(p) => p.stream(req).await,
         }

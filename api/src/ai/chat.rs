@@ -36,7 +36,7 @@ use crate::{
 
 const MAX_MESSAGE_CHARS: usize = 8000;
 /// Knowledge entries given to the model per question.
-const SOURCES: i64 = 3;
+pub(crate) const SOURCES: i64 = 3;
 const DEFAULT_PROMPT: &str = "You are a helpful assistant for a small business. Answer briefly and use the knowledge given; say when you do not know.";
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -93,7 +93,12 @@ pub struct ChatEvent {
 struct Prepared {
     request: ChatRequest,
     personality: Option<Uuid>,
+    /// Framing for an answer without a language model.
+    greeting: Option<String>,
+    sign_off: Option<String>,
     sources: Vec<Source>,
+    /// What the sources say, in the same order (for an answer without a language model).
+    hits: Vec<Hit>,
     message: String,
 }
 
@@ -182,7 +187,8 @@ async fn prepare(state: &AppState, tenant: TenantId, body: &ChatBody) -> Result<
         temperature: chosen.as_ref().map(|p| p.temperature).unwrap_or(0.3),
         max_tokens: chosen.as_ref().and_then(|p| u32::try_from(p.max_tokens).ok()).unwrap_or(1024),
     };
-    Ok(Prepared { request, personality: chosen.map(|p| p.id), sources, message })
+    let (greeting, sign_off) = chosen.as_ref().map(|p| (p.greeting.clone(), p.sign_off.clone())).unwrap_or_default();
+    Ok(Prepared { request, personality: chosen.map(|p| p.id), greeting, sign_off, sources, hits: found.hits, message })
 }
 
 /// Stores the question (and opens the conversation when new); returns the conversation.
@@ -254,8 +260,18 @@ pub async fn chat(
     auth.require(crate::personalities::WRITE)?;
     let tenant = auth.0.tenant_id;
     let prepared = prepare(&state, tenant, &body).await?;
+    // No language model: the answer quotes the knowledge found, and says so.
+    let offline = matches!(*state.llm, LlmProvider::Local)
+        .then(|| super::extractive::answer(&prepared.hits, prepared.greeting.as_deref(), prepared.sign_off.as_deref()));
     if !body.stream {
-        let answer = super::gateway::complete(&state, tenant, prepared.request.clone()).await?;
+        let answer = match offline {
+            Some(text) => fibonacco_platform::llm::ChatResponse {
+                content: text,
+                model: super::extractive::EXTRACTIVE_MODEL.into(),
+                provider: "local",
+            },
+            None => super::gateway::complete(&state, tenant, prepared.request.clone()).await?,
+        };
         let conversation = store_question(&state, tenant, &body, &prepared).await?;
         let message_id = store_answer(
             &state,
@@ -279,7 +295,10 @@ pub async fn chat(
         .into_response());
     }
     // Errors before the first piece are answered as JSON like any other.
-    let (mut stream, reservation) = super::gateway::stream(&state, tenant, prepared.request.clone()).await?;
+    let (mut stream, reservation) = match offline {
+        Some(text) => (ChatStream::from_text(text, super::extractive::EXTRACTIVE_MODEL.into(), "local"), None),
+        None => super::gateway::stream(&state, tenant, prepared.request.clone()).await?,
+    };
     let conversation = match store_question(&state, tenant, &body, &prepared).await {
         Ok(c) => c,
         Err(e) => {

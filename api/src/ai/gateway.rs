@@ -40,6 +40,16 @@ fn budget_key(state: &AppState, tenant: TenantId) -> String {
     format!("{}:llm-tokens:{tenant}", state.config.queue_prefix)
 }
 
+/// Without a provider key, generation is canned text: refused unless the operator asked
+/// for demo templates (`AI_LOCAL_TEMPLATES`), whose answers carry the model
+/// `local-template-v1` so they say what they are.
+fn configured(state: &AppState) -> Result<(), ApiError> {
+    if matches!(*state.llm, fibonacco_platform::llm::LlmProvider::Local) && !state.config.ai.local_templates {
+        return Err(ApiError::AiNotConfigured);
+    }
+    Ok(())
+}
+
 /// Bounds the request by the platform's settings.
 fn bounded(state: &AppState, mut request: ChatRequest) -> ChatRequest {
     let ai = &state.config.ai;
@@ -74,6 +84,7 @@ async fn reserve(state: &AppState, tenant: TenantId, request: &ChatRequest) -> R
 
 /// One completion, within the platform's bounds and the tenant's budget.
 pub async fn complete(state: &AppState, tenant: TenantId, request: ChatRequest) -> Result<ChatResponse, ApiError> {
+    configured(state)?;
     let request = bounded(state, request);
     let reservation = reserve(state, tenant, &request).await?;
     let result = state.llm.complete(&request).await;
@@ -89,6 +100,7 @@ pub async fn stream(
     tenant: TenantId,
     request: ChatRequest,
 ) -> Result<(ChatStream, Option<Reservation>), ApiError> {
+    configured(state)?;
     let request = bounded(state, request);
     let reservation = reserve(state, tenant, &request).await?;
     match state.llm.stream(&request).await {

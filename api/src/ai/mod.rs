@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod context;
+pub mod extractive;
 pub mod gateway;
 pub mod store;
 
@@ -162,7 +163,20 @@ pub async fn generate_response(
         temperature: personality.temperature,
         max_tokens: u32::try_from(personality.max_tokens).unwrap_or(1024),
     };
-    let answer = gateway::complete(&state, tenant, request).await?;
+    // No language model: the answer quotes the tenant's knowledge that matches, and says so.
+    let answer = if matches!(*state.llm, LlmProvider::Local) {
+        let found = state
+            .search
+            .for_assistant(tenant, &message, chat::SOURCES, "message", state.config.ai.public_knowledge)
+            .await?;
+        fibonacco_platform::llm::ChatResponse {
+            content: extractive::answer(&found.hits, personality.greeting.as_deref(), personality.sign_off.as_deref()),
+            model: extractive::EXTRACTIVE_MODEL.into(),
+            provider: "local",
+        }
+    } else {
+        gateway::complete(&state, tenant, request).await?
+    };
 
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let conversation = match body.conversation_id {

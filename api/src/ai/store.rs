@@ -16,10 +16,14 @@ pub struct Personality {
     pub model: String,
     pub temperature: f32,
     pub max_tokens: i32,
+    /// `config.greeting` and `config.sign_off`: framing for answers given without a
+    /// language model (`ai::extractive`).
+    pub greeting: Option<String>,
+    pub sign_off: Option<String>,
 }
 
-const PERSONALITY: &str =
-    "select p.id, p.name, p.system_prompt, p.model, p.temperature, p.max_tokens from ai_personalities p";
+const PERSONALITY: &str = "select p.id, p.name, p.system_prompt, p.model, p.temperature, p.max_tokens,
+    p.config->>'greeting' as greeting, p.config->>'sign_off' as sign_off from ai_personalities p";
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn personality(

@@ -261,6 +261,12 @@ pub fn check_age(message: &Message, now: DateTime<Utc>, max_age: Duration) -> Re
 pub struct Client {
     http: reqwest::Client,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Fetches in the current minute: messages naming ever new certificate URLs (on an
+    /// allowed host, for a listed topic) cannot make this process fetch without end.
+    fetches: Mutex<(Instant, u32)>,
+    /// One fetch at a time: requests that miss the cache together wait for the first one's
+    /// fetch and then find its certificate, instead of each fetching it.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +280,8 @@ const CACHE_ENTRIES: usize = 64;
 /// A PEM certificate is about 2 KiB.
 const CERT_MAX_BYTES: usize = 16 * 1024;
 const RETRY_BAD_AFTER: Duration = Duration::from_secs(60);
+/// Certificate fetches per minute at most (AWS rotates a region's certificate rarely).
+const FETCHES_PER_MINUTE: u32 = 10;
 
 impl Default for Client {
     fn default() -> Self {
@@ -284,7 +292,12 @@ impl Default for Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { http, entries: Mutex::new(HashMap::new()) }
+        Self {
+            http,
+            entries: Mutex::new(HashMap::new()),
+            fetches: Mutex::new((Instant::now(), 0)),
+            fetching: tokio::sync::Mutex::new(()),
+        }
     }
 }
 
@@ -292,11 +305,22 @@ impl Client {
     /// The certificate (DER) at `url`, which the caller has checked with [`url_allowed`].
     #[tracing::instrument(name = "sns.certificate", skip(self), err)]
     pub async fn certificate(&self, url: &str) -> Result<Arc<[u8]>, SnsError> {
-        let cached = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(url).cloned();
-        match cached {
-            Some(Entry::Good(der)) => return Ok(der),
-            Some(Entry::Bad(at, why)) if at.elapsed() < RETRY_BAD_AFTER => return Err(SnsError::Cert(why)),
-            _ => {}
+        if let Some(found) = self.cached(url) {
+            return found;
+        }
+        let _one_at_a_time = self.fetching.lock().await;
+        if let Some(found) = self.cached(url) {
+            return found;
+        }
+        {
+            let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+            if fetches.0.elapsed() >= Duration::from_secs(60) {
+                *fetches = (Instant::now(), 0);
+            }
+            if fetches.1 >= FETCHES_PER_MINUTE {
+                return Err(SnsError::Cert("too many certificate fetches this minute; try again".into()));
+            }
+            fetches.1 += 1;
         }
         let fetched = self.fetch(url).await;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -333,6 +357,15 @@ impl Client {
             return Err(format!("the subscription URL answered {}", response.status()));
         }
         Ok(())
+    }
+
+    /// The cache's answer for `url`: a certificate, a recent failure, or nothing yet.
+    fn cached(&self, url: &str) -> Option<Result<Arc<[u8]>, SnsError>> {
+        match self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
+            Some(Entry::Good(der)) => Some(Ok(der.clone())),
+            Some(Entry::Bad(at, why)) if at.elapsed() < RETRY_BAD_AFTER => Some(Err(SnsError::Cert(why.clone()))),
+            _ => None,
+        }
     }
 
     async fn fetch(&self, url: &str) -> Result<Arc<[u8]>, String> {
@@ -499,6 +532,44 @@ mod tests {
         assert!(url_allowed("http://127.0.0.1:4010/cert.pem", &local));
         assert!(!url_allowed("http://127.0.0.1:4011/cert.pem", &local));
         assert!(!url_allowed("http://127.0.0.1/cert.pem", &local));
+    }
+
+    #[tokio::test]
+    async fn certificates_are_fetched_once_and_at_most_ten_a_minute() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        fibonacco_platform::install_tls_provider();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    let body = test_signer::CERT_PEM;
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(body).await;
+                });
+            }
+        });
+        let client = Client::default();
+        let url = |i: usize| format!("http://{addr}/cert-{i}.pem");
+        for _ in 0..3 {
+            client.certificate(&url(0)).await.unwrap();
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "cached after the first fetch");
+        for i in 1..FETCHES_PER_MINUTE as usize {
+            client.certificate(&url(i)).await.unwrap();
+        }
+        assert!(matches!(client.certificate(&url(99)).await, Err(SnsError::Cert(_))));
+        assert_eq!(hits.load(Ordering::SeqCst), FETCHES_PER_MINUTE as usize, "the eleventh was never requested");
+        client.certificate(&url(3)).await.expect("cached ones still serve");
     }
 
     #[test]

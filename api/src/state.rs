@@ -7,6 +7,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
+/// A provider's model list and when it was read.
+pub type ModelList = (std::time::Instant, Vec<String>);
+
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
@@ -23,6 +26,8 @@ pub struct AppState {
     pub search: fibonacco_search::SearchService,
     /// SNS signing certificates (cached) and subscription confirmations.
     pub sns: Arc<fibonacco_delivery::sns::Client>,
+    /// The chat provider's model list and when it was read (`/ai/models`).
+    pub provider_models: Arc<std::sync::Mutex<Option<ModelList>>>,
     /// Writes SES events in batches; started by the first event.
     pub ses_sink: Arc<std::sync::OnceLock<fibonacco_delivery::ses_sink::Sink>>,
 }
@@ -54,6 +59,7 @@ impl AppState {
             search,
             sns: Arc::new(fibonacco_delivery::sns::Client::default()),
             ses_sink: Arc::default(),
+            provider_models: Arc::default(),
         }
     }
 }

@@ -624,3 +624,82 @@ async fn without_a_provider_key_generation_refuses_and_chat_quotes_the_knowledge
     assert_eq!(s, StatusCode::OK, "{r}");
     assert!(r["data"]["response"].as_str().unwrap().starts_with("I could not find anything"), "{r}");
 }
+
+/// `/ai/models` says what the provider offers (its `/models` list, read once and reused)
+/// and which embedder the tenant's knowledge is indexed with, dimensions included.
+#[tokio::test]
+async fn models_report_what_the_provider_offers_and_what_is_indexed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counted = reads.clone();
+    let stub = Router::new().route(
+        "/v1/models",
+        axum::routing::get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Json(json!({"object": "list", "data": [{"id": "gpt-4o-mini"}, {"id": "gpt-4o"}, {"id": "o3"}]})) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, stub).await.unwrap() });
+    let router = app.with_llm(openai(&format!("http://{addr}/v1")));
+    let (s, p) = app
+        .send(
+            "POST",
+            "/api/v1/personalities",
+            Some(t),
+            Some(json!({"name": "Old", "system_prompt": "x", "model": "gpt-4o"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    // An entry indexed by the local embedder.
+    let (_, k) = app
+        .send("POST", "/api/v1/knowledge", Some(t), Some(json!({"title": "Hours", "content": "Open at nine."})))
+        .await;
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    sqlx::query(
+        "update knowledge_base set embedding = array_fill(0.1, array[384])::vector, embedding_model = 'all-MiniLM-L6-v2'
+         where id = $1::uuid",
+    )
+    .bind(k["data"]["id"].as_str().unwrap())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    for _ in 0..2 {
+        let req = Request::builder()
+            .uri("/api/v1/ai/models")
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let m: Value =
+            serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+        let find = |id: &str, kind: &str| {
+            m["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["id"] == id && x["kind"] == kind)
+                .cloned()
+                .unwrap_or_else(|| panic!("{id}: {m}"))
+        };
+        assert_eq!(
+            (find("gpt-4o-mini", "chat")["default"].as_bool(), find("gpt-4o-mini", "chat")["offered"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(find("o3", "chat")["offered"], true, "the provider's list: {m}");
+        assert_eq!(find("gpt-4o", "chat")["offered"], true);
+        let embedder = find("all-MiniLM-L6-v2", "embedding");
+        assert_eq!(
+            (embedder["dimensions"].as_i64(), embedder["indexed_entries"].as_i64()),
+            (Some(384), Some(1)),
+            "{m}"
+        );
+    }
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "the list is read once and reused");
+}

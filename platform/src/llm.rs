@@ -227,6 +227,42 @@ struct WireChoice {
 }
 
 impl OpenAiCompatible {
+    /// The models the provider offers (`GET {base}/models`, OpenAI's list shape).
+    #[tracing::instrument(name = "llm.models", skip(self), fields(provider = self.name), err)]
+    pub async fn models(&self) -> Result<Vec<String>, LlmError> {
+        #[derive(Deserialize)]
+        struct List {
+            data: Vec<Item>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            id: String,
+        }
+        let response = self
+            .http
+            .get(format!("{}/models", self.base_url))
+            .bearer_auth(self.api_key.expose())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| {
+                LlmError::Retryable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(LlmError::Rejected(format!("HTTP {status} listing models")));
+        }
+        let list: List = response.json().await.map_err(|_| LlmError::Rejected("an unreadable model list".into()))?;
+        // Bounded: an id is a name, and the list is shown to tenants.
+        Ok(list
+            .data
+            .into_iter()
+            .map(|m| m.id)
+            .filter(|id| !id.is_empty() && id.len() <= 200 && !id.chars().any(char::is_control))
+            .take(1000)
+            .collect())
+    }
+
     /// Sends the chat completion request; transport failures, 429 and 5xx are retryable,
     /// other non-success statuses are refusals carrying the provider's message.
     async fn send(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<reqwest::Response, LlmError> {

@@ -214,14 +214,45 @@ pub struct ModelInfo {
     /// `chat` or `embedding`.
     pub kind: &'static str,
     pub provider: String,
-    /// Used when a request or personality names no model.
+    /// Used when a request or personality names no model (chat), or the embedder search
+    /// uses now (embedding).
     pub default: bool,
     /// Vector size (embedding models).
     pub dimensions: Option<usize>,
+    /// Chat: whether the provider's model list has it (`GET /models`, read at most every
+    /// 10 minutes); null when the list could not be read or there is no provider.
+    pub offered: Option<bool>,
+    /// Embedding: this tenant's knowledge entries indexed with it.
+    pub indexed_entries: Option<i64>,
 }
 
-/// The chat models in use (the provider's default and every model a personality of this
-/// tenant names) and the embedding model of search.
+/// How long the provider's model list is reused.
+const MODELS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The provider's model list, cached; `None` without a provider or when it cannot be read.
+async fn offered_models(state: &AppState) -> Option<Vec<String>> {
+    let LlmProvider::OpenAiCompatible(provider) = &*state.llm else { return None };
+    if let Some((at, list)) = state.provider_models.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+        && at.elapsed() < MODELS_TTL
+    {
+        return Some(list.clone());
+    }
+    match provider.models().await {
+        Ok(list) => {
+            *state.provider_models.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), list.clone()));
+            Some(list)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the provider's model list could not be read");
+            None
+        }
+    }
+}
+
+/// The chat models: the provider's default, every model a personality of this tenant
+/// names, and what the provider offers; the embedding model search uses now and the ones
+/// the tenant's knowledge is indexed with.
 #[utoipa::path(get, path = "/api/v1/ai/models", tag = "personalities",
     responses((status = 200, body = inline(Envelope<Vec<ModelInfo>>)), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -230,24 +261,37 @@ pub async fn models(State(state): State<AppState>, auth: Auth) -> Result<Json<En
     let tenant = auth.0.tenant_id;
     let provider = state.llm.name().to_owned();
     let default_model = state.llm.default_model().to_owned();
-    let mut out = vec![ModelInfo {
-        id: default_model.clone(),
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let named = if matches!(*state.llm, LlmProvider::OpenAiCompatible(_)) {
+        store::personality_models(&mut tx, tenant).await?
+    } else {
+        Vec::new()
+    };
+    let indexed: Vec<(String, i64, Option<i32>)> = sqlx::query_as(
+        "select embedding_model, count(*), max(vector_dims(embedding)) from knowledge_base
+         where tenant_id = $1 and embedding is not null group by 1 order by 2 desc",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    // No database connection is held while the provider is asked.
+    let offered = offered_models(&state).await;
+    let is_offered = |id: &str| offered.as_ref().map(|list| list.iter().any(|m| m == id));
+    let chat = |id: String, default: bool| ModelInfo {
+        offered: is_offered(&id),
+        id,
         kind: "chat",
         provider: provider.clone(),
-        default: true,
+        default,
         dimensions: None,
-    }];
-    if matches!(*state.llm, LlmProvider::OpenAiCompatible(_)) {
-        let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-        let named = store::personality_models(&mut tx, tenant).await?;
-        tx.commit().await?;
-        out.extend(named.into_iter().filter(|m| *m != default_model).map(|id| ModelInfo {
-            id,
-            kind: "chat",
-            provider: provider.clone(),
-            default: false,
-            dimensions: None,
-        }));
+        indexed_entries: None,
+    };
+    let mut out = vec![chat(default_model.clone(), true)];
+    for id in named.into_iter().chain(offered.clone().unwrap_or_default()) {
+        if !out.iter().any(|m| m.id == id) {
+            out.push(chat(id, false));
+        }
     }
     let lookup = fibonacco_platform::config::env_lookup();
     let (embedding, embedding_provider, dims) = match lookup("EMBEDDING_BASE_URL").filter(|v| !v.is_empty()) {
@@ -262,12 +306,27 @@ pub async fn models(State(state): State<AppState>, auth: Auth) -> Result<Json<En
             fibonacco_search::embed::local::DIMENSIONS,
         ),
     };
+    let count_of = |id: &str| indexed.iter().find(|(m, ..)| m == id).map(|(_, n, _)| *n).unwrap_or(0);
     out.push(ModelInfo {
-        id: embedding,
+        indexed_entries: Some(count_of(&embedding)),
+        id: embedding.clone(),
         kind: "embedding",
         provider: embedding_provider,
         default: true,
         dimensions: Some(dims),
+        offered: None,
     });
+    // Entries still indexed with another embedder (until `search reindex`).
+    for (id, n, dims) in indexed.into_iter().filter(|(m, ..)| *m != embedding) {
+        out.push(ModelInfo {
+            id,
+            kind: "embedding",
+            provider: "indexed".into(),
+            default: false,
+            dimensions: dims.and_then(|d| usize::try_from(d).ok()),
+            offered: None,
+            indexed_entries: Some(n),
+        });
+    }
     Ok(Json(Envelope::data(out)))
 }

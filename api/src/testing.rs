@@ -169,3 +169,54 @@ pub fn twilio_callback(path: &str, params: &[(&str, &str)], token: &str) -> Requ
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error envelope>")
 }
+
+/// An OpenAI-compatible provider that answers with what it was given, so a test checks
+/// that a prompt carries what it should rather than what a canned template says. The
+/// answer is a numbered list, one line per message (`role: content`, line breaks as
+/// spaces); when the system message asks to "Suggest N" items, it is N numbered ideas
+/// built from the user's message instead. Returns the provider and the requests seen.
+pub async fn echo_llm() -> (fibonacco_platform::llm::LlmProvider, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::{Json, extract::State, routing::post};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    async fn answer(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
+        seen.lock().unwrap_or_else(|p| p.into_inner()).push(body.clone());
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let text = |m: &Value| m["content"].as_str().unwrap_or_default().replace('\n', " ");
+        let role_text = |role: &str| messages.iter().find(|m| m["role"] == role).map(text).unwrap_or_default();
+        let asked: Option<usize> = role_text("system")
+            .split("Suggest ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
+        let content = match asked {
+            Some(n) => {
+                (1..=n.min(50)).map(|i| format!("{i}. Idea {i}: {}", role_text("user"))).collect::<Vec<_>>().join("\n")
+            }
+            None => {
+                let lines: Vec<String> = messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| format!("{}. {}: {}", i + 1, m["role"].as_str().unwrap_or_default(), text(m)))
+                    .collect();
+                format!("Echo of the prompt\n{}", lines.join("\n"))
+            }
+        };
+        Json(
+            serde_json::json!({"model": "echo-1", "choices": [{"message": {"role": "assistant", "content": content}}]}),
+        )
+    }
+    let seen: Seen = Default::default();
+    let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let base = format!("http://{addr}/v1");
+    let provider = fibonacco_platform::llm::LlmProvider::from_lookup(move |k| match k {
+        "OPENAI_API_KEY" => Some("sk-echo".into()),
+        "OPENAI_BASE_URL" => Some(base.clone()),
+        _ => None,
+    });
+    (provider, seen)
+}

@@ -8,20 +8,28 @@ use serde_json::{Value, json};
 async fn generated_campaigns_are_found_by_slug_with_their_guide() {
     let app = TestApp::spawn().await;
     let t = &app.token_a;
-    let (status, c) = app
-        .send(
-            "POST",
-            "/api/v1/campaigns/generate",
-            Some(t),
-            Some(json!({"topic": "Summer HVAC checkups", "is_template": true})),
-        )
-        .await;
+    // A provider that answers with its prompt: the guide shows what the prompt carried.
+    let (llm, seen) = fibonacco_api::testing::echo_llm().await;
+    let router = app.with_llm(llm);
+    let (status, c) = fibonacco_api::testing::call(
+        &router,
+        t,
+        "POST",
+        "/api/v1/campaigns/generate",
+        Some(json!({"topic": "Summer HVAC checkups", "audience": "homeowners", "campaign_type": "seasonal", "is_template": true})),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{c}");
     let d = &c["data"];
     assert_eq!(
         (d["slug"].as_str(), d["status"].as_str(), d["model"].as_str()),
-        (Some("summer-hvac-checkups"), Some("draft"), Some("local-template-v1"))
+        (Some("summer-hvac-checkups"), Some("draft"), Some("echo-1"))
     );
+    let steps = d["guide"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "one step per prompt message: {d}");
+    assert!(steps[0]["title"].as_str().unwrap().contains("seasonal learning campaigns"), "the kind: {d}");
+    assert_eq!(steps[1]["title"], "user: Summer HVAC checkups Audience: homeowners", "topic and audience: {d}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
     let (_, again) =
         app.send("POST", "/api/v1/campaigns/generate", Some(t), Some(json!({"topic": "Summer HVAC checkups"}))).await;
     assert_eq!(again["data"]["slug"], "summer-hvac-checkups-2");
@@ -35,7 +43,7 @@ async fn generated_campaigns_are_found_by_slug_with_their_guide() {
 
     let (status, guide) = app.get(&format!("/api/v1/learning/campaigns/{}/guide", d["id"].as_str().unwrap()), t).await;
     assert_eq!(status, StatusCode::OK, "{guide}");
-    assert_eq!(guide["data"]["guide"]["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(guide["data"]["guide"]["steps"].as_array().unwrap().len(), 2);
     assert_eq!(guide["data"]["guide"]["steps"][0]["order"], 1);
 
     for path in [
@@ -51,11 +59,20 @@ async fn generated_campaigns_are_found_by_slug_with_their_guide() {
         app.send("POST", "/api/v1/campaigns/generate", Some(t), Some(json!({"campaign_type": "viral"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let (status, ideas) = app
-        .send("POST", "/api/v1/campaigns/suggestions", Some(t), Some(json!({"industry": "bakery", "count": 2})))
+    for count in [2, 5] {
+        let (status, ideas) = fibonacco_api::testing::call(
+            &router,
+            t,
+            "POST",
+            "/api/v1/campaigns/suggestions",
+            Some(json!({"industry": "bakery", "count": count})),
+        )
         .await;
-    assert_eq!(status, StatusCode::OK, "{ideas}");
-    assert_eq!(ideas["data"].as_array().unwrap().len(), 2);
+        assert_eq!(status, StatusCode::OK, "{ideas}");
+        let ideas = ideas["data"].as_array().unwrap();
+        assert_eq!(ideas.len(), count, "the count reached the prompt: {ideas:?}");
+        assert!(ideas.iter().all(|i| i["title"].as_str().unwrap().contains("bakery")), "the industry too: {ideas:?}");
+    }
     let (status, _) = app.send("POST", "/api/v1/campaigns/suggestions", Some(t), Some(json!({"count": 50}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

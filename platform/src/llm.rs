@@ -226,6 +226,11 @@ struct WireChoice {
     message: ChatMessage,
 }
 
+/// A request that never got an answer: worth another try later.
+fn transport(e: reqwest::Error) -> LlmError {
+    LlmError::Retryable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
+}
+
 impl OpenAiCompatible {
     /// The models the provider offers (`GET {base}/models`, OpenAI's list shape).
     #[tracing::instrument(name = "llm.models", skip(self), fields(provider = self.name), err)]
@@ -245,9 +250,7 @@ impl OpenAiCompatible {
             .timeout(Duration::from_secs(10))
             .send()
             .await
-            .map_err(|e| {
-                LlmError::Retryable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
-            })?;
+            .map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
             return Err(LlmError::Rejected(format!("HTTP {status} listing models")));
@@ -280,9 +283,7 @@ impl OpenAiCompatible {
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                LlmError::Retryable(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
-            })?;
+            .map_err(transport)?;
         let status = response.status();
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(LlmError::Retryable(format!("HTTP {status}")));

@@ -834,20 +834,21 @@ pub async fn milestones_by_messages(
     locked: &[&str],
     peeked: &[&str],
 ) -> Result<std::collections::HashMap<String, (MessageRecipient, crate::ses_events::Milestones)>, sqlx::Error> {
-    type Row = (
-        String,
-        Uuid,
-        Uuid,
-        Uuid,
-        Uuid,
-        String,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<String>,
-    );
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        provider_message_id: String,
+        id: Uuid,
+        tenant_id: Uuid,
+        campaign_id: Uuid,
+        customer_id: Uuid,
+        status: String,
+        delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+        opened_at: Option<chrono::DateTime<chrono::Utc>>,
+        clicked_at: Option<chrono::DateTime<chrono::Utc>>,
+        bounced_at: Option<chrono::DateTime<chrono::Utc>>,
+        complained_at: Option<chrono::DateTime<chrono::Utc>>,
+        error: Option<String>,
+    }
     let mut rows: Vec<Row> = Vec::new();
     for (ids, lock) in [(locked, " for update"), (peeked, "")] {
         if ids.is_empty() {
@@ -862,39 +863,25 @@ pub async fn milestones_by_messages(
     }
     Ok(rows
         .into_iter()
-        .filter_map(
-            |(
-                message,
-                recipient,
-                tenant,
-                campaign,
-                customer,
+        .filter_map(|r| {
+            let status = RecipientStatus::parse(&r.status)?;
+            let found = MessageRecipient {
+                tenant: TenantId::from_uuid(r.tenant_id),
+                recipient: r.id,
+                campaign: r.campaign_id,
+                customer: r.customer_id,
+            };
+            let milestones = crate::ses_events::Milestones {
                 status,
-                delivered_at,
-                opened_at,
-                clicked_at,
-                bounced_at,
-                complained_at,
-                error,
-            )| {
-                let status = RecipientStatus::parse(&status)?;
-                Some((
-                    message,
-                    (
-                        MessageRecipient { tenant: TenantId::from_uuid(tenant), recipient, campaign, customer },
-                        crate::ses_events::Milestones {
-                            status,
-                            delivered_at,
-                            opened_at,
-                            clicked_at,
-                            bounced_at,
-                            complained_at,
-                            error,
-                        },
-                    ),
-                ))
-            },
-        )
+                delivered_at: r.delivered_at,
+                opened_at: r.opened_at,
+                clicked_at: r.clicked_at,
+                bounced_at: r.bounced_at,
+                complained_at: r.complained_at,
+                error: r.error,
+            };
+            Some((r.provider_message_id, (found, milestones)))
+        })
         .collect())
 }
 

@@ -2,5 +2,6 @@
 //! and `/api/v1/search` over the real stack (pgvector and the Qdrant engine).
 
 mod queries;
+mod remote;
 mod similarity;
 mod support;

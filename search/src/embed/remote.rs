@@ -7,6 +7,7 @@ use fibonacco_platform::config::Secret;
 use serde::Deserialize;
 
 use super::{EmbedError, EmbedFuture, Embedder};
+use crate::index::KNOWLEDGE_DIMENSIONS;
 
 #[derive(Clone, Debug)]
 pub struct RemoteSettings {
@@ -19,15 +20,26 @@ pub struct RemoteSettings {
 impl RemoteSettings {
     /// `EMBEDDING_BASE_URL` (required), `EMBEDDING_API_KEY` (else `OPENAI_API_KEY`),
     /// `EMBEDDING_MODEL`, `EMBEDDING_DIMENSIONS`. `None` when no base URL is set.
+    ///
+    /// The knowledge index holds vectors of [`KNOWLEDGE_DIMENSIONS`]; a remote model is
+    /// asked for that size (OpenAI's `text-embedding-3-*` shorten their vectors on request)
+    /// unless `EMBEDDING_DIMENSIONS` says otherwise, and a size the index cannot hold is
+    /// refused here, with the reason, rather than by every embedding job.
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, EmbedError> {
         let v = |k: &str| get(k).filter(|s| !s.trim().is_empty());
         let Some(base_url) = v("EMBEDDING_BASE_URL") else { return Ok(None) };
         let dimensions = match v("EMBEDDING_DIMENSIONS") {
-            None => 1536,
+            None => KNOWLEDGE_DIMENSIONS,
             Some(d) => d.trim().parse().ok().filter(|d| *d > 0).ok_or_else(|| {
                 EmbedError::ModelUnavailable(format!("EMBEDDING_DIMENSIONS `{d}` is not a positive number"))
             })?,
         };
+        if dimensions != KNOWLEDGE_DIMENSIONS {
+            return Err(EmbedError::ModelUnavailable(format!(
+                "EMBEDDING_DIMENSIONS is {dimensions} but the knowledge index holds {KNOWLEDGE_DIMENSIONS}-dimensional vectors: \
+                 use a model that can return {KNOWLEDGE_DIMENSIONS} (text-embedding-3-small or -large do on request) or the local embedder"
+            )));
+        }
         Ok(Some(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: v("EMBEDDING_API_KEY").or_else(|| v("OPENAI_API_KEY")).map(Secret::new),

@@ -703,3 +703,28 @@ async fn models_report_what_the_provider_offers_and_what_is_indexed() {
     }
     assert_eq!(reads.load(Ordering::SeqCst), 1, "the list is read once and reused");
 }
+
+/// Generation sends the brief: type, tone, length, topic and audience reach the provider
+/// (checked with a provider that answers with its prompt), and the draft keeps what it said.
+#[tokio::test]
+async fn the_brief_reaches_the_provider_and_the_draft_keeps_its_answer() {
+    let app = TestApp::spawn().await;
+    let (llm, seen) = fibonacco_api::testing::echo_llm().await;
+    let router = app.with_llm(llm);
+    let brief = json!({"topic": "Winter boiler maintenance", "content_type": "newsletter", "tone": "calm",
+                       "length": "short", "audience": "landlords"});
+    let (s, r) =
+        fibonacco_api::testing::call(&router, &app.token_a, "POST", "/api/v1/content/generate", Some(brief)).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let body = r["data"]["body"].as_str().unwrap();
+    for part in [
+        "You write newsletter content",
+        "Tone: calm",
+        "Length: short",
+        "user: Winter boiler maintenance Audience: landlords",
+    ] {
+        assert!(body.contains(part), "`{part}` missing from what the provider was given: {body}");
+    }
+    assert_eq!(r["data"]["model"], "echo-1");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

@@ -130,3 +130,30 @@ async fn ad_templates_and_generated_drafts() {
         app.send("POST", "/api/v1/ads/generate-from-campaign", Some(t), Some(json!({"platform": "google"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// An ad drafted from a campaign carries the platform and the campaign to the provider
+/// (checked with a provider that answers with its prompt).
+#[tokio::test]
+async fn an_ad_brief_reaches_the_provider() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let (llm, seen) = fibonacco_api::testing::echo_llm().await;
+    let router = app.with_llm(llm);
+    let (_, campaign) = app
+        .send("POST", "/api/v1/outbound/campaigns", Some(t), Some(json!({"name": "Spring sale", "type": "email"})))
+        .await;
+    let (status, ad) = fibonacco_api::testing::call(
+        &router,
+        t,
+        "POST",
+        "/api/v1/ads/generate-from-campaign",
+        Some(json!({"source_id": campaign["data"]["id"], "platform": "linkedin", "budget": 1000})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{ad}");
+    let sent = seen.lock().unwrap()[0].to_string();
+    assert!(sent.contains("for linkedin") && sent.contains("Spring sale"), "{sent}");
+    let text = ad["data"]["content"]["primary_text"].as_str().unwrap_or_default();
+    assert!(text.contains("Spring sale"), "the draft keeps the provider's answer: {ad}");
+    assert_eq!(ad["data"]["model"], "echo-1");
+}

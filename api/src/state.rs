@@ -28,11 +28,18 @@ pub struct AppState {
     pub sns: Arc<fibonacco_delivery::sns::Client>,
     /// The chat provider's model list and when it was read (`/ai/models`).
     pub provider_models: Arc<std::sync::Mutex<Option<ModelList>>>,
+    /// Stripe's API (`STRIPE_SECRET`, `STRIPE_API_BASE`); `None` without a secret key.
+    pub stripe: Option<Arc<crate::stripe::client::Client>>,
     /// Writes SES events in batches; started by the first event.
     pub ses_sink: Arc<std::sync::OnceLock<fibonacco_delivery::ses_sink::Sink>>,
 }
 
 impl AppState {
+    /// The Stripe client, or 503 `PAYMENTS_NOT_CONFIGURED`.
+    pub fn stripe(&self) -> Result<&crate::stripe::client::Client, crate::ApiError> {
+        self.stripe.as_deref().ok_or(crate::ApiError::PaymentsNotConfigured)
+    }
+
     /// With the default vector store (pgvector in the same database).
     pub fn new(pool: PgPool, redis: ConnectionManager, config: Config) -> Self {
         let store = Arc::new(fibonacco_search::store::pgvector::PgVector::new(pool.clone()));
@@ -48,7 +55,12 @@ impl AppState {
         let tokens = Arc::new(TokenCache::new(config.auth_cache_ttl, 100_000));
         let search = fibonacco_search::SearchService::new(pool.clone(), tokens.clone(), store, config.max_per_page)
             .with_request_timeout(config.request_timeout);
+        let stripe = config
+            .stripe_secret
+            .clone()
+            .map(|secret| Arc::new(crate::stripe::client::Client::new(&config.stripe_api_base, secret)));
         Self {
+            stripe,
             pool,
             queue: Queue::new(redis.clone(), config.queue_prefix.clone()),
             redis,

@@ -32,6 +32,68 @@ pub struct TestApp {
 /// The Stripe webhook secret the test app is configured with.
 pub const STRIPE_SECRET: &str = "whsec_test_secret";
 /// The Twilio auth token callbacks are signed with, and the public URL Twilio calls.
+/// The API key the test app calls localstripe with.
+pub const STRIPE_API_KEY: &str = "sk_test_local_only";
+
+/// localstripe's address (`STRIPE_API_BASE`, written to .stack/env by scripts/stack.sh).
+pub fn stripe_api_base() -> String {
+    std::env::var("STRIPE_API_BASE").unwrap_or_else(|_| "http://127.0.0.1:58420".into())
+}
+
+/// Serves `router` on a loopback port (for callers that must reach the app over HTTP,
+/// such as localstripe's webhooks) and returns its base URL.
+pub async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("a bound address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+/// A form POST to localstripe as the test app's account (creating a test card, paying an
+/// invoice: what a payer or Stripe's clock does).
+pub async fn localstripe(path: &str, form: &[(&str, &str)]) -> Value {
+    let res = reqwest::Client::new()
+        .post(format!("{}{path}", stripe_api_base()))
+        .bearer_auth(STRIPE_API_KEY)
+        .form(form)
+        .send()
+        .await
+        .expect("localstripe is up (scripts/stack.sh up)");
+    let status = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "localstripe {path}: {status} {body}");
+    body
+}
+
+/// A PaymentMethod for a test card number (4242424242424242 pays, 4000000000000341 is
+/// declined when charged).
+pub async fn stripe_card(number: &str) -> String {
+    let pm = localstripe(
+        "/v1/payment_methods",
+        &[("type", "card"), ("card[number]", number), ("card[exp_month]", "12"), ("card[exp_year]", "2034"), ("card[cvc]", "123")],
+    )
+    .await;
+    pm["id"].as_str().expect("a PaymentMethod id").to_owned()
+}
+
+impl TestApp {
+    /// Serves the app and has localstripe send its webhooks to it (signed with the test
+    /// webhook secret), under `name`: a later registration under the same name replaces
+    /// this one, so a name per test keeps localstripe's list short.
+    pub async fn receive_stripe_webhooks(&self, name: &str) {
+        let base = serve(self.router.clone()).await;
+        let res = reqwest::Client::new()
+            .post(format!("{}/_config/webhooks/{name}", stripe_api_base()))
+            .form(&[("url", format!("{base}/api/stripe/webhook")), ("secret", STRIPE_SECRET.into())])
+            .send()
+            .await
+            .expect("localstripe is up (scripts/stack.sh up)");
+        assert!(res.status().is_success(), "registering the webhook: {}", res.status());
+    }
+}
+
 pub const TWILIO_TOKEN: &str = "twilio-test-auth-token";
 pub const APP_URL: &str = "https://fib.test";
 
@@ -50,6 +112,9 @@ pub fn test_config(database_url: &str) -> Config {
         "PAGINATION_MAX_PER_PAGE" => Some("50".into()),
         "AUTH_CACHE_TTL_SECS" => Some("1".into()),
         "STRIPE_WEBHOOK_SECRET" => Some(STRIPE_SECRET.into()),
+        // localstripe from scripts/stack.sh (any `sk_` key opens it).
+        "STRIPE_SECRET" => Some(STRIPE_API_KEY.into()),
+        "STRIPE_API_BASE" => Some(stripe_api_base()),
         // The tests' generation routes run offline on the demo templates; the refusal
         // without them has its own test.
         "AI_LOCAL_TEMPLATES" => Some("true".into()),

@@ -5,7 +5,7 @@ use axum::{
     http::{Request, StatusCode},
 };
 use fibonacco_api::stripe::signature;
-use fibonacco_api::testing::{STRIPE_SECRET, TestApp, code};
+use fibonacco_api::testing::{STRIPE_SECRET, TestApp, code, localstripe, stripe_api_base, stripe_card};
 use serde_json::{Value, json};
 
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
@@ -284,4 +284,266 @@ async fn stripe_events_change_only_their_own_order_after_checking_amount_and_cur
     assert!(listed.iter().any(|c| c.id == "evt_steal" && c.order_id.is_none()), "{listed:?}");
     assert!(listed.iter().any(|c| c.id == "evt_bad_0" && c.order_id.map(|o| o.to_string()) == Some(a_id.clone())));
     assert!(kept.iter().all(|(_, d)| d.as_deref().is_some_and(|d| !d.is_empty())), "{kept:?}");
+}
+
+/// Polls the order until `check` holds (the webhook comes from localstripe a second or
+/// so after the call that caused it), or fails after 15 s.
+async fn eventually(app: &TestApp, order: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..150 {
+        let (_, o) = order_status(app, order).await;
+        if check(&o) {
+            return o;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: the order never got there: {}", order_status(app, order).await.1);
+}
+
+async fn purchases(app: &TestApp, order: &str) -> i64 {
+    let mut tx = fibonacco_platform::db::begin_system(&app.db.pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from customer_activities where activity_type = 'purchase' and subject_id = $1::uuid",
+    )
+    .bind(order)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    n
+}
+
+#[tokio::test]
+async fn an_order_is_paid_through_stripe_and_refunded_in_part_then_in_full() {
+    let app = TestApp::spawn().await;
+    app.receive_stripe_webhooks("commerce-paid-order").await;
+    let t = &app.token_a;
+    let svc = post(&app, t, "/api/v1/services", json!({"name": "Audit", "price_minor": 4900, "currency": "eur"})).await;
+    let customer = app.customer(t, json!({"name": "Payer", "email": "payer@example.com"})).await;
+    let order = post(&app, t, "/api/v1/orders", json!({"service_id": svc["id"], "customer_id": customer["id"]})).await;
+    let oid = order["id"].as_str().unwrap();
+
+    // Bad input first: a malformed PaymentMethod id, another tenant's order.
+    let (status, json) =
+        app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": "pm_x/../y"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    let (status, _) = app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(&app.token_b), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let card = stripe_card("4242424242424242").await;
+    let (status, paid) =
+        app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": card}))).await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["data"]["status"], "succeeded");
+    let intent = paid["data"]["payment_intent_id"].as_str().unwrap().to_owned();
+    // Stripe charged what the order costs, in its currency.
+    let at_stripe = reqwest::Client::new()
+        .get(format!("{}/v1/payment_intents/{intent}", stripe_api_base()))
+        .bearer_auth(fibonacco_api::testing::STRIPE_API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!((at_stripe["amount"].as_i64(), at_stripe["currency"].as_str()), (Some(4900), Some("eur")));
+    assert_eq!(at_stripe["metadata"]["order_id"], oid);
+
+    // Stripe's webhook pays the order, and the purchase becomes the customer's activity.
+    let o = eventually(&app, oid, "paid", |o| o["status"] == "paid").await;
+    assert_eq!(o["stripe_payment_intent_id"], intent.as_str());
+    assert_eq!(purchases(&app, oid).await, 1);
+    let (status, _) = app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a paid order is not paid again");
+
+    // Refunds: in part, too much, the rest, then nothing left.
+    let refund_path = format!("/api/v1/orders/{oid}/refund");
+    let refund = |body: Value| app.send("POST", &refund_path, Some(t), Some(body));
+    let (status, part) = refund(json!({"amount_minor": 1000})).await;
+    assert_eq!(status, StatusCode::OK, "{part}");
+    assert_eq!((part["data"]["order"]["refunded_minor"].as_i64(), part["data"]["order"]["status"].as_str()), (Some(1000), Some("paid")));
+    let (status, json) = refund(json!({"amount_minor": 3901})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert!(json["error"]["details"]["amount_minor"].is_array());
+    let (status, json) = refund(json!({"amount_minor": -5})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    let (status, rest) = refund(json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!(rest["data"]["amount_minor"], 3900);
+    assert_eq!((rest["data"]["order"]["refunded_minor"].as_i64(), rest["data"]["order"]["status"].as_str()), (Some(4900), Some("refunded")));
+    assert!(rest["data"]["order"]["refunded_at"].is_string());
+    let (status, _) = refund(json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing is left to refund");
+    let refunds = reqwest::Client::new()
+        .get(format!("{}/v1/refunds?payment_intent={intent}", stripe_api_base()))
+        .bearer_auth(fibonacco_api::testing::STRIPE_API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let amounts: i64 = refunds["data"].as_array().unwrap().iter().map(|r| r["amount"].as_i64().unwrap()).sum();
+    assert_eq!(amounts, 4900, "Stripe refunded exactly the order: {refunds}");
+}
+
+#[tokio::test]
+async fn a_declined_card_fails_the_order_and_another_card_pays_it() {
+    let app = TestApp::spawn().await;
+    app.receive_stripe_webhooks("commerce-declined").await;
+    let t = &app.token_a;
+    let svc = post(&app, t, "/api/v1/services", json!({"name": "Audit", "price_minor": 1500})).await;
+    let customer = app.customer(t, json!({"name": "Declined"})).await;
+    let order = post(&app, t, "/api/v1/orders", json!({"service_id": svc["id"], "customer_id": customer["id"]})).await;
+    let oid = order["id"].as_str().unwrap();
+    let declined = stripe_card("4000000000000341").await;
+    let (status, json) =
+        app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": declined}))).await;
+    assert_eq!((status, code(&json)), (StatusCode::PAYMENT_REQUIRED, "PAYMENT_DECLINED"), "{json}");
+    assert!(json["error"]["message"].as_str().unwrap().contains("declined"), "{json}");
+    let failed = eventually(&app, oid, "failed", |o| o["status"] == "failed").await;
+    assert!(failed["stripe_payment_intent_id"].is_string(), "the failure event attached its PaymentIntent");
+    assert_eq!(purchases(&app, oid).await, 0);
+
+    let good = stripe_card("4242424242424242").await;
+    let (status, json) =
+        app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": good}))).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_ne!(json["data"]["payment_intent_id"], failed["stripe_payment_intent_id"], "a new attempt");
+    eventually(&app, oid, "paid", |o| o["status"] == "paid").await;
+    assert_eq!(purchases(&app, oid).await, 1);
+}
+
+#[tokio::test]
+async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
+    let app = TestApp::spawn().await;
+    app.receive_stripe_webhooks("commerce-subscription").await;
+    let t = &app.token_a;
+    let monthly =
+        post(&app, t, "/api/v1/services", json!({"name": "Care plan", "price_minor": 2900, "billing_period": "monthly"})).await;
+    let yearly =
+        post(&app, t, "/api/v1/services", json!({"name": "Hosting", "price_minor": 12000, "billing_period": "yearly"})).await;
+    let once = post(&app, t, "/api/v1/services", json!({"name": "Setup", "price_minor": 500})).await;
+    let customer = app.customer(t, json!({"name": "Subscriber", "email": "sub@example.com"})).await;
+    let card = stripe_card("4242424242424242").await;
+
+    for (body, field) in [
+        (json!({"customer_id": customer["id"], "service_id": once["id"]}), "service_id"),
+        (json!({"service_id": monthly["id"]}), "customer_id"),
+        (json!({"customer_id": customer["id"], "service_id": monthly["id"], "payment_method": "card_1"}), "payment_method"),
+    ] {
+        let (status, json) = app.send("POST", "/api/v1/subscriptions", Some(t), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {json}");
+        assert!(json["error"]["details"][field].is_array(), "{body}: {json}");
+    }
+
+    let (status, sub) = app
+        .send("POST", "/api/v1/subscriptions", Some(t),
+            Some(json!({"customer_id": customer["id"], "service_id": monthly["id"], "payment_method": card})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    let sub = sub["data"].clone();
+    let sid = sub["id"].as_str().unwrap();
+    assert_eq!((sub["status"].as_str(), sub["amount_minor"].as_i64()), (Some("active"), Some(2900)));
+    let stripe_sub = sub["stripe_subscription_id"].as_str().unwrap().to_owned();
+    assert!(sub["current_period_end"].is_string());
+    let (status, _) = app
+        .send("POST", "/api/v1/subscriptions", Some(t), Some(json!({"customer_id": customer["id"], "service_id": monthly["id"]})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "one live subscription per customer and service");
+    let (status, other) = app
+        .send("POST", "/api/v1/subscriptions", Some(t), Some(json!({"customer_id": customer["id"], "service_id": yearly["id"]})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "the card on file pays the second one: {other}");
+
+    // The first invoice, then a renewal (Stripe's clock, played by the test), each an order.
+    let renewals = |n: usize| {
+        let app = &app;
+        let customer = customer["id"].as_str().unwrap().to_owned();
+        async move {
+            for _ in 0..150 {
+                let (_, list) = app.get(&format!("/api/v1/orders?customer_id={customer}"), &app.token_a).await;
+                let mine: Vec<Value> = list["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|o| o["subscription_id"].as_str() == Some(sid))
+                    .cloned()
+                    .collect();
+                if mine.len() >= n {
+                    return mine;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("never {n} renewal orders");
+        }
+    };
+    let first = renewals(1).await;
+    assert_eq!((first[0]["status"].as_str(), first[0]["amount_minor"].as_i64()), (Some("paid"), Some(2900)));
+    let stripe_customer = reqwest::Client::new()
+        .get(format!("{}/v1/subscriptions/{stripe_sub}", stripe_api_base()))
+        .bearer_auth(fibonacco_api::testing::STRIPE_API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["customer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invoice = localstripe("/v1/invoices", &[("customer", &stripe_customer), ("subscription", &stripe_sub)]).await;
+    localstripe(&format!("/v1/invoices/{}/pay", invoice["id"].as_str().unwrap()), &[]).await;
+    let both = renewals(2).await;
+    assert!(both.iter().all(|o| o["status"] == "paid" && o["amount_minor"] == 2900), "{both:?}");
+    assert_eq!(purchases(&app, both[0]["id"].as_str().unwrap()).await, 1);
+
+    // MRR: 2900 monthly + 12000 yearly (1000 a month).
+    let (status, dash) = app.get("/api/v1/crm/dashboard/analytics", t).await;
+    assert_eq!(status, StatusCode::OK, "{dash}");
+    assert_eq!(dash["data"]["recurring"], json!([{"currency": "USD", "subscriptions": 2, "mrr_minor": 3900, "cancelling": 0}]));
+
+    // Cancel at the period's end: still active; then now: cancelled, and the deletion event
+    // that follows changes nothing.
+    let cancel_path = format!("/api/v1/subscriptions/{sid}/cancel");
+    let cancel = |body: Value| app.send("POST", &cancel_path, Some(t), Some(body));
+    let (status, json) = cancel(json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!((json["data"]["status"].as_str(), json["data"]["cancel_at_period_end"].as_bool()), (Some("active"), Some(true)));
+    let (_, dash) = app.get("/api/v1/crm/dashboard/analytics", t).await;
+    assert_eq!(dash["data"]["recurring"][0]["cancelling"], 1);
+    let (status, json) = cancel(json!({"at_period_end": false})).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["data"]["status"], "canceled");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, shown) = app.get(&format!("/api/v1/subscriptions/{sid}"), t).await;
+    assert_eq!(shown["data"]["status"], "canceled");
+    let (status, _) = cancel(json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, dash) = app.get("/api/v1/crm/dashboard/analytics", t).await;
+    assert_eq!(dash["data"]["recurring"][0]["mrr_minor"], 1000);
+
+    // Lists by customer; tenant B sees none of it.
+    let (_, list) = app.get(&format!("/api/v1/subscriptions?customer_id={}", customer["id"].as_str().unwrap()), t).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    let (status, _) = app.get(&format!("/api/v1/subscriptions/{sid}"), &app.token_b).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = app.get("/api/v1/subscriptions", &app.token_b).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn without_a_stripe_key_payments_say_so() {
+    let app = TestApp::spawn().await;
+    let router = app.with(|s| s.stripe = None);
+    let svc = post(&app, &app.token_a, "/api/v1/services", json!({"name": "Audit", "price_minor": 100})).await;
+    let order = post(&app, &app.token_a, "/api/v1/orders", json!({"service_id": svc["id"]})).await;
+    let (status, json) = fibonacco_api::testing::call(
+        &router,
+        &app.token_a,
+        "POST",
+        &format!("/api/v1/orders/{}/pay", order["id"].as_str().unwrap()),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((status, code(&json)), (StatusCode::SERVICE_UNAVAILABLE, "PAYMENTS_NOT_CONFIGURED"), "{json}");
 }

@@ -94,6 +94,12 @@ pub struct Config {
     /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`): verifies `Stripe-Signature`. Without it the
     /// webhook answers 503 and stores nothing.
     pub stripe_webhook_secret: Option<Secret>,
+    /// `STRIPE_SECRET` (`sk_…`): the API key payments, refunds and subscriptions are made
+    /// with. Without it those routes answer 503 `PAYMENTS_NOT_CONFIGURED`.
+    pub stripe_secret: Option<Secret>,
+    /// `STRIPE_API_BASE` (default `https://api.stripe.com`): where the Stripe API is, e.g.
+    /// localstripe in the local stack. Only `https` unless the host is loopback.
+    pub stripe_api_base: String,
     /// `APP_KEY`: signs the tracking links in e-mails (open, click, unsubscribe). Required
     /// outside `APP_ENV=local|testing`; never a built-in default (see [`app_key`]).
     pub app_key: Secret,
@@ -277,6 +283,8 @@ impl Config {
             max_per_page,
             request_timeout: Duration::from_secs(parsed("REQUEST_TIMEOUT_SECS", get("REQUEST_TIMEOUT_SECS"), 30)?),
             stripe_webhook_secret: get("STRIPE_WEBHOOK_SECRET").filter(|v| !v.is_empty()).map(Secret::new),
+            stripe_secret: get("STRIPE_SECRET").filter(|v| !v.is_empty()).map(Secret::new),
+            stripe_api_base: stripe_api_base(get("STRIPE_API_BASE"))?,
             app_key,
             twilio_auth_token: get("TWILIO_AUTH_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
             auth_cache_ttl: Duration::from_secs(parsed("AUTH_CACHE_TTL_SECS", get("AUTH_CACHE_TTL_SECS"), 5)?),
@@ -312,6 +320,29 @@ impl Config {
             ses_events: ses_event_settings(&get)?,
         })
     }
+}
+
+/// The Stripe API's base URL: `https://…`, or `http://` to a loopback host (localstripe);
+/// the secret key travels in every request, so never in clear over a network.
+fn stripe_api_base(raw: Option<String>) -> Result<String, ConfigError> {
+    let Some(raw) = raw.filter(|v| !v.trim().is_empty()) else { return Ok("https://api.stripe.com".into()) };
+    let invalid = |reason: &str| ConfigError::Invalid { name: "STRIPE_API_BASE", reason: reason.into() };
+    let url = url::Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(invalid("has no host")),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(invalid("must be https (http only to a loopback host)")),
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid("must be a bare base URL"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 fn ses_event_settings(get: &impl Fn(&str) -> Option<String>) -> Result<SesEventSettings, ConfigError> {
@@ -477,6 +508,18 @@ mod tests {
         assert!(cfg.ai.allows_model("gpt-4o-mini") && !cfg.ai.allows_model("o1-pro"));
         assert_eq!(cfg.rate_limits, RateLimits { per_token: 600, per_tenant: 1200, generation_per_tenant: 30 });
         assert_eq!(cfg.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_stripe_key_never_travels_in_clear_over_a_network() {
+        let base = [("DATABASE_URL", "postgres://x"), ("REDIS_URL", "redis://x")];
+        let with = |v: &'static str| Config::from_lookup(lookup(&[base[0], base[1], ("STRIPE_API_BASE", v)]));
+        assert_eq!(with("").unwrap().stripe_api_base, "https://api.stripe.com");
+        assert_eq!(with("http://127.0.0.1:58420/").unwrap().stripe_api_base, "http://127.0.0.1:58420");
+        assert_eq!(with("https://stripe.internal").unwrap().stripe_api_base, "https://stripe.internal");
+        for bad in ["http://stripe.example", "ftp://127.0.0.1", "https://u:p@api.stripe.com", "https://x/?a=1", "nonsense"] {
+            assert!(matches!(with(bad), Err(ConfigError::Invalid { name: "STRIPE_API_BASE", .. })), "{bad}");
+        }
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub struct DashboardAnalytics {
     pub customers: CustomerTotals,
     /// Orders per currency.
     pub orders: Vec<OrderGroup>,
+    /// Monthly recurring revenue per currency, as of now (not limited to the range).
+    pub recurring: Vec<store::RecurringRevenue>,
     pub campaigns: CampaignCounts,
     pub campaign_rates: Rates,
     pub series: Vec<DashboardDay>,
@@ -150,10 +152,11 @@ pub async fn dashboard(
     let orders = store::orders(&mut tx, tenant, range, &filters, "currency").await?;
     let campaigns = store::campaign_totals(&mut tx, tenant, range, &filters).await?;
     let series = store::dashboard_series(&mut tx, tenant, range).await?;
+    let recurring = store::recurring_revenue(&mut tx, tenant).await?;
     tx.commit().await?;
     let campaign_rates = Rates::of(&campaigns);
     Ok(Json(Envelope::computed(
-        DashboardAnalytics { scores, customers, orders, campaigns, campaign_rates, series },
+        DashboardAnalytics { scores, customers, orders, recurring, campaigns, campaign_rates, series },
         as_of,
         meta_period(range, &filters),
     )))

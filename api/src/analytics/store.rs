@@ -307,6 +307,37 @@ pub struct ScoreSummary {
     pub expected_buyers: Option<f64>,
 }
 
+/// Recurring revenue now, per currency (see docs/metrics.md, "Subscriptions").
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct RecurringRevenue {
+    pub currency: String,
+    /// Subscriptions `active` or `past_due` (Stripe still collects those).
+    pub subscriptions: i64,
+    /// Monthly recurring revenue in minor units: each counted subscription's price per
+    /// month (quarterly / 3, yearly / 12, rounded half up), summed.
+    pub mrr_minor: i64,
+    /// Of the counted subscriptions, those ending at their period's end.
+    pub cancelling: i64,
+}
+
+/// MRR from the subscriptions as they are now (a current state, not a daily series: it is
+/// read from the `subscriptions` table, kept in step by the Stripe webhook).
+#[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
+pub async fn recurring_revenue(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<RecurringRevenue>, sqlx::Error> {
+    sqlx::query_as(
+        "select trim(currency) as currency, count(*) as subscriptions,
+                sum(case billing_period when 'quarterly' then (amount_minor * 2 + 3) / 6
+                                        when 'yearly' then (amount_minor * 2 + 12) / 24
+                                        else amount_minor end)::bigint as mrr_minor,
+                count(*) filter (where cancel_at_period_end) as cancelling
+         from subscriptions where tenant_id = $1 and status in ('active', 'past_due')
+         group by 1 order by 1",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await
+}
+
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn score_summary(conn: &mut PgConnection, tenant: TenantId) -> Result<ScoreSummary, sqlx::Error> {
     sqlx::query_as(

@@ -1,8 +1,12 @@
-//! The service catalog and orders (`/api/v1/services`, `/api/v1/orders`). Payment state
-//! changes arrive through the Stripe webhook (`crate::stripe`).
+//! The service catalog, orders, payments and subscriptions (`/api/v1/services`,
+//! `/api/v1/orders`, `/api/v1/subscriptions`). Payments, refunds and subscriptions are
+//! made through Stripe; their state changes arrive through the Stripe webhook
+//! (`crate::stripe`).
 
 pub mod orders;
+pub mod payments;
 pub mod services;
+pub mod subscriptions;
 
 use axum::{
     Router,
@@ -22,6 +26,11 @@ pub fn routes() -> Router<AppState> {
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::show))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/pay", post(payments::pay))
+        .route("/orders/{id}/refund", post(payments::refund))
+        .route("/subscriptions", get(subscriptions::list).post(subscriptions::create))
+        .route("/subscriptions/{id}", get(subscriptions::show))
+        .route("/subscriptions/{id}/cancel", post(subscriptions::cancel))
 }
 
 /// ISO 4217 shape: three ASCII letters, upper-cased.

@@ -34,6 +34,8 @@ pub struct Order {
     pub customer_id: Option<Uuid>,
     pub service_id: Option<Uuid>,
     pub campaign_id: Option<Uuid>,
+    /// The subscription this order renews (one order per paid subscription invoice).
+    pub subscription_id: Option<Uuid>,
     /// pending, paid, failed, refunded or cancelled.
     pub status: String,
     /// Minor units of `currency`.
@@ -55,11 +57,11 @@ pub struct Order {
 }
 
 const COLUMNS: &str =
-    "id, order_number, customer_id, service_id, campaign_id, status, amount_minor, trim(currency) as currency,
+    "id, order_number, customer_id, service_id, campaign_id, subscription_id, status, amount_minor, trim(currency) as currency,
     quantity, stripe_payment_intent_id, stripe_checkout_session_id, paid_at, refunded_minor, refunded_at, metadata,
     created_at, updated_at";
 
-async fn get_one(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+pub async fn get_one(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from orders where tenant_id = $1 and id = $2")))
         .bind(tenant)
         .bind(id)
@@ -198,11 +200,7 @@ pub async fn create(
         .price_minor
         .checked_mul(i64::from(quantity))
         .ok_or_else(|| ApiError::Validation(FieldErrors::single("quantity", "the total amount is too large")))?;
-    let order_number = format!(
-        "ORD-{}-{}",
-        Utc::now().format("%Y%m%d"),
-        rand::rng().sample_iter(&Alphanumeric).take(8).map(|b| char::from(b).to_ascii_uppercase()).collect::<String>()
-    );
+    let order_number = new_order_number();
     let id: Uuid = sqlx::query_scalar(
         "insert into orders (tenant_id, customer_id, service_id, campaign_id, order_number, amount_minor, currency, quantity,
             stripe_payment_intent_id, stripe_checkout_session_id, metadata)
@@ -235,6 +233,15 @@ pub async fn create(
     let order = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Envelope::with_message(order, "Order placed."))))
+}
+
+/// `ORD-<day>-<8 random letters and digits>`: unique per tenant by a unique index.
+pub fn new_order_number() -> String {
+    format!(
+        "ORD-{}-{}",
+        Utc::now().format("%Y%m%d"),
+        rand::rng().sample_iter(&Alphanumeric).take(8).map(|b| char::from(b).to_ascii_uppercase()).collect::<String>()
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "commerce", params(("id" = Uuid, Path, description = "Order id")),

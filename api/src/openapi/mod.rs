@@ -50,6 +50,8 @@ use crate::{
         commerce::services::list, commerce::services::create, commerce::services::show, commerce::services::update,
         commerce::services::destroy, commerce::services::list_categories, commerce::services::create_category,
         commerce::orders::list, commerce::orders::create, commerce::orders::show, commerce::orders::cancel,
+        commerce::payments::pay, commerce::payments::refund,
+        commerce::subscriptions::list, commerce::subscriptions::create, commerce::subscriptions::show, commerce::subscriptions::cancel,
         stripe::webhook,
         content::list, content::create, content::show, content::update, content::change_status, content::history,
         content::list_templates, content::create_template, content::generate::generate,

@@ -11,6 +11,9 @@ pub struct Event {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// When Stripe created the event (Unix seconds): orders subscription updates.
+    #[serde(default)]
+    pub created: i64,
     pub data: EventData,
 }
 
@@ -199,7 +202,7 @@ mod tests {
     }
 
     fn event(kind: &str, object: Value) -> Instruction {
-        instruction(&Event { id: "evt".into(), kind: kind.into(), data: EventData { object } }).unwrap()
+        instruction(&Event { id: "evt".into(), kind: kind.into(), created: 0, data: EventData { object } }).unwrap()
     }
 
     #[test]
@@ -216,6 +219,7 @@ mod tests {
         let unpaid = Event {
             id: "e".into(),
             kind: "checkout.session.completed".into(),
+            created: 0,
             data: EventData { object: json!({"id": "cs_1", "payment_status": "unpaid"}) },
         };
         assert_eq!(instruction(&unpaid), None, "a session completed without payment pays nothing");

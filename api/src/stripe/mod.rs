@@ -4,6 +4,8 @@
 //! is kept with why (`stripe_events.outcome = 'conflict'`) and answered 200: Stripe
 //! retries non-2xx answers for days, and retrying cannot resolve a disagreement.
 
+pub mod billing;
+pub mod client;
 pub mod event;
 pub mod signature;
 pub mod store;
@@ -29,7 +31,8 @@ pub struct WebhookResult {
     pub received: bool,
     /// True when this event id was processed before; nothing changed this time.
     pub duplicate: bool,
-    /// Orders whose status or refunded amount this event changed (0 or 1).
+    /// Orders whose status or refunded amount this event changed, or the renewal order a
+    /// paid subscription invoice created (0 or 1).
     pub orders_updated: u64,
     /// `applied`, `ignored` (nothing to change, or an event type the platform does not
     /// act on), `unmatched` (no order of ours), `conflict` (kept for an operator).
@@ -112,6 +115,11 @@ async fn apply(conn: &mut PgConnection, event: &Event) -> Result<WebhookResult, 
         outcome,
         conflict,
     };
+    if let Some(change) = billing::change(event) {
+        let (outcome, detail, order, tenant, updated) = apply_billing(conn, &change).await?;
+        store::outcome(conn, &event.id, outcome, detail.as_deref(), order, tenant).await?;
+        return Ok(done(outcome, updated, detail.filter(|_| outcome == "conflict")));
+    }
     let Some(instruction) = event::instruction(event) else {
         store::outcome(conn, &event.id, "ignored", Some("an event type the platform does not act on"), None, None)
             .await?;
@@ -124,6 +132,9 @@ async fn apply(conn: &mut PgConnection, event: &Event) -> Result<WebhookResult, 
         match event::decide(&instruction, &candidates) {
             Decision::Apply { order, tenant, status, refunded_minor } => {
                 let n = store::apply(conn, order, status, refunded_minor, pi, session).await?;
+                if status == "paid" {
+                    store::record_purchase(conn, order).await?;
+                }
                 ("applied", None, Some(order), Some(tenant), n)
             }
             Decision::Ignore { order, tenant, why } => ("ignored", Some(why), Some(order), Some(tenant), 0),
@@ -132,4 +143,64 @@ async fn apply(conn: &mut PgConnection, event: &Event) -> Result<WebhookResult, 
         };
     store::outcome(conn, &event.id, outcome, detail.as_deref(), order, tenant).await?;
     Ok(done(outcome, updated, detail.filter(|_| outcome == "conflict")))
+}
+
+type Applied = (&'static str, Option<String>, Option<Uuid>, Option<Uuid>, u64);
+
+/// A subscription's state or a renewal ([`billing::decide`]); a renewal is an order.
+async fn apply_billing(conn: &mut PgConnection, change: &billing::Change) -> Result<Applied, sqlx::Error> {
+    let candidates = store::subscription_candidates(conn, &change.stripe_subscription, change.subscription_id).await?;
+    let sid = change.stripe_subscription.as_str();
+    Ok(match (billing::decide(change, &candidates), &change.report) {
+        (
+            billing::Decision::Update { subscription, tenant },
+            billing::Report::State { status, cancel_at_period_end, current_period_end, canceled_at, ended_at, .. },
+        ) => {
+            store::set_subscription_state(
+                conn,
+                subscription,
+                sid,
+                status,
+                *cancel_at_period_end,
+                *current_period_end,
+                *canceled_at,
+                *ended_at,
+                Some(change.at),
+            )
+            .await?;
+            ("applied", None, None, Some(tenant), 0)
+        }
+        (
+            billing::Decision::Renew { subscription, tenant },
+            billing::Report::InvoicePaid { invoice, amount_paid, payment_intent, period_end, .. },
+        ) => {
+            let number = crate::commerce::orders::new_order_number();
+            let created = store::renew(
+                conn,
+                subscription,
+                sid,
+                invoice,
+                *amount_paid,
+                payment_intent.as_deref(),
+                *period_end,
+                &number,
+            )
+            .await?;
+            let why = (!created).then(|| "the invoice's order exists".to_owned());
+            ("applied", why, None, Some(tenant), u64::from(created))
+        }
+        (billing::Decision::PastDue { subscription, tenant }, _) => {
+            store::past_due(conn, subscription).await?;
+            ("applied", None, None, Some(tenant), 0)
+        }
+        (billing::Decision::Ignore { tenant, why, .. }, _) => ("ignored", Some(why), None, Some(tenant), 0),
+        (billing::Decision::Unmatched, _) => ("unmatched", None, None, None, 0),
+        (billing::Decision::Conflict { tenant, why, .. }, _) => ("conflict", Some(why), None, tenant, 0),
+        (decision, report) => {
+            // `decide` pairs each decision with its report kind; anything else is a bug,
+            // kept for an operator rather than applied.
+            let why = format!("no rule applies {decision:?} to {report:?}");
+            ("conflict", Some(why), None, None, 0)
+        }
+    })
 }

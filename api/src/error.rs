@@ -175,9 +175,10 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
-            Self::Unavailable(_) | Self::UpstreamUnavailable(_) | Self::AiNotConfigured | Self::PaymentsNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Unavailable(_)
+            | Self::UpstreamUnavailable(_)
+            | Self::AiNotConfigured
+            | Self::PaymentsNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited(_) | Self::LlmBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -72,7 +72,13 @@ pub async fn localstripe(path: &str, form: &[(&str, &str)]) -> Value {
 pub async fn stripe_card(number: &str) -> String {
     let pm = localstripe(
         "/v1/payment_methods",
-        &[("type", "card"), ("card[number]", number), ("card[exp_month]", "12"), ("card[exp_year]", "2034"), ("card[cvc]", "123")],
+        &[
+            ("type", "card"),
+            ("card[number]", number),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2034"),
+            ("card[cvc]", "123"),
+        ],
     )
     .await;
     pm["id"].as_str().expect("a PaymentMethod id").to_owned()

@@ -323,8 +323,9 @@ async fn an_order_is_paid_through_stripe_and_refunded_in_part_then_in_full() {
     let oid = order["id"].as_str().unwrap();
 
     // Bad input first: a malformed PaymentMethod id, another tenant's order.
-    let (status, json) =
-        app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": "pm_x/../y"}))).await;
+    let (status, json) = app
+        .send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": "pm_x/../y"})))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
     let (status, _) = app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(&app.token_b), Some(json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -360,7 +361,10 @@ async fn an_order_is_paid_through_stripe_and_refunded_in_part_then_in_full() {
     let refund = |body: Value| app.send("POST", &refund_path, Some(t), Some(body));
     let (status, part) = refund(json!({"amount_minor": 1000})).await;
     assert_eq!(status, StatusCode::OK, "{part}");
-    assert_eq!((part["data"]["order"]["refunded_minor"].as_i64(), part["data"]["order"]["status"].as_str()), (Some(1000), Some("paid")));
+    assert_eq!(
+        (part["data"]["order"]["refunded_minor"].as_i64(), part["data"]["order"]["status"].as_str()),
+        (Some(1000), Some("paid"))
+    );
     let (status, json) = refund(json!({"amount_minor": 3901})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
     assert!(json["error"]["details"]["amount_minor"].is_array());
@@ -369,7 +373,10 @@ async fn an_order_is_paid_through_stripe_and_refunded_in_part_then_in_full() {
     let (status, rest) = refund(json!({})).await;
     assert_eq!(status, StatusCode::OK, "{rest}");
     assert_eq!(rest["data"]["amount_minor"], 3900);
-    assert_eq!((rest["data"]["order"]["refunded_minor"].as_i64(), rest["data"]["order"]["status"].as_str()), (Some(4900), Some("refunded")));
+    assert_eq!(
+        (rest["data"]["order"]["refunded_minor"].as_i64(), rest["data"]["order"]["status"].as_str()),
+        (Some(4900), Some("refunded"))
+    );
     assert!(rest["data"]["order"]["refunded_at"].is_string());
     let (status, _) = refund(json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "nothing is left to refund");
@@ -396,8 +403,9 @@ async fn a_declined_card_fails_the_order_and_another_card_pays_it() {
     let order = post(&app, t, "/api/v1/orders", json!({"service_id": svc["id"], "customer_id": customer["id"]})).await;
     let oid = order["id"].as_str().unwrap();
     let declined = stripe_card("4000000000000341").await;
-    let (status, json) =
-        app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": declined}))).await;
+    let (status, json) = app
+        .send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": declined})))
+        .await;
     assert_eq!((status, code(&json)), (StatusCode::PAYMENT_REQUIRED, "PAYMENT_DECLINED"), "{json}");
     assert!(json["error"]["message"].as_str().unwrap().contains("declined"), "{json}");
     let failed = eventually(&app, oid, "failed", |o| o["status"] == "failed").await;
@@ -418,10 +426,16 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     let app = TestApp::spawn().await;
     app.receive_stripe_webhooks("commerce-subscription").await;
     let t = &app.token_a;
-    let monthly =
-        post(&app, t, "/api/v1/services", json!({"name": "Care plan", "price_minor": 2900, "billing_period": "monthly"})).await;
+    let monthly = post(
+        &app,
+        t,
+        "/api/v1/services",
+        json!({"name": "Care plan", "price_minor": 2900, "billing_period": "monthly"}),
+    )
+    .await;
     let yearly =
-        post(&app, t, "/api/v1/services", json!({"name": "Hosting", "price_minor": 12000, "billing_period": "yearly"})).await;
+        post(&app, t, "/api/v1/services", json!({"name": "Hosting", "price_minor": 12000, "billing_period": "yearly"}))
+            .await;
     let once = post(&app, t, "/api/v1/services", json!({"name": "Setup", "price_minor": 500})).await;
     let customer = app.customer(t, json!({"name": "Subscriber", "email": "sub@example.com"})).await;
     let card = stripe_card("4242424242424242").await;
@@ -429,7 +443,10 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     for (body, field) in [
         (json!({"customer_id": customer["id"], "service_id": once["id"]}), "service_id"),
         (json!({"service_id": monthly["id"]}), "customer_id"),
-        (json!({"customer_id": customer["id"], "service_id": monthly["id"], "payment_method": "card_1"}), "payment_method"),
+        (
+            json!({"customer_id": customer["id"], "service_id": monthly["id"], "payment_method": "card_1"}),
+            "payment_method",
+        ),
     ] {
         let (status, json) = app.send("POST", "/api/v1/subscriptions", Some(t), Some(body.clone())).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {json}");
@@ -437,8 +454,12 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     }
 
     let (status, sub) = app
-        .send("POST", "/api/v1/subscriptions", Some(t),
-            Some(json!({"customer_id": customer["id"], "service_id": monthly["id"], "payment_method": card})))
+        .send(
+            "POST",
+            "/api/v1/subscriptions",
+            Some(t),
+            Some(json!({"customer_id": customer["id"], "service_id": monthly["id"], "payment_method": card})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{sub}");
     let sub = sub["data"].clone();
@@ -447,11 +468,21 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     let stripe_sub = sub["stripe_subscription_id"].as_str().unwrap().to_owned();
     assert!(sub["current_period_end"].is_string());
     let (status, _) = app
-        .send("POST", "/api/v1/subscriptions", Some(t), Some(json!({"customer_id": customer["id"], "service_id": monthly["id"]})))
+        .send(
+            "POST",
+            "/api/v1/subscriptions",
+            Some(t),
+            Some(json!({"customer_id": customer["id"], "service_id": monthly["id"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "one live subscription per customer and service");
     let (status, other) = app
-        .send("POST", "/api/v1/subscriptions", Some(t), Some(json!({"customer_id": customer["id"], "service_id": yearly["id"]})))
+        .send(
+            "POST",
+            "/api/v1/subscriptions",
+            Some(t),
+            Some(json!({"customer_id": customer["id"], "service_id": yearly["id"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "the card on file pays the second one: {other}");
 
@@ -500,7 +531,10 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     // MRR: 2900 monthly + 12000 yearly (1000 a month).
     let (status, dash) = app.get("/api/v1/crm/dashboard/analytics", t).await;
     assert_eq!(status, StatusCode::OK, "{dash}");
-    assert_eq!(dash["data"]["recurring"], json!([{"currency": "USD", "subscriptions": 2, "mrr_minor": 3900, "cancelling": 0}]));
+    assert_eq!(
+        dash["data"]["recurring"],
+        json!([{"currency": "USD", "subscriptions": 2, "mrr_minor": 3900, "cancelling": 0}])
+    );
 
     // Cancel at the period's end: still active; then now: cancelled, and the deletion event
     // that follows changes nothing.
@@ -508,7 +542,10 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     let cancel = |body: Value| app.send("POST", &cancel_path, Some(t), Some(body));
     let (status, json) = cancel(json!({})).await;
     assert_eq!(status, StatusCode::OK, "{json}");
-    assert_eq!((json["data"]["status"].as_str(), json["data"]["cancel_at_period_end"].as_bool()), (Some("active"), Some(true)));
+    assert_eq!(
+        (json["data"]["status"].as_str(), json["data"]["cancel_at_period_end"].as_bool()),
+        (Some("active"), Some(true))
+    );
     let (_, dash) = app.get("/api/v1/crm/dashboard/analytics", t).await;
     assert_eq!(dash["data"]["recurring"][0]["cancelling"], 1);
     let (status, json) = cancel(json!({"at_period_end": false})).await;
@@ -523,7 +560,8 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     assert_eq!(dash["data"]["recurring"][0]["mrr_minor"], 1000);
 
     // Lists by customer; tenant B sees none of it.
-    let (_, list) = app.get(&format!("/api/v1/subscriptions?customer_id={}", customer["id"].as_str().unwrap()), t).await;
+    let (_, list) =
+        app.get(&format!("/api/v1/subscriptions?customer_id={}", customer["id"].as_str().unwrap()), t).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
     let (status, _) = app.get(&format!("/api/v1/subscriptions/{sid}"), &app.token_b).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -546,4 +584,67 @@ async fn without_a_stripe_key_payments_say_so() {
     )
     .await;
     assert_eq!((status, code(&json)), (StatusCode::SERVICE_UNAVAILABLE, "PAYMENTS_NOT_CONFIGURED"), "{json}");
+}
+
+/// Stripe's 429 and 5xx answers cannot be provoked in localstripe: a stub answers 503, 429,
+/// then 200, and the client retries with the same idempotency key; a decline is not retried.
+#[tokio::test]
+async fn the_stripe_client_retries_busy_answers_with_the_same_idempotency_key() {
+    use axum::{Router, extract::State, http::HeaderMap, routing::post as route_post};
+    use fibonacco_api::stripe::client::{Client, NewPayment, StripeError};
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    async fn answer(State(seen): State<Seen>, headers: HeaderMap, body: String) -> (StatusCode, axum::Json<Value>) {
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let n = {
+            let mut seen = seen.lock().unwrap();
+            seen.push((body.clone(), key));
+            seen.len()
+        };
+        if body.contains("payment_method=pm_declined") {
+            let error = json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."}});
+            return (StatusCode::PAYMENT_REQUIRED, axum::Json(error));
+        }
+        match n {
+            1 => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": {"message": "busy"}}))),
+            2 => (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"error": {"message": "slow down"}}))),
+            _ => (
+                StatusCode::OK,
+                axum::Json(
+                    json!({"id": "pi_1", "status": "succeeded", "client_secret": null, "amount": 700, "currency": "usd"}),
+                ),
+            ),
+        }
+    }
+    fibonacco_platform::install_tls_provider();
+    let seen: Seen = Arc::default();
+    let base = fibonacco_api::testing::serve(
+        Router::new().route("/v1/payment_intents", route_post(answer)).with_state(seen.clone()),
+    )
+    .await;
+    let client = Client::new(&base, fibonacco_platform::config::Secret::new("sk_test_stub"))
+        .with_backoff(std::time::Duration::from_millis(5));
+    let metadata = [("order_id", "o-1".to_owned())];
+    let payment = NewPayment {
+        amount_minor: 700,
+        currency: "USD",
+        customer: None,
+        payment_method: Some("pm_ok"),
+        metadata: &metadata,
+    };
+    let intent = client.create_payment_intent(&payment, "fib-order-1").await.unwrap();
+    assert_eq!((intent.id.as_str(), intent.amount), ("pi_1", 700));
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3, "503 and 429 retried, then done");
+    assert!(calls.iter().all(|(body, key)| key.as_deref() == Some("fib-order-1") && body == &calls[0].0));
+    assert!(
+        calls[0].0.contains("amount=700")
+            && calls[0].0.contains("currency=usd")
+            && calls[0].0.contains("metadata%5Border_id%5D=o-1")
+    );
+
+    let declined = NewPayment { payment_method: Some("pm_declined"), ..payment };
+    let err = client.create_payment_intent(&declined, "fib-order-2").await.unwrap_err();
+    assert!(matches!(&err, StripeError::Declined { code: Some(c), .. } if c == "insufficient_funds"), "{err:?}");
+    assert_eq!(seen.lock().unwrap().len(), 4, "a decline is final");
 }

@@ -517,7 +517,9 @@ mod tests {
         assert_eq!(with("").unwrap().stripe_api_base, "https://api.stripe.com");
         assert_eq!(with("http://127.0.0.1:58420/").unwrap().stripe_api_base, "http://127.0.0.1:58420");
         assert_eq!(with("https://stripe.internal").unwrap().stripe_api_base, "https://stripe.internal");
-        for bad in ["http://stripe.example", "ftp://127.0.0.1", "https://u:p@api.stripe.com", "https://x/?a=1", "nonsense"] {
+        for bad in
+            ["http://stripe.example", "ftp://127.0.0.1", "https://u:p@api.stripe.com", "https://x/?a=1", "nonsense"]
+        {
             assert!(matches!(with(bad), Err(ConfigError::Invalid { name: "STRIPE_API_BASE", .. })), "{bad}");
         }
     }

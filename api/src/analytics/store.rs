@@ -323,7 +323,10 @@ pub struct RecurringRevenue {
 /// MRR from the subscriptions as they are now (a current state, not a daily series: it is
 /// read from the `subscriptions` table, kept in step by the Stripe webhook).
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
-pub async fn recurring_revenue(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<RecurringRevenue>, sqlx::Error> {
+pub async fn recurring_revenue(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<RecurringRevenue>, sqlx::Error> {
     sqlx::query_as(
         "select trim(currency) as currency, count(*) as subscriptions,
                 sum(case billing_period when 'quarterly' then (amount_minor * 2 + 3) / 6

@@ -32,7 +32,9 @@ const RESOURCE: &str = "order";
 /// A Stripe object id as a client may hand it to us (`pm_…`): the prefix, then letters,
 /// digits and underscores; it is put into a URL path, so nothing else.
 pub fn stripe_id(raw: &str, prefix: &str, field: &'static str, e: &mut FieldErrors) -> String {
-    let s = raw.trim();
+    // Only the blanks the document allows around it (JSON Schema's pattern), not every
+    // Unicode space.
+    let s = raw.trim_matches([' ', '\t', '\n', '\r']);
     if !s.starts_with(prefix)
         || s.len() <= prefix.len()
         || s.len() > 255
@@ -70,9 +72,8 @@ pub async fn stripe_customer(
         return Ok(id);
     }
     let (name, email) = person.ok_or(ApiError::NotFound("customer"))?;
-    let created = stripe
-        .create_customer(tenant.as_uuid(), customer, name.as_deref().unwrap_or(""), email.as_deref())
-        .await?;
+    let created =
+        stripe.create_customer(tenant.as_uuid(), customer, name.as_deref().unwrap_or(""), email.as_deref()).await?;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let id: String = sqlx::query_scalar(
         "with ins as (insert into stripe_customers (tenant_id, customer_id, stripe_customer_id) values ($1, $2, $3)
@@ -312,7 +313,10 @@ pub async fn refund(
     let metadata = [("order_id", order.id.to_string()), ("tenant_id", tenant.to_string())];
     let made = stripe.create_refund(&intent, amount, &metadata, &key).await?;
     if made.status.as_deref().is_some_and(|s| s == "failed" || s == "canceled") {
-        return Err(ApiError::Upstream(format!("Stripe did not refund: the refund is {}", made.status.unwrap_or_default())));
+        return Err(ApiError::Upstream(format!(
+            "Stripe did not refund: the refund is {}",
+            made.status.unwrap_or_default()
+        )));
     }
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     sqlx::query(

@@ -23,7 +23,10 @@ use crate::{
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
     state::AppState,
-    stripe::{client::Subscription as StripeSubscription, store as stripe_store},
+    stripe::{
+        client::{NewPlan, StripeError, Subscription as StripeSubscription},
+        store as stripe_store,
+    },
     validate,
 };
 
@@ -209,8 +212,7 @@ pub async fn create(
         e.add("customer_id", "no such customer");
     }
     e.into_result()?;
-    let (service, (interval, interval_count)) =
-        service.zip(period).ok_or(ApiError::NotFound("service"))?;
+    let (service, (interval, interval_count)) = service.zip(period).ok_or(ApiError::NotFound("service"))?;
     let existing: Option<(Uuid, String)> = sqlx::query_as(
         "select id, status from subscriptions where tenant_id = $1 and customer_id = $2 and service_id = $3
            and status = any($4) order by created_at desc limit 1 for update",
@@ -221,16 +223,16 @@ pub async fn create(
     .bind(LIVE)
     .fetch_optional(&mut *tx)
     .await?;
-    let id = match existing {
-        Some((id, status)) if status == "pending" => id,
-        Some((_, status)) => {
-            return Err(ApiError::Conflict {
-                message: format!("The customer already has this service (subscription {status})."),
-                field: Some("service_id"),
-            });
-        }
-        None => {
-            sqlx::query_scalar(
+    let id =
+        match existing {
+            Some((id, status)) if status == "pending" => id,
+            Some((_, status)) => {
+                return Err(ApiError::Conflict {
+                    message: format!("The customer already has this service (subscription {status})."),
+                    field: Some("service_id"),
+                });
+            }
+            None => sqlx::query_scalar(
                 "insert into subscriptions (tenant_id, customer_id, service_id, amount_minor, currency, billing_period)
                  values ($1, $2, $3, $4, $5, $6) returning id",
             )
@@ -241,9 +243,8 @@ pub async fn create(
             .bind(&service.currency)
             .bind(&service.billing_period)
             .fetch_one(&mut *tx)
-            .await?
-        }
-    };
+            .await?,
+        };
     let row = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     let plan: (Option<String>, Option<String>) =
         sqlx::query_as("select stripe_price_id, stripe_price_for from services where tenant_id = $1 and id = $2")
@@ -263,25 +264,26 @@ pub async fn create(
     let plan = match plan {
         (Some(plan), Some(made_for)) if made_for == price_for => plan,
         _ => {
-            let made = stripe
-                .create_plan(
-                    row.amount_minor,
-                    &row.currency,
-                    interval,
-                    interval_count,
-                    &service.name,
-                    &[("tenant_id", tenant.to_string()), ("service_id", service_id.to_string())],
-                    &format!("fib-plan-{service_id}-{price_for}"),
-                )
-                .await?;
+            let metadata = [("tenant_id", tenant.to_string()), ("service_id", service_id.to_string())];
+            let plan = NewPlan {
+                amount_minor: row.amount_minor,
+                currency: &row.currency,
+                interval,
+                interval_count,
+                product_name: &service.name,
+                metadata: &metadata,
+            };
+            let made = stripe.create_plan(&plan, &format!("fib-plan-{service_id}-{price_for}")).await?;
             let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-            sqlx::query("update services set stripe_price_id = $3, stripe_price_for = $4 where tenant_id = $1 and id = $2")
-                .bind(tenant)
-                .bind(service_id)
-                .bind(&made)
-                .bind(&price_for)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "update services set stripe_price_id = $3, stripe_price_for = $4 where tenant_id = $1 and id = $2",
+            )
+            .bind(tenant)
+            .bind(service_id)
+            .bind(&made)
+            .bind(&price_for)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             made
         }
@@ -296,7 +298,7 @@ pub async fn create(
         .await;
     let made = match made {
         Ok(m) => m,
-        Err(err @ (crate::stripe::client::StripeError::Declined { .. } | crate::stripe::client::StripeError::Rejected { .. })) => {
+        Err(err @ (StripeError::Declined { .. } | StripeError::Rejected { .. })) => {
             // Nothing exists at Stripe: the pending row goes, so the next attempt starts clean.
             let mut tx = db::begin_tenant(&state.pool, tenant).await?;
             sqlx::query("delete from subscriptions where tenant_id = $1 and id = $2 and status = 'pending'")
@@ -316,7 +318,12 @@ pub async fn create(
 }
 
 /// Writes Stripe's answer about subscription `id` and reads the row back.
-async fn record(state: &AppState, tenant: TenantId, id: Uuid, made: &StripeSubscription) -> Result<Subscription, ApiError> {
+async fn record(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+    made: &StripeSubscription,
+) -> Result<Subscription, ApiError> {
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     stripe_store::set_subscription_state(
         &mut tx,
@@ -367,7 +374,10 @@ pub async fn cancel(
     let row = get_one(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
     tx.commit().await?;
     if matches!(row.status.as_str(), "canceled" | "incomplete_expired") {
-        return Err(ApiError::Conflict { message: format!("The subscription is already {}.", row.status), field: None });
+        return Err(ApiError::Conflict {
+            message: format!("The subscription is already {}.", row.status),
+            field: None,
+        });
     }
     let Some(stripe_id) = row.stripe_subscription_id else {
         return Err(ApiError::Conflict {

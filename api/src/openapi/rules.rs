@@ -56,6 +56,8 @@ pub const SLUG: &str = r"^[a-z0-9]+(-[a-z0-9]+)*$";
 pub const PHONE: &str = r"^(\+|00)[ .()-]*[1-9]([ .()-]*[0-9]){7,14}[ .()-]*$";
 pub const EMAIL: &str = r"^[^\s@<>\x00-\x1f\x7f-\x9f]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
 pub const HTTP_URL: &str = r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$";
+/// A Stripe PaymentMethod id (it goes into Stripe's URL paths: nothing but its alphabet).
+const PAYMENT_METHOD: &str = r"^[ \t\n\r]*pm_[A-Za-z0-9_]{1,252}[ \t\n\r]*$";
 /// One line of text (a mail subject): no control characters at all, not blank.
 pub const ONE_LINE: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 /// A short label (a tag, a code): one line, not blank.
@@ -211,6 +213,11 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("VoteRequest", "voter", &[Present]),
     ("CreateServiceRequest", "features", &[Items(&[AnyJson]), MaxItems(100)]),
     ("CreateOrderRequest", "service_id", &[Required]),
+    ("PayRequest", "payment_method", &[Pattern(PAYMENT_METHOD)]),
+    ("RefundRequest", "amount_minor", &[Range(1, i64::MAX)]),
+    ("CreateSubscriptionRequest", "customer_id", &[Required]),
+    ("CreateSubscriptionRequest", "service_id", &[Required]),
+    ("CreateSubscriptionRequest", "payment_method", &[Pattern(PAYMENT_METHOD)]),
     ("CreateServiceRequest", "slug", &[Pattern(SLUG), MaxLength(120)]),
     ("CreateServiceCategoryRequest", "slug", &[Pattern(SLUG), MaxLength(120)]),
     ("CreateCategoryRequest", "slug", &[Pattern(SLUG), MaxLength(120)]),
@@ -253,6 +260,8 @@ pub const QUERY: &[(&str, &str, &[Rule])] = &[
     ("/api/v1/knowledge", "embedding_status", &[OneOfOrEmpty(knowledge::EMBEDDING_STATUSES)]),
     ("/api/v1/orders", "status", &[OneOfOrEmpty(commerce::orders::STATUSES)]),
     ("/api/v1/orders", "customer_id", &[FormatOrEmpty("uuid")]),
+    ("/api/v1/subscriptions", "status", &[OneOfOrEmpty(commerce::subscriptions::STATUSES)]),
+    ("/api/v1/subscriptions", "customer_id", &[FormatOrEmpty("uuid")]),
     ("/api/v1/outbound/campaigns", "type", &[OneOfOrEmpty(CAMPAIGN_TYPES)]),
     ("/api/v1/outbound/campaigns", "status", &[OneOfOrEmpty(CAMPAIGN_STATUSES)]),
     ("/api/v1/outbound/email/campaigns", "status", &[OneOfOrEmpty(CAMPAIGN_STATUSES)]),

@@ -21,7 +21,13 @@ pub enum Report {
         deleted: bool,
     },
     /// `invoice.paid` / `invoice.payment_succeeded`: a period paid for.
-    InvoicePaid { invoice: String, amount_paid: i64, currency: String, payment_intent: Option<String>, period_end: Option<i64> },
+    InvoicePaid {
+        invoice: String,
+        amount_paid: i64,
+        currency: String,
+        payment_intent: Option<String>,
+        period_end: Option<i64>,
+    },
     /// `invoice.payment_failed`.
     InvoiceFailed,
 }
@@ -47,7 +53,8 @@ pub fn change(event: &Event) -> Option<Change> {
     let int = |k: &str| o.get(k).and_then(Value::as_i64);
     let uuid = |v: Option<String>| v.and_then(|s| Uuid::parse_str(&s).ok());
     let (report, stripe_subscription, metadata) = match event.kind.as_str() {
-        kind @ ("customer.subscription.created" | "customer.subscription.updated" | "customer.subscription.deleted") => (
+        kind
+        @ ("customer.subscription.created" | "customer.subscription.updated" | "customer.subscription.deleted") => (
             Report::State {
                 status: text(o.get("status"))?,
                 cancel_at_period_end: o.get("cancel_at_period_end").and_then(Value::as_bool).unwrap_or(false),
@@ -63,8 +70,8 @@ pub fn change(event: &Event) -> Option<Change> {
         kind @ ("invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed") => {
             // The subscription is `subscription` (older API versions) or
             // `parent.subscription_details.subscription` (2025 and later).
-            let subscription = text(o.get("subscription"))
-                .or_else(|| text(o.pointer("/parent/subscription_details/subscription")))?;
+            let subscription =
+                text(o.get("subscription")).or_else(|| text(o.pointer("/parent/subscription_details/subscription")))?;
             let metadata = o
                 .pointer("/subscription_details/metadata")
                 .or_else(|| o.pointer("/parent/subscription_details/metadata"));
@@ -110,14 +117,31 @@ pub struct SubscriptionState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Take Stripe's state (status, cancellation, period end).
-    Update { subscription: Uuid, tenant: Uuid },
+    Update {
+        subscription: Uuid,
+        tenant: Uuid,
+    },
     /// A paid period: a paid order for it (once per invoice), the subscription active.
-    Renew { subscription: Uuid, tenant: Uuid },
+    Renew {
+        subscription: Uuid,
+        tenant: Uuid,
+    },
     /// A failed renewal: the subscription is past due.
-    PastDue { subscription: Uuid, tenant: Uuid },
-    Ignore { subscription: Uuid, tenant: Uuid, why: String },
+    PastDue {
+        subscription: Uuid,
+        tenant: Uuid,
+    },
+    Ignore {
+        subscription: Uuid,
+        tenant: Uuid,
+        why: String,
+    },
     Unmatched,
-    Conflict { subscription: Option<Uuid>, tenant: Option<Uuid>, why: String },
+    Conflict {
+        subscription: Option<Uuid>,
+        tenant: Option<Uuid>,
+        why: String,
+    },
 }
 
 /// Judges `change` against the subscriptions it names (by Stripe's id or ours): exactly
@@ -136,8 +160,7 @@ pub fn decide(change: &Change, candidates: &[SubscriptionState]) -> Decision {
             };
         }
     };
-    let conflict =
-        |why: String| Decision::Conflict { subscription: Some(sub.id), tenant: Some(sub.tenant_id), why };
+    let conflict = |why: String| Decision::Conflict { subscription: Some(sub.id), tenant: Some(sub.tenant_id), why };
     let ignore = |why: String| Decision::Ignore { subscription: sub.id, tenant: sub.tenant_id, why };
     if let Some(t) = change.tenant_id
         && t != sub.tenant_id
@@ -147,7 +170,10 @@ pub fn decide(change: &Change, candidates: &[SubscriptionState]) -> Decision {
     if let Some(ours) = &sub.stripe_subscription_id
         && ours != &change.stripe_subscription
     {
-        return conflict(format!("the subscription is {ours} at Stripe, the event names {}", change.stripe_subscription));
+        return conflict(format!(
+            "the subscription is {ours} at Stripe, the event names {}",
+            change.stripe_subscription
+        ));
     }
     let ended = matches!(sub.status.as_str(), "canceled" | "incomplete_expired");
     match &change.report {
@@ -212,7 +238,10 @@ mod tests {
                    "metadata": {"subscription_id": Uuid::from_u128(1).to_string(), "tenant_id": Uuid::from_u128(10).to_string()}}),
         );
         assert_eq!((c.subscription_id, c.tenant_id, c.at), (Some(Uuid::from_u128(1)), Some(Uuid::from_u128(10)), 5));
-        assert!(matches!(c.report, Report::State { cancel_at_period_end: true, current_period_end: Some(99), deleted: false, .. }));
+        assert!(matches!(
+            c.report,
+            Report::State { cancel_at_period_end: true, current_period_end: Some(99), deleted: false, .. }
+        ));
         let new_style = event(
             "invoice.paid",
             5,
@@ -233,7 +262,9 @@ mod tests {
 
     #[test]
     fn updates_are_ordered_and_a_cancelled_subscription_stays_cancelled() {
-        let state = |created, status: &str| event("customer.subscription.updated", created, json!({"id": "sub_1", "status": status}));
+        let state = |created, status: &str| {
+            event("customer.subscription.updated", created, json!({"id": "sub_1", "status": status}))
+        };
         assert!(matches!(decide(&state(1_000, "past_due"), &[sub("active")]), Decision::Update { .. }));
         assert!(matches!(decide(&state(999, "active"), &[sub("past_due")]), Decision::Ignore { .. }), "older");
         assert!(matches!(decide(&state(2_000, "active"), &[sub("canceled")]), Decision::Ignore { .. }));
@@ -251,7 +282,11 @@ mod tests {
     #[test]
     fn an_invoice_renews_only_for_the_subscriptions_amount_and_currency() {
         let paid = |amount: i64, currency: &str| {
-            event("invoice.payment_succeeded", 2_000, json!({"id": "in_1", "subscription": "sub_1", "amount_paid": amount, "currency": currency}))
+            event(
+                "invoice.payment_succeeded",
+                2_000,
+                json!({"id": "in_1", "subscription": "sub_1", "amount_paid": amount, "currency": currency}),
+            )
         };
         assert!(matches!(decide(&paid(2900, "usd"), &[sub("active")]), Decision::Renew { .. }));
         assert!(matches!(decide(&paid(2900, "eur"), &[sub("active")]), Decision::Conflict { .. }));

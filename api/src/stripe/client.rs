@@ -91,6 +91,17 @@ pub struct NewPayment<'a> {
     pub metadata: &'a [(&'a str, String)],
 }
 
+/// A price per period for a recurring service.
+pub struct NewPlan<'a> {
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    /// `month` or `year`.
+    pub interval: &'a str,
+    pub interval_count: u32,
+    pub product_name: &'a str,
+    pub metadata: &'a [(&'a str, String)],
+}
+
 impl Client {
     pub fn new(base: &str, secret: Secret) -> Self {
         let http = reqwest::Client::builder()
@@ -197,24 +208,15 @@ impl Client {
 
     /// A recurring plan (Stripe's Plans API, which Prices are compatible with and
     /// localstripe implements) with its product, for one price, currency and period.
-    #[tracing::instrument(skip(self, product_name, metadata), err(Display))]
-    pub async fn create_plan(
-        &self,
-        amount_minor: i64,
-        currency: &str,
-        interval: &str,
-        interval_count: u32,
-        product_name: &str,
-        metadata: &[(&str, String)],
-        idempotency_key: &str,
-    ) -> Result<String, StripeError> {
+    #[tracing::instrument(skip(self, plan), fields(amount = plan.amount_minor, currency = plan.currency), err(Display))]
+    pub async fn create_plan(&self, plan: &NewPlan<'_>, idempotency_key: &str) -> Result<String, StripeError> {
         let mut form = Form::new();
-        field(&mut form, "amount", amount_minor);
-        field(&mut form, "currency", currency.to_ascii_lowercase());
-        field(&mut form, "interval", interval);
-        field(&mut form, "interval_count", interval_count);
-        field(&mut form, "product[name]", product_name);
-        for (k, v) in metadata {
+        field(&mut form, "amount", plan.amount_minor);
+        field(&mut form, "currency", plan.currency.to_ascii_lowercase());
+        field(&mut form, "interval", plan.interval);
+        field(&mut form, "interval_count", plan.interval_count);
+        field(&mut form, "product[name]", plan.product_name);
+        for (k, v) in plan.metadata {
             field(&mut form, &format!("metadata[{k}]"), v);
         }
         id_of(&self.post("/v1/plans", &form, idempotency_key).await?)
@@ -278,7 +280,8 @@ impl Client {
         let mut delay = self.backoff;
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
-            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(self.secret.expose());
+            let mut req =
+                self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(self.secret.expose());
             if let Some(key) = idempotency_key {
                 req = req.header("Idempotency-Key", key);
             }
@@ -289,10 +292,13 @@ impl Client {
                 Err(e) => last = format!("{}", e.without_url()),
                 Ok(res) => {
                     let status = res.status();
-                    let should_retry = res.headers().get("stripe-should-retry").and_then(|v| v.to_str().ok()).map(|v| v == "true");
+                    let should_retry =
+                        res.headers().get("stripe-should-retry").and_then(|v| v.to_str().ok()).map(|v| v == "true");
                     let body: Value = match res.json().await {
                         Ok(v) => v,
-                        Err(e) if status.is_success() => return Err(StripeError::Unexpected(e.without_url().to_string())),
+                        Err(e) if status.is_success() => {
+                            return Err(StripeError::Unexpected(e.without_url().to_string()));
+                        }
                         Err(_) => Value::Null,
                     };
                     if status.is_success() {
@@ -301,14 +307,23 @@ impl Client {
                     let error = body.get("error").cloned().unwrap_or(Value::Null);
                     let text = |k: &str| error.get(k).and_then(Value::as_str).map(str::to_owned);
                     let message = text("message").unwrap_or_else(|| format!("HTTP {status}"));
-                    tracing::warn!(path, status = status.as_u16(), code = text("code").as_deref(), attempt, "stripe answered an error");
+                    tracing::warn!(
+                        path,
+                        status = status.as_u16(),
+                        code = text("code").as_deref(),
+                        attempt,
+                        "stripe answered an error"
+                    );
                     let retryable = should_retry.unwrap_or(status.as_u16() == 429 || status.is_server_error());
                     if !retryable {
                         return Err(if status.as_u16() == 402 {
                             StripeError::Declined {
                                 code: text("decline_code").or_else(|| text("code")),
                                 message,
-                                payment_intent: error.pointer("/payment_intent/id").and_then(Value::as_str).map(str::to_owned),
+                                payment_intent: error
+                                    .pointer("/payment_intent/id")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned),
                             }
                         } else {
                             StripeError::Rejected { status: status.as_u16(), code: text("code"), message }

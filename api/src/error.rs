@@ -144,6 +144,15 @@ impl From<crate::stripe::client::StripeError> for ApiError {
         use crate::stripe::client::StripeError as S;
         match e {
             S::Declined { code, message, .. } => ApiError::PaymentDeclined { message, decline_code: code },
+            // 400 and 404 are about what was asked (an unknown PaymentMethod, an amount
+            // under Stripe's minimum, a currency it does not take): the caller's to fix.
+            S::Rejected { status: 400 | 404, message, .. } => {
+                ApiError::Validation(FieldErrors::single("stripe", format!("Stripe refused it: {message}")))
+            }
+            S::Rejected { status: 409, message, .. } => {
+                ApiError::Conflict { message: format!("Stripe refused it: {message}"), field: None }
+            }
+            // 401 and 403: our key is wrong or lacks a permission; an operator's problem.
             S::Rejected { message, .. } => ApiError::Upstream(format!("Stripe refused the request: {message}")),
             S::Unavailable(why) => ApiError::UpstreamUnavailable(format!(
                 "Stripe is unavailable ({why}); try again: the request is idempotent, nothing is done twice."

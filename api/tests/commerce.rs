@@ -330,6 +330,19 @@ async fn an_order_is_paid_through_stripe_and_refunded_in_part_then_in_full() {
     let (status, _) = app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(&app.token_b), Some(json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Stripe's refusals of what the caller sent are theirs to fix (422), not our outage.
+    let (status, json) = app
+        .send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": "pm_unknownAtStripe"})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert!(json["error"]["details"]["stripe"].is_array(), "{json}");
+    let free = post(&app, t, "/api/v1/services", json!({"name": "Free intro", "price_minor": 0})).await;
+    let free_order = post(&app, t, "/api/v1/orders", json!({"service_id": free["id"]})).await;
+    let (status, json) = app
+        .send("POST", &format!("/api/v1/orders/{}/pay", free_order["id"].as_str().unwrap()), Some(t), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing to pay: {json}");
+
     let card = stripe_card("4242424242424242").await;
     let (status, paid) =
         app.send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": card}))).await;

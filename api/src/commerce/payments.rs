@@ -148,6 +148,12 @@ pub async fn pay(
             field: None,
         });
     }
+    if order.amount_minor == 0 {
+        return Err(ApiError::Conflict {
+            message: "The order costs nothing; there is nothing to pay through Stripe.".into(),
+            field: None,
+        });
+    }
     let previous = order.stripe_payment_intent_id.clone();
     if let Some(pi) = &previous {
         let current = stripe.payment_intent(pi).await?;

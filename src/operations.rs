@@ -187,7 +187,8 @@ async fn bind_search(config: &Config) -> anyhow::Result<tokio::net::TcpListener>
 
 /// The vector store from `VECTOR_STORE` (pgvector unless set to qdrant).
 fn vector_store(pool: &sqlx::PgPool) -> anyhow::Result<Arc<dyn fibonacco_search::VectorStore>> {
-    Ok(fibonacco_search::store::from_lookup(pool.clone(), env_lookup(), fibonacco_search::index::KNOWLEDGE_DIMENSIONS)?)
+    let dims = fibonacco_search::embed::configured_dimensions(env_lookup())?;
+    Ok(fibonacco_search::store::from_lookup(pool.clone(), env_lookup(), dims)?)
 }
 
 fn queues_or_all(queues: Vec<String>) -> Vec<String> {
@@ -452,11 +453,7 @@ pub async fn search(config: Config, cmd: SearchCommand) -> anyhow::Result<()> {
                 Some(b) => {
                     let env = env_lookup();
                     let lookup = move |k: &str| if k == "VECTOR_STORE" { Some(b.clone()) } else { env(k) };
-                    fibonacco_search::store::from_lookup(
-                        pool.clone(),
-                        lookup,
-                        fibonacco_search::index::KNOWLEDGE_DIMENSIONS,
-                    )?
+                    fibonacco_search::store::from_lookup(pool.clone(), lookup, embedder.dimensions())?
                 }
                 None => vector_store(&pool)?,
             };

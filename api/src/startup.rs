@@ -114,11 +114,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let addr = SocketAddr::new(config.app_host, config.app_port);
         let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        let store = fibonacco_search::store::from_lookup(
-            pool.clone(),
-            fibonacco_platform::config::env_lookup(),
-            fibonacco_search::index::KNOWLEDGE_DIMENSIONS,
-        )?;
+        let dims = fibonacco_search::embed::configured_dimensions(fibonacco_platform::config::env_lookup())?;
+        let store = fibonacco_search::store::from_lookup(pool.clone(), fibonacco_platform::config::env_lookup(), dims)?;
         let state = AppState::with_store(pool, redis, config, store);
         if matches!(*state.llm, fibonacco_platform::llm::LlmProvider::Local) {
             tracing::warn!(

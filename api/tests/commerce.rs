@@ -332,7 +332,12 @@ async fn an_order_is_paid_through_stripe_and_refunded_in_part_then_in_full() {
 
     // Stripe's refusals of what the caller sent are theirs to fix (422), not our outage.
     let (status, json) = app
-        .send("POST", &format!("/api/v1/orders/{oid}/pay"), Some(t), Some(json!({"payment_method": "pm_unknownAtStripe"})))
+        .send(
+            "POST",
+            &format!("/api/v1/orders/{oid}/pay"),
+            Some(t),
+            Some(json!({"payment_method": "pm_unknownAtStripe"})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
     assert!(json["error"]["details"]["stripe"].is_array(), "{json}");

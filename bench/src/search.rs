@@ -223,7 +223,11 @@ async fn vectors(args: &SearchBench, report: &mut Report) -> anyhow::Result<()> 
     eprintln!("inserting {} vectors…", args.vectors);
     // Bulk load first, then build the index once (what a data team does for a big import;
     // inserting row by row into the HNSW graph is several times slower).
-    sqlx::query("drop index knowledge_base_embedding_idx").execute(&db.pool).await?;
+    // The same index the service queries: the 384-dimension expression index.
+    let dims = fibonacco_search::vectors::Dims::new(384).expect("an indexable size");
+    sqlx::query(sqlx::AssertSqlSafe(format!("drop index {}", dims.index_name("knowledge_base"))))
+        .execute(&db.pool)
+        .await?;
     let t = Instant::now();
     let per_tenant = args.vectors / tenants.len();
     for &tenant in &tenants {
@@ -249,9 +253,7 @@ async fn vectors(args: &SearchBench, report: &mut Report) -> anyhow::Result<()> 
     let mut conn = db.pool.acquire().await?;
     sqlx::query("set maintenance_work_mem = '4GB'").execute(&mut *conn).await?;
     sqlx::query("set max_parallel_maintenance_workers = 1").execute(&mut *conn).await?;
-    sqlx::query("create index knowledge_base_embedding_idx on knowledge_base using hnsw (embedding vector_cosine_ops)")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(dims.create_index("knowledge_base"))).execute(&mut *conn).await?;
     drop(conn);
     report.index_build_s = Some(t.elapsed().as_secs_f64());
     sqlx::query("analyze knowledge_base").execute(&db.pool).await?;
@@ -261,15 +263,22 @@ async fn vectors(args: &SearchBench, report: &mut Report) -> anyhow::Result<()> 
     for i in 0..args.queries {
         let tenant: TenantId = tenants[i % tenants.len()];
         let q = pgvector_literal(&near(&mut rng));
-        let sql = "select id from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic'
-                   order by embedding <=> $2::text::vector limit 10";
+        let sql = format!(
+            "select id from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic' and {}
+             order by {} <=> $2{} limit 10",
+            dims.predicate("embedding"),
+            dims.expr("embedding"),
+            dims.cast()
+        );
         let mut tx = db::begin_tenant_with(&db.pool, tenant, QUERY_SETTINGS).await?;
         let t = Instant::now();
-        let got: Vec<Uuid> = sqlx::query_scalar(sql).bind(tenant).bind(&q).fetch_all(&mut *tx).await?;
+        let got: Vec<Uuid> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).bind(tenant).bind(&q).fetch_all(&mut *tx).await?;
         ann.push(t.elapsed().as_secs_f64() * 1000.0);
         sqlx::query("select set_config('enable_indexscan', 'off', true)").execute(&mut *tx).await?;
         let t = Instant::now();
-        let truth: Vec<Uuid> = sqlx::query_scalar(sql).bind(tenant).bind(&q).fetch_all(&mut *tx).await?;
+        let truth: Vec<Uuid> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(&q).fetch_all(&mut *tx).await?;
         exact.push(t.elapsed().as_secs_f64() * 1000.0);
         tx.commit().await?;
         recall += got.iter().filter(|id| truth.contains(id)).count() as f64 / truth.len().max(1) as f64;
@@ -301,10 +310,13 @@ async fn vectors(args: &SearchBench, report: &mut Report) -> anyhow::Result<()> 
             let tenant = tenants[i % tenants.len()];
             let t = Instant::now();
             let mut tx = db::begin_tenant_with(&db.pool, tenant, QUERY_SETTINGS).await?;
-            let _: Vec<(Uuid, String)> = sqlx::query_as(
-                "select id, title from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic'
-                 order by embedding <=> $2::text::vector limit 10",
-            )
+            let _: Vec<(Uuid, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "select id, title from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic' and {}
+                 order by {} <=> $2{} limit 10",
+                dims.predicate("embedding"),
+                dims.expr("embedding"),
+                dims.cast()
+            )))
             .bind(tenant)
             .bind(pgvector_literal(q))
             .fetch_all(&mut *tx)

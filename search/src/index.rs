@@ -9,6 +9,7 @@ use crate::{
     chunk,
     embed::{Embedder, pgvector_literal},
     store::{Point, Source, StoreError, VectorMeta, VectorStore},
+    vectors::Dims,
 };
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +29,13 @@ pub enum IndexError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Embed(#[from] crate::EmbedError),
-    #[error("{model} makes {got}-dimensional vectors; the knowledge index holds {expected}")]
+    #[error("{model} made a {got}-dimensional vector; it announces {expected}")]
     Dimensions { model: String, got: usize, expected: usize },
+    #[error("{model} makes {got}-dimensional vectors; pgvector indexes at most {}", crate::vectors::MAX_DIMENSIONS)]
+    Unindexable { model: String, got: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// The knowledge index's vector size (`knowledge_base.embedding vector(384)`).
-pub const KNOWLEDGE_DIMENSIONS: usize = 384;
 
 /// Stores an entry's vector and model, marking it completed, but only if its title and
 /// content are still the text the vector was made from (an edit meanwhile left it pending
@@ -72,14 +72,12 @@ pub async fn embed_entries(
     embedder: &dyn Embedder,
     entries: &[(String, String)],
 ) -> Result<Vec<Vec<Vec<f32>>>, IndexError> {
-    if embedder.dimensions() != KNOWLEDGE_DIMENSIONS {
-        return Err(dimensions(embedder, embedder.dimensions()));
-    }
+    let expected = indexable(embedder)?.get();
     let per_entry: Vec<Vec<String>> = entries.iter().map(|(t, c)| chunk::entry_texts(t, c)).collect();
     let flat: Vec<String> = per_entry.iter().flatten().cloned().collect();
     let mut vectors = embedder.embed(&flat).await?.into_iter();
-    if let Some(bad) = vectors.as_slice().iter().find(|v| v.len() != KNOWLEDGE_DIMENSIONS) {
-        return Err(dimensions(embedder, bad.len()));
+    if let Some(bad) = vectors.as_slice().iter().find(|v| v.len() != expected) {
+        return Err(IndexError::Dimensions { model: embedder.model().to_owned(), got: bad.len(), expected });
     }
     if vectors.len() != flat.len() {
         return Err(crate::EmbedError::Rejected(format!("{} vectors for {} texts", vectors.len(), flat.len())).into());
@@ -87,8 +85,18 @@ pub async fn embed_entries(
     Ok(per_entry.iter().map(|texts| vectors.by_ref().take(texts.len()).collect()).collect())
 }
 
-fn dimensions(embedder: &dyn Embedder, got: usize) -> IndexError {
-    IndexError::Dimensions { model: embedder.model().to_owned(), got, expected: KNOWLEDGE_DIMENSIONS }
+/// The embedder's vector size, if pgvector can index it.
+fn indexable(embedder: &dyn Embedder) -> Result<Dims, IndexError> {
+    Dims::new(embedder.dimensions())
+        .ok_or_else(|| IndexError::Unindexable { model: embedder.model().to_owned(), got: embedder.dimensions() })
+}
+
+/// The size of `vectors` (all one model's), with its indexes in place; `None` for a size
+/// pgvector cannot index, which [`embed_entries`] never hands out.
+async fn prepare(conn: &mut PgConnection, vectors: &[Vec<f32>], tables: &[&str]) -> Result<Option<Dims>, sqlx::Error> {
+    let Some(dims) = vectors.first().and_then(|v| Dims::new(v.len())) else { return Ok(None) };
+    crate::vectors::ensure_indexes(conn, dims, tables).await?;
+    Ok(Some(dims))
 }
 
 /// One point per vector (chunk 0 first), for an external store.
@@ -133,6 +141,9 @@ pub async fn store_entry(
     model: &str,
 ) -> Result<Option<Vec<Point>>, sqlx::Error> {
     let Some(first) = vectors.first() else { return Ok(None) };
+    if prepare(conn, vectors, &["knowledge_base", "knowledge_chunks"]).await?.is_none() {
+        return Ok(None);
+    }
     if !store_knowledge_vector(&mut *conn, tenant, id, first, model, title, content).await? {
         return Ok(None);
     }
@@ -210,6 +221,9 @@ pub async fn store_article(
     .fetch_optional(&mut *conn)
     .await?;
     let Some((category, tags, digest)) = current else { return Ok(None) };
+    if prepare(conn, vectors, &["article_chunks"]).await?.is_none() {
+        return Ok(None);
+    }
     sqlx::query("delete from article_chunks where article_id = $1").bind(id).execute(&mut *conn).await?;
     let texts = chunk::entry_texts(title, &article_content(excerpt, body));
     for (i, (text, vector)) in texts.iter().zip(vectors).enumerate() {
@@ -355,9 +369,7 @@ pub async fn reindex(
     batch: usize,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReindexStats, IndexError> {
-    if embedder.dimensions() != KNOWLEDGE_DIMENSIONS {
-        return Err(dimensions(embedder, embedder.dimensions()));
-    }
+    indexable(embedder)?;
     let batch = batch.clamp(1, 512) as i64;
     let mut tx = db::begin_system(pool).await?;
     let total: i64 = sqlx::query_scalar("select count(*) from knowledge_base").fetch_one(&mut *tx).await?;

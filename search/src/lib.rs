@@ -13,6 +13,7 @@ pub mod rank;
 pub mod service;
 pub mod store;
 pub mod usage;
+pub mod vectors;
 
 pub use embed::{EmbedError, Embedder, Embedding};
 #[cfg(feature = "http")]

@@ -298,9 +298,9 @@ pub async fn models(State(state): State<AppState>, auth: Auth) -> Result<Json<En
         Some(_) => (
             lookup("EMBEDDING_MODEL").filter(|v| !v.is_empty()).unwrap_or_else(|| "text-embedding-3-small".into()),
             "openai-compatible".to_owned(),
-            lookup("EMBEDDING_DIMENSIONS")
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(fibonacco_search::index::KNOWLEDGE_DIMENSIONS),
+            // The size the embedder makes; a configuration it refuses shows as 0 (the
+            // embedding jobs say why).
+            fibonacco_search::embed::configured_dimensions(&lookup).unwrap_or(0),
         ),
         None => (
             fibonacco_search::embed::local::MODEL_NAME.to_owned(),

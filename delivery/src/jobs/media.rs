@@ -213,7 +213,9 @@ fn index_error(e: fibonacco_search::index::IndexError) -> JobError {
         }
         IndexError::Database(e) => e.into(),
         IndexError::Store(e) => store_error(e),
-        e @ (IndexError::Dimensions { .. } | IndexError::Embed(_)) => JobError::fail_because(e),
+        e @ (IndexError::Dimensions { .. } | IndexError::Unindexable { .. } | IndexError::Embed(_)) => {
+            JobError::fail_because(e)
+        }
     }
 }
 

@@ -67,6 +67,12 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<std::sync::Ar
     Ok(std::sync::Arc::new(local::MiniLm::load(&dir)?))
 }
 
+/// The vector size the configured embedder makes (without loading a local model): what a
+/// Qdrant collection is created for.
+pub fn configured_dimensions(get: impl Fn(&str) -> Option<String>) -> Result<usize, EmbedError> {
+    Ok(remote::RemoteSettings::from_lookup(&get)?.map_or(local::DIMENSIONS, |s| s.dimensions))
+}
+
 /// The text of a knowledge entry that its vector stands for.
 pub fn knowledge_text(title: &str, content: &str) -> String {
     format!("{title}\n\n{content}")

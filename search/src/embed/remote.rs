@@ -7,7 +7,7 @@ use fibonacco_platform::config::Secret;
 use serde::Deserialize;
 
 use super::{EmbedError, EmbedFuture, Embedder};
-use crate::index::KNOWLEDGE_DIMENSIONS;
+use crate::vectors::MAX_DIMENSIONS;
 
 #[derive(Clone, Debug)]
 pub struct RemoteSettings {
@@ -19,33 +19,50 @@ pub struct RemoteSettings {
 
 impl RemoteSettings {
     /// `EMBEDDING_BASE_URL` (required), `EMBEDDING_API_KEY` (else `OPENAI_API_KEY`),
-    /// `EMBEDDING_MODEL`, `EMBEDDING_DIMENSIONS`. `None` when no base URL is set.
+    /// `EMBEDDING_MODEL` (default `text-embedding-3-small`), `EMBEDDING_DIMENSIONS`.
+    /// `None` when no base URL is set.
     ///
-    /// The knowledge index holds vectors of [`KNOWLEDGE_DIMENSIONS`]; a remote model is
-    /// asked for that size (OpenAI's `text-embedding-3-*` shorten their vectors on request)
-    /// unless `EMBEDDING_DIMENSIONS` says otherwise, and a size the index cannot hold is
-    /// refused here, with the reason, rather than by every embedding job.
+    /// The index takes the model's own size: OpenAI's models are known (1536 for
+    /// `text-embedding-3-small` and `ada-002`, 3072 for `-3-large`); any other model needs
+    /// `EMBEDDING_DIMENSIONS`. With it, OpenAI's v3 models are asked for that size (they
+    /// shorten their vectors on request). A size pgvector cannot index is refused here,
+    /// with the reason, rather than by every embedding job.
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, EmbedError> {
         let v = |k: &str| get(k).filter(|s| !s.trim().is_empty());
         let Some(base_url) = v("EMBEDDING_BASE_URL") else { return Ok(None) };
+        let model =
+            v("EMBEDDING_MODEL").map(|m| m.trim().to_owned()).unwrap_or_else(|| "text-embedding-3-small".into());
         let dimensions = match v("EMBEDDING_DIMENSIONS") {
-            None => KNOWLEDGE_DIMENSIONS,
             Some(d) => d.trim().parse().ok().filter(|d| *d > 0).ok_or_else(|| {
                 EmbedError::ModelUnavailable(format!("EMBEDDING_DIMENSIONS `{d}` is not a positive number"))
             })?,
+            None => native_dimensions(&model).ok_or_else(|| {
+                EmbedError::ModelUnavailable(format!(
+                    "the vector size of `{model}` is not known: set EMBEDDING_DIMENSIONS to the size it returns"
+                ))
+            })?,
         };
-        if dimensions != KNOWLEDGE_DIMENSIONS {
+        if dimensions > MAX_DIMENSIONS {
             return Err(EmbedError::ModelUnavailable(format!(
-                "EMBEDDING_DIMENSIONS is {dimensions} but the knowledge index holds {KNOWLEDGE_DIMENSIONS}-dimensional vectors: \
-                 use a model that can return {KNOWLEDGE_DIMENSIONS} (text-embedding-3-small or -large do on request) or the local embedder"
+                "EMBEDDING_DIMENSIONS is {dimensions}; pgvector indexes at most {MAX_DIMENSIONS} \
+                 (OpenAI's text-embedding-3 models return fewer on request)"
             )));
         }
         Ok(Some(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key: v("EMBEDDING_API_KEY").or_else(|| v("OPENAI_API_KEY")).map(Secret::new),
-            model: v("EMBEDDING_MODEL").unwrap_or_else(|| "text-embedding-3-small".into()),
+            model,
             dimensions,
         }))
+    }
+}
+
+/// The size OpenAI's embedding models return when not asked for another.
+fn native_dimensions(model: &str) -> Option<usize> {
+    match model {
+        "text-embedding-3-small" | "text-embedding-ada-002" => Some(1536),
+        "text-embedding-3-large" => Some(3072),
+        _ => None,
     }
 }
 
@@ -79,7 +96,9 @@ impl Remote {
         let mut body = serde_json::json!({ "model": self.settings.model, "input": texts });
         // Only models that can shorten their output accept `dimensions`; send it when the
         // configured size is not the model's natural one (OpenAI's v3 models).
-        if self.settings.model.starts_with("text-embedding-3") {
+        if self.settings.model.starts_with("text-embedding-3")
+            && native_dimensions(&self.settings.model) != Some(self.settings.dimensions)
+        {
             body["dimensions"] = self.settings.dimensions.into();
         }
         let mut req = self.http.post(format!("{}/embeddings", self.settings.base_url)).json(&body);

@@ -8,7 +8,7 @@ use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
 use super::{Neighbour, Point, Source, StoreFuture, VectorStore};
-use crate::{embed::pgvector_literal, knowledge::Filters};
+use crate::{embed::pgvector_literal, knowledge::Filters, vectors::Dims};
 
 /// Transaction-local settings of every vector query:
 /// - iterative scans: with a filter, HNSW alone could return fewer than `limit` rows, so
@@ -72,38 +72,56 @@ async fn nearest(
     f: &Filters,
     limit: i64,
 ) -> Result<Vec<Neighbour>, sqlx::Error> {
+    // Vectors of another size cannot be near this one (and no index holds both).
+    let Some(dims) = Dims::new(vector.len()) else { return Ok(Vec::new()) };
     let mut tx = db::begin_tenant_with(pool, tenant, QUERY_SETTINGS).await?;
     let literal = pgvector_literal(vector);
+    let cast = dims.cast();
     // An empty first branch types the columns, so each source's branch is a plain
-    // `union all` whichever sources the filters ask for.
+    // `union all` whichever sources the filters ask for. Each branch orders by the indexed
+    // expression under the index's predicate (`dims` is a number, not input).
     let mut qb = QueryBuilder::new(
         "select source, entry, chunk, score from (select null::text as source, null::uuid as entry, 0 as chunk, 0::float8 as score where false",
     );
+    let branch = |qb: &mut QueryBuilder<sqlx::Postgres>, head: &str, column: &str, from: &str| {
+        let expr = dims.expr(column);
+        qb.push(format!(" union all (select {head}, 1 - ({expr} <=> "));
+        qb.push_bind(literal.clone()).push(format!("{cast}) from {from} where {} and ", dims.predicate(column)));
+        expr
+    };
     if f.sources.knowledge {
-        qb.push(" union all (select 'knowledge', kb.id, 0, 1 - (kb.embedding <=> ");
-        qb.push_bind(literal.clone())
-            .push("::text::vector) from knowledge_base kb where kb.embedding is not null and kb.embedding_model = ")
-            .push_bind(model.to_owned());
+        let expr = branch(&mut qb, "'knowledge', kb.id, 0", "kb.embedding", "knowledge_base kb");
+        qb.push("kb.embedding_model = ").push_bind(model.to_owned());
         crate::knowledge::push_filters(&mut qb, tenant, f);
-        qb.push(" order by kb.embedding <=> ")
+        qb.push(format!(" order by {expr} <=> "))
             .push_bind(literal.clone())
-            .push("::text::vector limit ")
+            .push(format!("{cast} limit "))
             .push_bind(limit);
-        qb.push(") union all (select 'knowledge', c.knowledge_id, c.chunk_index, 1 - (c.embedding <=> ")
-            .push_bind(literal.clone())
-            .push("::text::vector) from knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id where c.embedding_model = ")
-            .push_bind(model.to_owned());
+        qb.push(")");
+        let expr = branch(
+            &mut qb,
+            "'knowledge', c.knowledge_id, c.chunk_index",
+            "c.embedding",
+            "knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id",
+        );
+        qb.push("c.embedding_model = ").push_bind(model.to_owned());
         crate::knowledge::push_filters(&mut qb, tenant, f);
-        qb.push(" order by c.embedding <=> ").push_bind(literal.clone()).push("::text::vector limit ").push_bind(limit);
+        qb.push(format!(" order by {expr} <=> "))
+            .push_bind(literal.clone())
+            .push(format!("{cast} limit "))
+            .push_bind(limit);
         qb.push(")");
     }
     if f.sources.articles {
-        qb.push(" union all (select 'article', ac.article_id, ac.chunk_index, 1 - (ac.embedding <=> ")
-            .push_bind(literal.clone())
-            .push("::text::vector) from article_chunks ac join articles a on a.id = ac.article_id where ac.embedding_model = ")
-            .push_bind(model.to_owned());
+        let expr = branch(
+            &mut qb,
+            "'article', ac.article_id, ac.chunk_index",
+            "ac.embedding",
+            "article_chunks ac join articles a on a.id = ac.article_id",
+        );
+        qb.push("ac.embedding_model = ").push_bind(model.to_owned());
         crate::knowledge::push_article_filters(&mut qb, tenant, f);
-        qb.push(" order by ac.embedding <=> ").push_bind(literal).push("::text::vector limit ").push_bind(limit);
+        qb.push(format!(" order by {expr} <=> ")).push_bind(literal).push(format!("{cast} limit ")).push_bind(limit);
         qb.push(")");
     }
     qb.push(") n");

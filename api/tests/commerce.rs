@@ -577,6 +577,29 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     let (_, dash) = app.get("/api/v1/crm/dashboard/analytics", t).await;
     assert_eq!(dash["data"]["recurring"][0]["mrr_minor"], 1000);
 
+    // localstripe sends no `customer.subscription.updated`; Stripe's shape of it, signed:
+    // a newer state lands, an older one arriving late does not undo it, and another
+    // tenant's metadata is a conflict.
+    let yearly_sub = other["data"].clone();
+    let updated = |id: &str, created: i64, status: &str, tenant: String| {
+        json!({"id": id, "type": "customer.subscription.updated", "created": created,
+               "data": {"object": {"id": yearly_sub["stripe_subscription_id"], "object": "subscription", "status": status,
+                   "cancel_at_period_end": false, "current_period_end": created + 86_400 * 365,
+                   "metadata": {"tenant_id": tenant, "subscription_id": yearly_sub["id"]}}}})
+    };
+    let now = chrono::Utc::now().timestamp();
+    let a = app.tenant_a.to_string();
+    let (status, json) =
+        stripe(&app, &updated("evt_sub_new", now + 5, "past_due", a.clone()), now, STRIPE_SECRET).await;
+    assert_eq!((status, json["data"]["outcome"].as_str()), (StatusCode::OK, Some("applied")), "{json}");
+    let (status, json) = stripe(&app, &updated("evt_sub_old", now - 60, "active", a), now, STRIPE_SECRET).await;
+    assert_eq!((status, json["data"]["outcome"].as_str()), (StatusCode::OK, Some("ignored")), "{json}");
+    let forged = updated("evt_sub_b", now + 10, "canceled", app.tenant_b.to_string());
+    let (_, json) = stripe(&app, &forged, now, STRIPE_SECRET).await;
+    assert_eq!(json["data"]["outcome"], "conflict", "{json}");
+    let (_, shown) = app.get(&format!("/api/v1/subscriptions/{}", yearly_sub["id"].as_str().unwrap()), t).await;
+    assert_eq!(shown["data"]["status"], "past_due");
+
     // Lists by customer; tenant B sees none of it.
     let (_, list) =
         app.get(&format!("/api/v1/subscriptions?customer_id={}", customer["id"].as_str().unwrap()), t).await;

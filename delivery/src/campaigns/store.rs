@@ -291,6 +291,62 @@ pub async fn claim(
     .await
 }
 
+/// A send's campaign and, when this run claimed the recipient, its customer: one
+/// statement in place of the campaign read, the claim and the customer read.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedSend {
+    /// The campaign's status (the claim is only made while it is `running` or `completed`).
+    pub campaign_status: String,
+    pub email_template_id: Option<Uuid>,
+    pub sms_template_id: Option<Uuid>,
+    pub phone_script_id: Option<Uuid>,
+    /// Set when this run claimed the recipient; the customer's fields below with it.
+    pub customer_id: Option<Uuid>,
+    pub customer_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub business_context: Option<serde_json::Value>,
+    pub metadata: Option<serde_json::Value>,
+    pub unsubscribed: Option<bool>,
+}
+
+/// [`claim`], but only while the campaign is `running` (or `completed`: a job retried from
+/// `failed_jobs` for a recipient that failed without a message id), reading the campaign
+/// and the claimed customer in the same statement. `None` when the campaign is gone.
+#[tracing::instrument(name = "campaigns.claim_send", skip(conn), err)]
+pub async fn claim_send(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    recipient: Uuid,
+    claim: Uuid,
+) -> Result<Option<ClaimedSend>, sqlx::Error> {
+    sqlx::query_as(
+        "with c as (
+             select status, email_template_id, sms_template_id, phone_script_id
+             from outbound_campaigns where tenant_id = $1 and id = $2
+         ), claimed as (
+             update outbound_campaign_recipients
+             set status = 'sending', claim_token = $4, claimed_at = now(), attempted_at = now(), attempts = attempts + 1
+             where tenant_id = $1 and id = $3 and campaign_id = $2 and status in ('pending', 'queued', 'failed')
+               and provider_message_id is null and claim_token is null
+               and exists (select 1 from c where c.status in ('running', 'completed'))
+             returning customer_id
+         )
+         select c.status as campaign_status, c.email_template_id, c.sms_template_id, c.phone_script_id,
+                claimed.customer_id, cu.name as customer_name, cu.email, cu.phone, cu.business_context, cu.metadata,
+                cu.unsubscribed_at is not null as unsubscribed
+         from c left join claimed on true
+                left join crm_customers cu on cu.tenant_id = $1 and cu.id = claimed.customer_id",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(recipient)
+    .bind(claim)
+    .fetch_optional(conn)
+    .await
+}
+
 /// How a claimed send ended.
 #[derive(Debug, Clone, Copy)]
 pub enum Finish<'a> {
@@ -345,6 +401,71 @@ pub async fn finish(
     .rows_affected()
         == 1;
     Ok(done)
+}
+
+/// One send's outcome in a batch for [`finish_many`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub tenant: TenantId,
+    pub recipient: Uuid,
+    pub claim: Uuid,
+    pub status: &'static str,
+    pub message_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(tenant: TenantId, recipient: Uuid, claim: Uuid, how: Finish<'_>) -> Self {
+        let (status, message_id, error) = match how {
+            Finish::Sent(id) => ("sent", Some(id), None),
+            Finish::Release(e) => ("queued", None, Some(e)),
+            Finish::Failed(e) => ("failed", None, Some(e)),
+            Finish::Unknown(e) => ("unknown", None, Some(e)),
+            Finish::Unsubscribed => ("unsubscribed", None, None),
+        };
+        Self {
+            tenant,
+            recipient,
+            claim,
+            status,
+            message_id: message_id.map(str::to_owned),
+            error: error.map(str::to_owned),
+        }
+    }
+}
+
+/// [`finish`] for many sends in one statement (the workers' outcomes, gathered so that
+/// concurrent sends share one commit). Each row still needs its own claim token and the
+/// tenant it was claimed in; returns the recipients that matched.
+#[tracing::instrument(name = "campaigns.finish_many", skip_all, fields(n = outcomes.len()), err)]
+pub async fn finish_many(conn: &mut PgConnection, outcomes: &[Outcome]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let tenants: Vec<Uuid> = outcomes.iter().map(|o| o.tenant.as_uuid()).collect();
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.recipient).collect();
+    let claims: Vec<Uuid> = outcomes.iter().map(|o| o.claim).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status).collect();
+    let message_ids: Vec<Option<&str>> = outcomes.iter().map(|o| o.message_id.as_deref()).collect();
+    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
+    sqlx::query_scalar(
+        "update outbound_campaign_recipients r set
+            status = f.status,
+            provider_message_id = coalesce(f.message_id, r.provider_message_id),
+            error = case when f.status = 'sent' then null else coalesce(f.error, r.error) end,
+            sent_at = case when f.status = 'sent' then now() else r.sent_at end,
+            unsubscribed_at = case when f.status = 'unsubscribed' then coalesce(r.unsubscribed_at, now()) else r.unsubscribed_at end,
+            claim_token = null, claimed_at = null
+         from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
+              as f(tenant_id, id, claim, status, message_id, error)
+         where r.tenant_id = f.tenant_id and r.id = f.id and r.claim_token = f.claim and r.status in ('sending', 'unknown')
+         returning r.id",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&claims)
+    .bind(&statuses)
+    .bind(&message_ids)
+    .bind(&errors)
+    .fetch_all(conn)
+    .await
 }
 
 /// Sends still `sending` after `lease` belong to a worker that died or a call that never

@@ -105,6 +105,51 @@ struct Target {
     unsubscribed: bool,
 }
 
+impl Target {
+    /// The claimed customer, or `None` when this run did not claim the recipient.
+    fn claimed(c: store::ClaimedSend) -> Option<Self> {
+        c.customer_id?;
+        Some(Self {
+            customer_name: c.customer_name.unwrap_or_default(),
+            email: c.email,
+            phone: c.phone,
+            business_context: c.business_context.unwrap_or_default(),
+            metadata: c.metadata.unwrap_or_default(),
+            unsubscribed: c.unsubscribed.unwrap_or(false),
+        })
+    }
+}
+
+/// Templates by id, kept for a minute: a campaign sends the same one to every recipient,
+/// and templates cannot be edited (no update route), so a send need not read it again.
+/// Bounded: past [`Templates::CAPACITY`] entries the cache starts over.
+#[derive(Default)]
+pub struct Templates {
+    map: std::sync::Mutex<std::collections::HashMap<(Uuid, Uuid), (std::time::Instant, Content)>>,
+}
+
+impl Templates {
+    const CAPACITY: usize = 4096;
+    const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn get(&self, tenant: TenantId, template: Option<Uuid>) -> Option<Content> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(tenant.as_uuid(), template?))
+            .filter(|(at, _)| at.elapsed() < Self::TTL)
+            .map(|(_, content)| content.clone())
+    }
+
+    fn put(&self, tenant: TenantId, template: Option<Uuid>, content: &Content) {
+        // A missing template is not cached: it is an error each send reports.
+        let (Some(template), false) = (template, matches!(content, Content::Missing(_))) else { return };
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::CAPACITY {
+            map.clear();
+        }
+        map.insert((tenant.as_uuid(), template), (std::time::Instant::now(), content.clone()));
+    }
+}
+
 /// Delivers one recipient's message. See the module docs for the claim protocol.
 #[tracing::instrument(name = "job.send", skip_all, fields(channel = ?channel))]
 pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<(), JobError> {
@@ -115,17 +160,11 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
     let claim = Uuid::now_v7();
 
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
-    type CampaignRow = (String, Option<Uuid>, Option<Uuid>, Option<Uuid>);
-    let campaign: Option<CampaignRow> = sqlx::query_as(
-        "select status, email_template_id, sms_template_id, phone_script_id
-         from outbound_campaigns where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant)
-    .bind(r.campaign_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((status, email_template, sms_template, script)) = campaign else { return Ok(()) };
-    match status.as_str() {
+    // The campaign check, the claim and the customer read are one statement.
+    let Some(found) = store::claim_send(&mut tx, tenant, r.campaign_id, r.recipient_id, claim).await? else {
+        return Ok(());
+    };
+    match found.campaign_status.as_str() {
         // A completed campaign only has recipients in final states; the one a job retried
         // from failed_jobs may still send (its recipient failed without a message id).
         "running" | "completed" => {}
@@ -138,20 +177,13 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
         // Cancelled (or a draft again): nothing more goes out.
         _ => return Ok(()),
     }
-    let claimed = store::claim(&mut tx, tenant, r.recipient_id, claim).await?;
-    let Some(customer_id) = claimed else {
+    let (email_template, sms_template, script) =
+        (found.email_template_id, found.sms_template_id, found.phone_script_id);
+    let Some(target) = Target::claimed(found) else {
         // Sent, being sent, unknown, or final: this run has nothing to do.
         tracing::debug!("recipient not claimable; skipping");
         return Ok(());
     };
-    let target: Target = sqlx::query_as(
-        "select name as customer_name, email, phone, business_context, metadata, unsubscribed_at is not null as unsubscribed
-         from crm_customers where tenant_id = $1 and id = $2",
-    )
-    .bind(tenant)
-    .bind(customer_id)
-    .fetch_one(&mut *tx)
-    .await?;
     if target.unsubscribed {
         store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Unsubscribed).await?;
         tx.commit().await?;
@@ -165,7 +197,19 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
         store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
         return Ok(());
     }
-    let content = load_content(&mut tx, tenant, channel, email_template, sms_template, script).await?;
+    let template = match channel {
+        Channel::Email => email_template,
+        Channel::Sms => sms_template,
+        Channel::Phone => script,
+    };
+    let content = match ctx.templates.get(tenant, template) {
+        Some(content) => content,
+        None => {
+            let content = load_content(&mut tx, tenant, channel, email_template, sms_template, script).await?;
+            ctx.templates.put(tenant, template, &content);
+            content
+        }
+    };
     // The attempt (`sending`) is durable from here: whatever happens next, this recipient
     // is never claimed again.
     tx.commit().await?;
@@ -238,7 +282,13 @@ impl Attempt {
             }
             Err(e) => (Finish::Failed(&reason), Err(JobError::fail_because(e.clone()))),
         };
-        record(ctx, r, self.claim, finish).await?;
+        let tenant = TenantId::from_uuid(r.tenant_id);
+        match ctx.outcomes.record(&ctx.pool, store::Outcome::new(tenant, r.recipient_id, self.claim, finish)).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(?finish, "the claim had expired before the outcome was recorded"),
+            // The batch could not be written: this outcome records alone, with retries.
+            Err(()) => record(ctx, r, self.claim, finish).await?,
+        }
         // After the commit, not in it: two sends finishing together would each see the
         // other's recipient still open inside their own transactions.
         store::complete_if_done(&ctx.pool, TenantId::from_uuid(r.tenant_id), r.campaign_id).await?;
@@ -285,7 +335,7 @@ async fn record(ctx: &JobContext, r: &SendToRecipient, claim: Uuid, how: Finish<
 }
 
 #[derive(Clone)]
-enum Content {
+pub enum Content {
     Email { subject: String, html: String, text: Option<String> },
     Sms(String),
     Script(String),

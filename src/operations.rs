@@ -167,7 +167,6 @@ fn job_context(config: &Config, bg: &Background, queues: &[String]) -> anyhow::R
         settings: Arc::new(settings),
         embedder,
         store: vector_store(&bg.pool)?,
-        outcomes: Default::default(),
         templates: Default::default(),
     })
 }

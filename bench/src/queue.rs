@@ -314,7 +314,6 @@ async fn campaign(
         )?),
         embedder: None,
         store: Arc::new(fibonacco_search::store::pgvector::PgVector::new(db.pool.clone())),
-        outcomes: Default::default(),
         templates: Default::default(),
     };
     let mut options = WorkerOptions::new(vec!["emails".into()], Duration::from_secs(90));

@@ -483,47 +483,40 @@ async fn injected_content_is_refused_or_neutralised() {
     assert_eq!((res.0, res.2), (StatusCode::NOT_FOUND, None), "no redirect for a recipient that does not exist");
 }
 
-/// Outcomes written together still match each row on its own tenant and claim: a batch
-/// cannot settle a recipient claimed by another run or held in another tenant.
+/// The one-statement claim: taken once, never again while live, only for a recipient of
+/// the campaign the job names and only while that campaign runs.
 #[tokio::test]
-async fn batched_outcomes_settle_only_their_own_claims() {
-    use fibonacco_delivery::campaigns::store::{self, Finish, Outcome};
+async fn a_claim_is_taken_once_and_only_for_its_own_running_campaign() {
+    use fibonacco_delivery::campaigns::store;
     let app = TestApp::spawn().await;
-    let domain = format!("{}.batch.example", unique());
-    let ids = customers(&app, &domain, 2).await;
-    let campaign = email_campaign(&app, &ids).await;
-    let (s, j) =
-        app.send("POST", &format!("/api/v1/outbound/campaigns/{campaign}/start"), Some(&app.token_a), None).await;
-    assert_eq!(s, StatusCode::OK, "{j}");
-    let campaign = uuid::Uuid::parse_str(&campaign).unwrap();
+    let domain = format!("{}.claim.example", unique());
+    let ids = customers(&app, &domain, 1).await;
+    let (first, other) = (email_campaign(&app, &ids).await, email_campaign(&app, &ids).await);
+    for id in [&first, &other] {
+        let (s, j) =
+            app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), Some(&app.token_a), None).await;
+        assert_eq!(s, StatusCode::OK, "{j}");
+    }
+    let (first, other) = (uuid::Uuid::parse_str(&first).unwrap(), uuid::Uuid::parse_str(&other).unwrap());
     let mut tx = fibonacco_platform::db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
-    let recipients: Vec<uuid::Uuid> =
-        sqlx::query_scalar("select id from outbound_campaign_recipients where campaign_id = $1 order by id")
-            .bind(campaign)
-            .fetch_all(&mut *tx)
+    let recipient: uuid::Uuid =
+        sqlx::query_scalar("select id from outbound_campaign_recipients where campaign_id = $1")
+            .bind(first)
+            .fetch_one(&mut *tx)
             .await
             .unwrap();
-    let (c1, c2) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    for (r, c) in [(recipients[0], c1), (recipients[1], c2)] {
-        let claimed = store::claim_send(&mut tx, app.tenant_a, campaign, r, c).await.unwrap().unwrap();
-        assert!(claimed.customer_id.is_some(), "claimed");
-        let again = store::claim_send(&mut tx, app.tenant_a, campaign, r, uuid::Uuid::now_v7()).await.unwrap().unwrap();
-        assert_eq!(again.customer_id, None, "a live claim is never taken again");
+    let t = app.tenant_a;
+    macro_rules! claim {
+        ($campaign:expr) => {
+            store::claim_send(&mut tx, t, $campaign, recipient, uuid::Uuid::now_v7()).await.unwrap()
+        };
     }
-    let outcomes = [
-        Outcome::new(app.tenant_a, recipients[0], c1, Finish::Sent("m-1")),
-        Outcome::new(app.tenant_b, recipients[1], c2, Finish::Sent("m-forged-tenant")),
-        Outcome::new(app.tenant_a, recipients[1], uuid::Uuid::now_v7(), Finish::Sent("m-forged-claim")),
-    ];
-    let matched = store::finish_many(&mut tx, &outcomes).await.unwrap();
-    assert_eq!(matched, vec![recipients[0]]);
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "select status, provider_message_id from outbound_campaign_recipients where campaign_id = $1 order by id",
-    )
-    .bind(campaign)
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap();
-    assert_eq!(rows, vec![("sent".to_owned(), Some("m-1".to_owned())), ("sending".to_owned(), None)]);
+    let wrong_campaign = claim!(other).unwrap();
+    assert_eq!(wrong_campaign.customer_id, None, "another campaign's job cannot claim it");
+    let claimed = claim!(first).unwrap();
+    assert_eq!((claimed.campaign_status.as_str(), claimed.customer_id.is_some()), ("running", true));
+    assert_eq!(claimed.email.as_deref().map(|e| e.ends_with(&domain)), Some(true), "the customer comes with it");
+    assert_eq!(claim!(first).unwrap().customer_id, None, "a live claim is never taken again");
+    assert!(claim!(uuid::Uuid::now_v7()).is_none(), "no campaign, nothing");
     tx.rollback().await.unwrap();
 }

@@ -64,7 +64,6 @@ pub fn job_context(app: &TestApp, over: &[(&str, String)], retry_after: Duration
         settings: Arc::new(settings),
         embedder: None,
         store: app.state.search.store.clone(),
-        outcomes: Default::default(),
         templates: Default::default(),
     }
 }

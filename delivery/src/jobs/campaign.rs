@@ -282,13 +282,7 @@ impl Attempt {
             }
             Err(e) => (Finish::Failed(&reason), Err(JobError::fail_because(e.clone()))),
         };
-        let tenant = TenantId::from_uuid(r.tenant_id);
-        match ctx.outcomes.record(&ctx.pool, store::Outcome::new(tenant, r.recipient_id, self.claim, finish)).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(?finish, "the claim had expired before the outcome was recorded"),
-            // The batch could not be written: this outcome records alone, with retries.
-            Err(()) => record(ctx, r, self.claim, finish).await?,
-        }
+        record(ctx, r, self.claim, finish).await?;
         // After the commit, not in it: two sends finishing together would each see the
         // other's recipient still open inside their own transactions.
         store::complete_if_done(&ctx.pool, TenantId::from_uuid(r.tenant_id), r.campaign_id).await?;

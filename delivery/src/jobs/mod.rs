@@ -8,7 +8,6 @@
 pub mod campaign;
 pub mod media;
 pub mod notify;
-pub mod outcomes;
 pub mod rate;
 
 use std::sync::Arc;
@@ -43,8 +42,6 @@ pub struct JobContext {
     pub embedder: Option<Result<Arc<dyn fibonacco_search::Embedder>, String>>,
     /// Where GenerateEmbedding copies vectors besides Postgres (pgvector: nowhere else).
     pub store: Arc<dyn fibonacco_search::VectorStore>,
-    /// Send outcomes written in batches (group commit), shared by the worker's handlers.
-    pub outcomes: Arc<outcomes::Outcomes>,
     /// Campaign templates, read once a minute rather than once a send.
     pub templates: Arc<campaign::Templates>,
 }

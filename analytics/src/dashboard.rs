@@ -48,7 +48,7 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
                     coalesce(sc.name, 'none') AS category, o.currency,
                     count(*) AS orders,
                     sum(CASE WHEN o.status = 'paid' THEN 1 ELSE 0 END) AS paid_orders,
-                    CAST(sum(CASE WHEN o.status = 'paid' THEN o.amount_minor ELSE 0 END) AS BIGINT) AS revenue_minor,
+                    CAST(sum(CASE WHEN o.status = 'paid' THEN o.amount_minor - coalesce(o.refunded_minor, 0) ELSE 0 END) AS BIGINT) AS revenue_minor,
                     sum(CASE WHEN o.status = 'refunded' THEN 1 ELSE 0 END) AS refunded_orders,
                     count(DISTINCT o.customer_id) AS customers
              FROM orders o LEFT JOIN services s ON s.id = o.service_id

@@ -65,7 +65,8 @@ pub async fn inputs(ctx: &SessionContext, engagement: &EngagementConfig) -> Resu
     let orders = bridge::query_frame(
         ctx,
         &format!(
-            "SELECT k.key, {} AS t_us, o.amount_minor FROM orders o JOIN customer_keys k ON k.customer_id = o.customer_id
+            "SELECT k.key, {} AS t_us, o.amount_minor - coalesce(o.refunded_minor, 0) AS amount_minor
+             FROM orders o JOIN customer_keys k ON k.customer_id = o.customer_id
              WHERE o.status = 'paid' AND o.paid_at IS NOT NULL",
             micros("o.paid_at")
         ),

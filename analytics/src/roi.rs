@@ -50,7 +50,8 @@ pub fn attribution_ctes_for(
             FROM outbound_campaign_recipients r JOIN outbound_campaigns c ON c.id = r.campaign_id
             WHERE r.sent_at IS NOT NULL AND {sent} <= {as_of} AND {reached_r}),
          paid AS (
-            SELECT o.id AS order_id, o.tenant_id, o.customer_id, o.amount_minor, o.currency, {paid} AS t
+            SELECT o.id AS order_id, o.tenant_id, o.customer_id,
+                   o.amount_minor - coalesce(o.refunded_minor, 0) AS amount_minor, o.currency, {paid} AS t
             FROM orders o
             WHERE o.status = 'paid' AND o.paid_at IS NOT NULL AND o.customer_id IS NOT NULL AND {paid} <= {as_of}
               AND {reached_o}),

@@ -225,6 +225,8 @@ fn roi_fixture() -> SessionContext {
                 Text(vec![Some("paid"), Some("paid"), Some("refunded"), Some("paid"), Some("paid"), Some("paid")]),
             ),
             ("amount_minor", Int(vec![Some(1000), Some(1001), Some(700), Some(300), Some(5000), Some(200)])),
+            // o2 was refunded 1 in part; o3 in full.
+            ("refunded_minor", Int(vec![Some(0), Some(1), Some(700), Some(0), Some(0), Some(0)])),
             ("currency", Text(vec![Some("USD"), Some("USD"), Some("USD"), Some("USD"), Some("USD"), Some("EUR")])),
             ("paid_at", Day(vec![Some(-2.0), Some(-1.0), Some(-5.0), Some(-12.0), Some(1.0), Some(-16.0)])),
         ],
@@ -272,12 +274,12 @@ async fn roi_last_touch_and_linear_on_a_hand_computed_fixture() {
     assert_eq!(col("send_cost_minor"), [3, 16]);
     assert_eq!(col("cost_minor"), [503, 16]);
     // o1 (x, 1000): only k2's send 3 days before is in the window (k1's was 38 days
-    // before). o2 (y, 1001): k1 (19 days before) and k2 (14 days before): last touch k2,
-    // linear 501 to the earlier touch and 500 to the later. o3 refunded, o4 paid before
-    // z's send, o5 after as_of, o6 in another currency: no credit.
+    // before). o2 (y, 1001 less 1 refunded: revenue is net of partial refunds): k1 (19
+    // days before) and k2 (14 days before): last touch k2, linear 500 to each. o3
+    // refunded, o4 paid before z's send, o5 after as_of, o6 in another currency: no credit.
     assert_eq!(col("last_touch_orders"), [0, 2]);
-    assert_eq!(col("last_touch_revenue_minor"), [0, 2001]);
-    assert_eq!(col("linear_revenue_minor"), [501, 1500]);
+    assert_eq!(col("last_touch_revenue_minor"), [0, 2000]);
+    assert_eq!(col("linear_revenue_minor"), [500, 1500]);
     let linear_orders: Vec<f64> =
         frame.column("linear_orders").unwrap().f64().unwrap().iter().map(|v| v.unwrap()).collect();
     assert_eq!(linear_orders, [0.5, 1.5]);
@@ -317,5 +319,5 @@ async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     assert_eq!(total("k2", "sent"), 2);
     assert_eq!(total("k2", "replied"), 1);
     assert_eq!(total("k2", "conversions"), 2);
-    assert_eq!(total("k2", "revenue_minor"), 2001);
+    assert_eq!(total("k2", "revenue_minor"), 2000, "net of o2's partial refund");
 }

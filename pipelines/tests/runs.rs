@@ -229,7 +229,7 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     assert_eq!(body["data"]["campaigns"]["sent"], sent);
     let revenue = scalar_i64(
         pool,
-        &format!("select sum(amount_minor)::int8 from orders where tenant_id = $1 and status = 'paid' and created_at {window}"),
+        &format!("select sum(amount_minor - refunded_minor)::int8 from orders where tenant_id = $1 and status = 'paid' and created_at {window}"),
         t1,
     )
     .await;

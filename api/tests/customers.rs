@@ -321,3 +321,57 @@ async fn ai_context_gathers_customer_context_and_recent_conversations() {
     assert_eq!(messages[9]["content"], "message 11");
     assert_eq!(ctx["sources"].as_array().unwrap().len(), 6);
 }
+
+/// Right of access: the customer's record and every row about them, across tables, and
+/// nothing about anyone else; another tenant cannot ask.
+#[tokio::test]
+async fn a_customers_personal_data_is_exported_whole_and_only_theirs() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let ada = app.customer(t, json!({"name": "Ada", "email": "Ada@Example.com", "phone": "+14155550100"})).await;
+    let bob = app.customer(t, json!({"name": "Bob", "email": "bob@example.com"})).await;
+    let ada_id = ada["id"].as_str().unwrap();
+    for (who, text) in [(&ada, "my secret question"), (&bob, "bob's question")] {
+        let (s, c) = app
+            .send("POST", "/api/v1/conversations", Some(t), Some(json!({"customer_id": who["id"], "channel": "chat"})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{c}");
+        let path = format!("/api/v1/conversations/{}/messages", c["data"]["id"].as_str().unwrap());
+        let (s, m) = app.send("POST", &path, Some(t), Some(json!({"role": "user", "content": text}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{m}");
+    }
+    let (s, sup) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/suppressions",
+            Some(t),
+            Some(json!({"channel": "email", "target": "ada@example.com"})),
+        )
+        .await;
+    assert!(s.is_success(), "{sup}");
+
+    let (s, body) = app.send("POST", &format!("/api/v1/customers/{ada_id}/export-personal-data"), Some(t), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let data = &body["data"];
+    assert_eq!(data["customer"]["name"], "Ada");
+    let tables = data["tables"].as_object().unwrap();
+    assert_eq!(tables["crm_conversations"].as_array().unwrap().len(), 1);
+    let messages = tables["crm_conversation_messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["content"], "my secret question");
+    assert_eq!(tables["outbound_suppressions"][0]["target"], "ada@example.com");
+    assert!(!body.to_string().contains("bob"), "nothing about Bob: {body}");
+    assert_eq!(data["truncated"], json!([]));
+
+    let (s, _) =
+        app.send("POST", &format!("/api/v1/customers/{ada_id}/export-personal-data"), Some(&app.token_b), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's customer");
+    let read_only = app.token_with(app.tenant_a, &["customers:read"], None).await;
+    let (s, _) =
+        app.send("POST", &format!("/api/v1/customers/{ada_id}/export-personal-data"), Some(&read_only), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let no_access = app.token_with(app.tenant_a, &["orders:read"], None).await;
+    let (s, _) =
+        app.send("POST", &format!("/api/v1/customers/{ada_id}/export-personal-data"), Some(&no_access), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -4,6 +4,7 @@
 //! tenant-scoped transaction, and the handlers here only wire the two together.
 
 pub mod input;
+pub mod personal_data;
 pub mod scores;
 pub mod store;
 
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}", get(show).put(update).delete(destroy))
         .route("/customers/{id}/business-context", put(update_business_context))
         .route("/customers/{id}/ai-context", get(ai_context))
+        .route("/customers/{id}/export-personal-data", axum::routing::post(personal_data::export))
 }
 
 /// List customers, newest first, with search and filters.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{READ, WRITE, services};
 use crate::{
     ApiError, customers,
-    envelope::{Envelope, PageQuery, Pagination},
+    envelope::{Envelope, PageQuery},
     error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, JsonBody, QueryParams, resource_id},
     state::AppState,
@@ -86,36 +86,7 @@ pub async fn list(
     QueryParams(query): QueryParams<OrderListQuery>,
 ) -> Result<Json<Envelope<Vec<Order>>>, ApiError> {
     auth.require(READ)?;
-    let mut e = FieldErrors::default();
-    let page = page.resolve(state.config.max_per_page, &mut e);
-    let status = query.status.filter(|s| !s.is_empty()).map(|s| validate::one_of(&s, STATUSES, "status", &mut e));
-    let customer = query
-        .customer_id
-        .filter(|s| !s.is_empty())
-        .and_then(|s| Uuid::parse_str(&s).map_err(|_| e.add("customer_id", "must be a UUID")).ok());
-    e.into_result()?;
-    let tenant = auth.0.tenant_id;
-    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let filter = "tenant_id = $1 and ($2::text is null or status = $2) and ($3::uuid is null or customer_id = $3)";
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from orders where {filter}")))
-        .bind(tenant)
-        .bind(&status)
-        .bind(customer)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from orders where {filter} order by created_at desc, id desc limit $4 offset $5"
-    )))
-    .bind(tenant)
-    .bind(&status)
-    .bind(customer)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let pagination = Pagination::new(page, total, rows.len());
-    Ok(Json(Envelope::page(rows, pagination)))
+    super::page_filtered(&state, &auth, page, query.status, query.customer_id, STATUSES, "orders", COLUMNS).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -594,6 +594,11 @@ async fn a_subscription_is_created_renewed_and_cancelled_through_stripe() {
     assert_eq!((status, json["data"]["outcome"].as_str()), (StatusCode::OK, Some("applied")), "{json}");
     let (status, json) = stripe(&app, &updated("evt_sub_old", now - 60, "active", a), now, STRIPE_SECRET).await;
     assert_eq!((status, json["data"]["outcome"].as_str()), (StatusCode::OK, Some("ignored")), "{json}");
+    // A status Stripe may add one day (not one our table knows) is kept for an operator,
+    // not a 500 that Stripe would retry for days.
+    let unknown = updated("evt_sub_unknown", now + 6, "frozen", app.tenant_a.to_string());
+    let (status, json) = stripe(&app, &unknown, now, STRIPE_SECRET).await;
+    assert_eq!((status, json["data"]["outcome"].as_str()), (StatusCode::OK, Some("conflict")), "{json}");
     let forged = updated("evt_sub_b", now + 10, "canceled", app.tenant_b.to_string());
     let (_, json) = stripe(&app, &forged, now, STRIPE_SECRET).await;
     assert_eq!(json["data"]["outcome"], "conflict", "{json}");

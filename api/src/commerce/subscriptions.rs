@@ -293,6 +293,13 @@ async fn record(
     id: Uuid,
     made: &StripeSubscription,
 ) -> Result<Subscription, ApiError> {
+    if !crate::stripe::billing::STRIPE_STATUSES.contains(&made.status.as_str()) {
+        // Left as it was (the webhook keeps the conflict); never a failed write.
+        return Err(ApiError::Upstream(format!(
+            "Stripe reports status `{}`, which the platform does not know",
+            made.status
+        )));
+    }
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     stripe_store::set_subscription_state(
         &mut tx,

@@ -8,6 +8,11 @@ use uuid::Uuid;
 
 use super::event::Event;
 
+/// The subscription statuses Stripe reports and `subscriptions.status` holds (besides our
+/// own `pending`); any other is kept for an operator rather than written.
+pub const STRIPE_STATUSES: &[&str] =
+    &["incomplete", "incomplete_expired", "trialing", "active", "past_due", "unpaid", "canceled", "paused"];
+
 /// What the event reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
@@ -177,7 +182,10 @@ pub fn decide(change: &Change, candidates: &[SubscriptionState]) -> Decision {
     }
     let ended = matches!(sub.status.as_str(), "canceled" | "incomplete_expired");
     match &change.report {
-        Report::State { deleted, .. } => {
+        Report::State { deleted, status, .. } => {
+            if !STRIPE_STATUSES.contains(&status.as_str()) {
+                return conflict(format!("status `{status}` is not one the platform knows"));
+            }
             if ended && !deleted {
                 return ignore(format!("the subscription is already {}", sub.status));
             }

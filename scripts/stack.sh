@@ -438,9 +438,9 @@ case "$cmd" in
     ;;
   scratch-pg)
     # A private cluster in DIR on PORT with 1 MB WAL segments and max_slot_wal_keep_size =
-    # KEEP_MB: for the test that lets a slot be invalidated, which must not touch the
-    # shared cluster's slots. Prints the app role's DATABASE_URL.
-    action=${1:?scratch-pg up DIR PORT KEEP_MB | down DIR}
+    # KEEP_MB: for the tests that let a slot be invalidated or restart the server, which
+    # must not touch the shared cluster. Prints the app role's DATABASE_URL.
+    action=${1:?scratch-pg up DIR PORT KEEP_MB | restart DIR | down DIR}
     dir=${2:?scratch-pg needs a directory}
     case "$action" in
       up)
@@ -464,6 +464,12 @@ EOF
         psql_super -d postgres -c "grant pg_checkpoint to $APP_ROLE"
         echo "postgres://$APP_ROLE:$APP_PASS@127.0.0.1:$port/$APP_DB"
         ;;
+      restart)
+        # A fast shutdown (connections cut, as in a crash or failover) and a start on
+        # the same port.
+        as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -m fast -w -t 60 restart >/dev/null \
+          || { tail -n 30 "$dir/data/server.log" >&2; exit 1; }
+        ;;
       down)
         if [ -f "$dir/data/postmaster.pid" ]; then
           as_pg "$(pg_bin)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
@@ -471,7 +477,7 @@ EOF
         rm -rf "$dir"
         ;;
       *)
-        echo "usage: scripts/stack.sh scratch-pg up DIR PORT KEEP_MB | down DIR" >&2
+        echo "usage: scripts/stack.sh scratch-pg up DIR PORT KEEP_MB | restart DIR | down DIR" >&2
         exit 2
         ;;
     esac

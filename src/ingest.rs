@@ -54,7 +54,12 @@ pub async fn run(config: Config, args: IngestArgs) -> anyhow::Result<()> {
                 metrics.map(|a| format!("; metrics on http://{a}/metrics")).unwrap_or_default()
             );
             let ingest = Ingest::connect(ingest_config).await?;
-            ingest.run(shutdown_signal()).await?;
+            let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            ingest.run_supervised(stop).await?;
             Ok(())
         }
         Some(IngestCommand::Status { json }) => {

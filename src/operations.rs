@@ -392,23 +392,23 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     let search =
         fibonacco_search::service::serve(search_listener, app.state().search.clone(), wait_for(stop_rx.clone()));
     let search = tokio::spawn(search);
-    // Capture failing (wal_level, privileges, a lost slot) is logged; the API stays up.
-    let ingest_stop = stop_rx.clone();
+    // The capture and the watch restart by themselves after failures a restart can cure;
+    // one that cannot (wal_level, privileges, a lost slot) is logged and shown in /health,
+    // and the API stays up.
     let mut runner = crate::pipelines::pipelines(bg.pool.clone(), &ingest_config)?;
     // Progress bars would interleave with the server's log.
     runner.progress = false;
-    let watch_stop = stop_rx.clone();
+    let (ingest_stop, watch_stop) = (stop_rx.clone(), stop_rx.clone());
     let ingest = tokio::spawn(async move {
         let result = match fibonacco_ingest::Ingest::connect(ingest_config).await {
             Ok(ingest) => {
                 // The pipelines' watch follows the same capture's feed in this process.
                 let feed = ingest.feed();
-                let watch =
-                    tokio::spawn(
-                        async move { crate::pipelines::watch_feed(runner, &feed, wait_for(watch_stop)).await },
-                    );
-                let result = ingest.run(wait_for(ingest_stop)).await;
-                let _ = watch.await;
+                let watch = tokio::spawn(async move { crate::pipelines::watch_feed(runner, &feed, watch_stop).await });
+                let result = ingest.run_supervised(ingest_stop).await;
+                if result.is_ok() {
+                    let _ = watch.await;
+                }
                 result
             }
             Err(e) => Err(e),

@@ -62,15 +62,14 @@ pub fn pipelines(pool: PgPool, ingest: &IngestConfig) -> anyhow::Result<Pipeline
 /// the dashboards' read models are batch-only; the watch keeps scores current between).
 const BATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// The watch over `feed` until `stop` resolves, with a full batch run shortly after start
-/// and then daily; errors are logged, the caller goes on.
-pub async fn watch_feed(pipelines: Pipelines, feed: &ChangeFeed, stop: impl std::future::Future<Output = ()>) {
-    let rx = feed.subscribe();
+/// The watch over `feed` until `stop` turns true, supervised (restarted after a failure,
+/// see `Watch::follow`), with a full batch run shortly after start and then daily.
+pub async fn watch_feed(pipelines: Pipelines, feed: &ChangeFeed, stop: tokio::sync::watch::Receiver<bool>) {
     let pipelines = Arc::new(pipelines);
     let batch = tokio::spawn(daily_batch(pipelines.clone()));
     let (progress, _) = tokio::sync::watch::channel(WatchProgress::default());
     let watch = Watch { pipelines, as_of: None, debounce: std::time::Duration::from_millis(100) };
-    if let Err(e) = watch.run(rx, progress, stop).await {
+    if let Err(e) = watch.follow(feed, progress, stop).await {
         tracing::error!(error = %e, "pipelines watch stopped");
         eprintln!("pipelines watch stopped: {e}");
     }
@@ -136,17 +135,28 @@ pub async fn run(config: Config, args: PipelinesArgs) -> anyhow::Result<()> {
             let ingest = Ingest::connect(ingest_config).await?;
             let feed = ingest.feed();
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let capture = tokio::spawn(async move {
-                let mut rx = stop_rx;
-                ingest
-                    .run(async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await
+            let interrupted = stop_tx.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = interrupted.send(true);
             });
-            watch_feed(runner, &feed, shutdown_signal()).await;
-            let _ = stop_tx.send(true);
-            capture.await??;
+            let watch = watch_feed(runner, &feed, stop_rx.clone());
+            let capture = ingest.run_supervised(stop_rx);
+            tokio::pin!(watch, capture);
+            // The capture heals by itself; once it gives up (or Ctrl-C), the watch has
+            // nothing left to follow and ends too, rather than waiting on a silent feed.
+            let result = tokio::select! {
+                result = &mut capture => {
+                    let _ = stop_tx.send(true);
+                    watch.await;
+                    result
+                }
+                () = &mut watch => {
+                    let _ = stop_tx.send(true);
+                    capture.await
+                }
+            };
+            result?;
             Ok(())
         }
     }

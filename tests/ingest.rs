@@ -223,3 +223,106 @@ async fn the_lake_can_live_in_an_s3_bucket() {
     sigterm(&mut child);
     fx.cleanup().await;
 }
+
+/// `/health` of a `fibonacco run` on `port`, once it answers.
+async fn health(port: u16) -> Option<serde_json::Value> {
+    let got = reqwest::get(format!("http://127.0.0.1:{port}/health")).await.ok()?;
+    got.json().await.ok()
+}
+
+/// Polls `/health` until `done` holds for the capture's part, or panics after `timeout`.
+async fn wait_for_capture(port: u16, timeout: Duration, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(h) = health(port).await {
+            if done(&h["parts"]["capture"]) {
+                return;
+            }
+            last = Some(h);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the capture never got {what}; last /health: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fibonacco_run_captures_through_a_postgres_restart_under_load() {
+    let cluster = fibonacco_platform::testing::ScratchCluster::start(256);
+    let fx = Fixture::on(&cluster.url).await;
+    for n in 1..=20 {
+        insert_item(fx.pool(), n).await;
+    }
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (app_port, search_port) = (free(), free());
+    let prefix = format!("queues-{}", fx.slot);
+    let env = [("APP_PORT", app_port.to_string()), ("SEARCH_PORT", search_port.to_string()), ("QUEUE_PREFIX", prefix)];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child = command(&fx, &env).arg("run").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+    wait_for_capture(app_port, Duration::from_secs(120), "running", |c| c["state"] == "running").await;
+
+    // Writes go on through the restart; those the restart refuses are simply not made.
+    let pool = fx.pool().clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut n, mut refused) = (100, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let step = async {
+                    let mut tx = pool.begin().await?;
+                    let id: String =
+                        sqlx::query_scalar("insert into cdc_items (n, label) values ($1, 'load') returning id::text")
+                            .bind(n)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    sqlx::query("insert into cdc_events (item_id, kind) values ($1::uuid, 'load')")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("update cdc_items set label = 'u' || $1 where n = $2")
+                        .bind(n)
+                        .bind(n - 40)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                };
+                if step.await.is_err() {
+                    refused += 1;
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (n, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let restart = std::thread::spawn(move || {
+        cluster.restart();
+        cluster
+    });
+    let cluster = tokio::task::spawn_blocking(move || restart.join().unwrap()).await.unwrap();
+    wait_for_capture(app_port, Duration::from_secs(120), "running again after a restart", |c| {
+        c["state"] == "running" && c["restarts"].as_u64().is_some_and(|r| r >= 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (written, refused) = writer.await.unwrap();
+    eprintln!("{} write transactions during the test, {refused} refused by the restart", written - 100);
+    assert!(written - 100 > refused + 20, "the load kept writing after the restart");
+
+    converge(&fx, Duration::from_secs(90)).await;
+    assert_no_duplicates(&fx.lake).await;
+    let h = health(app_port).await.unwrap();
+    assert_eq!(h["checks"]["background"], "ok", "{h}");
+    assert!(h["parts"]["capture"]["last_error"].is_string(), "{h}");
+    let status = command(&fx, &[]).args(["ingest", "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("capture:        running since") && text.contains("restarts"), "{text}");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{app_port}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("part_restarts_total{part=\"capture\"}"), "{metrics}");
+    sigterm(&mut child);
+    fx.cleanup().await;
+    drop(cluster);
+}

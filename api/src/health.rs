@@ -4,10 +4,13 @@
 //! API still serves, but an operator must act before the disk fills (see
 //! `fibonacco_platform::replication`).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use axum::{Json, extract::State, http::StatusCode};
-use fibonacco_platform::replication::{self, SlotHealth, SlotWal};
+use fibonacco_platform::{
+    replication::{self, SlotHealth, SlotWal},
+    supervise::{self, PartStatus},
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -21,6 +24,10 @@ pub struct Health {
     /// The logical replication slots of this database (the lake's capture) and the WAL
     /// each keeps.
     pub replication_slots: Vec<SlotWal>,
+    /// The long-running parts this process supervises, by name (`capture`,
+    /// `pipelines_watch` in `fibonacco run`; none in `fibonacco api`): state, restarts and
+    /// the kind of the last failure.
+    pub parts: BTreeMap<String, PartStatus>,
     pub version: &'static str,
 }
 
@@ -32,12 +39,15 @@ pub struct Checks {
     /// about to invalidate it); `lost` (a slot was invalidated: the capture needs a new
     /// snapshot); `unknown` (the slots could not be read).
     pub replication: &'static str,
+    /// `ok`, or `degraded` while a supervised part is restarting or has failed (the API
+    /// serves; what the part derives goes stale).
+    pub background: &'static str,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[utoipa::path(get, path = "/health", tag = "operations",
-    responses((status = 200, description = "Serving; `degraded` when a replication slot needs an operator", body = Health),
+    responses((status = 200, description = "Serving; `degraded` when a replication slot needs an operator or a background part is restarting or failed", body = Health),
         (status = 503, description = "Postgres or Redis is down", body = Health)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let pg = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.pool));
@@ -59,18 +69,22 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         }
         _ => ("unknown", Vec::new()),
     };
+    let parts: BTreeMap<String, PartStatus> =
+        supervise::parts().into_iter().map(|(name, status)| (name.to_owned(), status)).collect();
+    let background = if parts.values().any(PartStatus::is_degraded) { "degraded" } else { "ok" };
     let serving = postgres == "ok" && redis == "ok";
-    let healthy = serving && replication == "ok";
+    let healthy = serving && replication == "ok" && background == "ok";
     if !healthy {
-        tracing::warn!(postgres, redis, replication, "health check failed");
+        tracing::warn!(postgres, redis, replication, background, "health check failed");
     }
     let status = if serving { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
         Json(Health {
             status: if healthy { "ok" } else { "degraded" },
-            checks: Checks { postgres, redis, replication },
+            checks: Checks { postgres, redis, replication, background },
             replication_slots: slots,
+            parts,
             version: env!("CARGO_PKG_VERSION"),
         }),
     )

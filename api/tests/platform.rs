@@ -146,7 +146,12 @@ async fn health_metrics_request_ids_and_fallbacks() {
     let app = TestApp::spawn().await;
     let (status, health) = app.send("GET", "/health", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(health["checks"], serde_json::json!({"postgres": "ok", "redis": "ok", "replication": "ok"}));
+    assert_eq!(
+        health["checks"],
+        serde_json::json!({"postgres": "ok", "redis": "ok", "replication": "ok", "background": "ok"})
+    );
+    // The API alone supervises nothing; `fibonacco run` shows its capture and watch here.
+    assert_eq!(health["parts"], serde_json::json!({}));
 
     let res = app.router.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
     assert!(res.headers().get("x-request-id").is_some(), "a request id is assigned");
@@ -204,7 +209,10 @@ async fn health_reports_a_dead_redis_as_503() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value =
         serde_json::from_slice(&axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
-    assert_eq!(body["checks"], serde_json::json!({"postgres": "ok", "redis": "down", "replication": "ok"}));
+    assert_eq!(
+        body["checks"],
+        serde_json::json!({"postgres": "ok", "redis": "down", "replication": "ok", "background": "ok"})
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -14,6 +14,7 @@ use std::{
 };
 
 use datafusion::arrow::array::RecordBatch;
+use fibonacco_platform::supervise::{self, PartStatus};
 use pg_walstream::{LogicalReplicationMessage, LogicalReplicationParser, TupleData};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use sqlx::{PgPool, postgres::PgConnectOptions};
@@ -49,6 +50,19 @@ pub struct Progress {
     pub bytes_written: u64,
     /// Whether the initial snapshot is done and the stream is running.
     pub streaming: bool,
+}
+
+/// The capture's name among the process's supervised parts (`/health`, `part_up`).
+pub const PART: &str = "capture";
+
+/// What `_capture.json` beside the lake holds: the state of the capture that runs (or
+/// last ran) on it, for `fibonacco ingest status` in another process.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CaptureRecord {
+    pub slot: String,
+    pub pid: u32,
+    #[serde(flatten)]
+    pub status: PartStatus,
 }
 
 /// One capture process: `run` it until `shutdown` resolves.
@@ -93,6 +107,51 @@ impl Ingest {
     /// Keeps every transaction's commit-to-durable latency (seconds) for a benchmark.
     pub fn record_lag(&mut self) -> Arc<std::sync::Mutex<Vec<f64>>> {
         self.lag_samples.get_or_insert_with(Default::default).clone()
+    }
+
+    /// [`Ingest::run`] under supervision until `stop` turns true: a failure a restart can
+    /// cure (Postgres restarting, a dropped connection, the lake's storage for a moment)
+    /// runs it again after a backoff, resuming from the manifest; any other ends it with
+    /// that error. Each change of state is written to `_capture.json` beside the lake.
+    #[tracing::instrument(skip_all, fields(slot = %self.config.slot))]
+    pub async fn run_supervised(&self, stop: watch::Receiver<bool>) -> Result<(), IngestError> {
+        let mut states = supervise::subscribe(PART);
+        let record =
+            |status: PartStatus| CaptureRecord { slot: self.config.slot.clone(), pid: std::process::id(), status };
+        let reporter = async {
+            // Best effort: the lake's storage may be what is failing.
+            loop {
+                let status = states.borrow_and_update().clone();
+                self.write_state(&record(status)).await;
+                if states.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let run = supervise::supervise(PART, supervise::Backoff::default(), stop.clone(), || async {
+            let result = self.run(supervise::stopped(stop.clone())).await;
+            if result.is_err() {
+                self.progress.send_modify(|p| p.streaming = false);
+            }
+            result
+        });
+        tokio::pin!(run);
+        let result = tokio::select! {
+            result = &mut run => result,
+            // The registry keeps every sender for the process's life, so this does not
+            // happen; if it did, the capture would go on unreported.
+            () = reporter => run.await,
+        };
+        self.write_state(&record(supervise::parts().get(PART).cloned().unwrap_or_else(|| states.borrow().clone())))
+            .await;
+        result
+    }
+
+    async fn write_state(&self, record: &CaptureRecord) {
+        let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
+        if let Err(e) = self.lake.put_bytes(crate::lake::CAPTURE_STATE, bytes).await {
+            tracing::warn!(error = %e, "cannot write the capture's state beside the lake");
+        }
     }
 
     /// Runs the capture on its own task until [`Running::stop`].
@@ -142,6 +201,7 @@ impl Ingest {
             p.acknowledged_lsn = manifest.durable_lsn;
             p.streaming = true;
         });
+        fibonacco_platform::supervise::running(PART);
         tracing::info!(durable_lsn = %format_lsn(manifest.durable_lsn), "streaming changes");
         let mut stream = Stream {
             ingest: self,
@@ -184,7 +244,7 @@ impl Ingest {
             .join(" ");
         Ok(ReplicationConfig::new(host, user, password, database, &self.config.slot, self.config.publication.as_str())
             .with_port(url.port().unwrap_or(5432))
-            .with_tls(TlsConfig::disabled())
+            .with_tls(replication_tls(&url, &|k| std::env::var(k).ok())?)
             .with_options(options)
             .with_application_name("fibonacco-ingest")
             .with_status_interval(Duration::from_millis(500))
@@ -352,6 +412,46 @@ impl Ingest {
         client.wait_started().await.map_err(|e| self.replication_error(e))?;
         Ok((client, manifest))
     }
+}
+
+/// The replication connection's TLS, from the same `DATABASE_URL` parameters (and `PG*`
+/// variables) the pool's connections honour: `sslmode` (`disable`, `allow`, `prefer` the
+/// default, `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file, or
+/// `system` for the built-in roots), `sslcert` + `sslkey` (a client certificate). As in
+/// libpq, `require` with a root certificate verifies the chain like `verify-ca`; `allow`
+/// tries TLS first (`prefer`), which is never less private.
+fn replication_tls(url: &url::Url, env: &dyn Fn(&str) -> Option<String>) -> Result<TlsConfig, IngestError> {
+    let param = |name: &str, var: &str| {
+        url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).or_else(|| env(var))
+    };
+    let root = param("sslrootcert", "PGSSLROOTCERT").filter(|r| !r.is_empty());
+    let ca = root.as_deref().filter(|r| *r != "system").map(std::path::PathBuf::from);
+    let mode = param("sslmode", "PGSSLMODE").unwrap_or_else(|| "prefer".into());
+    let mut tls = match mode.as_str() {
+        "disable" => return Ok(TlsConfig::disabled()),
+        "allow" | "prefer" => TlsConfig { mode: pgwire_replication::SslMode::Prefer, ..TlsConfig::require() },
+        "require" if root.is_none() => TlsConfig::require(),
+        "require" | "verify-ca" => TlsConfig::verify_ca(ca),
+        "verify-full" => TlsConfig::verify_full(ca),
+        other => {
+            return Err(IngestError::Config(format!(
+                "DATABASE_URL sslmode={other:?}: use disable, allow, prefer, require, verify-ca or verify-full"
+            )));
+        }
+    };
+    match (param("sslcert", "PGSSLCERT"), param("sslkey", "PGSSLKEY")) {
+        (Some(cert), Some(key)) => tls = tls.with_client_cert(cert, key),
+        (None, None) => {}
+        _ => return Err(IngestError::Config("DATABASE_URL: sslcert and sslkey go together".into())),
+    }
+    // An address checks against the certificate's IP names, as libpq and the pool do
+    // (the replication client refuses an address in verify-full unless it is named so).
+    // (`postgres:` is no special scheme to the url crate: its hosts are all names.)
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        tls = tls.with_sni_hostname(host);
+    }
+    Ok(tls)
 }
 
 /// A capture running on its own task (tests, benchmarks, `fibonacco run`).
@@ -753,4 +853,47 @@ impl Stream<'_> {
 
 fn utf8(bytes: &[u8]) -> Result<&str, IngestError> {
     std::str::from_utf8(bytes).map_err(|_| IngestError::Protocol("a text value is not UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use pgwire_replication::SslMode;
+
+    use super::*;
+
+    fn tls(url: &str, env: &[(&str, &str)]) -> Result<TlsConfig, IngestError> {
+        let url = url::Url::parse(url).unwrap();
+        replication_tls(&url, &|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn the_replication_connection_takes_its_tls_from_the_url_like_the_pool() {
+        let base = "postgres://u:p@db.example:5432/app";
+        assert_eq!(tls(base, &[]).unwrap().mode, SslMode::Prefer, "libpq's default");
+        assert_eq!(tls(&format!("{base}?sslmode=disable"), &[]).unwrap().mode, SslMode::Disable);
+        assert_eq!(tls(&format!("{base}?sslmode=require"), &[]).unwrap().mode, SslMode::Require);
+        let ca = tls(&format!("{base}?sslmode=require&sslrootcert=/ca.pem"), &[]).unwrap();
+        assert_eq!((ca.mode, ca.ca_pem_path.as_deref()), (SslMode::VerifyCa, Some(std::path::Path::new("/ca.pem"))));
+        let full = tls(&format!("{base}?sslmode=verify-full&sslrootcert=system"), &[]).unwrap();
+        assert_eq!((full.mode, full.ca_pem_path, full.sni_hostname), (SslMode::VerifyFull, None, None));
+        let env = tls(base, &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", "/env.pem")]).unwrap();
+        assert_eq!((env.mode, env.ca_pem_path.unwrap().to_str().unwrap()), (SslMode::VerifyFull, "/env.pem"));
+        let url_wins = tls(&format!("{base}?sslmode=disable"), &[("PGSSLMODE", "verify-full")]).unwrap();
+        assert_eq!(url_wins.mode, SslMode::Disable);
+        let ip = tls("postgres://u:p@127.0.0.1/app?sslmode=verify-full", &[]).unwrap();
+        assert_eq!(ip.sni_hostname.as_deref(), Some("127.0.0.1"));
+        let mtls = tls(&format!("{base}?sslmode=verify-full&sslcert=/c.pem&sslkey=/k.pem"), &[]).unwrap();
+        assert!(mtls.is_mtls());
+    }
+
+    #[test]
+    fn a_bad_tls_setting_is_a_clear_configuration_error() {
+        let base = "postgres://u:p@db.example/app";
+        for (query, says) in [("sslmode=verify_full", "verify-full"), ("sslmode=require&sslcert=/c.pem", "sslkey")] {
+            match tls(&format!("{base}?{query}"), &[]) {
+                Err(IngestError::Config(message)) => assert!(message.contains(says), "{query}: {message}"),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+    }
 }

@@ -65,3 +65,38 @@ pub enum LakeError {
     #[error("manifest: {0}")]
     Manifest(String),
 }
+
+impl fibonacco_platform::supervise::Fault for IngestError {
+    /// What a restart can cure: connections, the server, the lake's storage, a slot still
+    /// held by the walsender of a connection that just died. The rest waits for an
+    /// operator: settings, privileges, tables, a lost slot, a value the decoder refuses
+    /// (it would refuse it again).
+    fn transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Replication(_)
+                | Self::Database(_)
+                | Self::Lake(_)
+                | Self::Protocol(_)
+                | Self::SlotBusy(_)
+                | Self::Query(_)
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::WalLevel(_) => "wal_level",
+            Self::NoReplicationPrivilege(_) => "privilege",
+            Self::MissingTable(_) | Self::NoPrimaryKey(_) => "table",
+            Self::SlotLost { .. } => "slot_lost",
+            Self::LakeMismatch { .. } => "lake_mismatch",
+            Self::SlotBusy(_) => "slot_busy",
+            Self::Lake(_) => "lake",
+            Self::Value { .. } => "value",
+            Self::Protocol(_) | Self::Replication(_) => "replication",
+            Self::Database(_) => "database",
+            Self::Query(_) => "query",
+            Self::Config(_) => "config",
+        }
+    }
+}

@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{IngestError, LakeError};
 
 pub const MANIFEST: &str = "_manifest.json";
+/// The supervised capture's state (`fibonacco ingest status` reads it from another
+/// process); not part of the lake's data.
+pub const CAPTURE_STATE: &str = "_capture.json";
 const FORMAT: u32 = 1;
 
 /// One Parquet file of the lake.
@@ -315,6 +318,16 @@ impl Lake {
         Ok(())
     }
 
+    /// A small file's bytes, if it exists.
+    #[tracing::instrument(skip(self))]
+    pub async fn read_bytes(&self, relative: &str) -> Result<Option<Bytes>, LakeError> {
+        match self.store.get(&self.path(relative)).await {
+            Ok(got) => Ok(Some(got.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads a lake file back (compaction, tests).
     #[tracing::instrument(skip(self))]
     pub async fn read_parquet(&self, relative: &str) -> Result<Vec<RecordBatch>, LakeError> {
@@ -345,7 +358,11 @@ impl Lake {
         let listed: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         let mut removed = 0;
         for path in self.list().await? {
-            if path != MANIFEST && !path.starts_with(DERIVED) && !listed.contains(path.as_str()) {
+            if path != MANIFEST
+                && path != CAPTURE_STATE
+                && !path.starts_with(DERIVED)
+                && !listed.contains(path.as_str())
+            {
                 self.delete(&path).await?;
                 removed += 1;
             }

@@ -1,10 +1,11 @@
 //! `fibonacco ingest status`: the slot, how far the lake is behind, what it holds.
 
-use fibonacco_platform::replication::SlotHealth;
+use fibonacco_platform::{replication::SlotHealth, supervise::PartState};
 use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::{
+    capture::CaptureRecord,
     config::IngestConfig,
     error::IngestError,
     lake::{Gap, Lake},
@@ -42,6 +43,9 @@ pub struct Status {
     pub gaps: Vec<Gap>,
     /// A re-snapshot started and has not finished; the next start finishes it.
     pub resnapshot_pending: Option<String>,
+    /// The state the capture on this lake last recorded (`starting`, `running`,
+    /// `restarting` with its restarts and last failure, `failed`, `stopped`).
+    pub capture: Option<CaptureRecord>,
 }
 
 #[tracing::instrument(skip_all, fields(slot = %config.slot))]
@@ -82,12 +86,21 @@ pub async fn status(pool: &PgPool, config: &IngestConfig) -> Result<Status, Inge
             });
         }
     }
+    // An unreadable record is no reason to hide the rest of the status.
+    let capture = match lake.read_bytes(crate::lake::CAPTURE_STATE).await {
+        Ok(bytes) => bytes.and_then(|b| serde_json::from_slice::<CaptureRecord>(&b).ok()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the capture's state");
+            None
+        }
+    };
     let wal_alert = slot.as_ref().is_some_and(|s| s.health(config.wal_alert_bytes) == SlotHealth::Retaining);
     Ok(Status {
         wal_alert,
         wal_alert_bytes: config.wal_alert_bytes,
         gaps: manifest.as_ref().map(|m| m.gaps.clone()).unwrap_or_default(),
         resnapshot_pending: manifest.as_ref().and_then(|m| m.resnapshot_pending.clone()),
+        capture,
         lake: lake.display().to_string(),
         confirmed_flush_lsn: slot.as_ref().and_then(|s| s.confirmed_flush_lsn).map(format_lsn),
         slot,
@@ -130,6 +143,24 @@ impl std::fmt::Display for Status {
                 }
             }
             None => writeln!(f, "slot:           none (run `fibonacco ingest`)")?,
+        }
+        if let Some(c) = &self.capture {
+            let s = &c.status;
+            let state = format!("{:?}", s.state).to_lowercase();
+            let streaming = self.slot.as_ref().is_some_and(|slot| slot.active);
+            let stale = matches!(s.state, PartState::Running | PartState::Starting) && !streaming;
+            let mut line = if stale {
+                format!("not running (pid {} last recorded {state} since {})", c.pid, s.since.to_rfc3339())
+            } else {
+                format!("{state} since {} (pid {})", s.since.to_rfc3339(), c.pid)
+            };
+            if s.restarts > 0 {
+                line.push_str(&format!(", {} restarts", s.restarts));
+            }
+            if let (Some(kind), Some(at)) = (&s.last_error, s.last_error_at) {
+                line.push_str(&format!(", last failure: {kind} at {} (details in its log)", at.to_rfc3339()));
+            }
+            writeln!(f, "capture:        {line}")?;
         }
         writeln!(f, "current WAL:    {}", self.current_wal_lsn)?;
         writeln!(f, "durable LSN:    {}", self.durable_lsn.as_deref().unwrap_or("-"))?;

@@ -4,4 +4,5 @@
 
 mod capture;
 mod support;
+mod tls;
 mod wal;

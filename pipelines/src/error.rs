@@ -17,3 +17,26 @@ pub enum PipelineError {
     #[error("{0}")]
     Input(String),
 }
+
+impl fibonacco_platform::supervise::Fault for PipelineError {
+    /// Only bad input (a pipeline name, a setting) waits for an operator; the rest is
+    /// storage, queries over it and the database, which a later round may find well.
+    fn transient(&self) -> bool {
+        match self {
+            Self::Ingest(e) => e.transient(),
+            Self::Input(_) => false,
+            _ => true,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Analytics(_) => "analytics",
+            Self::Ingest(e) => e.kind(),
+            Self::Lake(_) => "lake",
+            Self::DataFusion(_) | Self::Arrow(_) => "query",
+            Self::Database(_) => "database",
+            Self::Input(_) => "input",
+        }
+    }
+}

@@ -7,12 +7,20 @@
 //! linear split changes), so the campaigns that reached a touched customer are
 //! recomputed too. Batches arriving within `debounce` of each other are handled together.
 
-use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use chrono::{DateTime, Utc};
 use datafusion::{arrow::array::Array, prelude::SessionContext};
 use fibonacco_analytics::roi;
-use fibonacco_ingest::{ChangeBatch, slot::format_lsn, view};
+use fibonacco_ingest::{ChangeBatch, ChangeFeed, slot::format_lsn, view};
+use fibonacco_platform::supervise;
 use indicatif::ProgressBar;
 use tokio::sync::{broadcast, watch};
 
@@ -22,6 +30,9 @@ use crate::{
     output::text,
     store::{self, Replace, RunRecord},
 };
+
+/// The watch's name among the process's supervised parts.
+pub const PART: &str = "pipelines_watch";
 
 /// What the watch has done so far (tests and `status` read it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +44,7 @@ pub struct WatchProgress {
     pub campaigns: u64,
 }
 
+#[derive(Clone)]
 pub struct Watch {
     pub pipelines: Arc<Pipelines>,
     /// A fixed scoring instant (tests compare against a batch run at the same instant);
@@ -166,9 +178,7 @@ impl Watch {
                 }
             }
             if lagged {
-                let as_of = self.as_of.unwrap_or_else(Utc::now);
-                self.pipelines.run(&[Pipeline::Engagement, Pipeline::Roi], as_of).await?;
-                progress.send_modify(|p| p.rounds += 1);
+                self.recompute_all(&progress).await?;
                 continue;
             }
             if touched.is_empty() {
@@ -183,6 +193,43 @@ impl Watch {
                 p.campaigns += campaigns;
             });
         }
+    }
+
+    /// Engagement and ROI for everyone: after the watch missed changes (it fell behind the
+    /// feed, or failed and was not listening).
+    async fn recompute_all(&self, progress: &watch::Sender<WatchProgress>) -> Result<(), PipelineError> {
+        let as_of = self.as_of.unwrap_or_else(Utc::now);
+        self.pipelines.run(&[Pipeline::Engagement, Pipeline::Roi], as_of).await?;
+        progress.send_modify(|p| p.rounds += 1);
+        Ok(())
+    }
+
+    /// [`Watch::run`] under supervision until `stop` turns true: a failed round (Postgres
+    /// restarting, the lake's storage) ends that run, and after a backoff the watch
+    /// listens again and first recomputes everything, since changes that arrived while it
+    /// was not listening were not followed. `/health` and `part_up{part="pipelines_watch"}`
+    /// show its state.
+    pub async fn follow(
+        &self,
+        feed: &ChangeFeed,
+        progress: watch::Sender<WatchProgress>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let first = AtomicBool::new(true);
+        supervise::supervise(PART, supervise::Backoff::default(), stop.clone(), || {
+            // Subscribed before the catch-up reads the lake: nothing falls between.
+            let rx = feed.subscribe();
+            let catch_up = !first.swap(false, Ordering::SeqCst);
+            let (watch, progress, stop) = (self.clone(), progress.clone(), stop.clone());
+            async move {
+                if catch_up {
+                    watch.recompute_all(&progress).await?;
+                }
+                supervise::running(PART);
+                watch.run(rx, progress, supervise::stopped(stop)).await
+            }
+        })
+        .await
     }
 
     /// Recomputes the touched customers' engagement and the affected campaigns' ROI.

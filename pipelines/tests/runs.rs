@@ -584,3 +584,93 @@ async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
     task.await.unwrap().unwrap();
     env.cleanup().await;
 }
+
+/// Adds two activities for `customer` the day before `as_of` (scores move).
+async fn add_activity(pool: &PgPool, tenant: Uuid, customer: Uuid) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("set local app.bypass_rls = 'on'").execute(&mut *tx).await.unwrap();
+    sqlx::query(
+        "insert into customer_activities (tenant_id, customer_id, activity_type, channel, occurred_at)
+         values ($1, $2, 'sales_contact', 'web', '2026-10-31T12:00:00Z'), ($1, $2, 'email_reply', 'email', '2026-10-31T13:00:00Z')",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn score_of(pool: &PgPool, customer: Uuid) -> Option<String> {
+    sqlx::query_scalar("select score::text from customer_engagement_scores where customer_id = $1")
+        .bind(customer)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_heals_after_a_failed_round_and_catches_up_on_what_it_missed() {
+    use fibonacco_platform::supervise::{self, PartState};
+    let env = Env::seeded(60, 1, 40).await;
+    env.pipelines().run(&[Pipeline::Engagement, Pipeline::Roi], as_of()).await.unwrap();
+    let pool = env.pool().clone();
+    let tenant: Uuid =
+        sqlx::query_scalar("select id from tenants where slug = 'seed-7-1'").fetch_one(&pool).await.unwrap();
+    let customers: Vec<Uuid> =
+        sqlx::query_scalar("select id from crm_customers where tenant_id = $1 order by id limit 2")
+            .bind(tenant)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let (first_before, second_before) = (score_of(&pool, customers[0]).await, score_of(&pool, customers[1]).await);
+
+    let watch = Watch {
+        pipelines: std::sync::Arc::new(env.pipelines()),
+        as_of: Some(as_of()),
+        debounce: Duration::from_millis(50),
+    };
+    let feed = env.running.as_ref().unwrap().feed.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (progress, _) = tokio::sync::watch::channel(Default::default());
+    let task = tokio::spawn(async move { watch.follow(&feed, progress, stopped).await });
+    let state = || supervise::parts().get(fibonacco_pipelines::watch::PART).cloned();
+    wait_until("the watch listens", async || state().is_some_and(|s| s.state == PartState::Running)).await;
+
+    // The scores table is gone for a moment (as in a failover): the round for the first
+    // customer's change fails.
+    sqlx::query("alter table customer_engagement_scores rename to customer_engagement_scores_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+    add_activity(&pool, tenant, customers[0]).await;
+    wait_until("the failed round is reported", async || state().is_some_and(|s| s.state == PartState::Restarting))
+        .await;
+    let failed = state().unwrap();
+    assert_eq!((failed.restarts, failed.last_error.as_deref()), (1, Some("database")), "{failed:?}");
+    sqlx::query("alter table customer_engagement_scores_away rename to customer_engagement_scores")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Back: it first recomputes what it missed, then follows the feed again.
+    wait_until("the missed change is scored", async || score_of(&pool, customers[0]).await != first_before).await;
+    wait_until("the watch listens again", async || state().is_some_and(|s| s.state == PartState::Running)).await;
+    add_activity(&pool, tenant, customers[1]).await;
+    wait_until("a change after the failure is scored", async || score_of(&pool, customers[1]).await != second_before)
+        .await;
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task).await.expect("the watch stops").unwrap().unwrap();
+    assert_eq!(state().unwrap().state, PartState::Stopped);
+    env.cleanup().await;
+}

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod quota;
 pub mod replication;
 pub mod scratch;
+pub mod supervise;
 pub mod telemetry;
 pub mod tenancy;
 #[cfg(feature = "testing")]

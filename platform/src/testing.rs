@@ -117,6 +117,20 @@ impl ScratchCluster {
     }
 }
 
+impl ScratchCluster {
+    /// Restarts the server (a fast shutdown: every connection is cut, as in a crash or a
+    /// failover) on the same port; returns once it accepts connections again.
+    pub fn restart(&self) {
+        let out = std::process::Command::new("bash")
+            .arg(stack_script())
+            .args(["scratch-pg", "restart"])
+            .arg(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scripts/stack.sh: {e}"));
+        assert!(out.status.success(), "scratch cluster did not restart: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 impl Drop for ScratchCluster {
     fn drop(&mut self) {
         let _ =

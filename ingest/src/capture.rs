@@ -24,6 +24,7 @@ use crate::{
     batch::{RowMeta, TableBatch, Value},
     compact,
     config::IngestConfig,
+    erase,
     error::IngestError,
     feed::{ChangeBatch, ChangeFeed},
     lake::{FileEntry, Gap, Lake, Manifest, TableMeta},
@@ -32,6 +33,9 @@ use crate::{
     slot::{self, format_lsn},
     snapshot::{self, SnapshotPlan},
 };
+
+/// How often an idle capture looks for erasures to apply to the lake.
+const ERASURE_POLL: Duration = Duration::from_secs(2);
 
 /// Microseconds between the Unix epoch and Postgres' (2000-01-01).
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
@@ -220,6 +224,8 @@ impl Ingest {
             buffered_bytes: 0,
             flush_due: false,
             files_since_compaction: 0,
+            erasures_checked: std::time::Instant::now(),
+            erasures_table: true,
         };
         stream.last_end_lsn = stream.manifest.durable_lsn;
         let result = stream.run(&mut client, shutdown).await;
@@ -522,6 +528,9 @@ struct Stream<'a> {
     buffered_bytes: usize,
     flush_due: bool,
     files_since_compaction: usize,
+    erasures_checked: std::time::Instant,
+    /// False once the database turned out to have no `erasures` table.
+    erasures_table: bool,
 }
 
 impl Stream<'_> {
@@ -559,6 +568,7 @@ impl Stream<'_> {
                     self.flush_due = true;
                     if self.txn.is_none() {
                         self.flush(client).await?;
+                        self.erase_due().await?;
                     }
                 }
             }
@@ -843,6 +853,25 @@ impl Stream<'_> {
             compact::compact(&self.ingest.lake, &mut self.manifest, self.ingest.config.compact_min_files).await?;
         }
         Ok(())
+    }
+
+    /// Every few seconds while idle: erasures whose WAL the lake has taken are applied to
+    /// its files (see [`crate::erase`]); this process is the manifest's only writer.
+    async fn erase_due(&mut self) -> Result<(), IngestError> {
+        if !self.nothing_buffered() || self.erasures_checked.elapsed() < ERASURE_POLL || !self.erasures_table {
+            return Ok(());
+        }
+        self.erasures_checked = std::time::Instant::now();
+        let taken = self.ingest.progress.borrow().acknowledged_lsn.max(self.manifest.durable_lsn);
+        let Some(due) = erase::due(&self.ingest.pool, taken).await? else {
+            self.erasures_table = false;
+            return Ok(());
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let files = erase::apply(&self.ingest.lake, &mut self.manifest, &due).await?;
+        erase::mark_done(&self.ingest.pool, &due, files).await
     }
 
     fn publish(&self, table: &str, rows: RecordBatch, durable_lsn: u64) {

@@ -344,7 +344,7 @@ impl Lake {
     }
 
     /// Every object under the lake, relative paths.
-    async fn list(&self) -> Result<Vec<String>, LakeError> {
+    pub(crate) async fn list(&self) -> Result<Vec<String>, LakeError> {
         let prefix = if self.prefix.as_ref().is_empty() { None } else { Some(&self.prefix) };
         let metas: Vec<_> = self.store.list(prefix).try_collect().await?;
         let strip = if self.prefix.as_ref().is_empty() { String::new() } else { format!("{}/", self.prefix) };

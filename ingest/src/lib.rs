@@ -10,6 +10,7 @@ pub mod batch;
 pub mod capture;
 pub mod compact;
 pub mod config;
+pub mod erase;
 pub mod error;
 pub mod feed;
 pub mod lake;

@@ -674,3 +674,243 @@ async fn the_watch_heals_after_a_failed_round_and_catches_up_on_what_it_missed()
     assert_eq!(state().unwrap().state, PartState::Stopped);
     env.cleanup().await;
 }
+
+/// Every value of every Parquet file under `dir` as text, by file.
+fn lake_texts(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).unwrap();
+                let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let mut text = String::new();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    for column in batch.columns() {
+                        for row in 0..batch.num_rows() {
+                            text.push_str(
+                                &datafusion::arrow::util::display::array_value_to_string(column, row).unwrap(),
+                            );
+                            text.push('\n');
+                        }
+                    }
+                }
+                out.push((path.display().to_string(), text));
+            } else {
+                // The manifest, `_capture.json`, model cards.
+                out.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+/// Every key under the test app's queue prefix with its contents, as text.
+async fn redis_texts(state: &fibonacco_api::state::AppState) -> String {
+    let mut conn = state.queue.connection();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}*", state.queue.prefix())).query_async(&mut conn).await.unwrap();
+    let mut text = String::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+        let values: Vec<String> = match kind.as_str() {
+            "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await.unwrap(),
+            "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await.unwrap(),
+            "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap(),
+            "string" => vec![redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap()],
+            _ => vec![],
+        };
+        text.push_str(&format!("{key}: {}\n", values.join(" ")));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_leaves_nothing_of_the_customer_in_tables_lake_or_queues() {
+    let env = Env::seeded(80, 1, 60).await;
+    let pool = env.pool().clone();
+    let tenant = env.tenant("seed-7-1").await;
+    let token = env.token(tenant).await;
+    // A customer with orders and campaign sends, and another whose data must not move.
+    let (target, other): (Uuid, Uuid) = sqlx::query_as(
+        "select o.customer_id, (select id from crm_customers where tenant_id = $1 and id <> o.customer_id order by id limit 1)
+         from orders o join outbound_campaign_recipients r on r.customer_id = o.customer_id
+         where o.tenant_id = $1 order by o.customer_id limit 1",
+    )
+    .bind(tenant)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (email,): (String,) =
+        sqlx::query_as("select email from crm_customers where id = $1").bind(target).fetch_one(&pool).await.unwrap();
+    let phrase = "my door code is 4711-erasure";
+    let conversation: Uuid = sqlx::query_scalar(
+        "insert into crm_conversations (tenant_id, customer_id, channel, status) values ($1, $2, 'chat', 'active') returning id",
+    )
+    .bind(tenant)
+    .bind(target)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into crm_conversation_messages (tenant_id, conversation_id, role, content) values ($1, $2, 'user', $3)",
+    )
+    .bind(tenant)
+    .bind(conversation)
+    .bind(phrase)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("insert into outbound_suppressions (tenant_id, channel, target, reason) values ($1, 'email', lower($2), 'unsubscribe') on conflict do nothing")
+        .bind(tenant)
+        .bind(&email)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let recipients: Vec<Uuid> =
+        sqlx::query_scalar("select id from outbound_campaign_recipients where customer_id = $1")
+            .bind(target)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let campaign: Uuid = sqlx::query_scalar("select campaign_id from outbound_campaign_recipients where id = $1")
+        .bind(recipients[0])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // A send about them waiting in Redis, and one for someone else that must stay.
+    let other_recipient: Uuid = sqlx::query_scalar(
+        "select id from outbound_campaign_recipients where tenant_id = $1 and customer_id <> $2 order by id limit 1",
+    )
+    .bind(tenant)
+    .bind(target)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    for recipient in [recipients[0], other_recipient] {
+        let data =
+            serde_json::json!({"tenant_id": tenant.as_uuid(), "campaign_id": campaign, "recipient_id": recipient});
+        env.app.state.queue.push(fibonacco_platform::queue::SEND_EMAIL_CAMPAIGN, data).await.unwrap();
+    }
+    // The lake holds it all, and the pipelines' derived files score them.
+    let running = env.running.as_ref().unwrap();
+    let lake_has_message =
+        async || lake_rows_text(&env.lake, "select count(*) from crm_conversation_messages").await != "0";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lake_has_message().await {
+        assert!(Instant::now() < deadline, "the message never reached the lake");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = running;
+    env.pipelines().run(&[Pipeline::Engagement, Pipeline::Roi], as_of()).await.unwrap();
+    let marks = [target.to_string(), email.to_lowercase(), phrase.to_string(), recipients[0].to_string()];
+    let mentioned = |text: &str| marks.iter().any(|m| text.to_lowercase().contains(&m.to_lowercase()));
+    assert!(lake_texts(&env.lake).iter().any(|(_, t)| mentioned(t)), "the scan finds the customer before");
+    assert!(mentioned(&redis_texts(&env.app.state).await));
+    let (_, before) = env.app.get(&format!("/api/v1/customers/{other}/ai-context"), &token).await;
+    let export = |id: Uuid| {
+        let (app, token) = (&env.app, token.clone());
+        async move {
+            let (status, mut body) =
+                app.send("POST", &format!("/api/v1/customers/{id}/export-personal-data"), Some(&token), None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["data"]["generated_at"] = Value::Null;
+            body
+        }
+    };
+    let other_before = export(other).await;
+    let orders_before: (i64, i64) =
+        sqlx::query_as("select count(*), sum(amount_minor)::int8 from orders where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    let (status, body) = env.app.send("POST", &format!("/api/v1/customers/{target}/erase"), Some(&token), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let erasure = body["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["data"]["queues"], "done", "{body}");
+    assert_eq!(body["data"]["jobs_removed"], 1, "{body}");
+    assert_eq!(body["data"]["removed"]["crm_conversation_messages"], 1, "{body}");
+    assert!(body["data"]["removed"]["orders"].as_i64().unwrap() >= 1, "{body}");
+    // The lake follows once the capture has taken the erasure from the WAL.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (status, got) = env.app.get(&format!("/api/v1/erasures/{erasure}"), &token).await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        if got["data"]["lake"] == "done" {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "the lake was never rewritten: {got}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(done["data"]["lake_files_rewritten"].as_i64().unwrap() >= 3, "{done}");
+
+    // Nothing left anywhere: every table (but the erasure log), every lake file, Redis.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select table_name::text from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'
+         and table_name not in ('erasures', '_sqlx_migrations') order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select t::text from {table} t")))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let hits: Vec<&String> = rows.iter().filter(|r| mentioned(r)).collect();
+        assert!(hits.is_empty(), "{table} still mentions the customer: {hits:?}");
+    }
+    for (path, text) in lake_texts(&env.lake) {
+        assert!(!mentioned(&text), "{path} still mentions the customer");
+    }
+    let redis = redis_texts(&env.app.state).await;
+    assert!(!mentioned(&redis), "Redis still mentions the customer: {redis}");
+    assert!(redis.contains(&other_recipient.to_string()), "another customer's job was removed: {redis}");
+    // Everyone else is untouched; the books keep the orders' totals.
+    assert_eq!(export(other).await, other_before);
+    let (_, after) = env.app.get(&format!("/api/v1/customers/{other}/ai-context"), &token).await;
+    assert_eq!(after["data"]["customer"], before["data"]["customer"]);
+    let orders_after: (i64, i64) =
+        sqlx::query_as("select count(*), sum(amount_minor)::int8 from orders where tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(orders_after, orders_before);
+    // The lake's current state still equals the tables.
+    for table in
+        ["crm_customers", "orders", "customer_activities", "outbound_campaign_recipients", "crm_conversation_messages"]
+    {
+        let pg: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            lake_rows_text(&env.lake, &format!("select count(*) from {table}")).await,
+            pg.to_string(),
+            "{table}"
+        );
+    }
+    // Asking again returns the same erasure; the customer is gone for the API.
+    let (status, again) = env.app.send("POST", &format!("/api/v1/customers/{target}/erase"), Some(&token), None).await;
+    assert_eq!((status, again["data"]["id"].as_str()), (StatusCode::ACCEPTED, Some(erasure.as_str())));
+    assert_eq!(env.app.get(&format!("/api/v1/customers/{target}"), &token).await.0, StatusCode::NOT_FOUND);
+    env.cleanup().await;
+}
+
+/// The first value of a query over the lake's current state, as text.
+async fn lake_rows_text(lake: &std::path::Path, sql: &str) -> String {
+    let lake = Lake::open(&lake.display().to_string()).unwrap();
+    let (ctx, _) = view::session(&lake).await.unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap()
+}

@@ -3,6 +3,7 @@
 //! `input` turns request bodies into checked values, `store` runs the SQL inside a
 //! tenant-scoped transaction, and the handlers here only wire the two together.
 
+pub mod erasure;
 pub mod input;
 pub mod personal_data;
 pub mod scores;
@@ -38,6 +39,8 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}/business-context", put(update_business_context))
         .route("/customers/{id}/ai-context", get(ai_context))
         .route("/customers/{id}/export-personal-data", axum::routing::post(personal_data::export))
+        .route("/customers/{id}/erase", axum::routing::post(erasure::erase))
+        .route("/erasures/{id}", get(erasure::show))
 }
 
 /// List customers, newest first, with search and filters.

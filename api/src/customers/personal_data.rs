@@ -28,7 +28,8 @@ use crate::{
     state::AppState,
 };
 
-/// Rows per table at most; a table with more is named in `truncated`.
+/// Rows per table at most; a table with more is named in `truncated`. Rows come in a
+/// fixed order (by their JSON), so two exports of unchanged data are equal.
 const MAX_ROWS: i64 = 50_000;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -111,11 +112,12 @@ pub async fn collect(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Res
     let mut tables = BTreeMap::new();
     let mut truncated = Vec::new();
     for (table, sql) in queries {
-        let rows: Vec<Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{sql} limit {}", MAX_ROWS + 1)))
-            .bind(tenant)
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows: Vec<Value> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{sql} order by 1 limit {}", MAX_ROWS + 1)))
+                .bind(tenant)
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?;
         if rows.len() as i64 > MAX_ROWS {
             truncated.push(table.clone());
         }

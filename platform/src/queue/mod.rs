@@ -362,6 +362,42 @@ impl Queue {
         Ok(moved == 1)
     }
 
+    /// Removes every job of `queue` (ready, delayed or reserved) whose payload `matches`;
+    /// returns how many went. For erasure: a job about a person who is gone must not stay
+    /// in Redis. Read in pages of 1,000 so a long queue is not one reply; a job a worker
+    /// takes meanwhile is simply not found (its handler finds its rows gone).
+    #[tracing::instrument(name = "queue.remove_matching", skip(self, matches))]
+    pub async fn remove_matching(&self, queue: &str, matches: impl Fn(&JobPayload) -> bool) -> Result<u64, QueueError> {
+        const PAGE: isize = 1000;
+        let mut conn = self.conn.clone();
+        let mut removed = 0u64;
+        let list = self.list_key(queue);
+        let mut start = 0isize;
+        loop {
+            let raw: Vec<String> =
+                redis::cmd("LRANGE").arg(&list).arg(start).arg(start + PAGE - 1).query_async(&mut conn).await?;
+            let mut gone = 0isize;
+            for r in raw.iter().filter(|r| serde_json::from_str::<JobPayload>(r).is_ok_and(|p| matches(&p))) {
+                let n: i64 = redis::cmd("LREM").arg(&list).arg(0).arg(r).query_async(&mut conn).await?;
+                gone += n as isize;
+                removed += n.max(0) as u64;
+            }
+            if (raw.len() as isize) < PAGE {
+                break;
+            }
+            start += PAGE - gone;
+        }
+        for part in ["delayed", "reserved"] {
+            let key = self.key(queue, part);
+            let raw: Vec<String> = redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await?;
+            for r in raw.iter().filter(|r| serde_json::from_str::<JobPayload>(r).is_ok_and(|p| matches(&p))) {
+                let n: i64 = redis::cmd("ZREM").arg(&key).arg(r).query_async(&mut conn).await?;
+                removed += n.max(0) as u64;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Forgets how many times a job was taken (before a retry from `failed_jobs`).
     pub async fn reset_attempts(&self, queue: &str, uuid: Uuid) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();

@@ -375,3 +375,52 @@ async fn a_customers_personal_data_is_exported_whole_and_only_theirs() {
         app.send("POST", &format!("/api/v1/customers/{ada_id}/export-personal-data"), Some(&no_access), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// Right to erasure, as the API sees it (the lake's part is tested with the capture in
+/// `pipelines/tests`): another tenant or a read-only token cannot erase; the erasure
+/// answers 202 with what went; without a capture the lake step waits; asking again returns
+/// the same erasure; the log holds no personal data.
+#[tokio::test]
+async fn an_erasure_removes_only_the_customer_and_only_for_its_tenant() {
+    let app = TestApp::spawn().await;
+    let t = &app.token_a;
+    let ada = app.customer(t, json!({"name": "Ada Erased", "email": "ada.erased@example.com"})).await;
+    let bob = app.customer(t, json!({"name": "Bob Kept", "email": "bob.kept@example.com"})).await;
+    let ada_id = ada["id"].as_str().unwrap();
+    let (s, c) = app
+        .send("POST", "/api/v1/conversations", Some(t), Some(json!({"customer_id": ada_id, "channel": "chat"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let path = format!("/api/v1/conversations/{}/messages", c["data"]["id"].as_str().unwrap());
+    let (s, _) = app.send("POST", &path, Some(t), Some(json!({"role": "user", "content": "call me at home"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let erase = format!("/api/v1/customers/{ada_id}/erase");
+
+    let (s, _) = app.send("POST", &erase, Some(&app.token_b), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's customer");
+    let read_only = app.token_with(app.tenant_a, &["customers:read"], None).await;
+    assert_eq!(app.send("POST", &erase, Some(&read_only), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(app.get(&format!("/api/v1/customers/{ada_id}"), t).await.0, StatusCode::OK, "still there");
+
+    let (s, body) = app.send("POST", &erase, Some(t), None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+    let data = &body["data"];
+    assert_eq!(data["removed"]["crm_customers"], 1);
+    assert_eq!(data["removed"]["crm_conversations"], 1);
+    assert_eq!(data["removed"]["crm_conversation_messages"], 1);
+    assert_eq!((data["queues"].as_str(), data["lake"].as_str()), (Some("done"), Some("pending")), "{body}");
+    assert_eq!(app.get(&format!("/api/v1/customers/{ada_id}"), t).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("/api/v1/customers/{}", bob["id"].as_str().unwrap()), t).await.0, StatusCode::OK);
+    let erasure = data["id"].as_str().unwrap();
+    let (s, again) = app.send("POST", &erase, Some(t), None).await;
+    assert_eq!((s, again["data"]["id"].as_str()), (StatusCode::ACCEPTED, Some(erasure)));
+    let (s, shown) = app.get(&format!("/api/v1/erasures/{erasure}"), t).await;
+    assert_eq!(s, StatusCode::OK, "{shown}");
+    assert_eq!(app.get(&format!("/api/v1/erasures/{erasure}"), &app.token_b).await.0, StatusCode::NOT_FOUND);
+    let mut tx = fibonacco_platform::db::begin_system(&app.db.pool).await.unwrap();
+    let log: String = sqlx::query_scalar("select e::text from erasures e").fetch_one(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    for personal in ["Ada", "ada.erased", "call me"] {
+        assert!(!log.contains(personal), "the erasure log holds {personal}: {log}");
+    }
+}

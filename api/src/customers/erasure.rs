@@ -161,18 +161,19 @@ pub async fn remove(
     // key) included, so its history does not keep even the rows' ids. Orders stay
     // (detached): only their versions that name the customer go, by `customer_id`.
     let mut lake_keys: BTreeMap<String, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
-    for (table, has_id) in owned_tables(conn).await? {
+    let owned = owned_tables(conn).await?;
+    for (table, has_id) in &owned {
         let (n, ids): (i64, Vec<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "select count(*), {} from {table} where tenant_id = $1 and customer_id = $2",
-            if has_id && table != "orders" { "coalesce(array_agg(id::text), '{}')" } else { "'{}'::text[]" }
+            if *has_id && table != "orders" { "coalesce(array_agg(id::text), '{}')" } else { "'{}'::text[]" }
         )))
         .bind(tenant)
         .bind(id)
         .fetch_one(&mut *conn)
         .await?;
-        count(&table, n as u64);
+        count(table, n as u64);
         if !ids.is_empty() {
-            lake_keys.entry(table).or_default().insert("id", ids);
+            lake_keys.entry(table.clone()).or_default().insert("id", ids);
         }
     }
     let messages: Vec<String> =
@@ -190,8 +191,10 @@ pub async fn remove(
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    // `on delete set null` would keep these with their answers and contact details.
-    for table in ["survey_responses", "learning_sales_contacts"] {
+    // Every other table's rows explicitly, not through `on delete cascade`: a table added
+    // with `set null` (survey answers, sales contacts) or no foreign key at all would
+    // otherwise keep them.
+    for (table, _) in owned.iter().filter(|(t, _)| t != "orders") {
         sqlx::query(sqlx::AssertSqlSafe(format!("delete from {table} where tenant_id = $1 and customer_id = $2")))
             .bind(tenant)
             .bind(id)

@@ -262,9 +262,10 @@ async fn ids_of(
         .await
 }
 
-/// Tables with `tenant_id` and `customer_id` (the catalog's, checked to be plain names),
-/// and whether each has an `id` column.
-async fn owned_tables(conn: &mut PgConnection) -> Result<Vec<(String, bool)>, sqlx::Error> {
+/// Tables with `tenant_id` and `customer_id` (the catalog's, checked to be plain
+/// identifiers before they are spelled into SQL), and whether each has an `id` column:
+/// what the export reads and the erasure removes, so a table added later is in both.
+pub(super) async fn owned_tables(conn: &mut PgConnection) -> Result<Vec<(String, bool)>, sqlx::Error> {
     let tables: Vec<(String, bool)> = sqlx::query_as(
         "select c.table_name::text, bool_or(c.column_name = 'id') from information_schema.columns c
          join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name

@@ -80,19 +80,10 @@ pub async fn collect(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Res
     .fetch_optional(&mut *conn)
     .await?;
     let Some((customer, email, phone)) = customer else { return Ok(None) };
-    let owned: Vec<String> = sqlx::query_scalar(
-        "select c.table_name::text from information_schema.columns c
-         join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
-         where c.table_schema = 'public' and t.table_type = 'BASE TABLE' and c.column_name in ('tenant_id', 'customer_id')
-         group by c.table_name having count(*) = 2 order by 1",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let owned = super::erasure::owned_tables(conn).await?;
     let mut queries: Vec<(String, String)> = owned
         .into_iter()
-        // Catalog names, checked to be plain identifiers before they are spelled into SQL.
-        .filter(|t| t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-        .map(|t| {
+        .map(|(t, _)| {
             let sql = format!("select to_jsonb(x) from {t} x where x.tenant_id = $1 and x.customer_id = $2");
             (t, sql)
         })

@@ -103,7 +103,7 @@ fn compact(batch: &RecordBatch, plain: &SchemaRef) -> Result<RecordBatch, Analyt
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Array, StringViewArray};
+    use datafusion::arrow::array::StringViewArray;
 
     use super::*;
 
@@ -132,6 +132,5 @@ mod tests {
         let ids = frame.column("id").unwrap().str().unwrap().clone();
         assert_eq!(ids.get(0), Some(long[0].as_str()));
         assert_eq!(ids.get(999), Some(long[999].as_str()));
-        assert!(batches[0].column(0).len() == 10);
     }
 }

@@ -61,16 +61,16 @@ impl Due {
 #[tracing::instrument(skip(pool), err)]
 pub async fn due(pool: &PgPool, taken_lsn: u64) -> Result<Option<Due>, IngestError> {
     let mut tx = fibonacco_platform::db::begin_system(pool).await?;
-    let exists: bool =
-        sqlx::query_scalar("select to_regclass('public.erasures') is not null").fetch_one(&mut *tx).await?;
-    if !exists {
-        return Ok(None);
-    }
-    sqlx::query(
+    let stamped = sqlx::query(
         "update erasures set lake_after_lsn = pg_current_wal_lsn() where lake_done_at is null and lake_after_lsn is null",
     )
     .execute(&mut *tx)
-    .await?;
+    .await;
+    match stamped {
+        // 42P01: no such table (the transaction is rolled back as it drops).
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(None),
+        other => other?,
+    };
     let rows: Vec<(uuid::Uuid, uuid::Uuid, Value)> = sqlx::query_as(
         "select id, customer_id, lake_keys from erasures
          where lake_done_at is null and (lake_after_lsn - '0/0'::pg_lsn) <= $1::numeric order by requested_at",

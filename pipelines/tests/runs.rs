@@ -800,7 +800,6 @@ async fn erasure_leaves_nothing_of_the_customer_in_tables_lake_or_queues() {
         env.app.state.queue.push(fibonacco_platform::queue::SEND_EMAIL_CAMPAIGN, data).await.unwrap();
     }
     // The lake holds it all, and the pipelines' derived files score them.
-    let running = env.running.as_ref().unwrap();
     let lake_has_message =
         async || lake_rows_text(&env.lake, "select count(*) from crm_conversation_messages").await != "0";
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -808,7 +807,6 @@ async fn erasure_leaves_nothing_of_the_customer_in_tables_lake_or_queues() {
         assert!(Instant::now() < deadline, "the message never reached the lake");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = running;
     env.pipelines().run(&[Pipeline::Engagement, Pipeline::Roi], as_of()).await.unwrap();
     let marks = [target.to_string(), email.to_lowercase(), phrase.to_string(), recipients[0].to_string()];
     let mentioned = |text: &str| marks.iter().any(|m| text.to_lowercase().contains(&m.to_lowercase()));

@@ -315,7 +315,7 @@ async fn clear_queues(state: &AppState, tenant: TenantId, erasure: Uuid) -> Resu
     )
     .bind(tenant)
     .bind(erasure)
-    .bind(removed as i32)
+    .bind(i32::try_from(removed).unwrap_or(i32::MAX))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

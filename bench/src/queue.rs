@@ -39,6 +39,10 @@ pub struct QueueBench {
     /// Recipients of the e-mail campaign scenario (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     recipients: i64,
+    /// Recipients per send job in the campaign scenario (`SEND_BATCH_SIZE`); the same
+    /// campaign with one recipient per job runs first as the baseline.
+    #[arg(long, default_value_t = 25)]
+    send_batch: usize,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -46,7 +50,7 @@ pub struct QueueBench {
 
 #[derive(Debug, Serialize)]
 struct Figure {
-    name: &'static str,
+    name: String,
     items: usize,
     seconds: f64,
     per_sec: f64,
@@ -82,7 +86,10 @@ pub async fn run(args: QueueBench) -> anyhow::Result<()> {
     if args.recipients > 0 {
         let (server, sink_url, sink) = ses_sink().await?;
         figures.push(ses_baseline(&sink_url, args.recipients as usize, args.workers).await?);
-        figures.push(campaign(&config, &queue, &db, (&sink_url, &sink), args.recipients, args.workers).await?);
+        for batch in [1, args.send_batch] {
+            let sink = (sink_url.as_str(), &sink);
+            figures.push(campaign(&config, &queue, &db, sink, args.recipients, args.workers, batch).await?);
+        }
         server.abort();
     }
     for q in queue::QUEUES {
@@ -126,7 +133,7 @@ async fn redis_baseline(queue: &Queue, jobs: usize, workers: usize) -> anyhow::R
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Figure {
-        name: "baseline: bare Redis RPUSH+LPOP round trips",
+        name: "baseline: bare Redis RPUSH+LPOP round trips".into(),
         items: jobs,
         seconds,
         per_sec: jobs as f64 / seconds,
@@ -167,7 +174,7 @@ async fn noop_jobs(queue: &Queue, db: &ScratchDatabase, jobs: usize, workers: us
     let seen = handler.seen.lock().expect("not poisoned");
     let unique: HashSet<Uuid> = seen.iter().copied().collect();
     Ok(Figure {
-        name: "no-op jobs through the queue (pop, run, ack)",
+        name: "no-op jobs through the queue (pop, run, ack)".into(),
         items: jobs,
         seconds,
         per_sec: jobs as f64 / seconds,
@@ -248,7 +255,7 @@ async fn ses_baseline(sink: &str, sends: usize, workers: usize) -> anyhow::Resul
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Figure {
-        name: "baseline: direct SES SDK calls to the sink",
+        name: "baseline: direct SES SDK calls to the sink".into(),
         items: sends,
         seconds,
         per_sec: sends as f64 / seconds,
@@ -265,15 +272,19 @@ async fn campaign(
     (sink, counts): (&str, &Sink),
     recipients: i64,
     workers: usize,
+    batch: usize,
 ) -> anyhow::Result<Figure> {
-    let tenant = tenancy::create(&db.pool, "Bench", &Slug::parse("bench-queue").expect("static")).await?;
+    let slug = Slug::parse(&format!("bench-queue-{batch}-{}", Uuid::now_v7().simple())).expect("a valid slug");
+    let tenant = tenancy::create(&db.pool, "Bench", &slug).await?;
     let mut tx = fibonacco_platform::db::begin_tenant(&db.pool, tenant.id).await?;
     sqlx::query(
         "insert into crm_customers (tenant_id, name, slug, email)
-         select $1, 'Customer ' || g, 'customer-' || g, 'customer' || g || '@bench.example' from generate_series(1, $2) g",
+         select $1, 'Customer ' || g, 'customer-' || g, 'customer' || g || '@' || $3 || '.bench.example'
+         from generate_series(1, $2) g",
     )
     .bind(tenant.id)
     .bind(recipients)
+    .bind(slug.as_str())
     .execute(&mut *tx)
     .await?;
     let template: Uuid = sqlx::query_scalar(
@@ -301,7 +312,9 @@ async fn campaign(
     .await?;
     tx.commit().await?;
 
-    let lookup = sink_lookup(sink);
+    let base = sink_lookup(sink);
+    let batch_size = batch.to_string();
+    let lookup = move |k: &str| if k == "SEND_BATCH_SIZE" { Some(batch_size.clone()) } else { base(k) };
     let ctx = JobContext {
         pool: db.pool.clone(),
         queue: queue.clone(),
@@ -352,9 +365,9 @@ async fn campaign(
     tx.commit().await?;
     anyhow::ensure!(unknown == 0, "{unknown} recipients did not end `sent`");
     // Counted at the sink: every recipient reached once, none twice.
-    let (reached, extra) = counts.tally("@bench.example");
+    let (reached, extra) = counts.tally(&format!("@{}.bench.example", slug.as_str()));
     Ok(Figure {
-        name: "e-mail campaign sends (dispatch → claim → SES sink → recorded)",
+        name: format!("e-mail campaign, {batch} recipient(s) per send job"),
         items: recipients as usize,
         seconds,
         per_sec: recipients as f64 / seconds,

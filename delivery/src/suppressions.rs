@@ -23,20 +23,27 @@ pub fn normalise(channel: &str, target: &str) -> Result<String, &'static str> {
     }
 }
 
-/// Why `target` (already normalised) is suppressed for the tenant, if it is.
-#[tracing::instrument(name = "suppressions.reason", skip(conn, target), fields(tenant_id = %tenant), err)]
-pub async fn reason(
+/// Which of `targets` (already normalised) are suppressed for the tenant, with why: one
+/// query for a whole send job.
+#[tracing::instrument(name = "suppressions.reasons", skip(conn, targets), fields(tenant_id = %tenant, n = targets.len()), err)]
+pub async fn reasons(
     conn: &mut PgConnection,
     tenant: TenantId,
     channel: &str,
-    target: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("select reason from outbound_suppressions where tenant_id = $1 and channel = $2 and target = $3")
-        .bind(tenant)
-        .bind(channel)
-        .bind(target)
-        .fetch_optional(conn)
-        .await
+    targets: &[String],
+) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+    if targets.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select target, reason from outbound_suppressions where tenant_id = $1 and channel = $2 and target = any($3)",
+    )
+    .bind(tenant)
+    .bind(channel)
+    .bind(targets)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// What an inbound SMS asks for, by Twilio's opt-out and opt-in keywords (the whole

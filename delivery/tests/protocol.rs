@@ -508,15 +508,90 @@ async fn a_claim_is_taken_once_and_only_for_its_own_running_campaign() {
     let t = app.tenant_a;
     macro_rules! claim {
         ($campaign:expr) => {
-            store::claim_send(&mut tx, t, $campaign, recipient, uuid::Uuid::now_v7()).await.unwrap()
+            store::claim_sends(&mut tx, t, $campaign, &[recipient], uuid::Uuid::now_v7()).await.unwrap()
         };
     }
-    let wrong_campaign = claim!(other).unwrap();
-    assert_eq!(wrong_campaign.customer_id, None, "another campaign's job cannot claim it");
-    let claimed = claim!(first).unwrap();
-    assert_eq!((claimed.campaign_status.as_str(), claimed.customer_id.is_some()), ("running", true));
-    assert_eq!(claimed.email.as_deref().map(|e| e.ends_with(&domain)), Some(true), "the customer comes with it");
-    assert_eq!(claim!(first).unwrap().customer_id, None, "a live claim is never taken again");
-    assert!(claim!(uuid::Uuid::now_v7()).is_none(), "no campaign, nothing");
+    let wrong_campaign = claim!(other);
+    assert_eq!(wrong_campaign.len(), 1, "one row: the campaign, nothing claimed");
+    assert_eq!(wrong_campaign[0].customer_id, None, "another campaign's job cannot claim it");
+    let claimed = claim!(first);
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].campaign_status.as_str(), claimed[0].customer_id.is_some()), ("running", true));
+    assert_eq!(claimed[0].recipient_id, Some(recipient));
+    assert_eq!(claimed[0].email.as_deref().map(|e| e.ends_with(&domain)), Some(true), "the customer comes with it");
+    assert_eq!(claim!(first)[0].customer_id, None, "a live claim is never taken again");
+    assert!(claim!(uuid::Uuid::now_v7()).is_empty(), "no campaign, nothing");
     tx.rollback().await.unwrap();
+}
+
+/// One send job names many recipients: each ends on its own (sent, suppressed, failed with
+/// its reason), the job waits in `failed_jobs` saying how many failed, and its retry sends
+/// nothing a second time.
+#[tokio::test]
+async fn recipients_of_one_send_job_end_each_on_their_own() {
+    let app = TestApp::spawn().await;
+    let domain = format!("{}.batch.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let mut ids = customers(&app, &domain, 3).await;
+    let bare = app.customer(&app.token_a, json!({"name": "No Mail", "phone": "+15559990001"})).await;
+    ids.push(bare["id"].as_str().unwrap().to_owned());
+    let t = Some(app.token_a.as_str());
+    let (s, r) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/suppressions",
+            t,
+            Some(json!({"channel": "email", "target": format!("c1@{domain}")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let id = email_campaign(&app, &ids).await;
+    let (s, j) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), t, None).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let ctx = job_context(&app, &[("MAIL_FROM", sender)], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    worker.stop().await;
+
+    let sent_once = |mail: &std::collections::HashMap<String, Vec<String>>| {
+        let mut to: Vec<String> = mail.keys().cloned().collect();
+        to.sort();
+        (to, messages(mail))
+    };
+    let expected = (vec![format!("c0@{domain}"), format!("c2@{domain}")], 2);
+    assert_eq!(sent_once(&sent_to(&domain).await), expected);
+    let mut ends: Vec<(String, Option<String>)> =
+        recipient_errors(&app, &id).await.into_iter().filter(|(s, _)| s != "sent").collect();
+    ends.sort();
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    assert!(ends[0].1.as_deref().is_some_and(|e| e.contains("no e-mail address")), "{ends:?}");
+    assert_eq!(ends[1], ("failed".to_owned(), Some("suppressed (manual)".to_owned())), "{ends:?}");
+    let ours = |jobs: Vec<failed::FailedJob>| {
+        jobs.into_iter().filter(|j| j.payload["data"]["campaign_id"] == json!(id)).collect::<Vec<_>>()
+    };
+    let jobs = ours(failed::list(&app.db.pool).await.unwrap());
+    assert_eq!(jobs.len(), 1, "one job for the four recipients");
+    assert!(jobs[0].exception.contains("1 of 3 recipients failed"), "{}", jobs[0].exception);
+
+    // `queue retry`: what was sent stays sent once; the failures fail again, alone.
+    failed::retry(&app.db.pool, &app.state.queue, Some(jobs[0].uuid)).await.unwrap();
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for("the retried job to fail again", Duration::from_secs(30), || async {
+        !ours(failed::list(&app.db.pool).await.unwrap()).is_empty()
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(sent_once(&sent_to(&domain).await), expected, "nothing sent twice");
+}
+
+async fn recipient_errors(app: &TestApp, id: &str) -> Vec<(String, Option<String>)> {
+    let mut tx = fibonacco_platform::db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let rows = sqlx::query_as("select status, error from outbound_campaign_recipients where campaign_id = $1::uuid")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    rows
 }

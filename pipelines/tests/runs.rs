@@ -794,11 +794,16 @@ async fn erasure_leaves_nothing_of_the_customer_in_tables_lake_or_queues() {
     .fetch_one(&pool)
     .await
     .unwrap();
+    // Jobs in both shapes: one recipient (queued before sends were batched) and a batch
+    // naming them with someone else.
     for recipient in [recipients[0], other_recipient] {
         let data =
             serde_json::json!({"tenant_id": tenant.as_uuid(), "campaign_id": campaign, "recipient_id": recipient});
         env.app.state.queue.push(fibonacco_platform::queue::SEND_EMAIL_CAMPAIGN, data).await.unwrap();
     }
+    let batch = serde_json::json!({"tenant_id": tenant.as_uuid(), "campaign_id": campaign,
+                                   "recipient_ids": [recipients[0], other_recipient]});
+    let batch_job = env.app.state.queue.push(fibonacco_platform::queue::SEND_EMAIL_CAMPAIGN, batch).await.unwrap();
     // The lake holds it all, and the pipelines' derived files score them.
     let lake_has_message =
         async || lake_rows_text(&env.lake, "select count(*) from crm_conversation_messages").await != "0";
@@ -835,7 +840,7 @@ async fn erasure_leaves_nothing_of_the_customer_in_tables_lake_or_queues() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let erasure = body["data"]["id"].as_str().unwrap().to_string();
     assert_eq!(body["data"]["queues"], "done", "{body}");
-    assert_eq!(body["data"]["jobs_removed"], 1, "{body}");
+    assert_eq!(body["data"]["jobs_removed"], 2, "one job removed, the batch rewritten: {body}");
     assert_eq!(body["data"]["removed"]["crm_conversation_messages"], 1, "{body}");
     assert!(body["data"]["removed"]["orders"].as_i64().unwrap() >= 1, "{body}");
     // The lake follows once the capture has taken the erasure from the WAL.
@@ -873,6 +878,13 @@ async fn erasure_leaves_nothing_of_the_customer_in_tables_lake_or_queues() {
     let redis = redis_texts(&env.app.state).await;
     assert!(!mentioned(&redis), "Redis still mentions the customer: {redis}");
     assert!(redis.contains(&other_recipient.to_string()), "another customer's job was removed: {redis}");
+    let left = env.app.state.queue.ready_payloads("emails").await.unwrap();
+    let batch_left = left.iter().find(|p| p.uuid == batch_job).expect("the batch stays, under the same uuid");
+    assert_eq!(
+        batch_left.data["recipient_ids"],
+        serde_json::json!([other_recipient]),
+        "only the other recipient is left"
+    );
     // Everyone else is untouched; the books keep the orders' totals.
     assert_eq!(export(other).await, other_before);
     let (_, after) = env.app.get(&format!("/api/v1/customers/{other}/ai-context"), &token).await;

@@ -28,7 +28,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use fibonacco_platform::{
     TenantId, db,
-    queue::{JobPayload, QUEUES},
+    queue::{Edit, JobPayload, QUEUES, jobs::SendToRecipients},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -56,6 +56,8 @@ pub struct Erasure {
     pub removed: Value,
     /// `done` once queued jobs about the customer are gone from Redis, else `pending`.
     pub queues: String,
+    /// Queued jobs that named the customer: removed, or rewritten without them (a send
+    /// job for several recipients keeps the others).
     pub jobs_removed: Option<i32>,
     /// `done` once the lake's files no longer hold the customer's rows, else `pending`
     /// (the capture rewrites them after it has taken the erasure from the WAL).
@@ -293,15 +295,26 @@ async fn clear_queues(state: &AppState, tenant: TenantId, erasure: Uuid) -> Resu
     .await?;
     tx.commit().await?;
     let Some((recipients, contacts)) = pending else { return Ok(()) };
-    let about = |p: &JobPayload| {
+    let edit = |p: &JobPayload| {
         let field = |name: &str| p.data.get(name).and_then(Value::as_str).and_then(|v| Uuid::parse_str(v).ok());
-        field("recipient_id").is_some_and(|r| recipients.contains(&r))
-            || field("sales_contact_id").is_some_and(|c| contacts.contains(&c))
+        if field("sales_contact_id").is_some_and(|c| contacts.contains(&c)) {
+            return Edit::Remove;
+        }
+        // A send job names up to a batch of recipients: only the erased ones leave it.
+        let Ok(send) = serde_json::from_value::<SendToRecipients>(p.data.clone()) else { return Edit::Keep };
+        if !send.recipients().iter().any(|r| recipients.contains(r)) {
+            return Edit::Keep;
+        }
+        match send.without(&recipients).map(|rest| serde_json::to_value(&rest)) {
+            None => Edit::Remove,
+            Some(Ok(data)) => Edit::Replace(JobPayload { data, ..p.clone() }),
+            Some(Err(_)) => Edit::Remove,
+        }
     };
-    let mut removed = 0u64;
+    let mut changed = 0u64;
     for queue in QUEUES {
-        match state.queue.remove_matching(queue, about).await {
-            Ok(n) => removed += n,
+        match state.queue.edit_matching(queue, edit).await {
+            Ok(n) => changed += n.removed + n.rewritten,
             Err(e) => {
                 tracing::warn!(error = %e, erasure_id = %erasure, "queued jobs not cleared yet; asking again retries");
                 return Ok(());
@@ -315,7 +328,7 @@ async fn clear_queues(state: &AppState, tenant: TenantId, erasure: Uuid) -> Resu
     )
     .bind(tenant)
     .bind(erasure)
-    .bind(i32::try_from(removed).unwrap_or(i32::MAX))
+    .bind(i32::try_from(changed).unwrap_or(i32::MAX))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -248,17 +248,21 @@ pub async fn mark_queued(conn: &mut PgConnection, tenant: TenantId, ids: &[Uuid]
     Ok(())
 }
 
-/// A queued recipient of a paused campaign goes back to pending (so `resume` dispatches
-/// it again) unless a claim holds it or it was sent.
-#[tracing::instrument(name = "campaigns.back_to_pending", skip(conn), err)]
-pub async fn back_to_pending(conn: &mut PgConnection, tenant: TenantId, recipient: Uuid) -> Result<(), sqlx::Error> {
+/// Queued recipients of a paused campaign go back to pending (so `resume` dispatches
+/// them again) unless a claim holds them or they were sent.
+#[tracing::instrument(name = "campaigns.back_to_pending", skip(conn, recipients), fields(n = recipients.len()), err)]
+pub async fn back_to_pending(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    recipients: &[Uuid],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update outbound_campaign_recipients set status = 'pending', queued_at = null
-         where tenant_id = $1 and id = $2 and status = 'queued' and provider_message_id is null
+         where tenant_id = $1 and id = any($2) and status = 'queued' and provider_message_id is null
            and claim_token is null",
     )
     .bind(tenant)
-    .bind(recipient)
+    .bind(recipients)
     .execute(conn)
     .await?;
     Ok(())
@@ -291,16 +295,17 @@ pub async fn claim(
     .await
 }
 
-/// A send's campaign and, when this run claimed the recipient, its customer: one
-/// statement in place of the campaign read, the claim and the customer read.
+/// A send job's campaign and, for each recipient this run claimed, the customer: one
+/// statement in place of the campaign read, the claims and the customer reads.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedSend {
-    /// The campaign's status (the claim is only made while it is `running` or `completed`).
+    /// The campaign's status (claims are only made while it is `running` or `completed`).
     pub campaign_status: String,
     pub email_template_id: Option<Uuid>,
     pub sms_template_id: Option<Uuid>,
     pub phone_script_id: Option<Uuid>,
-    /// Set when this run claimed the recipient; the customer's fields below with it.
+    /// Set when this run claimed a recipient; the customer's fields below with it.
+    pub recipient_id: Option<Uuid>,
     pub customer_id: Option<Uuid>,
     pub customer_name: Option<String>,
     pub email: Option<String>,
@@ -310,17 +315,19 @@ pub struct ClaimedSend {
     pub unsubscribed: Option<bool>,
 }
 
-/// [`claim`], but only while the campaign is `running` (or `completed`: a job retried from
-/// `failed_jobs` for a recipient that failed without a message id), reading the campaign
-/// and the claimed customer in the same statement. `None` when the campaign is gone.
-#[tracing::instrument(name = "campaigns.claim_send", skip(conn), err)]
-pub async fn claim_send(
+/// [`claim`] for each of `recipients` of `campaign`, but only while the campaign is
+/// `running` (or `completed`: a job retried from `failed_jobs` for recipients that failed
+/// without a message id), reading the campaign and the claimed customers in the same
+/// statement. No row when the campaign is gone; one row with no recipient when nothing
+/// was claimed; else one row per claimed recipient. Every claim carries `claim`.
+#[tracing::instrument(name = "campaigns.claim_sends", skip(conn, recipients), fields(n = recipients.len()), err)]
+pub async fn claim_sends(
     conn: &mut PgConnection,
     tenant: TenantId,
     campaign: Uuid,
-    recipient: Uuid,
+    recipients: &[Uuid],
     claim: Uuid,
-) -> Result<Option<ClaimedSend>, sqlx::Error> {
+) -> Result<Vec<ClaimedSend>, sqlx::Error> {
     sqlx::query_as(
         "with c as (
              select status, email_template_id, sms_template_id, phone_script_id
@@ -328,78 +335,97 @@ pub async fn claim_send(
          ), claimed as (
              update outbound_campaign_recipients
              set status = 'sending', claim_token = $4, claimed_at = now(), attempted_at = now(), attempts = attempts + 1
-             where tenant_id = $1 and id = $3 and campaign_id = $2 and status in ('pending', 'queued', 'failed')
+             where tenant_id = $1 and id = any($3) and campaign_id = $2 and status in ('pending', 'queued', 'failed')
                and provider_message_id is null and claim_token is null
                and exists (select 1 from c where c.status in ('running', 'completed'))
-             returning customer_id
+             returning id, customer_id
          )
          select c.status as campaign_status, c.email_template_id, c.sms_template_id, c.phone_script_id,
-                claimed.customer_id, cu.name as customer_name, cu.email, cu.phone, cu.business_context, cu.metadata,
-                cu.unsubscribed_at is not null as unsubscribed
+                claimed.id as recipient_id, claimed.customer_id, cu.name as customer_name, cu.email, cu.phone,
+                cu.business_context, cu.metadata, cu.unsubscribed_at is not null as unsubscribed
          from c left join claimed on true
-                left join crm_customers cu on cu.tenant_id = $1 and cu.id = claimed.customer_id",
+                left join crm_customers cu on cu.tenant_id = $1 and cu.id = claimed.customer_id
+         order by claimed.id",
     )
     .bind(tenant)
     .bind(campaign)
-    .bind(recipient)
+    .bind(recipients)
     .bind(claim)
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
 }
 
 /// How a claimed send ended.
-#[derive(Debug, Clone, Copy)]
-pub enum Finish<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
     /// The provider accepted; its message id.
-    Sent(&'a str),
+    Sent(String),
     /// Certainly not sent, worth another try: back to `queued` for the job's retry.
-    Release(&'a str),
+    Release(String),
     /// Certainly not sent, and trying again will not help (or the job ran out of tries).
-    Failed(&'a str),
+    Failed(String),
     /// The provider may have sent it: `unknown`, never re-sent automatically.
-    Unknown(&'a str),
+    Unknown(String),
     /// The customer opted out before the send.
     Unsubscribed,
 }
 
-/// Records a claimed send's end and lets go of the claim (only the claim's holder can, and
-/// only while the recipient is `sending`, or `unknown` because the sweep expired the
-/// attempt: then the late answer still settles it). Returns false when nothing matched.
-#[tracing::instrument(name = "campaigns.finish", skip(conn, how), err)]
+impl Finish {
+    /// The recipient status, message id and error it records.
+    fn columns(&self) -> (&'static str, Option<&str>, Option<&str>) {
+        match self {
+            Finish::Sent(id) => ("sent", Some(id), None),
+            Finish::Release(e) => ("queued", None, Some(e)),
+            Finish::Failed(e) => ("failed", None, Some(e)),
+            Finish::Unknown(e) => ("unknown", None, Some(e)),
+            Finish::Unsubscribed => ("unsubscribed", None, None),
+        }
+    }
+}
+
+/// Records how claimed sends ended and lets go of their claims, in one statement (only
+/// the claim's holder can, and only while a recipient is `sending`, or `unknown` because
+/// the sweep expired the attempt: then the late answer still settles it). Returns how
+/// many recipients it recorded; fewer than asked means claims had expired.
+#[tracing::instrument(name = "campaigns.finish", skip(conn, ends), fields(n = ends.len()), err)]
 pub async fn finish(
     conn: &mut PgConnection,
     tenant: TenantId,
-    recipient: Uuid,
     claim: Uuid,
-    how: Finish<'_>,
-) -> Result<bool, sqlx::Error> {
-    let (status, message_id, error): (&str, Option<&str>, Option<&str>) = match how {
-        Finish::Sent(id) => ("sent", Some(id), None),
-        Finish::Release(e) => ("queued", None, Some(e)),
-        Finish::Failed(e) => ("failed", None, Some(e)),
-        Finish::Unknown(e) => ("unknown", None, Some(e)),
-        Finish::Unsubscribed => ("unsubscribed", None, None),
-    };
+    ends: &[(Uuid, Finish)],
+) -> Result<u64, sqlx::Error> {
+    if ends.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(ends.len());
+    let (mut statuses, mut message_ids, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, how) in ends {
+        let (status, message_id, error) = how.columns();
+        ids.push(*id);
+        statuses.push(status);
+        message_ids.push(message_id);
+        errors.push(error);
+    }
     let done = sqlx::query(
-        "update outbound_campaign_recipients set
-            status = $4,
-            provider_message_id = coalesce($5, provider_message_id),
-            error = case when $4 = 'sent' then null else coalesce($6, error) end,
-            sent_at = case when $4 = 'sent' then now() else sent_at end,
-            unsubscribed_at = case when $4 = 'unsubscribed' then coalesce(unsubscribed_at, now()) else unsubscribed_at end,
+        "update outbound_campaign_recipients r set
+            status = e.status,
+            provider_message_id = coalesce(e.message_id, r.provider_message_id),
+            error = case when e.status = 'sent' then null else coalesce(e.error, r.error) end,
+            sent_at = case when e.status = 'sent' then now() else r.sent_at end,
+            unsubscribed_at = case when e.status = 'unsubscribed' then coalesce(r.unsubscribed_at, now()) else r.unsubscribed_at end,
             claim_token = null, claimed_at = null
-         where tenant_id = $1 and id = $2 and claim_token = $3 and status in ('sending', 'unknown')",
+         from unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) as e(id, status, message_id, error)
+         where r.tenant_id = $1 and r.id = e.id and r.claim_token = $2 and r.status in ('sending', 'unknown')",
     )
     .bind(tenant)
-    .bind(recipient)
     .bind(claim)
-    .bind(status)
-    .bind(message_id)
-    .bind(error)
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&message_ids)
+    .bind(&errors)
     .execute(conn)
     .await?
-    .rows_affected()
-        == 1;
+    .rows_affected();
     Ok(done)
 }
 

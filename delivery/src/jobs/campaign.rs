@@ -1,17 +1,18 @@
 //! Outbound campaigns: `DispatchCampaign` turns a running campaign's pending recipients
-//! into one send job each (a job batch); `SendEmailCampaign`, `SendSMS` and
-//! `MakePhoneCall` deliver to one recipient.
+//! into send jobs of up to `SEND_BATCH_SIZE` recipients each (a job batch);
+//! `SendEmailCampaign`, `SendSMS` and `MakePhoneCall` deliver to the recipients they name.
 //!
-//! A recipient is sent at most once however often its job runs: the send first claims the
-//! recipient with a conditional update (only a recipient without a provider message id,
-//! not held by a live claim), commits that, then calls the provider, then records the
-//! provider's message id. A claim left by a worker that died lapses after `retry_after`.
+//! A recipient is sent at most once however often its job runs: the send first claims its
+//! recipients with one conditional update (only recipients without a provider message id,
+//! not held by a live claim), commits that, then calls the provider for each, then records
+//! the provider's answers in one statement. A claim is never retaken; a send that never
+//! records its outcome leaves `sending`, which the sweep turns `unknown`.
 
 use fibonacco_platform::{
     TenantId, db,
     queue::{
         JobError, JobPayload, Reserved, batch,
-        jobs::{DispatchCampaign, Job, SendToRecipient},
+        jobs::{DispatchCampaign, Job, SendToRecipients},
         worker::data,
     },
 };
@@ -29,10 +30,26 @@ use crate::{
     templates::render,
 };
 
-/// Recipients pushed per round trip when dispatching.
-const DISPATCH_CHUNK: i64 = 1000;
+/// Send jobs pushed per round trip when dispatching.
+const DISPATCH_JOBS: usize = 40;
 
-/// Pushes one send job per pending recipient of a running campaign, then marks them queued.
+/// Recipients per send job on `channel`: the configured size, but never more than the
+/// channel's per-second cap (when there is one), since a job's recipients are claimed
+/// before it waits for the cap and a claim must not age while it waits.
+pub fn batch_size(settings: &crate::providers::DeliverySettings, channel: Channel) -> usize {
+    let cap = match channel {
+        Channel::Email => settings.ses_rate_per_sec,
+        Channel::Sms | Channel::Phone => settings.twilio_rate_per_sec,
+    };
+    match cap {
+        0 => settings.send_batch,
+        cap => settings.send_batch.min(cap as usize),
+    }
+    .max(1)
+}
+
+/// Pushes send jobs for the pending recipients of a running campaign, then marks them
+/// queued.
 /// Re-running it only re-pushes recipients still pending; the claim makes a doubled job harmless.
 #[tracing::instrument(name = "job.dispatch_campaign", skip_all)]
 pub async fn dispatch(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> {
@@ -59,25 +76,29 @@ pub async fn dispatch(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> 
         store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
         return Ok(());
     }
-    let batch_id =
-        batch::create(&ctx.pool, tenant, &format!("campaign {} ({kind})", r.campaign_id), pending as i32).await?;
+    let size = batch_size(&ctx.settings, channel);
+    // Recipients are read in chunks that are a whole number of jobs, so the batch's job
+    // count is known before the first push.
+    let jobs = (pending as usize).div_ceil(size);
+    let batch_id = batch::create(
+        &ctx.pool,
+        tenant,
+        &format!("campaign {} ({kind})", r.campaign_id),
+        i32::try_from(jobs).unwrap_or(i32::MAX),
+    )
+    .await?;
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
     store::set_last_batch(&mut tx, tenant, r.campaign_id, batch_id).await?;
     tx.commit().await?;
     let mut after = Uuid::nil();
     loop {
         let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
-        let ids = store::pending_after(&mut tx, tenant, r.campaign_id, after, DISPATCH_CHUNK).await?;
+        let ids = store::pending_after(&mut tx, tenant, r.campaign_id, after, (size * DISPATCH_JOBS) as i64).await?;
         let Some(last) = ids.last().copied() else { break };
         let payloads = ids
-            .iter()
-            .map(|id| {
-                let send = SendToRecipient {
-                    tenant_id: r.tenant_id,
-                    campaign_id: r.campaign_id,
-                    recipient_id: *id,
-                    on: Some(channel.send_job()),
-                };
+            .chunks(size)
+            .map(|chunk| {
+                let send = SendToRecipients::new(r.tenant_id, r.campaign_id, chunk.to_vec(), channel.send_job());
                 let mut p = send.payload()?;
                 p.batch_id = Some(batch_id);
                 Ok(p)
@@ -90,7 +111,7 @@ pub async fn dispatch(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> 
         tx.commit().await?;
         after = last;
     }
-    tracing::info!(recipients = pending, %batch_id, "campaign dispatched");
+    tracing::info!(recipients = pending, jobs, %batch_id, "campaign dispatched");
     Ok(())
 }
 
@@ -106,17 +127,19 @@ struct Target {
 }
 
 impl Target {
-    /// The claimed customer, or `None` when this run did not claim the recipient.
-    fn claimed(c: store::ClaimedSend) -> Option<Self> {
+    /// A claimed recipient and its customer, or `None` for the row that says nothing was
+    /// claimed.
+    fn claimed(c: store::ClaimedSend) -> Option<(Uuid, Self)> {
         c.customer_id?;
-        Some(Self {
+        let target = Self {
             customer_name: c.customer_name.unwrap_or_default(),
             email: c.email,
             phone: c.phone,
             business_context: c.business_context.unwrap_or_default(),
             metadata: c.metadata.unwrap_or_default(),
             unsubscribed: c.unsubscribed.unwrap_or(false),
-        })
+        };
+        Some((c.recipient_id?, target))
     }
 }
 
@@ -150,100 +173,116 @@ impl Templates {
     }
 }
 
-/// Delivers one recipient's message. See the module docs for the claim protocol.
+/// Delivers the messages of a send job's recipients. See the module docs for the claim
+/// protocol.
 #[tracing::instrument(name = "job.send", skip_all, fields(channel = ?channel))]
 pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<(), JobError> {
-    let r: SendToRecipient = data(job)?;
+    let r: SendToRecipients = data(job)?;
     let tenant = TenantId::from_uuid(r.tenant_id);
+    let recipients = r.recipients();
     // Each run claims under its own token: a claim is never taken over, so a retried job
     // (same uuid) cannot pass as the run that holds it.
     let claim = Uuid::now_v7();
 
     let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
-    // The campaign check, the claim and the customer read are one statement.
-    let Some(found) = store::claim_send(&mut tx, tenant, r.campaign_id, r.recipient_id, claim).await? else {
-        return Ok(());
-    };
-    match found.campaign_status.as_str() {
-        // A completed campaign only has recipients in final states; the one a job retried
-        // from failed_jobs may still send (its recipient failed without a message id).
+    // The campaign check, the claims and the customer reads are one statement.
+    let found = store::claim_sends(&mut tx, tenant, r.campaign_id, &recipients, claim).await?;
+    let Some(campaign) = found.first().cloned() else { return Ok(()) };
+    match campaign.campaign_status.as_str() {
+        // A completed campaign only has recipients in final states; the ones a job retried
+        // from failed_jobs may still send (they failed without a message id).
         "running" | "completed" => {}
         "paused" => {
-            // Back to pending so `resume` dispatches it again.
-            store::back_to_pending(&mut tx, tenant, r.recipient_id).await?;
+            // Back to pending so `resume` dispatches them again.
+            store::back_to_pending(&mut tx, tenant, &recipients).await?;
             tx.commit().await?;
             return Ok(());
         }
         // Cancelled (or a draft again): nothing more goes out.
         _ => return Ok(()),
     }
-    let (email_template, sms_template, script) =
-        (found.email_template_id, found.sms_template_id, found.phone_script_id);
-    let Some(target) = Target::claimed(found) else {
+    let targets: Vec<(Uuid, Target)> = found.into_iter().filter_map(Target::claimed).collect();
+    if targets.is_empty() {
         // Sent, being sent, unknown, or final: this run has nothing to do.
-        tracing::debug!("recipient not claimable; skipping");
-        return Ok(());
-    };
-    if target.unsubscribed {
-        store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Unsubscribed).await?;
-        tx.commit().await?;
-        store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
+        tracing::debug!("no recipient claimable; skipping");
         return Ok(());
     }
-    if let Some(why) = suppressed(&mut tx, tenant, channel, &target).await? {
-        // Never sent: the recipient ends with the reason, and the campaign moves on.
-        store::finish(&mut tx, tenant, r.recipient_id, claim, Finish::Failed(&format!("suppressed ({why})"))).await?;
+    // Opted out or suppressed: never sent, each ends with the reason, the campaign moves on.
+    let suppressed = suppressed(&mut tx, tenant, channel, &targets).await?;
+    let (mut settled, mut to_send) = (Vec::new(), Vec::with_capacity(targets.len()));
+    for (id, target) in targets {
+        if target.unsubscribed {
+            settled.push((id, Finish::Unsubscribed));
+        } else if let Some(why) = suppressed.get(&id) {
+            settled.push((id, Finish::Failed(format!("suppressed ({why})"))));
+        } else {
+            to_send.push((id, target));
+        }
+    }
+    store::finish(&mut tx, tenant, claim, &settled).await?;
+    if to_send.is_empty() {
         tx.commit().await?;
         store::complete_if_done(&ctx.pool, tenant, r.campaign_id).await?;
         return Ok(());
     }
     let template = match channel {
-        Channel::Email => email_template,
-        Channel::Sms => sms_template,
-        Channel::Phone => script,
+        Channel::Email => campaign.email_template_id,
+        Channel::Sms => campaign.sms_template_id,
+        Channel::Phone => campaign.phone_script_id,
     };
     let content = match ctx.templates.get(tenant, template) {
         Some(content) => content,
         None => {
-            let content = load_content(&mut tx, tenant, channel, email_template, sms_template, script).await?;
+            let (email, sms, script) = (campaign.email_template_id, campaign.sms_template_id, campaign.phone_script_id);
+            let content = load_content(&mut tx, tenant, channel, email, sms, script).await?;
             ctx.templates.put(tenant, template, &content);
             content
         }
     };
-    // The attempt (`sending`) is durable from here: whatever happens next, this recipient
-    // is never claimed again.
+    // The attempts (`sending`) are durable from here: whatever happens next, these
+    // recipients are never claimed again.
     tx.commit().await?;
 
-    // The provider call and the record of its outcome run detached from the job: the
-    // worker's timeout drops the handler, never the step between the provider's answer and
-    // its record. A worker that dies here leaves `sending`, which the sweep turns `unknown`.
+    // The provider calls and the record of their outcomes run detached from the job: the
+    // worker's timeout drops the handler, never the step between the provider's answers
+    // and their record. A worker that dies here leaves `sending`, which the sweep turns
+    // `unknown`.
     let last_try = job.attempts >= job.payload.max_tries;
-    let attempt = Attempt { ctx: ctx.clone(), job: r, claim, channel, target, content, last_try };
+    let attempt = Attempt { ctx: ctx.clone(), job: r, claim, channel, targets: to_send, content, last_try };
     tokio::spawn(attempt.run()).await.map_err(JobError::retry_because)?
 }
 
-/// Why the tenant must not contact this recipient on `channel` (see `suppressions`).
+/// Which claimed recipients the tenant must not contact on `channel`, with why (see
+/// `suppressions`): one query for the job.
 async fn suppressed(
     conn: &mut sqlx::PgConnection,
     tenant: TenantId,
     channel: Channel,
-    target: &Target,
-) -> Result<Option<String>, sqlx::Error> {
-    let (kind, raw) = match channel {
-        Channel::Email => ("email", target.email.as_deref()),
-        _ => ("phone", target.phone.as_deref()),
+    targets: &[(Uuid, Target)],
+) -> Result<std::collections::HashMap<Uuid, String>, sqlx::Error> {
+    let kind = match channel {
+        Channel::Email => "email",
+        _ => "phone",
     };
-    let Some(normal) = raw.and_then(|t| crate::suppressions::normalise(kind, t).ok()) else { return Ok(None) };
-    crate::suppressions::reason(conn, tenant, kind, &normal).await
+    let normal: Vec<(Uuid, String)> = targets
+        .iter()
+        .filter_map(|(id, t)| {
+            let raw = if channel == Channel::Email { t.email.as_deref() } else { t.phone.as_deref() };
+            Some((*id, crate::suppressions::normalise(kind, raw?).ok()?))
+        })
+        .collect();
+    let list: Vec<String> = normal.iter().map(|(_, n)| n.clone()).collect();
+    let reasons = crate::suppressions::reasons(conn, tenant, kind, &list).await?;
+    Ok(normal.into_iter().filter_map(|(id, n)| Some((id, reasons.get(&n)?.clone()))).collect())
 }
 
-/// One claimed send: the provider call and the record of what it did.
+/// One run's claimed sends: the provider calls and the record of what they did.
 struct Attempt {
     ctx: JobContext,
-    job: SendToRecipient,
+    job: SendToRecipients,
     claim: Uuid,
     channel: Channel,
-    target: Target,
+    targets: Vec<(Uuid, Target)>,
     content: Content,
     /// The job has no retry left: a retryable failure is recorded as failed.
     last_try: bool,
@@ -251,14 +290,60 @@ struct Attempt {
 
 impl Attempt {
     async fn run(self) -> Result<(), JobError> {
-        let (ctx, r, target) = (&self.ctx, &self.job, &self.target);
+        let (ctx, this) = (&self.ctx, &self);
+        let sends = self.targets.iter().map(|(id, target)| async move { (*id, this.deliver(*id, target).await) });
+        let results = futures_util::future::join_all(sends).await;
+        let (mut ends, mut retry, mut failed) = (Vec::with_capacity(results.len()), None, None);
+        for (id, result) in results {
+            let end = match result {
+                Ok(message_id) => Finish::Sent(message_id),
+                Err(e) if e.may_have_been_sent() => {
+                    // Counted and shown (`unknown`), never retried: a retry could send twice.
+                    tracing::warn!(error = %e, "send outcome unknown; the recipient will not be retried");
+                    metrics::counter!("campaign_sends_unknown_total", "channel" => self.channel.name()).increment(1);
+                    Finish::Unknown(e.to_string())
+                }
+                Err(e @ ProviderError::Retryable { .. }) if !self.last_try => {
+                    let end = Finish::Release(e.to_string());
+                    retry.get_or_insert(e);
+                    end
+                }
+                Err(e) => {
+                    let end = Finish::Failed(e.to_string());
+                    failed.get_or_insert((0usize, e)).0 += 1;
+                    end
+                }
+            };
+            ends.push((id, end));
+        }
+        record(ctx, &self.job, self.claim, &ends).await?;
+        // After the commit, not in it: two sends finishing together would each see the
+        // other's recipients still open inside their own transactions.
+        store::complete_if_done(&ctx.pool, TenantId::from_uuid(self.job.tenant_id), self.job.campaign_id).await?;
+        // A retry re-claims only what was released (and what failed: certainly not sent,
+        // so trying again cannot double it); what was sent or is unknown stays.
+        if let Some(e) = retry {
+            return Err(JobError::from(e));
+        }
+        match failed {
+            Some((n, e)) => Err(JobError::fail_because(
+                anyhow::Error::new(e).context(format!("{n} of {} recipients failed", ends.len())),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// One recipient's provider call.
+    async fn deliver(&self, recipient: Uuid, target: &Target) -> Result<String, ProviderError> {
+        let (ctx, r) = (&self.ctx, &self.job);
         let fields = merge_fields(target);
-        let result = match (&self.content, self.channel) {
+        let to = Recipient { tenant: TenantId::from_uuid(r.tenant_id), campaign: r.campaign_id, id: recipient };
+        match (&self.content, self.channel) {
             (Content::Email { subject, html, text }, Channel::Email) => {
-                send_email(ctx, r, target, &fields, subject, html, text.as_deref()).await
+                send_email(ctx, to, target, &fields, subject, html, text.as_deref()).await
             }
-            (Content::Sms(body), Channel::Sms) => send_sms(ctx, r, target, &fields, body).await,
-            (Content::Script(script), Channel::Phone) => call(ctx, r, target, &fields, script).await,
+            (Content::Sms(body), Channel::Sms) => send_sms(ctx, to, target, &fields, body).await,
+            (Content::Script(script), Channel::Phone) => call(ctx, to, target, &fields, script).await,
             (Content::Missing(what), _) => {
                 Err(ProviderError::Rejected { provider: "campaign", reason: what.clone(), source: None })
             }
@@ -267,62 +352,58 @@ impl Attempt {
                 reason: "template does not match the channel".into(),
                 source: None,
             }),
-        };
-        let reason = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
-        let (finish, outcome) = match &result {
-            Ok(message_id) => (Finish::Sent(message_id), Ok(())),
-            Err(e) if e.may_have_been_sent() => {
-                // Counted and shown (`unknown`), never retried: a retry could send twice.
-                tracing::warn!(error = %e, "send outcome unknown; the recipient will not be retried");
-                metrics::counter!("campaign_sends_unknown_total", "channel" => self.channel.name()).increment(1);
-                (Finish::Unknown(&reason), Ok(()))
-            }
-            Err(ProviderError::Retryable { .. }) if !self.last_try => {
-                (Finish::Release(&reason), Err(JobError::from(result.as_ref().unwrap_err().clone())))
-            }
-            Err(e) => (Finish::Failed(&reason), Err(JobError::fail_because(e.clone()))),
-        };
-        record(ctx, r, self.claim, finish).await?;
-        // After the commit, not in it: two sends finishing together would each see the
-        // other's recipient still open inside their own transactions.
-        store::complete_if_done(&ctx.pool, TenantId::from_uuid(r.tenant_id), r.campaign_id).await?;
-        outcome
+        }
     }
 }
 
-/// Records a send's outcome, retrying the write (not the send) with backoff for about six
+/// Who one provider call is for.
+#[derive(Clone, Copy)]
+struct Recipient {
+    tenant: TenantId,
+    campaign: Uuid,
+    id: Uuid,
+}
+
+/// Records sends' outcomes, retrying the write (not the sends) with backoff for about six
 /// seconds: a provider's answer is never lost to a short database outage. If Postgres stays
-/// away longer, the recipient stays `sending` and the sweep makes it `unknown` (the one
+/// away longer, the recipients stay `sending` and the sweep makes them `unknown` (the one
 /// gap of the protocol: a message SES accepted can end `unknown`, never sent twice).
-async fn record(ctx: &JobContext, r: &SendToRecipient, claim: Uuid, how: Finish<'_>) -> Result<(), JobError> {
+async fn record(ctx: &JobContext, r: &SendToRecipients, claim: Uuid, ends: &[(Uuid, Finish)]) -> Result<(), JobError> {
     let tenant = TenantId::from_uuid(r.tenant_id);
     let mut wait = std::time::Duration::from_millis(50);
     let mut tries = 0;
     loop {
         let result = async {
             let mut tx = db::begin_tenant(&ctx.pool, tenant).await?;
-            let recorded = store::finish(&mut tx, tenant, r.recipient_id, claim, how).await?;
+            let recorded = store::finish(&mut tx, tenant, claim, ends).await?;
             tx.commit().await?;
-            Ok::<bool, sqlx::Error>(recorded)
+            Ok::<u64, sqlx::Error>(recorded)
         }
         .await;
         match result {
-            Ok(true) => return Ok(()),
-            Ok(false) => {
-                tracing::warn!(?how, "the claim had expired before the outcome was recorded");
+            Ok(n) => {
+                if n < ends.len() as u64 {
+                    tracing::warn!(
+                        recorded = n,
+                        outcomes = ends.len(),
+                        "claims had expired before outcomes were recorded"
+                    );
+                }
                 return Ok(());
             }
             Err(e) if tries < 7 => {
                 tries += 1;
-                tracing::warn!(error = %e, tries, "outcome not recorded yet; retrying the write");
+                tracing::warn!(error = %e, tries, "outcomes not recorded yet; retrying the write");
                 tokio::time::sleep(wait).await;
                 wait = wait.saturating_mul(2);
             }
             Err(e) => {
-                if let Finish::Sent(id) = how {
-                    tracing::error!(provider_message_id = id, "accepted by the provider but not recorded");
+                for (_, end) in ends {
+                    if let Finish::Sent(id) = end {
+                        tracing::error!(provider_message_id = id, "accepted by the provider but not recorded");
+                    }
                 }
-                return Err(JobError::retry_because(anyhow::Error::new(e).context("recording the send's outcome")));
+                return Err(JobError::retry_because(anyhow::Error::new(e).context("recording the sends' outcomes")));
             }
         }
     }
@@ -488,7 +569,7 @@ pub fn build_email(
 
 async fn send_email(
     ctx: &JobContext,
-    r: &SendToRecipient,
+    r: Recipient,
     target: &Target,
     fields: &[(String, String)],
     subject: &str,
@@ -501,7 +582,7 @@ async fn send_email(
         reason: "the customer has no e-mail address".into(),
         source: None,
     })?;
-    let who = RecipientRef { tenant: TenantId::from_uuid(r.tenant_id), recipient: r.recipient_id };
+    let who = RecipientRef { tenant: r.tenant, recipient: r.id };
     let links = Links::new(&ctx.settings.app_url, ctx.settings.app_key.expose(), who);
     let mime = build_email(&ctx.settings.mail_from, to, &links, fields, subject, html, text)?;
     rate::acquire(&ctx.queue, "ses", ctx.settings.ses_rate_per_sec).await;
@@ -521,26 +602,26 @@ fn twilio_to<'a>(ctx: &'a JobContext, target: &'a Target) -> Result<(&'a twilio:
 
 async fn send_sms(
     ctx: &JobContext,
-    r: &SendToRecipient,
+    r: Recipient,
     target: &Target,
     fields: &[(String, String)],
     body: &str,
 ) -> Result<String, ProviderError> {
     let (client, to) = twilio_to(ctx, target)?;
-    let callback = format!("{}/api/v1/outbound/sms/campaigns/{}/sms-status", ctx.settings.app_url, r.campaign_id);
+    let callback = format!("{}/api/v1/outbound/sms/campaigns/{}/sms-status", ctx.settings.app_url, r.campaign);
     rate::acquire(&ctx.queue, "twilio", ctx.settings.twilio_rate_per_sec).await;
     client.send_sms(to, &render(body, fields), &callback).await
 }
 
 async fn call(
     ctx: &JobContext,
-    r: &SendToRecipient,
+    r: Recipient,
     target: &Target,
     fields: &[(String, String)],
     script: &str,
 ) -> Result<String, ProviderError> {
     let (client, to) = twilio_to(ctx, target)?;
-    let callback = format!("{}/api/v1/outbound/phone/campaigns/{}/call-status", ctx.settings.app_url, r.campaign_id);
+    let callback = format!("{}/api/v1/outbound/phone/campaigns/{}/call-status", ctx.settings.app_url, r.campaign);
     rate::acquire(&ctx.queue, "twilio", ctx.settings.twilio_rate_per_sec).await;
     client.make_call(to, &twilio::say_twiml(&render(script, fields)), &callback).await
 }

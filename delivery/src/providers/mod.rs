@@ -170,6 +170,11 @@ pub struct DeliverySettings {
     /// Per-second send caps shared by all workers (`SES_RATE_PER_SEC`, `TWILIO_RATE_PER_SEC`).
     pub ses_rate_per_sec: u32,
     pub twilio_rate_per_sec: u32,
+    /// `SEND_BATCH_SIZE` (1-100, default 25): recipients per campaign send job. A job claims
+    /// them in one statement, calls the provider for them concurrently and records their
+    /// outcomes in one statement; never more than the channel's per-second cap, so a job
+    /// does not hold claims while it waits for the cap.
+    pub send_batch: usize,
     /// `QUEUE_BACKOFF_BASE_MS`: overrides every job kind's first-retry wait (tests, drills).
     pub backoff_base: Option<Duration>,
     /// A recipient claimed by a send that has not finished within this time (the queue's
@@ -214,6 +219,15 @@ impl DeliverySettings {
             sales_email: non_empty("SALES_NOTIFICATION_EMAIL"),
             ses_rate_per_sec: number(&get, "SES_RATE_PER_SEC", 14)?,
             twilio_rate_per_sec: number(&get, "TWILIO_RATE_PER_SEC", 1)?,
+            send_batch: match number(&get, "SEND_BATCH_SIZE", 25usize)? {
+                n @ 1..=100 => n,
+                n => {
+                    return Err(SettingsError {
+                        name: "SEND_BATCH_SIZE",
+                        reason: format!("{n} is not between 1 and 100"),
+                    });
+                }
+            },
             backoff_base: (backoff_ms > 0).then(|| Duration::from_millis(backoff_ms)),
             claim_lease,
         })

@@ -36,17 +36,45 @@ impl Job for DispatchCampaign {
     }
 }
 
-/// `SendEmailCampaign`, `SendSMS`, `MakePhoneCall`: one recipient of a campaign.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendToRecipient {
+/// `SendEmailCampaign`, `SendSMS`, `MakePhoneCall`: recipients of one campaign, sent by
+/// one job (claimed in one statement, sent concurrently, recorded in one statement).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SendToRecipients {
     pub tenant_id: Uuid,
     pub campaign_id: Uuid,
-    pub recipient_id: Uuid,
+    /// The one recipient of a job queued before sends were batched; read, never written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipient_ids: Vec<Uuid>,
     #[serde(skip)]
     pub on: Option<JobKind>,
 }
 
-impl Job for SendToRecipient {
+impl SendToRecipients {
+    pub fn new(tenant_id: Uuid, campaign_id: Uuid, recipient_ids: Vec<Uuid>, on: JobKind) -> Self {
+        Self { tenant_id, campaign_id, recipient_id: None, recipient_ids, on: Some(on) }
+    }
+
+    /// Every recipient the job names, each once, in order.
+    pub fn recipients(&self) -> Vec<Uuid> {
+        let mut out: Vec<Uuid> = Vec::with_capacity(self.recipient_ids.len() + 1);
+        for id in self.recipient_id.iter().chain(&self.recipient_ids) {
+            if !out.contains(id) {
+                out.push(*id);
+            }
+        }
+        out
+    }
+
+    /// The same job without `gone`; `None` when no recipient is left.
+    pub fn without(&self, gone: &[Uuid]) -> Option<Self> {
+        let left: Vec<Uuid> = self.recipients().into_iter().filter(|id| !gone.contains(id)).collect();
+        (!left.is_empty()).then(|| Self { recipient_id: None, recipient_ids: left, ..self.clone() })
+    }
+}
+
+impl Job for SendToRecipients {
     fn kind(&self) -> JobKind {
         self.on.unwrap_or(super::SEND_EMAIL_CAMPAIGN)
     }
@@ -123,10 +151,16 @@ mod tests {
         let k = Uuid::now_v7();
         let job = GenerateEmbedding { tenant_id: t, knowledge_id: Some(k), article_id: None };
         assert_eq!(serde_json::to_value(&job).unwrap(), serde_json::json!({"tenant_id": t, "knowledge_id": k}));
-        let send = SendToRecipient { tenant_id: t, campaign_id: k, recipient_id: t, on: Some(super::super::SEND_SMS) };
+        let send = SendToRecipients::new(t, k, vec![t, k], super::super::SEND_SMS);
         let p = send.payload().unwrap();
         assert_eq!(p.job, "SendSMS");
         assert_eq!(p.queue, "sms");
-        assert_eq!(p.data, serde_json::json!({"tenant_id": t, "campaign_id": k, "recipient_id": t}));
+        assert_eq!(p.data, serde_json::json!({"tenant_id": t, "campaign_id": k, "recipient_ids": [t, k]}));
+        // A job queued before sends were batched names one recipient.
+        let old: SendToRecipients =
+            serde_json::from_value(serde_json::json!({"tenant_id": t, "campaign_id": k, "recipient_id": k})).unwrap();
+        assert_eq!(old.recipients(), vec![k]);
+        assert_eq!(send.without(&[t]).map(|s| s.recipients()), Some(vec![k]));
+        assert!(send.without(&[t, k]).is_none());
     }
 }

@@ -85,7 +85,8 @@ impl JobKind {
     }
 }
 
-/// What goes onto the list. Never rewritten once pushed: the attempt count lives in Redis.
+/// What goes onto the list. Never rewritten once pushed (the attempt count lives in Redis),
+/// except by an erasure ([`Queue::edit_matching`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobPayload {
     pub uuid: Uuid,
@@ -141,6 +142,21 @@ pub struct Undecodable {
     pub error: String,
 }
 
+/// What [`Queue::edit_matching`] does to one job.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    Keep,
+    Remove,
+    Replace(JobPayload),
+}
+
+/// How many jobs [`Queue::edit_matching`] removed and rewrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Edited {
+    pub removed: u64,
+    pub rewritten: u64,
+}
+
 /// How many jobs wait, are delayed, and are held by workers.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct QueueSizes {
@@ -185,6 +201,23 @@ if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then
   return 1
 end
 return 0
+";
+
+/// Removes a job from a list; pushes its replacement (if any) at the tail. KEYS[1] the
+/// list; ARGV[1] the job; ARGV[2] the replacement or ''.
+const REPLACE_IN_LIST: &str = r"
+local n = redis.call('LREM', KEYS[1], 0, ARGV[1])
+if n > 0 and ARGV[2] ~= '' then redis.call('RPUSH', KEYS[1], ARGV[2]) end
+return n
+";
+
+/// Removes a job from a sorted set; adds its replacement (if any) with the same score.
+const REPLACE_IN_SET: &str = r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[1], s, ARGV[2]) end
+return 1
 ";
 
 const ACK: &str = r"
@@ -362,25 +395,53 @@ impl Queue {
         Ok(moved == 1)
     }
 
-    /// Removes every job of `queue` (ready, delayed or reserved) whose payload `matches`;
-    /// returns how many went. For erasure: a job about a person who is gone must not stay
-    /// in Redis. Read in pages of 1,000 so a long queue is not one reply; a job a worker
-    /// takes meanwhile is simply not found (its handler finds its rows gone).
-    #[tracing::instrument(name = "queue.remove_matching", skip(self, matches))]
-    pub async fn remove_matching(&self, queue: &str, matches: impl Fn(&JobPayload) -> bool) -> Result<u64, QueueError> {
+    /// Applies `edit` to every job of `queue` (ready, delayed or reserved): a job may stay,
+    /// go, or be replaced by another payload (same place in the delayed and reserved sets,
+    /// the tail of the ready list). For erasure: a job about a person who is gone must not
+    /// stay in Redis, and a send job naming them among others loses only their id. Each
+    /// change is one Lua script (a crash never loses the job being rewritten). Read in
+    /// pages of 1,000 so a long queue is not one reply; a job a worker takes meanwhile is
+    /// simply not found (its handler finds its rows gone). `edit` must be idempotent: a
+    /// rewritten job at the tail of the list may be read again.
+    #[tracing::instrument(name = "queue.edit_matching", skip(self, edit))]
+    pub async fn edit_matching(&self, queue: &str, edit: impl Fn(&JobPayload) -> Edit) -> Result<Edited, QueueError> {
         const PAGE: isize = 1000;
         let mut conn = self.conn.clone();
-        let mut removed = 0u64;
+        let mut done = Edited::default();
+        let mut apply = async |key: &str, raw: &str, list: bool| -> Result<isize, QueueError> {
+            let Ok(payload) = serde_json::from_str::<JobPayload>(raw) else { return Ok(0) };
+            let new = match edit(&payload) {
+                Edit::Keep => return Ok(0),
+                Edit::Remove => String::new(),
+                Edit::Replace(p) => serde_json::to_string(&p)?,
+            };
+            let n: i64 = Script::new(if list { REPLACE_IN_LIST } else { REPLACE_IN_SET })
+                .key(key)
+                .arg(raw)
+                .arg(&new)
+                .invoke_async(&mut conn)
+                .await?;
+            if n > 0 {
+                if new.is_empty() {
+                    done.removed += n as u64;
+                } else {
+                    done.rewritten += n as u64;
+                }
+            }
+            Ok(n.max(0) as isize)
+        };
         let list = self.list_key(queue);
         let mut start = 0isize;
         loop {
-            let raw: Vec<String> =
-                redis::cmd("LRANGE").arg(&list).arg(start).arg(start + PAGE - 1).query_async(&mut conn).await?;
+            let raw: Vec<String> = redis::cmd("LRANGE")
+                .arg(&list)
+                .arg(start)
+                .arg(start + PAGE - 1)
+                .query_async(&mut self.conn.clone())
+                .await?;
             let mut gone = 0isize;
-            for r in raw.iter().filter(|r| serde_json::from_str::<JobPayload>(r).is_ok_and(|p| matches(&p))) {
-                let n: i64 = redis::cmd("LREM").arg(&list).arg(0).arg(r).query_async(&mut conn).await?;
-                gone += n as isize;
-                removed += n.max(0) as u64;
+            for r in &raw {
+                gone += apply(&list, r, true).await?;
             }
             if (raw.len() as isize) < PAGE {
                 break;
@@ -389,13 +450,13 @@ impl Queue {
         }
         for part in ["delayed", "reserved"] {
             let key = self.key(queue, part);
-            let raw: Vec<String> = redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(&mut conn).await?;
-            for r in raw.iter().filter(|r| serde_json::from_str::<JobPayload>(r).is_ok_and(|p| matches(&p))) {
-                let n: i64 = redis::cmd("ZREM").arg(&key).arg(r).query_async(&mut conn).await?;
-                removed += n.max(0) as u64;
+            let raw: Vec<String> =
+                redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn.clone()).await?;
+            for r in &raw {
+                apply(&key, r, false).await?;
             }
         }
-        Ok(removed)
+        Ok(done)
     }
 
     /// Forgets how many times a job was taken (before a retry from `failed_jobs`).

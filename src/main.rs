@@ -9,6 +9,7 @@ macro_rules! out {
     }};
 }
 
+mod import;
 mod ingest;
 mod operations;
 mod pipelines;
@@ -76,6 +77,9 @@ enum Command {
     Tenant(TenantCommand),
     /// Load data: `--demo` creates the demo tenant with sample records.
     Seed(SeedArgs),
+    /// Import records: `customers FILE --tenant SLUG [--dry-run] [--map HEADER=FIELD]`.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Print the OpenAPI document (JSON) to stdout. Needs no database.
     Openapi,
     /// Benchmarks: print the figure and a baseline from the same run.
@@ -193,6 +197,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Schedule(cmd) => operations::schedule(config, cmd).await,
         Command::Queue(cmd) => operations::queue(config, cmd).await,
         Command::Outbound(cmd) => operations::outbound(config, cmd).await,
+        Command::Import(cmd) => import::run(config, cmd).await,
         Command::Stripe(cmd) => operations::stripe(config, cmd).await,
         Command::Search(cmd) => operations::search(config, cmd).await,
         Command::Ingest(args) => ingest::run(config, args).await,

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use clap::{Args, Subcommand};
-use fibonacco_api::{Application, startup::shutdown_signal};
+use fibonacco_api::{Application, customers::import::WithImports, startup::shutdown_signal};
 use fibonacco_delivery::{
     JobContext,
     providers::{DeliverySettings, Providers},
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// Comma-separated queues (default: emails,sms,calls,tts,embeddings).
+    /// Comma-separated queues (default: emails,sms,calls,tts,embeddings,imports).
     #[arg(long, value_delimiter = ',')]
     queue: Vec<String>,
     /// Jobs run at once per queue.
@@ -217,7 +217,12 @@ pub async fn worker(config: Config, args: WorkerArgs) -> anyhow::Result<()> {
     let ctx = job_context(&config, &bg, &queues)?;
     let options = worker_options(&config, &ctx, queues, args.concurrency);
     eprintln!("fibonacco worker on {} (concurrency {} each)", options.queues.join(","), options.concurrency);
-    let worker = Worker::new(bg.queue.clone(), bg.pool.clone(), Arc::new(ctx), options);
+    let worker = Worker::new(
+        bg.queue.clone(),
+        bg.pool.clone(),
+        Arc::new(WithImports { pool: bg.pool.clone(), inner: ctx }),
+        options,
+    );
     let stats = worker.run(shutdown_signal()).await;
     let (ok, retried, failed) = stats.snapshot();
     eprintln!("worker stopped: {ok} succeeded, {retried} retried, {failed} failed");
@@ -383,7 +388,12 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    let worker = Worker::new(bg.queue.clone(), bg.pool.clone(), Arc::new(ctx), options);
+    let worker = Worker::new(
+        bg.queue.clone(),
+        bg.pool.clone(),
+        Arc::new(WithImports { pool: bg.pool.clone(), inner: ctx }),
+        options,
+    );
     let worker = tokio::spawn(worker.run(wait_for(stop_rx.clone())));
     let sched = Scheduler::new(bg.pool.clone(), bg.queue.clone()).with_retry_after(config.queue_retry_after);
     let sched_rx = stop_rx.clone();

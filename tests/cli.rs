@@ -94,3 +94,40 @@ async fn a_reader_that_stops_early_ends_the_command_quietly() {
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn import_customers_runs_in_the_process_and_a_second_run_creates_nobody() {
+    let app = TestApp::spawn().await;
+    let slug: String = sqlx::query_scalar("select slug from tenants where id = $1")
+        .bind(app.tenant_a)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("fib-import-{}.csv", uuid::Uuid::now_v7()));
+    // The CLI reads the file as it is: a NUL in a cell is that row's error, not the file's.
+    std::fs::write(&file, "Kunde,Mail,Stadt\nAda,ada@example.com,London\nBob,bob@example.com,Ber\0lin\n").unwrap();
+    let path = file.to_str().unwrap();
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import", "customers", path, "--tenant", &slug, "--map", "Kunde=name", "--json"];
+        args.extend_from_slice(extra);
+        cli(&app.db.url).args(&args).output().unwrap()
+    };
+    let out = import(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let done: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((done["created_count"].as_i64(), done["error_rows"].as_i64()), (Some(1), Some(1)), "{stdout}");
+    assert!(stdout.contains("3,custom.stadt,contains a NUL character"), "the report is printed: {stdout}");
+    let again = import(&[]);
+    let stdout = String::from_utf8(again.stdout).unwrap();
+    let done: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((done["created_count"].as_i64(), done["unchanged_count"].as_i64()), (Some(0), Some(1)), "{stdout}");
+    let (_, list) = app.get("/api/v1/customers", &app.token_a).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"][0]["metadata"]["stadt"], "London");
+
+    let refused = import(&["--map", "Nope=email"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("mapping.Nope"), "a clear error");
+    std::fs::remove_file(&file).unwrap();
+}

@@ -12,6 +12,7 @@ mod customers;
 mod fairness;
 mod generation;
 mod hostile;
+mod imports;
 mod knowledge;
 mod learning;
 mod migrations;

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod deliverability;
+pub mod import;
 pub mod ingest;
 pub mod pipelines;
 pub mod queue;
@@ -29,6 +30,8 @@ pub enum BenchArea {
     Deliverability(deliverability::DeliverabilityBench),
     /// Jobs/s through the Redis queue (no-op handler) and sends/s of an e-mail campaign.
     Queue(queue::QueueBench),
+    /// Rows/s of a customer CSV import (new, unchanged, changed) against COPY of the file.
+    Import(import::ImportBench),
     /// Embedding throughput, and vector search latency and recall@10 with a tenant filter.
     Search(search::SearchBench),
     /// Changes/s from the WAL into the Parquet lake vs `pg_recvlogical`, peak RSS, and
@@ -44,6 +47,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchArea::Api(a) => api::run(a).await,
         BenchArea::Deliverability(a) => deliverability::run(a).await,
         BenchArea::Queue(a) => queue::run(a).await,
+        BenchArea::Import(a) => import::run(a).await,
         BenchArea::Search(a) => search::run(a).await,
         BenchArea::Ingest(a) => ingest::run(a).await,
         BenchArea::Pipelines(a) => pipelines::run(a).await,

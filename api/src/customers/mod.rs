@@ -4,6 +4,7 @@
 //! tenant-scoped transaction, and the handlers here only wire the two together.
 
 pub mod erasure;
+pub mod import;
 pub mod input;
 pub mod personal_data;
 pub mod scores;
@@ -41,6 +42,13 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}/export-personal-data", axum::routing::post(personal_data::export))
         .route("/customers/{id}/erase", axum::routing::post(erasure::erase))
         .route("/erasures/{id}", get(erasure::show))
+        .route(
+            "/customers/import",
+            axum::routing::post(import::create)
+                .layer(axum::extract::DefaultBodyLimit::max(import::MAX_FILE_BYTES + 1024 * 1024)),
+        )
+        .route("/imports/{id}", get(import::show))
+        .route("/imports/{id}/errors", get(import::errors))
 }
 
 /// List customers, newest first, with search and filters.

@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{GENERATE_EMBEDDING, GENERATE_TTS, JobKind, JobPayload, Queue, QueueError, SEND_SALES_NOTIFICATION};
+use super::{
+    GENERATE_EMBEDDING, GENERATE_TTS, IMPORT_CUSTOMERS, JobKind, JobPayload, Queue, QueueError, SEND_SALES_NOTIFICATION,
+};
 use crate::TenantId;
 
 /// A payload that knows the kind of job it is.
@@ -129,6 +131,19 @@ pub struct SendSalesNotification {
 impl Job for SendSalesNotification {
     fn kind(&self) -> JobKind {
         SEND_SALES_NOTIFICATION
+    }
+}
+
+/// `ImportCustomers`: run (or resume) one customer import.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportCustomers {
+    pub tenant_id: Uuid,
+    pub import_id: Uuid,
+}
+
+impl Job for ImportCustomers {
+    fn kind(&self) -> JobKind {
+        IMPORT_CUSTOMERS
     }
 }
 

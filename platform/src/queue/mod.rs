@@ -49,9 +49,13 @@ pub const SEND_SALES_NOTIFICATION: JobKind =
     JobKind { name: "SendSalesNotification", queue: "emails", max_tries: 5, backoff_secs: 30 };
 pub const GENERATE_EMBEDDING: JobKind =
     JobKind { name: "GenerateEmbedding", queue: "embeddings", max_tries: 5, backoff_secs: 300 };
-/// Resolves a running campaign's recipients into one send job each (on the channel's queue).
+/// Resolves a running campaign's recipients into send jobs (on the channel's queue).
 pub const DISPATCH_CAMPAIGN: JobKind =
     JobKind { name: "DispatchCampaign", queue: "emails", max_tries: 10, backoff_secs: 5 };
+/// Runs (or resumes) a customer import; on a queue of its own so a large file does not
+/// hold up sends.
+pub const IMPORT_CUSTOMERS: JobKind =
+    JobKind { name: "ImportCustomers", queue: "imports", max_tries: 5, backoff_secs: 10 };
 
 /// Every job the platform knows, for lookups by name (retries from `failed_jobs`).
 pub const KINDS: &[JobKind] = &[
@@ -62,10 +66,11 @@ pub const KINDS: &[JobKind] = &[
     SEND_SALES_NOTIFICATION,
     GENERATE_EMBEDDING,
     DISPATCH_CAMPAIGN,
+    IMPORT_CUSTOMERS,
 ];
 
 /// The queues workers listen on by default.
-pub const QUEUES: &[&str] = &["emails", "sms", "calls", "tts", "embeddings"];
+pub const QUEUES: &[&str] = &["emails", "sms", "calls", "tts", "embeddings", "imports"];
 
 pub fn kind_named(name: &str) -> Option<JobKind> {
     KINDS.iter().copied().find(|k| k.name == name)

@@ -1,0 +1,186 @@
+//! Customer import from CSV, end to end: upload, the queued job, upsert by e-mail or
+//! phone, the error report, dry runs, re-imports and another tenant's view.
+
+use std::time::Duration;
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use fibonacco_api::{customers::import::WithImports, testing::TestApp};
+use fibonacco_platform::{
+    TenantId, db,
+    queue::{Handler, JobError, Reserved},
+};
+use futures_util::future::BoxFuture;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Fails any job that is not an import: the test's queue only carries imports.
+struct NothingElse;
+
+impl Handler for NothingElse {
+    fn handle<'a>(&'a self, job: &'a Reserved) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move { Err(JobError::fail(format!("unexpected job {}", job.payload.job))) })
+    }
+}
+
+/// Runs the next job on the `imports` queue the way a worker does.
+async fn run_next_import(app: &TestApp) {
+    let job = app.state.queue.pop("imports", Duration::from_secs(60)).await.unwrap().unwrap().unwrap();
+    let worker = WithImports { pool: app.db.pool.clone(), inner: NothingElse };
+    worker.handle(&job).await.unwrap();
+    app.state.queue.ack(&job).await.unwrap();
+}
+
+async fn upload(app: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
+    app.send("POST", "/api/v1/customers/import", Some(token), Some(body)).await
+}
+
+/// Uploads and runs an import; returns the finished import.
+async fn import(app: &TestApp, csv: &str, dry_run: bool) -> Value {
+    let (s, queued) =
+        upload(app, &app.token_a, json!({"csv": csv, "file_name": "people.csv", "dry_run": dry_run})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["data"]["status"], "queued");
+    run_next_import(app).await;
+    let id = queued["data"]["id"].as_str().unwrap();
+    let (s, done) = app.get(&format!("/api/v1/imports/{id}"), &app.token_a).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["data"]["status"], "completed", "{done}");
+    done["data"].clone()
+}
+
+async fn customers(app: &TestApp, tenant: TenantId) -> Vec<(String, Option<String>, Option<String>, Value)> {
+    let mut tx = db::begin_tenant(&app.db.pool, tenant).await.unwrap();
+    let rows =
+        sqlx::query_as("select name, email, phone, metadata from crm_customers where tenant_id = $1 order by name")
+            .bind(tenant)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    rows
+}
+
+fn counts(import: &Value) -> [i64; 6] {
+    ["created_count", "updated_count", "unchanged_count", "duplicate_rows", "error_rows", "processed_rows"]
+        .map(|k| import[k].as_i64().unwrap())
+}
+
+const FILE: &str = "First Name,Last Name,E-mail Address,Mobile,Tags,Plan
+Ada,Lovelace,ADA@example.com,,vip;speaker,gold
+Bob,Builder,bob@example.com,,,
+Bob,Builder,Bob@Example.com,+1 555 010 2000,new,
+Carol,,,+15550103000,,silver
+Dan,,not-an-address,,,
+Eve,,,,,
+Fay,,fay@example.com
+,,nobody@example.com,,,
+";
+
+#[tokio::test]
+async fn an_import_upserts_by_email_or_phone_and_never_creates_anyone_twice() {
+    let app = TestApp::spawn().await;
+    let ada = app
+        .customer(&app.token_a, json!({"name": "Ada", "email": "ada@example.com", "metadata": {"tags": ["early"]}}))
+        .await;
+    let before = customers(&app, app.tenant_a).await;
+
+    // A dry run counts and reports, and writes nothing.
+    let dry = import(&app, FILE, true).await;
+    assert_eq!(counts(&dry), [2, 1, 0, 1, 4, 8], "created, updated, unchanged, duplicates, errors, rows: {dry}");
+    assert_eq!(customers(&app, app.tenant_a).await, before, "a dry run writes no customer");
+
+    let first = import(&app, FILE, false).await;
+    assert_eq!(counts(&first), [2, 1, 0, 1, 4, 8], "{first}");
+    let people = customers(&app, app.tenant_a).await;
+    let names: Vec<&str> = people.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, vec!["Ada Lovelace", "Bob Builder", "Carol"], "Bob once, however often the file names him");
+    let (_, email, _, metadata) = &people[0];
+    assert_eq!(email.as_deref(), Some("ada@example.com"), "the stored address keeps its letter case");
+    assert_eq!(metadata["tags"], json!(["early", "vip", "speaker"]), "tags are added, never dropped");
+    assert_eq!(metadata["plan"], "gold");
+    assert_eq!(people[1].2.as_deref(), Some("+15550102000"), "the duplicate row filled Bob's phone");
+    assert_eq!(people[1].3["tags"], json!(["new"]));
+    let (_, shown) = app.get(&format!("/api/v1/customers/{}", ada["id"].as_str().unwrap()), &app.token_a).await;
+    assert_eq!(shown["data"]["name"], "Ada Lovelace", "the existing customer was updated in place");
+
+    // The same file again: nobody new, nothing to change.
+    let again = import(&app, FILE, false).await;
+    assert_eq!(counts(&again), [0, 0, 4, 1, 4, 8], "{again}");
+    assert_eq!(customers(&app, app.tenant_a).await.len(), 3);
+
+    // The report: each refused row with the field and why, never the value.
+    let id = first["id"].as_str().unwrap();
+    let req = Request::get(format!("/api/v1/imports/{id}/errors"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.token_a))
+        .body(Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    let report = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "row,field,message");
+    let rows: Vec<String> = lines[1..].iter().map(|l| l.splitn(3, ',').take(2).collect::<Vec<_>>().join(",")).collect();
+    assert_eq!(rows, ["6,email", "7,email", "8,row", "9,name"], "{report}");
+    assert!(!report.contains("not-an-address") && !report.contains("nobody@"), "{report}");
+
+    // Another tenant sees neither the import nor its report, and got no customer.
+    for path in [format!("/api/v1/imports/{id}"), format!("/api/v1/imports/{id}/errors")] {
+        let (s, _) = app.get(&path, &app.token_b).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert!(customers(&app, app.tenant_b).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_that_cannot_be_imported_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let t = app.token_a.clone();
+    for (body, field) in [
+        (json!({}), "csv"),
+        (json!({"csv": "  "}), "csv"),
+        (json!({"csv": "Name,City\nAda,London\n"}), "mapping"),
+        (json!({"csv": "Name,Email\n"}), "csv"),
+        (json!({"csv": "Name,Email\nAda,a@example.com\n", "mapping": {"Nope": "email"}}), "mapping.Nope"),
+        (json!({"csv": "Name,Email\nAda,a@example.com\n", "mapping": {"Name": "birthday"}}), "mapping.Name"),
+        (json!({"csv": "Name,Email\nAda,a@example.com\n", "file_name": "a\nb"}), "file_name"),
+    ] {
+        let (s, r) = upload(&app, &t, body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {r}");
+        assert!(r["error"]["details"][field].is_array(), "{field}: {r}");
+    }
+    let reader = app.token_with(app.tenant_a, &["customers:read"], None).await;
+    let (s, _) = upload(&app, &reader, json!({"csv": "Name,Email\nAda,a@example.com\n"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(app.state.queue.sizes("imports").await.unwrap().ready, 0, "nothing was queued");
+    // A semicolon file with a mapping: read as such.
+    let done = import(&app, "Name;E-Mail;Firma\nZoë Müller;zoe@example.de;Müller GmbH\n", false).await;
+    assert_eq!(counts(&done), [1, 0, 0, 0, 0, 1], "{done}");
+    let people = customers(&app, app.tenant_a).await;
+    assert_eq!(people[0].0, "Zoë Müller");
+    assert_eq!(people[0].3["firma"], "Müller GmbH", "an unknown column is a custom field");
+}
+
+#[tokio::test]
+async fn an_import_job_delivered_twice_applies_each_row_once() {
+    let app = TestApp::spawn().await;
+    let mut csv = String::from("Name,Email\n");
+    for i in 0..4500 {
+        csv.push_str(&format!("Person {i},p{i}@example.com\n"));
+    }
+    let (s, queued) = upload(&app, &app.token_a, json!({"csv": csv})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{queued}");
+    let id: uuid::Uuid = queued["data"]["id"].as_str().unwrap().parse().unwrap();
+    // Two runs at once, as a redelivered job would make: chunks are taken in turn and
+    // a run that finds another ahead stops.
+    let run = || fibonacco_api::customers::import::run::run(&app.db.pool, app.tenant_a, id, &|_| {});
+    let (a, b) = tokio::join!(run(), run());
+    a.unwrap();
+    b.unwrap();
+    let (_, done) = app.get(&format!("/api/v1/imports/{id}"), &app.token_a).await;
+    assert_eq!(counts(&done["data"]), [4500, 0, 0, 0, 0, 4500], "{done}");
+    assert_eq!(customers(&app, app.tenant_a).await.len(), 4500);
+}

@@ -147,6 +147,10 @@ async fn an_upload_that_cannot_be_imported_is_refused_at_once() {
         (json!({"csv": "Name,Email\nAda,a@example.com\n", "mapping": {"Nope": "email"}}), "mapping.Nope"),
         (json!({"csv": "Name,Email\nAda,a@example.com\n", "mapping": {"Name": "birthday"}}), "mapping.Name"),
         (json!({"csv": "Name,Email\nAda,a@example.com\n", "file_name": "a\nb"}), "file_name"),
+        (
+            json!({"csv": format!("Name,Email,{}\nAda,a@example.com\n", (0..300).map(|i| format!("c{i}")).collect::<Vec<_>>().join(","))}),
+            "csv",
+        ),
     ] {
         let (s, r) = upload(&app, &t, body.clone()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {r}");

@@ -45,6 +45,8 @@ const RESOURCE: &str = "import";
 /// the JSON around it).
 pub const MAX_FILE_BYTES: usize = 32 * 1024 * 1024;
 const MAX_ROWS: usize = 1_000_000;
+/// Each column may become a metadata key of every customer: a bound on what one file adds.
+const MAX_COLUMNS: usize = 200;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +102,8 @@ impl ImportRequest {
         };
         if headers.iter().all(|h| h.is_empty()) {
             errors.add("csv", "has no header row");
+        } else if headers.len() > MAX_COLUMNS {
+            errors.add("csv", format!("has {} columns; at most {MAX_COLUMNS}", headers.len()));
         } else if rows == 0 {
             errors.add("csv", "has no rows under its header");
         } else if rows > MAX_ROWS {

@@ -188,3 +188,77 @@ async fn an_import_job_delivered_twice_applies_each_row_once() {
     assert_eq!(counts(&done["data"]), [4500, 0, 0, 0, 0, 4500], "{done}");
     assert_eq!(customers(&app, app.tenant_a).await.len(), 4500);
 }
+
+/// The export streams what the list shows, in its order, across pages, and defuses
+/// formulas; another tenant's export holds none of it.
+#[tokio::test]
+async fn an_export_streams_the_rows_the_list_shows() {
+    let app = TestApp::spawn().await;
+    let mut csv = String::from("Name,Email,Phone\n");
+    for i in 0..2500 {
+        let name = match i % 5 {
+            0 => format!("=HYPERLINK(\"http://evil.example\",\"{i}\")"),
+            1 => format!("Müller, Zoë {i}"),
+            2 => format!("Say \"hi\" {i}"),
+            _ => format!("Person {i}"),
+        };
+        let email = if i % 7 == 0 { String::new() } else { format!("p{i}@example.com") };
+        csv.push_str(&format!("\"{}\",{email},+1555{i:07}\n", name.replace('"', "\"\"")));
+    }
+    let done = import(&app, &csv, false).await;
+    assert_eq!(done["created_count"], 2500, "{done}");
+
+    let export = |token: String, query: &'static str| {
+        let router = app.router.clone();
+        async move {
+            let req = Request::get(format!("/api/v1/customers/export{query}"))
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            let res = router.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (s, text) = export(app.token_a.clone(), "?sort=name&has_email=true").await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let exported: Vec<(String, String)> =
+        reader.records().map(|r| r.unwrap()).map(|r| (r[0].to_owned(), r[1].to_owned())).collect();
+
+    // The list endpoint, page by page, with the same filter and order.
+    let mut listed: Vec<(String, String)> = Vec::new();
+    for page in 1.. {
+        let (s, body) = app
+            .get(&format!("/api/v1/customers?sort=name&has_email=true&per_page=50&page={page}"), &app.token_a)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let rows = body["data"].as_array().unwrap();
+        listed.extend(
+            rows.iter().map(|c| (c["id"].as_str().unwrap().to_owned(), c["name"].as_str().unwrap().to_owned())),
+        );
+        if rows.len() < 50 {
+            break;
+        }
+    }
+    assert_eq!(exported.len(), 2500 - 358, "every customer with an address");
+    let ids = |v: &[(String, String)]| v.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&exported), ids(&listed), "the same rows in the same order");
+    for ((_, shown), (_, stored)) in exported.iter().zip(&listed) {
+        if stored.starts_with('=') {
+            assert_eq!(shown, &format!("'{stored}"), "a formula is defused");
+        } else {
+            assert_eq!(shown, stored, "text round-trips: quotes, commas, accents");
+        }
+    }
+
+    let (s, other) = export(app.token_b.clone(), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(other.lines().count(), 1, "another tenant's export is its header alone: {other}");
+    let (s, _) = export(app.token_a.clone(), "?format=parquet").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let writer = app.token_with(app.tenant_a, &["outbound:read"], None).await;
+    let (s, _) = export(writer, "").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

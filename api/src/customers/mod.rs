@@ -4,6 +4,7 @@
 //! tenant-scoped transaction, and the handlers here only wire the two together.
 
 pub mod erasure;
+pub mod export;
 pub mod import;
 pub mod input;
 pub mod personal_data;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/customers", get(list).post(create))
         .route("/customers/slug/{slug}", get(show_by_slug))
+        .route("/customers/export", get(export::export))
         .route("/customers/{id}", get(show).put(update).delete(destroy))
         .route("/customers/{id}/business-context", put(update_business_context))
         .route("/customers/{id}/ai-context", get(ai_context))

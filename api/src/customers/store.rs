@@ -102,6 +102,42 @@ pub async fn list(
     Ok((customers, total))
 }
 
+/// Up to `limit` customers the filter selects, in the list's order, after `after` (the
+/// last row of the previous page; `None` from the start): keyset paging for exports, which
+/// never skips or repeats a row however far it goes.
+#[tracing::instrument(name = "customers.page_after", skip_all, fields(tenant_id = %tenant), err)]
+pub async fn page_after(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    filter: &CustomerFilter,
+    after: Option<&Customer>,
+    limit: i64,
+) -> Result<Vec<Customer>, sqlx::Error> {
+    let mut rows = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from crm_customers"));
+    push_filters(&mut rows, tenant, filter);
+    let direction = if filter.descending { "desc" } else { "asc" };
+    let after_op = if filter.descending { "<" } else { ">" };
+    if let Some(last) = after {
+        // Postgres computes `lower` on both sides: the same function as the order by.
+        match filter.sort {
+            SortKey::CreatedAt => rows.push(format!(" and (created_at, id) {after_op} (")).push_bind(last.created_at),
+            SortKey::UpdatedAt => rows.push(format!(" and (updated_at, id) {after_op} (")).push_bind(last.updated_at),
+            SortKey::Name => {
+                rows.push(format!(" and (lower(name), id) {after_op} (lower(")).push_bind(last.name.clone()).push(")")
+            }
+        };
+        rows.push(", ").push_bind(last.id).push(")");
+    }
+    let column = match filter.sort {
+        SortKey::CreatedAt => "created_at",
+        SortKey::Name => "lower(name)",
+        SortKey::UpdatedAt => "updated_at",
+    };
+    rows.push(format!(" order by {column} {direction}, id {direction}"));
+    rows.push(" limit ").push_bind(limit);
+    rows.build_query_as::<Customer>().fetch_all(&mut *conn).await
+}
+
 static BY_ID: db::ScopedStatement = db::ScopedStatement {
     name: "fib_customer_by_id",
     param_types: "uuid, uuid",

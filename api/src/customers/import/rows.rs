@@ -122,6 +122,10 @@ pub fn parse(number: u32, cells: &csv::StringRecord, mapping: &Mapping) -> Resul
     if row.name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX) {
         fail("name", &format!("must be at most {NAME_MAX} characters"));
     }
+    // As the API's create: a name reaches mail subjects and headers through merge fields.
+    if row.name.as_ref().is_some_and(|n| n.chars().any(char::is_control)) {
+        fail("name", "must be one line, without control characters");
+    }
     let key_errors = errors.iter().any(|e| e.field == "email" || e.field == "phone");
     if row.email.is_none() && row.phone.is_none() && !key_errors {
         errors.push(RowError {

@@ -76,6 +76,9 @@ pub struct RoiConfig {
     /// `ANALYTICS_ATTRIBUTION_WINDOW_DAYS` (default 30): a send counts as a touch for
     /// orders paid up to this many days later.
     pub window_days: u32,
+    /// `ANALYTICS_ATTRIBUTION_HALF_LIFE_DAYS` (default 7): in time-decay attribution a
+    /// touch this many days before the order weighs half as much as one at the order.
+    pub decay_half_life_days: f64,
 }
 
 impl Default for RoiConfig {
@@ -86,6 +89,7 @@ impl Default for RoiConfig {
                 .map(|(c, v)| (c.to_string(), v))
                 .collect(),
             window_days: 30,
+            decay_half_life_days: 7.0,
         }
     }
 }
@@ -141,6 +145,7 @@ impl AnalyticsConfig {
         config.engagement.half_life_days = num(&get, "ANALYTICS_HALF_LIFE_DAYS", 30.0)?;
         config.engagement.scale = num(&get, "ANALYTICS_ENGAGEMENT_SCALE", 20.0)?;
         config.roi.window_days = num(&get, "ANALYTICS_ATTRIBUTION_WINDOW_DAYS", 30)?;
+        config.roi.decay_half_life_days = num(&get, "ANALYTICS_ATTRIBUTION_HALF_LIFE_DAYS", 7.0)?;
         for channel in ["email", "sms", "phone"] {
             let key = format!("ANALYTICS_UNIT_COST_{}", channel.to_uppercase());
             let default = config.roi.unit_cost(channel);
@@ -160,6 +165,9 @@ impl AnalyticsConfig {
         }
         if self.roi.window_days == 0 || self.roi.window_days > 3650 {
             return bad("ANALYTICS_ATTRIBUTION_WINDOW_DAYS must be between 1 and 3650");
+        }
+        if !(self.roi.decay_half_life_days > 0.0 && self.roi.decay_half_life_days <= 3650.0) {
+            return bad("ANALYTICS_ATTRIBUTION_HALF_LIFE_DAYS must be a positive number of days, at most 3650");
         }
         if self.roi.unit_cost_minor.values().any(|c| *c < 0) {
             return bad("ANALYTICS_UNIT_COST_* must not be negative");

@@ -8,6 +8,15 @@
 //! * last touch: the whole amount goes to the latest touch (ties: the larger campaign id)
 //! * linear: an order with *n* touches gives each `amount / n` (integer division), and the
 //!   `amount mod n` earliest touches one more minor unit, so the parts sum to the amount
+//! * first touch: the whole amount goes to the earliest touch (ties: the smaller campaign id)
+//! * time decay and position-based (40/20/40): each touch has an integer weight (below);
+//!   a touch gets `⌊amount · w / Σw⌋` and the minor units left over go one each to the
+//!   touches with the largest remainders (ties: the earlier touch), so the parts sum to
+//!   the amount exactly, in every engine (integer arithmetic only)
+//!   - time decay: `w = max(1, round(10⁶ · 0.5^(Δ / H)))`, Δ the days from the touch to the
+//!     order and H the half-life (7 days by default)
+//!   - position-based: one touch takes all, two take half each; with n ≥ 3 the first and
+//!     the last weigh `2(n − 2)` and each middle touch 1: 40 % / 20 % shared / 40 %
 //! * `ROI = (revenue − C) / C`, NULL when C = 0
 
 use chrono::{DateTime, Utc};
@@ -73,7 +82,8 @@ pub fn attribution_ctes_for(
 /// Per campaign created at or before `as_of` (or only `campaigns`): tenant_id,
 /// campaign_id, channel, currency, sends, unit_cost_minor, send_cost_minor,
 /// fixed_cost_minor, cost_minor, last_touch_orders, last_touch_revenue_minor,
-/// linear_orders, linear_revenue_minor.
+/// linear_orders, linear_revenue_minor, first_touch_orders, first_touch_revenue_minor,
+/// time_decay_orders, time_decay_revenue_minor, position_orders, position_revenue_minor.
 pub fn roi_sql(config: &RoiConfig, as_of: DateTime<Utc>, campaigns: Option<&[String]>) -> String {
     roi_sql_for(Dialect::DataFusion, config, as_of, campaigns)
 }
@@ -100,8 +110,42 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
                    sum(CASE WHEN recency = 1 THEN 1 ELSE 0 END) AS last_touch_orders,
                    sum(CASE WHEN recency = 1 THEN amount_minor ELSE 0 END) AS last_touch_revenue_minor,
                    sum(1.0 / CAST(n AS {double})) AS linear_orders,
-                   sum(amount_minor / n + CASE WHEN k <= amount_minor % n THEN 1 ELSE 0 END) AS linear_revenue_minor
+                   sum(amount_minor / n + CASE WHEN k <= amount_minor % n THEN 1 ELSE 0 END) AS linear_revenue_minor,
+                   sum(CASE WHEN k = 1 THEN 1 ELSE 0 END) AS first_touch_orders,
+                   sum(CASE WHEN k = 1 THEN amount_minor ELSE 0 END) AS first_touch_revenue_minor
             FROM matched GROUP BY campaign_id),
+         weights AS (
+            SELECT order_id, campaign_id, amount_minor, k,
+                   CAST(CASE WHEN n <= 2 THEN 1 WHEN k = 1 OR k = n THEN 2 * (n - 2) ELSE 1 END AS BIGINT) AS w_pos,
+                   greatest(CAST(round(1000000.0 * power(0.5, CAST(paid_t - touch_t AS {double}) / {half_life_us}))
+                            AS BIGINT), CAST(1 AS BIGINT)) AS w_decay
+            FROM matched),
+         totals AS (
+            SELECT order_id, campaign_id, amount_minor, k, w_pos, w_decay,
+                   CAST(sum(w_pos) OVER (PARTITION BY order_id) AS BIGINT) AS t_pos,
+                   CAST(sum(w_decay) OVER (PARTITION BY order_id) AS BIGINT) AS t_decay
+            FROM weights),
+         shares AS (
+            SELECT order_id, campaign_id, amount_minor, k,
+                   CAST(w_pos AS {double}) / CAST(t_pos AS {double}) AS o_pos,
+                   CAST(w_decay AS {double}) / CAST(t_decay AS {double}) AS o_decay,
+                   {b_pos} AS b_pos, (amount_minor * w_pos) % t_pos AS r_pos,
+                   {b_decay} AS b_decay, (amount_minor * w_decay) % t_decay AS r_decay
+            FROM totals),
+         ranked AS (
+            SELECT campaign_id, o_pos, o_decay, b_pos, b_decay,
+                   amount_minor - CAST(sum(b_pos) OVER (PARTITION BY order_id) AS BIGINT) AS left_pos,
+                   row_number() OVER (PARTITION BY order_id ORDER BY r_pos DESC, k ASC) AS rank_pos,
+                   amount_minor - CAST(sum(b_decay) OVER (PARTITION BY order_id) AS BIGINT) AS left_decay,
+                   row_number() OVER (PARTITION BY order_id ORDER BY r_decay DESC, k ASC) AS rank_decay
+            FROM shares),
+         weighted AS (
+            SELECT campaign_id,
+                   sum(o_decay) AS time_decay_orders,
+                   sum(b_decay + CASE WHEN rank_decay <= left_decay THEN 1 ELSE 0 END) AS time_decay_revenue_minor,
+                   sum(o_pos) AS position_orders,
+                   sum(b_pos + CASE WHEN rank_pos <= left_pos THEN 1 ELSE 0 END) AS position_revenue_minor
+            FROM ranked GROUP BY campaign_id),
          costed AS (
             SELECT c.tenant_id, c.id AS campaign_id, c.type AS channel, c.currency,
                    CAST(coalesce(s.sends, 0) AS BIGINT) AS sends, {unit} AS unit_cost_minor,
@@ -109,20 +153,32 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
                    CAST(coalesce(cr.last_touch_orders, 0) AS BIGINT) AS last_touch_orders,
                    CAST(coalesce(cr.last_touch_revenue_minor, 0) AS BIGINT) AS last_touch_revenue_minor,
                    coalesce(cr.linear_orders, 0.0) AS linear_orders,
-                   CAST(coalesce(cr.linear_revenue_minor, 0) AS BIGINT) AS linear_revenue_minor
+                   CAST(coalesce(cr.linear_revenue_minor, 0) AS BIGINT) AS linear_revenue_minor,
+                   CAST(coalesce(cr.first_touch_orders, 0) AS BIGINT) AS first_touch_orders,
+                   CAST(coalesce(cr.first_touch_revenue_minor, 0) AS BIGINT) AS first_touch_revenue_minor,
+                   coalesce(wt.time_decay_orders, 0.0) AS time_decay_orders,
+                   CAST(coalesce(wt.time_decay_revenue_minor, 0) AS BIGINT) AS time_decay_revenue_minor,
+                   coalesce(wt.position_orders, 0.0) AS position_orders,
+                   CAST(coalesce(wt.position_revenue_minor, 0) AS BIGINT) AS position_revenue_minor
             FROM outbound_campaigns c
             LEFT JOIN sends s ON s.campaign_id = c.id
             LEFT JOIN credit cr ON cr.campaign_id = c.id
+            LEFT JOIN weighted wt ON wt.campaign_id = c.id
             WHERE {created} <= {as_of_us} AND {only})
          SELECT tenant_id, campaign_id, channel, currency, sends, unit_cost_minor,
                 sends * unit_cost_minor AS send_cost_minor, fixed_cost_minor,
                 sends * unit_cost_minor + fixed_cost_minor AS cost_minor,
-                last_touch_orders, last_touch_revenue_minor, linear_orders, linear_revenue_minor
+                last_touch_orders, last_touch_revenue_minor, linear_orders, linear_revenue_minor,
+                first_touch_orders, first_touch_revenue_minor, time_decay_orders, time_decay_revenue_minor,
+                position_orders, position_revenue_minor
          FROM costed",
         ctes = attribution_ctes_for(dialect, config, as_of, campaigns),
         created = micros("c.created_at"),
         as_of_us = as_of.timestamp_micros(),
         only = in_list("c.id", campaigns),
+        half_life_us = (config.decay_half_life_days * MICROS_PER_DAY as f64).max(1.0),
+        b_pos = dialect.int_div("amount_minor * w_pos", "t_pos"),
+        b_decay = dialect.int_div("amount_minor * w_decay", "t_decay"),
     )
 }
 

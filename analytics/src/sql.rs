@@ -28,6 +28,14 @@ impl Dialect {
     }
 
     /// The 64-bit float type's name.
+    /// Integer division of two BIGINT expressions (DuckDB's `/` gives a float).
+    pub fn int_div(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::DuckDb => format!("(({a}) // ({b}))"),
+            _ => format!("(({a}) / ({b}))"),
+        }
+    }
+
     pub fn double(self) -> &'static str {
         match self {
             Dialect::Postgres => "DOUBLE PRECISION",

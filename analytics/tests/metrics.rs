@@ -299,6 +299,86 @@ async fn roi_last_touch_and_linear_on_a_hand_computed_fixture() {
 }
 
 #[tokio::test]
+async fn first_touch_time_decay_and_position_based_on_hand_worked_orders() {
+    // The same fixture: o2 (1000 net) was touched by k1 19 days before and k2 14 days
+    // before; o1 (1000) by k2 alone.
+    let ctx = roi_fixture();
+    let config = AnalyticsConfig::default().roi;
+    let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
+    // First touch: o2 to k1, o1 to k2.
+    assert_eq!(ints(&frame, "first_touch_revenue_minor"), [1000, 1000]);
+    assert_eq!(ints(&frame, "first_touch_orders"), [1, 1]);
+    // Time decay, half-life 7 days: weights round(10⁶·0.5^(19/7)) = 152,377 and
+    // round(10⁶·0.5^(14/7)) = 250,000; o2 splits ⌊1000·w/Σw⌋ = 378 and 621, and the one
+    // unit left goes to the larger remainder (k1): 379 + 621, plus o1's 1000 to k2.
+    assert_eq!(ints(&frame, "time_decay_revenue_minor"), [379, 1621]);
+    // Position-based with two touches: half each; o1's single touch takes all.
+    assert_eq!(ints(&frame, "position_revenue_minor"), [500, 1500]);
+
+    // Four touches of one order of 1001 (sent 10, 8, 6 and 2 days before it).
+    let ctx = SessionContext::new();
+    let ids = ["c1", "c2", "c3", "c4"];
+    table(
+        &ctx,
+        "outbound_campaigns",
+        vec![
+            ("id", Text(ids.iter().map(|i| Some(*i)).collect())),
+            ("tenant_id", Text(vec![Some("t1"); 4])),
+            ("name", Text(vec![Some("c"); 4])),
+            ("type", Text(vec![Some("email"); 4])),
+            ("currency", Text(vec![Some("USD"); 4])),
+            ("fixed_cost_minor", Int(vec![Some(0); 4])),
+            ("created_at", Day(vec![Some(-30.0); 4])),
+        ],
+    );
+    table(
+        &ctx,
+        "outbound_campaign_recipients",
+        vec![
+            ("id", Text(vec![Some("r1"), Some("r2"), Some("r3"), Some("r4")])),
+            ("tenant_id", Text(vec![Some("t1"); 4])),
+            ("campaign_id", Text(ids.iter().map(|i| Some(*i)).collect())),
+            ("customer_id", Text(vec![Some("v"); 4])),
+            ("status", Text(vec![Some("delivered"); 4])),
+            ("sent_at", Day(vec![Some(-10.0), Some(-8.0), Some(-6.0), Some(-2.0)])),
+        ],
+    );
+    table(
+        &ctx,
+        "orders",
+        vec![
+            ("id", Text(vec![Some("o1")])),
+            ("tenant_id", Text(vec![Some("t1")])),
+            ("customer_id", Text(vec![Some("v")])),
+            ("status", Text(vec![Some("paid")])),
+            ("amount_minor", Int(vec![Some(1001)])),
+            ("refunded_minor", Int(vec![Some(0)])),
+            ("currency", Text(vec![Some("USD")])),
+            ("paid_at", Day(vec![Some(0.0)])),
+        ],
+    );
+    let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
+    // Linear: 250 each, the earliest one more.
+    assert_eq!(ints(&frame, "linear_revenue_minor"), [251, 250, 250, 250]);
+    assert_eq!(ints(&frame, "first_touch_revenue_minor"), [1001, 0, 0, 0]);
+    assert_eq!(ints(&frame, "last_touch_revenue_minor"), [0, 0, 0, 1001]);
+    // 40/20/40: weights 4, 1, 1, 4 of 10: 400.4, 100.1, 100.1, 400.4 → 400, 100, 100, 400;
+    // the unit left goes to the largest remainder, the first and last tie, the earlier wins.
+    assert_eq!(ints(&frame, "position_revenue_minor"), [401, 100, 100, 400]);
+    // Time decay: weights 371,499, 452,862, 552,045, 820,335 → 169, 206, 251, 373 and
+    // the two units left to the two largest remainders (the last two touches).
+    assert_eq!(ints(&frame, "time_decay_revenue_minor"), [169, 206, 252, 374]);
+    for model in ["linear", "first_touch", "last_touch", "position", "time_decay"] {
+        let total: i64 = ints(&frame, &format!("{model}_revenue_minor")).iter().sum();
+        assert_eq!(total, 1001, "{model}: the parts sum to the order");
+    }
+    let orders: f64 = frame.column("position_orders").unwrap().f64().unwrap().iter().map(|v| v.unwrap()).sum();
+    assert!((orders - 1.0).abs() < 1e-9, "one order, shared: {orders}");
+}
+
+#[tokio::test]
 async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     let ctx = roi_fixture();
     let config = AnalyticsConfig::default().roi;

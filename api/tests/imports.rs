@@ -230,9 +230,8 @@ async fn an_export_streams_the_rows_the_list_shows() {
     // The list endpoint, page by page, with the same filter and order.
     let mut listed: Vec<(String, String)> = Vec::new();
     for page in 1.. {
-        let (s, body) = app
-            .get(&format!("/api/v1/customers?sort=name&has_email=true&per_page=50&page={page}"), &app.token_a)
-            .await;
+        let (s, body) =
+            app.get(&format!("/api/v1/customers?sort=name&has_email=true&per_page=50&page={page}"), &app.token_a).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         let rows = body["data"].as_array().unwrap();
         listed.extend(

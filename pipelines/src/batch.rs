@@ -279,6 +279,24 @@ impl Pipelines {
             out.push_iter("linear_orders", floats(batch, "linear_orders")?.iter().map(|v| v.map(|v| rounded(v, 6))));
             out.push("linear_revenue_minor", text(batch, "linear_revenue_minor")?);
             out.push_iter("linear_roi", ratio(&lin));
+            let first = ints(batch, "first_touch_revenue_minor")?;
+            let decay = ints(batch, "time_decay_revenue_minor")?;
+            let position = ints(batch, "position_revenue_minor")?;
+            out.push("first_touch_orders", text(batch, "first_touch_orders")?);
+            out.push("first_touch_revenue_minor", text(batch, "first_touch_revenue_minor")?);
+            out.push_iter("first_touch_roi", ratio(&first));
+            for (orders, revenue, roi, values) in [
+                ("time_decay_orders", "time_decay_revenue_minor", "time_decay_roi", &decay),
+                ("position_orders", "position_revenue_minor", "position_roi", &position),
+            ] {
+                out.push_iter(orders, floats(batch, orders)?.iter().map(|v| v.map(|v| rounded(v, 6))));
+                out.push(revenue, text(batch, revenue)?);
+                out.push_iter(roi, ratio(values));
+            }
+            out.push_iter(
+                "decay_half_life_days",
+                std::iter::repeat_n(Some(config.decay_half_life_days.to_string()), batch.num_rows()),
+            );
             out.push_iter("window_days", std::iter::repeat_n(Some(config.window_days.to_string()), batch.num_rows()));
             out.push_as_of(batch.num_rows(), as_of);
             campaigns_seen += batch.num_rows();

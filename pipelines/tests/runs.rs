@@ -395,6 +395,43 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     assert_eq!(body["data"]["cost"]["total_minor"], sends * 8 + fixed);
     let (status, _) = app.get(&format!("/api/v1/crm/campaigns/{campaign}/roi"), &token2).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Five attribution models, each splitting every order in whole minor units: over the
+    // tenant's campaigns they credit the same total revenue.
+    let totals: (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "select sum(last_touch_revenue_minor)::int8, sum(linear_revenue_minor)::int8, sum(first_touch_revenue_minor)::int8,
+                sum(time_decay_revenue_minor)::int8, sum(position_revenue_minor)::int8
+         from campaign_roi where tenant_id = $1",
+    )
+    .bind(t1)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(totals.0 > 0, "{totals:?}");
+    assert_eq!([totals.1, totals.2, totals.3, totals.4], [totals.0; 4], "every model distributes the same revenue");
+    let (status, body) = app.get(&format!("/api/v1/crm/campaigns/{campaign}/roi?model=time_decay"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["data"]["model"].clone(), body["data"]["selected"].clone()),
+        (serde_json::json!("time_decay"), body["data"]["time_decay"].clone())
+    );
+    let (status, body) = app.get(&format!("/api/v1/crm/campaigns/{campaign}/roi?model=w-shaped"), &token).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, performance) =
+        app.get(&format!("/api/v1/crm/analytics/campaign-performance?{range}&model=position_based"), &token).await;
+    let position_roi: Option<f64> = sqlx::query_scalar("select position_roi from campaign_roi where campaign_id = $1")
+        .bind(campaign)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let rows: Vec<&Value> = performance["data"]["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["campaign_id"] == campaign.to_string())
+        .collect();
+    assert_eq!(rows.len(), 1, "{performance}");
+    assert_eq!(rows[0]["roi"]["model"], "position_based", "{}", rows[0]);
+    assert_eq!(rows[0]["roi"]["roi"].as_f64(), position_roi, "{}", rows[0]);
 
     // The other tenant sees only its own numbers.
     let (_, other) = app.get(&format!("/api/v1/crm/analytics/campaign-performance?{range}"), &token2).await;

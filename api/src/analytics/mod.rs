@@ -16,13 +16,13 @@ use fibonacco_platform::{
     db,
     envelope::{Envelope, Period},
 };
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     ApiError,
-    error::ErrorEnvelope,
+    error::{ErrorEnvelope, FieldErrors},
     extract::{Auth, QueryParams, resource_id},
     state::AppState,
 };
@@ -268,6 +268,66 @@ pub struct RoiSummary {
     pub cost_minor: i64,
     pub last_touch_roi: Option<f64>,
     pub linear_roi: Option<f64>,
+    /// The attribution model of `roi` (`?model=`, default `last_touch`).
+    pub model: &'static str,
+    pub roi: Option<f64>,
+}
+
+/// How a paid order's revenue is split among the campaigns that touched its customer
+/// (docs/metrics.md, "Campaign ROI").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributionModel {
+    LastTouch,
+    FirstTouch,
+    Linear,
+    TimeDecay,
+    PositionBased,
+}
+
+pub const ATTRIBUTION_MODELS: &[&str] = &["last_touch", "first_touch", "linear", "time_decay", "position_based"];
+
+impl AttributionModel {
+    fn parse(raw: Option<&str>, errors: &mut FieldErrors) -> Self {
+        match raw {
+            None | Some("") | Some("last_touch") => Self::LastTouch,
+            Some("first_touch") => Self::FirstTouch,
+            Some("linear") => Self::Linear,
+            Some("time_decay") => Self::TimeDecay,
+            Some("position_based") => Self::PositionBased,
+            Some(_) => {
+                errors.add("model", format!("must be one of {}", ATTRIBUTION_MODELS.join(", ")));
+                Self::LastTouch
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LastTouch => "last_touch",
+            Self::FirstTouch => "first_touch",
+            Self::Linear => "linear",
+            Self::TimeDecay => "time_decay",
+            Self::PositionBased => "position_based",
+        }
+    }
+
+    fn roi_column(self) -> &'static str {
+        match self {
+            Self::LastTouch => "last_touch_roi",
+            Self::FirstTouch => "first_touch_roi",
+            Self::Linear => "linear_roi",
+            Self::TimeDecay => "time_decay_roi",
+            Self::PositionBased => "position_roi",
+        }
+    }
+}
+
+/// `?model=`: the attribution model a route reports.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ModelQuery {
+    /// `last_touch` (default), `first_touch`, `linear`, `time_decay` or `position_based`.
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -288,7 +348,7 @@ pub struct CampaignPerformance {
 
 /// Per campaign: sends, deliveries, opens, clicks, replies, bounces, unsubscribes and
 /// last-touch conversions in the range, their rates, and the campaign's ROI.
-#[utoipa::path(get, path = "/api/v1/crm/analytics/campaign-performance", tag = "analytics", params(RangeQuery),
+#[utoipa::path(get, path = "/api/v1/crm/analytics/campaign-performance", tag = "analytics", params(RangeQuery, ModelQuery),
     responses((status = 200, body = inline(Envelope<CampaignPerformance>)), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -296,20 +356,29 @@ pub async fn campaign_performance(
     State(state): State<AppState>,
     auth: Auth,
     QueryParams(query): QueryParams<RangeQuery>,
+    QueryParams(model): QueryParams<ModelQuery>,
 ) -> Result<Json<Envelope<CampaignPerformance>>, ApiError> {
     auth.require(READ)?;
+    let mut errors = FieldErrors::default();
+    let model = AttributionModel::parse(model.model.as_deref(), &mut errors);
+    errors.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let (as_of, range, filters) =
         period(&mut tx, &auth, "analytics_daily_campaigns", &query, CAMPAIGN_CHANNELS).await?;
     let totals = store::campaign_totals(&mut tx, tenant, range, &filters).await?;
     let rows = store::campaigns(&mut tx, tenant, range, &filters).await?;
-    let roi: std::collections::HashMap<Uuid, RoiSummary> = store::roi_by_campaign(&mut tx, tenant)
+    let roi: std::collections::HashMap<Uuid, RoiSummary> = store::roi_by_campaign(&mut tx, tenant, model)
         .await?
         .into_iter()
         .map(|r| {
-            let summary =
-                RoiSummary { cost_minor: r.cost_minor, last_touch_roi: r.last_touch_roi, linear_roi: r.linear_roi };
+            let summary = RoiSummary {
+                cost_minor: r.cost_minor,
+                last_touch_roi: r.last_touch_roi,
+                linear_roi: r.linear_roi,
+                model: model.name(),
+                roi: r.roi,
+            };
             (r.campaign_id, summary)
         })
         .collect();
@@ -416,9 +485,9 @@ pub struct Cost {
     pub total_minor: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Attribution {
-    /// Orders credited (fractional under the linear model).
+    /// Orders credited (fractional under the linear, time-decay and position-based models).
     pub orders: f64,
     pub revenue_minor: i64,
     /// (revenue − cost) / cost; null when the campaign cost nothing.
@@ -433,25 +502,60 @@ pub struct CampaignRoi {
     pub cost: Cost,
     pub last_touch: Attribution,
     pub linear: Attribution,
+    pub first_touch: Attribution,
+    pub time_decay: Attribution,
+    pub position_based: Attribution,
+    /// The model `?model=` asked for (default `last_touch`), and its figures.
+    pub model: &'static str,
+    pub selected: Attribution,
     pub attribution_window_days: i32,
+    /// Time decay: a touch this many days before the order weighs half.
+    pub decay_half_life_days: f64,
     pub as_of: DateTime<Utc>,
     pub computed_at: DateTime<Utc>,
 }
 
 /// A campaign's cost (per-send and fixed) against the revenue of the paid orders
-/// attributed to it, under last-touch and linear multi-touch attribution.
+/// attributed to it, under five attribution models (last touch, first touch, linear, time
+/// decay, position-based), each in integer minor units that sum to every order.
 #[utoipa::path(get, path = "/api/v1/crm/campaigns/{id}/roi", tag = "analytics",
-    params(("id" = Uuid, Path, description = "Campaign id")),
+    params(("id" = Uuid, Path, description = "Campaign id"), ModelQuery),
     responses((status = 200, body = inline(Envelope<CampaignRoi>)), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn campaign_roi(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
+    QueryParams(model): QueryParams<ModelQuery>,
 ) -> Result<Json<Envelope<CampaignRoi>>, ApiError> {
+    let mut errors = FieldErrors::default();
+    let model = AttributionModel::parse(model.model.as_deref(), &mut errors);
+    errors.into_result()?;
     let r = computed_row(&state, &auth, &id, Subject::Campaign, "campaign ROI", store::roi).await?;
     let as_of = Some(r.as_of);
+    let last_touch = Attribution {
+        orders: r.last_touch_orders as f64,
+        revenue_minor: r.last_touch_revenue_minor,
+        roi: r.last_touch_roi,
+    };
+    let linear = Attribution { orders: r.linear_orders, revenue_minor: r.linear_revenue_minor, roi: r.linear_roi };
+    let first_touch = Attribution {
+        orders: r.first_touch_orders as f64,
+        revenue_minor: r.first_touch_revenue_minor,
+        roi: r.first_touch_roi,
+    };
+    let time_decay =
+        Attribution { orders: r.time_decay_orders, revenue_minor: r.time_decay_revenue_minor, roi: r.time_decay_roi };
+    let position_based =
+        Attribution { orders: r.position_orders, revenue_minor: r.position_revenue_minor, roi: r.position_roi };
+    let selected = match model {
+        AttributionModel::LastTouch => last_touch.clone(),
+        AttributionModel::FirstTouch => first_touch.clone(),
+        AttributionModel::Linear => linear.clone(),
+        AttributionModel::TimeDecay => time_decay.clone(),
+        AttributionModel::PositionBased => position_based.clone(),
+    };
     let roi = CampaignRoi {
         campaign_id: r.campaign_id,
         channel: r.channel,
@@ -463,13 +567,15 @@ pub async fn campaign_roi(
             fixed_cost_minor: r.fixed_cost_minor,
             total_minor: r.cost_minor,
         },
-        last_touch: Attribution {
-            orders: r.last_touch_orders as f64,
-            revenue_minor: r.last_touch_revenue_minor,
-            roi: r.last_touch_roi,
-        },
-        linear: Attribution { orders: r.linear_orders, revenue_minor: r.linear_revenue_minor, roi: r.linear_roi },
+        last_touch,
+        linear,
+        first_touch,
+        time_decay,
+        position_based,
+        model: model.name(),
+        selected,
         attribution_window_days: r.window_days,
+        decay_half_life_days: r.decay_half_life_days,
         as_of: r.as_of,
         computed_at: r.computed_at,
     };

@@ -499,6 +499,16 @@ pub struct RoiRow {
     pub linear_orders: f64,
     pub linear_revenue_minor: i64,
     pub linear_roi: Option<f64>,
+    pub first_touch_orders: i64,
+    pub first_touch_revenue_minor: i64,
+    pub first_touch_roi: Option<f64>,
+    pub time_decay_orders: f64,
+    pub time_decay_revenue_minor: i64,
+    pub time_decay_roi: Option<f64>,
+    pub position_orders: f64,
+    pub position_revenue_minor: i64,
+    pub position_roi: Option<f64>,
+    pub decay_half_life_days: f64,
     pub window_days: i32,
     pub as_of: DateTime<Utc>,
     pub computed_at: DateTime<Utc>,
@@ -509,7 +519,9 @@ pub async fn roi(conn: &mut PgConnection, tenant: TenantId, campaign: Uuid) -> R
     sqlx::query_as(
         "select campaign_id, channel, currency::text as currency, sends, unit_cost_minor, send_cost_minor, fixed_cost_minor,
                 cost_minor, last_touch_orders, last_touch_revenue_minor, last_touch_roi, linear_orders,
-                linear_revenue_minor, linear_roi, window_days, as_of, computed_at
+                linear_revenue_minor, linear_roi, first_touch_orders, first_touch_revenue_minor, first_touch_roi,
+                time_decay_orders, time_decay_revenue_minor, time_decay_roi, position_orders, position_revenue_minor,
+                position_roi, decay_half_life_days, window_days, as_of, computed_at
          from campaign_roi where tenant_id = $1 and campaign_id = $2",
     )
     .bind(tenant)
@@ -525,14 +537,24 @@ pub struct RoiBrief {
     pub cost_minor: i64,
     pub last_touch_roi: Option<f64>,
     pub linear_roi: Option<f64>,
+    /// The ROI under the model the caller chose.
+    pub roi: Option<f64>,
 }
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
-pub async fn roi_by_campaign(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<RoiBrief>, sqlx::Error> {
-    sqlx::query_as("select campaign_id, cost_minor, last_touch_roi, linear_roi from campaign_roi where tenant_id = $1")
-        .bind(tenant)
-        .fetch_all(conn)
-        .await
+pub async fn roi_by_campaign(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    model: super::AttributionModel,
+) -> Result<Vec<RoiBrief>, sqlx::Error> {
+    // The column comes from the closed enum, never from the request's text.
+    let column = model.roi_column();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select campaign_id, cost_minor, last_touch_roi, linear_roi, {column} as roi from campaign_roi where tenant_id = $1"
+    )))
+    .bind(tenant)
+    .fetch_all(conn)
+    .await
 }
 
 /// Whether `table` has a row `id` of this tenant (customers, campaigns).

@@ -247,6 +247,8 @@ pub const QUERY: &[(&str, &str, &[Rule])] = &[
     ("/api/v1/conversations", "channel", &[OneOfOrEmpty(conversations::CHANNELS)]),
     ("/api/v1/conversations", "customer_id", &[FormatOrEmpty("uuid")]),
     ("/api/v1/crm/analytics/campaign-performance", "channel", &[OneOfOrEmpty(analytics::CAMPAIGN_CHANNELS)]),
+    ("/api/v1/crm/analytics/campaign-performance", "model", &[OneOfOrEmpty(crate::analytics::ATTRIBUTION_MODELS)]),
+    ("/api/v1/crm/campaigns/{id}/roi", "model", &[OneOfOrEmpty(crate::analytics::ATTRIBUTION_MODELS)]),
     ("/api/v1/crm/analytics/interest", "channel", &[OneOfOrEmpty(analytics::CHANNELS)]),
     ("/api/v1/crm/analytics/learning", "channel", &[OneOfOrEmpty(analytics::CHANNELS)]),
     ("/api/v1/crm/analytics/purchases", "channel", &[OneOfOrEmpty(analytics::CHANNELS)]),

@@ -261,3 +261,27 @@ async fn an_export_streams_the_rows_the_list_shows() {
     let (s, _) = export(writer, "").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// Redis lost the import's job: the scheduler's `imports:resume` queues it again once the
+/// imports queue has drained, and the import completes once.
+#[tokio::test]
+async fn an_import_whose_job_was_lost_is_resumed_by_the_scheduler() {
+    use fibonacco_delivery::scheduler::{Scheduler, tasks};
+    let app = TestApp::spawn().await;
+    let (s, queued) =
+        upload(&app, &app.token_a, json!({"csv": "Name,Email\nA,a@example.com\nB,b@example.com\n"})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{queued}");
+    let id = queued["data"]["id"].as_str().unwrap().to_owned();
+    app.state.queue.clear("imports").await.unwrap();
+    let sweep = Scheduler::new(app.db.pool.clone(), app.state.queue.clone());
+    assert_eq!(tasks::run(&sweep, "imports:resume").await.unwrap(), "1 imports re-queued");
+    assert_eq!(
+        tasks::run(&sweep, "imports:resume").await.unwrap(),
+        "1 import jobs still queued; nothing added",
+        "no second job while one waits"
+    );
+    run_next_import(&app).await;
+    let (_, done) = app.get(&format!("/api/v1/imports/{id}"), &app.token_a).await;
+    assert_eq!((done["data"]["status"].as_str(), done["data"]["created_count"].as_i64()), (Some("completed"), Some(2)));
+    assert_eq!(tasks::run(&sweep, "imports:resume").await.unwrap(), "0 imports re-queued");
+}

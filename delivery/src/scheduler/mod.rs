@@ -36,11 +36,17 @@ const DEFAULTS: &[(&str, &str, &str, bool)] = &[
     (
         "cleanup:old-data",
         "0 30 3 * * *",
-        "delete old activities, failed jobs, batches, task runs and expired tokens",
+        "delete old activities, failed jobs, batches, task runs, finished imports and expired tokens",
         true,
     ),
     ("content:publish-scheduled", "0 * * * * *", "publish content whose scheduled time has come", false),
     ("campaigns:start-scheduled", "0 * * * * *", "start campaigns whose scheduled time has come", false),
+    (
+        "imports:resume",
+        "0 */5 * * * *",
+        "re-queue customer imports whose job is gone (the imports queue drained, the import unfinished)",
+        true,
+    ),
     (
         "campaigns:dispatch",
         "30 * * * * *",

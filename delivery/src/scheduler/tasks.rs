@@ -4,7 +4,10 @@
 use anyhow::Context;
 use fibonacco_platform::{
     TenantId, db,
-    queue::{self, Job, jobs::GenerateEmbedding},
+    queue::{
+        self, Job,
+        jobs::{GenerateEmbedding, ImportCustomers},
+    },
 };
 use uuid::Uuid;
 
@@ -31,6 +34,7 @@ pub async fn run(s: &Scheduler, task: &str) -> anyhow::Result<String> {
         "content:publish-scheduled" => publish_scheduled(s).await,
         "campaigns:start-scheduled" => start_scheduled(s).await,
         "campaigns:dispatch" => redispatch(s).await,
+        "imports:resume" => resume_imports(s).await,
         other => anyhow::bail!("no task named `{other}`"),
     }
 }
@@ -60,6 +64,32 @@ async fn queue_pending_embeddings(s: &Scheduler) -> anyhow::Result<String> {
     let payloads = jobs.map(|j| j.payload()).collect::<Result<Vec<queue::JobPayload>, _>>()?;
     s.queue.push_many(&payloads).await?;
     Ok(format!("{} embedding jobs queued ({} for articles)", payloads.len(), articles.len()))
+}
+
+/// An import still queued or running while the `imports` queue holds nothing (nothing
+/// ready, delayed or reserved by a worker) lost its job: Redis lost it, or the API could
+/// not queue it and a later attempt can. Its job is queued again; a run resumes after the
+/// last committed chunk, and a second run of one import stops when it finds the other
+/// ahead, so a doubled job is harmless.
+async fn resume_imports(s: &Scheduler) -> anyhow::Result<String> {
+    let sizes = s.queue.sizes(queue::IMPORT_CUSTOMERS.queue).await?;
+    let waiting = sizes.ready + sizes.delayed + sizes.reserved;
+    if waiting > 0 {
+        return Ok(format!("{waiting} import jobs still queued; nothing added"));
+    }
+    let mut tx = db::begin_system(&s.pool).await?;
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, id from customer_imports where status in ('queued', 'running') order by created_at",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let payloads = rows
+        .iter()
+        .map(|(tenant_id, import_id)| ImportCustomers { tenant_id: *tenant_id, import_id: *import_id }.payload())
+        .collect::<Result<Vec<queue::JobPayload>, _>>()?;
+    s.queue.push_many(&payloads).await?;
+    Ok(format!("{} imports re-queued", payloads.len()))
 }
 
 /// Entries with no vector that are not on their way to one become pending again.
@@ -93,10 +123,12 @@ async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
     let failed_days = retention_days("FAILED_JOB_RETENTION_DAYS", 30);
     let sns_days = (retention_days("SNS_MAX_AGE_SECS", 3600) / 86_400 + 1).max(2);
     // (what, table, key, timestamp column, days kept): every table is trimmed the same way.
-    let aged: [(&str, &str, &str, &str, i64); 6] = [
+    let aged: [(&str, &str, &str, &str, i64); 7] = [
         ("activities", "customer_activities", "id", "occurred_at", activity_days),
         ("failed jobs", "failed_jobs", "id", "failed_at", failed_days),
         ("job batches", "job_batches", "id", "finished_at", 7),
+        // Counts and the error report (row numbers and reasons) of imports that ended.
+        ("customer imports", "customer_imports", "id", "finished_at", 30),
         ("task runs", "scheduled_task_runs", "id", "started_at", 30),
         ("expired tokens", "personal_access_tokens", "id", "expires_at", 7),
         ("SNS messages", "sns_messages", "message_id", "received_at", sns_days),

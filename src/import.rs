@@ -64,7 +64,7 @@ pub async fn run(config: Config, cmd: ImportCommand) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(accepted.total_rows.max(0) as u64)
+        ProgressBar::new(accepted.counts.total_rows.max(0) as u64)
     } else {
         ProgressBar::hidden()
     };
@@ -86,15 +86,15 @@ pub async fn run(config: Config, cmd: ImportCommand) -> anyhow::Result<()> {
         "import {} {}: {} rows, {} created, {} updated, {} unchanged, {} duplicate rows merged, {} rows with errors{}",
         done.id,
         if done.dry_run { "(dry run, nothing written)" } else { "completed" },
-        done.total_rows,
-        done.created_count,
-        done.updated_count,
-        done.unchanged_count,
-        done.duplicate_rows,
-        done.error_rows,
-        if done.error_rows > 0 { " (`GET /api/v1/imports/{id}/errors` has the report)" } else { "" }
+        done.counts.total_rows,
+        done.counts.created_count,
+        done.counts.updated_count,
+        done.counts.unchanged_count,
+        done.counts.duplicate_rows,
+        done.counts.error_rows,
+        if done.counts.error_rows > 0 { " (`GET /api/v1/imports/{id}/errors` has the report)" } else { "" }
     );
-    if done.error_rows > 0 {
+    if done.counts.error_rows > 0 {
         let report = import::error_report(&pool, tenant.id, done.id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         for line in report.unwrap_or_default().lines().skip(1).take(20) {
             out!("  {line}");

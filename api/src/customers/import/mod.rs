@@ -126,18 +126,9 @@ pub struct Import {
     /// CSV header → field, as used.
     #[schema(value_type = Object)]
     pub mapping: Value,
-    pub total_rows: i32,
-    pub processed_rows: i32,
-    /// Customers created (a dry run: that would be created).
-    pub created_count: i32,
-    /// Customers changed by a row (a dry run: that would be).
-    pub updated_count: i32,
-    /// Rows that matched a customer and changed nothing.
-    pub unchanged_count: i32,
-    /// Rows whose e-mail or phone came earlier in the file (merged, not created twice).
-    pub duplicate_rows: i32,
-    /// Rows not imported; `GET /imports/{id}/errors` says why.
-    pub error_rows: i32,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub counts: run::Counts,
     /// Why the import stopped, when it failed.
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -175,7 +166,7 @@ pub async fn create(
             .await?;
         return Err(ApiError::Unavailable("the job queue"));
     }
-    tracing::info!(import_id = %import.id, rows = import.total_rows, dry_run = import.dry_run, "customer import queued");
+    tracing::info!(import_id = %import.id, rows = import.counts.total_rows, dry_run = import.dry_run, "customer import queued");
     Ok((StatusCode::ACCEPTED, Json(Envelope::with_message(import, "Import queued."))))
 }
 

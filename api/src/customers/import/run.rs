@@ -32,14 +32,19 @@ pub enum ImportError {
 }
 
 /// Where an import stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Counts {
     pub total_rows: i32,
     pub processed_rows: i32,
+    /// Customers created (a dry run: that would be created).
     pub created_count: i32,
+    /// Customers changed by a row (a dry run: that would be).
     pub updated_count: i32,
+    /// Rows that matched a customer and changed nothing.
     pub unchanged_count: i32,
+    /// Rows whose e-mail or phone came earlier in the file (merged, not created twice).
     pub duplicate_rows: i32,
+    /// Rows not imported; `GET /imports/{id}/errors` says why.
     pub error_rows: i32,
 }
 

@@ -10,6 +10,7 @@
 //! `fibonacco_platform::queue::jobs`.
 
 pub mod campaigns;
+pub mod contact_policy;
 #[cfg(feature = "runtime")]
 pub mod jobs;
 pub mod links;

@@ -595,3 +595,63 @@ async fn recipient_errors(app: &TestApp, id: &str) -> Vec<(String, Option<String
     tx.commit().await.unwrap();
     rows
 }
+
+/// A frequency cap holds across two campaigns started together: each customer gets one
+/// e-mail, the other campaign's recipients end `failed` with the cap as the reason; once
+/// the cap is removed a third campaign reaches everyone.
+#[tokio::test]
+async fn a_frequency_cap_holds_across_two_overlapping_campaigns() {
+    let app = TestApp::spawn().await;
+    let t = Some(app.token_a.as_str());
+    for (body, status) in [
+        (json!({"max_messages": 0, "window_hours": 24}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"max_messages": 1}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"max_messages": 1, "window_hours": 24}), StatusCode::OK),
+    ] {
+        let (s, r) = app.send("PUT", "/api/v1/outbound/contact-policy/email", t, Some(body)).await;
+        assert_eq!(s, status, "{r}");
+    }
+    let (s, _) = app
+        .send("PUT", "/api/v1/outbound/contact-policy/fax", t, Some(json!({"max_messages": 1, "window_hours": 1})))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, caps) = app.get("/api/v1/outbound/contact-policy", &app.token_b).await;
+    assert_eq!(caps["data"], json!([]), "another tenant's caps are its own");
+
+    let domain = format!("{}.capped.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 4).await;
+    let (first, second) = (email_campaign(&app, &ids).await, email_campaign(&app, &ids).await);
+    for id in [&first, &second] {
+        let (s, j) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), t, None).await;
+        assert_eq!(s, StatusCode::OK, "{j}");
+    }
+    let ctx = job_context(&app, &[("MAIL_FROM", sender), ("SEND_BATCH_SIZE", "2".into())], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &first, Duration::from_secs(60)).await;
+    wait_for_completion(&app, &second, Duration::from_secs(60)).await;
+    worker.stop().await;
+    let mail = sent_to(&domain).await;
+    assert_eq!((mail.len(), messages(&mail)), (4, 4), "one message per customer across both campaigns");
+    let mut ends: Vec<(String, Option<String>)> = recipient_errors(&app, &first).await;
+    ends.extend(recipient_errors(&app, &second).await);
+    assert_eq!(ends.iter().filter(|(s, _)| s == "sent").count(), 4, "{ends:?}");
+    let capped: Vec<_> = ends.iter().filter(|(s, _)| s == "failed").collect();
+    assert_eq!(capped.len(), 4, "{ends:?}");
+    assert!(
+        capped
+            .iter()
+            .all(|(_, e)| e.as_deref() == Some("frequency cap: at most 1 email message per 24 hours to one customer")),
+        "{ends:?}"
+    );
+
+    let (s, _) = app.send("DELETE", "/api/v1/outbound/contact-policy/email", t, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let third = email_campaign(&app, &ids).await;
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{third}/start"), t, None).await;
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &third, Duration::from_secs(60)).await;
+    worker.stop().await;
+    assert_eq!(messages(&sent_to(&domain).await), 8, "without a cap everyone gets the third campaign");
+}

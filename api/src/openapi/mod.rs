@@ -42,6 +42,7 @@ use crate::{
         outbound::inbound::sms_inbound,
         outbound::ses::ses_events,
         outbound::suppressions::list, outbound::suppressions::create, outbound::suppressions::destroy,
+        outbound::contact_policy::list, outbound::contact_policy::set, outbound::contact_policy::remove,
         outbound::templates::list_email, outbound::templates::create_email,
         outbound::templates::list_sms, outbound::templates::create_sms,
         outbound::templates::list_scripts, outbound::templates::create_script,

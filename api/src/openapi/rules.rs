@@ -121,6 +121,8 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("CreateCustomerRequest", "slug", &[Pattern(SLUG), MaxLength(120)]),
     ("CreateCustomerRequest", "email", &[Pattern(EMAIL), MaxLength(254)]),
     ("CreateCustomerRequest", "phone", &[Pattern(PHONE)]),
+    ("ContactCapRequest", "max_messages", &[Required, Range(1, 1000)]),
+    ("ContactCapRequest", "window_hours", &[Required, Range(1, 8760)]),
     ("ImportRequest", "csv", &[Required, Present]),
     ("ImportRequest", "file_name", &[MaxLength(255), Pattern(ONE_LINE)]),
     ("ImportRequest", "mapping", &[KeysWithoutNul]),

@@ -7,6 +7,7 @@
 
 pub mod callbacks;
 pub mod campaigns;
+pub mod contact_policy;
 pub mod inbound;
 pub mod input;
 pub mod ses;
@@ -48,4 +49,9 @@ pub fn routes() -> Router<AppState> {
         .route("/outbound/phone/campaigns/{id}/call-status", post(callbacks::call_status))
         .route("/outbound/suppressions", get(suppressions::list).post(suppressions::create))
         .route("/outbound/suppressions/{id}", axum::routing::delete(suppressions::destroy))
+        .route("/outbound/contact-policy", get(contact_policy::list))
+        .route(
+            "/outbound/contact-policy/{channel}",
+            axum::routing::put(contact_policy::set).delete(contact_policy::remove),
+        )
 }

@@ -118,6 +118,7 @@ pub async fn dispatch(ctx: &JobContext, job: &Reserved) -> Result<(), JobError> 
 /// What a send needs about its recipient, read once the recipient is claimed.
 #[derive(Clone, sqlx::FromRow)]
 struct Target {
+    customer_id: Uuid,
     customer_name: String,
     email: Option<String>,
     phone: Option<String>,
@@ -130,8 +131,8 @@ impl Target {
     /// A claimed recipient and its customer, or `None` for the row that says nothing was
     /// claimed.
     fn claimed(c: store::ClaimedSend) -> Option<(Uuid, Self)> {
-        c.customer_id?;
         let target = Self {
+            customer_id: c.customer_id?,
             customer_name: c.customer_name.unwrap_or_default(),
             email: c.email,
             phone: c.phone,
@@ -217,6 +218,15 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
             settled.push((id, Finish::Failed(format!("suppressed ({why})"))));
         } else {
             to_send.push((id, target));
+        }
+    }
+    // Frequency caps across campaigns, among those that would go out.
+    if let Some(cap) = crate::contact_policy::cap(&mut tx, tenant, channel.name()).await? {
+        let pairs: Vec<(Uuid, Uuid)> = to_send.iter().map(|(id, t)| (*id, t.customer_id)).collect();
+        let over = crate::contact_policy::over_cap(&mut tx, tenant, channel.name(), cap, &pairs).await?;
+        if !over.is_empty() {
+            to_send.retain(|(id, _)| !over.contains(id));
+            settled.extend(over.into_iter().map(|id| (id, Finish::Failed(cap.reason(channel.name())))));
         }
     }
     store::finish(&mut tx, tenant, claim, &settled).await?;
@@ -633,6 +643,7 @@ mod tests {
 
     fn target() -> Target {
         Target {
+            customer_id: Uuid::now_v7(),
             customer_name: "Ada Lovelace".into(),
             email: Some("ada@example.com".into()),
             phone: None,

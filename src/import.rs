@@ -1,6 +1,6 @@
-//! `fibonacco import customers FILE --tenant SLUG`: the API's import, run in this process
-//! with a progress bar (an operator's way in for files the API's upload limit refuses
-//! nothing of: the same checks, the same matching, the same report).
+//! `fibonacco import customers FILE --tenant SLUG`: the API's import run in this process
+//! with a progress bar, for operators: the same limits, checks, matching and report as
+//! `POST /api/v1/customers/import`, without a worker.
 
 use std::{collections::BTreeMap, io::IsTerminal, path::PathBuf};
 
@@ -44,6 +44,16 @@ pub async fn run(config: Config, cmd: ImportCommand) -> anyhow::Result<()> {
     let tenant = tenancy::find_by_slug(&pool, &args.tenant)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no tenant with the slug `{}`", args.tenant))?;
+    // Refused before it is read: the same limit as the API's upload.
+    let size =
+        std::fs::metadata(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?.len();
+    anyhow::ensure!(
+        size <= import::MAX_FILE_BYTES as u64,
+        "{} is {} MiB; a file may hold at most {} MiB (split it)",
+        args.file.display(),
+        size / (1024 * 1024),
+        import::MAX_FILE_BYTES / (1024 * 1024)
+    );
     let bytes = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     let csv = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", args.file.display()))?;
     let mut mapping = BTreeMap::new();

@@ -14,8 +14,23 @@ use uuid::Uuid;
 
 pub const CHANNELS: &[&str] = &["email", "sms", "phone"];
 
-/// A tenant's cap on one channel.
+/// A tenant's rules for one channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Policy {
+    pub max_messages: Option<i32>,
+    pub window_hours: Option<i32>,
+    /// Send only to customers who opted in on the channel (`customer_consents`).
+    pub require_consent: bool,
+}
+
+impl Policy {
+    pub fn cap(&self) -> Option<Cap> {
+        Some(Cap { max_messages: self.max_messages?, window_hours: self.window_hours? })
+    }
+}
+
+/// A frequency cap: at most `max_messages` within `window_hours`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cap {
     pub max_messages: i32,
     pub window_hours: i32,
@@ -33,13 +48,35 @@ impl Cap {
     }
 }
 
-#[tracing::instrument(name = "contact_policy.cap", skip(conn), fields(tenant_id = %tenant), err)]
-pub async fn cap(conn: &mut PgConnection, tenant: TenantId, channel: &str) -> Result<Option<Cap>, sqlx::Error> {
-    sqlx::query_as("select max_messages, window_hours from contact_policies where tenant_id = $1 and channel = $2")
-        .bind(tenant)
-        .bind(channel)
-        .fetch_optional(conn)
-        .await
+#[tracing::instrument(name = "contact_policy.policy", skip(conn), fields(tenant_id = %tenant), err)]
+pub async fn policy(conn: &mut PgConnection, tenant: TenantId, channel: &str) -> Result<Option<Policy>, sqlx::Error> {
+    sqlx::query_as(
+        "select max_messages, window_hours, require_consent from contact_policies where tenant_id = $1 and channel = $2",
+    )
+    .bind(tenant)
+    .bind(channel)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Of `customers`, those who have not opted in on `channel` (no record, or opted out).
+#[tracing::instrument(name = "contact_policy.without_consent", skip(conn, customers), fields(tenant_id = %tenant), err)]
+pub async fn without_consent(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    channel: &str,
+    customers: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let granted: Vec<Uuid> = sqlx::query_scalar(
+        "select customer_id from customer_consents
+         where tenant_id = $1 and channel = $2 and granted and customer_id = any($3)",
+    )
+    .bind(tenant)
+    .bind(channel)
+    .bind(customers)
+    .fetch_all(conn)
+    .await?;
+    Ok(customers.iter().copied().filter(|c| !granted.contains(c)).collect())
 }
 
 /// Of `claimed` (recipient, customer) pairs, in order, the recipients the cap does not

@@ -655,3 +655,81 @@ async fn a_frequency_cap_holds_across_two_overlapping_campaigns() {
     worker.stop().await;
     assert_eq!(messages(&sent_to(&domain).await), 8, "without a cap everyone gets the third campaign");
 }
+
+/// A channel that requires consent sends only to customers who opted in; an opt-out and a
+/// customer never asked both end `failed` with the reason.
+#[tokio::test]
+async fn a_channel_that_requires_consent_reaches_only_those_who_opted_in() {
+    let app = TestApp::spawn().await;
+    let t = Some(app.token_a.as_str());
+    let (s, r) =
+        app.send("PUT", "/api/v1/outbound/contact-policy/email", t, Some(json!({"require_consent": true}))).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!((r["data"]["require_consent"].clone(), r["data"]["max_messages"].clone()), (json!(true), json!(null)));
+    let (s, _) = app.send("PUT", "/api/v1/outbound/contact-policy/email", t, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "neither a cap nor consent is no policy");
+
+    let domain = format!("{}.consent.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 3).await;
+    for (id, granted) in [(&ids[0], true), (&ids[1], false)] {
+        let body = json!({"granted": granted, "source": "sign-up form"});
+        let (s, r) = app.send("PUT", &format!("/api/v1/customers/{id}/consents/email"), t, Some(body)).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+    }
+    for (path, body, status) in [
+        (
+            format!("/api/v1/customers/{}/consents/email", ids[2]),
+            json!({"source": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            format!("/api/v1/customers/{}/consents/email", ids[2]),
+            json!({"granted": true, "source": "a\nb"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            format!("/api/v1/customers/{}/consents/fax", ids[2]),
+            json!({"granted": true, "source": "x"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (s, r) = app.send("PUT", &path, t, Some(body)).await;
+        assert_eq!(s, status, "{path}: {r}");
+    }
+    let (s, _) = app
+        .send(
+            "PUT",
+            &format!("/api/v1/customers/{}/consents/email", ids[2]),
+            Some(&app.token_b),
+            Some(json!({"granted": true, "source": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant cannot record consent for this customer");
+    let (_, listed) = app.get(&format!("/api/v1/customers/{}/consents", ids[0]), &app.token_a).await;
+    assert_eq!(
+        (listed["data"][0]["granted"].clone(), listed["data"][0]["source"].clone()),
+        (json!(true), json!("sign-up form"))
+    );
+
+    let id = email_campaign(&app, &ids).await;
+    app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), t, None).await;
+    let ctx = job_context(&app, &[("MAIL_FROM", sender)], Duration::from_secs(30));
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    worker.stop().await;
+    let mail = sent_to(&domain).await;
+    assert_eq!(
+        mail.keys().cloned().collect::<Vec<_>>(),
+        vec![format!("c0@{domain}")],
+        "only the customer who opted in"
+    );
+    let refused: Vec<_> = recipient_errors(&app, &id).await.into_iter().filter(|(s, _)| s == "failed").collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, e)| e.as_deref() == Some("no consent: the customer has not opted in to email messages"))
+    );
+}

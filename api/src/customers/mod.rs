@@ -3,6 +3,7 @@
 //! `input` turns request bodies into checked values, `store` runs the SQL inside a
 //! tenant-scoped transaction, and the handlers here only wire the two together.
 
+pub mod consents;
 pub mod erasure;
 pub mod export;
 pub mod import;
@@ -49,6 +50,8 @@ pub fn routes() -> Router<AppState> {
             axum::routing::post(import::create)
                 .layer(axum::extract::DefaultBodyLimit::max(import::MAX_FILE_BYTES + 1024 * 1024)),
         )
+        .route("/customers/{id}/consents", get(consents::list))
+        .route("/customers/{id}/consents/{channel}", put(consents::record))
         .route("/imports/{id}", get(import::show))
         .route("/imports/{id}/errors", get(import::errors))
 }

@@ -26,7 +26,7 @@ use crate::{
         health::health,
         customers::list, customers::create, customers::show, customers::show_by_slug,
         customers::update, customers::destroy, customers::update_business_context, customers::ai_context, customers::personal_data::export, customers::erasure::erase, customers::erasure::show,
-        customers::import::create, customers::import::show, customers::import::errors, customers::export::export,
+        customers::import::create, customers::import::show, customers::import::errors, customers::export::export, customers::consents::list, customers::consents::record,
         conversations::list, conversations::create, conversations::show, conversations::update,
         conversations::destroy, conversations::end, conversations::add_message, conversations::messages,
         knowledge::list, knowledge::create, knowledge::show, knowledge::update, knowledge::destroy,

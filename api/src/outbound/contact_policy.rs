@@ -1,5 +1,6 @@
-//! `/api/v1/outbound/contact-policy`: a tenant's frequency caps, per channel. Sends check
-//! them across campaigns (`delivery::contact_policy`); a capped recipient ends `failed`
+//! `/api/v1/outbound/contact-policy`: a tenant's rules per channel: a frequency cap
+//! across campaigns, and whether customers must have opted in (`customers::consents`).
+//! Sends check them (`delivery::contact_policy`); a recipient they refuse ends `failed`
 //! with the reason.
 
 use axum::{
@@ -27,20 +28,24 @@ const RESOURCE: &str = "contact policy";
 pub struct ContactCap {
     /// `email`, `sms` or `phone`.
     pub channel: String,
-    /// At most this many messages to one customer…
-    pub max_messages: i32,
+    /// At most this many messages to one customer… (null: no cap)
+    pub max_messages: Option<i32>,
     /// …within this many hours, across campaigns.
-    pub window_hours: i32,
+    pub window_hours: Option<i32>,
+    /// Send only to customers who opted in on this channel.
+    pub require_consent: bool,
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactCapRequest {
-    /// 1 to 1000.
+    /// 1 to 1000; with `window_hours`, or neither (no cap).
     pub max_messages: Option<i64>,
     /// 1 to 8760 (a year).
     pub window_hours: Option<i64>,
+    /// Send only to customers who opted in on this channel (default false).
+    pub require_consent: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/api/v1/outbound/contact-policy", tag = "outbound",
@@ -51,7 +56,8 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<Enve
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let caps = sqlx::query_as(
-        "select channel, max_messages, window_hours, updated_at from contact_policies where tenant_id = $1 order by channel",
+        "select channel, max_messages, window_hours, require_consent, updated_at from contact_policies
+         where tenant_id = $1 order by channel",
     )
     .bind(tenant)
     .fetch_all(&mut *tx)
@@ -60,8 +66,8 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<Enve
     Ok(Json(Envelope::data(caps)))
 }
 
-/// Set the frequency cap of a channel: at most `max_messages` to one customer within
-/// `window_hours`, across campaigns.
+/// Set a channel's rules: a frequency cap (at most `max_messages` to one customer within
+/// `window_hours`, across campaigns) and/or `require_consent` (only customers who opted in).
 #[utoipa::path(put, path = "/api/v1/outbound/contact-policy/{channel}", tag = "outbound",
     params(("channel" = String, Path, description = "`email`, `sms` or `phone`")),
     request_body = ContactCapRequest,
@@ -78,37 +84,46 @@ pub async fn set(
     let channel = known(&channel)?;
     let mut e = FieldErrors::default();
     let mut bounded = |value: Option<i64>, field: &str, max: i64| match value {
-        None => {
-            e.add(field, "is required");
-            0
-        }
+        None => None,
         Some(v) if !(1..=max).contains(&v) => {
             e.add(field, format!("must be between 1 and {max}"));
-            0
+            None
         }
-        Some(v) => v as i32,
+        Some(v) => Some(v as i32),
     };
     let max_messages = bounded(body.max_messages, "max_messages", 1000);
     let window_hours = bounded(body.window_hours, "window_hours", 8760);
+    let require_consent = body.require_consent.unwrap_or(false);
+    match (body.max_messages, body.window_hours) {
+        (Some(_), None) => e.add("window_hours", "is required with max_messages"),
+        (None, Some(_)) => e.add("max_messages", "is required with window_hours"),
+        (None, None) if !require_consent => {
+            e.add("max_messages", "is required (with window_hours) unless require_consent is true")
+        }
+        _ => {}
+    }
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let cap: ContactCap = sqlx::query_as(
-        "insert into contact_policies (tenant_id, channel, max_messages, window_hours) values ($1, $2, $3, $4)
-         on conflict (tenant_id, channel) do update set max_messages = excluded.max_messages, window_hours = excluded.window_hours
-         returning channel, max_messages, window_hours, updated_at",
+        "insert into contact_policies (tenant_id, channel, max_messages, window_hours, require_consent)
+         values ($1, $2, $3, $4, $5)
+         on conflict (tenant_id, channel) do update set max_messages = excluded.max_messages,
+            window_hours = excluded.window_hours, require_consent = excluded.require_consent
+         returning channel, max_messages, window_hours, require_consent, updated_at",
     )
     .bind(tenant)
     .bind(channel)
     .bind(max_messages)
     .bind(window_hours)
+    .bind(require_consent)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(Envelope::with_message(cap, "Frequency cap set.")))
+    Ok(Json(Envelope::with_message(cap, "Contact policy set.")))
 }
 
-/// Remove a channel's cap.
+/// Remove a channel's rules.
 #[utoipa::path(delete, path = "/api/v1/outbound/contact-policy/{channel}", tag = "outbound",
     params(("channel" = String, Path, description = "`email`, `sms` or `phone`")),
     responses((status = 200, body = inline(Envelope<Option<String>>)), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
@@ -132,7 +147,7 @@ pub async fn remove(
     if gone == 0 {
         return Err(ApiError::NotFound(RESOURCE));
     }
-    Ok(Json(Envelope::with_message(None, "Frequency cap removed.")))
+    Ok(Json(Envelope::with_message(None, "Contact policy removed.")))
 }
 
 fn known(channel: &str) -> Result<&'static str, ApiError> {

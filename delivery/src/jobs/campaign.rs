@@ -220,13 +220,28 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
             to_send.push((id, target));
         }
     }
-    // Frequency caps across campaigns, among those that would go out.
-    if let Some(cap) = crate::contact_policy::cap(&mut tx, tenant, channel.name()).await? {
-        let pairs: Vec<(Uuid, Uuid)> = to_send.iter().map(|(id, t)| (*id, t.customer_id)).collect();
-        let over = crate::contact_policy::over_cap(&mut tx, tenant, channel.name(), cap, &pairs).await?;
-        if !over.is_empty() {
-            to_send.retain(|(id, _)| !over.contains(id));
-            settled.extend(over.into_iter().map(|id| (id, Finish::Failed(cap.reason(channel.name())))));
+    // The tenant's contact policy: consent first (without it nothing counts toward a
+    // cap), then frequency caps across campaigns among those that would go out.
+    if let Some(policy) = crate::contact_policy::policy(&mut tx, tenant, channel.name()).await? {
+        if policy.require_consent {
+            let customers: Vec<Uuid> = to_send.iter().map(|(_, t)| t.customer_id).collect();
+            let refused = crate::contact_policy::without_consent(&mut tx, tenant, channel.name(), &customers).await?;
+            let reason = format!("no consent: the customer has not opted in to {} messages", channel.name());
+            to_send.retain(|(id, t)| {
+                let keep = !refused.contains(&t.customer_id);
+                if !keep {
+                    settled.push((*id, Finish::Failed(reason.clone())));
+                }
+                keep
+            });
+        }
+        if let Some(cap) = policy.cap() {
+            let pairs: Vec<(Uuid, Uuid)> = to_send.iter().map(|(id, t)| (*id, t.customer_id)).collect();
+            let over = crate::contact_policy::over_cap(&mut tx, tenant, channel.name(), cap, &pairs).await?;
+            if !over.is_empty() {
+                to_send.retain(|(id, _)| !over.contains(id));
+                settled.extend(over.into_iter().map(|id| (id, Finish::Failed(cap.reason(channel.name())))));
+            }
         }
     }
     store::finish(&mut tx, tenant, claim, &settled).await?;

@@ -1,4 +1,4 @@
-//! The job queues (`emails`, `sms`, `calls`, `tts`, `embeddings`) on Redis.
+//! The job queues (`emails`, `sms`, `calls`, `tts`, `embeddings`, `imports`) on Redis.
 //!
 //! The layout is Laravel's Redis queue, so operators find familiar keys:
 //! - `{prefix}:{queue}`: the ready list; producers `RPUSH`, workers take from the head;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 pub const CHANNELS: &[&str] = &["email", "sms", "phone"];
 
-/// A tenant's rules for one channel.
+/// A tenant's rules for one channel (read with a send job's claims, `store::claim_sends`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Policy {
     pub max_messages: Option<i32>,
@@ -46,17 +46,6 @@ impl Cap {
             self.window_hours
         )
     }
-}
-
-#[tracing::instrument(name = "contact_policy.policy", skip(conn), fields(tenant_id = %tenant), err)]
-pub async fn policy(conn: &mut PgConnection, tenant: TenantId, channel: &str) -> Result<Option<Policy>, sqlx::Error> {
-    sqlx::query_as(
-        "select max_messages, window_hours, require_consent from contact_policies where tenant_id = $1 and channel = $2",
-    )
-    .bind(tenant)
-    .bind(channel)
-    .fetch_optional(conn)
-    .await
 }
 
 /// Of `customers`, those who have not opted in on `channel` (no record, or opted out).

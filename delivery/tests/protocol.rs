@@ -585,17 +585,6 @@ async fn recipients_of_one_send_job_end_each_on_their_own() {
     assert_eq!(sent_once(&sent_to(&domain).await), expected, "nothing sent twice");
 }
 
-async fn recipient_errors(app: &TestApp, id: &str) -> Vec<(String, Option<String>)> {
-    let mut tx = fibonacco_platform::db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
-    let rows = sqlx::query_as("select status, error from outbound_campaign_recipients where campaign_id = $1::uuid")
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    rows
-}
-
 /// A frequency cap holds across two campaigns started together: each customer gets one
 /// e-mail, the other campaign's recipients end `failed` with the cap as the reason; once
 /// the cap is removed a third campaign reaches everyone.

@@ -204,16 +204,29 @@ pub async fn campaign_status(app: &TestApp, id: &str) -> String {
 }
 
 pub async fn recipient_statuses(app: &TestApp, id: &str) -> Vec<(String, Option<String>, String)> {
+    recipient_rows(app, id, "status, provider_message_id, id::text").await
+}
+
+/// `columns` of a campaign's recipients (tenant A), in id order.
+async fn recipient_rows<T>(app: &TestApp, id: &str, columns: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
-    let rows = sqlx::query_as(
-        "select status, provider_message_id, id::text from outbound_campaign_recipients where campaign_id = $1::uuid order by id",
-    )
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {columns} from outbound_campaign_recipients where campaign_id = $1::uuid order by id"
+    )))
     .bind(id)
     .fetch_all(&mut *tx)
     .await
     .unwrap();
     tx.commit().await.unwrap();
     rows
+}
+
+/// Each recipient's status and error, in id order.
+pub async fn recipient_errors(app: &TestApp, id: &str) -> Vec<(String, Option<String>)> {
+    recipient_rows(app, id, "status, error").await
 }
 
 /// Replays a request against `upstream` and returns its answer.

@@ -11,7 +11,6 @@ use fibonacco_delivery::contact_policy::CHANNELS;
 use fibonacco_platform::db;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::{READ, RESOURCE, WRITE};
 use crate::{
@@ -55,7 +54,7 @@ pub async fn list(
     let id = resource_id(&id, RESOURCE)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    if !exists(&mut tx, tenant, id).await? {
+    if !super::store::exists(&mut tx, tenant, id).await? {
         return Err(ApiError::NotFound(RESOURCE));
     }
     let rows = sqlx::query_as(
@@ -97,7 +96,7 @@ pub async fn record(
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    if !exists(&mut tx, tenant, id).await? {
+    if !super::store::exists(&mut tx, tenant, id).await? {
         return Err(ApiError::NotFound(RESOURCE));
     }
     let consent: Consent = sqlx::query_as(
@@ -115,16 +114,4 @@ pub async fn record(
     .await?;
     tx.commit().await?;
     Ok(Json(Envelope::with_message(consent, "Consent recorded.")))
-}
-
-async fn exists(
-    conn: &mut sqlx::PgConnection,
-    tenant: fibonacco_platform::TenantId,
-    id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from crm_customers where tenant_id = $1 and id = $2)")
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(conn)
-        .await
 }

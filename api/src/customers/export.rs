@@ -79,10 +79,10 @@ fn pages(
     futures_util::stream::unfold(At::Start, move |at| {
         let (pool, filter) = (pool.clone(), filter.clone());
         async move {
-            let (mut out, after) = match at {
+            let (header, after) = match at {
                 At::Done => return None,
-                At::Start => (csv_line(HEADER.iter().map(|h| h.to_string())), None),
-                At::After(last) => (Vec::new(), Some(last)),
+                At::Start => (true, None),
+                At::After(last) => (false, Some(last)),
             };
             let page = async {
                 let mut tx = db::begin_tenant(&pool, tenant).await?;
@@ -99,9 +99,11 @@ fn pages(
                     return Some((Err(ApiError::from(e)), At::Done));
                 }
             };
-            for c in &rows {
-                out.extend(csv_line(row(c)));
-            }
+            let header = header.then(|| HEADER.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+            let out = match csv_records(header.into_iter().chain(rows.iter().map(|c| row(c).collect()))) {
+                Ok(out) => out,
+                Err(e) => return Some((Err(ApiError::Internal(e.into())), At::Done)),
+            };
             let next = match rows.len() as i64 {
                 n if n < PAGE => At::Done,
                 _ => At::After(Box::new(rows.into_iter().last().expect("a full page has a last row"))),
@@ -148,23 +150,13 @@ pub fn defuse(cell: &str) -> String {
     if dangerous { format!("'{cell}") } else { cell.to_owned() }
 }
 
-/// One CSV record (RFC 4180 quoting) with its line end.
-fn csv_line(cells: impl Iterator<Item = String>) -> Vec<u8> {
-    let mut line = String::new();
-    for (i, cell) in cells.enumerate() {
-        if i > 0 {
-            line.push(',');
-        }
-        if cell.contains([',', '"', '\n', '\r']) {
-            line.push('"');
-            line.push_str(&cell.replace('"', "\"\""));
-            line.push('"');
-        } else {
-            line.push_str(&cell);
-        }
+/// CSV records (RFC 4180 quoting by the csv crate, as the import's report) with CRLF ends.
+fn csv_records(records: impl Iterator<Item = Vec<String>>) -> Result<Vec<u8>, csv::Error> {
+    let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+    for record in records {
+        out.write_record(&record)?;
     }
-    line.push_str("\r\n");
-    line.into_bytes()
+    out.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
 #[cfg(test)]
@@ -183,7 +175,8 @@ mod tests {
 
     #[test]
     fn cells_are_quoted_when_they_must_be() {
-        let line = csv_line(["a", "b,c", "say \"hi\"", "two\nlines"].into_iter().map(String::from));
+        let line =
+            csv_records(std::iter::once(["a", "b,c", "say \"hi\"", "two\nlines"].map(String::from).to_vec())).unwrap();
         assert_eq!(String::from_utf8(line).unwrap(), "a,\"b,c\",\"say \"\"hi\"\"\",\"two\nlines\"\r\n");
     }
 }

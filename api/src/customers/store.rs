@@ -76,6 +76,18 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, filter: &Cust
     }
 }
 
+/// The list's order, which the export's keyset follows: id breaks ties so pages never
+/// overlap or skip rows.
+fn push_order(qb: &mut QueryBuilder<Postgres>, filter: &CustomerFilter) {
+    let column = match filter.sort {
+        SortKey::CreatedAt => "created_at",
+        SortKey::Name => "lower(name)",
+        SortKey::UpdatedAt => "updated_at",
+    };
+    let direction = if filter.descending { "desc" } else { "asc" };
+    qb.push(format!(" order by {column} {direction}, id {direction}"));
+}
+
 #[tracing::instrument(name = "customers.list", skip_all, fields(tenant_id = %tenant, page = page.page), err)]
 pub async fn list(
     conn: &mut PgConnection,
@@ -89,14 +101,7 @@ pub async fn list(
 
     let mut rows = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from crm_customers"));
     push_filters(&mut rows, tenant, filter);
-    let column = match filter.sort {
-        SortKey::CreatedAt => "created_at",
-        SortKey::Name => "lower(name)",
-        SortKey::UpdatedAt => "updated_at",
-    };
-    let direction = if filter.descending { "desc" } else { "asc" };
-    // id breaks ties so pages never overlap or skip rows.
-    rows.push(format!(" order by {column} {direction}, id {direction}"));
+    push_order(&mut rows, filter);
     rows.push(" limit ").push_bind(page.limit()).push(" offset ").push_bind(page.offset());
     let customers = rows.build_query_as::<Customer>().fetch_all(&mut *conn).await?;
     Ok((customers, total))
@@ -115,7 +120,6 @@ pub async fn page_after(
 ) -> Result<Vec<Customer>, sqlx::Error> {
     let mut rows = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from crm_customers"));
     push_filters(&mut rows, tenant, filter);
-    let direction = if filter.descending { "desc" } else { "asc" };
     let after_op = if filter.descending { "<" } else { ">" };
     if let Some(last) = after {
         // Postgres computes `lower` on both sides: the same function as the order by.
@@ -128,12 +132,7 @@ pub async fn page_after(
         };
         rows.push(", ").push_bind(last.id).push(")");
     }
-    let column = match filter.sort {
-        SortKey::CreatedAt => "created_at",
-        SortKey::Name => "lower(name)",
-        SortKey::UpdatedAt => "updated_at",
-    };
-    rows.push(format!(" order by {column} {direction}, id {direction}"));
+    push_order(&mut rows, filter);
     rows.push(" limit ").push_bind(limit);
     rows.build_query_as::<Customer>().fetch_all(&mut *conn).await
 }

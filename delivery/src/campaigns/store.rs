@@ -304,6 +304,11 @@ pub struct ClaimedSend {
     pub email_template_id: Option<Uuid>,
     pub sms_template_id: Option<Uuid>,
     pub phone_script_id: Option<Uuid>,
+    /// The tenant's contact policy for the campaign's channel, if it has one
+    /// (`contact_policies`; `policy_require_consent` is set exactly when there is a row).
+    pub policy_max_messages: Option<i32>,
+    pub policy_window_hours: Option<i32>,
+    pub policy_require_consent: Option<bool>,
     /// Set when this run claimed a recipient; the customer's fields below with it.
     pub recipient_id: Option<Uuid>,
     pub customer_id: Option<Uuid>,
@@ -317,8 +322,8 @@ pub struct ClaimedSend {
 
 /// [`claim`] for each of `recipients` of `campaign`, but only while the campaign is
 /// `running` (or `completed`: a job retried from `failed_jobs` for recipients that failed
-/// without a message id), reading the campaign and the claimed customers in the same
-/// statement. No row when the campaign is gone; one row with no recipient when nothing
+/// without a message id), reading the campaign, the tenant's contact policy for its
+/// channel and the claimed customers in the same statement. No row when the campaign is gone; one row with no recipient when nothing
 /// was claimed; else one row per claimed recipient. Every claim carries `claim`.
 #[tracing::instrument(name = "campaigns.claim_sends", skip(conn, recipients), fields(n = recipients.len()), err)]
 pub async fn claim_sends(
@@ -330,8 +335,11 @@ pub async fn claim_sends(
 ) -> Result<Vec<ClaimedSend>, sqlx::Error> {
     sqlx::query_as(
         "with c as (
-             select status, email_template_id, sms_template_id, phone_script_id
-             from outbound_campaigns where tenant_id = $1 and id = $2
+             select c.status, c.email_template_id, c.sms_template_id, c.phone_script_id,
+                    p.max_messages, p.window_hours, p.require_consent
+             from outbound_campaigns c
+             left join contact_policies p on p.tenant_id = c.tenant_id and p.channel = c.type
+             where c.tenant_id = $1 and c.id = $2
          ), claimed as (
              update outbound_campaign_recipients
              set status = 'sending', claim_token = $4, claimed_at = now(), attempted_at = now(), attempts = attempts + 1
@@ -341,7 +349,8 @@ pub async fn claim_sends(
              returning id, customer_id
          )
          select c.status as campaign_status, c.email_template_id, c.sms_template_id, c.phone_script_id,
-                claimed.id as recipient_id, claimed.customer_id, cu.name as customer_name, cu.email, cu.phone,
+                c.max_messages as policy_max_messages, c.window_hours as policy_window_hours,
+                c.require_consent as policy_require_consent, claimed.id as recipient_id, claimed.customer_id, cu.name as customer_name, cu.email, cu.phone,
                 cu.business_context, cu.metadata, cu.unsubscribed_at is not null as unsubscribed
          from c left join claimed on true
                 left join crm_customers cu on cu.tenant_id = $1 and cu.id = claimed.customer_id

@@ -222,7 +222,12 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
     }
     // The tenant's contact policy: consent first (without it nothing counts toward a
     // cap), then frequency caps across campaigns among those that would go out.
-    if let Some(policy) = crate::contact_policy::policy(&mut tx, tenant, channel.name()).await? {
+    let policy = campaign.policy_require_consent.map(|require_consent| crate::contact_policy::Policy {
+        max_messages: campaign.policy_max_messages,
+        window_hours: campaign.policy_window_hours,
+        require_consent,
+    });
+    if let Some(policy) = policy {
         if policy.require_consent {
             let customers: Vec<Uuid> = to_send.iter().map(|(_, t)| t.customer_id).collect();
             let refused = crate::contact_policy::without_consent(&mut tx, tenant, channel.name(), &customers).await?;

@@ -38,6 +38,11 @@ pub struct Book {
     by_phone: HashMap<String, usize>,
     /// Keys of every row taken so far in the file (for the duplicate count).
     seen: HashSet<Key>,
+    /// Customers created and existing ones changed, since the book began (a dry run's
+    /// counts: it keeps every customer, so counting them again each chunk would grow with
+    /// the file).
+    created: usize,
+    updated: usize,
 }
 
 impl Book {
@@ -99,6 +104,9 @@ impl Book {
             Some(i) => {
                 let entry = &mut self.entries[i];
                 let changed = entry.record.apply(row);
+                if changed && entry.existing && !entry.changed {
+                    self.updated += 1;
+                }
                 entry.changed |= changed;
                 let taken = match (entry.existing, changed) {
                     (false, _) => Taken::Created,
@@ -112,6 +120,7 @@ impl Book {
                 let i = self.entries.len();
                 self.entries.push(Entry { record: Record::new(row), existing: false, changed: true });
                 self.index(i);
+                self.created += 1;
                 Taken::Created
             }
         };
@@ -123,6 +132,14 @@ impl Book {
         let created = self.entries.iter().filter(|e| !e.existing).map(|e| &e.record).collect();
         let updated = self.entries.iter().filter(|e| e.existing && e.changed).map(|e| &e.record).collect();
         (created, updated)
+    }
+
+    pub fn created(&self) -> usize {
+        self.created
+    }
+
+    pub fn updated(&self) -> usize {
+        self.updated
     }
 
     /// Forgets the customers (once written) but remembers the keys seen, so duplicates
@@ -182,6 +199,7 @@ mod tests {
         );
         let (created, updated) = book.outcome();
         assert_eq!(created.len(), 2);
+        assert_eq!((book.created(), book.updated()), (2, 0));
         assert!(updated.is_empty());
         assert_eq!(created[0].name, "Ada L.");
         assert_eq!(created[0].phone.as_deref(), Some("+15550100123"));
@@ -203,6 +221,7 @@ mod tests {
         assert_eq!(taken, vec![Taken::Unchanged, Taken::Created, Taken::Updated, Taken::Unchanged]);
         let (created, updated) = book.outcome();
         assert_eq!(created.len(), 1, "a shared phone does not merge two addresses");
+        assert_eq!((book.created(), book.updated()), (1, 1));
         assert_eq!(updated[0].email.as_deref(), Some("phone@example.com"), "a phone-only customer gains the address");
     }
 

@@ -100,7 +100,11 @@ impl ImportRequest {
             Ok(read) => read,
             Err(_) => return Err(ApiError::Validation(FieldErrors::single("csv", "cannot be read as CSV"))),
         };
-        if headers.iter().all(|h| h.is_empty()) {
+        if headers.iter().any(|h| h.chars().any(char::is_control)) {
+            // A NUL would reach Postgres in the stored mapping; any control character in a
+            // name is a broken file.
+            errors.add("csv", "has a control character in its header row");
+        } else if headers.iter().all(|h| h.is_empty()) {
             errors.add("csv", "has no header row");
         } else if headers.len() > MAX_COLUMNS {
             errors.add("csv", format!("has {} columns; at most {MAX_COLUMNS}", headers.len()));

@@ -61,13 +61,18 @@ struct Job {
 /// Reads a file's header and counts its rows (what an upload is checked with).
 pub fn header_and_rows(source: &[u8], delimiter: u8) -> Result<(Vec<String>, usize), csv::Error> {
     let mut reader = reader(source, delimiter);
-    let headers = reader.headers()?.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_owned()).collect();
+    let headers = headers(&mut reader)?;
     let mut n = 0;
     let mut record = csv::ByteRecord::new();
     while reader.read_byte_record(&mut record)? {
         n += 1;
     }
     Ok((headers, n))
+}
+
+/// The header row's names, trimmed (the reader has dropped a byte-order mark).
+fn headers(reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, csv::Error> {
+    Ok(reader.headers()?.iter().map(|h| h.trim().to_owned()).collect())
 }
 
 fn reader(source: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
@@ -108,8 +113,7 @@ pub async fn run(
     let source = job.source.ok_or(ImportError::NoSource)?;
     let delimiter = job.delimiter.bytes().next().unwrap_or(b',');
     let mut reader = reader(&source, delimiter);
-    let headers: Vec<String> =
-        reader.headers()?.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_owned()).collect();
+    let headers = headers(&mut reader)?;
     let mapping = Mapping::from_json(&headers, &job.mapping.0).ok_or(ImportError::Mapping)?;
 
     let mut counts = job.counts;
@@ -224,12 +228,12 @@ async fn apply(
     }
     counts.processed_rows += chunk.len() as i32;
     counts.duplicate_rows += taken_rows.iter().filter(|(_, dup)| *dup).count() as i32;
-    let (created, updated) = book.outcome();
     if dry_run {
         // Counts of the whole file so far: the book holds all of it.
-        counts.created_count = created.len() as i32;
-        counts.updated_count = updated.len() as i32;
+        counts.created_count = book.created() as i32;
+        counts.updated_count = book.updated() as i32;
     } else {
+        let (created, updated) = book.outcome();
         let (new, failed) = insert(conn, tenant, &created).await?;
         errors.extend(failed);
         update(conn, tenant, &updated).await?;

@@ -379,7 +379,7 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     eprintln!("  worker on {} and the scheduler ({} tasks) run in this process", options.queues.join(","), tasks.len());
     let ingest_config = fibonacco_ingest::IngestConfig::from_lookup(config.database_url.clone(), env_lookup())?;
     eprintln!(
-        "  change data capture: slot {} → lake {} (`fibonacco ingest status`), pipelines watch on its feed",
+        "  change data capture: slot {} → lake {} (`fibonacco ingest status`), pipelines watch and webhooks outbox on its feed",
         ingest_config.slot, ingest_config.lake
     );
 
@@ -408,16 +408,29 @@ pub async fn run_all(config: Config) -> anyhow::Result<()> {
     let mut runner = crate::pipelines::pipelines(bg.pool.clone(), &ingest_config)?;
     // Progress bars would interleave with the server's log.
     runner.progress = false;
-    let (ingest_stop, watch_stop) = (stop_rx.clone(), stop_rx.clone());
+    let (ingest_stop, watch_stop, outbox_stop) = (stop_rx.clone(), stop_rx.clone(), stop_rx.clone());
+    // The webhooks' outbox turns the lake's changes into deliveries, woken by the feed.
+    let outbox = Arc::new(fibonacco_pipelines::webhooks::Outbox {
+        pool: bg.pool.clone(),
+        lake: fibonacco_ingest::Lake::open(&ingest_config.lake)?,
+        queue: Some(bg.queue.clone()),
+    });
     let ingest = tokio::spawn(async move {
         let result = match fibonacco_ingest::Ingest::connect(ingest_config).await {
             Ok(ingest) => {
                 // The pipelines' watch follows the same capture's feed in this process.
                 let feed = ingest.feed();
+                let outbox_feed = feed.clone();
                 let watch = tokio::spawn(async move { crate::pipelines::watch_feed(runner, &feed, watch_stop).await });
+                let outbox = tokio::spawn(async move {
+                    if let Err(e) = outbox.follow(&outbox_feed, outbox_stop).await {
+                        tracing::error!(error = %e, "webhooks outbox stopped");
+                    }
+                });
                 let result = ingest.run_supervised(ingest_stop).await;
                 if result.is_ok() {
                     let _ = watch.await;
+                    let _ = outbox.await;
                 }
                 result
             }

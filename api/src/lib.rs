@@ -36,6 +36,7 @@ pub mod tracking;
 pub mod training;
 pub mod tts;
 pub mod validate;
+pub mod webhooks;
 
 pub use error::ApiError;
 pub use startup::{Application, router};

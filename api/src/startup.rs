@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     ApiError, ads, ai, analytics, articles, commerce, content, conversations, customers, faq_categories, health,
     knowledge, learning, limits, observability, openapi, outbound, personalities, presentations, search,
-    state::AppState, stripe, surveys, tracking, training, tts,
+    state::AppState, stripe, surveys, tracking, training, tts, webhooks,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(training::routes())
         .merge(search::routes())
         .merge(ai::routes())
+        .merge(webhooks::routes())
         .layer(middleware::from_fn_with_state(state.clone(), limits::enforce));
     let timeout = state.config.request_timeout;
     Router::new()

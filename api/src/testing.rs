@@ -291,3 +291,95 @@ pub async fn echo_llm() -> (fibonacco_platform::llm::LlmProvider, std::sync::Arc
     });
     (provider, seen)
 }
+
+/// A router whose API accepts webhook endpoints on loopback (the tests' receivers).
+pub fn with_private_webhook_targets(app: &TestApp) -> Router {
+    app.with(|s| {
+        let mut config = (*s.config).clone();
+        config.webhook_private_targets = true;
+        s.config = std::sync::Arc::new(config);
+    })
+}
+
+/// One request a [`WebhookReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct ReceivedWebhook {
+    pub path: String,
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: Vec<u8>,
+}
+
+impl ReceivedWebhook {
+    /// Verifies the signature the way a receiver following Standard Webhooks does, with
+    /// its own HMAC (not the platform's signing code): `v1,` + base64(HMAC-SHA256(key,
+    /// `id.timestamp.body`)), the key being the secret's base64 after `whsec_`.
+    pub fn verify(&self, secret: &str) -> bool {
+        use base64::{Engine, engine::general_purpose::STANDARD};
+        use hmac::{Hmac, Mac};
+        let Some(key) = secret.strip_prefix("whsec_").and_then(|k| STANDARD.decode(k).ok()) else { return false };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{}.{}.", self.id, self.timestamp).as_bytes());
+        mac.update(&self.body);
+        let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+        let fresh = self.timestamp.parse::<i64>().is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
+        fresh && self.signature.split(' ').any(|s| s == expected)
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// An HTTP receiver on loopback for webhook tests. Paths: `/ok` (204), `/fail-once/{k}`
+/// (500 the first time per `k`, then 200), `/always-500` (500 with a 64 KiB body),
+/// `/slow` (answers after 10 s), `/redirect` (302 to `/ok`). Every request is recorded.
+pub struct WebhookReceiver {
+    pub base: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<ReceivedWebhook>>>,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> Self {
+        use axum::{extract::State, response::IntoResponse, routing::any};
+        type Log = std::sync::Arc<std::sync::Mutex<Vec<ReceivedWebhook>>>;
+        async fn record(State(log): State<Log>, req: Request<Body>) -> impl IntoResponse {
+            let path = req.uri().path().to_owned();
+            let (id, timestamp, signature) = {
+                let header =
+                    |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"))
+            };
+            let first = {
+                let log = log.lock().unwrap();
+                !log.iter().any(|r| r.path == path)
+            };
+            if path == "/slow" {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default().to_vec();
+            log.lock().unwrap().push(ReceivedWebhook { path: path.clone(), id, timestamp, signature, body });
+            match path.as_str() {
+                "/ok" => StatusCode::NO_CONTENT.into_response(),
+                p if p.starts_with("/fail-once/") && first => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response()
+                }
+                p if p.starts_with("/fail-once/") => StatusCode::OK.into_response(),
+                "/always-500" => (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(64 * 1024)).into_response(),
+                "/redirect" => (StatusCode::FOUND, [(header::LOCATION, "/ok")]).into_response(),
+                _ => StatusCode::OK.into_response(),
+            }
+        }
+        let received: Log = Default::default();
+        let app = Router::new().fallback(any(record)).with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, received }
+    }
+
+    pub fn got(&self, path: &str) -> Vec<ReceivedWebhook> {
+        self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+    }
+}

@@ -22,3 +22,4 @@ mod platform;
 mod presentations;
 mod surveys;
 mod tenancy;
+mod webhooks;

@@ -2,8 +2,9 @@
 //! became of it. Campaign status moves and recipient claims (`campaigns`, whose `store` is
 //! the only writer of those statuses), signed tracking links (`links`), the merge language
 //! of templates (`templates`), the content publishing workflow (`publishing`), Twilio
-//! signatures (`providers::twilio`) — and, with the `runtime` feature, the job handlers
-//! (`jobs`), the SES/ElevenLabs/storage clients and the scheduler.
+//! signatures (`providers::twilio`), webhook signatures and targets (`webhooks`) — and, with
+//! the `runtime` feature, the job handlers (`jobs`), the SES/ElevenLabs/storage clients,
+//! webhook deliveries and the scheduler.
 //!
 //! It never depends on the API crate or on a web framework; the API depends on it for the
 //! moves its endpoints make, and enqueues jobs through the typed payloads of
@@ -25,6 +26,7 @@ pub mod ses_sink;
 pub mod sns;
 pub mod suppressions;
 pub mod templates;
+pub mod webhooks;
 
 #[cfg(feature = "runtime")]
 pub use jobs::JobContext;

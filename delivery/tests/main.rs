@@ -1,9 +1,10 @@
 //! The delivery crate's one test binary: campaigns sent through SES (moto) and a Twilio
 //! stub by real workers, retries, failed jobs, the scheduler, TTS and embedding jobs, and
-//! the send protocol's fault matrix.
+//! the send protocol's fault matrix, and webhook deliveries.
 
 mod architecture;
 mod deliverability;
 mod protocol;
 mod sends;
 mod support;
+mod webhooks;

@@ -14,6 +14,8 @@ pub enum PipelineError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("queue: {0}")]
+    Queue(#[from] fibonacco_platform::queue::QueueError),
     #[error("{0}")]
     Input(String),
 }
@@ -36,6 +38,7 @@ impl fibonacco_platform::supervise::Fault for PipelineError {
             Self::Lake(_) => "lake",
             Self::DataFusion(_) | Self::Arrow(_) => "query",
             Self::Database(_) => "database",
+            Self::Queue(_) => "queue",
             Self::Input(_) => "input",
         }
     }

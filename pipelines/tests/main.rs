@@ -1,4 +1,5 @@
 //! The pipelines crate's one test binary: seed → capture → every pipeline, the API that
-//! serves the results, and the watch against a full recompute.
+//! serves the results, the watch against a full recompute, and the webhooks' outbox.
 
 mod runs;
+mod webhooks;

@@ -25,19 +25,19 @@ fn as_of() -> DateTime<Utc> {
     "2026-11-01T00:00:00Z".parse().unwrap()
 }
 
-struct Env {
-    app: TestApp,
+pub(crate) struct Env {
+    pub(crate) app: TestApp,
     /// Connections that see every tenant (row-level security bypassed), for checks.
     admin: PgPool,
-    lake: PathBuf,
+    pub(crate) lake: PathBuf,
     slot: String,
-    running: Option<Running>,
+    pub(crate) running: Option<Running>,
 }
 
 impl Env {
     /// A test app whose database holds `customers` seeded customers, with the capture
     /// streaming into a fresh lake.
-    async fn seeded(customers: u32, tenants: u32, days: u32) -> Self {
+    pub(crate) async fn seeded(customers: u32, tenants: u32, days: u32) -> Self {
         let app = TestApp::spawn().await;
         let slot = format!("p_{}", &app.db.name["fibtest_".len()..]);
         let lake = std::env::temp_dir().join(format!("fib-lake-{slot}"));
@@ -73,7 +73,7 @@ impl Env {
         config
     }
 
-    fn pool(&self) -> &PgPool {
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.admin
     }
 
@@ -86,7 +86,7 @@ impl Env {
         }
     }
 
-    async fn tenant(&self, slug: &str) -> TenantId {
+    pub(crate) async fn tenant(&self, slug: &str) -> TenantId {
         let id: Uuid = sqlx::query_scalar("select id from tenants where slug = $1")
             .bind(slug)
             .fetch_one(self.pool())
@@ -99,7 +99,7 @@ impl Env {
         auth::issue_token(self.pool(), tenant, "analytics", &[], None).await.unwrap().plain_text
     }
 
-    async fn cleanup(mut self) {
+    pub(crate) async fn cleanup(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
         }

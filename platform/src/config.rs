@@ -129,6 +129,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where SES events may come from and what they suppress (`SNS_*`, `SES_*`).
     pub ses_events: SesEventSettings,
+    /// `WEBHOOK_ALLOW_PRIVATE_TARGETS` (default false): let webhook endpoints name
+    /// loopback, private, link-local and other non-public addresses (a receiver on the
+    /// same network; tests). Off, such targets are refused when an endpoint is saved and
+    /// again when a delivery resolves its host.
+    pub webhook_private_targets: bool,
 }
 
 /// The SES event endpoint (`POST /api/ses/events`): SES publishes through SNS, and SNS
@@ -294,6 +299,11 @@ impl Config {
             ),
             wal_alert_bytes: crate::replication::alert_bytes(get("INGEST_WAL_ALERT_MB").as_deref())
                 .map_err(|reason| ConfigError::Invalid { name: "INGEST_WAL_ALERT_MB", reason })?,
+            webhook_private_targets: parsed(
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+                get("WEBHOOK_ALLOW_PRIVATE_TARGETS"),
+                false,
+            )?,
             ai: ai_settings(&get)?,
             rate_limits: {
                 let d = RateLimits::default();

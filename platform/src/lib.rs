@@ -1,6 +1,7 @@
 //! The shared kernel of the Fibonacco platform: configuration, the Postgres pool and
 //! its embedded migrations, tenancy and row-level-security transactions, personal
-//! access tokens, domain newtypes, the job queue and its worker loop, and telemetry. It
+//! access tokens, domain newtypes, the job queue and its worker loop, telemetry, and the
+//! event types of outgoing webhooks. It
 //! knows nothing about HTTP: the response envelopes (`envelope`) exist only with the
 //! `http` feature, which the HTTP surfaces enable.
 
@@ -22,6 +23,7 @@ pub mod telemetry;
 pub mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use config::Config;
 pub use tenancy::TenantId;

@@ -247,7 +247,53 @@ pub async fn remove(
     .bind(&sales_contacts)
     .fetch_one(&mut *conn)
     .await?;
+    announce_deletion(conn, tenant, id, erasure).await?;
     Ok(Some(erasure))
+}
+
+/// Tells the tenant's webhook endpoints subscribed to `customer.deleted` that the
+/// customer is gone (the id alone), so receivers delete their copy. Written here rather
+/// than left to the outbox: the lake's rewrite removes the delete the outbox would have
+/// read, and the outbox stores nothing about an erased customer. Not linked by
+/// `customer_id`, so a later erasure step does not remove it; the id is what the
+/// `erasures` log keeps anyway.
+async fn announce_deletion(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    erasure: Uuid,
+) -> Result<(), sqlx::Error> {
+    let event = format!("msg_erasure_{}", erasure.simple());
+    let subscribed: Vec<Uuid> = sqlx::query_scalar(
+        "select id from webhook_endpoints where tenant_id = $1 and enabled and 'customer.deleted' = any(event_types)",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await?;
+    if subscribed.is_empty() {
+        return Ok(());
+    }
+    let payload = serde_json::json!({
+        "type": "customer.deleted",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": {"id": id},
+    });
+    sqlx::query(
+        "insert into webhook_events (id, tenant_id, type, payload, occurred_at)
+         values ($1, $2, 'customer.deleted', $3, now())",
+    )
+    .bind(&event)
+    .bind(tenant)
+    .bind(&payload)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("insert into webhook_deliveries (tenant_id, endpoint_id, event_id) select $1, unnest($2::uuid[]), $3")
+        .bind(tenant)
+        .bind(&subscribed)
+        .bind(&event)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// The ids of `table`'s rows about the customer (`table` is one of ours, never input).

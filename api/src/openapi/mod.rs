@@ -13,6 +13,7 @@ use fibonacco_platform::config::{AiSettings, RateLimits};
 use crate::{
     ads, ai, analytics, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health,
     knowledge, learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -43,6 +44,8 @@ use crate::{
         outbound::ses::ses_events,
         outbound::suppressions::list, outbound::suppressions::create, outbound::suppressions::destroy,
         outbound::contact_policy::list, outbound::contact_policy::set, outbound::contact_policy::remove,
+        webhooks::event_types, webhooks::list, webhooks::create, webhooks::show, webhooks::update, webhooks::destroy,
+        webhooks::deliveries,
         outbound::templates::list_email, outbound::templates::create_email,
         outbound::templates::list_sms, outbound::templates::create_sms,
         outbound::templates::list_scripts, outbound::templates::create_script,
@@ -96,6 +99,7 @@ use crate::{
         (name = "training", description = "Training modules and customer progress"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
+        (name = "webhooks", description = "Endpoints that receive signed events (Standard Webhooks) built from the change feed, and their delivery logs"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),
         (name = "ai", description = "AI chat with knowledge sources"),
         (name = "search", description = "Semantic, keyword and hybrid search over the knowledge base"),

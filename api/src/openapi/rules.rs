@@ -5,6 +5,7 @@
 //! rule behind; `scripts/contract.sh` checks the rules against the running code.
 
 use fibonacco_delivery::campaigns::{CAMPAIGN_STATUSES, CAMPAIGN_TYPES, RECIPIENT_STATUSES};
+use fibonacco_platform::webhooks::EventType;
 use serde_json::{Value, json};
 
 use super::contract::{PRESENT, TEXT};
@@ -158,6 +159,13 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("UpdateCampaignRequest", "name", &[NotNull, Present]),
     ("UpdateCampaignRequest", "currency", &[Pattern(CURRENCY)]),
     ("UpdateCampaignRequest", "status", &[NotNull, OneOf(CAMPAIGN_SETTABLE_STATUSES)]),
+    ("WebhookEndpointRequest", "url", &[Required, MaxLength(2048), Pattern(HTTP_URL)]),
+    ("WebhookEndpointRequest", "event_types", &[Required, MaxItems(32), Items(&[OneOf(&EventType::NAMES)])]),
+    ("WebhookEndpointRequest", "description", &[MaxLength(500)]),
+    ("WebhookEndpointPatch", "url", &[NotNull, MaxLength(2048), Pattern(HTTP_URL)]),
+    ("WebhookEndpointPatch", "event_types", &[NotNull, MaxItems(32), Items(&[OneOf(&EventType::NAMES)])]),
+    ("WebhookEndpointPatch", "description", &[MaxLength(500)]),
+    ("WebhookEndpointPatch", "enabled", &[NotNull]),
     ("SuppressionRequest", "channel", &[Required, OneOf(fibonacco_delivery::suppressions::CHANNELS)]),
     ("SuppressionRequest", "target", &[Required]),
     ("SuppressionRequest", "reason", &[OneOf(fibonacco_delivery::suppressions::REASONS)]),
@@ -252,6 +260,7 @@ pub const QUERY: &[(&str, &str, &[Rule])] = &[
     ("/api/v1/conversations", "customer_id", &[FormatOrEmpty("uuid")]),
     ("/api/v1/crm/analytics/campaign-performance", "channel", &[OneOfOrEmpty(analytics::CAMPAIGN_CHANNELS)]),
     ("/api/v1/crm/analytics/campaign-performance", "model", &[OneOfOrEmpty(crate::analytics::ATTRIBUTION_MODELS)]),
+    ("/api/v1/webhooks/endpoints/{id}/deliveries", "status", &[OneOf(&["pending", "delivered", "failed"])]),
     ("/api/v1/crm/campaigns/{id}/roi", "model", &[OneOfOrEmpty(crate::analytics::ATTRIBUTION_MODELS)]),
     ("/api/v1/crm/analytics/interest", "channel", &[OneOfOrEmpty(analytics::CHANNELS)]),
     ("/api/v1/crm/analytics/learning", "channel", &[OneOfOrEmpty(analytics::CHANNELS)]),

@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod media;
 pub mod notify;
 pub mod rate;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -57,6 +58,7 @@ impl Handler for JobContext {
                 n if n == queue::GENERATE_TTS.name => media::generate_tts(self, job).await,
                 n if n == queue::GENERATE_EMBEDDING.name => media::generate_embedding(self, job).await,
                 n if n == queue::SEND_SALES_NOTIFICATION.name => notify::sales_notification(self, job).await,
+                n if n == queue::DELIVER_WEBHOOKS.name => webhooks::deliver(self, job).await,
                 other => Err(JobError::fail(format!("no handler for job `{other}`"))),
             }
         })

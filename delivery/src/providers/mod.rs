@@ -243,6 +243,8 @@ pub struct Providers {
     pub twilio: Option<Arc<twilio::Twilio>>,
     pub elevenlabs: Option<Arc<elevenlabs::ElevenLabs>>,
     pub storage: Arc<storage::AudioStore>,
+    /// Outgoing webhooks' HTTP client and settings (`WEBHOOK_*`).
+    pub webhooks: Arc<crate::webhooks::sender::Sender>,
 }
 
 #[cfg(feature = "runtime")]
@@ -254,6 +256,7 @@ impl Providers {
             elevenlabs: elevenlabs::ElevenLabsSettings::from_lookup(&get)
                 .map(|s| Arc::new(elevenlabs::ElevenLabs::new(s))),
             storage: Arc::new(storage::AudioStore::from_lookup(&get)?),
+            webhooks: Arc::new(crate::webhooks::sender::Sender::from_lookup(&get)?),
         })
     }
 }

@@ -47,6 +47,7 @@ const DEFAULTS: &[(&str, &str, &str, bool)] = &[
         "re-queue customer imports whose job is gone (the imports queue drained, the import unfinished)",
         true,
     ),
+    ("webhooks:deliver", "*/5 * * * * *", "queue webhook deliveries whose time has come, one job per endpoint", true),
     (
         "campaigns:dispatch",
         "30 * * * * *",

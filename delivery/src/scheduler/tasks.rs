@@ -6,7 +6,7 @@ use fibonacco_platform::{
     TenantId, db,
     queue::{
         self, Job,
-        jobs::{GenerateEmbedding, ImportCustomers},
+        jobs::{DeliverWebhooks, GenerateEmbedding, ImportCustomers},
     },
 };
 use uuid::Uuid;
@@ -35,6 +35,7 @@ pub async fn run(s: &Scheduler, task: &str) -> anyhow::Result<String> {
         "campaigns:start-scheduled" => start_scheduled(s).await,
         "campaigns:dispatch" => redispatch(s).await,
         "imports:resume" => resume_imports(s).await,
+        "webhooks:deliver" => queue_webhook_deliveries(s).await,
         other => anyhow::bail!("no task named `{other}`"),
     }
 }
@@ -64,6 +65,32 @@ async fn queue_pending_embeddings(s: &Scheduler) -> anyhow::Result<String> {
     let payloads = jobs.map(|j| j.payload()).collect::<Result<Vec<queue::JobPayload>, _>>()?;
     s.queue.push_many(&payloads).await?;
     Ok(format!("{} embedding jobs queued ({} for articles)", payloads.len(), articles.len()))
+}
+
+/// Endpoints with due deliveries and no worker on them get a `DeliverWebhooks` each,
+/// unless jobs queued earlier still wait (they will find the same work).
+async fn queue_webhook_deliveries(s: &Scheduler) -> anyhow::Result<String> {
+    let sizes = s.queue.sizes(queue::DELIVER_WEBHOOKS.queue).await?;
+    if sizes.ready + sizes.delayed > 0 {
+        return Ok(format!("{} webhook jobs still waiting; nothing added", sizes.ready + sizes.delayed));
+    }
+    let mut tx = db::begin_system(&s.pool).await?;
+    let endpoints: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select e.tenant_id, e.id from webhook_endpoints e
+         where e.enabled and (e.busy_until is null or e.busy_until < now())
+           and exists (select 1 from webhook_deliveries d
+                       where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= now())
+         limit 1000",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let payloads = endpoints
+        .iter()
+        .map(|(tenant_id, endpoint_id)| DeliverWebhooks { tenant_id: *tenant_id, endpoint_id: *endpoint_id }.payload())
+        .collect::<Result<Vec<queue::JobPayload>, _>>()?;
+    s.queue.push_many(&payloads).await?;
+    Ok(format!("{} webhook endpoints queued", payloads.len()))
 }
 
 /// An import still queued or running while the `imports` queue holds nothing (nothing
@@ -117,13 +144,16 @@ fn retention_days(name: &str, default: i64) -> i64 {
 /// failed jobs (FAILED_JOB_RETENTION_DAYS, 30), finished batches (7 days), task runs
 /// (30 days), tokens expired more than 7 days ago, and the record of SNS messages once a
 /// replay of them would be refused as stale anyway (a day past `SNS_MAX_AGE_SECS`, at
-/// least 2 days).
+/// least 2 days), and webhook events with their deliveries and attempts
+/// (WEBHOOK_RETENTION_DAYS, 30; a delivery's retries end within two days, so only a
+/// disabled endpoint's backlog can be pending that long).
 async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
     let activity_days = retention_days("ACTIVITY_RETENTION_DAYS", 730);
     let failed_days = retention_days("FAILED_JOB_RETENTION_DAYS", 30);
     let sns_days = (retention_days("SNS_MAX_AGE_SECS", 3600) / 86_400 + 1).max(2);
     // (what, table, key, timestamp column, days kept): every table is trimmed the same way.
-    let aged: [(&str, &str, &str, &str, i64); 7] = [
+    let webhook_days = retention_days("WEBHOOK_RETENTION_DAYS", 30);
+    let aged: [(&str, &str, &str, &str, i64); 8] = [
         ("activities", "customer_activities", "id", "occurred_at", activity_days),
         ("failed jobs", "failed_jobs", "id", "failed_at", failed_days),
         ("job batches", "job_batches", "id", "finished_at", 7),
@@ -132,6 +162,7 @@ async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
         ("task runs", "scheduled_task_runs", "id", "started_at", 30),
         ("expired tokens", "personal_access_tokens", "id", "expires_at", 7),
         ("SNS messages", "sns_messages", "message_id", "received_at", sns_days),
+        ("webhook events", "webhook_events", "id", "created_at", webhook_days),
     ];
     let statements = aged.map(|(what, table, key, column, days)| {
         (

@@ -147,6 +147,19 @@ impl Job for ImportCustomers {
     }
 }
 
+/// `DeliverWebhooks`: send one endpoint's due webhook deliveries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliverWebhooks {
+    pub tenant_id: Uuid,
+    pub endpoint_id: Uuid,
+}
+
+impl Job for DeliverWebhooks {
+    fn kind(&self) -> JobKind {
+        super::DELIVER_WEBHOOKS
+    }
+}
+
 impl Queue {
     /// Appends a typed job and returns its uuid.
     pub async fn enqueue(&self, job: &impl Job) -> Result<Uuid, QueueError> {

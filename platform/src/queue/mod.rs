@@ -1,4 +1,4 @@
-//! The job queues (`emails`, `sms`, `calls`, `tts`, `embeddings`, `imports`) on Redis.
+//! The job queues (`emails`, `sms`, `calls`, `tts`, `embeddings`, `imports`, `webhooks`) on Redis.
 //!
 //! The layout is Laravel's Redis queue, so operators find familiar keys:
 //! - `{prefix}:{queue}`: the ready list; producers `RPUSH`, workers take from the head;
@@ -56,6 +56,11 @@ pub const DISPATCH_CAMPAIGN: JobKind =
 /// hold up sends.
 pub const IMPORT_CUSTOMERS: JobKind =
     JobKind { name: "ImportCustomers", queue: "imports", max_tries: 5, backoff_secs: 10 };
+/// Delivers one webhook endpoint's due deliveries. A receiver's failure is recorded on
+/// its delivery, which carries its own retry schedule; the queue retries only a job that
+/// could not record (Postgres away), and the scheduler queues the endpoint again anyway.
+pub const DELIVER_WEBHOOKS: JobKind =
+    JobKind { name: "DeliverWebhooks", queue: "webhooks", max_tries: 3, backoff_secs: 5 };
 
 /// Every job the platform knows, for lookups by name (retries from `failed_jobs`).
 pub const KINDS: &[JobKind] = &[
@@ -67,10 +72,11 @@ pub const KINDS: &[JobKind] = &[
     GENERATE_EMBEDDING,
     DISPATCH_CAMPAIGN,
     IMPORT_CUSTOMERS,
+    DELIVER_WEBHOOKS,
 ];
 
 /// The queues workers listen on by default.
-pub const QUEUES: &[&str] = &["emails", "sms", "calls", "tts", "embeddings", "imports"];
+pub const QUEUES: &[&str] = &["emails", "sms", "calls", "tts", "embeddings", "imports", "webhooks"];
 
 pub fn kind_named(name: &str) -> Option<JobKind> {
     KINDS.iter().copied().find(|k| k.name == name)

@@ -255,7 +255,7 @@ async fn an_export_streams_the_rows_the_list_shows() {
     let (s, other) = export(app.token_b.clone(), "").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(other.lines().count(), 1, "another tenant's export is its header alone: {other}");
-    let (s, _) = export(app.token_a.clone(), "?format=parquet").await;
+    let (s, _) = export(app.token_a.clone(), "?format=xlsx").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let writer = app.token_with(app.tenant_a, &["outbound:read"], None).await;
     let (s, _) = export(writer, "").await;
@@ -284,4 +284,56 @@ async fn an_import_whose_job_was_lost_is_resumed_by_the_scheduler() {
     let (_, done) = app.get(&format!("/api/v1/imports/{id}"), &app.token_a).await;
     assert_eq!((done["data"]["status"].as_str(), done["data"]["created_count"].as_i64()), (Some("completed"), Some(2)));
     assert_eq!(tasks::run(&sweep, "imports:resume").await.unwrap(), "0 imports re-queued");
+}
+
+/// The Parquet export holds the CSV export's rows in the same order, typed, in row groups
+/// written as the rows are read; an empty selection is still a valid file.
+#[tokio::test]
+async fn a_parquet_export_holds_the_csv_exports_rows_typed() {
+    use arrow_array::Array;
+    use fibonacco_api::customers::export_parquet::ROW_GROUP;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let app = TestApp::spawn().await;
+    let n = ROW_GROUP + 2_345;
+    let mut csv = String::from("Name,Email,Tags\n");
+    for i in 0..n {
+        csv.push_str(&format!("Person {i},p{i}@example.com,\"vip;wave {}\"\n", i % 3));
+    }
+    assert_eq!(import(&app, &csv, false).await["created_count"], n, "seeded");
+    let export = async |token: &str, query: &str| {
+        let req = Request::get(format!("/api/v1/customers/export{query}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = app.router.clone().oneshot(req).await.unwrap();
+        let (status, kind) = (res.status(), res.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned());
+        (status, kind, axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap())
+    };
+    let (s, kind, file) = export(&app.token_a, "?format=parquet&sort=-name").await;
+    assert_eq!((s, kind.as_str()), (StatusCode::OK, "application/vnd.apache.parquet"));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    assert_eq!(builder.metadata().num_row_groups(), 2, "one row group per {ROW_GROUP} customers");
+    let batches: Vec<_> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    let mut ids = Vec::new();
+    for b in &batches {
+        let id = b.column_by_name("id").unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        ids.extend(id.iter().map(|v| v.unwrap().to_owned()));
+        let created = b.column_by_name("created_at").unwrap();
+        assert!(matches!(created.data_type(), arrow_schema::DataType::Timestamp(_, Some(tz)) if tz.as_ref() == "UTC"));
+        let tags = b.column_by_name("tags").unwrap().as_any().downcast_ref::<arrow_array::ListArray>().unwrap();
+        let first = tags.value(0);
+        let first = first.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        assert_eq!(first.len(), 2, "tags are a list");
+        assert_eq!(first.value(0), "vip");
+    }
+    let (_, _, csv_file) = export(&app.token_a, "?sort=-name").await;
+    let csv_ids: Vec<String> =
+        csv::Reader::from_reader(&csv_file[..]).records().map(|r| r.unwrap()[0].to_owned()).collect();
+    assert_eq!(ids.len(), n);
+    assert_eq!(ids, csv_ids, "the same rows in the same order as the CSV export");
+
+    let (s, _, empty) = export(&app.token_b, "?format=parquet").await;
+    assert_eq!(s, StatusCode::OK);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(empty).unwrap().build().unwrap();
+    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 0, "another tenant's export is empty and valid");
 }

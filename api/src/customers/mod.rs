@@ -6,6 +6,7 @@
 pub mod consents;
 pub mod erasure;
 pub mod export;
+pub mod export_parquet;
 pub mod import;
 pub mod input;
 pub mod personal_data;

@@ -722,3 +722,174 @@ async fn a_channel_that_requires_consent_reaches_only_those_who_opted_in() {
             .all(|(_, e)| e.as_deref() == Some("no consent: the customer has not opted in to email messages"))
     );
 }
+
+/// Quiet hours end at the right instant in the customer's zone, across both DST changes,
+/// for windows across midnight and within a day; a zone Postgres does not know falls back
+/// to the policy's.
+#[tokio::test]
+async fn quiet_hours_end_at_the_right_instant_across_dst() {
+    let app = TestApp::spawn().await;
+    let until = async |at: &str, tz: Option<&str>, start: i32, end: i32| -> Option<String> {
+        sqlx::query_scalar::<_, Option<String>>(
+            "select to_char(app_quiet_until($1::timestamptz, $2, 'Asia/Tokyo', $3, $4) at time zone 'UTC',
+                            'YYYY-MM-DD\"T\"HH24:MI\"Z\"')",
+        )
+        .bind(at)
+        .bind(tz)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    let ny = Some("America/New_York");
+    let night = (21 * 60, 8 * 60);
+    for (at, tz, (start, end), expected) in [
+        // Midnight EST on the night clocks go forward: 08:00 is EDT (UTC-4).
+        ("2026-03-08T05:00:00Z", ny, night, Some("2026-03-08T12:00Z")),
+        // 21:00 EST the evening before: the window's end is the next morning, EDT.
+        ("2026-03-08T02:00:00Z", ny, night, Some("2026-03-08T12:00Z")),
+        // 01:30 EDT on the night clocks go back: 08:00 is EST (UTC-5).
+        ("2026-11-01T05:30:00Z", ny, night, Some("2026-11-01T13:00Z")),
+        // 11:00 EDT: outside.
+        ("2026-03-08T15:00:00Z", ny, night, None),
+        // A window ending at 02:30, a local time the spring change skips: 03:30 EDT.
+        ("2026-03-08T06:30:00Z", ny, (60, 150), Some("2026-03-08T07:30Z")),
+        // Within a day, 13:00-14:00 in Tokyo (no DST), at 13:30 JST.
+        ("2026-12-01T04:30:00Z", Some("Asia/Tokyo"), (13 * 60, 14 * 60), Some("2026-12-01T05:00Z")),
+        // Its end is exclusive: at 14:00 JST the window is over.
+        ("2026-12-01T05:00:00Z", Some("Asia/Tokyo"), (13 * 60, 14 * 60), None),
+        // No zone, or one Postgres does not know: the policy's (Tokyo).
+        ("2026-12-01T04:30:00Z", None, (13 * 60, 14 * 60), Some("2026-12-01T05:00Z")),
+        ("2026-12-01T04:30:00Z", Some("Mars/Olympus_Mons"), (13 * 60, 14 * 60), Some("2026-12-01T05:00Z")),
+    ] {
+        assert_eq!(until(at, tz, start, end).await.as_deref(), expected, "{at} in {tz:?}, {start}-{end}");
+    }
+}
+
+/// Quiet hours hold in each customer's own time zone across two overlapping campaigns:
+/// the window is placed around Tokyo's current time, so customers in Tokyo (their own zone,
+/// the policy's, or a bad zone written around the API, which falls back to the policy's)
+/// wait, pending with the time the window ends, while a customer in New York is sent both
+/// campaigns; once the window is lifted and the campaigns dispatched again, the others
+/// get theirs, once each.
+#[tokio::test]
+async fn quiet_hours_hold_in_each_customers_time_zone_across_two_campaigns() {
+    let app = TestApp::spawn().await;
+    let t = Some(app.token_a.as_str());
+    let tokyo: i32 = sqlx::query_scalar(
+        "select (extract(hour from now() at time zone 'Asia/Tokyo') * 60 + extract(minute from now() at time zone 'Asia/Tokyo'))::int",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let clock = |m: i32| format!("{:02}:{:02}", m.rem_euclid(1440) / 60, m.rem_euclid(1440) % 60);
+    let (start, end) = (clock(tokyo - 60), clock(tokyo + 120));
+    for (body, status) in [
+        (json!({"quiet_start": "25:00", "quiet_end": "08:00"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"quiet_start": "21:00"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"quiet_start": "21:00", "quiet_end": "21:00"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"quiet_start": "21:00", "quiet_end": "08:00", "timezone": "Mars/Base"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"quiet_start": start, "quiet_end": end, "timezone": "Asia/Tokyo"}), StatusCode::OK),
+    ] {
+        let (s, r) = app.send("PUT", "/api/v1/outbound/contact-policy/email", t, Some(body.clone())).await;
+        assert_eq!(s, status, "{body}: {r}");
+    }
+    let (_, policy) = app.get("/api/v1/outbound/contact-policy", &app.token_a).await;
+    assert_eq!(
+        (
+            policy["data"][0]["quiet_start"].clone(),
+            policy["data"][0]["quiet_end"].clone(),
+            policy["data"][0]["timezone"].clone()
+        ),
+        (json!(start), json!(end), json!("Asia/Tokyo")),
+        "{policy}"
+    );
+
+    let domain = format!("{}.quiet.example", unique());
+    let sender = format!("news@{domain}-sender.example");
+    verify_sender(&sender).await;
+    let ids = customers(&app, &domain, 4).await;
+    for (id, tz, status) in [
+        (&ids[0], "America/New_York", StatusCode::OK),
+        (&ids[1], "Asia/Tokyo", StatusCode::OK),
+        (&ids[2], "Mars/Base", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (s, r) = app.send("PUT", &format!("/api/v1/customers/{id}"), t, Some(json!({"timezone": tz}))).await;
+        assert_eq!(s, status, "{tz}: {r}");
+    }
+    // ids[2] gets a zone no tz database has, written around the API; ids[3] has none.
+    let sql = async |sql: &str, bind: Vec<String>| {
+        let mut tx = fibonacco_platform::db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).bind(bind).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(n.rows_affected() > 0, "{sql}");
+    };
+    sql("update crm_customers set timezone = 'Mars/Base' where id = any($1::uuid[])", vec![ids[2].clone()]).await;
+    let campaigns = [email_campaign(&app, &ids).await, email_campaign(&app, &ids).await];
+    for id in &campaigns {
+        let (s, j) = app.send("POST", &format!("/api/v1/outbound/campaigns/{id}/start"), t, None).await;
+        assert_eq!(s, StatusCode::OK, "{j}");
+    }
+    let ctx = job_context(&app, &[("MAIL_FROM", sender), ("SEND_BATCH_SIZE", "2".into())], Duration::from_secs(30));
+    let rows = async || -> Vec<(String, String, Option<String>, Option<bool>)> {
+        let mut tx = fibonacco_platform::db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+        let rows = sqlx::query_as(
+            "select customer_id::text, status, error,
+                    not_before between now() and now() + interval '121 minutes'
+             from outbound_campaign_recipients where campaign_id = any($1::uuid[]) order by campaign_id, customer_id",
+        )
+        .bind(&campaigns[..])
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        rows
+    };
+    let worker = RunningWorker::start(ctx.clone(), &["emails"], Duration::from_secs(30));
+    wait_for("two sent and six waiting", Duration::from_secs(60), || async {
+        let now = rows().await;
+        now.iter().filter(|(_, s, _, _)| s == "sent").count() == 2
+            && now.iter().filter(|(_, s, e, _)| s == "pending" && e.is_some()).count() == 6
+    })
+    .await;
+    worker.stop().await;
+    let now = rows().await;
+    for (customer, status, error, waits_until_window_end) in &now {
+        if customer == &ids[0] {
+            assert_eq!(status, "sent", "New York is outside the window: {now:?}");
+        } else {
+            assert_eq!(status, "pending", "{customer} is in Tokyo's quiet hours: {now:?}");
+            assert!(error.as_deref().unwrap().starts_with("quiet hours in the customer's time zone: waits until"));
+            assert_eq!(*waits_until_window_end, Some(true), "{now:?}");
+        }
+    }
+    assert_eq!(messages(&sent_to(&domain).await), 2, "one message per campaign, to New York only");
+    for id in &campaigns {
+        assert_eq!(campaign_status(&app, id).await, "running", "a waiting recipient keeps the campaign open");
+    }
+
+    // The window lifted and the campaigns dispatched again: the others get theirs.
+    let (s, _) = app.send("DELETE", "/api/v1/outbound/contact-policy/email", t, None).await;
+    assert_eq!(s, StatusCode::OK);
+    sql(
+        "update outbound_campaign_recipients set not_before = now() - interval '1 second' where campaign_id = any($1::uuid[])",
+        campaigns.to_vec(),
+    )
+    .await;
+    for id in &campaigns {
+        fibonacco_delivery::campaigns::enqueue_dispatch(&app.state.queue, app.tenant_a, id.parse().unwrap(), "email")
+            .await
+            .unwrap();
+    }
+    let worker = RunningWorker::start(ctx, &["emails"], Duration::from_secs(30));
+    for id in &campaigns {
+        wait_for_completion(&app, id, Duration::from_secs(60)).await;
+    }
+    worker.stop().await;
+    let mail = sent_to(&domain).await;
+    assert_eq!((mail.len(), messages(&mail)), (4, 8), "each customer once per campaign");
+}

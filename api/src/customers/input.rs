@@ -2,7 +2,7 @@
 //! fails is reported at once, per field.
 
 use chrono::{DateTime, Utc};
-use fibonacco_platform::domain::{Email, PhoneNumber, Slug};
+use fibonacco_platform::domain::{Email, PhoneNumber, Slug, TimeZone};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -31,6 +31,10 @@ pub struct CreateCustomerRequest {
     pub business_context: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
+    /// IANA time zone (`Europe/Berlin`): quiet hours apply in it. Default: the contact
+    /// policy's.
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: Option<String>,
 }
 
 /// A customer ready to insert.
@@ -44,6 +48,7 @@ pub struct NewCustomer {
     pub phone: Option<PhoneNumber>,
     pub business_context: Map<String, Value>,
     pub metadata: Map<String, Value>,
+    pub timezone: Option<TimeZone>,
 }
 
 impl CreateCustomerRequest {
@@ -71,10 +76,11 @@ impl CreateCustomerRequest {
         let phone = self.phone.and_then(|p| check(PhoneNumber::parse(&p), "phone", &mut errors));
         let business_context = object_or_empty(self.business_context, "business_context", &mut errors);
         let metadata = object_or_empty(self.metadata, "metadata", &mut errors);
+        let timezone = self.timezone.and_then(|t| check(TimeZone::parse(&t), "timezone", &mut errors));
         errors.into_result()?;
         match (name, slug) {
             (Some(name), Some(slug)) => {
-                Ok(NewCustomer { name, slug, slug_derived, email, phone, business_context, metadata })
+                Ok(NewCustomer { name, slug, slug_derived, email, phone, business_context, metadata, timezone })
             }
             // Unreachable in practice: a missing name or slug added an error above.
             _ => Err(ApiError::Validation(FieldErrors::single("name", "is required"))),
@@ -107,6 +113,10 @@ pub struct UpdateCustomerRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Patch<Value>,
+    /// IANA time zone; `null` falls back to the contact policy's.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub timezone: Patch<String>,
 }
 
 /// Checked changes; `None` leaves a column as it is.
@@ -118,6 +128,7 @@ pub struct CustomerChanges {
     pub phone: Option<Option<PhoneNumber>>,
     pub business_context: Option<Map<String, Value>>,
     pub metadata: Option<Map<String, Value>>,
+    pub timezone: Option<Option<TimeZone>>,
 }
 
 impl UpdateCustomerRequest {
@@ -155,6 +166,11 @@ impl UpdateCustomerRequest {
             Patch::Missing => {}
             Patch::Null => changes.metadata = Some(Map::new()),
             Patch::Value(v) => changes.metadata = Some(object_or_empty(Some(v), "metadata", &mut errors)),
+        }
+        match self.timezone {
+            Patch::Missing => {}
+            Patch::Null => changes.timezone = Some(None),
+            Patch::Value(t) => changes.timezone = check(TimeZone::parse(&t), "timezone", &mut errors).map(Some),
         }
         errors.into_result()?;
         Ok(changes)

@@ -23,11 +23,13 @@ pub struct Customer {
     pub business_context: Json<Map<String, Value>>,
     #[schema(value_type = Object)]
     pub metadata: Json<Map<String, Value>>,
+    /// IANA time zone (quiet hours are in local time); null: the contact policy's.
+    pub timezone: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, name, slug, email, phone, business_context, metadata, created_at, updated_at";
+const COLUMNS: &str = "id, name, slug, email, phone, business_context, metadata, timezone, created_at, updated_at";
 
 /// Maps unique violations to 409s that name the field; anything else stays a server error.
 pub fn conflict(err: sqlx::Error) -> ApiError {
@@ -140,14 +142,14 @@ pub async fn page_after(
 static BY_ID: db::ScopedStatement = db::ScopedStatement {
     name: "fib_customer_by_id",
     param_types: "uuid, uuid",
-    sql: "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
+    sql: "select id, name, slug, email, phone, business_context, metadata, timezone, created_at, updated_at
           from crm_customers where tenant_id = $1 and id = $2",
 };
 
 static BY_SLUG: db::ScopedStatement = db::ScopedStatement {
     name: "fib_customer_by_slug",
     param_types: "uuid, text",
-    sql: "select id, name, slug, email, phone, business_context, metadata, created_at, updated_at
+    sql: "select id, name, slug, email, phone, business_context, metadata, timezone, created_at, updated_at
           from crm_customers where tenant_id = $1 and slug = $2",
 };
 
@@ -213,9 +215,9 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer
         new.slug.to_string()
     };
     sqlx::query_as::<_, Customer>(
-        "insert into crm_customers (tenant_id, name, slug, email, phone, business_context, metadata)
-         values ($1, $2, $3, $4, $5, $6, $7)
-         returning id, name, slug, email, phone, business_context, metadata, created_at, updated_at",
+        "insert into crm_customers (tenant_id, name, slug, email, phone, business_context, metadata, timezone)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
+         returning id, name, slug, email, phone, business_context, metadata, timezone, created_at, updated_at",
     )
     .bind(tenant)
     .bind(&new.name)
@@ -224,6 +226,7 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, new: &NewCustomer
     .bind(new.phone.as_ref().map(|p| p.as_str()))
     .bind(Json(&new.business_context))
     .bind(Json(&new.metadata))
+    .bind(new.timezone.as_ref().map(|t| t.as_str()))
     .fetch_one(conn)
     .await
 }
@@ -244,9 +247,10 @@ pub async fn update(
             email = case when $5 then $6 else email end,
             phone = case when $7 then $8 else phone end,
             business_context = coalesce($9, business_context),
-            metadata = coalesce($10, metadata)
+            metadata = coalesce($10, metadata),
+            timezone = case when $11 then $12 else timezone end
          where tenant_id = $1 and id = $2
-         returning id, name, slug, email, phone, business_context, metadata, created_at, updated_at",
+         returning id, name, slug, email, phone, business_context, metadata, timezone, created_at, updated_at",
     )
     .bind(tenant)
     .bind(id)
@@ -258,6 +262,8 @@ pub async fn update(
     .bind(changes.phone.as_ref().and_then(|p| p.as_ref().map(|p| p.as_str())))
     .bind(changes.business_context.as_ref().map(Json))
     .bind(changes.metadata.as_ref().map(Json))
+    .bind(changes.timezone.is_some())
+    .bind(changes.timezone.as_ref().and_then(|t| t.as_ref().map(|t| t.as_str())))
     .fetch_optional(conn)
     .await
 }
@@ -281,7 +287,7 @@ pub async fn set_business_context(
 ) -> Result<Option<Customer>, sqlx::Error> {
     sqlx::query_as::<_, Customer>(
         "update crm_customers set business_context = $3 where tenant_id = $1 and id = $2
-         returning id, name, slug, email, phone, business_context, metadata, created_at, updated_at",
+         returning id, name, slug, email, phone, business_context, metadata, timezone, created_at, updated_at",
     )
     .bind(tenant)
     .bind(id)

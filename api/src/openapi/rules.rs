@@ -56,6 +56,11 @@ pub const CURRENCY: &str = r"^[ \t\n\r]*[A-Za-z]{3}[ \t\n\r]*$";
 pub const SLUG: &str = r"^[a-z0-9]+(-[a-z0-9]+)*$";
 pub const PHONE: &str = r"^(\+|00)[ .()-]*[1-9]([ .()-]*[0-9]){7,14}[ .()-]*$";
 pub const EMAIL: &str = r"^[^\s@<>\x00-\x1f\x7f-\x9f]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
+/// The shape of an IANA time zone name; whether the tz database has it is the handler's
+/// check (a 422 naming the field).
+pub const TIME_ZONE: &str = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$";
+/// A time of day, `HH:MM`.
+pub const CLOCK: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
 pub const HTTP_URL: &str = r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$";
 /// A Stripe PaymentMethod id (it goes into Stripe's URL paths: nothing but its alphabet).
 const PAYMENT_METHOD: &str = r"^[ \t\n\r]*pm_[A-Za-z0-9_]{1,252}[ \t\n\r]*$";
@@ -122,6 +127,10 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("CreateCustomerRequest", "slug", &[Pattern(SLUG), MaxLength(120)]),
     ("CreateCustomerRequest", "email", &[Pattern(EMAIL), MaxLength(254)]),
     ("CreateCustomerRequest", "phone", &[Pattern(PHONE)]),
+    ("CreateCustomerRequest", "timezone", &[Pattern(TIME_ZONE), MaxLength(64)]),
+    ("ContactCapRequest", "quiet_start", &[Pattern(CLOCK)]),
+    ("ContactCapRequest", "timezone", &[Pattern(TIME_ZONE), MaxLength(64)]),
+    ("ContactCapRequest", "quiet_end", &[Pattern(CLOCK)]),
     ("ContactCapRequest", "max_messages", &[Range(1, 1000)]),
     ("ContactCapRequest", "window_hours", &[Range(1, 8760)]),
     ("ConsentRequest", "granted", &[Required]),
@@ -133,6 +142,7 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("UpdateCustomerRequest", "slug", &[NotNull, Pattern(SLUG), MaxLength(120)]),
     ("UpdateCustomerRequest", "email", &[Pattern(EMAIL), MaxLength(254)]),
     ("UpdateCustomerRequest", "phone", &[Pattern(PHONE)]),
+    ("UpdateCustomerRequest", "timezone", &[Pattern(TIME_ZONE), MaxLength(64)]),
     ("CreateCategoryRequest", "name", &[Required, Present]),
     ("UpdateCategoryRequest", "name", &[NotNull, Present]),
     ("UpdateCategoryRequest", "slug", &[NotNull]),

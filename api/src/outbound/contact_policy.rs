@@ -1,7 +1,8 @@
 //! `/api/v1/outbound/contact-policy`: a tenant's rules per channel: a frequency cap
-//! across campaigns, and whether customers must have opted in (`customers::consents`).
-//! Sends check them (`delivery::contact_policy`); a recipient they refuse ends `failed`
-//! with the reason.
+//! across campaigns, whether customers must have opted in (`customers::consents`), and
+//! quiet hours in the customer's time zone. Sends check them (`delivery::contact_policy`,
+//! `delivery::jobs::campaign`): a recipient the cap or consent refuses ends `failed` with
+//! the reason; one inside quiet hours waits, pending, until they end.
 
 use axum::{
     Json,
@@ -9,7 +10,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use fibonacco_delivery::contact_policy::CHANNELS;
-use fibonacco_platform::db;
+use fibonacco_platform::{db, domain::TimeZone};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -34,6 +35,11 @@ pub struct ContactCap {
     pub window_hours: Option<i32>,
     /// Send only to customers who opted in on this channel.
     pub require_consent: bool,
+    /// Quiet hours, `HH:MM` local time (null: none). The window may wrap midnight.
+    pub quiet_start: Option<String>,
+    pub quiet_end: Option<String>,
+    /// The time zone of customers without one of their own (IANA, e.g. `Europe/Berlin`).
+    pub timezone: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -46,7 +52,26 @@ pub struct ContactCapRequest {
     pub window_hours: Option<i64>,
     /// Send only to customers who opted in on this channel (default false).
     pub require_consent: Option<bool>,
+    /// Start of quiet hours, `HH:MM` in the customer's local time; with `quiet_end`.
+    pub quiet_start: Option<String>,
+    /// End of quiet hours, `HH:MM` (before `quiet_start` for a window across midnight).
+    pub quiet_end: Option<String>,
+    /// IANA time zone for customers without their own (default `UTC`).
+    pub timezone: Option<String>,
 }
+
+/// Minutes after midnight from `HH:MM`.
+fn minutes(raw: &str) -> Option<i16> {
+    let (h, m) = raw.split_once(':')?;
+    let (h, m): (i16, i16) = (h.parse().ok()?, m.parse().ok()?);
+    (raw.len() == 5 && (0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
+}
+
+/// What the database stores (minutes) as the API shows it.
+const SELECT: &str = "select channel, max_messages, window_hours, require_consent,
+    case when quiet_start is not null then to_char(make_time(quiet_start / 60, quiet_start % 60, 0), 'HH24:MI') end as quiet_start,
+    case when quiet_end is not null then to_char(make_time(quiet_end / 60, quiet_end % 60, 0), 'HH24:MI') end as quiet_end,
+    timezone, updated_at";
 
 #[utoipa::path(get, path = "/api/v1/outbound/contact-policy", tag = "outbound",
     responses((status = 200, body = inline(Envelope<Vec<ContactCap>>)), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
@@ -55,10 +80,9 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<Enve
     auth.require(READ)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let caps = sqlx::query_as(
-        "select channel, max_messages, window_hours, require_consent, updated_at from contact_policies
-         where tenant_id = $1 order by channel",
-    )
+    let caps = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} from contact_policies where tenant_id = $1 order by channel"
+    )))
     .bind(tenant)
     .fetch_all(&mut *tx)
     .await?;
@@ -67,7 +91,9 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<Enve
 }
 
 /// Set a channel's rules: a frequency cap (at most `max_messages` to one customer within
-/// `window_hours`, across campaigns) and/or `require_consent` (only customers who opted in).
+/// `window_hours`, across campaigns), `require_consent` (only customers who opted in),
+/// and/or quiet hours (`quiet_start`-`quiet_end` local time, in the customer's `timezone`
+/// or this policy's), during which sends wait.
 #[utoipa::path(put, path = "/api/v1/outbound/contact-policy/{channel}", tag = "outbound",
     params(("channel" = String, Path, description = "`email`, `sms` or `phone`")),
     request_body = ContactCapRequest,
@@ -94,29 +120,62 @@ pub async fn set(
     let max_messages = bounded(body.max_messages, "max_messages", 1000);
     let window_hours = bounded(body.window_hours, "window_hours", 8760);
     let require_consent = body.require_consent.unwrap_or(false);
+    let mut clock = |value: Option<&str>, field: &str| match value.map(|v| (v, minutes(v))) {
+        None => None,
+        Some((_, Some(m))) => Some(m),
+        Some(_) => {
+            e.add(field, "must be a time of day as HH:MM (00:00 to 23:59)");
+            None
+        }
+    };
+    let quiet_start = clock(body.quiet_start.as_deref(), "quiet_start");
+    let quiet_end = clock(body.quiet_end.as_deref(), "quiet_end");
+    match (&body.quiet_start, &body.quiet_end) {
+        (Some(_), None) => e.add("quiet_end", "is required with quiet_start"),
+        (None, Some(_)) => e.add("quiet_start", "is required with quiet_end"),
+        _ if quiet_start.is_some() && quiet_start == quiet_end => e.add("quiet_end", "must differ from quiet_start"),
+        _ => {}
+    }
+    let quiet = body.quiet_start.is_some() || body.quiet_end.is_some();
+    let timezone = match body.timezone.as_deref().map(TimeZone::parse) {
+        None => "UTC".to_owned(),
+        Some(Ok(tz)) => tz.into_inner(),
+        Some(Err(why)) => {
+            e.add("timezone", why.to_string());
+            String::new()
+        }
+    };
     match (body.max_messages, body.window_hours) {
         (Some(_), None) => e.add("window_hours", "is required with max_messages"),
         (None, Some(_)) => e.add("max_messages", "is required with window_hours"),
-        (None, None) if !require_consent => {
-            e.add("max_messages", "is required (with window_hours) unless require_consent is true")
-        }
+        (None, None) if !require_consent && !quiet => e.add(
+            "max_messages",
+            "is required (with window_hours) unless require_consent is true or quiet hours are set",
+        ),
         _ => {}
     }
     e.into_result()?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let cap: ContactCap = sqlx::query_as(
-        "insert into contact_policies (tenant_id, channel, max_messages, window_hours, require_consent)
-         values ($1, $2, $3, $4, $5)
-         on conflict (tenant_id, channel) do update set max_messages = excluded.max_messages,
-            window_hours = excluded.window_hours, require_consent = excluded.require_consent
-         returning channel, max_messages, window_hours, require_consent, updated_at",
-    )
+    let cap: ContactCap = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "with saved as (
+           insert into contact_policies
+             (tenant_id, channel, max_messages, window_hours, require_consent, quiet_start, quiet_end, timezone)
+           values ($1, $2, $3, $4, $5, $6, $7, $8)
+           on conflict (tenant_id, channel) do update set max_messages = excluded.max_messages,
+              window_hours = excluded.window_hours, require_consent = excluded.require_consent,
+              quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end, timezone = excluded.timezone
+           returning *)
+         {SELECT} from saved"
+    )))
     .bind(tenant)
     .bind(channel)
     .bind(max_messages)
     .bind(window_hours)
     .bind(require_consent)
+    .bind(quiet_start)
+    .bind(quiet_end)
+    .bind(&timezone)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -4,6 +4,7 @@
 //! here, so the claim protocol and the move table cannot be bypassed by a second copy of
 //! an `update`. Everything runs in the caller's transaction unless it takes a pool.
 
+use chrono::{DateTime, Utc};
 use fibonacco_platform::{
     TenantId,
     db::{self, SafeLiteral},
@@ -205,7 +206,8 @@ pub async fn set_last_batch(
 #[tracing::instrument(name = "campaigns.pending_count", skip(conn), err)]
 pub async fn pending_count(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "select count(*) from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2 and status = 'pending'",
+        "select count(*) from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2 and status = 'pending'
+           and (not_before is null or not_before <= now())",
     )
     .bind(tenant)
     .bind(id)
@@ -224,7 +226,9 @@ pub async fn pending_after(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "select id from outbound_campaign_recipients
-         where tenant_id = $1 and campaign_id = $2 and status = 'pending' and id > $3 order by id limit $4",
+         where tenant_id = $1 and campaign_id = $2 and status = 'pending' and id > $3
+           and (not_before is null or not_before <= now())
+         order by id limit $4",
     )
     .bind(tenant)
     .bind(id)
@@ -318,6 +322,9 @@ pub struct ClaimedSend {
     pub business_context: Option<serde_json::Value>,
     pub metadata: Option<serde_json::Value>,
     pub unsubscribed: Option<bool>,
+    /// When the channel's quiet hours hold now in the customer's time zone (theirs, else
+    /// the policy's), the instant they end.
+    pub quiet_until: Option<DateTime<Utc>>,
 }
 
 /// [`claim`] for each of `recipients` of `campaign`, but only while the campaign is
@@ -336,7 +343,7 @@ pub async fn claim_sends(
     sqlx::query_as(
         "with c as (
              select c.status, c.email_template_id, c.sms_template_id, c.phone_script_id,
-                    p.max_messages, p.window_hours, p.require_consent
+                    p.max_messages, p.window_hours, p.require_consent, p.quiet_start, p.quiet_end, p.timezone
              from outbound_campaigns c
              left join contact_policies p on p.tenant_id = c.tenant_id and p.channel = c.type
              where c.tenant_id = $1 and c.id = $2
@@ -351,7 +358,9 @@ pub async fn claim_sends(
          select c.status as campaign_status, c.email_template_id, c.sms_template_id, c.phone_script_id,
                 c.max_messages as policy_max_messages, c.window_hours as policy_window_hours,
                 c.require_consent as policy_require_consent, claimed.id as recipient_id, claimed.customer_id, cu.name as customer_name, cu.email, cu.phone,
-                cu.business_context, cu.metadata, cu.unsubscribed_at is not null as unsubscribed
+                cu.business_context, cu.metadata, cu.unsubscribed_at is not null as unsubscribed,
+                case when claimed.id is not null
+                     then app_quiet_until(now(), cu.timezone, c.timezone, c.quiet_start, c.quiet_end) end as quiet_until
          from c left join claimed on true
                 left join crm_customers cu on cu.tenant_id = $1 and cu.id = claimed.customer_id
          order by claimed.id",
@@ -362,6 +371,38 @@ pub async fn claim_sends(
     .bind(claim)
     .fetch_all(conn)
     .await
+}
+
+/// Claimed recipients that must wait (quiet hours) go back to pending with the time they
+/// may go (`not_before`, which dispatch respects) and the reason; the claim is let go and
+/// the attempt uncounted: nothing was sent.
+#[tracing::instrument(name = "campaigns.defer", skip(conn, waits), fields(n = waits.len()), err)]
+pub async fn defer(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    claim: Uuid,
+    waits: &[(Uuid, DateTime<Utc>, String)],
+) -> Result<u64, sqlx::Error> {
+    if waits.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = waits.iter().map(|(id, _, _)| *id).collect();
+    let until: Vec<DateTime<Utc>> = waits.iter().map(|(_, at, _)| *at).collect();
+    let reasons: Vec<&str> = waits.iter().map(|(_, _, why)| why.as_str()).collect();
+    let done = sqlx::query(
+        "update outbound_campaign_recipients r set status = 'pending', claim_token = null, claimed_at = null,
+            queued_at = null, attempts = greatest(r.attempts - 1, 0), not_before = w.until, error = w.reason
+         from unnest($3::uuid[], $4::timestamptz[], $5::text[]) as w (id, until, reason)
+         where r.tenant_id = $1 and r.id = w.id and r.claim_token = $2 and r.status = 'sending'",
+    )
+    .bind(tenant)
+    .bind(claim)
+    .bind(&ids)
+    .bind(&until)
+    .bind(&reasons)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// How a claimed send ended.

@@ -125,6 +125,8 @@ struct Target {
     business_context: serde_json::Value,
     metadata: serde_json::Value,
     unsubscribed: bool,
+    /// Inside the channel's quiet hours for this customer until then.
+    quiet_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Target {
@@ -139,6 +141,7 @@ impl Target {
             business_context: c.business_context.unwrap_or_default(),
             metadata: c.metadata.unwrap_or_default(),
             unsubscribed: c.unsubscribed.unwrap_or(false),
+            quiet_until: c.quiet_until,
         };
         Some((c.recipient_id?, target))
     }
@@ -221,7 +224,9 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
         }
     }
     // The tenant's contact policy: consent first (without it nothing counts toward a
-    // cap), then frequency caps across campaigns among those that would go out.
+    // cap), then quiet hours (who must wait goes back to pending until the window ends,
+    // counting toward nothing), then frequency caps across campaigns among those that
+    // would go out now.
     let policy = campaign.policy_require_consent.map(|require_consent| crate::contact_policy::Policy {
         max_messages: campaign.policy_max_messages,
         window_hours: campaign.policy_window_hours,
@@ -240,6 +245,16 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
                 keep
             });
         }
+        let mut waits = Vec::new();
+        to_send.retain(|(id, t)| match t.quiet_until {
+            Some(until) => {
+                let at = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                waits.push((*id, until, format!("quiet hours in the customer's time zone: waits until {at}")));
+                false
+            }
+            None => true,
+        });
+        store::defer(&mut tx, tenant, claim, &waits).await?;
         if let Some(cap) = policy.cap() {
             let pairs: Vec<(Uuid, Uuid)> = to_send.iter().map(|(id, t)| (*id, t.customer_id)).collect();
             let over = crate::contact_policy::over_cap(&mut tx, tenant, channel.name(), cap, &pairs).await?;
@@ -670,6 +685,7 @@ mod tests {
             business_context: serde_json::json!({"company": "Engines <Ltd>", "employees": 12}),
             metadata: serde_json::json!({"name": "ignored: the column wins"}),
             unsubscribed: false,
+            quiet_until: None,
         }
     }
 

@@ -305,7 +305,8 @@ async fn redispatch(s: &Scheduler) -> anyhow::Result<String> {
     let running: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
         "select c.tenant_id, c.id, c.type from outbound_campaigns c
          where c.status = 'running' and exists (select 1 from outbound_campaign_recipients r
-           where r.campaign_id = c.id and r.status = 'pending' and r.updated_at < now() - interval '1 minute')",
+           where r.campaign_id = c.id and r.status = 'pending' and r.updated_at < now() - interval '1 minute'
+             and (r.not_before is null or r.not_before <= now()))",
     )
     .fetch_all(&mut *tx)
     .await?;

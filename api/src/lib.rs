@@ -25,6 +25,7 @@ pub mod patch;
 pub mod personalities;
 pub mod presentations;
 pub mod search;
+pub mod segments;
 pub mod slugs;
 pub mod startup;
 pub mod state;

@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     ApiError, ads, ai, analytics, articles, commerce, content, conversations, customers, faq_categories, health,
-    knowledge, learning, limits, observability, openapi, outbound, personalities, presentations, search,
+    knowledge, learning, limits, observability, openapi, outbound, personalities, presentations, search, segments,
     state::AppState, stripe, surveys, tracking, training, tts, webhooks,
 };
 
@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(search::routes())
         .merge(ai::routes())
         .merge(webhooks::routes())
+        .merge(segments::routes())
         .layer(middleware::from_fn_with_state(state.clone(), limits::enforce));
     let timeout = state.config.request_timeout;
     Router::new()

@@ -20,6 +20,7 @@ mod outbound;
 mod personalities;
 mod platform;
 mod presentations;
+mod segments;
 mod surveys;
 mod tenancy;
 mod webhooks;

@@ -21,6 +21,7 @@ pub mod publishing;
 pub mod reconcile;
 #[cfg(feature = "runtime")]
 pub mod scheduler;
+pub mod segments;
 pub mod ses_events;
 pub mod ses_sink;
 pub mod sns;

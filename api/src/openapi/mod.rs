@@ -12,8 +12,8 @@ use fibonacco_platform::config::{AiSettings, RateLimits};
 
 use crate::{
     ads, ai, analytics, articles, commerce, content, conversations, customers, envelope, error, faq_categories, health,
-    knowledge, learning, outbound, personalities, presentations, search, stripe, surveys, tracking, training, tts,
-    webhooks,
+    knowledge, learning, outbound, personalities, presentations, search, segments, stripe, surveys, tracking, training,
+    tts, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -46,6 +46,8 @@ use crate::{
         outbound::contact_policy::list, outbound::contact_policy::set, outbound::contact_policy::remove,
         webhooks::event_types, webhooks::list, webhooks::create, webhooks::show, webhooks::update, webhooks::destroy,
         webhooks::deliveries,
+        segments::list, segments::create, segments::show, segments::update, segments::destroy, segments::preview,
+        segments::preview_rules,
         outbound::templates::list_email, outbound::templates::create_email,
         outbound::templates::list_sms, outbound::templates::create_sms,
         outbound::templates::list_scripts, outbound::templates::create_script,
@@ -99,6 +101,7 @@ use crate::{
         (name = "training", description = "Training modules and customer progress"),
         (name = "commerce", description = "Service catalog and orders"),
         (name = "payments", description = "Stripe webhook"),
+        (name = "segments", description = "Saved audiences over customer fields, tags, activity, orders and scores; a campaign may take its recipients from one"),
         (name = "webhooks", description = "Endpoints that receive signed events (Standard Webhooks) built from the change feed, and their delivery logs"),
         (name = "outbound", description = "E-mail, SMS and phone campaigns, recipients, templates, status callbacks"),
         (name = "ai", description = "AI chat with knowledge sources"),

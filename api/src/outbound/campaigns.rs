@@ -105,6 +105,11 @@ async fn create_campaign(
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     check_template(&mut tx, tenant, &new.kind, new.template_id).await?;
+    if let Some(segment) = new.segment_id
+        && !crate::segments::exists(&mut tx, tenant, segment).await?
+    {
+        return Err(ApiError::Validation(FieldErrors::single("segment_id", "no such segment")));
+    }
     let id = store::insert(&mut tx, tenant, &new).await?;
     let customers = match audience {
         Audience::Customers(ids) => ids,
@@ -324,7 +329,14 @@ pub async fn start(
     }
     let mut e = FieldErrors::default();
     if !ready.has_recipients {
-        e.add("recipients", "the campaign has no recipients");
+        e.add(
+            "recipients",
+            if ready.segment_selected.is_some() {
+                "the campaign's segment selects nobody now"
+            } else {
+                "the campaign has no recipients"
+            },
+        );
     }
     match ready.content {
         ContentState::Unset => e.add(

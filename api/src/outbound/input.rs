@@ -39,6 +39,9 @@ pub struct CreateCampaignRequest {
     pub customer_ids: Option<Vec<Uuid>>,
     /// Reach every customer of the tenant (instead of `customer_ids`).
     pub all_customers: Option<bool>,
+    /// Reach the customers a segment selects when the campaign starts (instead of
+    /// `customer_ids` or `all_customers`).
+    pub segment_id: Option<Uuid>,
     /// Fixed cost in minor units, for ROI.
     pub fixed_cost_minor: Option<i64>,
     /// ISO 4217, e.g. USD.
@@ -126,6 +129,9 @@ pub fn new_campaign(
     if body.customer_ids.is_some() && body.all_customers == Some(true) {
         e.add("customer_ids", "give either customer_ids or all_customers, not both");
     }
+    if body.segment_id.is_some() && (body.customer_ids.is_some() || body.all_customers == Some(true)) {
+        e.add("segment_id", "give a segment, customer_ids or all_customers, one of them");
+    }
     if let Some(ids) = &body.customer_ids {
         check_recipient_list(ids, &mut e);
     }
@@ -151,6 +157,7 @@ pub fn new_campaign(
         currency,
         config,
         metadata,
+        segment_id: body.segment_id,
     };
     Ok((new, audience))
 }

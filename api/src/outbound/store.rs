@@ -32,6 +32,8 @@ pub struct Campaign {
     pub fixed_cost_minor: i64,
     pub currency: String,
     pub recipient_count: i64,
+    /// The segment the recipients come from (resolved when the campaign starts).
+    pub segment_id: Option<Uuid>,
     #[schema(value_type = Object)]
     pub config: Json<Map<String, Value>>,
     #[schema(value_type = Object)]
@@ -44,7 +46,7 @@ const SELECT: &str = "select c.id, c.name, c.type, c.status,
         coalesce(c.email_template_id, c.sms_template_id, c.phone_script_id) as template_id,
         c.scheduled_at, c.started_at, c.completed_at, c.fixed_cost_minor, trim(c.currency) as currency,
         (select count(*) from outbound_campaign_recipients r where r.campaign_id = c.id) as recipient_count,
-        c.config, c.metadata, c.created_at, c.updated_at
+        c.segment_id, c.config, c.metadata, c.created_at, c.updated_at
      from outbound_campaigns c";
 
 pub struct NewCampaign {
@@ -56,6 +58,7 @@ pub struct NewCampaign {
     pub currency: String,
     pub config: Map<String, Value>,
     pub metadata: Map<String, Value>,
+    pub segment_id: Option<Uuid>,
 }
 
 #[derive(Default)]
@@ -134,8 +137,8 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) 
     let column = template_column(&c.kind);
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "insert into outbound_campaigns (tenant_id, name, type, status, {column}, scheduled_at, fixed_cost_minor,
-            currency, config, metadata)
-         values ($1, $2, $3, case when $5::timestamptz is null then 'draft' else 'scheduled' end, $4, $5, $6, $7, $8, $9)
+            currency, config, metadata, segment_id)
+         values ($1, $2, $3, case when $5::timestamptz is null then 'draft' else 'scheduled' end, $4, $5, $6, $7, $8, $9, $10)
          returning id"
     )))
     .bind(tenant)
@@ -147,6 +150,7 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) 
     .bind(&c.currency)
     .bind(Json(&c.config))
     .bind(Json(&c.metadata))
+    .bind(c.segment_id)
     .fetch_one(conn)
     .await
 }

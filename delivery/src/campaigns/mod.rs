@@ -287,6 +287,8 @@ pub struct Readiness {
     pub status: String,
     pub has_recipients: bool,
     pub content: ContentState,
+    /// The campaign takes its recipients from a segment: how many it selected now.
+    pub segment_selected: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,16 +307,38 @@ impl Readiness {
 }
 
 /// Locks the campaign and reads what its start depends on; `None` if it does not exist.
+/// A draft or scheduled campaign with a segment gets the segment's customers as its
+/// recipients first (in the caller's transaction, so a start refused rolls it back).
 #[tracing::instrument(name = "campaign.readiness", skip(conn), err)]
 pub async fn readiness(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<Option<Readiness>, sqlx::Error> {
     let Some((kind, status)) = store::lock(conn, tenant, id).await? else { return Ok(None) };
+    // A segment's audience is resolved at the start (and only for a campaign that may
+    // start): its recipients become who the segment selects now.
+    let mut segment_selected = None;
+    if status == "draft" || status == "scheduled" {
+        let rules: Option<serde_json::Value> = sqlx::query_scalar(
+            "select s.rules from outbound_campaigns c join segments s on s.id = c.segment_id
+             where c.tenant_id = $1 and c.id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(rules) = rules {
+            // Rules are checked when saved; one that no longer parses selects nobody.
+            segment_selected = Some(match crate::segments::Rule::parse(&rules, "rules") {
+                Ok(rule) => crate::segments::resolve_into(conn, tenant, id, &rule).await?,
+                Err(_) => 0,
+            });
+        }
+    }
     let has_recipients = store::recipient_count(conn, tenant, id).await? > 0;
     let content = match store::content_id(conn, tenant, id).await? {
         None => ContentState::Unset,
         Some(t) if store::content_exists(conn, tenant, &kind, t).await? => ContentState::Present,
         Some(_) => ContentState::Gone,
     };
-    Ok(Some(Readiness { kind, status, has_recipients, content }))
+    Ok(Some(Readiness { kind, status, has_recipients, content, segment_selected }))
 }
 
 #[cfg(test)]

@@ -160,6 +160,25 @@ async fn saved_segments_preview_and_feed_a_campaign_at_its_start() {
     assert_eq!(preview["data"]["count"], 2, "{preview}");
     assert_eq!(preview["data"]["sample"][0]["name"], "Ada Gold");
 
+    // The customer list and the export take the segment as a filter.
+    let (status, listed) = app.get(&format!("/api/v1/customers?segment_id={segment}&sort=name"), &app.token_a).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let names: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Ada Gold", "Dee Old"]);
+    let req = axum::http::Request::get(format!("/api/v1/customers/export?segment_id={segment}&sort=name"))
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {}", app.token_a))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req).await.unwrap();
+    let csv = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert_eq!(csv.lines().count(), 3, "the header, Ada and Dee: {csv}");
+    assert!(csv.contains("Ada Gold") && csv.contains("Dee Old") && !csv.contains("Bob"), "{csv}");
+    for (token, query) in [(&app.token_b, segment.clone()), (&app.token_a, "not-a-uuid".to_owned())] {
+        let (status, body) = app.get(&format!("/api/v1/customers?segment_id={query}"), token).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["details"]["segment_id"].is_array(), "{body}");
+    }
+
     // Problems are reported with their paths; nothing is saved.
     let (status, body) = app
         .send(

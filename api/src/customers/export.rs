@@ -66,6 +66,12 @@ pub async fn export(
     let filter = query.parse(&mut errors);
     errors.into_result()?;
     let tenant = auth.0.tenant_id;
+    let filter = {
+        let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+        let filter = super::with_segment(&mut tx, tenant, filter).await?;
+        tx.commit().await?;
+        filter
+    };
     tracing::info!(tenant_id = %tenant, parquet, "customer export started");
     let (encoder, extension, content_type) = if parquet {
         let writer = Writer::new().map_err(|e| ApiError::Internal(e.into()))?;

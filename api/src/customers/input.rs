@@ -212,6 +212,8 @@ pub struct CustomerListQuery {
     pub created_before: Option<String>,
     /// `created_at`, `-created_at` (default), `name`, `-name`, `updated_at`, `-updated_at`.
     pub sort: Option<String>,
+    /// Only the customers a saved segment selects now.
+    pub segment_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +232,9 @@ pub struct CustomerFilter {
     pub created_before: Option<DateTime<Utc>>,
     pub sort: SortKey,
     pub descending: bool,
+    pub segment_id: Option<uuid::Uuid>,
+    /// The segment's rule, read by [`super::with_segment`] before the query.
+    pub segment: Option<fibonacco_delivery::segments::Rule>,
 }
 
 impl CustomerListQuery {
@@ -277,7 +282,25 @@ impl CustomerListQuery {
                 (SortKey::CreatedAt, true)
             }
         };
-        CustomerFilter { search, email, has_email, created_after, created_before, sort, descending }
+        let segment_id = match self.segment_id.as_deref().filter(|s| !s.is_empty()).map(uuid::Uuid::parse_str) {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => {
+                errors.add("segment_id", "must be a segment's id (a UUID)");
+                None
+            }
+        };
+        CustomerFilter {
+            search,
+            email,
+            has_email,
+            created_after,
+            created_before,
+            sort,
+            descending,
+            segment_id,
+            segment: None,
+        }
     }
 }
 

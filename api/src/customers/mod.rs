@@ -57,6 +57,26 @@ pub fn routes() -> Router<AppState> {
         .route("/imports/{id}/errors", get(import::errors))
 }
 
+/// The filter with its segment's rule read (a 422 on `segment_id` when the tenant has no
+/// such segment).
+pub async fn with_segment(
+    conn: &mut sqlx::PgConnection,
+    tenant: fibonacco_platform::TenantId,
+    mut filter: input::CustomerFilter,
+) -> Result<input::CustomerFilter, ApiError> {
+    let Some(id) = filter.segment_id else { return Ok(filter) };
+    let rules: Option<serde_json::Value> =
+        sqlx::query_scalar("select rules from segments where tenant_id = $1 and id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let rule = rules.and_then(|r| fibonacco_delivery::segments::Rule::parse(&r, "rules").ok());
+    filter.segment =
+        Some(rule.ok_or_else(|| ApiError::Validation(FieldErrors::single("segment_id", "no such segment")))?);
+    Ok(filter)
+}
+
 /// List customers, newest first, with search and filters.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers",
     params(PageQuery, CustomerListQuery),
@@ -76,6 +96,7 @@ pub async fn list(
     let filter = query.parse(&mut errors);
     errors.into_result()?;
     let mut tx = db::begin_tenant(&state.pool, auth.0.tenant_id).await?;
+    let filter = with_segment(&mut tx, auth.0.tenant_id, filter).await?;
     let (rows, total) = store::list(&mut tx, auth.0.tenant_id, &filter, page).await?;
     tx.commit().await?;
     let pagination = Pagination::new(page, total, rows.len());

@@ -76,6 +76,10 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, tenant: TenantId, filter: &Cust
     if let Some(before) = filter.created_before {
         qb.push(" and created_at <= ").push_bind(before);
     }
+    if let Some(rule) = &filter.segment {
+        qb.push(" and ");
+        rule.push_sql(qb);
+    }
 }
 
 /// The list's order, which the export's keyset follows: id breaks ties so pages never
@@ -97,11 +101,11 @@ pub async fn list(
     filter: &CustomerFilter,
     page: PageRequest,
 ) -> Result<(Vec<Customer>, i64), sqlx::Error> {
-    let mut count = QueryBuilder::<Postgres>::new("select count(*) from crm_customers");
+    let mut count = QueryBuilder::<Postgres>::new("select count(*) from crm_customers c");
     push_filters(&mut count, tenant, filter);
     let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
 
-    let mut rows = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from crm_customers"));
+    let mut rows = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from crm_customers c"));
     push_filters(&mut rows, tenant, filter);
     push_order(&mut rows, filter);
     rows.push(" limit ").push_bind(page.limit()).push(" offset ").push_bind(page.offset());
@@ -120,7 +124,7 @@ pub async fn page_after(
     after: Option<&Customer>,
     limit: i64,
 ) -> Result<Vec<Customer>, sqlx::Error> {
-    let mut rows = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from crm_customers"));
+    let mut rows = QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from crm_customers c"));
     push_filters(&mut rows, tenant, filter);
     let after_op = if filter.descending { "<" } else { ">" };
     if let Some(last) = after {

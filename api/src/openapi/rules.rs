@@ -284,6 +284,8 @@ pub const QUERY: &[(&str, &str, &[Rule])] = &[
     ("/api/v1/customers", "has_email", &[OneOfOrEmpty(BOOLEAN_TEXT)]),
     ("/api/v1/customers", "created_after", &[FormatOrEmpty("date-time")]),
     ("/api/v1/customers", "created_before", &[FormatOrEmpty("date-time")]),
+    ("/api/v1/customers/export", "segment_id", &[FormatOrEmpty("uuid")]),
+    ("/api/v1/customers", "segment_id", &[FormatOrEmpty("uuid")]),
     ("/api/v1/customers/export", "format", &[OneOfOrEmpty(crate::customers::export::FORMATS)]),
     ("/api/v1/customers/export", "sort", &[OneOfOrEmpty(CUSTOMER_SORTS)]),
     ("/api/v1/customers/export", "has_email", &[OneOfOrEmpty(BOOLEAN_TEXT)]),

@@ -332,6 +332,49 @@ async fn a_parquet_export_holds_the_csv_exports_rows_typed() {
     assert_eq!(ids.len(), n);
     assert_eq!(ids, csv_ids, "the same rows in the same order as the CSV export");
 
+    // The same as a job: queued, written by a worker, downloaded, the same rows.
+    let (s, queued) = app
+        .send(
+            "POST",
+            "/api/v1/customers/exports",
+            Some(&app.token_a),
+            Some(serde_json::json!({"format": "parquet", "sort": "-name"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{queued}");
+    let job = queued["data"]["id"].as_str().unwrap().to_owned();
+    let (s, _, _) = export(&app.token_a, &format!("s/{job}/download")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "not written yet");
+    run_next_import(&app).await;
+    let (_, done) = app.get(&format!("/api/v1/customers/exports/{job}"), &app.token_a).await;
+    assert_eq!(
+        (done["data"]["status"].as_str(), done["data"]["rows"].as_u64()),
+        (Some("done"), Some(n as u64)),
+        "{done}"
+    );
+    let (s, kind, file) = export(&app.token_a, &format!("s/{job}/download")).await;
+    assert_eq!((s, kind.as_str()), (StatusCode::OK, "application/vnd.apache.parquet"));
+    assert_eq!(done["data"]["bytes"].as_u64(), Some(file.len() as u64));
+    let mut job_ids = Vec::new();
+    for b in ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap() {
+        let b = b.unwrap();
+        let id = b.column_by_name("id").unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        job_ids.extend(id.iter().map(|v| v.unwrap().to_owned()));
+    }
+    assert_eq!(job_ids, ids, "the job's file holds the streamed export's rows in order");
+    assert_eq!(app.get(&format!("/api/v1/customers/exports/{job}"), &app.token_b).await.0, StatusCode::NOT_FOUND);
+    let (s, _, _) = export(&app.token_b, &format!("s/{job}/download")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant cannot download it");
+    let (s, bad) = app
+        .send(
+            "POST",
+            "/api/v1/customers/exports",
+            Some(&app.token_a),
+            Some(serde_json::json!({"format": "xlsx", "sort": "size"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+
     let (s, _, empty) = export(&app.token_b, "?format=parquet").await;
     assert_eq!(s, StatusCode::OK);
     let reader = ParquetRecordBatchReaderBuilder::try_new(empty).unwrap().build().unwrap();

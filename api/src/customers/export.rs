@@ -24,7 +24,7 @@ use super::{
 use crate::{ApiError, error::FieldErrors, extract::Auth, extract::QueryParams, state::AppState};
 
 /// Customers per page read from Postgres.
-const PAGE: i64 = 1000;
+pub(super) const PAGE: i64 = 1000;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -85,7 +85,7 @@ pub async fn export(
 }
 
 /// How pages become bytes.
-enum Encoder {
+pub(super) enum Encoder {
     /// `header`: the header line is still to be written.
     Csv {
         header: bool,
@@ -94,7 +94,15 @@ enum Encoder {
 }
 
 impl Encoder {
-    fn page(&mut self, rows: &[Customer]) -> Result<Vec<u8>, ApiError> {
+    /// The encoder of `format` (`csv` or `parquet`).
+    pub(super) fn of(format: &str) -> Result<Self, ApiError> {
+        Ok(match format {
+            "parquet" => Encoder::Parquet(Box::new(Writer::new().map_err(|e| ApiError::Internal(e.into()))?)),
+            _ => Encoder::Csv { header: true },
+        })
+    }
+
+    pub(super) fn page(&mut self, rows: &[Customer]) -> Result<Vec<u8>, ApiError> {
         match self {
             Encoder::Csv { header } => {
                 let first = std::mem::replace(header, false).then(|| HEADER.iter().map(|h| h.to_string()).collect());
@@ -106,7 +114,7 @@ impl Encoder {
     }
 
     /// What follows the last page (Parquet's last row group and footer).
-    fn end(self) -> Result<Vec<u8>, ApiError> {
+    pub(super) fn end(self) -> Result<Vec<u8>, ApiError> {
         match self {
             Encoder::Csv { .. } => Ok(Vec::new()),
             Encoder::Parquet(w) => w.finish().map_err(|e| ApiError::Internal(e.into())),

@@ -6,6 +6,7 @@
 pub mod consents;
 pub mod erasure;
 pub mod export;
+pub mod export_job;
 pub mod export_parquet;
 pub mod import;
 pub mod input;
@@ -40,6 +41,9 @@ pub fn routes() -> Router<AppState> {
         .route("/customers", get(list).post(create))
         .route("/customers/slug/{slug}", get(show_by_slug))
         .route("/customers/export", get(export::export))
+        .route("/customers/exports", axum::routing::post(export_job::create))
+        .route("/customers/exports/{id}", get(export_job::show))
+        .route("/customers/exports/{id}/download", get(export_job::download))
         .route("/customers/{id}", get(show).put(update).delete(destroy))
         .route("/customers/{id}/business-context", put(update_business_context))
         .route("/customers/{id}/ai-context", get(ai_context))

@@ -44,7 +44,7 @@ const DEFAULTS: &[(&str, &str, &str, bool)] = &[
     (
         "imports:resume",
         "0 */5 * * * *",
-        "re-queue customer imports whose job is gone (the imports queue drained, the import unfinished)",
+        "re-queue customer imports and exports whose job is gone (the imports queue drained, the work unfinished)",
         true,
     ),
     ("webhooks:deliver", "*/5 * * * * *", "queue webhook deliveries whose time has come, one job per endpoint", true),

@@ -6,7 +6,7 @@ use fibonacco_platform::{
     TenantId, db,
     queue::{
         self, Job,
-        jobs::{DeliverWebhooks, GenerateEmbedding, ImportCustomers},
+        jobs::{DeliverWebhooks, ExportCustomers, GenerateEmbedding, ImportCustomers},
     },
 };
 use uuid::Uuid;
@@ -110,13 +110,26 @@ async fn resume_imports(s: &Scheduler) -> anyhow::Result<String> {
     )
     .fetch_all(&mut *tx)
     .await?;
+    // Exports run on the same queue and are found the same way.
+    let exports: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "select tenant_id, id from customer_exports where status in ('queued', 'running') order by created_at",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
-    let payloads = rows
-        .iter()
-        .map(|(tenant_id, import_id)| ImportCustomers { tenant_id: *tenant_id, import_id: *import_id }.payload())
-        .collect::<Result<Vec<queue::JobPayload>, _>>()?;
+    let payloads =
+        rows.iter()
+            .map(|(tenant_id, import_id)| ImportCustomers { tenant_id: *tenant_id, import_id: *import_id }.payload())
+            .chain(exports.iter().map(|(tenant_id, export_id)| {
+                ExportCustomers { tenant_id: *tenant_id, export_id: *export_id }.payload()
+            }))
+            .collect::<Result<Vec<queue::JobPayload>, _>>()?;
     s.queue.push_many(&payloads).await?;
-    Ok(format!("{} imports re-queued", payloads.len()))
+    let mut report = format!("{} imports re-queued", rows.len());
+    if !exports.is_empty() {
+        report.push_str(&format!(", {} exports re-queued", exports.len()));
+    }
+    Ok(report)
 }
 
 /// Entries with no vector that are not on their way to one become pending again.
@@ -153,7 +166,7 @@ async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
     let sns_days = (retention_days("SNS_MAX_AGE_SECS", 3600) / 86_400 + 1).max(2);
     // (what, table, key, timestamp column, days kept): every table is trimmed the same way.
     let webhook_days = retention_days("WEBHOOK_RETENTION_DAYS", 30);
-    let aged: [(&str, &str, &str, &str, i64); 8] = [
+    let aged: [(&str, &str, &str, &str, i64); 9] = [
         ("activities", "customer_activities", "id", "occurred_at", activity_days),
         ("failed jobs", "failed_jobs", "id", "failed_at", failed_days),
         ("job batches", "job_batches", "id", "finished_at", 7),
@@ -163,6 +176,8 @@ async fn cleanup(s: &Scheduler) -> anyhow::Result<String> {
         ("expired tokens", "personal_access_tokens", "id", "expires_at", 7),
         ("SNS messages", "sns_messages", "message_id", "received_at", sns_days),
         ("webhook events", "webhook_events", "id", "created_at", webhook_days),
+        // Export files hold many customers' data: kept two days, then gone with their chunks.
+        ("customer exports", "customer_exports", "id", "created_at", 2),
     ];
     let statements = aged.map(|(what, table, key, column, days)| {
         (

@@ -147,6 +147,19 @@ impl Job for ImportCustomers {
     }
 }
 
+/// `ExportCustomers`: write one customer export's file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportCustomers {
+    pub tenant_id: Uuid,
+    pub export_id: Uuid,
+}
+
+impl Job for ExportCustomers {
+    fn kind(&self) -> JobKind {
+        super::EXPORT_CUSTOMERS
+    }
+}
+
 /// `DeliverWebhooks`: send one endpoint's due webhook deliveries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliverWebhooks {

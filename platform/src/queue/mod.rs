@@ -56,6 +56,9 @@ pub const DISPATCH_CAMPAIGN: JobKind =
 /// hold up sends.
 pub const IMPORT_CUSTOMERS: JobKind =
     JobKind { name: "ImportCustomers", queue: "imports", max_tries: 5, backoff_secs: 10 };
+/// Writes a customer export's file (on the `imports` queue, with the other bulk jobs).
+pub const EXPORT_CUSTOMERS: JobKind =
+    JobKind { name: "ExportCustomers", queue: "imports", max_tries: 3, backoff_secs: 10 };
 /// Delivers one webhook endpoint's due deliveries. A receiver's failure is recorded on
 /// its delivery, which carries its own retry schedule; the queue retries only a job that
 /// could not record (Postgres away), and the scheduler queues the endpoint again anyway.
@@ -72,6 +75,7 @@ pub const KINDS: &[JobKind] = &[
     GENERATE_EMBEDDING,
     DISPATCH_CAMPAIGN,
     IMPORT_CUSTOMERS,
+    EXPORT_CUSTOMERS,
     DELIVER_WEBHOOKS,
 ];
 

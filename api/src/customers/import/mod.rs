@@ -308,6 +308,28 @@ pub struct WithImports<H> {
 
 impl<H: Handler> Handler for WithImports<H> {
     fn handle<'a>(&'a self, job: &'a Reserved) -> BoxFuture<'a, Result<(), JobError>> {
+        if job.payload.job == fibonacco_platform::queue::EXPORT_CUSTOMERS.name {
+            return Box::pin(async move {
+                let r: fibonacco_platform::queue::jobs::ExportCustomers = data(job)?;
+                let tenant = TenantId::from_uuid(r.tenant_id);
+                match super::export_job::run(&self.pool, tenant, r.export_id).await {
+                    Ok(()) => Ok(()),
+                    Err(e @ super::export_job::ExportError::Database(_)) if job.attempts < job.payload.max_tries => {
+                        Err(JobError::retry_because(e))
+                    }
+                    Err(e) => {
+                        let reason = match &e {
+                            super::export_job::ExportError::Database(_) => "the database failed repeatedly".to_owned(),
+                            other => other.to_string(),
+                        };
+                        super::export_job::fail(&self.pool, tenant, r.export_id, &reason)
+                            .await
+                            .map_err(JobError::retry_because)?;
+                        Err(JobError::fail_because(e))
+                    }
+                }
+            });
+        }
         if job.payload.job != fibonacco_platform::queue::IMPORT_CUSTOMERS.name {
             return self.inner.handle(job);
         }

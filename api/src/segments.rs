@@ -129,6 +129,17 @@ fn one_line(name: Option<String>, e: &mut FieldErrors) -> String {
     name
 }
 
+/// The request's name and description, its rules checked too (every problem at once).
+fn checked(body: &SegmentRequest) -> Result<(String, Option<String>), ApiError> {
+    let mut e = FieldErrors::default();
+    let name = one_line(body.name.clone(), &mut e);
+    let description =
+        body.description.as_deref().map(|d| validate::text(d, 1000, "description", &mut e)).filter(|d| !d.is_empty());
+    checked_rules(body.rules.as_ref(), &mut e);
+    e.into_result()?;
+    Ok((name, description))
+}
+
 fn name_taken(err: sqlx::Error) -> ApiError {
     match db::unique_violation(&err) {
         Some("segments_tenant_name_key") => {
@@ -161,12 +172,7 @@ pub async fn create(
     JsonBody(body): JsonBody<SegmentRequest>,
 ) -> Result<(StatusCode, Json<Envelope<Segment>>), ApiError> {
     auth.require(WRITE)?;
-    let mut e = FieldErrors::default();
-    let name = one_line(body.name, &mut e);
-    let description =
-        body.description.map(|d| validate::text(&d, 1000, "description", &mut e)).filter(|d| !d.is_empty());
-    checked_rules(body.rules.as_ref(), &mut e);
-    e.into_result()?;
+    let (name, description) = checked(&body)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let segment: Segment = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -224,12 +230,7 @@ pub async fn update(
 ) -> Result<Json<Envelope<Segment>>, ApiError> {
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
-    let mut e = FieldErrors::default();
-    let name = one_line(body.name, &mut e);
-    let description =
-        body.description.map(|d| validate::text(&d, 1000, "description", &mut e)).filter(|d| !d.is_empty());
-    checked_rules(body.rules.as_ref(), &mut e);
-    e.into_result()?;
+    let (name, description) = checked(&body)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let segment: Option<Segment> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

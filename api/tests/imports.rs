@@ -380,3 +380,29 @@ async fn a_parquet_export_holds_the_csv_exports_rows_typed() {
     let reader = ParquetRecordBatchReaderBuilder::try_new(empty).unwrap().build().unwrap();
     assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 0, "another tenant's export is empty and valid");
 }
+
+/// A time zone column sets each customer's zone (quiet hours apply in it); a zone the tz
+/// database does not know is that row's error (the row is left out, as for any bad cell).
+#[tokio::test]
+async fn an_import_sets_time_zones_and_reports_unknown_ones() {
+    let app = TestApp::spawn().await;
+    let csv =
+        "Name,Email,Time Zone\nAda,ada@example.com,Europe/Berlin\nBob,bob@example.com,Mars/Base\nCy,cy@example.com,\n";
+    let done = import(&app, csv, false).await;
+    assert_eq!((done["created_count"].as_i64(), done["error_rows"].as_i64()), (Some(2), Some(1)), "{done}");
+    let mut tx = db::begin_tenant(&app.db.pool, app.tenant_a).await.unwrap();
+    let zones: Vec<(String, Option<String>)> =
+        sqlx::query_as("select name, timezone from crm_customers where tenant_id = $1 order by name")
+            .bind(app.tenant_a)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(zones, vec![("Ada".to_owned(), Some("Europe/Berlin".to_owned())), ("Cy".to_owned(), None)]);
+    // Re-importing with a zone updates it; an empty cell keeps it.
+    let done = import(&app, "Email,Timezone\nada@example.com,\ncy@example.com,Asia/Tokyo\n", false).await;
+    assert_eq!(done["updated_count"], 1, "{done}");
+    let (_, listed) = app.get("/api/v1/customers?sort=name", &app.token_a).await;
+    let shown: Vec<Value> = listed["data"].as_array().unwrap().iter().map(|c| c["timezone"].clone()).collect();
+    assert_eq!(shown, vec![json!("Europe/Berlin"), json!("Asia/Tokyo")]);
+}

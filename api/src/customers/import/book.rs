@@ -178,6 +178,7 @@ mod tests {
             name: name.into(),
             email: email.map(Into::into),
             phone: phone.map(Into::into),
+            timezone: None,
             business_context: Default::default(),
             metadata: Default::default(),
         }

@@ -19,6 +19,8 @@ pub enum Field {
     Phone,
     /// Tags separated by `;`, `,` or `|`, added to `metadata.tags`.
     Tags,
+    /// The customer's IANA time zone (quiet hours apply in it).
+    TimeZone,
     /// A key of `metadata`.
     Custom(String),
     /// A key of `business_context` (what the AI assistant reads).
@@ -38,13 +40,14 @@ impl Field {
             "email" => Self::Email,
             "phone" => Self::Phone,
             "tags" => Self::Tags,
+            "timezone" => Self::TimeZone,
             "ignore" => Self::Ignore,
             _ => match raw.split_once('.') {
                 Some(("custom", key)) => Self::Custom(key_of(key)?),
                 Some(("context", key)) => Self::Context(key_of(key)?),
                 _ => {
                     return Err(
-                        "must be name, first_name, last_name, email, phone, tags, ignore, custom.<key> or context.<key>"
+                        "must be name, first_name, last_name, email, phone, tags, timezone, ignore, custom.<key> or context.<key>"
                             .into(),
                     );
                 }
@@ -63,6 +66,7 @@ impl Field {
             "email" | "e_mail" | "email_address" | "e_mail_address" | "mail" => Self::Email,
             "phone" | "phone_number" | "mobile" | "mobile_phone" | "telephone" | "tel" | "cell" => Self::Phone,
             "tags" | "tag" | "labels" => Self::Tags,
+            "timezone" | "time_zone" | "tz" => Self::TimeZone,
             _ => Self::Custom(key),
         }
     }
@@ -75,6 +79,7 @@ impl Field {
             Self::Email => "email".into(),
             Self::Phone => "phone".into(),
             Self::Tags => "tags".into(),
+            Self::TimeZone => "timezone".into(),
             Self::Custom(k) => format!("custom.{k}"),
             Self::Context(k) => format!("context.{k}"),
             Self::Ignore => "ignore".into(),

@@ -1,7 +1,7 @@
 //! One CSV row made into a checked customer, and a row applied to a customer record. Pure
 //! functions: the import's rules are tested here without a database.
 
-use fibonacco_platform::domain::{Email, PhoneNumber};
+use fibonacco_platform::domain::{Email, PhoneNumber, TimeZone};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ pub struct Row {
     pub email: Option<Email>,
     pub phone: Option<PhoneNumber>,
     pub tags: Vec<String>,
+    pub timezone: Option<TimeZone>,
     pub custom: Map<String, Value>,
     pub context: Map<String, Value>,
 }
@@ -89,6 +90,10 @@ pub fn parse(number: u32, cells: &csv::StringRecord, mapping: &Mapping) -> Resul
                 Ok(p) => row.phone = Some(p),
                 Err(e) => fail(&label, e.0),
             },
+            Field::TimeZone => match TimeZone::parse(cell) {
+                Ok(t) => row.timezone = Some(t),
+                Err(e) => fail(&label, e.0),
+            },
             Field::Tags => {
                 for tag in cell.split([';', ',', '|']).map(str::trim).filter(|t| !t.is_empty()) {
                     if tag.chars().count() > TAG_MAX {
@@ -147,6 +152,7 @@ pub struct Record {
     pub name: String,
     pub email: Option<String>,
     pub phone: Option<String>,
+    pub timezone: Option<String>,
     pub business_context: Map<String, Value>,
     pub metadata: Map<String, Value>,
 }
@@ -159,6 +165,7 @@ impl Record {
             name: String::new(),
             email: None,
             phone: None,
+            timezone: None,
             business_context: Map::new(),
             metadata: Map::new(),
         };
@@ -182,6 +189,9 @@ impl Record {
         }
         if let Some(phone) = &row.phone {
             self.phone = Some(phone.as_str().to_owned());
+        }
+        if let Some(tz) = &row.timezone {
+            self.timezone = Some(tz.as_str().to_owned());
         }
         for (k, v) in &row.context {
             self.business_context.insert(k.clone(), v.clone());

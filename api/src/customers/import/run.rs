@@ -265,7 +265,7 @@ async fn apply(
 }
 
 /// A customer as read for matching: id, name, e-mail, phone, business context, metadata.
-type Found = (Uuid, String, Option<String>, Option<String>, Json<Value>, Json<Value>);
+type Found = (Uuid, String, Option<String>, Option<String>, Option<String>, Json<Value>, Json<Value>);
 
 /// Reads the customers the chunk's rows can match that the book does not know yet.
 async fn load_existing(
@@ -292,7 +292,7 @@ async fn load_existing(
         // array parameter compared every customer with every key (a chunk took 3.4 s at
         // 100k customers, growing with the table); a join probes the indexes or hashes.
         "with emails as (select unnest($2::text[]) as email), phones as (select unnest($3::text[]) as phone)
-         select id, name, email, phone, business_context, metadata from crm_customers
+         select id, name, email, phone, timezone, business_context, metadata from crm_customers
          where tenant_id = $1 and id in (
            select c.id from crm_customers c join emails k on lower(c.email) = k.email
            where c.tenant_id = $1 and c.email is not null
@@ -306,7 +306,7 @@ async fn load_existing(
     .bind(&phones)
     .fetch_all(&mut *conn)
     .await?;
-    for (id, name, email, phone, context, metadata) in found {
+    for (id, name, email, phone, timezone, context, metadata) in found {
         let object = |v: Value| match v {
             Value::Object(m) => m,
             _ => Default::default(),
@@ -317,6 +317,7 @@ async fn load_existing(
             name,
             email,
             phone,
+            timezone,
             business_context: object(context.0),
             metadata: object(metadata.0),
         });
@@ -367,12 +368,13 @@ async fn insert(
     let names: Vec<&str> = created.iter().map(|r| r.name.as_str()).collect();
     let emails: Vec<Option<&str>> = created.iter().map(|r| r.email.as_deref()).collect();
     let phones: Vec<Option<&str>> = created.iter().map(|r| r.phone.as_deref()).collect();
+    let zones: Vec<Option<&str>> = created.iter().map(|r| r.timezone.as_deref()).collect();
     let contexts: Vec<Json<&serde_json::Map<String, Value>>> =
         created.iter().map(|r| Json(&r.business_context)).collect();
     let metadata: Vec<Json<&serde_json::Map<String, Value>>> = created.iter().map(|r| Json(&r.metadata)).collect();
     let inserted: Vec<String> = sqlx::query_scalar(
-        "insert into crm_customers (tenant_id, name, slug, email, phone, business_context, metadata)
-         select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
+        "insert into crm_customers (tenant_id, name, slug, email, phone, business_context, metadata, timezone)
+         select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[])
          on conflict do nothing
          returning slug",
     )
@@ -383,6 +385,7 @@ async fn insert(
     .bind(&phones)
     .bind(&contexts)
     .bind(&metadata)
+    .bind(&zones)
     .fetch_all(&mut *conn)
     .await?;
     let went: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
@@ -409,14 +412,15 @@ async fn update(conn: &mut PgConnection, tenant: TenantId, changed: &[&Record]) 
     let names: Vec<&str> = changed.iter().map(|r| r.name.as_str()).collect();
     let emails: Vec<Option<&str>> = changed.iter().map(|r| r.email.as_deref()).collect();
     let phones: Vec<Option<&str>> = changed.iter().map(|r| r.phone.as_deref()).collect();
+    let zones: Vec<Option<&str>> = changed.iter().map(|r| r.timezone.as_deref()).collect();
     let contexts: Vec<Json<&serde_json::Map<String, Value>>> =
         changed.iter().map(|r| Json(&r.business_context)).collect();
     let metadata: Vec<Json<&serde_json::Map<String, Value>>> = changed.iter().map(|r| Json(&r.metadata)).collect();
     sqlx::query(
         "update crm_customers c set name = u.name, email = u.email, phone = u.phone,
-            business_context = u.business_context, metadata = u.metadata
-         from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])
-              as u(id, name, email, phone, business_context, metadata)
+            business_context = u.business_context, metadata = u.metadata, timezone = u.timezone
+         from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[])
+              as u(id, name, email, phone, business_context, metadata, timezone)
          where c.tenant_id = $1 and c.id = u.id",
     )
     .bind(tenant)
@@ -426,6 +430,7 @@ async fn update(conn: &mut PgConnection, tenant: TenantId, changed: &[&Record]) 
     .bind(&phones)
     .bind(&contexts)
     .bind(&metadata)
+    .bind(&zones)
     .execute(conn)
     .await?;
     Ok(())

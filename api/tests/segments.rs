@@ -262,9 +262,29 @@ async fn saved_segments_preview_and_feed_a_campaign_at_its_start() {
         .unwrap();
     sqlx::query("delete from outbound_suppressions where target = 'bob@example.com'").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
+    // A planned campaign can change its segment, or leave it (null).
+    let (status, body) =
+        app.send("PUT", &format!("/api/v1/outbound/campaigns/{campaign}"), t, Some(json!({"segment_id": null}))).await;
+    assert_eq!((status, body["data"]["segment_id"].clone()), (StatusCode::OK, Value::Null), "{body}");
+    let (status, body) = app
+        .send("PUT", &format!("/api/v1/outbound/campaigns/{campaign}"), t, Some(json!({"segment_id": segment})))
+        .await;
+    assert_eq!((status, body["data"]["segment_id"].as_str()), (StatusCode::OK, Some(segment.as_str())), "{body}");
+    let (status, _) = app
+        .send(
+            "PUT",
+            &format!("/api/v1/outbound/campaigns/{campaign}"),
+            t,
+            Some(json!({"segment_id": uuid::Uuid::now_v7()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = app.send("POST", &format!("/api/v1/outbound/campaigns/{campaign}/start"), t, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["recipient_count"], 3, "Ada, Bob and Dee at the start: {body}");
+    let (status, _) =
+        app.send("PUT", &format!("/api/v1/outbound/campaigns/{campaign}"), t, Some(json!({"segment_id": null}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a running campaign's audience is fixed");
 
     // A segment that selects nobody cannot start a campaign.
     let (_, empty) = app

@@ -229,6 +229,11 @@ pub async fn update(
         });
     }
     check_template(&mut tx, tenant, &kind, c.template_id.flatten()).await?;
+    if let Some(Some(segment)) = c.segment_id
+        && !crate::segments::exists(&mut tx, tenant, segment).await?
+    {
+        return Err(ApiError::Validation(FieldErrors::single("segment_id", "no such segment")));
+    }
     if let Some(to) = c.status {
         campaign_store::set_status(&mut tx, tenant, id, &status, to).await.map_err(refused)?;
     }

@@ -70,6 +70,10 @@ pub struct UpdateCampaignRequest {
     pub scheduled_at: Patch<DateTime<Utc>>,
     /// Replaces the recipients.
     pub customer_ids: Option<Vec<Uuid>>,
+    /// Takes the recipients from this segment when the campaign starts; `null` stops.
+    #[serde(default)]
+    #[schema(value_type = Option<Uuid>)]
+    pub segment_id: Patch<Uuid>,
     #[serde(default)]
     #[schema(value_type = Option<i64>)]
     pub fixed_cost_minor: Patch<i64>,
@@ -210,7 +214,11 @@ pub fn changes(body: UpdateCampaignRequest) -> Result<CampaignChanges, ApiError>
     if let Some(ids) = &body.customer_ids {
         check_recipient_list(ids, &mut e);
     }
+    if body.customer_ids.is_some() && matches!(body.segment_id, Patch::Value(_)) {
+        e.add("segment_id", "give a segment or customer_ids, not both");
+    }
     c.recipients = body.customer_ids;
+    c.segment_id = body.segment_id.nullable();
     e.into_result()?;
     Ok(c)
 }

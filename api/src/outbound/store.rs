@@ -74,6 +74,8 @@ pub struct CampaignChanges {
     pub metadata: Option<Map<String, Value>>,
     /// Replaces the recipients.
     pub recipients: Option<Vec<Uuid>>,
+    /// Takes the recipients from a segment at the start (`Some(None)`: no longer).
+    pub segment_id: Option<Option<Uuid>>,
 }
 
 impl CampaignChanges {
@@ -87,6 +89,7 @@ impl CampaignChanges {
             || self.currency.is_some()
             || self.config.is_some()
             || self.recipients.is_some()
+            || self.segment_id.is_some()
     }
 }
 
@@ -170,7 +173,8 @@ pub async fn update(
             {column} = case when $4 then $5 else {column} end,
             scheduled_at = case when $6 then $7 else scheduled_at end,
             fixed_cost_minor = coalesce($8, fixed_cost_minor), currency = coalesce($9, currency),
-            config = coalesce($10, config), metadata = coalesce($11, metadata)
+            config = coalesce($10, config), metadata = coalesce($11, metadata),
+            segment_id = case when $12 then $13 else segment_id end
          where tenant_id = $1 and id = $2"
     )))
     .bind(tenant)
@@ -184,6 +188,8 @@ pub async fn update(
     .bind(c.currency.as_deref())
     .bind(c.config.as_ref().map(Json))
     .bind(c.metadata.as_ref().map(Json))
+    .bind(c.segment_id.is_some())
+    .bind(c.segment_id.flatten())
     .execute(conn)
     .await?;
     Ok(())

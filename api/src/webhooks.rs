@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/endpoints", get(list).post(create))
         .route("/webhooks/endpoints/{id}", get(show).patch(update).delete(destroy))
         .route("/webhooks/endpoints/{id}/deliveries", get(deliveries))
+        .route("/webhooks/endpoints/{id}/rotate-secret", axum::routing::post(rotate_secret))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -336,6 +337,42 @@ pub async fn update(
     }
     tx.commit().await?;
     Ok(Json(Envelope::with_message(endpoint, "Endpoint updated.")))
+}
+
+/// A new signing secret, shown once. For a day deliveries are signed by the old secret as
+/// well (a second `v1,` entry in `webhook-signature`), so receivers can switch without
+/// missing one.
+#[utoipa::path(post, path = "/api/v1/webhooks/endpoints/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Endpoint id")),
+    responses((status = 200, body = inline(Envelope<CreatedWebhookEndpoint>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<CreatedWebhookEndpoint>>, ApiError> {
+    auth.require(WRITE)?;
+    let id = resource_id(&id, RESOURCE)?;
+    let tenant = auth.0.tenant_id;
+    let secret = SigningSecret::generate();
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let endpoint: Option<WebhookEndpoint> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "update webhook_endpoints set previous_secret = secret, previous_secret_until = now() + interval '1 day',
+            secret = $3
+         where tenant_id = $1 and id = $2 returning {COLUMNS}"
+    )))
+    .bind(tenant)
+    .bind(id)
+    .bind(&secret)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let endpoint = endpoint.ok_or(ApiError::NotFound(RESOURCE))?;
+    Ok(Json(Envelope::with_message(
+        CreatedWebhookEndpoint { endpoint, secret },
+        "Secret rotated. Store it now; the old one signs too for a day.",
+    )))
 }
 
 /// Unsubscribe: the endpoint, its pending deliveries and its log are deleted.

@@ -165,9 +165,26 @@ async fn deliveries_are_signed_retried_after_a_500_and_logged() {
     assert_eq!(log["data"][0]["attempts"], 2);
     let (_, endpoint_now) = app.get(&format!("/api/v1/webhooks/endpoints/{flaky}"), &app.token_a).await;
     assert_eq!(endpoint_now["data"]["failing_since"], Value::Null, "a success clears the failure streak");
-    // Another tenant sees neither the endpoint nor its log.
+    // Another tenant sees neither the endpoint nor its log, nor rotates its secret.
     let (status, _) = app.get(&format!("/api/v1/webhooks/endpoints/{flaky}/deliveries"), &app.token_b).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let path = format!("/api/v1/webhooks/endpoints/{ok}/rotate-secret");
+    assert_eq!(app.send("POST", &path, Some(&app.token_b), None).await.0, StatusCode::NOT_FOUND);
+
+    // A rotated secret: for a day deliveries verify with the new secret and the old one.
+    let (status, rotated) = app.send("POST", &path, Some(&app.token_a), None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["data"]["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    let third = event(&app, 3, &[ok]).await;
+    let worker = RunningWorker::start(webhook_context(&app, true), &["webhooks"], RETRY_AFTER);
+    tick(&app).await;
+    wait_for("the event after the rotation", async || receiver.got("/ok").len() == 3).await;
+    worker.stop().await;
+    let after = &receiver.got("/ok")[2];
+    assert_eq!(after.id, third);
+    assert!(after.verify(&new_secret) && after.verify(&secret), "both secrets verify: {}", after.signature);
+    assert!(!after.verify(&flaky_secret));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

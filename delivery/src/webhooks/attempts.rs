@@ -17,6 +17,8 @@ pub struct Endpoint {
     pub id: Uuid,
     pub url: String,
     pub secret: String,
+    /// The secret before a rotation, while it still signs (a day).
+    pub previous_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -77,7 +79,7 @@ pub async fn lease(
     let taken = sqlx::query_as(
         "update webhook_endpoints set busy_until = now() + make_interval(secs => $3)
          where tenant_id = $1 and id = $2 and enabled and (busy_until is null or busy_until < now())
-         returning id, url, secret",
+         returning id, url, secret, case when previous_secret_until > now() then previous_secret end as previous_secret",
     )
     .bind(tenant)
     .bind(endpoint)

@@ -58,7 +58,12 @@ impl Sender {
             return failed("the endpoint's signing secret is unreadable".into());
         };
         let timestamp = Utc::now().timestamp();
-        let signature = secret.sign(&due.event_id, timestamp, due.body.as_bytes());
+        let mut signature = secret.sign(&due.event_id, timestamp, due.body.as_bytes());
+        // During a rotation the old secret signs too: a receiver still on it verifies.
+        if let Some(previous) = endpoint.previous_secret.as_deref().and_then(|s| SigningSecret::parse(s).ok()) {
+            signature.push(' ');
+            signature.push_str(&previous.sign(&due.event_id, timestamp, due.body.as_bytes()));
+        }
         let sent = self
             .client
             .post(url)

@@ -24,11 +24,26 @@ use crate::{
 /// Registers every table of the manifest in `ctx`; returns the table names.
 #[tracing::instrument(skip_all, fields(tables = manifest.tables.len()))]
 pub async fn register(ctx: &SessionContext, lake: &Lake, manifest: &Manifest) -> Result<Vec<String>, IngestError> {
+    register_only(ctx, lake, manifest, None).await
+}
+
+/// [`register`] for the tables named in `only` (all of them with `None`): each table read
+/// costs a footer read per file, so a reader of a few tables registers just those.
+#[tracing::instrument(skip_all, fields(tables = only.map_or(manifest.tables.len(), <[&str]>::len)))]
+pub async fn register_only(
+    ctx: &SessionContext,
+    lake: &Lake,
+    manifest: &Manifest,
+    only: Option<&[&str]>,
+) -> Result<Vec<String>, IngestError> {
     if lake.base_url().scheme() != "file" {
         ctx.register_object_store(lake.base_url(), lake.store());
     }
     let mut names = Vec::new();
     for (table, meta) in &manifest.tables {
+        if only.is_some_and(|only| !only.contains(&table.as_str())) {
+            continue;
+        }
         let urls = manifest
             .files_of(table)
             .map(|f| ListingTableUrl::parse(lake.url_of(&f.path)))

@@ -149,7 +149,10 @@ impl Outbox {
             return Ok(Vec::new());
         }
         let ctx = SessionContext::new();
-        view::register(&ctx, &self.lake, manifest).await?;
+        // The sources with changes, and conversations (a message's customer).
+        let mut needed: Vec<&str> = touched.iter().copied().collect();
+        needed.push("crm_conversations");
+        view::register_only(&ctx, &self.lake, manifest, Some(&needed)).await?;
         let json_columns = self.json_columns(&touched).await?;
         let mut events = Vec::new();
         for table in touched {

@@ -42,6 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/endpoints/{id}", get(show).patch(update).delete(destroy))
         .route("/webhooks/endpoints/{id}/deliveries", get(deliveries))
         .route("/webhooks/endpoints/{id}/rotate-secret", axum::routing::post(rotate_secret))
+        .route("/webhooks/endpoints/{id}/test", axum::routing::post(send_test))
+        .route("/webhooks/endpoints/{id}/deliveries/{delivery}/retry", axum::routing::post(retry))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -125,6 +127,15 @@ pub struct WebhookDelivery {
     pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
+
+/// A delivery as the log shows it (`d` the delivery, `e` its event).
+const DELIVERY_SELECT: &str = "select d.id, d.event_id, e.type as event_type, d.status, d.attempts,
+        case when d.status = 'pending' then d.next_attempt_at end as next_attempt_at,
+        d.last_attempt_at, d.last_status_code, d.last_error,
+        (select a.response from webhook_attempts a where a.delivery_id = d.id
+         order by a.attempted_at desc limit 1) as last_response,
+        d.delivered_at, d.created_at
+     from webhook_deliveries d join webhook_events e on e.id = d.event_id";
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -375,6 +386,117 @@ pub async fn rotate_secret(
     )))
 }
 
+/// Queues a `webhook.test` event to the endpoint now (whatever it subscribes to), to try a
+/// receiver; it is delivered, signed and logged like any other.
+#[utoipa::path(post, path = "/api/v1/webhooks/endpoints/{id}/test", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Endpoint id")),
+    responses((status = 202, body = inline(Envelope<WebhookDelivery>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn send_test(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Envelope<WebhookDelivery>>), ApiError> {
+    auth.require(WRITE)?;
+    let id = resource_id(&id, RESOURCE)?;
+    let tenant = auth.0.tenant_id;
+    let event = format!("msg_test_{}", Uuid::now_v7().simple());
+    let payload = serde_json::json!({
+        "type": "webhook.test",
+        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": {"endpoint_id": id},
+    });
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    if !sqlx::query_scalar::<_, bool>(
+        "select exists (select 1 from webhook_endpoints where tenant_id = $1 and id = $2)",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?
+    {
+        return Err(ApiError::NotFound(RESOURCE));
+    }
+    sqlx::query(
+        "insert into webhook_events (id, tenant_id, type, payload, occurred_at) values ($1, $2, 'webhook.test', $3, now())",
+    )
+    .bind(&event)
+    .bind(tenant)
+    .bind(&payload)
+    .execute(&mut *tx)
+    .await?;
+    let delivery: Uuid = sqlx::query_scalar(
+        "insert into webhook_deliveries (tenant_id, endpoint_id, event_id) values ($1, $2, $3) returning id",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(&event)
+    .fetch_one(&mut *tx)
+    .await?;
+    let shown = one_delivery(&mut tx, tenant, delivery).await?;
+    tx.commit().await?;
+    queue_delivery(&state, tenant, id).await;
+    Ok((StatusCode::ACCEPTED, Json(Envelope::with_message(shown, "Test event queued."))))
+}
+
+/// Sends a delivery again now, with a fresh retry schedule (a failed one included); the
+/// same `webhook-id`, so a receiver that had it dedupes.
+#[utoipa::path(post, path = "/api/v1/webhooks/endpoints/{id}/deliveries/{delivery}/retry", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Endpoint id"), ("delivery" = Uuid, Path, description = "Delivery id")),
+    responses((status = 202, body = inline(Envelope<WebhookDelivery>)), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Envelope<WebhookDelivery>>), ApiError> {
+    auth.require(WRITE)?;
+    let id = resource_id(&id, RESOURCE)?;
+    let delivery = resource_id(&delivery, "webhook delivery")?;
+    let tenant = auth.0.tenant_id;
+    let mut tx = db::begin_tenant(&state.pool, tenant).await?;
+    let found = sqlx::query(
+        "update webhook_deliveries set status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = null
+         where tenant_id = $1 and endpoint_id = $2 and id = $3",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(delivery)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if found == 0 {
+        return Err(ApiError::NotFound("webhook delivery"));
+    }
+    let shown = one_delivery(&mut tx, tenant, delivery).await?;
+    tx.commit().await?;
+    queue_delivery(&state, tenant, id).await;
+    Ok((StatusCode::ACCEPTED, Json(Envelope::with_message(shown, "Delivery queued again."))))
+}
+
+async fn one_delivery(
+    conn: &mut sqlx::PgConnection,
+    tenant: fibonacco_platform::TenantId,
+    delivery: Uuid,
+) -> Result<WebhookDelivery, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{DELIVERY_SELECT} where d.tenant_id = $1 and d.id = $2")))
+        .bind(tenant)
+        .bind(delivery)
+        .fetch_one(conn)
+        .await
+}
+
+/// Queues the endpoint's job now; without Redis the scheduler's `webhooks:deliver` does
+/// within seconds.
+async fn queue_delivery(state: &AppState, tenant: fibonacco_platform::TenantId, endpoint: Uuid) {
+    let job = fibonacco_platform::queue::jobs::DeliverWebhooks { tenant_id: tenant.as_uuid(), endpoint_id: endpoint };
+    if let Err(e) = state.queue.enqueue(&job).await {
+        tracing::warn!(error = %e, "could not queue a webhook delivery; the scheduler will");
+    }
+}
+
 /// Unsubscribe: the endpoint, its pending deliveries and its log are deleted.
 #[utoipa::path(delete, path = "/api/v1/webhooks/endpoints/{id}", tag = "webhooks",
     params(("id" = Uuid, Path, description = "Endpoint id")),
@@ -431,17 +553,11 @@ pub async fn deliveries(
     .bind(&status)
     .fetch_one(&mut *tx)
     .await?;
-    let rows: Vec<WebhookDelivery> = sqlx::query_as(
-        "select d.id, d.event_id, e.type as event_type, d.status, d.attempts,
-                case when d.status = 'pending' then d.next_attempt_at end as next_attempt_at,
-                d.last_attempt_at, d.last_status_code, d.last_error,
-                (select a.response from webhook_attempts a where a.delivery_id = d.id
-                 order by a.attempted_at desc limit 1) as last_response,
-                d.delivered_at, d.created_at
-         from webhook_deliveries d join webhook_events e on e.id = d.event_id
+    let rows: Vec<WebhookDelivery> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{DELIVERY_SELECT}
          where d.tenant_id = $1 and d.endpoint_id = $2 and ($3::text is null or d.status = $3)
-         order by d.created_at desc, d.id desc limit $4 offset $5",
-    )
+         order by d.created_at desc, d.id desc limit $4 offset $5"
+    )))
     .bind(tenant)
     .bind(id)
     .bind(&status)

@@ -354,6 +354,21 @@ async fn an_endpoint_failing_through_its_whole_schedule_is_disabled_and_resumes_
     let worker = RunningWorker::start(webhook_context(&app, true), &["webhooks"], RETRY_AFTER);
     tick(&app).await;
     wait_for("the pending delivery goes out", async || receiver.got("/ok").len() == 1).await;
-    worker.stop().await;
     assert_eq!(receiver.got("/ok")[0].id, pending);
+
+    // The failed delivery sent again by hand (same id, a fresh schedule), and a test event.
+    let failed_delivery = log["data"][0]["id"].as_str().unwrap().to_owned();
+    let retry = format!("/api/v1/webhooks/endpoints/{failing}/deliveries/{failed_delivery}/retry");
+    assert_eq!(app.send("POST", &retry, Some(&app.token_b), None).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = app.send("POST", &retry, Some(&app.token_a), None).await;
+    assert_eq!((status, body["data"]["status"].as_str()), (StatusCode::ACCEPTED, Some("pending")), "{body}");
+    let (status, body) =
+        app.send("POST", &format!("/api/v1/webhooks/endpoints/{failing}/test"), Some(&app.token_a), None).await;
+    assert_eq!((status, body["data"]["event_type"].as_str()), (StatusCode::ACCEPTED, Some("webhook.test")), "{body}");
+    wait_for("the retry and the test arrive", async || receiver.got("/ok").len() == 3).await;
+    worker.stop().await;
+    let got = receiver.got("/ok");
+    assert_eq!(got[1].id, id, "the retried delivery keeps its webhook-id");
+    assert_eq!(got[2].json()["type"], "webhook.test");
+    assert_eq!(deliveries(&app, failing).await[0].status, "delivered");
 }

@@ -46,7 +46,7 @@ use crate::{
         outbound::suppressions::list, outbound::suppressions::create, outbound::suppressions::destroy,
         outbound::contact_policy::list, outbound::contact_policy::set, outbound::contact_policy::remove,
         webhooks::event_types, webhooks::list, webhooks::create, webhooks::show, webhooks::update, webhooks::destroy,
-        webhooks::deliveries, webhooks::rotate_secret,
+        webhooks::deliveries, webhooks::rotate_secret, webhooks::send_test, webhooks::retry,
         segments::list, segments::create, segments::show, segments::update, segments::destroy, segments::preview,
         segments::preview_rules,
         outbound::templates::list_email, outbound::templates::create_email,

@@ -53,28 +53,13 @@ pub async fn run(config: Config, args: IngestArgs) -> anyhow::Result<()> {
                 redact_url(config.database_url.expose()),
                 metrics.map(|a| format!("; metrics on http://{a}/metrics")).unwrap_or_default()
             );
-            // The webhooks' outbox follows this capture's feed; the scheduler's
-            // `webhooks:deliver` queues what it stores (no Redis needed here).
-            let outbox = std::sync::Arc::new(fibonacco_pipelines::webhooks::Outbox {
-                pool: db::connect(&config).await?,
-                lake: fibonacco_ingest::Lake::open(&ingest_config.lake)?,
-                queue: None,
-            });
             let ingest = Ingest::connect(ingest_config).await?;
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);
             });
-            let feed = ingest.feed();
-            let outbox_stop = stop.clone();
-            let outbox = tokio::spawn(async move {
-                if let Err(e) = outbox.follow(&feed, outbox_stop).await {
-                    tracing::error!(error = %e, "webhooks outbox stopped");
-                }
-            });
             ingest.run_supervised(stop).await?;
-            let _ = outbox.await;
             Ok(())
         }
         Some(IngestCommand::Status { json }) => {

@@ -37,6 +37,10 @@ enum PipelinesCommand {
     /// Run the change data capture and recompute the customers and campaigns its feed
     /// touches (engagement and ROI), until Ctrl-C.
     Watch,
+    /// Turn the lake's changes into webhook events and deliveries (the outbox), reading
+    /// the lake every 2 s, until Ctrl-C: for deployments that run the capture in its own
+    /// process (`fibonacco run` does this beside its capture, woken by the feed).
+    Webhooks,
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 instant.
@@ -122,6 +126,29 @@ pub async fn run(config: Config, args: PipelinesArgs) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        PipelinesCommand::Webhooks => {
+            let pool = db::connect(&config).await?;
+            db::migrate(&pool).await?;
+            // Redis is optional here: without it the scheduler's `webhooks:deliver` queues.
+            let queue = match fibonacco_platform::cache::connect(config.redis_url.expose()).await {
+                Ok(redis) => Some(fibonacco_platform::queue::Queue::new(redis, config.queue_prefix.clone())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no Redis: the scheduler will queue webhook deliveries");
+                    None
+                }
+            };
+            eprintln!("webhooks outbox: lake {} → webhook events and deliveries", ingest_config.lake);
+            let outbox =
+                Arc::new(fibonacco_pipelines::webhooks::Outbox { pool, lake: Lake::open(&ingest_config.lake)?, queue });
+            let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            // No capture in this process: a feed nobody publishes on, so rounds follow the poll.
+            outbox.follow(&ChangeFeed::new(1), stop).await?;
             Ok(())
         }
         PipelinesCommand::Watch => {

@@ -268,15 +268,9 @@ pub async fn destroy(
 
 async fn preview_of(state: &AppState, tenant: TenantId, rule: &Rule) -> Result<SegmentPreview, ApiError> {
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
-    let (count, ids) = segments::preview(&mut tx, tenant, rule, SAMPLE).await?;
-    let sample: Vec<SegmentMember> = sqlx::query_as(
-        "select id, name, email from crm_customers where tenant_id = $1 and id = any($2) order by name, id",
-    )
-    .bind(tenant)
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let (count, members) = segments::preview(&mut tx, tenant, rule, SAMPLE).await?;
     tx.commit().await?;
+    let sample = members.into_iter().map(|(id, name, email)| SegmentMember { id, name, email }).collect();
     Ok(SegmentPreview { count, sample })
 }
 

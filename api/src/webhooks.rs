@@ -402,11 +402,8 @@ pub async fn send_test(
     let id = resource_id(&id, RESOURCE)?;
     let tenant = auth.0.tenant_id;
     let event = format!("msg_test_{}", Uuid::now_v7().simple());
-    let payload = serde_json::json!({
-        "type": "webhook.test",
-        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "data": {"endpoint_id": id},
-    });
+    let payload =
+        fibonacco_platform::webhooks::envelope("webhook.test", Utc::now(), serde_json::json!({"endpoint_id": id}));
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     if !sqlx::query_scalar::<_, bool>(
         "select exists (select 1 from webhook_endpoints where tenant_id = $1 and id = $2)",

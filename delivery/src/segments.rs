@@ -469,6 +469,21 @@ fn parse_condition(obj: &serde_json::Map<String, Value>, path: &str, errors: &mu
     }
 }
 
+/// The tenant's segment's rule; `None` when there is no such segment or its stored rule no
+/// longer parses (rules are checked when saved).
+#[tracing::instrument(name = "segments.load", skip(conn), fields(tenant_id = %tenant), err)]
+pub async fn load(conn: &mut PgConnection, tenant: TenantId, segment: Uuid) -> Result<Option<Rule>, sqlx::Error> {
+    let rules: Option<Value> = sqlx::query_scalar("select rules from segments where tenant_id = $1 and id = $2")
+        .bind(tenant)
+        .bind(segment)
+        .fetch_optional(conn)
+        .await?;
+    Ok(rules.and_then(|r| Rule::parse(&r, "rules").ok()))
+}
+
+/// A customer a preview shows: id, name, e-mail.
+pub type Member = (Uuid, String, Option<String>);
+
 /// How many customers of `tenant` the rule selects, and the first `sample` by name.
 #[tracing::instrument(name = "segments.preview", skip(conn, rule), fields(tenant_id = %tenant), err)]
 pub async fn preview(
@@ -476,17 +491,17 @@ pub async fn preview(
     tenant: TenantId,
     rule: &Rule,
     sample: i64,
-) -> Result<(i64, Vec<Uuid>), sqlx::Error> {
+) -> Result<(i64, Vec<Member>), sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new("select count(*) from crm_customers c where c.tenant_id = ");
     q.push_bind(tenant).push(" and ");
     rule.push_sql(&mut q);
     let count: i64 = q.build_query_scalar().fetch_one(&mut *conn).await?;
-    let mut q = QueryBuilder::<Postgres>::new("select c.id from crm_customers c where c.tenant_id = ");
+    let mut q = QueryBuilder::<Postgres>::new("select c.id, c.name, c.email from crm_customers c where c.tenant_id = ");
     q.push_bind(tenant).push(" and ");
     rule.push_sql(&mut q);
     q.push(" order by c.name, c.id limit ").push_bind(sample);
-    let ids: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *conn).await?;
-    Ok((count, ids))
+    let members = q.build_query_as().fetch_all(&mut *conn).await?;
+    Ok((count, members))
 }
 
 /// Makes the rule's customers the campaign's recipients (a draft or scheduled campaign,

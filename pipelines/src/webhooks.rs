@@ -111,14 +111,13 @@ impl Outbox {
             tx.commit().await?;
             return Ok(Round { from_lsn: manifest.durable_lsn, to_lsn: manifest.durable_lsn, ..Round::default() });
         };
-        tx.commit().await?;
         let upper = upper_bound(&manifest, cursor);
         if upper <= cursor {
+            tx.commit().await?;
             return Ok(Round { from_lsn: cursor, to_lsn: cursor, ..Round::default() });
         }
         // Only tables some enabled endpoint listens to are read: with no subscriber the
         // cursor just moves (a bulk load costs nothing here).
-        let mut tx = db::begin_system(&self.pool).await?;
         let subscribed: Vec<String> =
             sqlx::query_scalar("select distinct unnest(event_types) from webhook_endpoints where enabled")
                 .fetch_all(&mut *tx)
@@ -436,11 +435,8 @@ fn rows_to_events(
         let occurred_at = get(&commit_ts, i).and_then(|t| parse_timestamp(&t)).unwrap_or_else(Utc::now);
         let customer_id = customer_col.as_ref().and_then(|c| get(c, i)).and_then(|c| c.parse::<Uuid>().ok());
         for kind in kinds {
-            let payload = serde_json::json!({
-                "type": kind.as_str(),
-                "timestamp": occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "data": Value::Object(data.clone()),
-            });
+            let payload =
+                fibonacco_platform::webhooks::envelope(kind.as_str(), occurred_at, Value::Object(data.clone()));
             out.push(Event {
                 id: format!("msg_{lsn:0>16}_{seq}_{}", kind.as_str()),
                 tenant_id: tenant,

@@ -73,6 +73,16 @@ impl EventType {
     }
 }
 
+/// The body every delivery carries (`type`, `timestamp`, `data`): built here only, so the
+/// outbox, the erasure's `customer.deleted` and the test event cannot drift apart.
+pub fn envelope(kind: &str, at: chrono::DateTime<chrono::Utc>, data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "type": kind,
+        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": data,
+    })
+}
+
 impl std::fmt::Display for EventType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -273,11 +273,8 @@ async fn announce_deletion(
     if subscribed.is_empty() {
         return Ok(());
     }
-    let payload = serde_json::json!({
-        "type": "customer.deleted",
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "data": {"id": id},
-    });
+    let payload =
+        fibonacco_platform::webhooks::envelope("customer.deleted", chrono::Utc::now(), serde_json::json!({"id": id}));
     sqlx::query(
         "insert into webhook_events (id, tenant_id, type, payload, occurred_at)
          values ($1, $2, 'customer.deleted', $3, now())",

@@ -69,13 +69,7 @@ pub async fn with_segment(
     mut filter: input::CustomerFilter,
 ) -> Result<input::CustomerFilter, ApiError> {
     let Some(id) = filter.segment_id else { return Ok(filter) };
-    let rules: Option<serde_json::Value> =
-        sqlx::query_scalar("select rules from segments where tenant_id = $1 and id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let rule = rules.and_then(|r| fibonacco_delivery::segments::Rule::parse(&r, "rules").ok());
+    let rule = fibonacco_delivery::segments::load(conn, tenant, id).await?;
     filter.segment =
         Some(rule.ok_or_else(|| ApiError::Validation(FieldErrors::single("segment_id", "no such segment")))?);
     Ok(filter)

@@ -316,19 +316,17 @@ pub async fn readiness(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> R
     // start): its recipients become who the segment selects now.
     let mut segment_selected = None;
     if status == "draft" || status == "scheduled" {
-        let rules: Option<serde_json::Value> = sqlx::query_scalar(
-            "select s.rules from outbound_campaigns c join segments s on s.id = c.segment_id
-             where c.tenant_id = $1 and c.id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(rules) = rules {
-            // Rules are checked when saved; one that no longer parses selects nobody.
-            segment_selected = Some(match crate::segments::Rule::parse(&rules, "rules") {
-                Ok(rule) => crate::segments::resolve_into(conn, tenant, id, &rule).await?,
-                Err(_) => 0,
+        let segment: Option<Uuid> =
+            sqlx::query_scalar("select segment_id from outbound_campaigns where tenant_id = $1 and id = $2")
+                .bind(tenant)
+                .bind(id)
+                .fetch_one(&mut *conn)
+                .await?;
+        if let Some(segment) = segment {
+            // A rule that no longer parses selects nobody.
+            segment_selected = Some(match crate::segments::load(conn, tenant, segment).await? {
+                Some(rule) => crate::segments::resolve_into(conn, tenant, id, &rule).await?,
+                None => 0,
             });
         }
     }

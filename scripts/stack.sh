@@ -22,8 +22,8 @@
 #
 # Ports: FIB_PG_PORT (default 54329), FIB_REDIS_PORT (default 63799), FIB_SES_PORT (default 50050),
 # FIB_QDRANT_STUB_PORT (default 63340: scripts/qdrant_stub.py, Qdrant's gRPC API answered
-# by qdrant-client's local mode, for the Qdrant store's tests; no Qdrant server package
-# exists for this machine), FIB_STRIPE_PORT (default 58420: localstripe).
+# by Qdrant's embedded engine, qdrant-edge-py, for the Qdrant store's tests; no Qdrant
+# server package exists for this machine), FIB_STRIPE_PORT (default 58420: localstripe).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -91,9 +91,9 @@ install_notebooks() {
 }
 
 install_qdrant_stub() {
-  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("qdrant_client") is None or u.find_spec("grpc") is None)' 2>/dev/null; then
-    log "installing qdrant-client (for the Qdrant gRPC stub) into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.12,<2'
+  if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("qdrant_client", "grpc", "qdrant_edge")))' 2>/dev/null; then
+    log "installing qdrant-client (protobufs) and qdrant-edge-py (Qdrant's engine) for the Qdrant stand-in into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client>=1.12,<2' 'qdrant-edge-py>=0.9,<0.10'
   fi
 }
 
@@ -143,7 +143,7 @@ start_qdrant_stub() {
     return
   fi
   log "starting the qdrant gRPC stub on 127.0.0.1:$QDRANT_STUB_PORT"
-  nohup "$VENV/bin/python" "$ROOT/scripts/qdrant_stub.py" "$QDRANT_STUB_PORT" >"$QDRANT_DIR/stub.log" 2>&1 &
+  nohup "$VENV/bin/python" "$ROOT/scripts/qdrant_stub.py" "$QDRANT_STUB_PORT" "$QDRANT_DIR/data" >"$QDRANT_DIR/stub.log" 2>&1 &
   echo $! > "$QDRANT_DIR/stub.pid"
   for _ in $(seq 1 100); do
     qdrant_stub_running && return

@@ -385,6 +385,7 @@ async fn qdrant_backend_end_to_end() {
         url,
         api_key: std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty()),
         collection_prefix: format!("fibtest{}", uuid::Uuid::now_v7().simple()),
+        index: Default::default(),
     };
     let store: std::sync::Arc<dyn fibonacco_search::VectorStore> =
         std::sync::Arc::new(QdrantStore::connect(&settings, 384).expect("qdrant client"));

@@ -125,6 +125,7 @@ pub fn from_lookup(
         "pgvector" => Ok(std::sync::Arc::new(pgvector::PgVector::new(pool))),
         "qdrant" => {
             let settings = qdrant::QdrantSettings::from_lookup(&get)
+                .map_err(invalid)?
                 .ok_or_else(|| invalid("VECTOR_STORE=qdrant needs QDRANT_URL (the gRPC address, port 6334)".into()))?;
             Ok(std::sync::Arc::new(qdrant::QdrantStore::connect(&settings, dimensions)?))
         }

@@ -12,8 +12,9 @@ use qdrant_client::{
     Payload, Qdrant,
     qdrant::{
         Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
-        FieldType, Filter, KeywordIndexParamsBuilder, PointId, PointStruct, QueryPointsBuilder, UpsertPointsBuilder,
-        Value, VectorParamsBuilder, point_id::PointIdOptions,
+        FieldType, Filter, HnswConfigDiffBuilder, KeywordIndexParamsBuilder, OptimizersConfigDiffBuilder, PointId,
+        PointStruct, QueryPointsBuilder, SearchParamsBuilder, UpsertPointsBuilder, Value, VectorParamsBuilder,
+        point_id::PointIdOptions,
     },
 };
 use sha2::{Digest, Sha256};
@@ -25,12 +26,49 @@ use super::{Neighbour, Point, Source, StoreError, StoreFuture, VectorStore};
 use crate::knowledge::Filters;
 
 /// Where the Qdrant cluster is: `QDRANT_URL` (gRPC, e.g. `http://localhost:6334`),
-/// `QDRANT_API_KEY`, `QDRANT_COLLECTION_PREFIX` (default `knowledge`).
+/// `QDRANT_API_KEY`, `QDRANT_COLLECTION_PREFIX` (default `knowledge`), and how its
+/// collections are indexed.
 #[derive(Clone)]
 pub struct QdrantSettings {
     pub url: String,
     pub api_key: Option<String>,
     pub collection_prefix: String,
+    pub index: IndexSettings,
+}
+
+/// The HNSW settings of the collections this store creates and of its searches; what is
+/// unset is left to the server's defaults (m 16, ef_construct 100, full scan below 10 MB,
+/// index past 10 MB of vectors, search ef = ef_construct). Read from `QDRANT_HNSW_M`,
+/// `QDRANT_HNSW_EF_CONSTRUCT`, `QDRANT_HNSW_EF` (search), `QDRANT_FULL_SCAN_THRESHOLD_KB`
+/// and `QDRANT_INDEXING_THRESHOLD_KB`. They apply when a collection is created
+/// (`fibonacco search reindex` recreates it), except the search ef, which applies at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexSettings {
+    pub m: Option<u64>,
+    pub ef_construct: Option<u64>,
+    pub search_ef: Option<u64>,
+    pub full_scan_threshold_kb: Option<u64>,
+    pub indexing_threshold_kb: Option<u64>,
+}
+
+impl IndexSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        // m = 0 is allowed: Qdrant then builds no global graph, only per-payload ones.
+        let read = |key: &str, min: u64, max: u64| -> Result<Option<u64>, String> {
+            let Some(raw) = get(key).filter(|v| !v.trim().is_empty()) else { return Ok(None) };
+            match raw.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(format!("{key} must be a whole number from {min} to {max}")),
+            }
+        };
+        Ok(Self {
+            m: read("QDRANT_HNSW_M", 0, 128)?,
+            ef_construct: read("QDRANT_HNSW_EF_CONSTRUCT", 4, 4096)?,
+            search_ef: read("QDRANT_HNSW_EF", 1, 4096)?,
+            full_scan_threshold_kb: read("QDRANT_FULL_SCAN_THRESHOLD_KB", 0, 1 << 30)?,
+            indexing_threshold_kb: read("QDRANT_INDEXING_THRESHOLD_KB", 0, 1 << 30)?,
+        })
+    }
 }
 
 /// The API key never reaches a log line or a panic message.
@@ -40,20 +78,23 @@ impl std::fmt::Debug for QdrantSettings {
             .field("url", &fibonacco_platform::config::redact_url(&self.url))
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("collection_prefix", &self.collection_prefix)
+            .field("index", &self.index)
             .finish()
     }
 }
 
 impl QdrantSettings {
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        let url = get("QDRANT_URL").filter(|u| !u.trim().is_empty())?;
-        Some(Self {
+    /// `Ok(None)` without `QDRANT_URL`; an index setting out of range is an error.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        let Some(url) = get("QDRANT_URL").filter(|u| !u.trim().is_empty()) else { return Ok(None) };
+        Ok(Some(Self {
             url,
             api_key: get("QDRANT_API_KEY").filter(|k| !k.is_empty()),
             collection_prefix: get("QDRANT_COLLECTION_PREFIX")
                 .filter(|p| !p.trim().is_empty())
                 .unwrap_or_else(|| "knowledge".into()),
-        })
+            index: IndexSettings::from_lookup(&get)?,
+        }))
     }
 }
 
@@ -61,6 +102,7 @@ pub struct QdrantStore {
     client: Qdrant,
     prefix: String,
     dimensions: u64,
+    index: IndexSettings,
     /// Collections known to exist (created on first write).
     ready: Mutex<Vec<String>>,
 }
@@ -81,6 +123,7 @@ impl QdrantStore {
             client,
             prefix: settings.collection_prefix.clone(),
             dimensions: dimensions as u64,
+            index: settings.index,
             ready: Mutex::new(Vec::new()),
         })
     }
@@ -103,13 +146,26 @@ impl QdrantStore {
             return Ok(());
         }
         if !self.client.collection_exists(name).await.map_err(backend)? {
-            self.client
-                .create_collection(
-                    CreateCollectionBuilder::new(name)
-                        .vectors_config(VectorParamsBuilder::new(self.dimensions, Distance::Cosine)),
-                )
-                .await
-                .map_err(backend)?;
+            let mut create = CreateCollectionBuilder::new(name)
+                .vectors_config(VectorParamsBuilder::new(self.dimensions, Distance::Cosine));
+            let i = self.index;
+            if i.m.is_some() || i.ef_construct.is_some() || i.full_scan_threshold_kb.is_some() {
+                let mut hnsw = HnswConfigDiffBuilder::default();
+                if let Some(m) = i.m {
+                    hnsw = hnsw.m(m);
+                }
+                if let Some(ef) = i.ef_construct {
+                    hnsw = hnsw.ef_construct(ef);
+                }
+                if let Some(kb) = i.full_scan_threshold_kb {
+                    hnsw = hnsw.full_scan_threshold(kb);
+                }
+                create = create.hnsw_config(hnsw);
+            }
+            if let Some(kb) = i.indexing_threshold_kb {
+                create = create.optimizers_config(OptimizersConfigDiffBuilder::default().indexing_threshold(kb));
+            }
+            self.client.create_collection(create).await.map_err(backend)?;
             self.client
                 .create_field_index(
                     CreateFieldIndexCollectionBuilder::new(name, "tenant_id", FieldType::Keyword)
@@ -263,17 +319,15 @@ impl VectorStore for QdrantStore {
                 if !self.client.collection_exists(&collection).await.map_err(backend)? {
                     return Ok(Vec::new());
                 }
-                let response = self
-                    .client
-                    .query(
-                        QueryPointsBuilder::new(collection)
-                            .query(vector.to_vec())
-                            .filter(filter(tenant, filters))
-                            .limit(limit.max(1) as u64)
-                            .with_payload(true),
-                    )
-                    .await
-                    .map_err(backend)?;
+                let mut query = QueryPointsBuilder::new(collection)
+                    .query(vector.to_vec())
+                    .filter(filter(tenant, filters))
+                    .limit(limit.max(1) as u64)
+                    .with_payload(true);
+                if let Some(ef) = self.index.search_ef {
+                    query = query.params(SearchParamsBuilder::default().hnsw_ef(ef));
+                }
+                let response = self.client.query(query).await.map_err(backend)?;
                 Ok(response.result.into_iter().filter_map(|p| neighbour(p.id, &p.payload, p.score)).collect())
             }
             .instrument(span),
@@ -352,9 +406,40 @@ mod tests {
             url: "http://qdrant:6334".into(),
             api_key: Some("qk-very-secret".into()),
             collection_prefix: "knowledge".into(),
+            index: IndexSettings::default(),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("qk-very-secret") && shown.contains("***"), "{shown}");
+    }
+
+    #[test]
+    fn index_settings_are_read_and_bounded() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(IndexSettings::from_lookup(env(&[])).unwrap(), IndexSettings::default());
+        let set = IndexSettings::from_lookup(env(&[
+            ("QDRANT_HNSW_M", "0"),
+            ("QDRANT_HNSW_EF_CONSTRUCT", "200"),
+            ("QDRANT_HNSW_EF", " 128 "),
+            ("QDRANT_INDEXING_THRESHOLD_KB", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (set.m, set.ef_construct, set.search_ef, set.indexing_threshold_kb),
+            (Some(0), Some(200), Some(128), Some(1))
+        );
+        for bad in [
+            ("QDRANT_HNSW_M", "-1"),
+            ("QDRANT_HNSW_EF", "0"),
+            ("QDRANT_HNSW_EF_CONSTRUCT", "1e9"),
+            ("QDRANT_HNSW_M", "999"),
+        ] {
+            let err = IndexSettings::from_lookup(move |k: &str| (k == bad.0).then(|| bad.1.to_owned())).unwrap_err();
+            assert!(err.starts_with(bad.0), "{err}");
+        }
+        let no_url = QdrantSettings::from_lookup(env(&[("QDRANT_HNSW_M", "8")])).unwrap();
+        assert!(no_url.is_none());
     }
 
     #[test]

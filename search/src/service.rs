@@ -28,7 +28,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     Embedder, VectorStore,
-    knowledge::{self, Filters, Hit, MAX_QUERY_CHARS, Mode, QueryError, SearchError, SearchPage, SearchQuery, Sources},
+    knowledge::{
+        self, Filters, Hit, MAX_QUERY_CHARS, Mode, QueryError, SearchError, SearchPage, SearchQuery, SemanticRatio,
+        Sources,
+    },
     store::Source,
 };
 
@@ -153,7 +156,13 @@ impl SearchService {
             page.hits.len(),
         );
         Ok((
-            SearchResults { mode: page.mode, model: page.model, store: self.store.name(), hits: page.hits },
+            SearchResults {
+                mode: page.mode,
+                model: page.model,
+                store: self.store.name(),
+                semantic_ratio: (page.mode == Mode::Hybrid).then(|| q.semantic_ratio.get()),
+                hits: page.hits,
+            },
             pagination,
         ))
     }
@@ -186,6 +195,9 @@ pub struct SearchRequest {
     pub q: Option<String>,
     /// `hybrid` (default), `semantic` or `keyword`.
     pub mode: Option<String>,
+    /// Hybrid mode's weight of the semantic ranking, 0 to 1 (default 0.9): 1 ranks by
+    /// meaning alone, 0 by the words alone. Ignored by the other modes.
+    pub semantic_ratio: Option<f64>,
     pub category: Option<String>,
     pub subcategory: Option<String>,
     /// Entries with any of these tags (comma-separated in the query string).
@@ -213,6 +225,8 @@ pub struct SearchResults {
     pub model: Option<String>,
     /// The vector store that answered the semantic ranking (`pgvector` or `qdrant`).
     pub store: &'static str,
+    /// The semantic ratio hybrid mode fused with (null in the other modes).
+    pub semantic_ratio: Option<f64>,
     pub hits: Vec<Hit>,
 }
 
@@ -249,6 +263,13 @@ impl SearchRequest {
         {
             add(&mut e, "validation_status", format!("must be one of {}", VALIDATION_STATUSES.join(", ")));
         }
+        let semantic_ratio = match self.semantic_ratio {
+            None => SemanticRatio::DEFAULT,
+            Some(r) => SemanticRatio::parse(r).unwrap_or_else(|| {
+                add(&mut e, "semantic_ratio", "must be between 0 and 1".into());
+                SemanticRatio::DEFAULT
+            }),
+        };
         let (page, per_page) = (self.page.unwrap_or(1), self.per_page.unwrap_or(10));
         if page < 1 {
             add(&mut e, "page", "must be at least 1".into());
@@ -290,7 +311,7 @@ impl SearchRequest {
             filters.sources.articles = false;
         }
         match SearchQuery::parse(self.q.as_deref().unwrap_or(""), mode, filters, page, per_page) {
-            Ok(q) if e.is_empty() => Ok(q),
+            Ok(q) if e.is_empty() => Ok(SearchQuery { semantic_ratio, ..q }),
             Ok(_) => Err(ServiceError::Validation(e)),
             Err(QueryError::Empty) => {
                 add(&mut e, "q", "is required".into());
@@ -396,7 +417,7 @@ async fn answer(svc: &SearchService, headers: &HeaderMap, request: SearchRequest
 }
 
 /// Search the knowledge base (entries and FAQs, long entries by section): hybrid by
-/// default (reciprocal rank fusion, k = 60), or `mode=semantic|keyword`.
+/// default (relative score fusion, `semantic_ratio` 0.9), or `mode=semantic|keyword`.
 #[tracing::instrument(name = "search.http.get", skip_all)]
 pub async fn search_get(
     State(svc): State<SearchService>,

@@ -4,5 +4,6 @@
 mod qdrant_engine;
 mod queries;
 mod remote;
+mod retrieval;
 mod similarity;
 mod support;

@@ -1,5 +1,6 @@
-//! `fibonacco bench search`: embedding throughput of the local model (and of Python
-//! sentence-transformers on the same machine when it is installed), then vector search
+//! `fibonacco bench search`: embedding throughput of the local model on both engines (ONNX
+//! Runtime and candle; and of Python sentence-transformers on the same machine when it is
+//! installed), passages and single queries, then vector search
 //! latency and recall@10 against exact search with a tenant filter, and the search
 //! service's overhead (HTTP, auth, hit rows, usage counts) over the bare pgvector query.
 
@@ -8,7 +9,10 @@ use std::{sync::Arc, time::Instant};
 use clap::Args;
 use fibonacco_platform::{TenantId, db, domain::Slug, tenancy};
 use fibonacco_search::{
-    embed::{local::MiniLm, pgvector_literal},
+    embed::{
+        local::{MiniLm, RuntimeChoice, default_library},
+        pgvector_literal,
+    },
     store::pgvector::QUERY_SETTINGS,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -29,6 +33,9 @@ pub struct SearchBench {
     /// Queries measured.
     #[arg(long, default_value_t = 200)]
     queries: usize,
+    /// The Python that runs the sentence-transformers baseline (default: the project's .venv).
+    #[arg(long)]
+    baseline_python: Option<std::path::PathBuf>,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -36,10 +43,19 @@ pub struct SearchBench {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    /// The engine the platform uses by default (`onnxruntime` when present).
+    runtime: &'static str,
     model_load_ms: f64,
     passages_per_sec: f64,
     query_embed_p50_ms: f64,
+    candle_passages_per_sec: f64,
+    candle_query_embed_p50_ms: f64,
     sentence_transformers_passages_per_sec: Option<f64>,
+    sentence_transformers_query_p50_ms: Option<f64>,
+    /// passages/s of the default engine over sentence-transformers' (target ≥ 1).
+    passages_vs_sentence_transformers: Option<f64>,
+    /// sentence-transformers' query time over the default engine's (target ≥ 1).
+    query_vs_sentence_transformers: Option<f64>,
     vectors: usize,
     tenants: usize,
     ann_p50_ms: Option<f64>,
@@ -95,12 +111,8 @@ fn passage(i: usize) -> String {
     s
 }
 
-pub async fn run(args: SearchBench) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let model = MiniLm::load(&MiniLm::default_dir())?;
-    let model_load_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let texts: Vec<String> = (0..args.passages.max(32)).map(passage).collect();
-    // Warm-up, then the measured run.
+/// passages/s in batches of 32 (after a warm-up batch) and one query's p50 in ms.
+fn throughput(model: &MiniLm, texts: &[String]) -> anyhow::Result<(f64, f64)> {
     model.embed_blocking(&texts[..32])?;
     let t = Instant::now();
     for chunk in texts.chunks(32) {
@@ -110,16 +122,37 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
     let mut query_ms = Vec::new();
     for _ in 0..30 {
         let t = Instant::now();
-        model.embed_blocking(&["What time do you open on Saturday mornings?".to_owned()])?;
+        model.embed_blocking(&[QUERY.to_owned()])?;
         query_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     query_ms.sort_by(f64::total_cmp);
-    let st = sentence_transformers(texts.len());
+    Ok((passages_per_sec, percentile(&query_ms, 0.5)))
+}
+
+const QUERY: &str = "What time do you open on Saturday mornings?";
+
+pub async fn run(args: SearchBench) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let model = MiniLm::load(&MiniLm::default_dir())?;
+    let model_load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let texts: Vec<String> = (0..args.passages.max(32)).map(passage).collect();
+    let (passages_per_sec, query_p50) = throughput(&model, &texts)?;
+    let dir = MiniLm::default_dir();
+    let candle = MiniLm::load_with(&dir, RuntimeChoice::Candle, &default_library(&dir, |k| std::env::var(k).ok()))?;
+    let (candle_passages_per_sec, candle_query_p50) = throughput(&candle, &texts)?;
+    drop(candle);
+    let st = sentence_transformers(texts.len(), args.baseline_python.as_deref());
     let mut report = Report {
+        runtime: model.runtime().as_str(),
         model_load_ms,
         passages_per_sec,
-        query_embed_p50_ms: percentile(&query_ms, 0.5),
-        sentence_transformers_passages_per_sec: st,
+        query_embed_p50_ms: query_p50,
+        candle_passages_per_sec,
+        candle_query_embed_p50_ms: candle_query_p50,
+        sentence_transformers_passages_per_sec: st.map(|(p, _)| p),
+        sentence_transformers_query_p50_ms: st.map(|(_, q)| q),
+        passages_vs_sentence_transformers: st.map(|(p, _)| passages_per_sec / p),
+        query_vs_sentence_transformers: st.map(|(_, q)| q / query_p50),
         vectors: args.vectors,
         tenants: args.tenants,
         ann_p50_ms: None,
@@ -137,12 +170,20 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
     }
     println!("model load: {:.0} ms", report.model_load_ms);
     println!(
-        "embedding: {:.1} passages/s (batch 32, ~40 tokens); one query {:.1} ms p50",
-        report.passages_per_sec, report.query_embed_p50_ms
+        "embedding on {}: {:.1} passages/s (batch 32, ~40 tokens); one query {:.2} ms p50",
+        report.runtime, report.passages_per_sec, report.query_embed_p50_ms
     );
-    match report.sentence_transformers_passages_per_sec {
-        Some(v) => println!("baseline: Python sentence-transformers, same passages: {v:.1} passages/s"),
-        None => println!("baseline: Python sentence-transformers is not installed in .venv; no baseline this run"),
+    println!(
+        "embedding on candle: {:.1} passages/s; one query {:.2} ms p50",
+        report.candle_passages_per_sec, report.candle_query_embed_p50_ms
+    );
+    match (report.sentence_transformers_passages_per_sec, report.sentence_transformers_query_p50_ms) {
+        (Some(p), Some(q)) => println!(
+            "baseline: Python sentence-transformers (PyTorch CPU), same passages: {p:.1} passages/s, one query {q:.2} ms p50 -> {:.2} x its throughput, {:.2} x its query speed",
+            report.passages_per_sec / p,
+            q / report.query_embed_p50_ms
+        ),
+        _ => println!("baseline: Python sentence-transformers is not installed; no baseline this run"),
     }
     if let (Some(p50), Some(p99), Some(exact), Some(recall)) =
         (report.ann_p50_ms, report.ann_p99_ms, report.exact_p50_ms, report.recall_at_10)
@@ -168,12 +209,16 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Python sentence-transformers on the same passages, when the venv has it.
-fn sentence_transformers(n: usize) -> Option<f64> {
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python");
+/// Python sentence-transformers on the same passages and query, when `python` has it:
+/// passages/s and one query's p50 in ms.
+fn sentence_transformers(n: usize, python: Option<&std::path::Path>) -> Option<(f64, f64)> {
+    let default = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/python"));
+    let python = python.map(std::path::Path::to_path_buf).unwrap_or(default);
     let script = format!(
-        "import time\nfrom sentence_transformers import SentenceTransformer\nm = SentenceTransformer('{}')\n\
-         texts = [{}]\nm.encode(texts[:32], batch_size=32)\nt = time.time()\nm.encode(texts, batch_size=32)\nprint(len(texts) / (time.time() - t))",
+        "import time\nfrom sentence_transformers import SentenceTransformer\nm = SentenceTransformer('{}', device='cpu')\n\
+         texts = [{}]\nm.encode(texts[:32], batch_size=32)\nt = time.time()\nm.encode(texts, batch_size=32)\n\
+         rate = len(texts) / (time.time() - t)\nq = []\nfor _ in range(30):\n    t = time.time()\n    m.encode([{QUERY:?}])\n    q.append((time.time() - t) * 1000)\n\
+         q.sort()\nprint(rate, q[15])",
         MiniLm::default_dir().display(),
         (0..n).map(|i| format!("{:?}", passage(i))).collect::<Vec<_>>().join(",")
     );
@@ -190,8 +235,10 @@ fn sentence_transformers(n: usize) -> Option<f64> {
         }
         return None;
     }
-    // The library prints progress lines of its own; the figure is the last line.
-    String::from_utf8_lossy(&out.stdout).lines().last()?.trim().parse().ok()
+    // The library prints progress lines of its own; the figures are the last line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut figures = stdout.lines().last()?.split_whitespace().map(str::parse::<f64>);
+    Some((figures.next()?.ok()?, figures.next()?.ok()?))
 }
 
 fn unit(v: &mut [f32]) {

@@ -55,7 +55,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 /// The embedder this deployment uses: a remote OpenAI-compatible endpoint when
 /// `EMBEDDING_BASE_URL` is set, else the local MiniLM from `EMBEDDING_MODEL_DIR` (default
-/// `models/all-MiniLM-L6-v2`, fetched by `scripts/models.sh`).
+/// `models/all-MiniLM-L6-v2`, fetched by `scripts/models.sh`) on the engine
+/// `EMBEDDING_RUNTIME` names (default: ONNX Runtime when present, else candle).
 pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<std::sync::Arc<dyn Embedder>, EmbedError> {
     if let Some(settings) = remote::RemoteSettings::from_lookup(&get)? {
         return Ok(std::sync::Arc::new(remote::Remote::new(settings)));
@@ -64,7 +65,11 @@ pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<std::sync::Ar
         .filter(|d| !d.trim().is_empty())
         .map(std::path::PathBuf::from)
         .unwrap_or_else(local::MiniLm::default_dir);
-    Ok(std::sync::Arc::new(local::MiniLm::load(&dir)?))
+    let choice = local::RuntimeChoice::parse(get("EMBEDDING_RUNTIME").as_deref())?;
+    let library = local::default_library(&dir, &get);
+    let model = local::MiniLm::load_with(&dir, choice, &library)?;
+    tracing::info!(runtime = model.runtime().as_str(), "local embedding model loaded");
+    Ok(std::sync::Arc::new(model))
 }
 
 /// The vector size the configured embedder makes (without loading a local model): what a

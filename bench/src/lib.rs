@@ -9,6 +9,7 @@ pub mod import;
 pub mod ingest;
 pub mod pipelines;
 pub mod queue;
+mod recall;
 pub mod search;
 pub mod synthetic;
 

@@ -33,6 +33,25 @@ pub struct SearchBench {
     /// Queries measured.
     #[arg(long, default_value_t = 200)]
     queries: usize,
+    /// Recall/latency curves instead of the single-setting figures: pgvector (and Qdrant
+    /// with `--qdrant`) over the same vectors, for each data set and search effort.
+    #[arg(long)]
+    curves: bool,
+    /// Data sets of the curves: `sentences` (perturbed real embeddings) and/or `clusters`.
+    #[arg(long, value_delimiter = ',', default_value = "sentences,clusters")]
+    datasets: Vec<String>,
+    /// Search efforts of the curves (pgvector `hnsw.ef_search`, Qdrant `hnsw_ef`).
+    #[arg(long, value_delimiter = ',', default_value = "40,100,200,400")]
+    ef: Vec<u64>,
+    /// Measure Qdrant too (`QDRANT_URL`, else the stack's stand-in `QDRANT_STUB_URL`).
+    #[arg(long)]
+    qdrant: bool,
+    /// HNSW `m` of both indexes in the curves.
+    #[arg(long, default_value_t = 16)]
+    hnsw_m: u64,
+    /// HNSW `ef_construction` of both indexes in the curves.
+    #[arg(long, default_value_t = 64)]
+    hnsw_ef_construction: u64,
     /// The Python that runs the sentence-transformers baseline (default: the project's .venv).
     #[arg(long)]
     baseline_python: Option<std::path::PathBuf>,
@@ -69,6 +88,7 @@ struct Report {
     service_p50_ms: Option<f64>,
     service_p99_ms: Option<f64>,
     service_overhead: Option<f64>,
+    curves: Vec<crate::recall::Curve>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -164,8 +184,28 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
         service_p50_ms: None,
         service_p99_ms: None,
         service_overhead: None,
+        curves: Vec::new(),
     };
-    if args.vectors > 0 {
+    if args.curves {
+        let qdrant = if args.qdrant {
+            let url =
+                ["QDRANT_URL", "QDRANT_STUB_URL"].iter().find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()));
+            Some(url.ok_or_else(|| anyhow::anyhow!("--qdrant needs QDRANT_URL or the stack's QDRANT_STUB_URL"))?)
+        } else {
+            None
+        };
+        let settings = crate::recall::CurveSettings {
+            vectors: args.vectors,
+            tenants: args.tenants,
+            queries: args.queries,
+            datasets: args.datasets.clone(),
+            ef: args.ef.clone(),
+            qdrant,
+            m: args.hnsw_m,
+            ef_construction: args.hnsw_ef_construction,
+        };
+        report.curves = crate::recall::measure(&settings, &model).await?;
+    } else if args.vectors > 0 {
         vectors(&args, &mut report).await?;
     }
     println!("model load: {:.0} ms", report.model_load_ms);
@@ -202,6 +242,23 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
             "service: semantic search over HTTP p50 {p50:.2} ms, p99 {p99:.2} ms; baseline: the bare pgvector query p50 {direct:.2} ms; overhead {:.0} %",
             overhead * 100.0
         );
+    }
+    for c in &report.curves {
+        for p in &c.points {
+            println!(
+                "curve {} {} ({} vectors, m {}, ef_construction {}, built in {:.0} s): ef {} recall@10 {:.3} p50 {:.2} ms p99 {:.2} ms",
+                c.dataset,
+                c.store,
+                c.vectors,
+                c.m,
+                c.ef_construction,
+                c.build_s,
+                p.ef,
+                p.recall_at_10,
+                p.p50_ms,
+                p.p99_ms
+            );
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -24,6 +24,8 @@ use qdrant_client::{
     },
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::search::{percentile, unit};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -59,16 +61,32 @@ pub struct CurvePoint {
     pub p99_ms: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+/// The bench's nearest-ten query for one tenant over the 384-dimension index, selecting
+/// `columns` (`$1` tenant, `$2` the vector literal).
+pub(crate) fn bare_query(dims: Dims, columns: &str) -> String {
+    format!(
+        "select {columns} from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic' and {}
+         order by {} <=> $2{} limit 10",
+        dims.predicate("embedding"),
+        dims.expr("embedding"),
+        dims.cast()
+    )
 }
 
-fn unit(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= n);
+/// A point of a curve from one effort's latencies (sorted here) and summed recall.
+fn curve_point(label: &str, ef: u64, mut ms: Vec<f64>, recall_sum: f64, queries: usize) -> CurvePoint {
+    ms.sort_by(f64::total_cmp);
+    let point = CurvePoint {
+        ef,
+        recall_at_10: recall_sum / queries.max(1) as f64,
+        p50_ms: percentile(&ms, 0.5),
+        p99_ms: percentile(&ms, 0.99),
+    };
+    eprintln!(
+        "{label} ef {ef}: recall {:.3}, p50 {:.2} ms, p99 {:.2} ms",
+        point.recall_at_10, point.p50_ms, point.p99_ms
+    );
+    point
 }
 
 /// A standard normal sample (Box-Muller).
@@ -356,13 +374,7 @@ pub async fn measure(s: &CurveSettings, model: &MiniLm) -> anyhow::Result<Vec<Cu
         eprintln!("{dataset}: pgvector HNSW built in {pg_build_s:.1}s");
 
         // Exact answers once per query: the tenant's rows scanned in full.
-        let sql = format!(
-            "select id from knowledge_base where tenant_id = $1 and embedding_model = 'synthetic' and {}
-             order by {} <=> $2{} limit 10",
-            dims.predicate("embedding"),
-            dims.expr("embedding"),
-            dims.cast()
-        );
+        let sql = bare_query(dims, "id");
         let (mut truth, mut exact_ms) = (Vec::new(), Vec::new());
         for (i, q) in queries.iter().enumerate() {
             let tenant: TenantId = tenants[i % tenants.len()];
@@ -412,18 +424,7 @@ pub async fn measure(s: &CurveSettings, model: &MiniLm) -> anyhow::Result<Vec<Cu
                 tx.commit().await?;
                 total += recall(&got, &truth[i]);
             }
-            ms.sort_by(f64::total_cmp);
-            let point = CurvePoint {
-                ef,
-                recall_at_10: total / queries.len().max(1) as f64,
-                p50_ms: percentile(&ms, 0.5),
-                p99_ms: percentile(&ms, 0.99),
-            };
-            eprintln!(
-                "{dataset} pgvector ef_search {ef}: recall {:.3}, p50 {:.2} ms, p99 {:.2} ms",
-                point.recall_at_10, point.p50_ms, point.p99_ms
-            );
-            pg.points.push(point);
+            pg.points.push(curve_point(&format!("{dataset} pgvector"), ef, ms, total, queries.len()));
         }
         curves.push(pg);
 
@@ -483,18 +484,7 @@ pub async fn measure(s: &CurveSettings, model: &MiniLm) -> anyhow::Result<Vec<Cu
                         .collect();
                     total += recall(&got, &truth[i]);
                 }
-                ms.sort_by(f64::total_cmp);
-                let point = CurvePoint {
-                    ef,
-                    recall_at_10: total / queries.len().max(1) as f64,
-                    p50_ms: percentile(&ms, 0.5),
-                    p99_ms: percentile(&ms, 0.99),
-                };
-                eprintln!(
-                    "{dataset} qdrant hnsw_ef {ef}: recall {:.3}, p50 {:.2} ms, p99 {:.2} ms",
-                    point.recall_at_10, point.p50_ms, point.p99_ms
-                );
-                qd.points.push(point);
+                qd.points.push(curve_point(&format!("{dataset} qdrant"), ef, ms, total, queries.len()));
             }
             q.delete_collection(&collection).await?;
             curves.push(qd);

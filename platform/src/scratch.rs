@@ -62,7 +62,7 @@ impl Drop for ScratchDatabase {
             return;
         }
         let (base, name) = (self.base_url.clone(), self.name.clone());
-        crate::drop_guard::finish(format!("dropping scratch database {name}"), Duration::from_secs(20), async move {
+        crate::drop_guard::finish(format!("dropping scratch database {name}"), Duration::from_secs(90), async move {
             drop_database(&base, &name).await
         });
     }
@@ -92,9 +92,12 @@ pub async fn drop_database(base_url: &str, name: &str) -> Result<(), sqlx::Error
             .map(|_| ());
         match dropped {
             Ok(()) => break,
-            Err(e) if attempt < 20 => {
+            // An autovacuum worker busy with a freshly loaded table cannot be terminated by
+            // a non-superuser ("permission denied to terminate process"): wait it out, for
+            // up to a minute.
+            Err(e) if attempt < 40 => {
                 tracing::debug!(error = %e, "retrying the scratch database's drop");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis((100 * attempt).min(2000))).await;
             }
             Err(e) => return Err(e),
         }

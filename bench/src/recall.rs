@@ -39,6 +39,9 @@ pub struct CurveSettings {
     pub qdrant: Option<String>,
     pub m: u64,
     pub ef_construction: u64,
+    /// Build and measure pgvector's index (off: Qdrant alone, exact answers still from
+    /// Postgres' full scan).
+    pub pgvector: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +90,21 @@ fn curve_point(label: &str, ef: u64, mut ms: Vec<f64>, recall_sum: f64, queries:
         point.recall_at_10, point.p50_ms, point.p99_ms
     );
     point
+}
+
+/// Builds pgvector's HNSW index after the bulk load, as a data team would: seconds taken.
+async fn build_index(pool: &sqlx::PgPool, dims: Dims, s: &CurveSettings) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut conn = pool.acquire().await?;
+    sqlx::query("set maintenance_work_mem = '4GB'").execute(&mut *conn).await?;
+    sqlx::query("set max_parallel_maintenance_workers = 1").execute(&mut *conn).await?;
+    let index = dims.create_index("knowledge_base").replacen(
+        " where ",
+        &format!(" with (m = {}, ef_construction = {}) where ", s.m, s.ef_construction),
+        1,
+    );
+    sqlx::query(sqlx::AssertSqlSafe(index)).execute(&mut *conn).await?;
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// A standard normal sample (Box-Muller).
@@ -358,18 +376,7 @@ pub async fn measure(s: &CurveSettings, model: &MiniLm) -> anyhow::Result<Vec<Cu
             "{dataset}: inserted in {:.1}s (Qdrant upserts {qdrant_load_s:.1}s of it)",
             t.elapsed().as_secs_f64()
         );
-        let t = Instant::now();
-        let mut conn = db.pool.acquire().await?;
-        sqlx::query("set maintenance_work_mem = '4GB'").execute(&mut *conn).await?;
-        sqlx::query("set max_parallel_maintenance_workers = 1").execute(&mut *conn).await?;
-        let index = dims.create_index("knowledge_base").replacen(
-            " where ",
-            &format!(" with (m = {}, ef_construction = {}) where ", s.m, s.ef_construction),
-            1,
-        );
-        sqlx::query(sqlx::AssertSqlSafe(index)).execute(&mut *conn).await?;
-        drop(conn);
-        let pg_build_s = t.elapsed().as_secs_f64();
+        let pg_build_s = if s.pgvector { build_index(&db.pool, dims, s).await? } else { 0.0 };
         sqlx::query("analyze knowledge_base").execute(&db.pool).await?;
         eprintln!("{dataset}: pgvector HNSW built in {pg_build_s:.1}s");
 
@@ -395,38 +402,40 @@ pub async fn measure(s: &CurveSettings, model: &MiniLm) -> anyhow::Result<Vec<Cu
             got.iter().filter(|id| want.contains(id)).count() as f64 / want.len().max(1) as f64
         };
 
-        let mut pg = Curve {
-            dataset: dataset.clone(),
-            store: "pgvector",
-            vectors: s.vectors,
-            m: s.m,
-            ef_construction: s.ef_construction,
-            build_s: pg_build_s,
-            exact_p50_ms: Some(percentile(&exact_ms, 0.5)),
-            points: Vec::new(),
-        };
-        for &ef in &s.ef {
-            let (mut ms, mut total) = (Vec::new(), 0.0);
-            for (i, q) in queries.iter().enumerate() {
-                let tenant = tenants[i % tenants.len()];
-                let mut tx = db::begin_tenant_with(&db.pool, tenant, QUERY_SETTINGS).await?;
-                sqlx::query("select set_config('hnsw.ef_search', $1, true)")
-                    .bind(ef.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                let t = Instant::now();
-                let got: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(tenant)
-                    .bind(pgvector_literal(q))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                tx.commit().await?;
-                total += recall(&got, &truth[i]);
+        if s.pgvector {
+            let mut pg = Curve {
+                dataset: dataset.clone(),
+                store: "pgvector",
+                vectors: s.vectors,
+                m: s.m,
+                ef_construction: s.ef_construction,
+                build_s: pg_build_s,
+                exact_p50_ms: Some(percentile(&exact_ms, 0.5)),
+                points: Vec::new(),
+            };
+            for &ef in &s.ef {
+                let (mut ms, mut total) = (Vec::new(), 0.0);
+                for (i, q) in queries.iter().enumerate() {
+                    let tenant = tenants[i % tenants.len()];
+                    let mut tx = db::begin_tenant_with(&db.pool, tenant, QUERY_SETTINGS).await?;
+                    sqlx::query("select set_config('hnsw.ef_search', $1, true)")
+                        .bind(ef.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    let t = Instant::now();
+                    let got: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                        .bind(tenant)
+                        .bind(pgvector_literal(q))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                    tx.commit().await?;
+                    total += recall(&got, &truth[i]);
+                }
+                pg.points.push(curve_point(&format!("{dataset} pgvector"), ef, ms, total, queries.len()));
             }
-            pg.points.push(curve_point(&format!("{dataset} pgvector"), ef, ms, total, queries.len()));
+            curves.push(pg);
         }
-        curves.push(pg);
 
         if let Some(q) = &qdrant {
             // Qdrant indexes in the background: its build time is from the last upsert

@@ -46,6 +46,10 @@ pub struct SearchBench {
     /// Measure Qdrant too (`QDRANT_URL`, else the stack's stand-in `QDRANT_STUB_URL`).
     #[arg(long)]
     qdrant: bool,
+    /// Leave pgvector's index out of the curves (Qdrant alone; exact answers still from
+    /// Postgres).
+    #[arg(long)]
+    no_pgvector: bool,
     /// HNSW `m` of both indexes in the curves.
     #[arg(long, default_value_t = 16)]
     hnsw_m: u64,
@@ -212,6 +216,7 @@ pub async fn run(args: SearchBench) -> anyhow::Result<()> {
             qdrant,
             m: args.hnsw_m,
             ef_construction: args.hnsw_ef_construction,
+            pgvector: !args.no_pgvector,
         };
         report.curves = crate::recall::measure(&settings, &model).await?;
     } else if args.vectors > 0 {

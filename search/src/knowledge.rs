@@ -348,11 +348,21 @@ pub async fn search(
         Mode::Semantic => q.page.saturating_mul(q.per_page).min(CANDIDATES),
         _ => q.page.saturating_mul(q.per_page).saturating_mul(3).clamp(30, CANDIDATES),
     };
+    // pgvector answers inside the search's one tenant transaction; an external store
+    // before it opens (its call is a network round trip).
+    let mut tx = if store.in_database() {
+        Some(db::begin_tenant_with(pool, tenant, crate::store::pgvector::QUERY_SETTINGS).await?)
+    } else {
+        None
+    };
     let sem = match &vector {
         Some((v, model)) => {
             let mut limit = wanted;
             loop {
-                let found = store.nearest(tenant, v, model, &q.filters, limit).await?;
+                let found = match tx.as_mut() {
+                    Some(tx) => crate::store::pgvector::nearest_in(tx, tenant, v, model, &q.filters, limit).await?,
+                    None => store.nearest(tenant, v, model, &q.filters, limit).await?,
+                };
                 let exhausted = (found.len() as i64) < limit;
                 let entries = best_per_entry(found);
                 if entries.len() as i64 >= wanted || exhausted || limit >= wanted * 4 {
@@ -364,7 +374,10 @@ pub async fn search(
         None => Vec::new(),
     };
     let sem: Vec<_> = sem.into_iter().take(wanted as usize).collect();
-    let mut tx = db::begin_tenant(pool, tenant).await?;
+    let mut tx = match tx {
+        Some(tx) => tx,
+        None => db::begin_tenant(pool, tenant).await?,
+    };
     let key = match q.mode {
         Mode::Semantic => Vec::new(),
         _ => keyword(&mut tx, tenant, &q.text, &q.filters, CANDIDATES).await?,

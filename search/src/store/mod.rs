@@ -91,6 +91,14 @@ pub trait VectorStore: Send + Sync {
     /// `pgvector` or `qdrant`, for logs and responses.
     fn name(&self) -> &'static str;
 
+    /// Whether the vectors are in the search's own database (pgvector), so the search can
+    /// ask for them inside its tenant transaction ([`pgvector::nearest_in`]). An external
+    /// store is asked before that transaction opens: no network call while a pooled
+    /// connection is held.
+    fn in_database(&self) -> bool {
+        false
+    }
+
     /// The `limit` nearest chunks visible to `tenant` under `filters` (own entries, plus
     /// other tenants' public ones when the filters allow), best first.
     fn nearest<'a>(

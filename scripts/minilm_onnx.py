@@ -96,7 +96,7 @@ def main():
         attn = linear(ctx, f"{p}.attention.output.dense", f"l{i}_attn_out")
         x = layer_norm(node("Add", [attn, x], f"l{i}_attn_res"), f"{p}.attention.output.LayerNorm", f"l{i}_attn_ln")
         inter = linear(x, f"{p}.intermediate.dense", f"l{i}_inter")
-        # Exact GELU: 0.5 · x · (1 + erf(x / √2)); ONNX Runtime fuses this pattern.
+        # Exact GELU, as BERT and sentence-transformers compute it: 0.5 · x · (1 + erf(x / √2)).
         erf = node("Erf", [node("Div", [inter, const(f"sqrt2_{i}", np.array(np.sqrt(2.0), dtype=np.float32))], f"l{i}_div")], f"l{i}_erf")
         gelu = node(
             "Mul",

@@ -154,7 +154,7 @@ def served(method):
             print(f"{method.__name__} failed:\n{traceback.format_exc()}", flush=True)
             # The engine's own input errors ("Vector dimension error: expected dim: 384,
             # got 3", a bad filter) are the server's BadInput.
-            if "dimension" in text or "Wrong input" in text or "Bad input" in text or "format" in text:
+            if "dimension" in text or "Wrong input" in text or "Bad input" in text:
                 context.abort(grpcio.StatusCode.INVALID_ARGUMENT, f"Wrong input: {text}")
             context.abort(grpcio.StatusCode.INTERNAL, f"Service internal error: {text}")
 

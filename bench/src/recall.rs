@@ -56,6 +56,22 @@ pub struct Curve {
     pub points: Vec<CurvePoint>,
 }
 
+impl Curve {
+    /// A curve without points yet, for `store` under the run's settings.
+    fn new(dataset: &str, store: &'static str, s: &CurveSettings, build_s: f64, exact_p50_ms: Option<f64>) -> Self {
+        Self {
+            dataset: dataset.to_owned(),
+            store,
+            vectors: s.vectors,
+            m: s.m,
+            ef_construction: s.ef_construction,
+            build_s,
+            exact_p50_ms,
+            points: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct CurvePoint {
     pub ef: u64,
@@ -403,16 +419,7 @@ pub async fn measure(s: &CurveSettings, model: &MiniLm) -> anyhow::Result<Vec<Cu
         };
 
         if s.pgvector {
-            let mut pg = Curve {
-                dataset: dataset.clone(),
-                store: "pgvector",
-                vectors: s.vectors,
-                m: s.m,
-                ef_construction: s.ef_construction,
-                build_s: pg_build_s,
-                exact_p50_ms: Some(percentile(&exact_ms, 0.5)),
-                points: Vec::new(),
-            };
+            let mut pg = Curve::new(dataset, "pgvector", s, pg_build_s, Some(percentile(&exact_ms, 0.5)));
             for &ef in &s.ef {
                 let (mut ms, mut total) = (Vec::new(), 0.0);
                 for (i, q) in queries.iter().enumerate() {
@@ -457,16 +464,7 @@ pub async fn measure(s: &CurveSettings, model: &MiniLm) -> anyhow::Result<Vec<Cu
                 anyhow::ensure!(t.elapsed().as_secs() < 7200, "Qdrant did not finish indexing in two hours");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
-            let mut qd = Curve {
-                dataset: dataset.clone(),
-                store: "qdrant",
-                vectors: s.vectors,
-                m: s.m,
-                ef_construction: s.ef_construction,
-                build_s: t.elapsed().as_secs_f64() + qdrant_load_s,
-                exact_p50_ms: None,
-                points: Vec::new(),
-            };
+            let mut qd = Curve::new(dataset, "qdrant", s, t.elapsed().as_secs_f64() + qdrant_load_s, None);
             eprintln!("{dataset}: Qdrant indexed {:.1}s after the last upsert", t.elapsed().as_secs_f64());
             for &ef in &s.ef {
                 let (mut ms, mut total) = (Vec::new(), 0.0);

@@ -74,7 +74,7 @@ async fn qdrant_own_results_obey_tenant_and_category_filters() {
     // answered from the payload indexes (the tenant's `is_tenant` index first) with exact
     // scores, as a server does for any tenant under ~6,500 vectors of 384 dimensions. A
     // graph walked under a narrow filter can come back short (Qdrant steps only through
-    // matching points; measured on this engine: 2-109 short answers in 200 at a 50 KB
+    // matching points; measured on this engine: 0-109 short answers in 200 at a 50 KB
     // threshold), which is why the planner exists; recall through the graph at scale is a
     // benchmark figure (`fibonacco bench search`), not this test's.
     let index = IndexSettings {

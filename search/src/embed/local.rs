@@ -6,7 +6,8 @@
 //!   weights written as an ONNX graph with pooling and normalisation inside it by
 //!   `scripts/minilm_onnx.py`, run by the runtime library the `onnxruntime` PyPI wheel
 //!   ships, loaded at start (`ORT_DYLIB_PATH`, default `models/onnxruntime/libonnxruntime.so`).
-//!   About 4 × candle's throughput on this machine (docs/benchmarks.md).
+//!   About 2.7 × candle's throughput and 5 × its query speed on this machine
+//!   (docs/benchmarks.md).
 //! - **candle** (`Runtime::Candle`): the BERT of `candle-transformers`, pure Rust, the
 //!   fallback when the runtime library or the graph is missing.
 //!

@@ -1,7 +1,7 @@
 """`fibonacco bench pipelines`' DuckDB baseline: registers each lake table as its current
 state (latest version per key, deletes dropped — what the lake gives DataFusion, with the
 same shortcut for inserts-only tables), then
-times the given queries. Prints one JSON line: {"seconds": …, "rows": […]}."""
+times the given queries. Prints one JSON line: {"seconds": …, "each": [seconds per query], "rows": […]}."""
 
 import glob
 import json
@@ -35,10 +35,12 @@ def main() -> int:
                   from read_parquet({files!r}, union_by_name = true))
                 where _rn = 1 and _op not in ('d', 't')"""
         )
-    started = time.perf_counter()
-    rows = [con.execute(q).fetchall() for q in queries]
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "rows": [[list(map(str, r)) for r in rs] for rs in rows]}))
+    rows, each = [], []
+    for q in queries:
+        started = time.perf_counter()
+        rows.append(con.execute(q).fetchall())
+        each.append(time.perf_counter() - started)
+    print(json.dumps({"seconds": sum(each), "each": each, "rows": [[list(map(str, r)) for r in rs] for rs in rows]}))
     return 0
 
 

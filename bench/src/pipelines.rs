@@ -39,6 +39,10 @@ pub struct PipelinesBench {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Only the three-engine comparison (engagement + ROI in DataFusion, Postgres, DuckDB),
+    /// e.g. to try `DATAFUSION_*` settings; skips the recompute, the routes and the watch.
+    #[arg(long)]
+    engines_only: bool,
 }
 
 const END: &str = "2026-11-01";
@@ -53,15 +57,39 @@ struct Report {
     per_pipeline_s: Vec<(String, f64)>,
     model_auc_validation: f64,
     peak_rss_mib: u64,
+    /// Per pipeline, the wall time of its steps (its run record's `stages_ms`).
+    stages_ms: Vec<(String, serde_json::Value)>,
     engagement_roi_datafusion_s: f64,
     engagement_roi_postgres_s: f64,
     engagement_roi_duckdb_s: f64,
+    datafusion_session_s: f64,
+    /// [engagement, ROI] seconds per engine.
+    datafusion_each_s: [f64; 2],
+    postgres_each_s: [f64; 2],
+    duckdb_each_s: [f64; 2],
     speedup_vs_postgres: f64,
     ratio_to_duckdb: f64,
     api_p50_ms: f64,
     api_p99_ms: f64,
-    watch_visible_ms: Vec<u64>,
+    /// Per route (its path with ids as `{id}`): p50 and p99 over the measured rounds.
+    api_routes: Vec<RouteLatency>,
+    watch_changes: usize,
+    watch_p50_ms: u64,
+    watch_p99_ms: u64,
+    watch_max_ms: u64,
+    /// The first change's latency (the watch's session warm-up), not in the percentiles.
+    watch_first_ms: u64,
 }
+
+#[derive(Debug, Serialize)]
+struct RouteLatency {
+    route: String,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Watch changes measured after the first (which pays the watch's warm-up).
+const WATCH_CHANGES: usize = 60;
 
 pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     let base_url = crate::setting("DATABASE_URL")?;
@@ -140,9 +168,25 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     eprintln!("{} customers, {events} events; lake {} files, {lake_mib:.0} MiB", args.customers, manifest.files.len());
     let as_of: DateTime<Utc> = format!("{END}T00:00:00Z").parse()?;
 
-    // 1. The full recompute, as `fibonacco pipelines run all` does it (writes included).
     let pipelines =
         Pipelines { pool: pool.clone(), lake, config: AnalyticsConfig::default(), progress: ingest.progress };
+    if args.engines_only {
+        let engines = engines(&pool, &pipelines.lake, &lake_dir, as_of).await?;
+        println!(
+            "engagement+ROI DataFusion {:.2} s vs Postgres {:.2} s ({:.1}x faster) vs DuckDB {:.2} s ({:.2}x DuckDB's time)",
+            engines.datafusion_s,
+            engines.postgres_s,
+            engines.postgres_s / engines.datafusion_s,
+            engines.duckdb_s,
+            engines.datafusion_s / engines.duckdb_s
+        );
+        if args.json {
+            println!("{}", serde_json::to_string(&engines)?);
+        }
+        return Ok(());
+    }
+
+    // 1. The full recompute, as `fibonacco pipelines run all` does it (writes included).
     reset_peak_rss();
     let started = Instant::now();
     let reports = pipelines.run(&Pipeline::ALL, as_of).await?;
@@ -150,6 +194,9 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     let peak_rss_mib = crate::ingest::peak_rss_kib() / 1024;
     let per_pipeline_s: Vec<(String, f64)> =
         reports.iter().map(|r| (r.pipeline.name().to_string(), r.duration_ms as f64 / 1000.0)).collect();
+    let stages_ms: Vec<(String, serde_json::Value)> =
+        reports.iter().map(|r| (r.pipeline.name().to_string(), r.details["stages_ms"].clone())).collect();
+    eprintln!("stages (ms): {}", serde_json::to_string(&stages_ms)?);
     let model_auc_validation = reports
         .iter()
         .find(|r| r.pipeline == Pipeline::Predictive)
@@ -159,49 +206,27 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         "full recompute: {full_recompute_s:.1} s {per_pipeline_s:?}, peak RSS {peak_rss_mib} MiB, AUC {model_auc_validation:.3}"
     );
 
-    // 2. Engagement + ROI alone, the same definitions in three engines, results
-    // aggregated so each engine computes every row and ships only a summary.
-    let config = AnalyticsConfig::default();
-    let queries = |d: Dialect| {
-        [
-            format!(
-                "SELECT count(*) AS n, sum(score) AS s FROM ({}) q",
-                engagement::scores_sql_for(d, &config.engagement, as_of, None)
-            ),
-            format!(
-                "SELECT count(*) AS n, sum(cost_minor + linear_revenue_minor) AS s FROM ({}) q",
-                roi::roi_sql_for(d, &config.roi, as_of, None)
-            ),
-        ]
-    };
-    let started = Instant::now();
-    let (ctx, _) = view::session(&pipelines.lake).await?;
-    for q in queries(Dialect::DataFusion) {
-        ctx.sql(&q).await?.collect().await?;
-    }
-    let engagement_roi_datafusion_s = started.elapsed().as_secs_f64();
-    eprintln!("engagement + ROI in DataFusion over the lake: {engagement_roi_datafusion_s:.2} s");
-
-    let started = Instant::now();
-    let mut tx = pool.begin().await?;
-    sqlx::query("set local work_mem = '256MB'").execute(&mut *tx).await?;
-    for q in queries(Dialect::Postgres) {
-        sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    let engagement_roi_postgres_s = started.elapsed().as_secs_f64();
-    eprintln!("engagement + ROI as SQL inside Postgres: {engagement_roi_postgres_s:.2} s");
-
-    let engagement_roi_duckdb_s = duckdb(&lake_dir, &queries(Dialect::DuckDb))?;
-    eprintln!("engagement + ROI in DuckDB over the same Parquet: {engagement_roi_duckdb_s:.2} s");
+    // 2. Engagement + ROI alone, the same definitions in three engines.
+    let engines = engines(&pool, &pipelines.lake, &lake_dir, as_of).await?;
 
     // 3. The analytics routes on the computed tables.
-    let (api_p50_ms, api_p99_ms) = api_latency(&pool, &url).await?;
+    let (api_p50_ms, api_p99_ms, api_routes) = api_latency(&pool, &url).await?;
     eprintln!("analytics routes: p50 {api_p50_ms:.1} ms, p99 {api_p99_ms:.1} ms");
+    for r in &api_routes {
+        eprintln!("  {:<55} p50 {:6.1} ms  p99 {:6.1} ms", r.route, r.p50_ms, r.p99_ms);
+    }
 
     // 4. The watch: a new activity until it shows in the engagement score.
-    let watch_visible_ms = watch_latency(&pool, &ingest).await?;
-    eprintln!("watch: new activity visible after {watch_visible_ms:?} ms");
+    let watch_ms = watch_latency(&pool, &ingest).await?;
+    let watch_first_ms = watch_ms[0];
+    let mut watched = watch_ms[1..].to_vec();
+    watched.sort_unstable();
+    let pick = |q: f64| watched[((watched.len() - 1) as f64 * q).round() as usize];
+    let (watch_p50_ms, watch_p99_ms, watch_max_ms) = (pick(0.5), pick(0.99), pick(1.0));
+    eprintln!(
+        "watch: first change visible after {watch_first_ms} ms, then over {} changes p50 {watch_p50_ms} ms, p99 {watch_p99_ms} ms, max {watch_max_ms} ms",
+        watched.len()
+    );
 
     let report = Report {
         customers: args.customers,
@@ -212,14 +237,24 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         per_pipeline_s,
         model_auc_validation,
         peak_rss_mib,
-        engagement_roi_datafusion_s,
-        engagement_roi_postgres_s,
-        engagement_roi_duckdb_s,
-        speedup_vs_postgres: engagement_roi_postgres_s / engagement_roi_datafusion_s,
-        ratio_to_duckdb: engagement_roi_datafusion_s / engagement_roi_duckdb_s,
+        engagement_roi_datafusion_s: engines.datafusion_s,
+        engagement_roi_postgres_s: engines.postgres_s,
+        engagement_roi_duckdb_s: engines.duckdb_s,
+        datafusion_session_s: engines.datafusion_session_s,
+        datafusion_each_s: engines.datafusion_each_s,
+        postgres_each_s: engines.postgres_each_s,
+        duckdb_each_s: engines.duckdb_each_s,
+        stages_ms,
+        speedup_vs_postgres: engines.postgres_s / engines.datafusion_s,
+        ratio_to_duckdb: engines.datafusion_s / engines.duckdb_s,
         api_p50_ms,
         api_p99_ms,
-        watch_visible_ms,
+        api_routes,
+        watch_changes: watched.len(),
+        watch_p50_ms,
+        watch_p99_ms,
+        watch_max_ms,
+        watch_first_ms,
     };
     println!(
         "pipelines: full recompute {:.1} s (peak RSS {} MiB); engagement+ROI DataFusion {:.2} s vs Postgres {:.2} s ({:.1}x faster) vs DuckDB {:.2} s ({:.2}x DuckDB's time); API p99 {:.1} ms",
@@ -238,6 +273,83 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Serialize)]
+struct Engines {
+    /// Engagement + ROI, the queries alone (as DuckDB's figure).
+    datafusion_s: f64,
+    /// Registering the lake's tables and views in a new session.
+    datafusion_session_s: f64,
+    postgres_s: f64,
+    duckdb_s: f64,
+    /// [engagement, ROI] seconds per engine.
+    datafusion_each_s: [f64; 2],
+    postgres_each_s: [f64; 2],
+    duckdb_each_s: [f64; 2],
+}
+
+/// Engagement + ROI alone, the same definitions in three engines, results aggregated so
+/// each engine computes every row and ships only a summary.
+async fn engines(
+    pool: &PgPool,
+    lake: &Lake,
+    lake_dir: &std::path::Path,
+    as_of: DateTime<Utc>,
+) -> anyhow::Result<Engines> {
+    let config = AnalyticsConfig::default();
+    let queries = |d: Dialect| {
+        [
+            format!(
+                "SELECT count(*) AS n, sum(score) AS s FROM ({}) q",
+                engagement::scores_sql_for(d, &config.engagement, as_of, None)
+            ),
+            format!(
+                "SELECT count(*) AS n, sum(cost_minor + linear_revenue_minor) AS s FROM ({}) q",
+                roi::roi_sql_for(d, &config.roi, as_of, None)
+            ),
+        ]
+    };
+    // Like DuckDB's below, the session's views (a footer read per file) are set up before
+    // the clock starts; their cost is reported on its own.
+    let started = Instant::now();
+    let (ctx, _) = view::session(lake).await?;
+    let datafusion_session_s = started.elapsed().as_secs_f64();
+    let mut datafusion_each_s = [0.0; 2];
+    for (i, q) in queries(Dialect::DataFusion).into_iter().enumerate() {
+        let clock = Instant::now();
+        ctx.sql(&q).await?.collect().await?;
+        datafusion_each_s[i] = clock.elapsed().as_secs_f64();
+    }
+    let datafusion_s = datafusion_each_s.iter().sum::<f64>();
+    eprintln!(
+        "engagement + ROI in DataFusion over the lake: {datafusion_s:.2} s {datafusion_each_s:?} (session {datafusion_session_s:.2} s)"
+    );
+
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    sqlx::query("set local work_mem = '256MB'").execute(&mut *tx).await?;
+    let mut postgres_each_s = [0.0; 2];
+    for (i, q) in queries(Dialect::Postgres).into_iter().enumerate() {
+        let clock = Instant::now();
+        sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&mut *tx).await?;
+        postgres_each_s[i] = clock.elapsed().as_secs_f64();
+    }
+    tx.commit().await?;
+    let postgres_s = started.elapsed().as_secs_f64();
+    eprintln!("engagement + ROI as SQL inside Postgres: {postgres_s:.2} s {postgres_each_s:?}");
+
+    let (duckdb_s, duckdb_each_s) = duckdb(lake_dir, &queries(Dialect::DuckDb))?;
+    eprintln!("engagement + ROI in DuckDB over the same Parquet: {duckdb_s:.2} s {duckdb_each_s:?}");
+    Ok(Engines {
+        datafusion_s,
+        postgres_s,
+        duckdb_s,
+        datafusion_session_s,
+        datafusion_each_s,
+        postgres_each_s,
+        duckdb_each_s,
+    })
+}
+
 fn db_url(base: &str, name: &str) -> String {
     match base.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{name}"),
@@ -251,8 +363,9 @@ fn reset_peak_rss() {
 }
 
 /// Runs the queries in DuckDB (the project venv's `duckdb`) over the lake's Parquet files,
-/// with the same current-state view the lake gives DataFusion; returns the seconds.
-fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<f64> {
+/// with the same current-state view the lake gives DataFusion; returns the seconds, in all
+/// and per query.
+fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<(f64, [f64; 2])> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = Command::new(format!("{root}/.venv/bin/python"))
         .arg(format!("{root}/scripts/bench_duckdb.py"))
@@ -262,11 +375,14 @@ fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<f64> {
     anyhow::ensure!(out.status.success(), "duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let value: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
-    value["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("duckdb printed no timing: {text}"))
+    let seconds = value["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("duckdb printed no timing: {text}"))?;
+    let each = |i: usize| value["each"][i].as_f64().unwrap_or(f64::NAN);
+    Ok((seconds, [each(0), each(1)]))
 }
 
-/// Sequential GETs of the analytics routes through the real HTTP stack.
-async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64)> {
+/// Sequential GETs of the analytics routes through the real HTTP stack: p50 and p99 over
+/// all of them, and per route.
+async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64, Vec<RouteLatency>)> {
     let tenant: uuid::Uuid =
         sqlx::query_scalar("select id from tenants where slug like 'seed-42-%' order by slug limit 1")
             .fetch_one(pool)
@@ -293,22 +409,23 @@ async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64)> {
     let addr = app.local_addr();
     let server = tokio::spawn(app.run_until(std::future::pending::<()>()));
     let client = reqwest::Client::new();
-    let paths = [
-        "/api/v1/crm/dashboard/analytics?from=2026-08-01&to=2026-10-31".to_string(),
-        "/api/v1/crm/analytics/interest".to_string(),
-        "/api/v1/crm/analytics/purchases".to_string(),
-        "/api/v1/crm/analytics/learning".to_string(),
-        "/api/v1/crm/analytics/campaign-performance".to_string(),
-        format!("/api/v1/crm/customers/{customer}/engagement-score"),
-        format!("/api/v1/crm/customers/{customer}/predictive-score"),
-        format!("/api/v1/crm/campaigns/{campaign}/roi"),
+    let routes = [
+        ("/api/v1/crm/dashboard/analytics?from=2026-08-01&to=2026-10-31".to_string(), "/crm/dashboard/analytics"),
+        ("/api/v1/crm/analytics/interest".to_string(), "/crm/analytics/interest"),
+        ("/api/v1/crm/analytics/purchases".to_string(), "/crm/analytics/purchases"),
+        ("/api/v1/crm/analytics/learning".to_string(), "/crm/analytics/learning"),
+        ("/api/v1/crm/analytics/campaign-performance".to_string(), "/crm/analytics/campaign-performance"),
+        (format!("/api/v1/crm/customers/{customer}/engagement-score"), "/crm/customers/{id}/engagement-score"),
+        (format!("/api/v1/crm/customers/{customer}/predictive-score"), "/crm/customers/{id}/predictive-score"),
+        (format!("/api/v1/crm/campaigns/{campaign}/roi"), "/crm/campaigns/{id}/roi"),
     ];
-    let mut times = Vec::new();
-    for round in 0..60 {
-        for p in &paths {
+    // 100 measured rounds, so each route's p99 is its second-slowest request, not its max.
+    let mut per_route: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
+    for round in 0..110 {
+        for ((path, _), times) in routes.iter().zip(&mut per_route) {
             let started = Instant::now();
-            let res = client.get(format!("http://{addr}{p}")).bearer_auth(&token).send().await?;
-            anyhow::ensure!(res.status().is_success(), "{p}: {}", res.status());
+            let res = client.get(format!("http://{addr}{path}")).bearer_auth(&token).send().await?;
+            anyhow::ensure!(res.status().is_success(), "{path}: {}", res.status());
             res.bytes().await?;
             if round >= 10 {
                 times.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -316,11 +433,26 @@ async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64)> {
         }
     }
     server.abort();
-    times.sort_by(f64::total_cmp);
-    Ok((times[times.len() / 2], times[times.len() * 99 / 100]))
+    let percentile = |times: &mut Vec<f64>, q: f64| {
+        times.sort_by(f64::total_cmp);
+        times[((times.len() - 1) as f64 * q).round() as usize]
+    };
+    let mut all: Vec<f64> = per_route.iter().flatten().copied().collect();
+    let (p50, p99) = (percentile(&mut all, 0.5), percentile(&mut all, 0.99));
+    let routes = routes
+        .iter()
+        .zip(&mut per_route)
+        .map(|((_, route), times)| RouteLatency {
+            route: route.to_string(),
+            p50_ms: percentile(times, 0.5),
+            p99_ms: percentile(times, 0.99),
+        })
+        .collect();
+    Ok((p50, p99, routes))
 }
 
-/// Five times: insert an activity, wait for the watch to change that customer's score.
+/// For 1 + [`WATCH_CHANGES`] customers in turn: insert an activity, wait for the watch to
+/// change that customer's score; the milliseconds each took.
 async fn watch_latency(pool: &PgPool, ingest: &IngestConfig) -> anyhow::Result<Vec<u64>> {
     let mut running = Ingest::connect(ingest.clone()).await?.spawn();
     running.wait_until(|p| p.streaming).await?;
@@ -337,7 +469,10 @@ async fn watch_latency(pool: &PgPool, ingest: &IngestConfig) -> anyhow::Result<V
         let _ = stopped.await;
     }));
     let customers: Vec<(uuid::Uuid, uuid::Uuid)> =
-        sqlx::query_as("select tenant_id, id from crm_customers order by id limit 5").fetch_all(pool).await?;
+        sqlx::query_as("select tenant_id, id from crm_customers order by id limit $1")
+            .bind(WATCH_CHANGES as i64 + 1)
+            .fetch_all(pool)
+            .await?;
     let mut out = Vec::new();
     for (tenant, customer) in customers {
         let before: Option<chrono::DateTime<Utc>> =

@@ -11,7 +11,7 @@ use datafusion::{
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
     error::DataFusionError,
-    prelude::SessionContext,
+    prelude::{SessionConfig, SessionContext},
 };
 use object_store::ObjectStoreExt;
 
@@ -95,12 +95,16 @@ pub async fn register_only(
     Ok(names)
 }
 
-/// A session over the lake at `location` as the manifest lists it now.
+/// A session over the lake at `location` as the manifest lists it now. DataFusion's
+/// options come from the environment (`DATAFUSION_EXECUTION_TARGET_PARTITIONS`, … : the
+/// option's key upper-cased, dots as underscores), so a data team tunes the engine
+/// without a build; a value that does not parse is an error, not a silent default.
 pub async fn session(lake: &Lake) -> Result<(SessionContext, Manifest), IngestError> {
     let manifest = lake.read_manifest().await?.ok_or_else(|| {
         IngestError::Config(format!("no lake at {} yet: run `fibonacco ingest` first", lake.display()))
     })?;
-    let ctx = SessionContext::new();
+    let config = SessionConfig::from_env().map_err(|e| IngestError::Config(format!("DATAFUSION_* settings: {e}")))?;
+    let ctx = SessionContext::new_with_config(config);
     register(&ctx, lake, &manifest).await?;
     Ok((ctx, manifest))
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::{
     PipelineError,
     output::{TextBatch, floats, ints, rounded, text},
+    stages::Stages,
     store::{self, Replace, RunRecord},
 };
 
@@ -197,15 +198,22 @@ impl Pipelines {
         bar: &ProgressBar,
     ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
         let config = &self.config.engagement;
+        let mut stages = Stages::start();
         let batches = engagement::scores(ctx, config, as_of, customers).await?.collect().await?;
+        stages.lap("compute");
         bar.set_message("writing");
+        let mut tenants = std::collections::BTreeSet::new();
         let components = config.components();
         let mut rows = Vec::with_capacity(batches.len());
         let mut scored = 0usize;
         let mut total = 0.0;
         for batch in &batches {
             let mut out = TextBatch::new();
-            out.push("tenant_id", text(batch, "tenant_id")?);
+            let tenant_ids = text(batch, "tenant_id")?;
+            if mode == Replace::Keys {
+                tenants.extend(tenant_ids.iter().flatten().map(str::to_string));
+            }
+            out.push("tenant_id", tenant_ids);
             out.push("customer_id", text(batch, "customer_id")?);
             let scores = floats(batch, "score")?;
             total += scores.iter().flatten().sum::<f64>();
@@ -225,14 +233,21 @@ impl Pipelines {
             out.push_as_of(batch.num_rows(), as_of);
             rows.push(out);
         }
+        stages.lap("prepare");
         let mut tx = store::begin(&self.pool).await?;
         let written =
             store::replace_scores(&mut tx, "customer_engagement_scores", "customer_id", "crm_customers", &rows, mode)
                 .await?;
+        stages.lap("write");
+        let tenants: Vec<String> = tenants.into_iter().collect();
+        store::refresh_score_summaries(&mut tx, (mode == Replace::Keys).then_some(tenants.as_slice())).await?;
         tx.commit().await?;
+        stages.lap("summaries");
         let derived = if mode == Replace::All { self.derive("engagement", as_of, &batches).await? } else { Vec::new() };
+        stages.lap("derive");
         let mean = if scored > 0 { total / scored as f64 } else { 0.0 };
-        Ok((written, derived, serde_json::json!({"customers": scored, "mean_score": rounded(mean, 2)})))
+        let details = serde_json::json!({"customers": scored, "mean_score": rounded(mean, 2)});
+        Ok((written, derived, stages.into_details(details)))
     }
 
     /// ROI for every campaign, or only `campaigns`.
@@ -245,7 +260,9 @@ impl Pipelines {
         bar: &ProgressBar,
     ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
         let config = &self.config.roi;
+        let mut stages = Stages::start();
         let batches = roi::roi(ctx, config, as_of, campaigns).await?.collect().await?;
+        stages.lap("compute");
         bar.set_message("writing");
         let mut rows = Vec::new();
         let mut campaigns_seen = 0;
@@ -302,12 +319,16 @@ impl Pipelines {
             campaigns_seen += batch.num_rows();
             rows.push(out);
         }
+        stages.lap("prepare");
         let mut tx = store::begin(&self.pool).await?;
         let written =
             store::replace_scores(&mut tx, "campaign_roi", "campaign_id", "outbound_campaigns", &rows, mode).await?;
         tx.commit().await?;
+        stages.lap("write");
         let derived = if mode == Replace::All { self.derive("roi", as_of, &batches).await? } else { Vec::new() };
-        Ok((written, derived, serde_json::json!({"campaigns": campaigns_seen, "window_days": config.window_days})))
+        stages.lap("derive");
+        let details = serde_json::json!({"campaigns": campaigns_seen, "window_days": config.window_days});
+        Ok((written, derived, stages.into_details(details)))
     }
 
     async fn predictive(
@@ -317,18 +338,24 @@ impl Pipelines {
         bar: &ProgressBar,
     ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
         let config = &self.config;
+        let mut stages = Stages::start();
         bar.set_message("reading features");
         let inputs = predictive::inputs(ctx, &config.engagement).await?;
+        stages.lap("inputs");
         bar.set_message("training");
         let (engagement, predictive_config) = (config.engagement.clone(), config.predictive.clone());
         // Training and scoring are CPU-bound Polars/linfa work: off the async threads.
-        let (model, scores) = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+        let (model, scores, train_time) = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+            let clock = Instant::now();
             let model = predictive::train(&inputs, &engagement, &predictive_config, as_of)?;
+            let train_time = clock.elapsed();
             let scores = predictive::score(&inputs, &engagement, &predictive_config, &model)?;
-            Ok((model, scores))
+            Ok((model, scores, train_time))
         })
         .await
         .map_err(|e| PipelineError::Input(format!("training task failed: {e}")))??;
+        stages.lap("train_and_score");
+        stages.record("train", train_time);
         bar.set_message("writing");
         let top_json: Vec<String> = scores
             .iter()
@@ -349,6 +376,7 @@ impl Pipelines {
         out.push_iter("top_features", top_json.iter().map(|s| Some(s.as_str())));
         out.push_iter("model_version", std::iter::repeat_n(Some(model.version.as_str()), scores.len()));
         out.push_as_of(scores.len(), as_of);
+        stages.lap("prepare");
         let mut tx = store::begin(&self.pool).await?;
         sqlx::query(
             "insert into predictive_models (version, as_of, horizon_days, features, coefficients, intercept, metrics)
@@ -376,7 +404,10 @@ impl Pipelines {
             Replace::All,
         )
         .await?;
+        stages.lap("write");
+        store::refresh_score_summaries(&mut tx, None).await?;
         tx.commit().await?;
+        stages.lap("summaries");
         let schema = Arc::new(Schema::new(vec![
             Field::new("tenant_id", DataType::Utf8, false),
             Field::new("customer_id", DataType::Utf8, false),
@@ -410,11 +441,12 @@ impl Pipelines {
         let model_json = serde_json::to_vec_pretty(&model).map_err(|e| PipelineError::Input(e.to_string()))?;
         self.lake.put_bytes(&model_path, model_json).await?;
         derived.push(model_path);
+        stages.lap("derive");
         let m = &model.metrics;
         Ok((
             written,
             derived,
-            serde_json::json!({
+            stages.into_details(serde_json::json!({
                 "model_version": model.version,
                 "auc_validation": m.auc_validation,
                 "auc_train": m.auc_train,
@@ -423,7 +455,7 @@ impl Pipelines {
                 "brier_validation": m.brier_validation,
                 "train_rows": m.train_rows,
                 "validation_rows": m.validation_rows,
-            }),
+            })),
         ))
     }
 
@@ -437,6 +469,7 @@ impl Pipelines {
         let mut total = 0;
         let mut derived = Vec::new();
         let mut per_model = serde_json::Map::new();
+        let mut stages = Stages::start();
         for model in dashboard::MODELS {
             bar.set_message(format!("computing {model}"));
             let batches = dashboard::read_model(ctx, model, &self.config.roi, as_of).await?.collect().await?;
@@ -457,8 +490,10 @@ impl Pipelines {
             per_model.insert(table, n.into());
             total += n;
             derived.extend(self.derive(&format!("analytics_{model}"), as_of, &batches).await?);
+            stages.lap(model);
         }
         tx.commit().await?;
-        Ok((total, derived, serde_json::Value::Object(per_model)))
+        stages.lap("commit");
+        Ok((total, derived, stages.into_details(serde_json::Value::Object(per_model))))
     }
 }

@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod error;
 pub mod output;
+pub mod stages;
 pub mod store;
 pub mod watch;
 pub mod webhooks;

@@ -121,10 +121,58 @@ async fn scalar_i64(pool: &PgPool, sql: &str, tenant: TenantId) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     // Seeded before the capture started: the snapshot holds all of it.
-    let env = Env::seeded(600, 2, 240).await;
+    let mut env = Env::seeded(600, 2, 240).await;
     let pipelines = env.pipelines();
+    let lake_before = env.running.as_ref().unwrap().progress.borrow().durable_lsn;
+    // Rows a run must replace: a stale score of a customer it scores (updated in place)
+    // and one of a customer it does not score (created after as_of: deleted).
+    let (tenant, scored): (Uuid, Uuid) =
+        sqlx::query_as("select tenant_id, id from crm_customers where created_at <= $1 order by id limit 1")
+            .bind(as_of())
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
+    let mut tx = env.pool().begin().await.unwrap();
+    let unscored: Uuid = sqlx::query_scalar(
+        "insert into crm_customers (tenant_id, name, slug, created_at)
+         values ($1, 'Not Yet', 'not-yet', '2026-11-15T00:00:00Z') returning id",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    for customer in [scored, unscored] {
+        sqlx::query(
+            "insert into customer_engagement_scores (tenant_id, customer_id, score, components, as_of)
+             values ($1, $2, 99.99, '{\"stale\": 99.99}', '2020-01-01T00:00:00Z')",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    // The run reads the lake once the capture holds that transaction (its input position
+    // is checked against the manifest below).
+    let running = env.running.as_mut().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), running.wait_until(|p| p.durable_lsn > lake_before))
+        .await
+        .expect("the capture did not take the new customer")
+        .unwrap();
     let reports = pipelines.run(&Pipeline::ALL, as_of()).await.unwrap();
     assert_eq!(reports.len(), 4);
+    let (components, stamp): (Value, DateTime<Utc>) =
+        sqlx::query_as("select components, as_of from customer_engagement_scores where customer_id = $1")
+            .bind(scored)
+            .fetch_one(env.pool())
+            .await
+            .unwrap();
+    assert!(components.get("stale").is_none() && stamp == as_of(), "{components} as of {stamp}");
+    for r in &reports {
+        let stages = r.details["stages_ms"].as_object().unwrap_or_else(|| panic!("{:?} has no stages", r.pipeline));
+        assert!(stages.contains_key("derive") || stages.contains_key("commit"), "{:?}: {stages:?}", r.pipeline);
+    }
     let manifest = Lake::open(&env.lake.display().to_string()).unwrap().read_manifest().await.unwrap().unwrap();
     let lsn = slot::format_lsn(manifest.durable_lsn);
     for r in &reports {
@@ -209,6 +257,31 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     let range = "from=2026-03-01&to=2026-10-31";
     let (status, body) = app.get(&format!("/api/v1/crm/dashboard/analytics?{range}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Its score KPIs were summed when the scores were written, and equal the scores.
+    let live: (i64, i64, Option<f64>, i64, i64, Option<f64>) = sqlx::query_as(
+        "select (select count(*) from crm_customers where tenant_id = $1), count(*), avg(score)::float8,
+                count(*) filter (where score >= 70),
+                (select count(*) from customer_predictive_scores where tenant_id = $1 and probability >= 0.5),
+                (select sum(probability) from customer_predictive_scores where tenant_id = $1)
+         from customer_engagement_scores where tenant_id = $1",
+    )
+    .bind(t1)
+    .fetch_one(env.pool())
+    .await
+    .unwrap();
+    let scores = &body["data"]["scores"];
+    assert!(scores["computed_at"].is_string(), "{scores}");
+    assert_eq!(
+        (scores["customers"].as_i64(), scores["scored_customers"].as_i64(), scores["highly_engaged"].as_i64()),
+        (Some(live.0), Some(live.1), Some(live.3)),
+        "{scores}"
+    );
+    assert_eq!(scores["likely_buyers"].as_i64(), Some(live.4), "{scores}");
+    let close = |a: &Value, b: Option<f64>| (a.as_f64().unwrap() - b.unwrap()).abs() < 1e-6;
+    assert!(
+        close(&scores["average_engagement"], live.2) && close(&scores["expected_buyers"], live.5),
+        "{scores} vs {live:?}"
+    );
     assert_eq!(body["meta"]["as_of"], "2026-11-01T00:00:00Z");
     assert_eq!(body["meta"]["period"]["from"], "2026-03-01");
     let pool = env.pool();
@@ -611,6 +684,18 @@ async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
     let watch_runs: i64 =
         sqlx::query_scalar("select count(*) from pipeline_runs where mode = 'watch'").fetch_one(&pool).await.unwrap();
     assert!(watch_runs >= 2);
+    // The tenant's dashboard summary moved with the scores the watch wrote.
+    let (kept, live): (Option<f64>, Option<f64>) = sqlx::query_as(
+        "select (select average_engagement from customer_score_summaries where tenant_id = $1),
+                (select avg(score)::float8 from customer_engagement_scores where tenant_id = $1)",
+    )
+    .bind(tenant)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let old_average = before.iter().map(|r| r.1.parse::<f64>().unwrap()).sum::<f64>() / before.len() as f64;
+    assert!((kept.unwrap() - live.unwrap()).abs() < 1e-9, "summary {kept:?} vs scores {live:?}");
+    assert!((live.unwrap() - old_average).abs() > 1e-9, "the scores' average did not move");
 
     pipelines.run(&[Pipeline::Engagement, Pipeline::Roi], as_of()).await.unwrap();
     let batch = (engagement_table(&pool).await, roi_table(&pool).await);

@@ -305,6 +305,9 @@ pub struct ScoreSummary {
     pub likely_buyers: i64,
     /// Sum of purchase probabilities: the expected number of buyers in 90 days.
     pub expected_buyers: Option<f64>,
+    /// When these figures were summed: by the pipeline run (or watch round) that last wrote
+    /// the tenant's scores; null when summed for this request (no run has written any yet).
+    pub computed_at: Option<DateTime<Utc>>,
 }
 
 /// Recurring revenue now, per currency (see docs/metrics.md, "Subscriptions").
@@ -343,12 +346,26 @@ pub async fn recurring_revenue(
 
 #[tracing::instrument(skip(conn), fields(tenant_id = %tenant), err)]
 pub async fn score_summary(conn: &mut PgConnection, tenant: TenantId) -> Result<ScoreSummary, sqlx::Error> {
+    // The pipelines keep these sums beside the scores they write (one row per tenant);
+    // summing a large tenant's scores per request would cost more than the route's budget.
+    let kept: Option<ScoreSummary> = sqlx::query_as(
+        "select customers, scored_customers, average_engagement, highly_engaged, likely_buyers, expected_buyers,
+                computed_at
+         from customer_score_summaries where tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(kept) = kept {
+        return Ok(kept);
+    }
     sqlx::query_as(
         "select (select count(*) from crm_customers where tenant_id = $1) as customers,
                 count(*) as scored_customers, avg(score)::float8 as average_engagement,
                 count(*) filter (where score >= 70) as highly_engaged,
                 (select count(*) from customer_predictive_scores where tenant_id = $1 and probability >= 0.5) as likely_buyers,
-                (select sum(probability) from customer_predictive_scores where tenant_id = $1) as expected_buyers
+                (select sum(probability) from customer_predictive_scores where tenant_id = $1) as expected_buyers,
+                null::timestamptz as computed_at
          from customer_engagement_scores where tenant_id = $1",
     )
     .bind(tenant)

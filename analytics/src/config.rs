@@ -110,11 +110,16 @@ pub struct PredictiveConfig {
     pub cutoffs: u32,
     /// L2 penalty of the logistic regression (1.0).
     pub l2: f64,
+    /// At most about this many training rows (customer × training cut-off): above it a
+    /// uniform sample, drawn by a hash of the customer key and the cut-off so the same
+    /// data gives the same model (`ANALYTICS_MAX_TRAIN_ROWS`, 400,000). The fit's time and
+    /// memory grow with the rows; twenty coefficients need far fewer than a million.
+    pub max_train_rows: usize,
 }
 
 impl Default for PredictiveConfig {
     fn default() -> Self {
-        Self { horizon_days: 90, step_days: 30, cutoffs: 3, l2: 1.0 }
+        Self { horizon_days: 90, step_days: 30, cutoffs: 3, l2: 1.0, max_train_rows: 400_000 }
     }
 }
 
@@ -146,6 +151,7 @@ impl AnalyticsConfig {
         config.engagement.scale = num(&get, "ANALYTICS_ENGAGEMENT_SCALE", 20.0)?;
         config.roi.window_days = num(&get, "ANALYTICS_ATTRIBUTION_WINDOW_DAYS", 30)?;
         config.roi.decay_half_life_days = num(&get, "ANALYTICS_ATTRIBUTION_HALF_LIFE_DAYS", 7.0)?;
+        config.predictive.max_train_rows = num(&get, "ANALYTICS_MAX_TRAIN_ROWS", config.predictive.max_train_rows)?;
         for channel in ["email", "sms", "phone"] {
             let key = format!("ANALYTICS_UNIT_COST_{}", channel.to_uppercase());
             let default = config.roi.unit_cost(channel);
@@ -171,6 +177,9 @@ impl AnalyticsConfig {
         }
         if self.roi.unit_cost_minor.values().any(|c| *c < 0) {
             return bad("ANALYTICS_UNIT_COST_* must not be negative");
+        }
+        if self.predictive.max_train_rows < 1_000 {
+            return bad("ANALYTICS_MAX_TRAIN_ROWS must be at least 1000");
         }
         if self.predictive.cutoffs < 2 {
             return bad("the predictive model needs at least two cut-offs (one to train, one to validate)");
@@ -198,6 +207,10 @@ mod tests {
         assert!(err.to_string().contains("HALF_LIFE"), "{err}");
         let err = AnalyticsConfig::from_lookup(|k| (k == "ANALYTICS_ATTRIBUTION_WINDOW_DAYS").then(|| "soon".into()))
             .unwrap_err();
+        assert!(err.to_string().contains("not a number"), "{err}");
+        let err = AnalyticsConfig::from_lookup(|k| (k == "ANALYTICS_MAX_TRAIN_ROWS").then(|| "10".into())).unwrap_err();
+        assert!(err.to_string().contains("MAX_TRAIN_ROWS"), "{err}");
+        let err = AnalyticsConfig::from_lookup(|k| (k == "ANALYTICS_MAX_TRAIN_ROWS").then(|| "-5".into())).unwrap_err();
         assert!(err.to_string().contains("not a number"), "{err}");
     }
 }

@@ -62,10 +62,16 @@ pub fn scores_sql_for(
     let as_of = as_of.timestamp_micros();
     let half_life = config.half_life_days * MICROS_PER_DAY as f64;
     let components = config.components();
-    let decay = format!("power(0.5, CAST({as_of} - {} AS {double}) / {half_life:?})", micros("a.occurred_at"));
+    // 0.5^(Δ/H) as exp(Δ · ln 0.5 / H), once per activity in `decayed`, not once per
+    // component inside each sum.
+    let decay = format!(
+        "exp(CAST({as_of} - {} AS {double}) * {rate:?})",
+        micros("a.occurred_at"),
+        rate = 0.5f64.ln() / half_life
+    );
     let raw_cols: Vec<String> = components
         .iter()
-        .map(|c| format!("sum(CASE WHEN w.component = {} THEN w.points * {decay} ELSE 0.0 END) AS r_{c}", literal(c)))
+        .map(|c| format!("sum(CASE WHEN component = {} THEN p ELSE 0.0 END) AS r_{c}", literal(c)))
         .collect();
     let coalesced: Vec<String> = components.iter().map(|c| format!("coalesce(r.r_{c}, 0.0) AS r_{c}")).collect();
     let total = components.iter().map(|c| format!("r_{c}")).collect::<Vec<_>>().join(" + ");
@@ -77,10 +83,10 @@ pub fn scores_sql_for(
     let r_list = components.iter().map(|c| format!("r_{c}")).collect::<Vec<_>>().join(", ");
     format!(
         "WITH {weights},
-         raw AS (SELECT a.customer_id, {raw_cols}
-                 FROM customer_activities a JOIN weights w ON a.activity_type = w.activity_type
-                 WHERE {t} <= {as_of} AND {only_a}
-                 GROUP BY a.customer_id),
+         decayed AS (SELECT a.customer_id, w.component, w.points * {decay} AS p
+                     FROM customer_activities a JOIN weights w ON a.activity_type = w.activity_type
+                     WHERE {t} <= {as_of} AND {only_a}),
+         raw AS (SELECT customer_id, {raw_cols} FROM decayed GROUP BY customer_id),
          joined AS (SELECT c.tenant_id, c.id AS customer_id, {coalesced}
                     FROM crm_customers c LEFT JOIN raw r ON r.customer_id = c.id
                     WHERE {created} <= {as_of} AND {only_c}),

@@ -196,6 +196,25 @@ pub fn features_at(
     Ok(frame.collect()?)
 }
 
+/// The rows of a feature frame whose key, hashed with the cut-off's number, falls in the
+/// lowest `share` of the hash range: a uniform sample that the same data always draws the
+/// same way, and a different one per cut-off.
+fn sample(frame: &DataFrame, share: f64, cutoff: u64) -> Result<DataFrame, AnalyticsError> {
+    let keys = frame.column("key")?.cast(&DataType::UInt64)?;
+    let threshold = (share * u64::MAX as f64) as u64;
+    let mask: polars::prelude::BooleanChunked =
+        keys.u64()?.iter().map(|k| k.is_some_and(|k| splitmix64(k ^ cutoff.rotate_left(32)) <= threshold)).collect();
+    Ok(frame.filter(&mask)?)
+}
+
+/// SplitMix64's finaliser: a fixed, well-mixed 64-bit hash.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// `max(x, 0)` for the decayed points (an unsubscribe can push a channel below zero).
 trait ClipMin {
     fn clip_min_lit0(self) -> polars::prelude::Expr;
@@ -242,6 +261,8 @@ pub struct ModelMetrics {
     pub log_loss_validation: f64,
     pub calibration: Vec<CalibrationBin>,
     pub train_rows: usize,
+    /// The share of training rows kept ([`PredictiveConfig::max_train_rows`]); 1 = all.
+    pub train_sample: f64,
     pub train_positives: usize,
     pub validation_rows: usize,
     pub validation_positives: usize,
@@ -375,16 +396,23 @@ pub fn train(
     let validation_cutoff = cutoffs[0];
     let train_cutoffs: Vec<DateTime<Utc>> = cutoffs[1..].to_vec();
 
+    let clock = std::time::Instant::now();
     let (xv, yv) = matrix(&features_at(inputs, engagement, config, validation_cutoff.timestamp_micros())?, &names)?;
-    let mut train_rows: Vec<f64> = Vec::new();
+    // Each training cut-off has at most one row per customer.
+    let bound = inputs.customers.height().max(1) * train_cutoffs.len();
+    let keep = (config.max_train_rows as f64 / bound as f64).min(1.0);
+    let mut train_rows: Vec<f64> = Vec::with_capacity((bound as f64 * keep * 1.05) as usize * names.len());
     let mut yt: Vec<bool> = Vec::new();
-    for c in &train_cutoffs {
-        let (x, y) = matrix(&features_at(inputs, engagement, config, c.timestamp_micros())?, &names)?;
+    for (k, c) in train_cutoffs.iter().enumerate() {
+        let frame = features_at(inputs, engagement, config, c.timestamp_micros())?;
+        let frame = if keep < 1.0 { sample(&frame, keep, k as u64)? } else { frame };
+        let (x, y) = matrix(&frame, &names)?;
         train_rows.extend(x.iter());
         yt.extend(y);
     }
     let xt = Array2::from_shape_vec((yt.len(), names.len()), train_rows)
         .map_err(|e| AnalyticsError::Model(e.to_string()))?;
+    let features_time = clock.elapsed();
     let train_positives = yt.iter().filter(|l| **l).count();
     let validation_positives = yv.iter().filter(|l| **l).count();
     if train_positives == 0
@@ -428,6 +456,7 @@ pub fn train(
             log_loss_validation: 0.0,
             calibration: Vec::new(),
             train_rows: yt.len(),
+            train_sample: keep,
             train_positives,
             validation_rows: yv.len(),
             validation_positives,
@@ -437,7 +466,15 @@ pub fn train(
         validation: Vec::new(),
     };
     let zt = model.standardise(&xt);
+    let clock = std::time::Instant::now();
     let (coefficients, intercept) = fit_logistic(zt, &yt, config.l2)?;
+    tracing::info!(
+        features_ms = features_time.as_millis() as u64,
+        fit_ms = clock.elapsed().as_millis() as u64,
+        train_rows = yt.len(),
+        sample = keep,
+        "predictive model fitted"
+    );
     model.coefficients = coefficients;
     model.intercept = intercept;
 
@@ -555,6 +592,21 @@ mod tests {
         let y = vec![true, true, true, false, false, false];
         let (beta, _) = fit_logistic(x, &y, 1.0).unwrap();
         assert!(beta[0] < 0.0, "{beta:?}");
+    }
+
+    #[test]
+    fn samples_are_uniform_and_reproducible() {
+        let keys: Vec<u64> = (1..=20_000).collect();
+        let frame = DataFrame::new(20_000, vec![polars::prelude::Column::new("key".into(), keys)]).unwrap();
+        let a = sample(&frame, 0.25, 0).unwrap();
+        assert!((a.height() as f64 / 20_000.0 - 0.25).abs() < 0.02, "{}", a.height());
+        assert_eq!(a, sample(&frame, 0.25, 0).unwrap(), "the same data draws the same sample");
+        let b = sample(&frame, 0.25, 1).unwrap();
+        assert_ne!(a, b, "each cut-off draws its own");
+        // Spread over the key range, not its first quarter.
+        let top = a.column("key").unwrap().u64().unwrap().iter().flatten().filter(|k| *k > 15_000).count();
+        assert!((top as f64 / a.height() as f64 - 0.25).abs() < 0.03, "{top} of {}", a.height());
+        assert_eq!(sample(&frame, 1.0, 0).unwrap().height(), 20_000);
     }
 
     #[test]

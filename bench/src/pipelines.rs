@@ -14,6 +14,10 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use clap::Args;
+use datafusion::arrow::{
+    array::AsArray,
+    datatypes::{Float64Type, Int64Type},
+};
 use fibonacco_analytics::{AnalyticsConfig, engagement, roi, sql::Dialect};
 use fibonacco_ingest::{Ingest, IngestConfig, Lake, slot, view};
 use fibonacco_pipelines::{
@@ -273,8 +277,11 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One engine's (rows, sum) for a query.
+type Answer = (i64, f64);
+
 #[derive(Debug, Serialize)]
-struct Engines {
+pub struct Engines {
     /// Engagement + ROI, the queries alone (as DuckDB's figure).
     datafusion_s: f64,
     /// Registering the lake's tables and views in a new session.
@@ -288,24 +295,24 @@ struct Engines {
 }
 
 /// Engagement + ROI alone, the same definitions in three engines, results aggregated so
-/// each engine computes every row and ships only a summary.
-async fn engines(
+/// each engine computes every row and ships only a summary; an error when the engines'
+/// answers differ. `pool` must see every tenant (row-level security bypassed).
+pub async fn engines(
     pool: &PgPool,
     lake: &Lake,
     lake_dir: &std::path::Path,
     as_of: DateTime<Utc>,
 ) -> anyhow::Result<Engines> {
     let config = AnalyticsConfig::default();
+    // (rows, sum) as (BIGINT, DOUBLE) in every engine, compared below: a faster engine
+    // that computes something else is not faster.
     let queries = |d: Dialect| {
+        let summary = |sum: &str, inner: String| {
+            format!("SELECT CAST(count(*) AS BIGINT) AS n, CAST({sum} AS {}) AS s FROM ({inner}) q", d.double())
+        };
         [
-            format!(
-                "SELECT count(*) AS n, sum(score) AS s FROM ({}) q",
-                engagement::scores_sql_for(d, &config.engagement, as_of, None)
-            ),
-            format!(
-                "SELECT count(*) AS n, sum(cost_minor + linear_revenue_minor) AS s FROM ({}) q",
-                roi::roi_sql_for(d, &config.roi, as_of, None)
-            ),
+            summary("sum(score)", engagement::scores_sql_for(d, &config.engagement, as_of, None)),
+            summary("sum(cost_minor + linear_revenue_minor)", roi::roi_sql_for(d, &config.roi, as_of, None)),
         ]
     };
     // Like DuckDB's below, the session's views (a footer read per file) are set up before
@@ -314,10 +321,15 @@ async fn engines(
     let (ctx, _) = view::session(lake).await?;
     let datafusion_session_s = started.elapsed().as_secs_f64();
     let mut datafusion_each_s = [0.0; 2];
+    let mut answers: Vec<[Answer; 2]> = vec![[(0, 0.0); 2]; 3];
     for (i, q) in queries(Dialect::DataFusion).into_iter().enumerate() {
         let clock = Instant::now();
-        ctx.sql(&q).await?.collect().await?;
+        let batches = ctx.sql(&q).await?.collect().await?;
         datafusion_each_s[i] = clock.elapsed().as_secs_f64();
+        let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| anyhow::anyhow!("no summary row"))?;
+        let n = batch.column(0).as_primitive::<Int64Type>().value(0);
+        let sum = batch.column(1).as_primitive::<Float64Type>().value(0);
+        answers[0][i] = (n, sum);
     }
     let datafusion_s = datafusion_each_s.iter().sum::<f64>();
     eprintln!(
@@ -330,15 +342,27 @@ async fn engines(
     let mut postgres_each_s = [0.0; 2];
     for (i, q) in queries(Dialect::Postgres).into_iter().enumerate() {
         let clock = Instant::now();
-        sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&mut *tx).await?;
+        answers[1][i] = sqlx::query_as::<_, (i64, f64)>(sqlx::AssertSqlSafe(q)).fetch_one(&mut *tx).await?;
         postgres_each_s[i] = clock.elapsed().as_secs_f64();
     }
     tx.commit().await?;
     let postgres_s = started.elapsed().as_secs_f64();
     eprintln!("engagement + ROI as SQL inside Postgres: {postgres_s:.2} s {postgres_each_s:?}");
 
-    let (duckdb_s, duckdb_each_s) = duckdb(lake_dir, &queries(Dialect::DuckDb))?;
+    let (duckdb_s, duckdb_each_s, duck) = duckdb(lake_dir, &queries(Dialect::DuckDb))?;
+    answers[2] = duck;
     eprintln!("engagement + ROI in DuckDB over the same Parquet: {duckdb_s:.2} s {duckdb_each_s:?}");
+    for (i, what) in ["engagement", "ROI"].iter().enumerate() {
+        let (n, sum) = answers[0][i];
+        for (engine, other) in [("Postgres", answers[1][i]), ("DuckDB", answers[2][i])] {
+            anyhow::ensure!(
+                other.0 == n && (other.1 - sum).abs() <= 1e-9 * sum.abs().max(1.0),
+                "{what}: DataFusion gives {n} rows summing to {sum}, {engine} {} summing to {}",
+                other.0,
+                other.1
+            );
+        }
+    }
     Ok(Engines {
         datafusion_s,
         postgres_s,
@@ -365,7 +389,7 @@ fn reset_peak_rss() {
 /// Runs the queries in DuckDB (the project venv's `duckdb`) over the lake's Parquet files,
 /// with the same current-state view the lake gives DataFusion; returns the seconds, in all
 /// and per query.
-fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<(f64, [f64; 2])> {
+fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<(f64, [f64; 2], [Answer; 2])> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let out = Command::new(format!("{root}/.venv/bin/python"))
         .arg(format!("{root}/scripts/bench_duckdb.py"))
@@ -377,7 +401,13 @@ fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<(f64, [f
     let value: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
     let seconds = value["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("duckdb printed no timing: {text}"))?;
     let each = |i: usize| value["each"][i].as_f64().unwrap_or(f64::NAN);
-    Ok((seconds, [each(0), each(1)]))
+    // Each query's one row, as strings: [n, s].
+    let answer = |i: usize| -> anyhow::Result<Answer> {
+        let row = &value["rows"][i][0];
+        let field = |j: usize| row[j].as_str().ok_or_else(|| anyhow::anyhow!("duckdb row {i}: {row}"));
+        Ok((field(0)?.parse()?, field(1)?.parse()?))
+    };
+    Ok((seconds, [each(0), each(1)], [answer(0)?, answer(1)?]))
 }
 
 /// Sequential GETs of the analytics routes through the real HTTP stack: p50 and p99 over
@@ -403,6 +433,8 @@ async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64, Vec<
         "DATABASE_URL" => Some(url.to_string()),
         "REDIS_URL" => Some(redis_url.clone()),
         "APP_PORT" => Some("0".into()),
+        // The bench measures the routes, not the limiter (still on the path, so still paid).
+        "RATE_LIMIT_PER_TOKEN" | "RATE_LIMIT_PER_TENANT" => Some("1000000".into()),
         _ => None,
     })?;
     let app = fibonacco_api::Application::build(config).await?;

@@ -126,12 +126,15 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     let lake_before = env.running.as_ref().unwrap().progress.borrow().durable_lsn;
     // Rows a run must replace: a stale score of a customer it scores (updated in place)
     // and one of a customer it does not score (created after as_of: deleted).
-    let (tenant, scored): (Uuid, Uuid) =
-        sqlx::query_as("select tenant_id, id from crm_customers where created_at <= $1 order by id limit 1")
-            .bind(as_of())
-            .fetch_one(env.pool())
-            .await
-            .unwrap();
+    // In the second tenant: the first one's e-mail campaigns are checked below as they were seeded.
+    let (tenant, scored): (Uuid, Uuid) = sqlx::query_as(
+        "select tenant_id, id from crm_customers
+         where created_at <= $1 and tenant_id = (select id from tenants where slug = 'seed-7-2') order by id limit 1",
+    )
+    .bind(as_of())
+    .fetch_one(env.pool())
+    .await
+    .unwrap();
     let mut tx = env.pool().begin().await.unwrap();
     let unscored: Uuid = sqlx::query_scalar(
         "insert into crm_customers (tenant_id, name, slug, created_at)
@@ -152,6 +155,66 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
         .await
         .unwrap();
     }
+    // An order split linearly over n touches whose amount leaves a remainder of n − 1: in
+    // integers the parts sum to the amount; as floats (what DuckDB's `/` gave the
+    // benchmark's baseline) each new campaign's part has a fraction ≥ ½ that rounds up.
+    // Four new campaigns touch the customer in the week before the order, beside the
+    // seeded sends already in its window.
+    let mut campaigns: Vec<Uuid> = Vec::new();
+    for n in 0..4 {
+        campaigns.push(
+            sqlx::query_scalar(
+                "insert into outbound_campaigns (tenant_id, name, type, status, created_at)
+                 values ($1, $2, 'sms', 'completed', '2026-10-01T00:00:00Z') returning id",
+            )
+            .bind(tenant)
+            .bind(format!("linear split {n}"))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap(),
+        );
+    }
+    let currency: String = sqlx::query_scalar("select currency::text from outbound_campaigns where id = $1")
+        .bind(campaigns[0])
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    for (i, campaign) in campaigns.iter().enumerate() {
+        sqlx::query(
+            "insert into outbound_campaign_recipients (tenant_id, campaign_id, customer_id, status, sent_at)
+             values ($1, $2, $3, 'sent', $4)",
+        )
+        .bind(tenant)
+        .bind(campaign)
+        .bind(scored)
+        .bind(as_of() - chrono::Duration::days(5 + i as i64))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    let paid_at = as_of() - chrono::Duration::days(1);
+    let touches: i64 = sqlx::query_scalar(
+        "select count(*) from outbound_campaign_recipients r join outbound_campaigns c on c.id = r.campaign_id
+         where r.customer_id = $1 and c.currency = $2 and r.sent_at between $3 - interval '30 days' and $3",
+    )
+    .bind(scored)
+    .bind(&currency)
+    .bind(paid_at)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into orders (tenant_id, customer_id, order_number, status, amount_minor, currency, paid_at)
+         values ($1, $2, 'LINEAR-SPLIT', 'paid', $5, $3, $4)",
+    )
+    .bind(tenant)
+    .bind(scored)
+    .bind(&currency)
+    .bind(paid_at)
+    .bind(1000 * touches + touches - 1)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     // The run reads the lake once the capture holds that transaction (its input position
     // is checked against the manifest below).
@@ -219,6 +282,21 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
     let b = predictive::train(&inputs, &config.engagement, &config.predictive, as_of()).unwrap();
     assert_eq!(a, b);
     assert_eq!(a.version, details["model_version"].as_str().unwrap());
+    assert_eq!(a.metrics.train_sample, 1.0, "{} training rows need no sample", a.metrics.train_rows);
+    // Above ANALYTICS_MAX_TRAIN_ROWS the rows are a reproducible sample.
+    let mut capped = config.predictive.clone();
+    capped.max_train_rows = 1_000;
+    let c = predictive::train(&inputs, &config.engagement, &capped, as_of()).unwrap();
+    assert!(c.metrics.train_sample < 1.0 && c.metrics.train_rows < a.metrics.train_rows, "{:?}", c.metrics);
+    let expected = c.metrics.train_sample * a.metrics.train_rows as f64;
+    assert!((c.metrics.train_rows as f64 - expected).abs() < 0.1 * expected + 30.0, "{:?}", c.metrics);
+    assert_eq!(c, predictive::train(&inputs, &config.engagement, &capped, as_of()).unwrap());
+
+    // The benchmark's baselines compute the same numbers: Postgres over the tables, DuckDB
+    // over the same Parquet (an error names the engine and the figures that differ).
+    fibonacco_bench::pipelines::engines(env.pool(), &pipelines.lake, &env.lake, as_of())
+        .await
+        .expect("DataFusion, Postgres and DuckDB agree on engagement and ROI");
 
     // DataFusion and Polars compute the same engagement over the lake.
     let scores =

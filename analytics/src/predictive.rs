@@ -398,8 +398,14 @@ pub fn train(
 
     let clock = std::time::Instant::now();
     let (xv, yv) = matrix(&features_at(inputs, engagement, config, validation_cutoff.timestamp_micros())?, &names)?;
-    // Each training cut-off has at most one row per customer.
-    let bound = inputs.customers.height().max(1) * train_cutoffs.len();
+    // A training cut-off has one row per customer existing at it.
+    let created = inputs.customers.column("created_us")?.cast(&DataType::Int64)?;
+    let created = created.i64()?;
+    let rows: usize = train_cutoffs
+        .iter()
+        .map(|c| created.iter().filter(|t| t.is_some_and(|t| t <= c.timestamp_micros())).count())
+        .sum();
+    let bound = rows.max(1);
     let keep = (config.max_train_rows as f64 / bound as f64).min(1.0);
     let mut train_rows: Vec<f64> = Vec::with_capacity((bound as f64 * keep * 1.05) as usize * names.len());
     let mut yt: Vec<bool> = Vec::new();

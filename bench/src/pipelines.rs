@@ -63,6 +63,8 @@ struct Report {
     peak_rss_mib: u64,
     /// Per pipeline, the wall time of its steps (its run record's `stages_ms`).
     stages_ms: Vec<(String, serde_json::Value)>,
+    /// Per pipeline, the process's peak RSS when each step ended (MiB).
+    stage_peaks_mib: Vec<(String, serde_json::Value)>,
     engagement_roi_datafusion_s: f64,
     engagement_roi_postgres_s: f64,
     engagement_roi_duckdb_s: f64,
@@ -201,6 +203,9 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     let stages_ms: Vec<(String, serde_json::Value)> =
         reports.iter().map(|r| (r.pipeline.name().to_string(), r.details["stages_ms"].clone())).collect();
     eprintln!("stages (ms): {}", serde_json::to_string(&stages_ms)?);
+    let stage_peaks_mib: Vec<(String, serde_json::Value)> =
+        reports.iter().map(|r| (r.pipeline.name().to_string(), r.details["peak_rss_mib"].clone())).collect();
+    eprintln!("peak RSS after each stage (MiB): {}", serde_json::to_string(&stage_peaks_mib)?);
     let model_auc_validation = reports
         .iter()
         .find(|r| r.pipeline == Pipeline::Predictive)
@@ -249,6 +254,7 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         postgres_each_s: engines.postgres_each_s,
         duckdb_each_s: engines.duckdb_each_s,
         stages_ms,
+        stage_peaks_mib,
         speedup_vs_postgres: engines.postgres_s / engines.datafusion_s,
         ratio_to_duckdb: engines.datafusion_s / engines.duckdb_s,
         api_p50_ms,

@@ -1,16 +1,20 @@
 """`fibonacco bench pipelines`' DuckDB baseline: registers each lake table as its current
 state (latest version per key, deletes dropped — what the lake gives DataFusion, with the
 same shortcut for inserts-only tables), then
-times the given queries. Prints one JSON line: {"seconds": …, "each": [seconds per query], "rows": […]}."""
+times the given queries. Prints one JSON line: {"seconds": …, "each": [median seconds per query over BENCH_ROUNDS
+runs, 3 by default], "rows": […]}."""
 
 import glob
 import json
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
 import duckdb
 
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TABLES = ["crm_customers", "customer_activities", "outbound_campaigns", "outbound_campaign_recipients", "orders"]
 
 
@@ -35,11 +39,16 @@ def main() -> int:
                   from read_parquet({files!r}, union_by_name = true))
                 where _rn = 1 and _op not in ('d', 't')"""
         )
+    # Each query ROUNDS times, the median kept: one run on two shared cores varies by 30 %.
     rows, each = [], []
     for q in queries:
-        started = time.perf_counter()
-        rows.append(con.execute(q).fetchall())
-        each.append(time.perf_counter() - started)
+        times = []
+        for _ in range(ROUNDS):
+            started = time.perf_counter()
+            result = con.execute(q).fetchall()
+            times.append(time.perf_counter() - started)
+        rows.append(result)
+        each.append(statistics.median(times))
     print(json.dumps({"seconds": sum(each), "each": each, "rows": [[list(map(str, r)) for r in rs] for rs in rows]}))
     return 0
 

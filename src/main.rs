@@ -9,6 +9,14 @@ macro_rules! out {
     }};
 }
 
+/// jemalloc instead of glibc's malloc: the pipelines allocate and free gigabytes across
+/// DataFusion's, Polars' and tokio's threads, and glibc's per-thread arenas kept the
+/// freed memory resident, so each step's peak stacked on the last (docs/benchmarks.md,
+/// "Pipelines at 1 M": mimalloc lowered the peak as well but slowed DataFusion's queries
+/// by about 70 %).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod import;
 mod ingest;
 mod operations;

@@ -112,14 +112,14 @@ pub struct PredictiveConfig {
     pub l2: f64,
     /// At most about this many training rows (customer × training cut-off): above it a
     /// uniform sample, drawn by a hash of the customer key and the cut-off so the same
-    /// data gives the same model (`ANALYTICS_MAX_TRAIN_ROWS`, 400,000). The fit's time and
+    /// data gives the same model (`ANALYTICS_MAX_TRAIN_ROWS`, 200,000). The fit's time and
     /// memory grow with the rows; twenty coefficients need far fewer than a million.
     pub max_train_rows: usize,
 }
 
 impl Default for PredictiveConfig {
     fn default() -> Self {
-        Self { horizon_days: 90, step_days: 30, cutoffs: 3, l2: 1.0, max_train_rows: 400_000 }
+        Self { horizon_days: 90, step_days: 30, cutoffs: 3, l2: 1.0, max_train_rows: 200_000 }
     }
 }
 

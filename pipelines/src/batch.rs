@@ -357,25 +357,42 @@ impl Pipelines {
         stages.lap("train_and_score");
         stages.record("train", train_time);
         bar.set_message("writing");
-        let top_json: Vec<String> = scores
-            .iter()
-            .map(|s| {
-                serde_json::to_string(
-                    &s.top_features
-                        .iter()
-                        .map(|(f, c, v)| serde_json::json!({"feature": f, "contribution": (c * 1e4).round() / 1e4, "value": (v * 1e4).round() / 1e4}))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap_or_else(|_| "[]".into())
-            })
-            .collect();
+        // Each column is built once, as an Arrow array shared by the COPY text and the
+        // derived Parquet (clones share the buffers), and the scores are dropped before the
+        // write: at 1 M customers every copy of these columns is hundreds of MB.
+        let tenant_ids = StringArray::from_iter_values(scores.iter().map(|s| s.tenant_id.as_str()));
+        let customer_ids = StringArray::from_iter_values(scores.iter().map(|s| s.customer_id.as_str()));
+        let probabilities = Float64Array::from_iter_values(scores.iter().map(|s| s.probability));
+        let mut json = String::new();
+        let mut top = datafusion::arrow::array::StringBuilder::new();
+        for s in &scores {
+            json.clear();
+            json.push('[');
+            for (i, (feature, contribution, value)) in s.top_features.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                let item = serde_json::json!({
+                    "feature": feature,
+                    "contribution": (contribution * 1e4).round() / 1e4,
+                    "value": (value * 1e4).round() / 1e4,
+                });
+                json.push_str(&item.to_string());
+            }
+            json.push(']');
+            top.append_value(&json);
+        }
+        let top_features = top.finish();
+        let rows = scores.len();
+        drop(scores);
+        let versions = StringArray::from_iter_values(std::iter::repeat_n(model.version.as_str(), rows));
         let mut out = TextBatch::new();
-        out.push_iter("tenant_id", scores.iter().map(|s| Some(s.tenant_id.as_str())));
-        out.push_iter("customer_id", scores.iter().map(|s| Some(s.customer_id.as_str())));
-        out.push_iter("probability", scores.iter().map(|s| Some(s.probability.to_string())));
-        out.push_iter("top_features", top_json.iter().map(|s| Some(s.as_str())));
-        out.push_iter("model_version", std::iter::repeat_n(Some(model.version.as_str()), scores.len()));
-        out.push_as_of(scores.len(), as_of);
+        out.push("tenant_id", tenant_ids.clone());
+        out.push("customer_id", customer_ids.clone());
+        out.push_iter("probability", probabilities.iter().map(|p| p.map(|p| p.to_string())));
+        out.push("top_features", top_features.clone());
+        out.push("model_version", versions.clone());
+        out.push_as_of(rows, as_of);
         stages.lap("prepare");
         let mut tx = store::begin(&self.pool).await?;
         sqlx::query(
@@ -400,7 +417,7 @@ impl Pipelines {
             "customer_predictive_scores",
             "customer_id",
             "crm_customers",
-            &[out],
+            std::slice::from_ref(&out),
             Replace::All,
         )
         .await?;
@@ -408,6 +425,7 @@ impl Pipelines {
         store::refresh_score_summaries(&mut tx, None).await?;
         tx.commit().await?;
         stages.lap("summaries");
+        drop(out);
         let schema = Arc::new(Schema::new(vec![
             Field::new("tenant_id", DataType::Utf8, false),
             Field::new("customer_id", DataType::Utf8, false),
@@ -418,11 +436,11 @@ impl Pipelines {
         let typed = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.tenant_id.as_str()))) as ArrayRef,
-                Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.customer_id.as_str()))),
-                Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.probability))),
-                Arc::new(StringArray::from_iter_values(top_json.iter())),
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(model.version.as_str(), scores.len()))),
+                Arc::new(tenant_ids) as ArrayRef,
+                Arc::new(customer_ids),
+                Arc::new(probabilities),
+                Arc::new(top_features),
+                Arc::new(versions),
             ],
         )?;
         let mut derived = self.derive("predictive", as_of, &[typed]).await?;

@@ -77,10 +77,11 @@ impl TextBatch {
         self.columns.iter().map(|(n, _)| n.as_str()).collect()
     }
 
-    /// `COPY … FROM STDIN` text.
-    pub fn copy_text(&self) -> String {
-        let mut out = String::with_capacity(self.rows() * 64);
-        for row in 0..self.rows() {
+    /// The `COPY … FROM STDIN` text of `rows`: a million-row result is sent in slices,
+    /// never rendered whole (that would be another copy of every column at once).
+    pub fn copy_text_of(&self, rows: std::ops::Range<usize>) -> String {
+        let mut out = String::with_capacity(rows.len() * 64);
+        for row in rows {
             for (i, (_, column)) in self.columns.iter().enumerate() {
                 if i > 0 {
                     out.push('\t');

@@ -33,7 +33,11 @@ pub async fn copy(conn: &mut PgConnection, table: &str, batch: &TextBatch) -> Re
         return Ok(());
     }
     let mut sink = conn.copy_in_raw(&format!("copy {table} ({}) from stdin", batch.names().join(", "))).await?;
-    sink.send(batch.copy_text().into_bytes()).await?;
+    const ROWS_PER_SEND: usize = 50_000;
+    for start in (0..batch.rows()).step_by(ROWS_PER_SEND) {
+        let end = (start + ROWS_PER_SEND).min(batch.rows());
+        sink.send(batch.copy_text_of(start..end).into_bytes()).await?;
+    }
     sink.finish().await?;
     Ok(())
 }
@@ -133,29 +137,31 @@ pub async fn refresh_score_summaries(tx: &mut PgConnection, tenants: Option<&[St
         .map(|ids| ids.iter().map(|t| t.parse()).collect::<Result<_, _>>())
         .transpose()
         .map_err(|e: uuid::Error| PipelineError::Input(format!("tenant id: {e}")))?;
-    // One pass per table grouped by tenant (a batch run: every tenant; the watch: the
-    // touched ones, through the tenant indexes).
-    let rows = sqlx::query(
-        "with c as (select tenant_id, count(*) as n from crm_customers
-                    where $1::uuid[] is null or tenant_id = any($1) group by 1),
+    // One pass per table grouped by tenant: a batch run reads every row; the watch only
+    // the touched tenants' (a filter without `$1 is null or …`, so the tenant indexes
+    // serve it whatever plan the prepared statement keeps).
+    let only = if tenants.is_some() { "where tenant_id = any($1)" } else { "where $1::uuid[] is null" };
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "with c as (select tenant_id, count(*) as n from crm_customers {only} group by 1),
               e as (select tenant_id, count(*) as n, avg(score)::float8 as average,
                            count(*) filter (where score >= 70) as high
-                    from customer_engagement_scores where $1::uuid[] is null or tenant_id = any($1) group by 1),
+                    from customer_engagement_scores {only} group by 1),
               p as (select tenant_id, count(*) filter (where probability >= 0.5) as likely, sum(probability) as expected
-                    from customer_predictive_scores where $1::uuid[] is null or tenant_id = any($1) group by 1)
+                    from customer_predictive_scores {only} group by 1)
          insert into customer_score_summaries as s
              (tenant_id, customers, scored_customers, average_engagement, highly_engaged, likely_buyers, expected_buyers, computed_at)
          select t.id, coalesce(c.n, 0), coalesce(e.n, 0), e.average, coalesce(e.high, 0),
                 coalesce(p.likely, 0), p.expected, now()
          from tenants t
          left join c on c.tenant_id = t.id left join e on e.tenant_id = t.id left join p on p.tenant_id = t.id
-         where $1::uuid[] is null or t.id = any($1)
+         {scope}
          on conflict (tenant_id) do update set
              customers = excluded.customers, scored_customers = excluded.scored_customers,
              average_engagement = excluded.average_engagement, highly_engaged = excluded.highly_engaged,
              likely_buyers = excluded.likely_buyers, expected_buyers = excluded.expected_buyers,
              computed_at = excluded.computed_at",
-    )
+        scope = if tenants.is_some() { "where t.id = any($1)" } else { "" },
+    )))
     .bind(tenants)
     .execute(&mut *tx)
     .await?

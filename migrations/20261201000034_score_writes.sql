@@ -12,9 +12,10 @@ alter table customer_predictive_scores set (fillfactor = 50);
 drop index customer_predictive_scores_tenant_idx;
 create index customer_predictive_scores_tenant_idx on customer_predictive_scores (tenant_id);
 
--- Per tenant, the dashboard's score KPIs, refreshed in the transaction that writes the
--- scores (a batch run: every tenant; the watch: the tenants it touched). Aggregating
--- 250,000 score rows per request took ~140 ms, the dashboard route's whole p99 budget.
+-- Per tenant, the dashboard's score KPIs, refreshed when scores are written (a batch run:
+-- every tenant, in its write transaction; the watch: the tenants it touched, right after).
+-- Aggregating 250,000 score rows per request took ~140 ms, the dashboard route's whole p99
+-- budget.
 create table customer_score_summaries (
   tenant_id uuid primary key references tenants (id) on delete cascade,
   customers bigint not null,

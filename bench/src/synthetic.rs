@@ -85,6 +85,9 @@ const KNOWLEDGE_PER_TENANT: usize = 24;
 const ARTICLES_PER_TENANT: usize = 8;
 /// Customers generated and written per transaction.
 const CHUNK: u64 = 5_000;
+/// Transactions writing chunks at once while the next chunk is generated: generation is
+/// one core's work and Postgres' per-row work (foreign keys, indexes) another's.
+const WRITERS: usize = 2;
 
 /// Writes the plan's tenants and rows; refuses when a tenant of the same seed exists.
 #[tracing::instrument(skip_all, fields(customers = plan.customers, tenants = plan.tenants, days = plan.days))]
@@ -98,7 +101,26 @@ pub async fn seed(pool: &PgPool, plan: &Plan, progress: bool) -> anyhow::Result<
             .expect("static template"),
     );
     let per_tenant = plan.customers / plan.tenants as u64;
-    for t in 0..plan.tenants {
+    // Chunks go to WRITERS tasks through a short queue; the data is the same whatever
+    // order they land in (ids are generated here, every chunk carries its own rows).
+    let (chunks, queue) = tokio::sync::mpsc::channel::<Rows>(WRITERS);
+    let queue = std::sync::Arc::new(tokio::sync::Mutex::new(queue));
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..WRITERS {
+        let (queue, pool) = (queue.clone(), pool.clone());
+        writers.spawn(async move {
+            let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+            loop {
+                let next = queue.lock().await.recv().await;
+                let Some(rows) = next else { break };
+                for (table, n) in rows.write(&pool).await? {
+                    *counts.entry(table).or_default() += n;
+                }
+            }
+            anyhow::Ok(counts)
+        });
+    }
+    'tenants: for t in 0..plan.tenants {
         let slug = format!("seed-{}-{}", plan.seed, t + 1);
         let exists: bool = sqlx::query_scalar("select exists (select 1 from tenants where slug = $1)")
             .bind(&slug)
@@ -118,11 +140,20 @@ pub async fn seed(pool: &PgPool, plan: &Plan, progress: bool) -> anyhow::Result<
             for i in done..done + n {
                 tenant.customer(&mut rng, i, &mut rows);
             }
-            rows.write(pool, &mut summary).await?;
+            if chunks.send(rows).await.is_err() {
+                // Every writer stopped: one failed, its error is reported below.
+                break 'tenants;
+            }
             done += n;
             bar.inc(n);
         }
         summary.tenants.push((tenant.id, slug));
+    }
+    drop(chunks);
+    while let Some(written) = writers.join_next().await {
+        for (table, n) in written?? {
+            *summary.rows.entry(table).or_default() += n;
+        }
     }
     bar.finish_and_clear();
     let first = summary.tenants[0].0;
@@ -149,7 +180,8 @@ impl Rows {
         *self.counts.entry(table).or_default() += 1;
     }
 
-    async fn write(self, pool: &PgPool, summary: &mut Summary) -> anyhow::Result<()> {
+    /// Writes the chunk in one transaction; returns the rows written per table.
+    async fn write(self, pool: &PgPool) -> anyhow::Result<BTreeMap<&'static str, u64>> {
         let mut tx = pool.begin().await?;
         sqlx::query("set local app.bypass_rls = 'on'").execute(&mut *tx).await?;
         for (table, columns, data) in [
@@ -188,10 +220,7 @@ impl Rows {
             copy(&mut tx, table, columns, data).await?;
         }
         tx.commit().await?;
-        for (t, n) in self.counts {
-            *summary.rows.entry(t).or_default() += n;
-        }
-        Ok(())
+        Ok(self.counts)
     }
 }
 

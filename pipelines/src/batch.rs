@@ -239,9 +239,19 @@ impl Pipelines {
             store::replace_scores(&mut tx, "customer_engagement_scores", "customer_id", "crm_customers", &rows, mode)
                 .await?;
         stages.lap("write");
-        let tenants: Vec<String> = tenants.into_iter().collect();
-        store::refresh_score_summaries(&mut tx, (mode == Replace::Keys).then_some(tenants.as_slice())).await?;
-        tx.commit().await?;
+        if mode == Replace::All {
+            store::refresh_score_summaries(&mut tx, None).await?;
+            tx.commit().await?;
+        } else {
+            // The watch shows the scores first and sums the touched tenants right after, in
+            // a transaction of its own: a large tenant's sums take about a second (its
+            // updated rows are read from the heap), which the score need not wait for.
+            tx.commit().await?;
+            let tenants: Vec<String> = tenants.into_iter().collect();
+            let mut tx = store::begin(&self.pool).await?;
+            store::refresh_score_summaries(&mut tx, Some(&tenants)).await?;
+            tx.commit().await?;
+        }
         stages.lap("summaries");
         let derived = if mode == Replace::All { self.derive("engagement", as_of, &batches).await? } else { Vec::new() };
         stages.lap("derive");

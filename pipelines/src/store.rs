@@ -129,8 +129,8 @@ pub async fn replace_scores(
 }
 
 /// Recomputes the dashboard's per-tenant score KPIs (`customer_score_summaries`) from the
-/// score tables: for every tenant, or only `tenants`. Called in the transaction that wrote
-/// the scores, so the summary never disagrees with the rows it sums.
+/// score tables: for every tenant, or only `tenants`. A batch run calls it in the
+/// transaction that wrote the scores; the watch right after its own write.
 #[tracing::instrument(skip(tx, tenants), fields(tenants = tenants.map(<[String]>::len)), err)]
 pub async fn refresh_score_summaries(tx: &mut PgConnection, tenants: Option<&[String]>) -> Result<u64, PipelineError> {
     let tenants: Option<Vec<uuid::Uuid>> = tenants

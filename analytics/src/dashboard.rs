@@ -28,17 +28,24 @@ pub const MODELS: &[&str] = &["activity", "orders", "campaigns", "customers", "c
 pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<String> {
     let t = as_of.timestamp_micros();
     Some(match model {
+        // Distinct customers as a second grouping rather than count(DISTINCT): one hash
+        // table of (group, customer) rows instead of a set of ids per group.
         "activity" => format!(
             "WITH categories AS (
                 SELECT id, coalesce(category, 'none') AS category FROM knowledge_base
                 UNION ALL SELECT id, coalesce(category, 'none') FROM articles
-                UNION ALL SELECT s.id, coalesce(sc.name, 'none') FROM services s LEFT JOIN service_categories sc ON sc.id = s.category_id)
-             SELECT a.tenant_id, {d} AS day, a.activity_type, coalesce(a.channel, 'none') AS channel,
-                    coalesce(a.subject_type, 'none') AS subject_type, coalesce(c.category, 'none') AS category,
-                    count(*) AS events, count(DISTINCT a.customer_id) AS customers,
-                    CAST(coalesce(sum(a.value_minor), 0) AS BIGINT) AS value_minor
-             FROM customer_activities a LEFT JOIN categories c ON c.id = a.subject_id
-             WHERE {occ} <= {t}
+                UNION ALL SELECT s.id, coalesce(sc.name, 'none') FROM services s LEFT JOIN service_categories sc ON sc.id = s.category_id),
+             per_customer AS (
+                SELECT a.tenant_id, {d} AS day, a.activity_type, coalesce(a.channel, 'none') AS channel,
+                       coalesce(a.subject_type, 'none') AS subject_type, coalesce(c.category, 'none') AS category,
+                       a.customer_id, count(*) AS events, sum(a.value_minor) AS value_minor
+                FROM customer_activities a LEFT JOIN categories c ON c.id = a.subject_id
+                WHERE {occ} <= {t}
+                GROUP BY 1, 2, 3, 4, 5, 6, 7)
+             SELECT tenant_id, day, activity_type, channel, subject_type, category,
+                    CAST(sum(events) AS BIGINT) AS events, count(customer_id) AS customers,
+                    CAST(coalesce(sum(value_minor), 0) AS BIGINT) AS value_minor
+             FROM per_customer
              GROUP BY 1, 2, 3, 4, 5, 6",
             d = day("a.occurred_at"),
             occ = micros("a.occurred_at"),

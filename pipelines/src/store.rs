@@ -129,7 +129,8 @@ pub async fn replace_scores(
 }
 
 /// Recomputes the dashboard's per-tenant score KPIs (`customer_score_summaries`) from the
-/// score tables: for every tenant, or only `tenants`. A batch run calls it in the
+/// score tables: for every tenant, or only `tenants` and then only the customer and
+/// engagement figures (what the watch recomputes). A batch run calls it in the
 /// transaction that wrote the scores; the watch right after its own write.
 #[tracing::instrument(skip(tx, tenants), fields(tenants = tenants.map(<[String]>::len)), err)]
 pub async fn refresh_score_summaries(tx: &mut PgConnection, tenants: Option<&[String]>) -> Result<u64, PipelineError> {
@@ -137,31 +138,50 @@ pub async fn refresh_score_summaries(tx: &mut PgConnection, tenants: Option<&[St
         .map(|ids| ids.iter().map(|t| t.parse()).collect::<Result<_, _>>())
         .transpose()
         .map_err(|e: uuid::Error| PipelineError::Input(format!("tenant id: {e}")))?;
-    // One pass per table grouped by tenant: a batch run reads every row; the watch only
-    // the touched tenants' (a filter without `$1 is null or …`, so the tenant indexes
-    // serve it whatever plan the prepared statement keeps).
-    let only = if tenants.is_some() { "where tenant_id = any($1)" } else { "where $1::uuid[] is null" };
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "with c as (select tenant_id, count(*) as n from crm_customers {only} group by 1),
-              e as (select tenant_id, count(*) as n, avg(score)::float8 as average,
-                           count(*) filter (where score >= 70) as high
-                    from customer_engagement_scores {only} group by 1),
-              p as (select tenant_id, count(*) filter (where probability >= 0.5) as likely, sum(probability) as expected
-                    from customer_predictive_scores {only} group by 1)
-         insert into customer_score_summaries as s
-             (tenant_id, customers, scored_customers, average_engagement, highly_engaged, likely_buyers, expected_buyers, computed_at)
-         select t.id, coalesce(c.n, 0), coalesce(e.n, 0), e.average, coalesce(e.high, 0),
-                coalesce(p.likely, 0), p.expected, now()
+    let Some(tenants) = tenants else {
+        // A batch run: one pass over each table, grouped by tenant.
+        let rows = sqlx::query(
+            "with c as (select tenant_id, count(*) as n from crm_customers group by 1),
+                  e as (select tenant_id, count(*) as n, avg(score)::float8 as average,
+                               count(*) filter (where score >= 70) as high
+                        from customer_engagement_scores group by 1),
+                  p as (select tenant_id, count(*) filter (where probability >= 0.5) as likely,
+                               sum(probability) as expected
+                        from customer_predictive_scores group by 1)
+             insert into customer_score_summaries as s
+                 (tenant_id, customers, scored_customers, average_engagement, highly_engaged, likely_buyers,
+                  expected_buyers, computed_at)
+             select t.id, coalesce(c.n, 0), coalesce(e.n, 0), e.average, coalesce(e.high, 0),
+                    coalesce(p.likely, 0), p.expected, now()
+             from tenants t
+             left join c on c.tenant_id = t.id left join e on e.tenant_id = t.id left join p on p.tenant_id = t.id
+             on conflict (tenant_id) do update set
+                 customers = excluded.customers, scored_customers = excluded.scored_customers,
+                 average_engagement = excluded.average_engagement, highly_engaged = excluded.highly_engaged,
+                 likely_buyers = excluded.likely_buyers, expected_buyers = excluded.expected_buyers,
+                 computed_at = excluded.computed_at",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        return Ok(rows);
+    };
+    // The watch: the touched tenants, through the tenant indexes, and only what the watch
+    // recomputes (customers and engagement; purchase probabilities change with batch runs).
+    let rows = sqlx::query(
+        "insert into customer_score_summaries as s
+             (tenant_id, customers, scored_customers, average_engagement, highly_engaged, likely_buyers, computed_at)
+         select t.id, (select count(*) from crm_customers where tenant_id = t.id), e.n, e.average, e.high, 0, now()
          from tenants t
-         left join c on c.tenant_id = t.id left join e on e.tenant_id = t.id left join p on p.tenant_id = t.id
-         {scope}
+         cross join lateral (select count(*) as n, avg(score)::float8 as average,
+                                    count(*) filter (where score >= 70) as high
+                             from customer_engagement_scores where tenant_id = t.id) e
+         where t.id = any($1)
          on conflict (tenant_id) do update set
              customers = excluded.customers, scored_customers = excluded.scored_customers,
              average_engagement = excluded.average_engagement, highly_engaged = excluded.highly_engaged,
-             likely_buyers = excluded.likely_buyers, expected_buyers = excluded.expected_buyers,
              computed_at = excluded.computed_at",
-        scope = if tenants.is_some() { "where t.id = any($1)" } else { "" },
-    )))
+    )
     .bind(tenants)
     .execute(&mut *tx)
     .await?

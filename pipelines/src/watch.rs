@@ -2,10 +2,12 @@
 //!
 //! Each durable batch names rows; their `customer_id` / `campaign_id` (or, for a delete
 //! whose old row carries only the key, the ids the lake's history holds for that key)
-//! say which customers' engagement and which campaigns' ROI can have moved. A campaign's
-//! ROI also moves when one of its recipients buys or gets another campaign's send (the
-//! linear split changes), so the campaigns that reached a touched customer are
-//! recomputed too. Batches arriving within `debounce` of each other are handled together.
+//! say which customers' engagement and which campaigns' ROI can have moved. ROI reads
+//! only sends and orders: a campaign's ROI moves when one of its recipients buys or gets
+//! another campaign's send (the linear split changes), so the campaigns that reached a
+//! customer whose sends or orders changed are recomputed too; an activity or a
+//! conversation moves that customer's engagement and no campaign's ROI. Batches arriving
+//! within `debounce` of each other are handled together.
 
 use std::{
     collections::BTreeSet,
@@ -57,6 +59,8 @@ pub struct Watch {
 #[derive(Debug, Default)]
 struct Touched {
     customers: BTreeSet<String>,
+    /// Customers whose sends or orders changed: every campaign that reached them.
+    buyers: BTreeSet<String>,
     campaigns: BTreeSet<String>,
     /// (table, key) of deletes whose rows carry only the key.
     deleted: Vec<(String, String)>,
@@ -65,6 +69,8 @@ struct Touched {
 
 const CUSTOMER_TABLES: &[&str] =
     &["customer_activities", "orders", "outbound_campaign_recipients", "crm_conversations"];
+/// The tables campaign ROI reads besides the campaigns themselves.
+const ROI_TABLES: &[&str] = &["orders", "outbound_campaign_recipients"];
 
 impl Touched {
     fn add(&mut self, batch: &ChangeBatch) -> Result<(), PipelineError> {
@@ -84,13 +90,17 @@ impl Touched {
                 }
             }
             t if CUSTOMER_TABLES.contains(&t) => {
+                let roi = ROI_TABLES.contains(&t);
                 let customers = column("customer_id")?;
-                let campaigns = column("campaign_id")?;
+                let campaigns = if roi { column("campaign_id")? } else { None };
                 let ids = column("id")?;
                 for i in 0..rows.num_rows() {
                     let customer = customers.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i).to_string());
                     match customer {
                         Some(c) => {
+                            if roi {
+                                self.buyers.insert(c.clone());
+                            }
                             self.customers.insert(c);
                         }
                         None => {
@@ -114,13 +124,14 @@ impl Touched {
     }
 
     /// Resolves deletes through the lake's history, then adds the campaigns that reached
-    /// the touched customers.
+    /// the customers whose sends or orders changed.
     async fn resolve(&mut self, ctx: &SessionContext) -> Result<(), PipelineError> {
         let mut by_table: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
         for (t, id) in &self.deleted {
             by_table.entry(t.as_str()).or_default().push(id.clone());
         }
         for (table, ids) in by_table {
+            let roi = ROI_TABLES.contains(&table);
             let has_campaign = table != "crm_conversations";
             let sql = format!(
                 "SELECT DISTINCT CAST(customer_id AS VARCHAR) AS customer_id, {} AS campaign_id FROM {table}_changes WHERE {}",
@@ -129,13 +140,15 @@ impl Touched {
             );
             for b in ctx.sql(&sql).await?.collect().await? {
                 let customers = text(&b, "customer_id")?;
-                let campaigns = text(&b, "campaign_id")?;
                 self.customers.extend(customers.iter().flatten().map(String::from));
-                self.campaigns.extend(campaigns.iter().flatten().map(String::from));
+                if roi {
+                    self.buyers.extend(customers.iter().flatten().map(String::from));
+                    self.campaigns.extend(text(&b, "campaign_id")?.iter().flatten().map(String::from));
+                }
             }
         }
-        if !self.customers.is_empty() {
-            let customers: Vec<String> = self.customers.iter().cloned().collect();
+        if !self.buyers.is_empty() {
+            let customers: Vec<String> = self.buyers.iter().cloned().collect();
             for b in ctx.sql(&roi::campaigns_of_customers_sql(&customers)).await?.collect().await? {
                 self.campaigns.extend(text(&b, "campaign_id")?.iter().flatten().map(String::from));
             }

@@ -753,8 +753,9 @@ async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
         Duration::from_secs(60),
         progress_rx.wait_for(|p: &fibonacco_pipelines::watch::WatchProgress| p.durable_lsn >= durable),
     )
-    .await;
-    assert!(done.is_ok(), "the watch did not reach the last change");
+    .await
+    .is_ok();
+    assert!(done, "the watch did not reach the last change");
     let watched = (engagement_table(&pool).await, roi_table(&pool).await);
     let changed: Vec<Uuid> = watched.0.iter().zip(&before).filter(|(a, b)| a != b).map(|(a, _)| a.0).collect();
     assert!(changed.contains(&customers[0]) && changed.contains(&customers[2]), "{changed:?}");
@@ -779,6 +780,31 @@ async fn watch_recomputes_only_what_changed_and_equals_a_full_recompute() {
     let batch = (engagement_table(&pool).await, roi_table(&pool).await);
     assert_eq!(watched.0, batch.0, "engagement: watch != batch");
     assert_eq!(watched.1, batch.1, "roi: watch != batch");
+
+    // An activity alone moves its customer's engagement and no campaign's ROI (ROI reads
+    // sends and orders only): the round recomputes no campaign.
+    let runs = |pipeline: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select count(*) from pipeline_runs where mode = 'watch' and pipeline = $1")
+                .bind(pipeline)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let (engagement_runs, roi_runs) = (runs("engagement").await, runs("roi").await);
+    let rounds = progress_rx.borrow().rounds;
+    add_activity(&pool, tenant, customers[3]).await;
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        progress_rx.wait_for(|p: &fibonacco_pipelines::watch::WatchProgress| p.rounds > rounds),
+    )
+    .await
+    .is_ok();
+    assert!(done, "the watch did not take the activity");
+    assert_eq!(runs("engagement").await, engagement_runs + 1);
+    assert_eq!(runs("roi").await, roi_runs, "an activity made the watch recompute campaign ROI");
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();

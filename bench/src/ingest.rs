@@ -248,10 +248,5 @@ fn percentile(values: &[f64], q: f64) -> f64 {
 }
 
 pub(crate) fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    fibonacco_pipelines::stages::peak_rss_kib().unwrap_or(0)
 }

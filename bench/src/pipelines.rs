@@ -25,6 +25,8 @@ use fibonacco_pipelines::{
     watch::{Watch, WatchProgress},
 };
 use fibonacco_platform::{config::Secret, db};
+
+use crate::search::percentile;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgConnectOptions};
 
@@ -225,7 +227,8 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     let watch_first_ms = watch_ms[0];
     let mut watched = watch_ms[1..].to_vec();
     watched.sort_unstable();
-    let pick = |q: f64| watched[((watched.len() - 1) as f64 * q).round() as usize];
+    let ms: Vec<f64> = watched.iter().map(|t| *t as f64).collect();
+    let pick = |q: f64| percentile(&ms, q) as u64;
     let (watch_p50_ms, watch_p99_ms, watch_max_ms) = (pick(0.5), pick(0.99), pick(1.0));
     eprintln!(
         "watch: first change visible after {watch_first_ms} ms, then over {} changes p50 {watch_p50_ms} ms, p99 {watch_p99_ms} ms, max {watch_max_ms} ms",
@@ -281,7 +284,7 @@ const ENGINE_ROUNDS: usize = 3;
 
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    percentile(&times, 0.5)
 }
 
 #[derive(Debug, Serialize)]
@@ -477,19 +480,15 @@ async fn api_latency(pool: &PgPool, url: &str) -> anyhow::Result<(f64, f64, Vec<
         }
     }
     server.abort();
-    let percentile = |times: &mut Vec<f64>, q: f64| {
-        times.sort_by(f64::total_cmp);
-        times[((times.len() - 1) as f64 * q).round() as usize]
-    };
     let mut all: Vec<f64> = per_route.iter().flatten().copied().collect();
-    let (p50, p99) = (percentile(&mut all, 0.5), percentile(&mut all, 0.99));
+    all.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&all, 0.5), percentile(&all, 0.99));
     let routes = routes
         .iter()
         .zip(&mut per_route)
-        .map(|((_, route), times)| RouteLatency {
-            route: route.to_string(),
-            p50_ms: percentile(times, 0.5),
-            p99_ms: percentile(times, 0.99),
+        .map(|((_, route), times)| {
+            times.sort_by(f64::total_cmp);
+            RouteLatency { route: route.to_string(), p50_ms: percentile(times, 0.5), p99_ms: percentile(times, 0.99) }
         })
         .collect();
     Ok((p50, p99, routes))

@@ -374,26 +374,16 @@ impl Pipelines {
         let tenant_ids = StringArray::from_iter_values(scores.iter().map(|s| s.tenant_id.as_str()));
         let customer_ids = StringArray::from_iter_values(scores.iter().map(|s| s.customer_id.as_str()));
         let probabilities = Float64Array::from_iter_values(scores.iter().map(|s| s.probability));
-        let mut json = String::new();
-        let mut top = datafusion::arrow::array::StringBuilder::new();
-        for s in &scores {
-            json.clear();
-            json.push('[');
-            for (i, (feature, contribution, value)) in s.top_features.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                let item = serde_json::json!({
+        let top_features = StringArray::from_iter_values(scores.iter().map(|s| {
+            let items = s.top_features.iter().map(|(feature, contribution, value)| {
+                serde_json::json!({
                     "feature": feature,
                     "contribution": (contribution * 1e4).round() / 1e4,
                     "value": (value * 1e4).round() / 1e4,
-                });
-                json.push_str(&item.to_string());
-            }
-            json.push(']');
-            top.append_value(&json);
-        }
-        let top_features = top.finish();
+                })
+            });
+            serde_json::Value::Array(items.collect()).to_string()
+        }));
         let rows = scores.len();
         drop(scores);
         let versions = StringArray::from_iter_values(std::iter::repeat_n(model.version.as_str(), rows));
@@ -494,11 +484,10 @@ impl Pipelines {
         as_of: DateTime<Utc>,
         bar: &ProgressBar,
     ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
-        let mut tx = store::begin(&self.pool).await?;
-        let mut total = 0;
-        let mut derived = Vec::new();
-        let mut per_model = serde_json::Map::new();
+        // Computed first, written in one transaction, then written to the lake: no pooled
+        // connection waits on the lake's reads and writes (object storage, in production).
         let mut stages = Stages::start();
+        let mut computed = Vec::new();
         for model in dashboard::MODELS {
             bar.set_message(format!("computing {model}"));
             let batches = dashboard::read_model(ctx, model, &self.config.roi, as_of).await?.collect().await?;
@@ -513,16 +502,27 @@ impl Pipelines {
                     Ok(out)
                 })
                 .collect::<Result<_, PipelineError>>()?;
+            stages.lap(model);
+            computed.push((*model, batches, rows));
+        }
+        bar.set_message("writing");
+        let mut tx = store::begin(&self.pool).await?;
+        let mut total = 0;
+        let mut per_model = serde_json::Map::new();
+        for (model, _, rows) in &computed {
             let table =
                 if *model == "content" { "analytics_content".to_string() } else { format!("analytics_daily_{model}") };
-            let n = store::replace_all(&mut tx, &table, &rows).await?;
+            let n = store::replace_all(&mut tx, &table, rows).await?;
             per_model.insert(table, n.into());
             total += n;
-            derived.extend(self.derive(&format!("analytics_{model}"), as_of, &batches).await?);
-            stages.lap(model);
         }
         tx.commit().await?;
-        stages.lap("commit");
+        stages.lap("write");
+        let mut derived = Vec::new();
+        for (model, batches, _) in &computed {
+            derived.extend(self.derive(&format!("analytics_{model}"), as_of, batches).await?);
+        }
+        stages.lap("derive");
         Ok((total, derived, stages.into_details(serde_json::Value::Object(per_model))))
     }
 }

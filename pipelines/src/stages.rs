@@ -43,8 +43,9 @@ impl Stages {
     }
 }
 
-/// `VmHWM` of `/proc/self/status` in KiB; None off Linux.
-fn peak_rss_kib() -> Option<u64> {
+/// The process's peak resident memory (`VmHWM` of `/proc/self/status`) in KiB; None off
+/// Linux.
+pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()

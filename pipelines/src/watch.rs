@@ -255,7 +255,6 @@ impl Watch {
         let hidden = ProgressBar::hidden();
         let customers: Vec<String> = touched.customers.into_iter().collect();
         let campaigns: Vec<String> = touched.campaigns.into_iter().collect();
-        let mut conn = self.pipelines.pool.acquire().await?;
         if !customers.is_empty() {
             let (started_at, clock) = (Utc::now(), Instant::now());
             let (rows, _, details) =
@@ -270,7 +269,7 @@ impl Watch {
                 rows_written: rows as i64,
                 details,
             };
-            store::record_run(&mut conn, &record).await?;
+            store::record_run(&mut *self.pipelines.pool.acquire().await?, &record).await?;
         }
         if !campaigns.is_empty() {
             let (started_at, clock) = (Utc::now(), Instant::now());
@@ -285,7 +284,7 @@ impl Watch {
                 rows_written: rows as i64,
                 details,
             };
-            store::record_run(&mut conn, &record).await?;
+            store::record_run(&mut *self.pipelines.pool.acquire().await?, &record).await?;
         }
         Ok((customers.len() as u64, campaigns.len() as u64))
     }

@@ -14,6 +14,7 @@ pub mod engagement;
 pub mod error;
 pub mod predictive;
 pub mod roi;
+pub mod send_time;
 pub mod sql;
 
 pub use config::{AnalyticsConfig, EngagementConfig, PredictiveConfig, RoiConfig};

@@ -26,6 +26,10 @@ impl FieldErrors {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// How many problems were added (a field can have several).
+    pub fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
     pub fn contains(&self, field: &str) -> bool {
         self.0.contains_key(field)
     }

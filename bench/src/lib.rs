@@ -11,6 +11,7 @@ pub mod pipelines;
 pub mod queue;
 mod recall;
 pub mod search;
+pub mod send_time;
 pub mod synthetic;
 
 use clap::{Args, Subcommand};
@@ -41,6 +42,10 @@ pub enum BenchArea {
     /// Full recompute of every score over a seeded lake, against the same engagement and
     /// ROI SQL inside Postgres and in DuckDB; peak RSS, API latency, watch latency.
     Pipelines(pipelines::PipelinesBench),
+    /// Send-time optimisation offline: the response factor of the moments it picks from
+    /// the lake's history, against sending at once and the synthetic customers' hidden
+    /// best hours.
+    SendTime(send_time::SendTimeBench),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -52,6 +57,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchArea::Search(a) => search::run(a).await,
         BenchArea::Ingest(a) => ingest::run(a).await,
         BenchArea::Pipelines(a) => pipelines::run(a).await,
+        BenchArea::SendTime(a) => send_time::run(a).await,
     }
 }
 

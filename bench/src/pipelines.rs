@@ -94,26 +94,40 @@ struct RouteLatency {
 /// Watch changes measured after the first (which pays the watch's warm-up).
 const WATCH_CHANGES: usize = 60;
 
-pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
+/// A seeded database and the lake of it, kept between runs under one name.
+pub(crate) struct Seeded {
+    /// Connections that see every tenant (row-level security bypassed).
+    pub pool: PgPool,
+    pub url: String,
+    pub lake: Lake,
+    pub lake_dir: std::path::PathBuf,
+    /// The capture's settings (its slot lives as long as this value).
+    pub ingest: IngestConfig,
+    pub events: i64,
+    _slot: slot::SlotGuard,
+}
+
+/// The database `name` seeded with `plan` (seeded only when empty; `fresh` drops it and
+/// its lake first) and its lake, snapshotted when missing.
+pub(crate) async fn seeded(name: &str, plan: crate::synthetic::Plan, fresh: bool) -> anyhow::Result<Seeded> {
     let base_url = crate::setting("DATABASE_URL")?;
-    let name = format!("fibbench_pipelines_{}", args.customers);
-    let lake_dir = std::env::temp_dir().join(&name);
+    let lake_dir = std::env::temp_dir().join(name);
     let base: PgConnectOptions = base_url.parse()?;
     let mut admin = PgConnection::connect_with(&base).await?;
-    if args.fresh {
+    if fresh {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
             .execute(&mut admin)
             .await;
         let _ = std::fs::remove_dir_all(&lake_dir);
     }
     let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(&name)
+        .bind(name)
         .fetch_one(&mut admin)
         .await?;
     if !exists {
         sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}"))).execute(&mut admin).await?;
     }
-    let url = db_url(&base_url, &name);
+    let url = db_url(&base_url, name);
     // A system-level run over every tenant: its connections bypass row-level security
     // (the Postgres baseline and the bench's own checks read all tenants).
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -127,20 +141,13 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         .connect(&url)
         .await?;
     db::migrate(&pool).await?;
-    let slot_name = format!("bench_{}", args.customers);
+    let slot_name = format!("bench_{}", name.trim_start_matches("fibbench_"));
     let mut ingest = IngestConfig::new(Secret::new(url.clone()), lake_dir.display().to_string());
     ingest.slot = slot_name.clone();
     ingest.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     let seeded: i64 = sqlx::query_scalar("select count(*) from crm_customers").fetch_one(&pool).await?;
     if seeded == 0 {
-        let plan = crate::synthetic::Plan {
-            customers: args.customers,
-            tenants: args.tenants,
-            days: args.days,
-            seed: 42,
-            end: END.parse()?,
-        };
         let started = Instant::now();
         let summary = crate::synthetic::seed(&pool, &plan, ingest.progress).await?;
         eprintln!("seeded {} events in {:.0} s", summary.events(), started.elapsed().as_secs_f64());
@@ -150,7 +157,7 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     // The slot lives only while this run does (dropped however the run ends: a slot left
     // behind keeps every WAL segment the next seed writes), so a kept lake is copied again.
     let have_slot = slot::slot_state(&pool, &slot_name).await?.is_some();
-    let _slot = slot::SlotGuard::new(&url, &slot_name);
+    let guard = slot::SlotGuard::new(&url, &slot_name);
     if lake.read_manifest().await?.is_none() || !have_slot {
         let started = Instant::now();
         let mut first = ingest.clone();
@@ -166,6 +173,19 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     )
     .fetch_one(&pool)
     .await?;
+    Ok(Seeded { pool, url, lake, lake_dir, ingest, events, _slot: guard })
+}
+
+pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
+    let plan = crate::synthetic::Plan {
+        customers: args.customers,
+        tenants: args.tenants,
+        days: args.days,
+        seed: 42,
+        end: END.parse()?,
+    };
+    let Seeded { pool, url, lake, lake_dir, ingest, events, _slot } =
+        seeded(&format!("fibbench_pipelines_{}", args.customers), plan, args.fresh).await?;
     let manifest = lake.read_manifest().await?.expect("written above");
     let lake_mib = manifest.files.iter().map(|f| f.bytes).sum::<u64>() as f64 / 1048576.0;
     eprintln!("{} customers, {events} events; lake {} files, {lake_mib:.0} MiB", args.customers, manifest.files.len());

@@ -12,6 +12,7 @@
 
 pub mod campaigns;
 pub mod contact_policy;
+pub mod experiments;
 #[cfg(feature = "runtime")]
 pub mod jobs;
 pub mod links;

@@ -5,12 +5,12 @@ use std::{collections::BTreeMap, time::Instant};
 use chrono::{DateTime, Utc};
 use datafusion::{
     arrow::{
-        array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray},
+        array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray},
         datatypes::{DataType, Field, Schema},
     },
     prelude::SessionContext,
 };
-use fibonacco_analytics::{AnalyticsConfig, dashboard, engagement, predictive, roi};
+use fibonacco_analytics::{AnalyticsConfig, dashboard, engagement, predictive, roi, send_time};
 use fibonacco_ingest::{Lake, slot::format_lsn, view};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -31,10 +31,12 @@ pub enum Pipeline {
     Roi,
     Predictive,
     Analytics,
+    SendTimes,
 }
 
 impl Pipeline {
-    pub const ALL: [Pipeline; 4] = [Pipeline::Engagement, Pipeline::Roi, Pipeline::Predictive, Pipeline::Analytics];
+    pub const ALL: [Pipeline; 5] =
+        [Pipeline::Engagement, Pipeline::Roi, Pipeline::Predictive, Pipeline::Analytics, Pipeline::SendTimes];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -42,6 +44,7 @@ impl Pipeline {
             Pipeline::Roi => "roi",
             Pipeline::Predictive => "predictive",
             Pipeline::Analytics => "analytics",
+            Pipeline::SendTimes => "send_times",
         }
     }
 
@@ -65,16 +68,17 @@ impl Pipeline {
                 "knowledge_votes",
                 "articles",
             ],
+            Pipeline::SendTimes => &["crm_customers", "outbound_campaign_recipients"],
         }
     }
 
-    /// `engagement`, `roi`, `predictive`, `analytics` or `all`.
+    /// `engagement`, `roi`, `predictive`, `analytics`, `send_times` or `all`.
     pub fn parse_list(text: &str) -> Result<Vec<Pipeline>, PipelineError> {
         match text {
             "all" => Ok(Self::ALL.to_vec()),
             other => Self::ALL.into_iter().find(|p| p.name() == other).map(|p| vec![p]).ok_or_else(|| {
                 PipelineError::Input(format!(
-                    "unknown pipeline {other:?}: expected engagement, roi, predictive, analytics or all"
+                    "unknown pipeline {other:?}: expected engagement, roi, predictive, analytics, send_times or all"
                 ))
             }),
         }
@@ -140,6 +144,7 @@ impl Pipelines {
                 Pipeline::Roi => self.roi(&ctx, as_of, None, Replace::All, &bar).await?,
                 Pipeline::Predictive => self.predictive(&ctx, as_of, &bar).await?,
                 Pipeline::Analytics => self.analytics(&ctx, as_of, &bar).await?,
+                Pipeline::SendTimes => self.send_times(&ctx, as_of, &bar).await?,
             };
             let duration_ms = clock.elapsed().as_millis() as u64;
             let record = RunRecord {
@@ -476,6 +481,133 @@ impl Pipelines {
                 "validation_rows": m.validation_rows,
             })),
         ))
+    }
+
+    /// Each customer's sends and responses per local hour of the week, and each tenant's
+    /// (send-time optimisation's history, `fibonacco_analytics::send_time`). The history is
+    /// streamed and folded; only the slots are held.
+    async fn send_times(
+        &self,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        bar: &ProgressBar,
+    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+        use datafusion::arrow::array::Array;
+        use futures_util::StreamExt;
+        let mut stages = Stages::start();
+        let mut stream = send_time::history(ctx, as_of).await?.execute_stream().await?;
+        let mut slots = send_time::SendSlots::default();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let (tenants, customers, zones) =
+                (text(&batch, "tenant_id")?, text(&batch, "customer_id")?, text(&batch, "timezone")?);
+            let (sent, responded) = (ints(&batch, "sent_us")?, ints(&batch, "responded")?);
+            let expected = floats(&batch, "expected")?;
+            for i in 0..batch.num_rows() {
+                let (Some(sent), false, false) = (sent[i], tenants.is_null(i), customers.is_null(i)) else { continue };
+                let Some(at) = DateTime::from_timestamp_micros(sent) else { continue };
+                let zone = (!zones.is_null(i)).then(|| zones.value(i));
+                let (responded, expected) = (responded[i].unwrap_or(0) > 0, expected[i].unwrap_or(0.0));
+                slots.add(tenants.value(i), customers.value(i), zone, at, responded, expected);
+            }
+        }
+        stages.lap("compute");
+        bar.set_message("writing");
+        // Customer slots in Arrow batches of 100,000 rows: the derived Parquet for data
+        // teams, and (as text) the COPY into `customer_send_slots`.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new("slot", DataType::Int64, false),
+            Field::new("sends", DataType::Int64, false),
+            Field::new("responses", DataType::Int64, false),
+            Field::new("expected", DataType::Float64, false),
+        ]));
+        let mut batches = Vec::new();
+        let (mut tenant_ids, mut customer_ids) = (Vec::new(), Vec::new());
+        let mut counts: [Vec<i64>; 3] = Default::default();
+        let mut expected = Vec::new();
+        let mut flush = |t: &mut Vec<&str>, c: &mut Vec<&str>, counts: &mut [Vec<i64>; 3], e: &mut Vec<f64>| {
+            let [s, n, r] = counts;
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(std::mem::take(t))),
+                Arc::new(StringArray::from(std::mem::take(c))),
+                Arc::new(Int64Array::from(std::mem::take(s))),
+                Arc::new(Int64Array::from(std::mem::take(n))),
+                Arc::new(Int64Array::from(std::mem::take(r))),
+                Arc::new(Float64Array::from(std::mem::take(e))),
+            ];
+            RecordBatch::try_new(schema.clone(), columns).map(|b| batches.push(b))
+        };
+        for (customer, (tenant, customer_slots)) in &slots.customers {
+            for (slot, c) in customer_slots {
+                tenant_ids.push(slots.tenants[*tenant as usize].as_str());
+                customer_ids.push(customer.as_str());
+                for (column, value) in
+                    counts.iter_mut().zip([i64::from(*slot), i64::from(c.sends), i64::from(c.responses)])
+                {
+                    column.push(value);
+                }
+                expected.push(c.expected);
+            }
+            if tenant_ids.len() >= 100_000 {
+                flush(&mut tenant_ids, &mut customer_ids, &mut counts, &mut expected)?;
+            }
+        }
+        if !tenant_ids.is_empty() {
+            flush(&mut tenant_ids, &mut customer_ids, &mut counts, &mut expected)?;
+        }
+        let rows = batches
+            .iter()
+            .map(|b| {
+                let mut out = TextBatch::new();
+                for field in b.schema().fields() {
+                    out.push(field.name(), text(b, field.name())?);
+                }
+                out.push_as_of(b.num_rows(), as_of);
+                Ok(out)
+            })
+            .collect::<Result<Vec<_>, PipelineError>>()?;
+        let customers = slots.customers.len();
+        // Every slot of a tenant with history: its rate is the prior of each customer.
+        let mut tenant_rows = TextBatch::new();
+        let mut columns: [Vec<String>; 6] = Default::default();
+        for (t, counts) in slots.tenants.iter().zip(&slots.tenant_counts) {
+            for (slot, (c, rate)) in counts.iter().zip(send_time::tenant_rates(counts)).enumerate() {
+                let row = [
+                    t.clone(),
+                    slot.to_string(),
+                    c.sends.to_string(),
+                    c.responses.to_string(),
+                    c.expected.to_string(),
+                    rate.to_string(),
+                ];
+                for (column, value) in columns.iter_mut().zip(row) {
+                    column.push(value);
+                }
+            }
+        }
+        let len = columns[0].len();
+        let names = ["tenant_id", "slot", "sends", "responses", "expected", "rate"];
+        for (name, values) in names.into_iter().zip(columns) {
+            tenant_rows.push_iter(name, values.into_iter().map(Some));
+        }
+        tenant_rows.push_as_of(len, as_of);
+        stages.lap("prepare");
+        let mut tx = store::begin(&self.pool).await?;
+        let written = store::replace_customer_rows(&mut tx, "customer_send_slots", &rows).await?;
+        let tenant_written = store::replace_all(&mut tx, "tenant_send_slots", &[tenant_rows]).await?;
+        tx.commit().await?;
+        stages.lap("write");
+        drop(rows);
+        let derived = self.derive("send_slots", as_of, &batches).await?;
+        stages.lap("derive");
+        let details = serde_json::json!({
+            "sends": slots.sends(),
+            "customers": customers,
+            "tenants": slots.tenants.len(),
+        });
+        Ok((written + tenant_written, derived, stages.into_details(details)))
     }
 
     async fn analytics(

@@ -204,6 +204,29 @@ pub async fn replace_all(tx: &mut PgConnection, table: &str, batches: &[TextBatc
     Ok(rows)
 }
 
+/// Replaces every row of `table` (which has a `customer_id`) with `batches`, keeping only
+/// rows whose customer still exists (the lake can trail Postgres by a moment).
+#[tracing::instrument(skip(tx, batches), err)]
+pub async fn replace_customer_rows(
+    tx: &mut PgConnection,
+    table: &str,
+    batches: &[TextBatch],
+) -> Result<u64, PipelineError> {
+    sqlx::query(AssertSqlSafe(format!("delete from {table}"))).execute(&mut *tx).await?;
+    let Some(first) = batches.first() else { return Ok(0) };
+    let columns = first.names().join(", ");
+    let stage = stage(tx, table, batches).await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "insert into {table} ({columns}) select {columns} from {stage} s
+         where exists (select 1 from crm_customers c where c.id = s.customer_id)"
+    )))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
+    Ok(rows)
+}
+
 /// One row of `pipeline_runs`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRecord {

@@ -12,7 +12,7 @@ use super::contract::{PRESENT, TEXT};
 use crate::{
     ads::input as ads, analytics::input as analytics, articles::input as articles, commerce, content,
     conversations::input as conversations, knowledge::input as knowledge, learning::input as learning,
-    presentations::input as presentations, surveys::input as surveys, tts::input as tts,
+    outbound::input as outbound, presentations::input as presentations, surveys::input as surveys, tts::input as tts,
 };
 
 /// What the handler checks of one field.
@@ -47,6 +47,7 @@ pub enum Rule {
     /// Any JSON value (`JsonValue`).
     AnyJson,
     MaxItems(u64),
+    MinItems(u64),
 }
 
 use Rule::*;
@@ -169,6 +170,14 @@ pub const BODY: &[(&str, &str, &[Rule])] = &[
     ("UpdateCampaignRequest", "name", &[NotNull, Present]),
     ("UpdateCampaignRequest", "currency", &[Pattern(CURRENCY)]),
     ("UpdateCampaignRequest", "status", &[NotNull, OneOf(CAMPAIGN_SETTABLE_STATUSES)]),
+    ("CreateCampaignRequest", "send_time", &[OneOf(outbound::SEND_TIMES)]),
+    ("UpdateCampaignRequest", "send_time", &[OneOf(outbound::SEND_TIMES)]),
+    ("AbTestRequest", "variants", &[Required, MinItems(2), MaxItems(4)]),
+    ("AbTestRequest", "test_share", &[Between(0.01, 1.0)]),
+    ("AbTestRequest", "metric", &[OneOf(fibonacco_delivery::experiments::METRICS)]),
+    ("AbTestRequest", "wait_minutes", &[Range(1, 43_200)]),
+    ("AbVariantRequest", "name", &[Required, Present, MaxLength(100)]),
+    ("AbVariantRequest", "template_id", &[Required]),
     ("ExportJobRequest", "format", &[OneOf(crate::customers::export::FORMATS)]),
     ("ExportJobRequest", "sort", &[OneOfOrEmpty(CUSTOMER_SORTS)]),
     ("ExportJobRequest", "has_email", &[OneOfOrEmpty(BOOLEAN_TEXT)]),
@@ -395,6 +404,7 @@ pub fn apply(schema: &mut Value, rules: &[Rule]) -> bool {
             }
             AnyJson => *schema = json!({"$ref": "#/components/schemas/JsonValue"}),
             MaxItems(n) => schema["maxItems"] = json!(n),
+            MinItems(n) => schema["minItems"] = json!(n),
             TitledObject => {
                 schema["type"] = Value::from("object");
                 schema["required"] = json!(["title"]);

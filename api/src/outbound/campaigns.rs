@@ -56,6 +56,25 @@ async fn check_template(
     Ok(())
 }
 
+/// Each variant's template exists, named by its field.
+async fn check_variants(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    kind: &str,
+    test: Option<&fibonacco_delivery::experiments::AbTest>,
+) -> Result<(), ApiError> {
+    let mut e = FieldErrors::default();
+    for (i, v) in test.map(|t| t.variants.as_slice()).unwrap_or_default().iter().enumerate() {
+        if !campaign_store::content_exists(conn, tenant, kind, v.template_id).await? {
+            e.add(
+                format!("ab_test.variants[{i}].template_id"),
+                if kind == "phone" { "no such phone script" } else { "no such template of the campaign's type" },
+            );
+        }
+    }
+    e.into_result()
+}
+
 async fn replace_recipients(
     conn: &mut sqlx::PgConnection,
     tenant: TenantId,
@@ -105,6 +124,7 @@ async fn create_campaign(
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     check_template(&mut tx, tenant, &new.kind, new.template_id).await?;
+    check_variants(&mut tx, tenant, &new.kind, new.ab_test.as_ref()).await?;
     if let Some(segment) = new.segment_id
         && !crate::segments::exists(&mut tx, tenant, segment).await?
     {
@@ -218,10 +238,10 @@ pub async fn update(
 ) -> Result<Json<Envelope<Campaign>>, ApiError> {
     auth.require(WRITE)?;
     let id = resource_id(&id, RESOURCE)?;
-    let c = input::changes(body)?;
     let tenant = auth.0.tenant_id;
     let mut tx = db::begin_tenant(&state.pool, tenant).await?;
     let (kind, status) = campaign_store::lock(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
+    let c = input::changes(body, &kind)?;
     if c.edits_plan() && CampaignStatus::parse(&status).is_none_or(|s| !s.editable()) {
         return Err(ApiError::Conflict {
             message: format!("The campaign is {status}; only drafts and scheduled campaigns can be changed."),
@@ -229,6 +249,7 @@ pub async fn update(
         });
     }
     check_template(&mut tx, tenant, &kind, c.template_id.flatten()).await?;
+    check_variants(&mut tx, tenant, &kind, c.ab_test.as_ref().and_then(|t| t.as_ref())).await?;
     if let Some(Some(segment)) = c.segment_id
         && !crate::segments::exists(&mut tx, tenant, segment).await?
     {
@@ -352,6 +373,7 @@ pub async fn start(
         ContentState::Present => {}
     }
     e.into_result()?;
+    fibonacco_delivery::experiments::prepare_start(&mut tx, tenant, id, Utc::now()).await?;
     campaign_store::set_status(&mut tx, tenant, id, status, CampaignStatus::Running).await.map_err(refused)?;
     let kind = ready.kind;
     let campaign = store::get(&mut tx, tenant, id).await?.ok_or(ApiError::NotFound(RESOURCE))?;
@@ -464,6 +486,7 @@ pub async fn analytics(
     }
     let mut numbers = store::analytics(&mut tx, tenant, id).await?;
     numbers.dispatch = store::dispatch_progress(&mut tx, tenant, id).await?;
+    numbers.variants = store::variant_analytics(&mut tx, tenant, id).await?;
     tx.commit().await?;
     Ok(Json(Envelope::data(numbers)))
 }

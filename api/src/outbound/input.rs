@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use fibonacco_delivery::campaigns::{CAMPAIGN_STATUSES, CAMPAIGN_TYPES, CampaignStatus, RECIPIENT_STATUSES};
+use fibonacco_delivery::experiments::AbTest;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -50,6 +51,107 @@ pub struct CreateCampaignRequest {
     pub config: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
+    /// An A/B test: its variants name the templates (the first is the campaign's).
+    pub ab_test: Option<AbTestRequest>,
+    /// `immediate` (default) or `best_hour`: each recipient at their best hour within the
+    /// next 24 hours (docs/metrics.md).
+    pub send_time: Option<String>,
+}
+
+/// An A/B test: a share of the audience split among 2-4 variants at random (seeded,
+/// reproducible); after the wait the variant with the best rate of the metric goes to the
+/// rest.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbTestRequest {
+    pub variants: Option<Vec<AbVariantRequest>>,
+    /// The share of the audience in the test, 0.01-1 (default 0.2); 1 tests on everyone.
+    pub test_share: Option<f64>,
+    /// opens, clicks, replies or conversions (paid orders after the send). Default: opens
+    /// for e-mail, clicks for SMS, replies for calls.
+    pub metric: Option<String>,
+    /// Minutes to wait after the last test send before deciding (default 240).
+    pub wait_minutes: Option<i64>,
+    /// The split's seed (default: the campaign id).
+    pub seed: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbVariantRequest {
+    pub name: Option<String>,
+    /// The e-mail template, SMS template or phone script, by the campaign's type.
+    pub template_id: Option<Uuid>,
+}
+
+pub const SEND_TIMES: &[&str] = &["immediate", "best_hour"];
+const DEFAULT_TEST_SHARE: f64 = 0.2;
+const DEFAULT_WAIT_MINUTES: u32 = 240;
+
+/// An A/B test request, checked (`kind`: the campaign's type, for the default metric).
+pub fn ab_test(body: AbTestRequest, kind: &str, e: &mut FieldErrors) -> Option<AbTest> {
+    use fibonacco_delivery::experiments::{MAX_VARIANTS, METRICS, MIN_VARIANTS, Metric, Variant, WAIT_MINUTES};
+    let before = e.len();
+    let variants = body.variants.unwrap_or_default();
+    if !(MIN_VARIANTS..=MAX_VARIANTS).contains(&variants.len()) {
+        e.add("ab_test.variants", format!("give {MIN_VARIANTS} to {MAX_VARIANTS} variants"));
+    }
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let name = validate::required_text(v.name, 100, &format!("ab_test.variants[{i}].name"), e);
+            if v.template_id.is_none() {
+                e.add(format!("ab_test.variants[{i}].template_id"), "is required");
+            }
+            Variant { name, template_id: v.template_id.unwrap_or_default() }
+        })
+        .collect();
+    let test_share = body.test_share.unwrap_or(DEFAULT_TEST_SHARE);
+    if !(0.01..=1.0).contains(&test_share) {
+        e.add("ab_test.test_share", "must be between 0.01 and 1");
+    }
+    let default_metric = match kind {
+        "sms" => "clicks",
+        "phone" => "replies",
+        _ => "opens",
+    };
+    let metric = validate::one_of(body.metric.as_deref().unwrap_or(default_metric), METRICS, "ab_test.metric", e);
+    let wait = body.wait_minutes.unwrap_or(i64::from(DEFAULT_WAIT_MINUTES));
+    let wait_minutes = match u32::try_from(wait) {
+        Ok(w) if WAIT_MINUTES.contains(&w) => w,
+        _ => {
+            e.add(
+                "ab_test.wait_minutes",
+                format!("must be between {} and {}", WAIT_MINUTES.start(), WAIT_MINUTES.end()),
+            );
+            0
+        }
+    };
+    (e.len() == before).then(|| AbTest {
+        variants,
+        test_share,
+        metric: Metric::parse(&metric).unwrap_or(Metric::Opens),
+        wait_minutes,
+        seed: body.seed,
+    })
+}
+
+/// The campaign's own template with a test: the first variant's (a different
+/// `template_id` is a mistake worth naming).
+fn template_with_test(template_id: Option<Uuid>, test: Option<&AbTest>, e: &mut FieldErrors) -> Option<Uuid> {
+    match test.and_then(|t| t.variants.first()) {
+        Some(first) => {
+            if template_id.is_some_and(|t| t != first.template_id) {
+                e.add(
+                    "template_id",
+                    "with an A/B test the variants name the templates: leave it out or give the first variant's",
+                );
+            }
+            Some(first.template_id)
+        }
+        None => template_id,
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,6 +188,13 @@ pub struct UpdateCampaignRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Patch<Value>,
+    /// Replaces the A/B test (its first variant's template becomes the campaign's);
+    /// `null` removes it.
+    #[serde(default)]
+    #[schema(value_type = Option<AbTestRequest>)]
+    pub ab_test: Patch<AbTestRequest>,
+    /// immediate or best_hour.
+    pub send_time: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -146,6 +255,9 @@ pub fn new_campaign(
     let currency = currency(body.currency.as_deref().unwrap_or("USD"), &mut e);
     let config = validate::object(body.config, "config", &mut e);
     let metadata = validate::object(body.metadata, "metadata", &mut e);
+    let ab_test = body.ab_test.and_then(|t| ab_test(t, &kind, &mut e));
+    let template_id = template_with_test(body.template_id, ab_test.as_ref(), &mut e);
+    let send_time = validate::one_of(body.send_time.as_deref().unwrap_or("immediate"), SEND_TIMES, "send_time", &mut e);
     e.into_result()?;
     let audience = match (body.customer_ids, body.all_customers) {
         (Some(ids), _) => Audience::Customers(ids),
@@ -155,19 +267,21 @@ pub fn new_campaign(
     let new = NewCampaign {
         name,
         kind,
-        template_id: body.template_id,
+        template_id,
         scheduled_at: body.scheduled_at,
         fixed_cost_minor,
         currency,
         config,
         metadata,
         segment_id: body.segment_id,
+        ab_test,
+        send_time,
     };
     Ok((new, audience))
 }
 
-/// An update request, checked.
-pub fn changes(body: UpdateCampaignRequest) -> Result<CampaignChanges, ApiError> {
+/// An update request, checked (`kind`: the campaign's type).
+pub fn changes(body: UpdateCampaignRequest, kind: &str) -> Result<CampaignChanges, ApiError> {
     let mut e = FieldErrors::default();
     let mut c = CampaignChanges::default();
     match body.name {
@@ -181,6 +295,18 @@ pub fn changes(body: UpdateCampaignRequest) -> Result<CampaignChanges, ApiError>
         _ => e.add("status", "can be set to draft or scheduled; other statuses come from start, pause and cancel"),
     }
     c.template_id = body.template_id.nullable();
+    match body.ab_test {
+        Patch::Missing => {}
+        Patch::Null => c.ab_test = Some(None),
+        Patch::Value(t) => {
+            if let Some(test) = ab_test(t, kind, &mut e) {
+                let given = c.template_id.flatten();
+                c.template_id = Some(template_with_test(given, Some(&test), &mut e));
+                c.ab_test = Some(Some(test));
+            }
+        }
+    }
+    c.send_time = body.send_time.map(|s| validate::one_of(&s, SEND_TIMES, "send_time", &mut e));
     c.scheduled_at = match body.scheduled_at {
         Patch::Missing => None,
         Patch::Null => Some(None),

@@ -34,6 +34,15 @@ pub struct Campaign {
     pub recipient_count: i64,
     /// The segment the recipients come from (resolved when the campaign starts).
     pub segment_id: Option<Uuid>,
+    /// The A/B test (variants, test_share, metric, wait_minutes, seed), if any.
+    #[schema(value_type = Option<Object>)]
+    pub ab_test: Option<Json<Value>>,
+    /// The test's decision once made: per-variant sends, responses and rates, the winner,
+    /// the z-test against each other variant, whether it is significant (docs/metrics.md).
+    #[schema(value_type = Option<Object>)]
+    pub ab_decision: Option<Json<Value>>,
+    /// immediate or best_hour.
+    pub send_time: String,
     #[schema(value_type = Object)]
     pub config: Json<Map<String, Value>>,
     #[schema(value_type = Object)]
@@ -46,7 +55,7 @@ const SELECT: &str = "select c.id, c.name, c.type, c.status,
         coalesce(c.email_template_id, c.sms_template_id, c.phone_script_id) as template_id,
         c.scheduled_at, c.started_at, c.completed_at, c.fixed_cost_minor, trim(c.currency) as currency,
         (select count(*) from outbound_campaign_recipients r where r.campaign_id = c.id) as recipient_count,
-        c.segment_id, c.config, c.metadata, c.created_at, c.updated_at
+        c.segment_id, c.ab_test, c.ab_decision, c.send_time, c.config, c.metadata, c.created_at, c.updated_at
      from outbound_campaigns c";
 
 pub struct NewCampaign {
@@ -59,6 +68,8 @@ pub struct NewCampaign {
     pub config: Map<String, Value>,
     pub metadata: Map<String, Value>,
     pub segment_id: Option<Uuid>,
+    pub ab_test: Option<fibonacco_delivery::experiments::AbTest>,
+    pub send_time: String,
 }
 
 #[derive(Default)]
@@ -76,6 +87,9 @@ pub struct CampaignChanges {
     pub recipients: Option<Vec<Uuid>>,
     /// Takes the recipients from a segment at the start (`Some(None)`: no longer).
     pub segment_id: Option<Option<Uuid>>,
+    /// Replaces (`Some(Some)`) or removes (`Some(None)`) the A/B test.
+    pub ab_test: Option<Option<fibonacco_delivery::experiments::AbTest>>,
+    pub send_time: Option<String>,
 }
 
 impl CampaignChanges {
@@ -90,6 +104,8 @@ impl CampaignChanges {
             || self.config.is_some()
             || self.recipients.is_some()
             || self.segment_id.is_some()
+            || self.ab_test.is_some()
+            || self.send_time.is_some()
     }
 }
 
@@ -140,8 +156,9 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) 
     let column = template_column(&c.kind);
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "insert into outbound_campaigns (tenant_id, name, type, status, {column}, scheduled_at, fixed_cost_minor,
-            currency, config, metadata, segment_id)
-         values ($1, $2, $3, case when $5::timestamptz is null then 'draft' else 'scheduled' end, $4, $5, $6, $7, $8, $9, $10)
+            currency, config, metadata, segment_id, ab_test, send_time)
+         values ($1, $2, $3, case when $5::timestamptz is null then 'draft' else 'scheduled' end, $4, $5, $6, $7, $8, $9,
+            $10, $11, $12)
          returning id"
     )))
     .bind(tenant)
@@ -154,6 +171,8 @@ pub async fn insert(conn: &mut PgConnection, tenant: TenantId, c: &NewCampaign) 
     .bind(Json(&c.config))
     .bind(Json(&c.metadata))
     .bind(c.segment_id)
+    .bind(c.ab_test.as_ref().map(Json))
+    .bind(&c.send_time)
     .fetch_one(conn)
     .await
 }
@@ -174,7 +193,9 @@ pub async fn update(
             scheduled_at = case when $6 then $7 else scheduled_at end,
             fixed_cost_minor = coalesce($8, fixed_cost_minor), currency = coalesce($9, currency),
             config = coalesce($10, config), metadata = coalesce($11, metadata),
-            segment_id = case when $12 then $13 else segment_id end
+            segment_id = case when $12 then $13 else segment_id end,
+            ab_test = case when $14 then $15 else ab_test end,
+            send_time = coalesce($16, send_time)
          where tenant_id = $1 and id = $2"
     )))
     .bind(tenant)
@@ -190,6 +211,9 @@ pub async fn update(
     .bind(c.metadata.as_ref().map(Json))
     .bind(c.segment_id.is_some())
     .bind(c.segment_id.flatten())
+    .bind(c.ab_test.is_some())
+    .bind(c.ab_test.as_ref().and_then(|t| t.as_ref()).map(Json))
+    .bind(c.send_time.as_deref())
     .execute(conn)
     .await?;
     Ok(())
@@ -340,6 +364,46 @@ pub struct CampaignAnalytics {
     /// The latest dispatch's job batch (null before the campaign was dispatched).
     #[sqlx(skip)]
     pub dispatch: Option<DispatchProgress>,
+    /// With an A/B test: each variant's recipients and milestones now (the test's own
+    /// numbers and the decision are the campaign's `ab_decision`).
+    #[sqlx(skip)]
+    pub variants: Vec<VariantAnalytics>,
+    /// The A/B decision, once made (as on the campaign).
+    #[schema(value_type = Option<Object>)]
+    pub ab_decision: Option<Json<Value>>,
+}
+
+/// One A/B variant's recipients and milestones (a recipient waiting for the winner has no
+/// variant and is not counted).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct VariantAnalytics {
+    pub variant: i16,
+    pub name: Option<String>,
+    pub recipients: i64,
+    pub sent: i64,
+    pub opened: i64,
+    pub clicked: i64,
+    pub replied: i64,
+}
+
+#[tracing::instrument(name = "outbound.variant_analytics", skip(conn), fields(tenant_id = %tenant), err)]
+pub async fn variant_analytics(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+) -> Result<Vec<VariantAnalytics>, sqlx::Error> {
+    sqlx::query_as(
+        "select r.variant, c.ab_test->'variants'->r.variant->>'name' as name, count(*) as recipients,
+                count(r.sent_at) as sent, count(r.opened_at) as opened, count(r.clicked_at) as clicked,
+                count(r.replied_at) as replied
+         from outbound_campaign_recipients r join outbound_campaigns c on c.id = r.campaign_id
+         where r.tenant_id = $1 and r.campaign_id = $2 and r.variant is not null
+         group by r.variant, c.ab_test order by r.variant",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .fetch_all(conn)
+    .await
 }
 
 /// Progress of the send jobs of a campaign's latest dispatch (`job_batches`).
@@ -408,6 +472,7 @@ pub async fn analytics(
            from customer_activities
            where tenant_id = $1 and campaign_id = $2 and activity_type in ('machine_open', 'machine_click'))
          select c.*, m.*,
+           (select ab_decision from outbound_campaigns where tenant_id = $1 and id = $2) as ab_decision,
            round(delivered::numeric / nullif(sent, 0), 4)::float8 as delivery_rate,
            round(opened::numeric / nullif(delivered, 0), 4)::float8 as open_rate,
            round(clicked::numeric / nullif(delivered, 0), 4)::float8 as click_rate,

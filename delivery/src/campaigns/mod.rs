@@ -331,11 +331,25 @@ pub async fn readiness(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> R
         }
     }
     let has_recipients = store::recipient_count(conn, tenant, id).await? > 0;
-    let content = match store::content_id(conn, tenant, id).await? {
+    let mut content = match store::content_id(conn, tenant, id).await? {
         None => ContentState::Unset,
         Some(t) if store::content_exists(conn, tenant, &kind, t).await? => ContentState::Present,
         Some(_) => ContentState::Gone,
     };
+    // An A/B test sends every variant's template: each must still exist.
+    if content == ContentState::Present {
+        let test: Option<serde_json::Value> =
+            sqlx::query_scalar("select ab_test from outbound_campaigns where tenant_id = $1 and id = $2")
+                .bind(tenant)
+                .bind(id)
+                .fetch_one(&mut *conn)
+                .await?;
+        for template in crate::experiments::variant_templates(test.as_ref()) {
+            if !store::content_exists(conn, tenant, &kind, template).await? {
+                content = ContentState::Gone;
+            }
+        }
+    }
     Ok(Some(Readiness { kind, status, has_recipients, content, segment_selected }))
 }
 

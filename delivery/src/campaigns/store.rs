@@ -308,6 +308,10 @@ pub struct ClaimedSend {
     pub email_template_id: Option<Uuid>,
     pub sms_template_id: Option<Uuid>,
     pub phone_script_id: Option<Uuid>,
+    /// The campaign's A/B test (`experiments::AbTest`), if it has one.
+    pub ab_test: Option<serde_json::Value>,
+    /// The claimed recipient's variant in that test (its template), if any.
+    pub variant: Option<i16>,
     /// The tenant's contact policy for the campaign's channel, if it has one
     /// (`contact_policies`; `policy_require_consent` is set exactly when there is a row).
     pub policy_max_messages: Option<i32>,
@@ -342,7 +346,7 @@ pub async fn claim_sends(
 ) -> Result<Vec<ClaimedSend>, sqlx::Error> {
     sqlx::query_as(
         "with c as (
-             select c.status, c.email_template_id, c.sms_template_id, c.phone_script_id,
+             select c.status, c.email_template_id, c.sms_template_id, c.phone_script_id, c.ab_test,
                     p.max_messages, p.window_hours, p.require_consent, p.quiet_start, p.quiet_end, p.timezone
              from outbound_campaigns c
              left join contact_policies p on p.tenant_id = c.tenant_id and p.channel = c.type
@@ -353,9 +357,10 @@ pub async fn claim_sends(
              where tenant_id = $1 and id = any($3) and campaign_id = $2 and status in ('pending', 'queued', 'failed')
                and provider_message_id is null and claim_token is null
                and exists (select 1 from c where c.status in ('running', 'completed'))
-             returning id, customer_id
+             returning id, customer_id, variant
          )
-         select c.status as campaign_status, c.email_template_id, c.sms_template_id, c.phone_script_id,
+         select c.status as campaign_status, c.email_template_id, c.sms_template_id, c.phone_script_id, c.ab_test,
+                claimed.variant,
                 c.max_messages as policy_max_messages, c.window_hours as policy_window_hours,
                 c.require_consent as policy_require_consent, claimed.id as recipient_id, claimed.customer_id, cu.name as customer_name, cu.email, cu.phone,
                 cu.business_context, cu.metadata, cu.unsubscribed_at is not null as unsubscribed,

@@ -127,6 +127,8 @@ struct Target {
     unsubscribed: bool,
     /// Inside the channel's quiet hours for this customer until then.
     quiet_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The recipient's A/B variant, which picks its template.
+    variant: Option<i16>,
 }
 
 impl Target {
@@ -142,6 +144,7 @@ impl Target {
             metadata: c.metadata.unwrap_or_default(),
             unsubscribed: c.unsubscribed.unwrap_or(false),
             quiet_until: c.quiet_until,
+            variant: c.variant,
         };
         Some((c.recipient_id?, target))
     }
@@ -275,15 +278,30 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
         Channel::Sms => campaign.sms_template_id,
         Channel::Phone => campaign.phone_script_id,
     };
-    let content = match ctx.templates.get(tenant, template) {
-        Some(content) => content,
-        None => {
-            let (email, sms, script) = (campaign.email_template_id, campaign.sms_template_id, campaign.phone_script_id);
-            let content = load_content(&mut tx, tenant, channel, email, sms, script).await?;
-            ctx.templates.put(tenant, template, &content);
-            content
+    // An A/B test's recipient gets its variant's template; everyone else the campaign's.
+    let variants = crate::experiments::variant_templates(campaign.ab_test.as_ref());
+    let mut contents = std::collections::HashMap::new();
+    let mut to_send_templated = Vec::with_capacity(to_send.len());
+    for (id, target) in to_send {
+        let template = target.variant.and_then(|v| variants.get(usize::try_from(v).ok()?)).copied().or(template);
+        if let std::collections::hash_map::Entry::Vacant(slot) = contents.entry(template) {
+            let content = match ctx.templates.get(tenant, template) {
+                Some(content) => content,
+                None => {
+                    let (email, sms, script) = match channel {
+                        Channel::Email => (template, None, None),
+                        Channel::Sms => (None, template, None),
+                        Channel::Phone => (None, None, template),
+                    };
+                    let content = load_content(&mut tx, tenant, channel, email, sms, script).await?;
+                    ctx.templates.put(tenant, template, &content);
+                    content
+                }
+            };
+            slot.insert(content);
         }
-    };
+        to_send_templated.push((id, target, template));
+    }
     // The attempts (`sending`) are durable from here: whatever happens next, these
     // recipients are never claimed again.
     tx.commit().await?;
@@ -293,7 +311,7 @@ pub async fn send(ctx: &JobContext, job: &Reserved, channel: Channel) -> Result<
     // and their record. A worker that dies here leaves `sending`, which the sweep turns
     // `unknown`.
     let last_try = job.attempts >= job.payload.max_tries;
-    let attempt = Attempt { ctx: ctx.clone(), job: r, claim, channel, targets: to_send, content, last_try };
+    let attempt = Attempt { ctx: ctx.clone(), job: r, claim, channel, targets: to_send_templated, contents, last_try };
     tokio::spawn(attempt.run()).await.map_err(JobError::retry_because)?
 }
 
@@ -327,8 +345,10 @@ struct Attempt {
     job: SendToRecipients,
     claim: Uuid,
     channel: Channel,
-    targets: Vec<(Uuid, Target)>,
-    content: Content,
+    /// Each claimed recipient with the template it is sent.
+    targets: Vec<(Uuid, Target, Option<Uuid>)>,
+    /// The content of each of those templates.
+    contents: std::collections::HashMap<Option<Uuid>, Content>,
     /// The job has no retry left: a retryable failure is recorded as failed.
     last_try: bool,
 }
@@ -336,7 +356,10 @@ struct Attempt {
 impl Attempt {
     async fn run(self) -> Result<(), JobError> {
         let (ctx, this) = (&self.ctx, &self);
-        let sends = self.targets.iter().map(|(id, target)| async move { (*id, this.deliver(*id, target).await) });
+        let sends = self
+            .targets
+            .iter()
+            .map(|(id, target, template)| async move { (*id, this.deliver(*id, target, *template).await) });
         let results = futures_util::future::join_all(sends).await;
         let (mut ends, mut retry, mut failed) = (Vec::with_capacity(results.len()), None, None);
         for (id, result) in results {
@@ -379,11 +402,12 @@ impl Attempt {
     }
 
     /// One recipient's provider call.
-    async fn deliver(&self, recipient: Uuid, target: &Target) -> Result<String, ProviderError> {
+    async fn deliver(&self, recipient: Uuid, target: &Target, template: Option<Uuid>) -> Result<String, ProviderError> {
         let (ctx, r) = (&self.ctx, &self.job);
         let fields = merge_fields(target);
         let to = Recipient { tenant: TenantId::from_uuid(r.tenant_id), campaign: r.campaign_id, id: recipient };
-        match (&self.content, self.channel) {
+        let missing = Content::Missing("the campaign's template was not loaded".into());
+        match (self.contents.get(&template).unwrap_or(&missing), self.channel) {
             (Content::Email { subject, html, text }, Channel::Email) => {
                 send_email(ctx, to, target, &fields, subject, html, text.as_deref()).await
             }
@@ -686,6 +710,7 @@ mod tests {
             metadata: serde_json::json!({"name": "ignored: the column wins"}),
             unsubscribed: false,
             quiet_until: None,
+            variant: None,
         }
     }
 

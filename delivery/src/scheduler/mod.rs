@@ -49,6 +49,12 @@ const DEFAULTS: &[(&str, &str, &str, bool)] = &[
     ),
     ("webhooks:deliver", "*/5 * * * * *", "queue webhook deliveries whose time has come, one job per endpoint", true),
     (
+        "campaigns:ab-decide",
+        "15 * * * * *",
+        "decide A/B tests whose wait is over and send the winner to the rest of the audience",
+        true,
+    ),
+    (
         "campaigns:dispatch",
         "30 * * * * *",
         "expire unfinished sends to unknown, recover recipients whose job Redis lost, re-queue pending ones",

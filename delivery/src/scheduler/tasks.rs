@@ -34,6 +34,7 @@ pub async fn run(s: &Scheduler, task: &str) -> anyhow::Result<String> {
         "content:publish-scheduled" => publish_scheduled(s).await,
         "campaigns:start-scheduled" => start_scheduled(s).await,
         "campaigns:dispatch" => redispatch(s).await,
+        "campaigns:ab-decide" => decide_ab_tests(s).await,
         "imports:resume" => resume_imports(s).await,
         "webhooks:deliver" => queue_webhook_deliveries(s).await,
         other => anyhow::bail!("no task named `{other}`"),
@@ -285,6 +286,7 @@ async fn start_scheduled(s: &Scheduler) -> anyhow::Result<String> {
                 refused += 1;
             }
             None => {
+                crate::experiments::prepare_start(&mut tx, tenant, id, chrono::Utc::now()).await?;
                 campaigns::store::set_status(&mut tx, tenant, id, &ready.status, CampaignStatus::Running).await?;
                 tx.commit().await?;
                 campaigns::enqueue_dispatch(&s.queue, tenant, id, &ready.kind).await?;
@@ -295,13 +297,35 @@ async fn start_scheduled(s: &Scheduler) -> anyhow::Result<String> {
     Ok(format!("{started} campaigns started, {refused} sent back to draft"))
 }
 
+/// Decides the A/B tests whose wait is over and dispatches their winners. A dispatch that
+/// cannot be queued (Redis away) is left to the `campaigns:dispatch` sweep: the released
+/// recipients are pending.
+async fn decide_ab_tests(s: &Scheduler) -> anyhow::Result<String> {
+    let (mut decided, mut significant) = (0, 0);
+    for (tenant, id, kind) in crate::experiments::due(&s.pool).await? {
+        let mut tx = db::begin_tenant(&s.pool, tenant).await?;
+        let Some(decision) = crate::experiments::decide(&mut tx, tenant, id, chrono::Utc::now()).await? else {
+            continue;
+        };
+        tx.commit().await?;
+        decided += 1;
+        significant += usize::from(decision.significant);
+        if decision.released > 0 {
+            campaigns::enqueue_dispatch(&s.queue, tenant, id, &kind).await?;
+        }
+    }
+    Ok(format!("{decided} A/B tests decided, {significant} with a significant winner"))
+}
+
 /// Keeps sends moving when something failed between two steps:
 /// - sends still `sending` past the attempt expiry (a dead worker, a provider that never
 ///   answered) become `unknown`, and their campaigns may complete;
 /// - queued recipients older than `retry_after` whose channel queue has drained lost their
 ///   job (Redis lost data): back to pending and dispatched again;
 /// - running campaigns with recipients still pending get their dispatch queued again (a
-///   dispatch lost with Redis, or never queued because Redis was down at `start`);
+///   dispatch lost with Redis, or never queued because Redis was down at `start`), and
+///   recipients whose wait (`not_before`: quiet hours, their best hour, a test's winner)
+///   is over are released at the next sweep;
 /// - running campaigns with no recipient left open are completed.
 async fn redispatch(s: &Scheduler) -> anyhow::Result<String> {
     let expired = campaigns::store::expire_attempts(&s.pool, s.attempt_expiry).await?;
@@ -320,8 +344,8 @@ async fn redispatch(s: &Scheduler) -> anyhow::Result<String> {
     let running: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
         "select c.tenant_id, c.id, c.type from outbound_campaigns c
          where c.status = 'running' and exists (select 1 from outbound_campaign_recipients r
-           where r.campaign_id = c.id and r.status = 'pending' and r.updated_at < now() - interval '1 minute'
-             and (r.not_before is null or r.not_before <= now()))",
+           where r.campaign_id = c.id and r.status = 'pending'
+             and (r.not_before is null and r.updated_at < now() - interval '1 minute' or r.not_before <= now()))",
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -1,6 +1,6 @@
 //! Send-time optimisation's history: each customer's sends, responses and expected
 //! responses by hour of the week in the customer's local time, and the tenant's totals
-//! (its prior). The estimate made from them at send time is `app_best_send_at` in Postgres
+//! (its prior). The estimate made from them at send time is `app_best_send_times` in Postgres
 //! (docs/metrics.md, "Send-time optimisation").
 //!
 //! A send's *expected* response is its campaign's response rate: an hour is judged by its
@@ -67,7 +67,7 @@ pub fn slot_of(at: DateTime<Utc>, zone: Option<&Tz>) -> u8 {
 /// estimates: its hour of day leans on its overall ratio with 20, a slot on its hour of
 /// day with 30 (a slot needs about thirty expected responses before its own ratio weighs
 /// as much as its hour's; with fewer, the noise of 168 small samples would pick the
-/// hours). The customer's two levels (10 each) are in `app_best_send_at`.
+/// hours). The customer's two levels (10 each) are in `app_best_send_times`.
 pub const TENANT_HOUR_PRIOR: f64 = 20.0;
 pub const TENANT_SLOT_PRIOR: f64 = 30.0;
 

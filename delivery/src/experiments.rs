@@ -4,7 +4,7 @@
 //! At the start ([`prepare_start`]) a test's share of the audience is split among the
 //! variants (a seeded hash of each customer: the same seed and audience give the same
 //! split), the rest wait with `not_before = 'infinity'`; a `best_hour` campaign gives each
-//! recipient who goes now their best hour within the next 24 hours (`app_best_send_at`,
+//! recipient who goes now their best hour within the next 24 hours (`app_best_send_times`,
 //! docs/metrics.md). Once every test send is out and the wait has passed since the last
 //! one, [`decide`] counts the winning metric per variant, tests the leader against each
 //! other variant (two-proportion z-test, Bonferroni), stores the decision with its
@@ -12,6 +12,8 @@
 
 use chrono::{DateTime, Utc};
 use fibonacco_platform::{TenantId, db};
+
+use crate::campaigns::store;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
@@ -241,14 +243,7 @@ pub async fn prepare_start(
             .bind(campaign)
             .fetch_one(&mut *conn)
             .await?;
-    sqlx::query(
-        "update outbound_campaign_recipients set variant = null, not_before = null
-         where tenant_id = $1 and campaign_id = $2 and status = 'pending' and (variant is not null or not_before is not null)",
-    )
-    .bind(tenant)
-    .bind(campaign)
-    .execute(&mut *conn)
-    .await?;
+    store::clear_start_plan(conn, tenant, campaign).await?;
     let mut plan = StartPlan::default();
     if let Some(Json(test)) = test {
         (plan.in_test, plan.waiting_for_winner) = split(conn, tenant, campaign, &test).await?;
@@ -277,30 +272,11 @@ async fn split(
     let variants = test.variants.len().max(1) as i64;
     let in_test = ((n as f64 * test.test_share).ceil() as i64).max(variants).min(n);
     let seed = test.seed.map(|s| s.to_string()).unwrap_or_else(|| campaign.to_string());
-    sqlx::query(
-        "with ranked as (
-           select id, row_number() over (order by md5($3 || ':' || customer_id::text), id) - 1 as k
-           from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2 and status = 'pending')
-         update outbound_campaign_recipients r
-         set variant = case when ranked.k < $4 then (ranked.k % $5)::smallint end,
-             not_before = case when ranked.k < $4 then null else 'infinity'::timestamptz end
-         from ranked where r.id = ranked.id",
-    )
-    .bind(tenant)
-    .bind(campaign)
-    .bind(&seed)
-    .bind(in_test)
-    .bind(variants)
-    .execute(&mut *conn)
-    .await?;
+    store::split_for_test(conn, tenant, campaign, &seed, in_test, variants).await?;
     Ok((in_test, n - in_test))
 }
 
-/// Gives each pending recipient with no wait yet (or, with `variant`, each waiting for the
-/// winner, which then gets that variant) their best moment within 24 hours of `at`; those
-/// whose best moment is `at` itself go now. The local time is the customer's zone, else
-/// UTC, as in the history (`fibonacco_analytics::send_time`): the hour learned is the hour
-/// sent. Returns how many got a later time.
+/// [`store::time_pending`]: how many recipients got a later time.
 async fn time_recipients(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -308,32 +284,7 @@ async fn time_recipients(
     at: DateTime<Utc>,
     winner: Option<i16>,
 ) -> Result<i64, sqlx::Error> {
-    let timed: Vec<bool> = sqlx::query_scalar(
-        "with waiting as (
-           select r.id, r.tenant_id, r.customer_id, app_zone(cu.timezone, null) as zone
-           from outbound_campaign_recipients r
-           join crm_customers cu on cu.id = r.customer_id
-           where r.tenant_id = $1 and r.campaign_id = $2 and r.status = 'pending'
-             and case when $4::smallint is null then r.not_before is null
-                      else r.variant is null and r.not_before = 'infinity' end
-         ), best as (
-           select b.customer_id, b.send_at
-           from app_best_send_times($3, (select array_agg(tenant_id) from waiting),
-                                    (select array_agg(customer_id) from waiting),
-                                    (select array_agg(zone) from waiting)) b
-         )
-         update outbound_campaign_recipients r
-         set not_before = nullif(best.send_at, $3), variant = coalesce($4, r.variant)
-         from waiting join best on best.customer_id = waiting.customer_id
-         where r.id = waiting.id
-         returning best.send_at > $3",
-    )
-    .bind(tenant)
-    .bind(campaign)
-    .bind(at)
-    .bind(winner)
-    .fetch_all(conn)
-    .await?;
+    let timed = store::time_pending(conn, tenant, campaign, at, winner).await?;
     Ok(timed.into_iter().filter(|t| *t).count() as i64)
 }
 
@@ -419,17 +370,7 @@ pub async fn decide(
         time_recipients(conn, tenant, campaign, at, Some(decision.winner)).await?;
         waiting
     } else {
-        sqlx::query(
-            "update outbound_campaign_recipients set variant = $3, not_before = null
-             where tenant_id = $1 and campaign_id = $2 and status = 'pending' and variant is null
-               and not_before = 'infinity'",
-        )
-        .bind(tenant)
-        .bind(campaign)
-        .bind(decision.winner)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected() as i64
+        store::release_with_winner(conn, tenant, campaign, decision.winner).await? as i64
     };
     sqlx::query("update outbound_campaigns set ab_decision = $3 where tenant_id = $1 and id = $2")
         .bind(tenant)

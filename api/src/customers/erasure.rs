@@ -178,6 +178,18 @@ pub async fn remove(
             lake_keys.entry(table.clone()).or_default().insert("id", ids);
         }
     }
+    // A knowledge vote carries no customer column, but its voter may be the customer's id
+    // (what a widget that knows the customer passes as `voter`).
+    let votes: Vec<String> =
+        sqlx::query_scalar("select id::text from knowledge_votes where tenant_id = $1 and voter_key = $2")
+            .bind(tenant)
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    count("knowledge_votes", votes.len() as u64);
+    if !votes.is_empty() {
+        lake_keys.entry("knowledge_votes".into()).or_default().insert("id", votes);
+    }
     let messages: Vec<String> =
         sqlx::query_scalar("select id::text from crm_conversation_messages where conversation_id = any($1)")
             .bind(&conversations)
@@ -203,6 +215,11 @@ pub async fn remove(
             .execute(&mut *conn)
             .await?;
     }
+    sqlx::query("delete from knowledge_votes where tenant_id = $1 and voter_key = $2")
+        .bind(tenant)
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
     let targets: Vec<String> = [
         email.and_then(|e| fibonacco_delivery::suppressions::normalise("email", &e).ok()),
         phone.and_then(|p| fibonacco_delivery::suppressions::normalise("phone", &p).ok()),

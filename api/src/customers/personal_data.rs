@@ -100,6 +100,11 @@ pub async fn collect(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Res
          where o.tenant_id = $1 and o.customer_id = $2"
             .into(),
     ));
+    // Votes keyed by the customer's id (see the erasure, which removes the same rows).
+    queries.push((
+        "knowledge_votes".into(),
+        "select to_jsonb(v) from knowledge_votes v where v.tenant_id = $1 and v.voter_key = $2::text".into(),
+    ));
     let mut tables = BTreeMap::new();
     let mut truncated = Vec::new();
     for (table, sql) in queries {

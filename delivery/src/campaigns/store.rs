@@ -1058,3 +1058,111 @@ pub async fn set_milestones_many(
     .await?;
     Ok(())
 }
+
+/// A starting campaign's pending recipients lose what an earlier, refused start planned
+/// (an A/B variant, a wait) before `experiments::prepare_start` plans them again.
+#[tracing::instrument(name = "campaigns.clear_start_plan", skip(conn), err)]
+pub async fn clear_start_plan(conn: &mut PgConnection, tenant: TenantId, campaign: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outbound_campaign_recipients set variant = null, not_before = null
+         where tenant_id = $1 and campaign_id = $2 and status = 'pending' and (variant is not null or not_before is not null)",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An A/B test's split: the first `in_test` pending recipients in `md5(seed:customer)`
+/// order go round the `variants`; the others wait for the winner (`not_before =
+/// 'infinity'`, which dispatch and the sweep pass over).
+#[tracing::instrument(name = "campaigns.split_for_test", skip(conn), err)]
+pub async fn split_for_test(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    seed: &str,
+    in_test: i64,
+    variants: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "with ranked as (
+           select id, row_number() over (order by md5($3 || ':' || customer_id::text), id) - 1 as k
+           from outbound_campaign_recipients where tenant_id = $1 and campaign_id = $2 and status = 'pending')
+         update outbound_campaign_recipients r
+         set variant = case when ranked.k < $4 then (ranked.k % $5)::smallint end,
+             not_before = case when ranked.k < $4 then null else 'infinity'::timestamptz end
+         from ranked where r.id = ranked.id",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(seed)
+    .bind(in_test)
+    .bind(variants)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives each pending recipient with no wait yet (or, with `winner`, each waiting for an
+/// A/B test's winner, which then gets that variant) their best moment within 24 hours of
+/// `at` (`app_best_send_times`, one statement for the audience); those whose best moment
+/// is `at` itself go now. The local time is the customer's zone, else UTC, as in the
+/// history (`fibonacco_analytics::send_time`). Returns, per recipient, whether it waits.
+#[tracing::instrument(name = "campaigns.time_pending", skip(conn), err)]
+pub async fn time_pending(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    at: DateTime<Utc>,
+    winner: Option<i16>,
+) -> Result<Vec<bool>, sqlx::Error> {
+    sqlx::query_scalar(
+        "with waiting as (
+           select r.id, r.tenant_id, r.customer_id, app_zone(cu.timezone, null) as zone
+           from outbound_campaign_recipients r
+           join crm_customers cu on cu.id = r.customer_id
+           where r.tenant_id = $1 and r.campaign_id = $2 and r.status = 'pending'
+             and case when $4::smallint is null then r.not_before is null
+                      else r.variant is null and r.not_before = 'infinity' end
+         ), best as (
+           select b.customer_id, b.send_at
+           from app_best_send_times($3, (select array_agg(tenant_id) from waiting),
+                                    (select array_agg(customer_id) from waiting),
+                                    (select array_agg(zone) from waiting)) b
+         )
+         update outbound_campaign_recipients r
+         set not_before = nullif(best.send_at, $3), variant = coalesce($4, r.variant)
+         from waiting join best on best.customer_id = waiting.customer_id
+         where r.id = waiting.id
+         returning best.send_at > $3",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(at)
+    .bind(winner)
+    .fetch_all(conn)
+    .await
+}
+
+/// The recipients waiting for an A/B test's winner get it and go now.
+#[tracing::instrument(name = "campaigns.release_with_winner", skip(conn), err)]
+pub async fn release_with_winner(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    winner: i16,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "update outbound_campaign_recipients set variant = $3, not_before = null
+         where tenant_id = $1 and campaign_id = $2 and status = 'pending' and variant is null
+           and not_before = 'infinity'",
+    )
+    .bind(tenant)
+    .bind(campaign)
+    .bind(winner)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

@@ -66,23 +66,18 @@ create function app_zone(tz text, fallback text)
   returns text
   language plpgsql stable
   as $$
+declare
+  zone text;
 begin
-  if tz is not null then
+  foreach zone in array array[tz, fallback] loop
+    continue when zone is null;
     begin
-      perform now() at time zone tz;
-      return tz;
+      perform now() at time zone zone;
+      return zone;
     exception when invalid_parameter_value then
       null;
     end;
-  end if;
-  if fallback is not null then
-    begin
-      perform now() at time zone fallback;
-      return fallback;
-    exception when invalid_parameter_value then
-      null;
-    end;
-  end if;
+  end loop;
   return 'UTC';
 end
 $$;

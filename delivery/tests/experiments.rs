@@ -459,3 +459,80 @@ async fn a_best_hour_campaign_holds_each_recipient_until_their_hour() {
     let mail = sent_to(&domain).await;
     assert_eq!((mail.len(), mail.values().map(Vec::len).sum::<usize>()), (3, 3), "each once");
 }
+
+/// An SMS test on the whole audience: each customer gets their variant's text through
+/// Twilio (the stub), the campaign completes with its last send, and the decision is still
+/// made afterwards, as the campaign's report (nothing left to release).
+#[tokio::test]
+async fn an_sms_test_on_the_whole_audience_sends_each_variant_and_reports_after_completion() {
+    let app = TestApp::spawn().await;
+    let t = Some(app.token_a.as_str());
+    let ids = customers(&app, &format!("{}.smsab.example", unique()), 8).await;
+    let mut templates = Vec::new();
+    for body in ["Offer A for {{ first_name }}", "Offer B for {{ first_name }}"] {
+        let (s, tpl) =
+            app.send("POST", "/api/v1/outbound/sms/templates", t, Some(json!({"name": body, "body": body}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{tpl}");
+        templates.push(tpl["data"]["id"].clone());
+    }
+    let test = json!({"variants": [{"name": "A", "template_id": templates[0]}, {"name": "B", "template_id": templates[1]}],
+                      "test_share": 1, "wait_minutes": 1});
+    let (s, c) = app
+        .send(
+            "POST",
+            "/api/v1/outbound/sms/campaigns",
+            t,
+            Some(json!({"name": "SMS test", "customer_ids": ids, "ab_test": test})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    assert_eq!(c["data"]["ab_test"]["metric"], "clicks", "an SMS test counts clicks unless told");
+    let id = c["data"]["id"].as_str().unwrap().to_owned();
+    start(&app, &id).await;
+    let split = plan(&app, &id).await;
+    assert!(split.values().all(|(v, waiting, _)| v.is_some() && !waiting), "everyone is in the test: {split:?}");
+
+    let (base, stub) = twilio_stub().await;
+    let ctx = job_context(
+        &app,
+        &[
+            ("TWILIO_ACCOUNT_SID", "AC123".into()),
+            ("TWILIO_AUTH_TOKEN", fibonacco_api::testing::TWILIO_TOKEN.into()),
+            ("TWILIO_FROM", "+15550000000".into()),
+            ("TWILIO_BASE_URL", base),
+        ],
+        Duration::from_secs(30),
+    );
+    let worker = RunningWorker::start(ctx, &["sms"], Duration::from_secs(30));
+    wait_for_completion(&app, &id, Duration::from_secs(60)).await;
+    worker.stop().await;
+    let posts = stub.posts.lock().unwrap().clone();
+    let bodies: HashMap<String, String> = posts
+        .iter()
+        .filter(|p| p.0 == "AC123/Messages.json")
+        .map(|p| (p.2["To"].clone(), p.2["Body"].clone()))
+        .collect();
+    assert_eq!(bodies.len(), 8, "{posts:?}");
+    for (i, customer) in ids.iter().enumerate() {
+        let expected = if split[customer].0 == Some(0) { "Offer A for" } else { "Offer B for" };
+        let to = format!("+1555{i:07}");
+        assert!(bodies[&to].starts_with(expected), "{to}: {} (variant {:?})", bodies[&to], split[customer].0);
+    }
+
+    tenant_sql(
+        &app,
+        "update outbound_campaign_recipients set sent_at = sent_at - interval '2 minutes' where campaign_id = $1",
+        &id,
+    )
+    .await;
+    let report = tasks::run(&scheduler(&app), "campaigns:ab-decide").await.unwrap();
+    assert_eq!(report, "1 A/B tests decided, 0 with a significant winner");
+    let (_, c) = app.get(&format!("/api/v1/outbound/campaigns/{id}"), &app.token_a).await;
+    let d = &c["data"]["ab_decision"];
+    assert_eq!(
+        (d["released"].clone(), d["arms"][0]["sent"].clone(), d["arms"][1]["sent"].clone()),
+        (json!(0), json!(4), json!(4)),
+        "{d}"
+    );
+    assert_eq!(d["p_value"], Value::Null, "no clicks: nothing to test: {d}");
+}

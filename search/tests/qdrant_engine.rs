@@ -225,6 +225,35 @@ async fn qdrant_own_results_obey_tenant_and_category_filters() {
         )
         .await;
     assert_status(wrong.map(|_| ()), "InvalidArgument");
+
+    // The store searches a collection it knows without asking whether it exists; one
+    // dropped behind its back (another process's reset) answers empty, not an error, and
+    // the next write creates it again.
+    let filters = Filters::default();
+    assert!(!store.nearest(tenants[0], &centres[0], model, &filters, 5).await.unwrap().is_empty());
+    client.delete_collection(&collection).await.unwrap();
+    assert!(store.nearest(tenants[0], &centres[0], model, &filters, 5).await.unwrap().is_empty());
+    let again = Point {
+        source: Source::Knowledge,
+        entry: Uuid::now_v7(),
+        chunk: 0,
+        model: model.into(),
+        vector: centres[0].clone(),
+        meta: VectorMeta {
+            tenant: tenants[0],
+            is_public: false,
+            category: None,
+            subcategory: None,
+            tags: vec![],
+            industry_codes: vec![],
+            allowed_agents: vec![],
+            validation_status: "validated".into(),
+        },
+    };
+    store.replace(again.entry, std::slice::from_ref(&again)).await.unwrap();
+    let back = store.nearest(tenants[0], &centres[0], model, &filters, 5).await.unwrap();
+    assert_eq!(back.iter().map(|n| n.entry).collect::<Vec<_>>(), vec![again.entry], "{back:?}");
+
     store.reset(model).await.unwrap();
     assert!(!client.collection_exists(&collection).await.unwrap());
 }

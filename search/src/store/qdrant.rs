@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use fibonacco_platform::TenantId;
 use qdrant_client::{
-    Payload, Qdrant,
+    Payload, Qdrant, QdrantError,
     qdrant::{
         Condition, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
         FieldType, Filter, HnswConfigDiffBuilder, KeywordIndexParamsBuilder, OptimizersConfigDiffBuilder, PointId,
@@ -103,7 +103,8 @@ pub struct QdrantStore {
     prefix: String,
     dimensions: u64,
     index: IndexSettings,
-    /// Collections known to exist (created on first write).
+    /// Collections known to exist (created or found by this store; a search that finds
+    /// one gone removes it).
     ready: Mutex<Vec<String>>,
 }
 
@@ -316,10 +317,17 @@ impl VectorStore for QdrantStore {
         Box::pin(
             async move {
                 let collection = self.collection(model);
-                if !self.client.collection_exists(&collection).await.map_err(backend)? {
-                    return Ok(Vec::new());
+                // A collection this store wrote to or saw is not asked about again: one
+                // round trip per search, not two. If another process dropped it since
+                // (a reset), the query's NotFound says so and the store forgets it.
+                let known = self.ready.lock().await.iter().any(|c| c == &collection);
+                if !known {
+                    if !self.client.collection_exists(&collection).await.map_err(backend)? {
+                        return Ok(Vec::new());
+                    }
+                    self.ready.lock().await.push(collection.clone());
                 }
-                let mut query = QueryPointsBuilder::new(collection)
+                let mut query = QueryPointsBuilder::new(collection.clone())
                     .query(vector.to_vec())
                     .filter(filter(tenant, filters))
                     .limit(limit.max(1) as u64)
@@ -327,7 +335,14 @@ impl VectorStore for QdrantStore {
                 if let Some(ef) = self.index.search_ef {
                     query = query.params(SearchParamsBuilder::default().hnsw_ef(ef));
                 }
-                let response = self.client.query(query).await.map_err(backend)?;
+                let response = match self.client.query(query).await {
+                    Ok(response) => response,
+                    Err(QdrantError::ResponseError { status }) if status.code() == tonic::Code::NotFound => {
+                        self.ready.lock().await.retain(|c| c != &collection);
+                        return Ok(Vec::new());
+                    }
+                    Err(e) => return Err(backend(e)),
+                };
                 Ok(response.result.into_iter().filter_map(|p| neighbour(p.id, &p.payload, p.score)).collect())
             }
             .instrument(span),

@@ -3,10 +3,11 @@
 //! (its prior). The estimate made from them at send time is `app_best_send_times` in Postgres
 //! (docs/metrics.md, "Send-time optimisation").
 //!
-//! A send's *expected* response is its campaign's response rate: an hour is judged by its
-//! responses over what the campaigns sent in it would have drawn anyway, so an hour is not
-//! credited for a campaign's channel or content (a call campaign answered more than an
-//! e-mail one, sent at other hours) nor for when in the year it went out.
+//! A send's *expected* response is its campaign's own response rate with the hours' effect
+//! taken out ([`Exposure::campaign_rates`]): an hour is judged by its responses over what
+//! the campaigns sent in it would have drawn anyway, so an hour is not credited for a
+//! campaign's channel or content (a call campaign answered more than an e-mail one, sent
+//! at other hours) nor for when in the year it went out.
 //!
 //! A send is a recipient with `sent_at`; it is a response when a person opened, clicked or
 //! replied (machine opens and clicks never set those). The slot is
@@ -28,22 +29,85 @@ use crate::{
 /// Slots in a week.
 pub const SLOTS: usize = 168;
 
-/// One row per send up to `as_of`: `tenant_id`, `customer_id`, `timezone`, `sent_us`,
-/// `responded` (0 or 1), `expected` (its campaign's response rate over those sends).
+/// One row per send up to `as_of`: `tenant_id`, `customer_id`, `campaign_id`, `timezone`,
+/// `sent_us`, `responded` (0 or 1).
 pub fn history_sql(as_of: DateTime<Utc>) -> String {
     format!(
-        "WITH sends AS (
-           SELECT r.tenant_id, r.customer_id, r.campaign_id, {sent} AS sent_us,
-                  CASE WHEN r.opened_at IS NOT NULL OR r.clicked_at IS NOT NULL OR r.replied_at IS NOT NULL
-                       THEN 1 ELSE 0 END AS responded
-           FROM outbound_campaign_recipients r
-           WHERE r.sent_at IS NOT NULL AND {sent} <= {as_of})
-         SELECT s.tenant_id, s.customer_id, c.timezone, s.sent_us, s.responded,
-                avg(CAST(s.responded AS DOUBLE)) OVER (PARTITION BY s.campaign_id) AS expected
-         FROM sends s JOIN crm_customers c ON c.id = s.customer_id",
+        "SELECT r.tenant_id, r.customer_id, r.campaign_id, c.timezone, {sent} AS sent_us,
+                CASE WHEN r.opened_at IS NOT NULL OR r.clicked_at IS NOT NULL OR r.replied_at IS NOT NULL
+                     THEN 1 ELSE 0 END AS responded
+         FROM outbound_campaign_recipients r JOIN crm_customers c ON c.id = r.customer_id
+         WHERE r.sent_at IS NOT NULL AND {sent} <= {as_of}",
         sent = micros("r.sent_at"),
         as_of = as_of_micros(as_of),
     )
+}
+
+/// Sends and responses per campaign and local hour of the day: what the campaigns' own
+/// rates are fitted on ([`Exposure::campaign_rates`]).
+#[derive(Debug, Default)]
+pub struct Exposure {
+    campaigns: HashMap<String, usize>,
+    tenants: HashMap<String, usize>,
+    /// Per campaign: its tenant, and sends and responses per hour of the day.
+    cells: Vec<(usize, [(f64, f64); 24])>,
+}
+
+impl Exposure {
+    pub fn add(&mut self, tenant: &str, campaign: &str, hour: u8, responded: bool) {
+        let next = self.tenants.len();
+        let t = *self.tenants.entry(tenant.to_owned()).or_insert(next);
+        let next = self.cells.len();
+        let k = *self.campaigns.entry(campaign.to_owned()).or_insert(next);
+        if k == self.cells.len() {
+            self.cells.push((t, [(0.0, 0.0); 24]));
+        }
+        let cell = &mut self.cells[k].1[usize::from(hour % 24)];
+        cell.0 += 1.0;
+        cell.1 += f64::from(u8::from(responded));
+    }
+
+    /// Each campaign's own response rate with the hours' effect taken out: the two-factor
+    /// fit `P(response) = c(campaign) · θ(tenant, hour of day)` by iterative proportional
+    /// fitting (the Poisson maximum-likelihood fit of that model), θ scaled to a
+    /// send-weighted mean of 1 per tenant. Dividing by a campaign's plain mean instead
+    /// would measure a campaign sent around the peak hours against its own raised bar.
+    pub fn campaign_rates(&self, iterations: usize) -> HashMap<String, f64> {
+        let tenants = self.tenants.len();
+        let mut theta = vec![[1.0f64; 24]; tenants];
+        let mut c = vec![0.0f64; self.cells.len()];
+        for _ in 0..iterations {
+            for (k, (t, cells)) in self.cells.iter().enumerate() {
+                let responses: f64 = cells.iter().map(|x| x.1).sum();
+                let exposure: f64 = cells.iter().zip(&theta[*t]).map(|(x, th)| x.0 * th).sum();
+                c[k] = if exposure > 0.0 { responses / exposure } else { 0.0 };
+            }
+            let mut sums = vec![[(0.0f64, 0.0f64); 24]; tenants];
+            for (k, (t, cells)) in self.cells.iter().enumerate() {
+                for (h, x) in cells.iter().enumerate() {
+                    sums[*t][h].0 += x.1;
+                    sums[*t][h].1 += x.0 * c[k];
+                }
+            }
+            for (t, hours) in sums.iter().enumerate() {
+                for (h, (r, e)) in hours.iter().enumerate() {
+                    theta[t][h] = if *e > 0.0 { r / e } else { 1.0 };
+                }
+                // Only c · θ is determined: θ's send-weighted mean is 1 in every tenant.
+                let (weighted, sends) = self
+                    .cells
+                    .iter()
+                    .filter(|(owner, _)| *owner == t)
+                    .flat_map(|(_, cells)| cells.iter().enumerate())
+                    .fold((0.0, 0.0), |(w, n), (h, x)| (w + x.0 * theta[t][h], n + x.0));
+                if weighted > 0.0 {
+                    let scale = sends / weighted;
+                    theta[t].iter_mut().for_each(|th| *th *= scale);
+                }
+            }
+        }
+        self.campaigns.iter().map(|(id, k)| (id.clone(), c[*k])).collect()
+    }
 }
 
 #[tracing::instrument(skip_all)]
@@ -118,8 +182,25 @@ pub struct SendSlots {
     pub tenant_counts: Vec<Vec<Counts>>,
     /// Per customer id: its tenant's index and its slots.
     pub customers: HashMap<String, (u32, Vec<(u8, Counts)>)>,
-    /// Zones parsed so far (`None`: unknown, read as UTC).
-    zones: HashMap<String, Option<Tz>>,
+    zones: Zones,
+}
+
+/// Zones parsed so far (`None`: unknown to the tz database, read as UTC).
+#[derive(Debug, Default)]
+pub struct Zones(HashMap<String, Option<Tz>>);
+
+impl Zones {
+    pub fn get(&mut self, zone: Option<&str>) -> Option<Tz> {
+        let zone = zone?;
+        match self.0.get(zone) {
+            Some(parsed) => *parsed,
+            None => {
+                let parsed = zone.parse::<Tz>().ok();
+                self.0.insert(zone.to_owned(), parsed);
+                parsed
+            }
+        }
+    }
 }
 
 impl SendSlots {
@@ -142,15 +223,7 @@ impl SendSlots {
                 t
             }
         };
-        let tz = zone.and_then(|z| match self.zones.get(z) {
-            Some(parsed) => *parsed,
-            None => {
-                let parsed = z.parse::<Tz>().ok();
-                self.zones.insert(z.to_owned(), parsed);
-                parsed
-            }
-        });
-        let slot = slot_of(at, tz.as_ref());
+        let slot = slot_of(at, self.zones.get(zone).as_ref());
         let bump = |c: &mut Counts| {
             c.sends += 1;
             c.responses += u32::from(responded);
@@ -218,6 +291,39 @@ mod tests {
         assert_eq!(s.customers["c2"].1, vec![(9, counts(1, 1, 0.5))]);
         assert_eq!(s.tenant_counts[0][9], counts(3, 2, 1.25));
         assert_eq!((s.tenants.clone(), s.tenant_counts[1][9].sends), (vec!["t1".to_string(), "t2".to_string()], 1));
+    }
+
+    #[test]
+    fn campaign_rates_take_the_hours_out_of_each_campaign() {
+        // Both campaigns draw 0.2 at an ordinary hour; 17:00, 18:00 and 19:00 draw 1.5,
+        // 1.8 and 2 times that. One went out 10:00-18:00, the other 18:00-20:00, around the
+        // peak: its plain mean (0.32) is higher, and against it 19:00 (400 / 320 = 1.25)
+        // would rank below 18:00 (720 / (229 + 320) = 1.31). The fit finds the same rate
+        // for both, so 19:00 ranks first.
+        let theta = |h: u8| match h {
+            17 => 1.5,
+            18 => 1.8,
+            19 => 2.0,
+            _ => 1.0,
+        };
+        let mut e = Exposure::default();
+        for (campaign, hours) in [("early", 10..=18u8), ("peak", 18..=20u8)] {
+            for h in hours {
+                let responses = (1000.0 * 0.2 * theta(h)) as usize;
+                for i in 0..1000 {
+                    e.add("t", campaign, h, i < responses);
+                }
+            }
+        }
+        let c = e.campaign_rates(200);
+        assert!((c["early"] / c["peak"] - 1.0).abs() < 1e-3, "{c:?}");
+        let ratio = |h: u8, campaigns: &[&str]| {
+            let r: f64 = campaigns.iter().map(|_| 1000.0 * 0.2 * theta(h)).sum();
+            r / campaigns.iter().map(|k| 1000.0 * c[*k]).sum::<f64>()
+        };
+        let (r17, r18, r19) = (ratio(17, &["early"]), ratio(18, &["early", "peak"]), ratio(19, &["peak"]));
+        assert!(r19 > r18 && r18 > r17, "{r17} {r18} {r19}");
+        assert!((r19 / ratio(10, &["early"]) - 2.0).abs() < 1e-3);
     }
 
     #[test]

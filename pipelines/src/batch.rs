@@ -495,20 +495,42 @@ impl Pipelines {
         use datafusion::arrow::array::Array;
         use futures_util::StreamExt;
         let mut stages = Stages::start();
+        // Two passes over the streamed history: the campaigns' own rates (hours taken out),
+        // then each send folded into its slots with that rate as its expected response.
+        let mut exposure = send_time::Exposure::default();
+        let mut zones_seen = send_time::Zones::default();
         let mut stream = send_time::history(ctx, as_of).await?.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let (tenants, campaigns, zones) =
+                (text(&batch, "tenant_id")?, text(&batch, "campaign_id")?, text(&batch, "timezone")?);
+            let (sent, responded) = (ints(&batch, "sent_us")?, ints(&batch, "responded")?);
+            for i in 0..batch.num_rows() {
+                let (Some(sent), false, false) = (sent[i], tenants.is_null(i), campaigns.is_null(i)) else { continue };
+                let Some(at) = DateTime::from_timestamp_micros(sent) else { continue };
+                let zone = (!zones.is_null(i)).then(|| zones.value(i));
+                let hour = send_time::slot_of(at, zones_seen.get(zone).as_ref()) % 24;
+                exposure.add(tenants.value(i), campaigns.value(i), hour, responded[i].unwrap_or(0) > 0);
+            }
+        }
+        let rates = exposure.campaign_rates(50);
+        drop(exposure);
+        stages.lap("campaign_rates");
         let mut slots = send_time::SendSlots::default();
+        let mut stream = send_time::history(ctx, as_of).await?.execute_stream().await?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let (tenants, customers, zones) =
                 (text(&batch, "tenant_id")?, text(&batch, "customer_id")?, text(&batch, "timezone")?);
+            let campaigns = text(&batch, "campaign_id")?;
             let (sent, responded) = (ints(&batch, "sent_us")?, ints(&batch, "responded")?);
-            let expected = floats(&batch, "expected")?;
             for i in 0..batch.num_rows() {
                 let (Some(sent), false, false) = (sent[i], tenants.is_null(i), customers.is_null(i)) else { continue };
                 let Some(at) = DateTime::from_timestamp_micros(sent) else { continue };
                 let zone = (!zones.is_null(i)).then(|| zones.value(i));
-                let (responded, expected) = (responded[i].unwrap_or(0) > 0, expected[i].unwrap_or(0.0));
-                slots.add(tenants.value(i), customers.value(i), zone, at, responded, expected);
+                let expected =
+                    if campaigns.is_null(i) { 0.0 } else { rates.get(campaigns.value(i)).copied().unwrap_or(0.0) };
+                slots.add(tenants.value(i), customers.value(i), zone, at, responded[i].unwrap_or(0) > 0, expected);
             }
         }
         stages.lap("compute");

@@ -247,6 +247,8 @@ async fn bad_situations_get_clear_errors() {
     insert_item(fx.pool(), 1).await;
     let running = start(fx.config()).await;
     running.stop().await.unwrap();
+    // The walsender lets go of the slot a moment after the stream ends (SlotBusy under load).
+    let _ = slot::wait_inactive(fx.pool(), &fx.slot, Duration::from_secs(15)).await;
     slot::drop_slot(fx.pool(), &fx.slot).await.unwrap();
     let err = Ingest::connect(fx.config()).await.unwrap().run(std::future::pending()).await.unwrap_err();
     assert!(matches!(err, IngestError::SlotLost { .. }), "{err}");

@@ -17,6 +17,7 @@ macro_rules! out {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod ballista;
 mod import;
 mod ingest;
 mod operations;
@@ -77,6 +78,9 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Analytics over the lake: engagement, ROI, predictive scores, dashboard read models.
     Pipelines(pipelines::PipelinesArgs),
+    /// A Ballista cluster for the pipelines' batch runs (`PIPELINES_ENGINE=ballista://
+    /// host:port`): `scheduler`, `executor --scheduler ballista://host:port`.
+    Ballista(ballista::BallistaArgs),
     /// Personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -210,6 +214,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Search(cmd) => operations::search(config, cmd).await,
         Command::Ingest(args) => ingest::run(config, args).await,
         Command::Pipelines(args) => pipelines::run(config, args).await,
+        Command::Ballista(args) => ballista::run(config, args).await,
         Command::Token(TokenCommand::Create { tenant, abilities, expires_in, name }) => {
             let pool = db::connect(&config).await?;
             let tenant = tenancy::find_by_slug(&pool, &tenant)

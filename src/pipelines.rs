@@ -8,7 +8,7 @@ use fibonacco_analytics::AnalyticsConfig;
 use fibonacco_api::startup::shutdown_signal;
 use fibonacco_ingest::{ChangeFeed, Ingest, IngestConfig, Lake};
 use fibonacco_pipelines::{
-    Pipeline, Pipelines,
+    Engine, Pipeline, Pipelines,
     watch::{Watch, WatchProgress},
 };
 use fibonacco_platform::{Config, config::env_lookup, db};
@@ -59,6 +59,7 @@ pub fn pipelines(pool: PgPool, ingest: &IngestConfig) -> anyhow::Result<Pipeline
         lake: Lake::open(&ingest.lake)?,
         config: AnalyticsConfig::from_env()?,
         progress: std::io::stderr().is_terminal(),
+        engine: Engine::from_lookup(env_lookup())?,
     })
 }
 

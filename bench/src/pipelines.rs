@@ -21,7 +21,7 @@ use datafusion::arrow::{
 use fibonacco_analytics::{AnalyticsConfig, engagement, roi, sql::Dialect};
 use fibonacco_ingest::{Ingest, IngestConfig, Lake, slot, view};
 use fibonacco_pipelines::{
-    Pipeline, Pipelines,
+    Engine, Pipeline, Pipelines,
     watch::{Watch, WatchProgress},
 };
 use fibonacco_platform::{config::Secret, db};
@@ -49,9 +49,26 @@ pub struct PipelinesBench {
     /// e.g. to try `DATAFUSION_*` settings; skips the recompute, the routes and the watch.
     #[arg(long)]
     engines_only: bool,
+    /// After the in-process recompute, the same recompute on a Ballista cluster started
+    /// in this process (a scheduler and this many executors, sharing the machine's cores;
+    /// 0: not measured). Rows written are checked against the in-process run's.
+    #[arg(long, default_value_t = 0)]
+    ballista_executors: usize,
 }
 
-const END: &str = "2026-11-01";
+/// The last day of the benches' synthetic history; they compute as of its midnight.
+pub(crate) const END: &str = "2026-11-01";
+
+/// The synthetic data every bench over the lake seeds (seed 42, ending at [`END`]): the
+/// same arguments give the same kept database.
+pub(crate) fn plan(customers: u64, tenants: u32, days: u32) -> crate::synthetic::Plan {
+    crate::synthetic::Plan { customers, tenants, days, seed: 42, end: END.parse().expect("a date") }
+}
+
+/// Midnight UTC after [`END`].
+pub(crate) fn as_of() -> DateTime<Utc> {
+    format!("{END}T00:00:00Z").parse().expect("an instant")
+}
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -82,6 +99,17 @@ struct Report {
     watch_max_ms: u64,
     /// The first change's latency (the watch's session warm-up), not in the percentiles.
     watch_first_ms: u64,
+    /// The same recompute on an in-process Ballista cluster (`--ballista-executors`).
+    ballista: Option<BallistaRecompute>,
+}
+
+#[derive(Debug, Serialize)]
+struct BallistaRecompute {
+    executors: usize,
+    full_recompute_s: f64,
+    per_pipeline_s: Vec<(String, f64)>,
+    /// Peak RSS of this process, which holds the scheduler and the executors too.
+    peak_rss_mib: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,22 +205,22 @@ pub(crate) async fn seeded(name: &str, plan: crate::synthetic::Plan, fresh: bool
 }
 
 pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
-    let plan = crate::synthetic::Plan {
-        customers: args.customers,
-        tenants: args.tenants,
-        days: args.days,
-        seed: 42,
-        end: END.parse()?,
-    };
+    let plan = plan(args.customers, args.tenants, args.days);
     let Seeded { pool, url, lake, lake_dir, ingest, events, _slot } =
         seeded(&format!("fibbench_pipelines_{}", args.customers), plan, args.fresh).await?;
     let manifest = lake.read_manifest().await?.expect("written above");
     let lake_mib = manifest.files.iter().map(|f| f.bytes).sum::<u64>() as f64 / 1048576.0;
     eprintln!("{} customers, {events} events; lake {} files, {lake_mib:.0} MiB", args.customers, manifest.files.len());
-    let as_of: DateTime<Utc> = format!("{END}T00:00:00Z").parse()?;
+    let as_of = as_of();
 
-    let pipelines =
-        Pipelines { pool: pool.clone(), lake, config: AnalyticsConfig::default(), progress: ingest.progress };
+    let pipelines = Pipelines {
+        pool: pool.clone(),
+        lake,
+        config: AnalyticsConfig::default(),
+        progress: ingest.progress,
+        // The baseline: in this process (`--ballista-executors` measures a cluster).
+        engine: Engine::Local,
+    };
     if args.engines_only {
         let engines = engines(&pool, &pipelines.lake, &lake_dir, as_of).await?;
         println!(
@@ -231,6 +259,51 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     eprintln!(
         "full recompute: {full_recompute_s:.1} s {per_pipeline_s:?}, peak RSS {peak_rss_mib} MiB, AUC {model_auc_validation:.3}"
     );
+
+    // 1b. The same on a Ballista cluster in this process, over the same lake.
+    let ballista = match args.ballista_executors {
+        0 => None,
+        executors => {
+            let engine = ballista_cluster(&pipelines.lake, executors).await?;
+            let on_cluster = Pipelines {
+                pool: pool.clone(),
+                lake: Lake::open(&ingest.lake)?,
+                config: AnalyticsConfig::default(),
+                progress: ingest.progress,
+                engine,
+            };
+            reset_peak_rss();
+            let started = Instant::now();
+            let cluster_reports = on_cluster.run(&Pipeline::ALL, as_of).await?;
+            let full_recompute_s = started.elapsed().as_secs_f64();
+            for (local, remote) in reports.iter().zip(&cluster_reports) {
+                anyhow::ensure!(
+                    local.rows_written == remote.rows_written,
+                    "{}: {} rows in process, {} on Ballista",
+                    local.pipeline.name(),
+                    local.rows_written,
+                    remote.rows_written
+                );
+            }
+            let figure = BallistaRecompute {
+                executors,
+                full_recompute_s,
+                per_pipeline_s: cluster_reports
+                    .iter()
+                    .map(|r| (r.pipeline.name().to_string(), r.duration_ms as f64 / 1000.0))
+                    .collect(),
+                peak_rss_mib: crate::ingest::peak_rss_kib() / 1024,
+            };
+            eprintln!(
+                "Ballista, 1 scheduler + {executors} executors in this process: full recompute {:.1} s {:?} (in process {full_recompute_s_local:.1} s), peak RSS {} MiB",
+                figure.full_recompute_s,
+                figure.per_pipeline_s,
+                figure.peak_rss_mib,
+                full_recompute_s_local = full_recompute_s,
+            );
+            Some(figure)
+        }
+    };
 
     // 2. Engagement + ROI alone, the same definitions in three engines.
     let engines = engines(&pool, &pipelines.lake, &lake_dir, as_of).await?;
@@ -277,6 +350,7 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         watch_p99_ms,
         watch_max_ms,
         watch_first_ms,
+        ballista,
     };
     println!(
         "pipelines: full recompute {:.1} s (peak RSS {} MiB); engagement+ROI DataFusion {:.2} s vs Postgres {:.2} s ({:.1}x faster) vs DuckDB {:.2} s ({:.2}x DuckDB's time); API p99 {:.1} ms",
@@ -293,6 +367,34 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
+}
+
+/// A Ballista scheduler and `executors` executors in this process over `lake`, each
+/// with an equal share of the cores; the engine that sends jobs to them.
+async fn ballista_cluster(lake: &Lake, executors: usize) -> anyhow::Result<Engine> {
+    use fibonacco_pipelines::{cluster, engine::Scheduler};
+    // Every port held until all are known, so none is handed out twice.
+    let held: Vec<std::net::TcpListener> =
+        (0..1 + 2 * executors).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+    drop(held);
+    let location = lake.display().to_string();
+    let scheduler = Scheduler { host: "127.0.0.1".into(), port: ports[0] };
+    tokio::spawn(cluster::scheduler(format!("127.0.0.1:{}", ports[0]).parse()?, Lake::open(&location)?));
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for (n, pair) in ports[1..].chunks(2).enumerate() {
+        let options = cluster::ExecutorOptions {
+            scheduler: scheduler.clone(),
+            bind_host: "127.0.0.1".into(),
+            external_host: Some("127.0.0.1".into()),
+            port: pair[0],
+            grpc_port: pair[1],
+            vcores: (cores / executors).max(1),
+            work_dir: std::env::temp_dir().join(format!("fibbench-ballista-{}-{n}", ports[0])),
+        };
+        tokio::spawn(cluster::executor(options, Lake::open(&location)?));
+    }
+    Ok(Engine::Ballista(scheduler))
 }
 
 /// One engine's (rows, sum) for a query.
@@ -524,6 +626,7 @@ async fn watch_latency(pool: &PgPool, ingest: &IngestConfig) -> anyhow::Result<V
         lake: Lake::open(&ingest.lake)?,
         config: AnalyticsConfig::default(),
         progress: false,
+        engine: Engine::Local,
     };
     let (progress, _) = tokio::sync::watch::channel(WatchProgress::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 use clap::Args;
-use fibonacco_pipelines::{Pipeline, Pipelines};
+use fibonacco_pipelines::{Engine, Pipeline, Pipelines};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -35,8 +35,6 @@ pub struct SendTimeBench {
     #[arg(long)]
     json: bool,
 }
-
-const END: &str = "2026-11-01";
 
 /// What picking each customer's moment is worth, in the generator's own terms.
 #[derive(Debug, Clone, Serialize)]
@@ -114,20 +112,15 @@ pub async fn evaluate(pool: &PgPool, at: &[DateTime<Utc>], sample: i64) -> anyho
 }
 
 pub async fn run(args: SendTimeBench) -> anyhow::Result<()> {
-    let plan = crate::synthetic::Plan {
-        customers: args.customers,
-        tenants: args.tenants,
-        days: args.days,
-        seed: 42,
-        end: END.parse()?,
-    };
+    let plan = crate::pipelines::plan(args.customers, args.tenants, args.days);
     let seeded = crate::pipelines::seeded(&format!("fibbench_send_time_{}", args.customers), plan, args.fresh).await?;
-    let as_of: DateTime<Utc> = format!("{END}T00:00:00Z").parse()?;
+    let as_of = crate::pipelines::as_of();
     let pipelines = Pipelines {
         pool: seeded.pool.clone(),
         lake: seeded.lake,
         config: fibonacco_analytics::AnalyticsConfig::default(),
         progress: seeded.ingest.progress,
+        engine: Engine::Local,
     };
     let report = pipelines.run(&[Pipeline::SendTimes], as_of).await?;
     let learn_s = report[0].duration_ms as f64 / 1000.0;

@@ -493,16 +493,7 @@ async fn an_sms_test_on_the_whole_audience_sends_each_variant_and_reports_after_
     assert!(split.values().all(|(v, waiting, _)| v.is_some() && !waiting), "everyone is in the test: {split:?}");
 
     let (base, stub) = twilio_stub().await;
-    let ctx = job_context(
-        &app,
-        &[
-            ("TWILIO_ACCOUNT_SID", "AC123".into()),
-            ("TWILIO_AUTH_TOKEN", fibonacco_api::testing::TWILIO_TOKEN.into()),
-            ("TWILIO_FROM", "+15550000000".into()),
-            ("TWILIO_BASE_URL", base),
-        ],
-        Duration::from_secs(30),
-    );
+    let ctx = twilio_context(&app, base);
     let worker = RunningWorker::start(ctx, &["sms"], Duration::from_secs(30));
     wait_for_completion(&app, &id, Duration::from_secs(60)).await;
     worker.stop().await;

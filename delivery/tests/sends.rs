@@ -259,16 +259,7 @@ async fn sms_and_call_campaigns_go_through_twilio_and_signed_callbacks_record_st
     }
 
     let (base, stub) = twilio_stub().await;
-    let ctx = job_context(
-        &app,
-        &[
-            ("TWILIO_ACCOUNT_SID", "AC123".into()),
-            ("TWILIO_AUTH_TOKEN", fibonacco_api::testing::TWILIO_TOKEN.into()),
-            ("TWILIO_FROM", "+15550000000".into()),
-            ("TWILIO_BASE_URL", base),
-        ],
-        Duration::from_secs(30),
-    );
+    let ctx = twilio_context(&app, base);
     let worker = RunningWorker::start(ctx, &["sms", "calls"], Duration::from_secs(30));
     wait_for("both campaigns to complete", Duration::from_secs(30), || async {
         campaign_status(&app, &sms_id).await == "completed" && campaign_status(&app, &call_id).await == "completed"

@@ -37,6 +37,20 @@ pub fn ses_endpoint() -> String {
     stack_setting("SES_ENDPOINT")
 }
 
+/// A job context whose Twilio is the stub at `base` (account `AC123`, the test token).
+pub fn twilio_context(app: &TestApp, base: String) -> JobContext {
+    job_context(
+        app,
+        &[
+            ("TWILIO_ACCOUNT_SID", "AC123".into()),
+            ("TWILIO_AUTH_TOKEN", fibonacco_api::testing::TWILIO_TOKEN.into()),
+            ("TWILIO_FROM", "+15550000000".into()),
+            ("TWILIO_BASE_URL", base),
+        ],
+        Duration::from_secs(30),
+    )
+}
+
 /// A job context for this app: SES credentials from the stack, the rest from `over`.
 pub fn job_context(app: &TestApp, over: &[(&str, String)], retry_after: Duration) -> JobContext {
     let over: HashMap<String, String> = over.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();

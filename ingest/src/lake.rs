@@ -190,13 +190,20 @@ pub struct Lake {
 
 impl Lake {
     pub fn open(location: &str) -> Result<Self, IngestError> {
+        Self::open_with(location, std::env::vars().filter(|(k, _)| k.starts_with("AWS_")))
+    }
+
+    /// [`Lake::open`] with the object store's settings (`AWS_ENDPOINT`, … ; the keys of
+    /// `object_store`'s builders, any case) given rather than read from the environment.
+    pub fn open_with(
+        location: &str,
+        settings: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, IngestError> {
         if location.contains("://") && !location.starts_with("file://") {
             let url =
                 url::Url::parse(location).map_err(|e| IngestError::Config(format!("INGEST_LAKE {location}: {e}")))?;
-            let options: Vec<(String, String)> = std::env::vars()
-                .filter(|(k, _)| k.starts_with("AWS_"))
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect();
+            let options: Vec<(String, String)> =
+                settings.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
             let (store, prefix) = object_store::parse_url_opts(&url, options)
                 .map_err(|e| IngestError::Config(format!("INGEST_LAKE {location}: {e}")))?;
             let mut base_url = url.clone();

@@ -100,11 +100,20 @@ pub async fn register_only(
 /// option's key upper-cased, dots as underscores), so a data team tunes the engine
 /// without a build; a value that does not parse is an error, not a silent default.
 pub async fn session(lake: &Lake) -> Result<(SessionContext, Manifest), IngestError> {
+    open(SessionContext::new_with_config(session_config()?), lake).await
+}
+
+/// DataFusion's options from the environment (see [`session`]).
+pub fn session_config() -> Result<SessionConfig, IngestError> {
+    SessionConfig::from_env().map_err(|e| IngestError::Config(format!("DATAFUSION_* settings: {e}")))
+}
+
+/// The lake as the manifest lists it now, registered in `ctx` (a local session or one
+/// whose plans run elsewhere, such as a Ballista cluster's).
+pub async fn open(ctx: SessionContext, lake: &Lake) -> Result<(SessionContext, Manifest), IngestError> {
     let manifest = lake.read_manifest().await?.ok_or_else(|| {
         IngestError::Config(format!("no lake at {} yet: run `fibonacco ingest` first", lake.display()))
     })?;
-    let config = SessionConfig::from_env().map_err(|e| IngestError::Config(format!("DATAFUSION_* settings: {e}")))?;
-    let ctx = SessionContext::new_with_config(config);
     register(&ctx, lake, &manifest).await?;
     Ok((ctx, manifest))
 }

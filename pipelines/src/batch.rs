@@ -11,14 +11,14 @@ use datafusion::{
     prelude::SessionContext,
 };
 use fibonacco_analytics::{AnalyticsConfig, dashboard, engagement, predictive, roi, send_time};
-use fibonacco_ingest::{Lake, slot::format_lsn, view};
+use fibonacco_ingest::{Lake, slot::format_lsn};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sqlx::PgPool;
 use std::sync::Arc;
 
 use crate::{
-    PipelineError,
+    Engine, PipelineError,
     output::{TextBatch, floats, ints, rounded, text},
     stages::Stages,
     store::{self, Replace, RunRecord},
@@ -103,6 +103,9 @@ pub struct Pipelines {
     pub config: AnalyticsConfig,
     /// Show progress bars (a terminal is attached).
     pub progress: bool,
+    /// Where a batch run's DataFusion stages execute (the watch's small incremental
+    /// reads stay in this process: a cluster's job start costs more than they do).
+    pub engine: Engine,
 }
 
 fn spinner(show: bool, name: &str) -> ProgressBar {
@@ -117,7 +120,7 @@ impl Pipelines {
     /// Runs `pipelines` in order over one snapshot of the lake.
     #[tracing::instrument(skip(self), fields(as_of = %as_of))]
     pub async fn run(&self, pipelines: &[Pipeline], as_of: DateTime<Utc>) -> Result<Vec<RunReport>, PipelineError> {
-        let (ctx, manifest) = view::session(&self.lake).await?;
+        let (ctx, manifest) = self.engine.session(&self.lake).await?;
         let missing: Vec<&str> = pipelines
             .iter()
             .flat_map(|p| p.inputs().iter().copied())
@@ -579,17 +582,7 @@ impl Pipelines {
         if !tenant_ids.is_empty() {
             flush(&mut tenant_ids, &mut customer_ids, &mut counts, &mut expected)?;
         }
-        let rows = batches
-            .iter()
-            .map(|b| {
-                let mut out = TextBatch::new();
-                for field in b.schema().fields() {
-                    out.push(field.name(), text(b, field.name())?);
-                }
-                out.push_as_of(b.num_rows(), as_of);
-                Ok(out)
-            })
-            .collect::<Result<Vec<_>, PipelineError>>()?;
+        let rows = batches.iter().map(|b| TextBatch::of_batch(b, as_of)).collect::<Result<Vec<_>, _>>()?;
         let customers = slots.customers.len();
         // Every slot of a tenant with history: its rate is the prior of each customer.
         let mut tenant_rows = TextBatch::new();
@@ -645,17 +638,8 @@ impl Pipelines {
         for model in dashboard::MODELS {
             bar.set_message(format!("computing {model}"));
             let batches = dashboard::read_model(ctx, model, &self.config.roi, as_of).await?.collect().await?;
-            let rows: Vec<TextBatch> = batches
-                .iter()
-                .map(|b| {
-                    let mut out = TextBatch::new();
-                    for field in b.schema().fields() {
-                        out.push(field.name(), text(b, field.name())?);
-                    }
-                    out.push_as_of(b.num_rows(), as_of);
-                    Ok(out)
-                })
-                .collect::<Result<_, PipelineError>>()?;
+            let rows: Vec<TextBatch> =
+                batches.iter().map(|b| TextBatch::of_batch(b, as_of)).collect::<Result<_, _>>()?;
             stages.lap(model);
             computed.push((*model, batches, rows));
         }

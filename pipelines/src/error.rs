@@ -16,6 +16,8 @@ pub enum PipelineError {
     Database(#[from] sqlx::Error),
     #[error("queue: {0}")]
     Queue(#[from] fibonacco_platform::queue::QueueError),
+    #[error("ballista: {0}")]
+    Cluster(#[from] ballista_core::error::BallistaError),
     #[error("{0}")]
     Input(String),
 }
@@ -39,6 +41,7 @@ impl fibonacco_platform::supervise::Fault for PipelineError {
             Self::DataFusion(_) | Self::Arrow(_) => "query",
             Self::Database(_) => "database",
             Self::Queue(_) => "queue",
+            Self::Cluster(_) => "cluster",
             Self::Input(_) => "input",
         }
     }

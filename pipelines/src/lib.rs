@@ -7,6 +7,8 @@
 //! changes into events and deliveries for the tenants' endpoints.
 
 pub mod batch;
+pub mod cluster;
+pub mod engine;
 pub mod error;
 pub mod output;
 pub mod stages;
@@ -15,4 +17,5 @@ pub mod watch;
 pub mod webhooks;
 
 pub use batch::{Pipeline, Pipelines, RunReport};
+pub use engine::Engine;
 pub use error::PipelineError;

@@ -63,6 +63,17 @@ impl TextBatch {
         self.push(name, b.finish());
     }
 
+    /// Every column of `batch` as text, then `as_of`: a result whose columns are the
+    /// table's, in its order.
+    pub fn of_batch(batch: &RecordBatch, as_of: DateTime<Utc>) -> Result<Self, PipelineError> {
+        let mut out = Self::new();
+        for field in batch.schema().fields() {
+            out.push(field.name(), text(batch, field.name())?);
+        }
+        out.push_as_of(batch.num_rows(), as_of);
+        Ok(out)
+    }
+
     /// The same `as_of` on every row.
     pub fn push_as_of(&mut self, rows: usize, as_of: DateTime<Utc>) {
         let t = as_of.to_rfc3339();

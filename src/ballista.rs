@@ -61,7 +61,7 @@ pub async fn run(config: Config, args: BallistaArgs) -> anyhow::Result<()> {
             cluster::scheduler(bind, lake).await?;
         }
         BallistaCommand::Executor { scheduler, bind_host, external_host, port, grpc_port, vcores, work_dir } => {
-            let Engine::Ballista(scheduler) = scheduler.parse::<Engine>()? else {
+            let Ok(Engine::Ballista(scheduler)) = scheduler.parse::<Engine>() else {
                 anyhow::bail!("--scheduler {scheduler:?}: expected ballista://host:port");
             };
             let work_dir = work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("fibonacco-ballista-{port}")));

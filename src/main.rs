@@ -78,8 +78,8 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Analytics over the lake: engagement, ROI, predictive scores, dashboard read models.
     Pipelines(pipelines::PipelinesArgs),
-    /// A Ballista cluster for the pipelines' batch runs (`PIPELINES_ENGINE=ballista://
-    /// host:port`): `scheduler`, `executor --scheduler ballista://host:port`.
+    /// A Ballista cluster for the pipelines' batch runs
+    /// (`PIPELINES_ENGINE=ballista://host:port`): `scheduler`, `executor`.
     Ballista(ballista::BallistaArgs),
     /// Personal access tokens.
     #[command(subcommand)]

@@ -22,8 +22,10 @@ enum BallistaCommand {
     /// The cluster's scheduler: plans the queries the platform sends and hands their
     /// tasks to the executors. One per cluster; its state lives in memory.
     Scheduler {
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0:50050")]
+        /// Address to listen on. Ballista has no authentication: whoever reaches the
+        /// scheduler can run any query its executors can (the whole lake), so the default
+        /// is this machine only; open it to a private network, never a public one.
+        #[arg(long, default_value = "127.0.0.1:50050")]
         bind: SocketAddr,
     },
     /// An executor: runs tasks over the lake's files; start one or more per machine.
@@ -31,7 +33,9 @@ enum BallistaCommand {
         /// The scheduler, as `ballista://host:port`.
         #[arg(long, default_value = "ballista://localhost:50050")]
         scheduler: String,
-        #[arg(long, default_value = "0.0.0.0")]
+        /// Address its services listen on (this machine only by default, as the
+        /// scheduler's: a cluster across machines binds a private network's address).
+        #[arg(long, default_value = "127.0.0.1")]
         bind_host: String,
         /// The name the scheduler and the other executors reach this one by (default:
         /// the address the scheduler sees it connect from).

@@ -128,7 +128,7 @@ async fn ballista_runs_the_batch_over_the_s3_lake_with_the_local_engines_results
     };
     let executor = tokio::spawn(cluster::executor(options, open()));
 
-    // A scheduler nobody runs: the run fails with the engine named, and writes nothing.
+    // A scheduler nobody runs: the run fails, naming its address.
     let nowhere = Pipelines {
         lake: open(),
         engine: format!("ballista://127.0.0.1:{nobody}").parse().unwrap(),

@@ -51,7 +51,9 @@ pub async fn register_only(
         if urls.is_empty() {
             continue;
         }
-        let format = Arc::new(ParquetFormat::default());
+        // The session's choice of string types (`ParquetFormat::default()` would ignore it).
+        let views = ctx.copied_config().options().execution.parquet.schema_force_view_types;
+        let format = Arc::new(ParquetFormat::default().with_force_view_types(views));
         // The schema is the merge of every file's footer (DataFusion's own inference reads
         // only the first path): a column added later reads as NULL in older files.
         let store = ctx.runtime_env().object_store(&urls[0])?;

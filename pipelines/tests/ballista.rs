@@ -4,6 +4,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
+use datafusion::arrow::datatypes::DataType;
 use fibonacco_ingest::Lake;
 use fibonacco_pipelines::{
     Engine, Pipeline, Pipelines,
@@ -145,6 +146,15 @@ async fn ballista_runs_the_batch_over_the_s3_lake_with_the_local_engines_results
     }
     let engine: Engine = format!("ballista://127.0.0.1:{scheduler_port}").parse().unwrap();
     let remote = Pipelines { lake: open(), engine, ..env.pipelines() };
+    // Plain strings on the cluster, string views in process: a view column written to a
+    // shuffle file carries every buffer it points into (docs/benchmarks.md).
+    let id_type = |engine: Engine, lake: Lake| async move {
+        let (ctx, _) = engine.session(&lake).await.unwrap();
+        let table = ctx.table_provider("crm_customers_changes").await.unwrap();
+        table.schema().field_with_name("id").unwrap().data_type().clone()
+    };
+    assert_eq!(id_type(remote.engine.clone(), open()).await, DataType::Utf8);
+    assert_eq!(id_type(Engine::Local, open()).await, DataType::Utf8View);
     // A job submitted before the executor registers waits for it.
     let reports = match remote.run(&Pipeline::ALL, as_of()).await {
         Ok(reports) => reports,

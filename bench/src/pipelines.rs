@@ -264,7 +264,9 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
     let ballista = match args.ballista_executors {
         0 => None,
         executors => {
-            let engine = ballista_cluster(&pipelines.lake, executors).await?;
+            let location = ingest.lake.clone();
+            let cluster = fibonacco_pipelines::cluster::InProcess::start(|| Ok(Lake::open(&location)?), executors)?;
+            let engine = cluster.engine.clone();
             let on_cluster = Pipelines {
                 pool: pool.clone(),
                 lake: Lake::open(&ingest.lake)?,
@@ -364,34 +366,6 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
-}
-
-/// A Ballista scheduler and `executors` executors in this process over `lake`, each
-/// with an equal share of the cores; the engine that sends jobs to them.
-async fn ballista_cluster(lake: &Lake, executors: usize) -> anyhow::Result<Engine> {
-    use fibonacco_pipelines::{cluster, engine::Scheduler};
-    // Every port held until all are known, so none is handed out twice.
-    let held: Vec<std::net::TcpListener> =
-        (0..1 + 2 * executors).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-    let ports: Vec<u16> = held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
-    drop(held);
-    let location = lake.display().to_string();
-    let scheduler = Scheduler { host: "127.0.0.1".into(), port: ports[0] };
-    tokio::spawn(cluster::scheduler(format!("127.0.0.1:{}", ports[0]).parse()?, Lake::open(&location)?));
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    for (n, pair) in ports[1..].chunks(2).enumerate() {
-        let options = cluster::ExecutorOptions {
-            scheduler: scheduler.clone(),
-            bind_host: "127.0.0.1".into(),
-            external_host: Some("127.0.0.1".into()),
-            port: pair[0],
-            grpc_port: pair[1],
-            vcores: (cores / executors).max(1),
-            work_dir: std::env::temp_dir().join(format!("fibbench-ballista-{}-{n}", ports[0])),
-        };
-        tokio::spawn(cluster::executor(options, Lake::open(&location)?));
-    }
-    Ok(Engine::Ballista(scheduler))
 }
 
 /// One engine's (rows, sum) for a query.

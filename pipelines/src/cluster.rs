@@ -8,6 +8,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
+use tokio::task::JoinHandle;
+
 use ballista_core::{RuntimeProducer, utils::default_session_builder};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::{
@@ -18,7 +20,7 @@ use datafusion::execution::{SessionStateBuilder, runtime_env::RuntimeEnvBuilder}
 use fibonacco_ingest::Lake;
 
 use crate::{
-    engine::{Scheduler, lake_runtime},
+    engine::{Engine, Scheduler, lake_runtime},
     error::PipelineError,
 };
 
@@ -89,4 +91,53 @@ pub async fn executor(options: ExecutorOptions, lake: Lake) -> Result<(), Pipeli
     };
     start_executor_process(Arc::new(config)).await?;
     Ok(())
+}
+
+/// A scheduler and executors started in this process (tests, `bench pipelines
+/// --ballista-executors`): the engine that reaches them and their tasks.
+pub struct InProcess {
+    pub engine: Engine,
+    /// (what, its task): a task that ended early says why the cluster stopped answering.
+    pub tasks: Vec<(String, JoinHandle<Result<(), PipelineError>>)>,
+    pub work_dirs: Vec<PathBuf>,
+}
+
+impl InProcess {
+    /// A scheduler and `executors` executors on 127.0.0.1, each with an equal share of the
+    /// cores, every one reading the lake `open` returns.
+    pub fn start(open: impl Fn() -> Result<Lake, PipelineError>, executors: usize) -> Result<Self, PipelineError> {
+        let ports = free_ports(1 + 2 * executors)?;
+        let scheduler_port = ports[0];
+        let scheduler = Scheduler { host: "127.0.0.1".into(), port: scheduler_port };
+        let bind = SocketAddr::from(([127, 0, 0, 1], scheduler_port));
+        let mut tasks = vec![("scheduler".to_string(), tokio::spawn(self::scheduler(bind, open()?)))];
+        let mut work_dirs = Vec::new();
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        for (n, pair) in ports[1..].chunks(2).enumerate() {
+            let (port, grpc_port) = (pair[0], pair[1]);
+            let work_dir = std::env::temp_dir().join(format!("fib-ballista-{scheduler_port}-{n}"));
+            let options = ExecutorOptions {
+                scheduler: scheduler.clone(),
+                bind_host: "127.0.0.1".into(),
+                external_host: Some("127.0.0.1".into()),
+                port,
+                grpc_port,
+                vcores: (cores / executors.max(1)).max(1),
+                work_dir: work_dir.clone(),
+            };
+            tasks.push((format!("executor {n}"), tokio::spawn(executor(options, open()?))));
+            work_dirs.push(work_dir);
+        }
+        Ok(Self { engine: Engine::Ballista(scheduler), tasks, work_dirs })
+    }
+}
+
+/// `n` distinct ports free now (all held until each is known, so none is handed out twice).
+pub fn free_ports(n: usize) -> Result<Vec<u16>, PipelineError> {
+    let port_error = |e: std::io::Error| PipelineError::Input(format!("no free local port: {e}"));
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(port_error)?;
+    held.iter().map(|l| l.local_addr().map(|a| a.port()).map_err(port_error)).collect()
 }

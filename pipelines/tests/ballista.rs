@@ -2,15 +2,11 @@
 //! by the functions `fibonacco ballista scheduler|executor` run) over the lake on S3
 //! (moto): the same tables as the in-process engine.
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use datafusion::arrow::datatypes::DataType;
 use fibonacco_ingest::Lake;
-use fibonacco_pipelines::{
-    Engine, Pipeline, Pipelines,
-    cluster::{self, ExecutorOptions},
-    engine::Scheduler,
-};
+use fibonacco_pipelines::{Engine, Pipeline, Pipelines, cluster};
 use fibonacco_platform::testing::stack_setting;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -57,12 +53,6 @@ fn same(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
-}
-
-/// `N` distinct ports free now (all held until each is known, so none is handed out twice).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<_> = (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// The local lake's files, copied as they are under `s3://<bucket>/lake/` on moto.
@@ -114,20 +104,8 @@ async fn ballista_runs_the_batch_over_the_s3_lake_with_the_local_engines_results
 
     let (location, settings) = lake_on_s3(&env).await;
     let open = || Lake::open_with(&location, settings.clone()).unwrap();
-    let [scheduler_port, flight_port, grpc_port, nobody] = free_ports();
-    let bind: SocketAddr = format!("127.0.0.1:{scheduler_port}").parse().unwrap();
-    let scheduler = tokio::spawn(cluster::scheduler(bind, open()));
-    let work_dir = std::env::temp_dir().join(format!("fib-ballista-{}", env.slot));
-    let options = ExecutorOptions {
-        scheduler: Scheduler { host: "127.0.0.1".into(), port: scheduler_port },
-        bind_host: "127.0.0.1".into(),
-        external_host: Some("127.0.0.1".into()),
-        port: flight_port,
-        grpc_port,
-        vcores: 2,
-        work_dir: work_dir.clone(),
-    };
-    let executor = tokio::spawn(cluster::executor(options, open()));
+    let cluster = cluster::InProcess::start(|| Ok(open()), 1).unwrap();
+    let nobody = cluster::free_ports(1).unwrap()[0];
 
     // A scheduler nobody runs: the run fails, naming its address.
     let nowhere = Pipelines {
@@ -144,8 +122,7 @@ async fn ballista_runs_the_batch_over_the_s3_lake_with_the_local_engines_results
     for table in RESULTS {
         sqlx::query(sqlx::AssertSqlSafe(format!("delete from {table}"))).execute(env.pool()).await.unwrap();
     }
-    let engine: Engine = format!("ballista://127.0.0.1:{scheduler_port}").parse().unwrap();
-    let remote = Pipelines { lake: open(), engine, ..env.pipelines() };
+    let remote = Pipelines { lake: open(), engine: cluster.engine.clone(), ..env.pipelines() };
     // Plain strings on the cluster, string views in process: a view column written to a
     // shuffle file carries every buffer it points into (docs/benchmarks.md).
     let id_type = |engine: Engine, lake: Lake| async move {
@@ -159,7 +136,7 @@ async fn ballista_runs_the_batch_over_the_s3_lake_with_the_local_engines_results
     let reports = match remote.run(&Pipeline::ALL, as_of()).await {
         Ok(reports) => reports,
         Err(e) => {
-            for (name, task) in [("scheduler", scheduler), ("executor", executor)] {
+            for (name, task) in cluster.tasks {
                 if task.is_finished() {
                     panic!("the {name} stopped ({:?}); the run: {e}", task.await);
                 }
@@ -179,6 +156,8 @@ async fn ballista_runs_the_batch_over_the_s3_lake_with_the_local_engines_results
             assert!(same(&a, &w), "{table}: Ballista wrote\n{a}\nthe local engine\n{w}");
         }
     }
-    let _ = std::fs::remove_dir_all(work_dir);
+    for dir in &cluster.work_dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     env.cleanup().await;
 }

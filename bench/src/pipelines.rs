@@ -412,7 +412,18 @@ pub async fn engines(
         };
         [
             summary("sum(score)", engagement::scores_sql_for(d, &config.engagement, as_of, None)),
-            summary("sum(cost_minor + linear_revenue_minor)", roi::roi_sql_for(d, &config.roi, as_of, None)),
+            // Every attribution model's columns: an engine prunes what the summary does not
+            // read (DataFusion dropped the time-decay and position windows when this summed
+            // only the linear revenue).
+            summary(
+                &format!(
+                    "sum(CAST(cost_minor + last_touch_orders + last_touch_revenue_minor + linear_revenue_minor \
+                     + first_touch_orders + first_touch_revenue_minor + time_decay_revenue_minor + position_revenue_minor \
+                     AS {double}) + linear_orders + time_decay_orders + position_orders)",
+                    double = d.double()
+                ),
+                roi::roi_sql_for(d, &config.roi, as_of, None),
+            ),
         ]
     };
     // Like DuckDB's below, the session's views (a footer read per file) are set up before

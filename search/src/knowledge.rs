@@ -355,12 +355,31 @@ pub async fn search(
     } else {
         None
     };
+    // pgvector's query also returns each neighbour's row (same statement, visibility and
+    // filters), so its hits need no re-read: `found_rows` by id, `found_sections` by
+    // (id, section).
+    let mut found_rows: HashMap<Uuid, Hit> = HashMap::new();
+    let mut found_sections: HashMap<(Uuid, i32), String> = HashMap::new();
     let sem = match &vector {
         Some((v, model)) => {
             let mut limit = wanted;
             loop {
                 let found = match tx.as_mut() {
-                    Some(tx) => crate::store::pgvector::nearest_in(tx, tenant, v, model, &q.filters, limit).await?,
+                    Some(tx) => {
+                        let found =
+                            crate::store::pgvector::nearest_hits_in(tx, tenant, v, model, &q.filters, limit).await?;
+                        found_rows.clear();
+                        found_sections.clear();
+                        let mut neighbours = Vec::with_capacity(found.len());
+                        for f in found {
+                            if let Some(text) = f.chunk_text {
+                                found_sections.insert((f.neighbour.entry, f.neighbour.chunk), text);
+                            }
+                            found_rows.insert(f.neighbour.entry, f.hit);
+                            neighbours.push(f.neighbour);
+                        }
+                        neighbours
+                    }
                     None => store.nearest(tenant, v, model, &q.filters, limit).await?,
                 };
                 let exhausted = (found.len() as i64) < limit;
@@ -399,13 +418,15 @@ pub async fn search(
     let total = ranked.len() as i64;
     let start = usize::try_from((q.page - 1).saturating_mul(q.per_page)).unwrap_or(usize::MAX);
     let page: Vec<(Uuid, f64)> = ranked.into_iter().skip(start).take(q.per_page as usize).collect();
+    let mut rows: Vec<Hit> = page.iter().filter_map(|(id, _)| found_rows.remove(id)).collect();
+    let known: std::collections::HashSet<Uuid> = rows.iter().map(|h| h.id).collect();
     let of = |wanted: Source| -> Vec<Uuid> {
-        page.iter().map(|(id, _)| *id).filter(|id| source.get(id) == Some(&wanted)).collect()
+        page.iter().map(|(id, _)| *id).filter(|id| source.get(id) == Some(&wanted) && !known.contains(id)).collect()
     };
     let (entry_ids, article_ids) = (of(Source::Knowledge), of(Source::Article));
-    // Every hit is re-read under the request's visibility and filters: an external
-    // store that lags behind Postgres can narrow the answer, never widen it.
-    let mut rows: Vec<Hit> = Vec::new();
+    // Every other hit (an external store's, the keyword ranking's) is re-read under the
+    // request's visibility and filters: an external store that lags behind Postgres can
+    // narrow the answer, never widen it.
     if !entry_ids.is_empty() {
         let mut fetch = QueryBuilder::new(
             "select kb.id, kb.title, left(kb.content, 240) as snippet, kb.category, kb.subcategory, kb.tags, kb.is_public,
@@ -435,9 +456,20 @@ pub async fn search(
             h
         }));
     }
-    // The section that matched, for hits ranked by one of their sections.
-    let chunk_keys: Vec<(Uuid, i32)> =
-        page.iter().filter_map(|(id, _)| sem_scores.get(id).filter(|(_, c)| *c > 0).map(|(_, c)| (*id, *c))).collect();
+    // The section that matched, for hits ranked by one of their sections (read here
+    // unless the vector query brought it).
+    let mut chunk_text: HashMap<Uuid, MatchedChunk> = HashMap::new();
+    let chunk_keys: Vec<(Uuid, i32)> = page
+        .iter()
+        .filter_map(|(id, _)| sem_scores.get(id).filter(|(_, c)| *c > 0).map(|(_, c)| (*id, *c)))
+        .filter(|(id, index)| match found_sections.remove(&(*id, *index)) {
+            Some(text) => {
+                chunk_text.insert(*id, MatchedChunk { index: *index, text });
+                false
+            }
+            None => true,
+        })
+        .collect();
     let chunks: Vec<(Uuid, i32, String)> = if chunk_keys.is_empty() {
         Vec::new()
     } else {
@@ -455,8 +487,7 @@ pub async fn search(
     };
     tx.commit().await?;
     let mut by_id: HashMap<Uuid, Hit> = rows.into_iter().map(|h| (h.id, h)).collect();
-    let mut chunk_text: HashMap<Uuid, MatchedChunk> =
-        chunks.into_iter().map(|(id, index, text)| (id, MatchedChunk { index, text })).collect();
+    chunk_text.extend(chunks.into_iter().map(|(id, index, text)| (id, MatchedChunk { index, text })));
     let hits = page
         .into_iter()
         .filter_map(|(id, score)| {

@@ -8,7 +8,11 @@ use sqlx::{PgConnection, PgPool, QueryBuilder};
 use uuid::Uuid;
 
 use super::{Neighbour, Point, Source, StoreFuture, VectorStore};
-use crate::{embed::pgvector_literal, knowledge::Filters, vectors::Dims};
+use crate::{
+    embed::pgvector_literal,
+    knowledge::{Filters, Hit},
+    vectors::Dims,
+};
 
 /// Transaction-local settings of every vector query:
 /// - iterative scans: with a filter, HNSW alone could return fewer than `limit` rows, so
@@ -84,7 +88,6 @@ async fn nearest(
 /// [`VectorStore::nearest`] inside the caller's transaction, which must be `tenant`'s and
 /// carry [`QUERY_SETTINGS`]: the search runs its vector query, keyword query and hit
 /// re-read in one transaction (two round trips fewer than a transaction of its own).
-#[tracing::instrument(name = "search.pgvector.nearest", skip_all, fields(tenant_id = %tenant, limit))]
 pub async fn nearest_in(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -93,24 +96,61 @@ pub async fn nearest_in(
     f: &Filters,
     limit: i64,
 ) -> Result<Vec<Neighbour>, sqlx::Error> {
+    Ok(nearest_hits_in(conn, tenant, vector, model, f, limit).await?.into_iter().map(|f| f.neighbour).collect())
+}
+
+/// A neighbour with the row it found: what the search shows for it, read by the vector
+/// query itself (the same statement, visibility and filters), so the search needs no
+/// second read of its hits.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub neighbour: Neighbour,
+    pub hit: Hit,
+    /// The section's text when the neighbour is a section (chunk > 0).
+    pub chunk_text: Option<String>,
+}
+
+type FoundRow =
+    (String, Uuid, i32, f64, String, String, Option<String>, Option<String>, Vec<String>, bool, bool, Option<String>);
+
+/// The `limit` nearest vectors of each source the filters allow, each with its row.
+#[tracing::instrument(name = "search.pgvector.nearest", skip_all, fields(tenant_id = %tenant, limit))]
+pub async fn nearest_hits_in(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    vector: &[f32],
+    model: &str,
+    f: &Filters,
+    limit: i64,
+) -> Result<Vec<Found>, sqlx::Error> {
     // Vectors of another size cannot be near this one (and no index holds both).
     let Some(dims) = Dims::new(vector.len()) else { return Ok(Vec::new()) };
     let literal = pgvector_literal(vector);
     let cast = dims.cast();
     // An empty first branch types the columns, so each source's branch is a plain
     // `union all` whichever sources the filters ask for. Each branch orders by the indexed
-    // expression under the index's predicate (`dims` is a number, not input).
+    // expression under the index's predicate (`dims` is a number, not input), and selects
+    // what the search shows (as its re-read of an external store's hits does).
     let mut qb = QueryBuilder::new(
-        "select source, entry, chunk, score from (select null::text as source, null::uuid as entry, 0 as chunk, 0::float8 as score where false",
+        "select source, entry, chunk, score, title, snippet, category, subcategory, tags, is_public, shared, chunk_text \
+         from (select null::text as source, null::uuid as entry, 0 as chunk, 0::float8 as score, null::text as title, \
+         null::text as snippet, null::text as category, null::text as subcategory, null::text[] as tags, \
+         false as is_public, false as shared, null::text as chunk_text where false",
     );
-    let branch = |qb: &mut QueryBuilder<sqlx::Postgres>, head: &str, column: &str, from: &str| {
+    // ` union all (select <head>, <score>, <row…>` up to the FROM clause; returns the
+    // indexed expression to order by.
+    let branch = |qb: &mut QueryBuilder<sqlx::Postgres>, head: &str, column: &str| {
         let expr = dims.expr(column);
         qb.push(format!(" union all (select {head}, 1 - ({expr} <=> "));
-        qb.push_bind(literal.clone()).push(format!("{cast}) from {from} where {} and ", dims.predicate(column)));
+        qb.push_bind(literal.clone()).push(format!("{cast})"));
         expr
     };
     if f.sources.knowledge {
-        let expr = branch(&mut qb, "'knowledge', kb.id, 0", "kb.embedding", "knowledge_base kb");
+        const ENTRY: &str =
+            "kb.title, left(kb.content, 240), kb.category, kb.subcategory, kb.tags, kb.is_public, kb.tenant_id <> ";
+        let expr = branch(&mut qb, "'knowledge', kb.id, 0", "kb.embedding");
+        qb.push(format!(", {ENTRY}")).push_bind(tenant);
+        qb.push(format!(", null::text from knowledge_base kb where {} and ", dims.predicate("kb.embedding")));
         qb.push("kb.embedding_model = ").push_bind(model.to_owned());
         crate::knowledge::push_filters(&mut qb, tenant, f);
         qb.push(format!(" order by {expr} <=> "))
@@ -118,12 +158,12 @@ pub async fn nearest_in(
             .push(format!("{cast} limit "))
             .push_bind(limit);
         qb.push(")");
-        let expr = branch(
-            &mut qb,
-            "'knowledge', c.knowledge_id, c.chunk_index",
-            "c.embedding",
-            "knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id",
-        );
+        let expr = branch(&mut qb, "'knowledge', c.knowledge_id, c.chunk_index", "c.embedding");
+        qb.push(format!(", {ENTRY}")).push_bind(tenant);
+        qb.push(format!(
+            ", c.content from knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id where {} and ",
+            dims.predicate("c.embedding")
+        ));
         qb.push("c.embedding_model = ").push_bind(model.to_owned());
         crate::knowledge::push_filters(&mut qb, tenant, f);
         qb.push(format!(" order by {expr} <=> "))
@@ -133,24 +173,60 @@ pub async fn nearest_in(
         qb.push(")");
     }
     if f.sources.articles {
-        let expr = branch(
-            &mut qb,
-            "'article', ac.article_id, ac.chunk_index",
-            "ac.embedding",
-            "article_chunks ac join articles a on a.id = ac.article_id",
-        );
+        let expr = branch(&mut qb, "'article', ac.article_id, ac.chunk_index", "ac.embedding");
+        qb.push(format!(
+            ", a.title, left(coalesce(nullif(a.excerpt, ''), a.body), 240), a.category, null::text, a.tags, false, false, \
+             case when ac.chunk_index > 0 then ac.content end \
+             from article_chunks ac join articles a on a.id = ac.article_id where {} and ",
+            dims.predicate("ac.embedding")
+        ));
         qb.push("ac.embedding_model = ").push_bind(model.to_owned());
         crate::knowledge::push_article_filters(&mut qb, tenant, f);
         qb.push(format!(" order by {expr} <=> ")).push_bind(literal).push(format!("{cast} limit ")).push_bind(limit);
         qb.push(")");
     }
     qb.push(") n");
-    let rows: Vec<(String, Uuid, i32, f64)> = qb.build_query_as().fetch_all(conn).await?;
+    let rows: Vec<FoundRow> = qb.build_query_as().fetch_all(conn).await?;
     // relaxed_order may return near-ties slightly out of order; the caller ranks.
     Ok(rows
         .into_iter()
-        .filter_map(|(source, entry, chunk, score)| {
-            Some(Neighbour { source: Source::parse(&source)?, entry, chunk, score })
-        })
+        .filter_map(
+            |(
+                source,
+                entry,
+                chunk,
+                score,
+                title,
+                snippet,
+                category,
+                subcategory,
+                tags,
+                is_public,
+                shared,
+                chunk_text,
+            )| {
+                let source = Source::parse(&source)?;
+                let hit = Hit {
+                    source: Some(source),
+                    id: entry,
+                    title,
+                    snippet,
+                    category,
+                    subcategory,
+                    tags,
+                    is_public,
+                    shared,
+                    semantic_score: None,
+                    keyword_score: None,
+                    score: 0.0,
+                    chunk: None,
+                };
+                Some(Found {
+                    neighbour: Neighbour { source, entry, chunk, score },
+                    hit,
+                    chunk_text: chunk_text.filter(|_| chunk > 0),
+                })
+            },
+        )
         .collect())
 }

@@ -378,6 +378,60 @@ async fn first_touch_time_decay_and_position_based_on_hand_worked_orders() {
     assert!((orders - 1.0).abs() < 1e-9, "one order, shared: {orders}");
 }
 
+/// Position-based on three touches of an order of 8: weights 2, 1, 2 of 5 give 3.2, 1.6,
+/// 3.2 → 3, 1, 3, and the unit left goes to the largest remainder, the middle's (0.6).
+#[tokio::test]
+async fn position_gives_the_unit_left_to_a_middle_touch_with_the_larger_remainder() {
+    let ctx = SessionContext::new();
+    let ids = ["c1", "c2", "c3"];
+    table(
+        &ctx,
+        "outbound_campaigns",
+        vec![
+            ("id", Text(ids.iter().map(|i| Some(*i)).collect())),
+            ("tenant_id", Text(vec![Some("t1"); 3])),
+            ("name", Text(vec![Some("c"); 3])),
+            ("type", Text(vec![Some("email"); 3])),
+            ("currency", Text(vec![Some("USD"); 3])),
+            ("fixed_cost_minor", Int(vec![Some(0); 3])),
+            ("created_at", Day(vec![Some(-30.0); 3])),
+        ],
+    );
+    table(
+        &ctx,
+        "outbound_campaign_recipients",
+        vec![
+            ("id", Text(vec![Some("r1"), Some("r2"), Some("r3")])),
+            ("tenant_id", Text(vec![Some("t1"); 3])),
+            ("campaign_id", Text(ids.iter().map(|i| Some(*i)).collect())),
+            ("customer_id", Text(vec![Some("v"); 3])),
+            ("status", Text(vec![Some("delivered"); 3])),
+            ("sent_at", Day(vec![Some(-3.0), Some(-2.0), Some(-1.0)])),
+        ],
+    );
+    table(
+        &ctx,
+        "orders",
+        vec![
+            ("id", Text(vec![Some("o1"), Some("o2")])),
+            ("tenant_id", Text(vec![Some("t1"); 2])),
+            ("customer_id", Text(vec![Some("v"); 2])),
+            ("status", Text(vec![Some("paid"); 2])),
+            // o2 (5: 2, 1, 2 exactly) leaves nothing over.
+            ("amount_minor", Int(vec![Some(8), Some(5)])),
+            ("refunded_minor", Int(vec![Some(0); 2])),
+            ("currency", Text(vec![Some("USD"); 2])),
+            ("paid_at", Day(vec![Some(0.0), Some(-0.5)])),
+        ],
+    );
+    let config = AnalyticsConfig::default().roi;
+    let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
+    assert_eq!(ints(&frame, "position_revenue_minor"), [3 + 2, 2 + 1, 3 + 2]);
+    let orders: f64 = frame.column("position_orders").unwrap().f64().unwrap().iter().map(|v| v.unwrap()).sum();
+    assert!((orders - 2.0).abs() < 1e-9, "two orders, shared: {orders}");
+}
+
 /// Two campaigns sent at the same instant: the first touch is the smaller campaign id,
 /// the last the larger (the last touch is the n-th in (sent, campaign) order, not a
 /// second ranking of its own).

@@ -610,7 +610,8 @@ impl Pipelines {
         tenant_rows.push_as_of(len, as_of);
         stages.lap("prepare");
         let mut tx = store::begin(&self.pool).await?;
-        let written = store::replace_customer_rows(&mut tx, "customer_send_slots", &rows).await?;
+        let written =
+            store::replace_customer_rows(&mut tx, "customer_send_slots", &["customer_id", "slot"], &rows).await?;
         let tenant_written = store::replace_all(&mut tx, "tenant_send_slots", &[tenant_rows]).await?;
         tx.commit().await?;
         stages.lap("write");

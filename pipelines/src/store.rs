@@ -204,27 +204,50 @@ pub async fn replace_all(tx: &mut PgConnection, table: &str, batches: &[TextBatc
     Ok(rows)
 }
 
-/// Replaces every row of `table` (which has a `customer_id`) with `batches`, keeping only
-/// rows whose customer still exists (the lake can trail Postgres by a moment).
+/// Replaces every row of `table` (keyed by `keys`, which include `customer_id`) with
+/// `batches`, keeping only rows whose customer still exists (the lake can trail Postgres
+/// by a moment). One `MERGE`, as [`replace_scores`] does: a key present again is updated
+/// in place (no foreign key re-checked; heap-only on a table with room on its pages), new
+/// keys inserted, keys the run no longer produced deleted. Delete + insert re-checked two
+/// foreign keys per row: 67.8 s for 2.65 M send slots at 1 M customers.
 #[tracing::instrument(skip(tx, batches), err)]
 pub async fn replace_customer_rows(
     tx: &mut PgConnection,
     table: &str,
+    keys: &[&str],
     batches: &[TextBatch],
 ) -> Result<u64, PipelineError> {
-    sqlx::query(AssertSqlSafe(format!("delete from {table}"))).execute(&mut *tx).await?;
-    let Some(first) = batches.first() else { return Ok(0) };
-    let columns = first.names().join(", ");
+    sqlx::query(AssertSqlSafe(format!("lock table {table} in share row exclusive mode"))).execute(&mut *tx).await?;
+    let Some(first) = batches.first() else {
+        sqlx::query(AssertSqlSafe(format!("delete from {table}"))).execute(&mut *tx).await?;
+        return Ok(0);
+    };
+    let names = first.names();
+    let columns = names.join(", ");
     let stage = stage(tx, table, batches).await?;
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "insert into {table} ({columns}) select {columns} from {stage} s
-         where exists (select 1 from crm_customers c where c.id = s.customer_id)"
+    let on = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" and ");
+    // tenant_id stays out of the update, as the keys: assigning it would re-check its
+    // foreign key, and a customer never changes tenant.
+    let updates: Vec<String> =
+        names.iter().filter(|c| !keys.contains(c) && **c != "tenant_id").map(|c| format!("{c} = s.{c}")).collect();
+    let values: Vec<String> = names.iter().map(|c| format!("s.{c}")).collect();
+    let written = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+        "with merged as (
+             merge into {table} t
+             using (select s.* from {stage} s where exists (select 1 from crm_customers c where c.id = s.customer_id)) s
+             on {on}
+             when matched then update set {updates}
+             when not matched then insert ({columns}) values ({values})
+             when not matched by source then delete
+             returning merge_action() as action)
+         select count(*) filter (where action <> 'DELETE') from merged",
+        updates = updates.join(", "),
+        values = values.join(", ")
     )))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_one(&mut *tx)
+    .await? as u64;
     sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
-    Ok(rows)
+    Ok(written)
 }
 
 /// One row of `pipeline_runs`.

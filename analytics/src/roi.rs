@@ -56,8 +56,7 @@ pub fn attribution_ctes_for(
     // An order's touches are its customer's sends, one per campaign (recipients are unique
     // per campaign and customer), so (t, campaign) orders them without ties and the last
     // touch is the n-th from the earliest: `recency` needs no second sort of the order's
-    // touches (in DataFusion each window ordering is a sort of every matched row). The
-    // time-decay weight and its sum over the order ride in the same window pass.
+    // touches (in DataFusion each window ordering is a sort of every matched row).
     format!(
         "touches AS (
             SELECT r.tenant_id, r.campaign_id, r.customer_id, c.currency, {sent} AS t
@@ -73,9 +72,7 @@ pub fn attribution_ctes_for(
             SELECT *, n - k + 1 AS recency FROM (
               SELECT p.order_id, p.amount_minor, p.t AS paid_t, tc.campaign_id, tc.t AS touch_t,
                      row_number() OVER (PARTITION BY p.order_id ORDER BY tc.t ASC, tc.campaign_id ASC) AS k,
-                     count(*) OVER (PARTITION BY p.order_id) AS n,
-                     {w_decay} AS w_decay,
-                     CAST(sum({w_decay}) OVER (PARTITION BY p.order_id) AS BIGINT) AS t_decay
+                     count(*) OVER (PARTITION BY p.order_id) AS n
               FROM paid p JOIN touches tc
                 ON tc.customer_id = p.customer_id AND tc.tenant_id = p.tenant_id AND tc.currency = p.currency
                AND tc.t <= p.t AND tc.t >= p.t - {window}) ordered)",
@@ -83,12 +80,6 @@ pub fn attribution_ctes_for(
         paid = micros("o.paid_at"),
         reached_r = reached("r.customer_id"),
         reached_o = reached("o.customer_id"),
-        w_decay = format!(
-            "greatest(CAST(round(1000000.0 * power(0.5, CAST(p.t - tc.t AS {double}) / {half_life_us})) AS BIGINT), \
-             CAST(1 AS BIGINT))",
-            double = dialect.double(),
-            half_life_us = (config.decay_half_life_days * MICROS_PER_DAY as f64).max(1.0),
-        ),
     )
 }
 
@@ -119,39 +110,31 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
     // (`recency`, `k` and `n` ride along): DataFusion inlines a CTE at each reference, so
     // a second aggregate over `matched` ran its join and window sorts twice (half the
     // query's time at 100,000 customers, EXPLAIN ANALYZE).
-    //
-    // The position model needs no window: its weights depend on k and n alone (ends
-    // `2(n − 2)` and middles 1, so Σw = 5(n − 2); n ≤ 2: 1 each, Σw = n), so each order's
-    // sum of parts is `2·b_end + (n − 2)·b_mid` (n·b_end for n ≤ 2) and the ranking of its
-    // remainders has two values, ends and middles: the ends first when their remainder is
-    // larger, the middles first when smaller, otherwise by k. Each window stage costs
-    // DataFusion per order (tens of thousands of one- or two-touch orders).
     format!(
         "WITH {ctes},
          sends AS (SELECT campaign_id, count(*) AS sends FROM touches GROUP BY campaign_id),
          weights AS (
-            SELECT order_id, campaign_id, amount_minor, k, n, recency, w_decay, t_decay,
-                   CAST(CASE WHEN n <= 2 THEN 1 ELSE 2 * (n - 2) END AS BIGINT) AS w_end,
-                   CAST(CASE WHEN n <= 2 THEN n ELSE 5 * (n - 2) END AS BIGINT) AS t_pos
+            SELECT order_id, campaign_id, amount_minor, k, n, recency,
+                   CAST(CASE WHEN n <= 2 THEN 1 WHEN k = 1 OR k = n THEN 2 * (n - 2) ELSE 1 END AS BIGINT) AS w_pos,
+                   greatest(CAST(round(1000000.0 * power(0.5, CAST(paid_t - touch_t AS {double}) / {half_life_us}))
+                            AS BIGINT), CAST(1 AS BIGINT)) AS w_decay
             FROM matched),
-         positioned AS (
-            SELECT *, CASE WHEN k = 1 OR k = n THEN w_end ELSE CAST(1 AS BIGINT) END AS w_pos,
-                   (amount_minor * w_end) % t_pos AS r_end, amount_minor % t_pos AS r_mid,
-                   {b_end} AS b_end, {b_mid} AS b_mid
+         totals AS (
+            SELECT order_id, campaign_id, amount_minor, k, n, recency, w_pos, w_decay,
+                   CAST(sum(w_pos) OVER (PARTITION BY order_id) AS BIGINT) AS t_pos,
+                   CAST(sum(w_decay) OVER (PARTITION BY order_id) AS BIGINT) AS t_decay
             FROM weights),
          shares AS (
             SELECT order_id, campaign_id, amount_minor, k, n, recency,
                    CAST(w_pos AS {double}) / CAST(t_pos AS {double}) AS o_pos,
                    CAST(w_decay AS {double}) / CAST(t_decay AS {double}) AS o_decay,
-                   {b_pos} AS b_pos,
-                   amount_minor - CASE WHEN n <= 2 THEN n * b_end ELSE 2 * b_end + (n - 2) * b_mid END AS left_pos,
-                   CASE WHEN n <= 2 OR r_end = r_mid THEN k
-                        WHEN r_end > r_mid THEN CASE WHEN k = 1 THEN 1 WHEN k = n THEN 2 ELSE k + 1 END
-                        ELSE CASE WHEN k = 1 THEN n - 1 WHEN k = n THEN n ELSE k - 1 END END AS rank_pos,
+                   {b_pos} AS b_pos, (amount_minor * w_pos) % t_pos AS r_pos,
                    {b_decay} AS b_decay, (amount_minor * w_decay) % t_decay AS r_decay
-            FROM positioned),
+            FROM totals),
          ranked AS (
-            SELECT campaign_id, amount_minor, k, n, recency, o_pos, o_decay, b_pos, b_decay, left_pos, rank_pos,
+            SELECT campaign_id, amount_minor, k, n, recency, o_pos, o_decay, b_pos, b_decay,
+                   amount_minor - CAST(sum(b_pos) OVER (PARTITION BY order_id) AS BIGINT) AS left_pos,
+                   row_number() OVER (PARTITION BY order_id ORDER BY r_pos DESC, k ASC) AS rank_pos,
                    amount_minor - CAST(sum(b_decay) OVER (PARTITION BY order_id) AS BIGINT) AS left_decay,
                    row_number() OVER (PARTITION BY order_id ORDER BY r_decay DESC, k ASC) AS rank_decay
             FROM shares),
@@ -197,12 +180,11 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
         created = micros("c.created_at"),
         as_of_us = as_of.timestamp_micros(),
         only = in_list("c.id", campaigns),
+        half_life_us = (config.decay_half_life_days * MICROS_PER_DAY as f64).max(1.0),
         // DuckDB's `/` divides as floats: its linear parts summed to a few minor units more
         // than the order (found by the benchmark's cross-engine check).
         linear_base = dialect.int_div("amount_minor", "n"),
         b_pos = dialect.int_div("amount_minor * w_pos", "t_pos"),
-        b_end = dialect.int_div("amount_minor * w_end", "t_pos"),
-        b_mid = dialect.int_div("amount_minor", "t_pos"),
         b_decay = dialect.int_div("amount_minor * w_decay", "t_decay"),
     )
 }

@@ -171,6 +171,56 @@ fn ints(frame: &polars::prelude::DataFrame, name: &str) -> Vec<i64> {
     column.i64().unwrap().iter().map(|v| v.unwrap()).collect()
 }
 
+/// One customer `v` of tenant `t1`, sent each campaign of `sent` (id, day) once, paying
+/// the `orders` (id, net amount, day); e-mail campaigns in USD at no fixed cost.
+fn one_customer(sent: &[(&'static str, f64)], orders: &[(&'static str, i64, f64)]) -> SessionContext {
+    const RECIPIENTS: [&str; 8] = ["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"];
+    let ctx = SessionContext::new();
+    let n = sent.len();
+    let ids: Vec<Option<&'static str>> = sent.iter().map(|(id, _)| Some(*id)).collect();
+    table(
+        &ctx,
+        "outbound_campaigns",
+        vec![
+            ("id", Text(ids.clone())),
+            ("tenant_id", Text(vec![Some("t1"); n])),
+            ("name", Text(vec![Some("c"); n])),
+            ("type", Text(vec![Some("email"); n])),
+            ("currency", Text(vec![Some("USD"); n])),
+            ("fixed_cost_minor", Int(vec![Some(0); n])),
+            ("created_at", Day(vec![Some(-30.0); n])),
+        ],
+    );
+    table(
+        &ctx,
+        "outbound_campaign_recipients",
+        vec![
+            ("id", Text(RECIPIENTS[..n].iter().map(|r| Some(*r)).collect())),
+            ("tenant_id", Text(vec![Some("t1"); n])),
+            ("campaign_id", Text(ids)),
+            ("customer_id", Text(vec![Some("v"); n])),
+            ("status", Text(vec![Some("delivered"); n])),
+            ("sent_at", Day(sent.iter().map(|(_, day)| Some(*day)).collect())),
+        ],
+    );
+    let m = orders.len();
+    table(
+        &ctx,
+        "orders",
+        vec![
+            ("id", Text(orders.iter().map(|(id, _, _)| Some(*id)).collect())),
+            ("tenant_id", Text(vec![Some("t1"); m])),
+            ("customer_id", Text(vec![Some("v"); m])),
+            ("status", Text(vec![Some("paid"); m])),
+            ("amount_minor", Int(orders.iter().map(|(_, amount, _)| Some(*amount)).collect())),
+            ("refunded_minor", Int(vec![Some(0); m])),
+            ("currency", Text(vec![Some("USD"); m])),
+            ("paid_at", Day(orders.iter().map(|(_, _, day)| Some(*day)).collect())),
+        ],
+    );
+    ctx
+}
+
 fn roi_fixture() -> SessionContext {
     let ctx = SessionContext::new();
     table(
@@ -317,47 +367,7 @@ async fn first_touch_time_decay_and_position_based_on_hand_worked_orders() {
     assert_eq!(ints(&frame, "position_revenue_minor"), [500, 1500]);
 
     // Four touches of one order of 1001 (sent 10, 8, 6 and 2 days before it).
-    let ctx = SessionContext::new();
-    let ids = ["c1", "c2", "c3", "c4"];
-    table(
-        &ctx,
-        "outbound_campaigns",
-        vec![
-            ("id", Text(ids.iter().map(|i| Some(*i)).collect())),
-            ("tenant_id", Text(vec![Some("t1"); 4])),
-            ("name", Text(vec![Some("c"); 4])),
-            ("type", Text(vec![Some("email"); 4])),
-            ("currency", Text(vec![Some("USD"); 4])),
-            ("fixed_cost_minor", Int(vec![Some(0); 4])),
-            ("created_at", Day(vec![Some(-30.0); 4])),
-        ],
-    );
-    table(
-        &ctx,
-        "outbound_campaign_recipients",
-        vec![
-            ("id", Text(vec![Some("r1"), Some("r2"), Some("r3"), Some("r4")])),
-            ("tenant_id", Text(vec![Some("t1"); 4])),
-            ("campaign_id", Text(ids.iter().map(|i| Some(*i)).collect())),
-            ("customer_id", Text(vec![Some("v"); 4])),
-            ("status", Text(vec![Some("delivered"); 4])),
-            ("sent_at", Day(vec![Some(-10.0), Some(-8.0), Some(-6.0), Some(-2.0)])),
-        ],
-    );
-    table(
-        &ctx,
-        "orders",
-        vec![
-            ("id", Text(vec![Some("o1")])),
-            ("tenant_id", Text(vec![Some("t1")])),
-            ("customer_id", Text(vec![Some("v")])),
-            ("status", Text(vec![Some("paid")])),
-            ("amount_minor", Int(vec![Some(1001)])),
-            ("refunded_minor", Int(vec![Some(0)])),
-            ("currency", Text(vec![Some("USD")])),
-            ("paid_at", Day(vec![Some(0.0)])),
-        ],
-    );
+    let ctx = one_customer(&[("c1", -10.0), ("c2", -8.0), ("c3", -6.0), ("c4", -2.0)], &[("o1", 1001, 0.0)]);
     let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
     let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
     // Linear: 250 each, the earliest one more.
@@ -382,48 +392,8 @@ async fn first_touch_time_decay_and_position_based_on_hand_worked_orders() {
 /// 3.2 → 3, 1, 3, and the unit left goes to the largest remainder, the middle's (0.6).
 #[tokio::test]
 async fn position_gives_the_unit_left_to_a_middle_touch_with_the_larger_remainder() {
-    let ctx = SessionContext::new();
-    let ids = ["c1", "c2", "c3"];
-    table(
-        &ctx,
-        "outbound_campaigns",
-        vec![
-            ("id", Text(ids.iter().map(|i| Some(*i)).collect())),
-            ("tenant_id", Text(vec![Some("t1"); 3])),
-            ("name", Text(vec![Some("c"); 3])),
-            ("type", Text(vec![Some("email"); 3])),
-            ("currency", Text(vec![Some("USD"); 3])),
-            ("fixed_cost_minor", Int(vec![Some(0); 3])),
-            ("created_at", Day(vec![Some(-30.0); 3])),
-        ],
-    );
-    table(
-        &ctx,
-        "outbound_campaign_recipients",
-        vec![
-            ("id", Text(vec![Some("r1"), Some("r2"), Some("r3")])),
-            ("tenant_id", Text(vec![Some("t1"); 3])),
-            ("campaign_id", Text(ids.iter().map(|i| Some(*i)).collect())),
-            ("customer_id", Text(vec![Some("v"); 3])),
-            ("status", Text(vec![Some("delivered"); 3])),
-            ("sent_at", Day(vec![Some(-3.0), Some(-2.0), Some(-1.0)])),
-        ],
-    );
-    table(
-        &ctx,
-        "orders",
-        vec![
-            ("id", Text(vec![Some("o1"), Some("o2")])),
-            ("tenant_id", Text(vec![Some("t1"); 2])),
-            ("customer_id", Text(vec![Some("v"); 2])),
-            ("status", Text(vec![Some("paid"); 2])),
-            // o2 (5: 2, 1, 2 exactly) leaves nothing over.
-            ("amount_minor", Int(vec![Some(8), Some(5)])),
-            ("refunded_minor", Int(vec![Some(0); 2])),
-            ("currency", Text(vec![Some("USD"); 2])),
-            ("paid_at", Day(vec![Some(0.0), Some(-0.5)])),
-        ],
-    );
+    // o2 (5: 2, 1, 2 exactly) leaves nothing over.
+    let ctx = one_customer(&[("c1", -3.0), ("c2", -2.0), ("c3", -1.0)], &[("o1", 8, 0.0), ("o2", 5, -0.5)]);
     let config = AnalyticsConfig::default().roi;
     let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
     let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
@@ -437,47 +407,7 @@ async fn position_gives_the_unit_left_to_a_middle_touch_with_the_larger_remainde
 /// second ranking of its own).
 #[tokio::test]
 async fn simultaneous_touches_split_first_and_last_by_campaign_id() {
-    let ctx = SessionContext::new();
-    let ids = ["c2", "c1"];
-    table(
-        &ctx,
-        "outbound_campaigns",
-        vec![
-            ("id", Text(ids.iter().map(|i| Some(*i)).collect())),
-            ("tenant_id", Text(vec![Some("t1"); 2])),
-            ("name", Text(vec![Some("c"); 2])),
-            ("type", Text(vec![Some("email"); 2])),
-            ("currency", Text(vec![Some("USD"); 2])),
-            ("fixed_cost_minor", Int(vec![Some(0); 2])),
-            ("created_at", Day(vec![Some(-30.0); 2])),
-        ],
-    );
-    table(
-        &ctx,
-        "outbound_campaign_recipients",
-        vec![
-            ("id", Text(vec![Some("r1"), Some("r2")])),
-            ("tenant_id", Text(vec![Some("t1"); 2])),
-            ("campaign_id", Text(ids.iter().map(|i| Some(*i)).collect())),
-            ("customer_id", Text(vec![Some("v"); 2])),
-            ("status", Text(vec![Some("delivered"); 2])),
-            ("sent_at", Day(vec![Some(-3.0); 2])),
-        ],
-    );
-    table(
-        &ctx,
-        "orders",
-        vec![
-            ("id", Text(vec![Some("o1")])),
-            ("tenant_id", Text(vec![Some("t1")])),
-            ("customer_id", Text(vec![Some("v")])),
-            ("status", Text(vec![Some("paid")])),
-            ("amount_minor", Int(vec![Some(999)])),
-            ("refunded_minor", Int(vec![Some(0)])),
-            ("currency", Text(vec![Some("USD")])),
-            ("paid_at", Day(vec![Some(0.0)])),
-        ],
-    );
+    let ctx = one_customer(&[("c2", -3.0), ("c1", -3.0)], &[("o1", 999, 0.0)]);
     let config = AnalyticsConfig::default().roi;
     let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
     let frame = frame.sort(["campaign_id"], Default::default()).unwrap();

@@ -87,27 +87,7 @@ pub async fn replace_scores(
     let stage = stage(tx, table, batches).await?;
     let source = format!("select s.* from {stage} s where exists (select 1 from {parent} p where p.id = s.{key})");
     let written = match mode {
-        Replace::All => {
-            // tenant_id is left out of the update: a key never changes tenant, and
-            // assigning it would make Postgres re-check its foreign key.
-            let updates: Vec<String> =
-                names.iter().filter(|c| **c != key && **c != "tenant_id").map(|c| format!("{c} = s.{c}")).collect();
-            let values: Vec<String> = names.iter().map(|c| format!("s.{c}")).collect();
-            // Counted in the statement: MERGE's own count includes the deletes.
-            sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
-                "with merged as (
-                     merge into {table} t using ({source}) s on t.{key} = s.{key}
-                     when matched then update set {updates}, computed_at = now()
-                     when not matched then insert ({columns}, computed_at) values ({values}, now())
-                     when not matched by source then delete
-                     returning merge_action() as action)
-                 select count(*) filter (where action <> 'DELETE') from merged",
-                updates = updates.join(", "),
-                values = values.join(", ")
-            )))
-            .fetch_one(&mut *tx)
-            .await? as u64
-        }
+        Replace::All => merge_replacing(tx, table, &source, &names, &[key], Some("computed_at")).await?,
         Replace::Keys => {
             let updates: Vec<String> =
                 names.iter().filter(|c| **c != key).map(|c| format!("{c} = excluded.{c}")).collect();
@@ -223,31 +203,53 @@ pub async fn replace_customer_rows(
         return Ok(0);
     };
     let names = first.names();
-    let columns = names.join(", ");
     let stage = stage(tx, table, batches).await?;
+    let source =
+        format!("select s.* from {stage} s where exists (select 1 from crm_customers c where c.id = s.customer_id)");
+    let written = merge_replacing(tx, table, &source, &names, keys, None).await?;
+    sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
+    Ok(written)
+}
+
+/// One `MERGE` that makes `table` hold exactly `source`'s rows (columns `names`, matched
+/// on `keys`): a row present is updated in place, a new key inserted, a key `source` no
+/// longer has deleted; `stamp`, if any, is a column set to now() either way. Neither the
+/// keys nor tenant_id are assigned: a key never changes tenant, and assigning either would
+/// make Postgres re-check its foreign key. Returns the rows inserted or updated (MERGE's
+/// own count includes the deletes).
+async fn merge_replacing(
+    tx: &mut PgConnection,
+    table: &str,
+    source: &str,
+    names: &[&str],
+    keys: &[&str],
+    stamp: Option<&str>,
+) -> Result<u64, PipelineError> {
     let on = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" and ");
-    // tenant_id stays out of the update, as the keys: assigning it would re-check its
-    // foreign key, and a customer never changes tenant.
-    let updates: Vec<String> =
+    let mut updates: Vec<String> =
         names.iter().filter(|c| !keys.contains(c) && **c != "tenant_id").map(|c| format!("{c} = s.{c}")).collect();
-    let values: Vec<String> = names.iter().map(|c| format!("s.{c}")).collect();
+    let mut columns: Vec<String> = names.iter().map(|c| c.to_string()).collect();
+    let mut values: Vec<String> = names.iter().map(|c| format!("s.{c}")).collect();
+    if let Some(stamp) = stamp {
+        updates.push(format!("{stamp} = now()"));
+        columns.push(stamp.to_string());
+        values.push("now()".into());
+    }
     let written = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
         "with merged as (
-             merge into {table} t
-             using (select s.* from {stage} s where exists (select 1 from crm_customers c where c.id = s.customer_id)) s
-             on {on}
+             merge into {table} t using ({source}) s on {on}
              when matched then update set {updates}
              when not matched then insert ({columns}) values ({values})
              when not matched by source then delete
              returning merge_action() as action)
          select count(*) filter (where action <> 'DELETE') from merged",
         updates = updates.join(", "),
+        columns = columns.join(", "),
         values = values.join(", ")
     )))
     .fetch_one(&mut *tx)
-    .await? as u64;
-    sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
-    Ok(written)
+    .await?;
+    Ok(written as u64)
 }
 
 /// One row of `pipeline_runs`.

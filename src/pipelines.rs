@@ -22,7 +22,8 @@ pub struct PipelinesArgs {
 
 #[derive(Subcommand)]
 enum PipelinesCommand {
-    /// Recompute from the lake: engagement, roi, predictive, analytics or all (default).
+    /// Recompute from the lake: engagement, roi, predictive, analytics, send_times or all
+    /// (default).
     Run {
         #[arg(default_value = "all")]
         pipeline: String,

@@ -169,7 +169,7 @@ impl Ingest {
             })
             .await
         });
-        Running { stop, task, progress, feed }
+        Running { stop, task: Some(task), progress, feed }
     }
 
     /// Snapshot (first run) or resume, then stream until `shutdown` or an error. Returns
@@ -463,25 +463,40 @@ fn replication_tls(url: &url::Url, env: &dyn Fn(&str) -> Option<String>) -> Resu
 /// A capture running on its own task (tests, benchmarks, `fibonacco run`).
 pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), IngestError>>,
+    /// Taken by the first call that sees the capture end, which reports how it ended.
+    task: Option<tokio::task::JoinHandle<Result<(), IngestError>>>,
     pub progress: watch::Receiver<Progress>,
     pub feed: ChangeFeed,
 }
 
 impl Running {
-    /// Waits until `done(progress)` holds; an error if the capture ended first.
+    /// Waits until `done(progress)` holds. If the capture ends first, its own error (a lost
+    /// slot, a refused connection, a full disk) rather than only the fact that it ended.
     pub async fn wait_until(&mut self, done: impl Fn(&Progress) -> bool) -> Result<Progress, IngestError> {
-        match self.progress.wait_for(|p| done(p)).await {
-            Ok(p) => Ok(p.clone()),
-            Err(_) => Err(IngestError::Protocol("the capture stopped before it got there".into())),
+        let reached = self.progress.wait_for(|p| done(p)).await.map(|p| p.clone());
+        match reached {
+            Ok(p) => Ok(p),
+            Err(_) => Err(match ended(&mut self.task).await {
+                Err(e) => e,
+                Ok(()) => IngestError::Protocol("the capture stopped before it got there".into()),
+            }),
         }
     }
 
     /// Stops after the complete transactions received so far are durable; returns how the
     /// run ended.
     pub async fn stop(self) -> Result<(), IngestError> {
-        let _ = self.stop.send(());
-        self.task.await.map_err(|e| IngestError::Protocol(format!("capture task: {e}")))?
+        let Running { stop, mut task, .. } = self;
+        let _ = stop.send(());
+        ended(&mut task).await
+    }
+}
+
+/// How a capture's task ended, once; later calls only say that it was already reported.
+async fn ended(task: &mut Option<tokio::task::JoinHandle<Result<(), IngestError>>>) -> Result<(), IngestError> {
+    match task.take() {
+        Some(task) => task.await.map_err(|e| IngestError::Protocol(format!("capture task: {e}")))?,
+        None => Err(IngestError::Protocol("the capture had already ended (its outcome was returned before)".into())),
     }
 }
 

@@ -253,6 +253,10 @@ async fn bad_situations_get_clear_errors() {
     let err = Ingest::connect(fx.config()).await.unwrap().run(std::future::pending()).await.unwrap_err();
     assert!(matches!(err, IngestError::SlotLost { .. }), "{err}");
     assert!(err.to_string().contains("--resnapshot"), "{err}");
+    // A spawned capture waited on reports the same cause, not only that it ended.
+    let mut running = Ingest::connect(fx.config()).await.unwrap().spawn();
+    let err = running.wait_until(|p| p.streaming).await.unwrap_err();
+    assert!(matches!(err, IngestError::SlotLost { .. }), "{err}");
     let mut config = fx.config();
     config.resnapshot = true;
     let running = start(config).await;

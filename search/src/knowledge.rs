@@ -355,9 +355,14 @@ pub async fn search(
     } else {
         None
     };
-    // pgvector's query also returns each neighbour's row (same statement, visibility and
-    // filters), so its hits need no re-read: `found_rows` by id, `found_sections` by
-    // (id, section).
+    // In semantic mode pgvector's query also returns each neighbour's row (same
+    // statement, visibility and filters), so the page needs no re-read: `found_rows` by
+    // id, `found_sections` by (id, section). Hybrid mode ranks a pool three pages deep and
+    // shows one page of it, so it reads only ids and re-reads the page below.
+    let columns = match q.mode {
+        Mode::Semantic => crate::store::pgvector::Columns::Shown,
+        _ => crate::store::pgvector::Columns::Ids,
+    };
     let mut found_rows: HashMap<Uuid, Hit> = HashMap::new();
     let mut found_sections: HashMap<(Uuid, i32), String> = HashMap::new();
     let sem = match &vector {
@@ -367,7 +372,8 @@ pub async fn search(
                 let found = match tx.as_mut() {
                     Some(tx) => {
                         let found =
-                            crate::store::pgvector::nearest_hits_in(tx, tenant, v, model, &q.filters, limit).await?;
+                            crate::store::pgvector::nearest_hits_in(tx, tenant, v, model, &q.filters, limit, columns)
+                                .await?;
                         found_rows.clear();
                         found_sections.clear();
                         let mut neighbours = Vec::with_capacity(found.len());
@@ -375,7 +381,9 @@ pub async fn search(
                             if let Some(text) = f.chunk_text {
                                 found_sections.insert((f.neighbour.entry, f.neighbour.chunk), text);
                             }
-                            found_rows.insert(f.neighbour.entry, f.hit);
+                            if let Some(hit) = f.hit {
+                                found_rows.insert(f.neighbour.entry, hit);
+                            }
                             neighbours.push(f.neighbour);
                         }
                         neighbours

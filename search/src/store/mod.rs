@@ -92,7 +92,7 @@ pub trait VectorStore: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Whether the vectors are in the search's own database (pgvector), so the search can
-    /// ask for them inside its tenant transaction ([`pgvector::nearest_in`]). An external
+    /// ask for them inside its tenant transaction ([`pgvector::nearest_hits_in`]). An external
     /// store is asked before that transaction opens: no network call while a pooled
     /// connection is held.
     fn in_database(&self) -> bool {

@@ -80,41 +80,50 @@ async fn nearest(
     limit: i64,
 ) -> Result<Vec<Neighbour>, sqlx::Error> {
     let mut tx = db::begin_tenant_with(pool, tenant, QUERY_SETTINGS).await?;
-    let found = nearest_in(&mut tx, tenant, vector, model, f, limit).await?;
+    let found = nearest_hits_in(&mut tx, tenant, vector, model, f, limit, Columns::Ids).await?;
     tx.commit().await?;
-    Ok(found)
+    Ok(found.into_iter().map(|f| f.neighbour).collect())
 }
 
-/// [`VectorStore::nearest`] inside the caller's transaction, which must be `tenant`'s and
-/// carry [`QUERY_SETTINGS`]: the search runs its vector query, keyword query and hit
-/// re-read in one transaction (two round trips fewer than a transaction of its own).
-pub async fn nearest_in(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    vector: &[f32],
-    model: &str,
-    f: &Filters,
-    limit: i64,
-) -> Result<Vec<Neighbour>, sqlx::Error> {
-    Ok(nearest_hits_in(conn, tenant, vector, model, f, limit).await?.into_iter().map(|f| f.neighbour).collect())
+/// What the vector query reads besides each neighbour's distance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// Only which rows are nearest: for a caller that ranks a pool deeper than the page it
+    /// shows (hybrid search), or that needs no row at all.
+    Ids,
+    /// Also what the search shows for each (title, snippet, filters' columns, a section's
+    /// text): worth it when about every row returned is shown, as in semantic mode, where
+    /// it saves the re-read of the page.
+    Shown,
 }
 
-/// A neighbour with the row it found: what the search shows for it, read by the vector
-/// query itself (the same statement, visibility and filters), so the search needs no
-/// second read of its hits.
+/// A neighbour with the row it found when asked ([`Columns::Shown`]): what the search
+/// shows for it, read by the vector query itself (the same statement, visibility and
+/// filters), so the search needs no second read of its hits.
 #[derive(Debug, Clone)]
 pub struct Found {
     pub neighbour: Neighbour,
-    pub hit: Hit,
-    /// The section's text when the neighbour is a section (chunk > 0).
+    pub hit: Option<Hit>,
+    /// The section's text when the neighbour is a section (chunk > 0) and rows were asked.
     pub chunk_text: Option<String>,
 }
 
-type FoundRow =
-    (String, Uuid, i32, f64, String, String, Option<String>, Option<String>, Vec<String>, bool, bool, Option<String>);
+#[derive(sqlx::FromRow)]
+struct FoundRow {
+    source: String,
+    chunk: i32,
+    /// The cosine similarity (`Hit::score` is not read from rows).
+    score: f64,
+    chunk_text: Option<String>,
+    #[sqlx(flatten)]
+    hit: Hit,
+}
 
-/// The `limit` nearest vectors of each source the filters allow, each with its row.
-#[tracing::instrument(name = "search.pgvector.nearest", skip_all, fields(tenant_id = %tenant, limit))]
+/// The `limit` nearest vectors of each source the filters allow, each with its row when
+/// `columns` asks for it. The caller's transaction must be `tenant`'s and carry
+/// [`QUERY_SETTINGS`] (the search runs its vector query, keyword query and any re-read in
+/// one transaction).
+#[tracing::instrument(name = "search.pgvector.nearest", skip_all, fields(tenant_id = %tenant, limit, columns = ?columns))]
 pub async fn nearest_hits_in(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -122,18 +131,23 @@ pub async fn nearest_hits_in(
     model: &str,
     f: &Filters,
     limit: i64,
+    columns: Columns,
 ) -> Result<Vec<Found>, sqlx::Error> {
     // Vectors of another size cannot be near this one (and no index holds both).
     let Some(dims) = Dims::new(vector.len()) else { return Ok(Vec::new()) };
     let literal = pgvector_literal(vector);
     let cast = dims.cast();
+    let shown = columns == Columns::Shown;
+    // Without rows, constants of the columns' types keep one row shape (and decoder);
+    // they cost nothing to compute or send.
+    const NO_ROW: &str = "'', '', null::text, null::text, '{}'::text[], false, false, null::text";
     // An empty first branch types the columns, so each source's branch is a plain
     // `union all` whichever sources the filters ask for. Each branch orders by the indexed
     // expression under the index's predicate (`dims` is a number, not input), and selects
     // what the search shows (as its re-read of an external store's hits does).
     let mut qb = QueryBuilder::new(
-        "select source, entry, chunk, score, title, snippet, category, subcategory, tags, is_public, shared, chunk_text \
-         from (select null::text as source, null::uuid as entry, 0 as chunk, 0::float8 as score, null::text as title, \
+        "select source, id, chunk, score, title, snippet, category, subcategory, tags, is_public, shared, chunk_text \
+         from (select null::text as source, null::uuid as id, 0 as chunk, 0::float8 as score, null::text as title, \
          null::text as snippet, null::text as category, null::text as subcategory, null::text[] as tags, \
          false as is_public, false as shared, null::text as chunk_text where false",
     );
@@ -145,12 +159,19 @@ pub async fn nearest_hits_in(
         qb.push_bind(literal.clone()).push(format!("{cast})"));
         expr
     };
+    // An entry's columns, then the section text (`text`) when rows are asked.
+    let entry_row = |qb: &mut QueryBuilder<sqlx::Postgres>, text: &str| {
+        if shown {
+            qb.push(", kb.title, left(kb.content, 240), kb.category, kb.subcategory, kb.tags, kb.is_public, kb.tenant_id <> ");
+            qb.push_bind(tenant).push(format!(", {text}"));
+        } else {
+            qb.push(format!(", {NO_ROW}"));
+        }
+    };
     if f.sources.knowledge {
-        const ENTRY: &str =
-            "kb.title, left(kb.content, 240), kb.category, kb.subcategory, kb.tags, kb.is_public, kb.tenant_id <> ";
         let expr = branch(&mut qb, "'knowledge', kb.id, 0", "kb.embedding");
-        qb.push(format!(", {ENTRY}")).push_bind(tenant);
-        qb.push(format!(", null::text from knowledge_base kb where {} and ", dims.predicate("kb.embedding")));
+        entry_row(&mut qb, "null::text");
+        qb.push(format!(" from knowledge_base kb where {} and ", dims.predicate("kb.embedding")));
         qb.push("kb.embedding_model = ").push_bind(model.to_owned());
         crate::knowledge::push_filters(&mut qb, tenant, f);
         qb.push(format!(" order by {expr} <=> "))
@@ -159,9 +180,9 @@ pub async fn nearest_hits_in(
             .push_bind(limit);
         qb.push(")");
         let expr = branch(&mut qb, "'knowledge', c.knowledge_id, c.chunk_index", "c.embedding");
-        qb.push(format!(", {ENTRY}")).push_bind(tenant);
+        entry_row(&mut qb, "c.content");
         qb.push(format!(
-            ", c.content from knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id where {} and ",
+            " from knowledge_chunks c join knowledge_base kb on kb.id = c.knowledge_id where {} and ",
             dims.predicate("c.embedding")
         ));
         qb.push("c.embedding_model = ").push_bind(model.to_owned());
@@ -174,10 +195,15 @@ pub async fn nearest_hits_in(
     }
     if f.sources.articles {
         let expr = branch(&mut qb, "'article', ac.article_id, ac.chunk_index", "ac.embedding");
-        qb.push(format!(
+        qb.push(if shown {
             ", a.title, left(coalesce(nullif(a.excerpt, ''), a.body), 240), a.category, null::text, a.tags, false, false, \
-             case when ac.chunk_index > 0 then ac.content end \
-             from article_chunks ac join articles a on a.id = ac.article_id where {} and ",
+             case when ac.chunk_index > 0 then ac.content end"
+                .to_owned()
+        } else {
+            format!(", {NO_ROW}")
+        });
+        qb.push(format!(
+            " from article_chunks ac join articles a on a.id = ac.article_id where {} and ",
             dims.predicate("ac.embedding")
         ));
         qb.push("ac.embedding_model = ").push_bind(model.to_owned());
@@ -190,43 +216,14 @@ pub async fn nearest_hits_in(
     // relaxed_order may return near-ties slightly out of order; the caller ranks.
     Ok(rows
         .into_iter()
-        .filter_map(
-            |(
-                source,
-                entry,
-                chunk,
-                score,
-                title,
-                snippet,
-                category,
-                subcategory,
-                tags,
-                is_public,
-                shared,
-                chunk_text,
-            )| {
-                let source = Source::parse(&source)?;
-                let hit = Hit {
-                    source: Some(source),
-                    id: entry,
-                    title,
-                    snippet,
-                    category,
-                    subcategory,
-                    tags,
-                    is_public,
-                    shared,
-                    semantic_score: None,
-                    keyword_score: None,
-                    score: 0.0,
-                    chunk: None,
-                };
-                Some(Found {
-                    neighbour: Neighbour { source, entry, chunk, score },
-                    hit,
-                    chunk_text: chunk_text.filter(|_| chunk > 0),
-                })
-            },
-        )
+        .filter_map(|FoundRow { source, chunk, score, chunk_text, mut hit }| {
+            let source = Source::parse(&source)?;
+            hit.source = Some(source);
+            Some(Found {
+                neighbour: Neighbour { source, entry: hit.id, chunk, score },
+                chunk_text: chunk_text.filter(|_| shown && chunk > 0),
+                hit: shown.then_some(hit),
+            })
+        })
         .collect())
 }

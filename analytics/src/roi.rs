@@ -28,10 +28,10 @@ use crate::{
 };
 
 /// CTEs `touches` (tenant, campaign, customer, currency, t), `pairs` (one row per order ×
-/// touch in its window, with the order's `n` touches), `multi` (the pairs of orders with
-/// several touches, with `k` the touch's position from the earliest and `recency` 1 = last
-/// touch) and `matched` (every pair with `k` and `recency`, a lone touch being both
-/// first and last). The dashboard's conversions use the same CTEs.
+/// touch in its window, with the order's `n` touches) and `matched` (every pair with `k`,
+/// the touch's position from the earliest, `recency` 1 = last touch, and `grp`, the
+/// window partition: the order, or NULL for a lone touch). The dashboard's conversions use
+/// the same CTEs.
 pub fn attribution_ctes(config: &RoiConfig, as_of: DateTime<Utc>) -> String {
     attribution_ctes_for(Dialect::DataFusion, config, as_of, None)
 }
@@ -58,9 +58,14 @@ pub fn attribution_ctes_for(
     // An order's touches are its customer's sends, one per campaign (recipients are unique
     // per campaign and customer), so (t, campaign) orders them without ties and the last
     // touch is the n-th from the earliest: `recency` needs no second sort of the order's
-    // touches. Most orders have one touch, which takes every model's whole credit, so only
-    // orders with several (`multi`) are ranked: in DataFusion a window's cost goes with its
-    // partitions (one per order), and ranking every order was most of ROI's time.
+    // touches. Most orders have one touch, which takes every model's whole credit, so the
+    // windows partition by `grp`: the order when it has several touches, NULL (one
+    // partition for all of them) when it has one, whose window values are then replaced by
+    // a lone touch's (k 1, its own weight the total, nothing left over). In DataFusion a
+    // window's cost goes with its partitions (one per order), and ranking every order was
+    // most of ROI's time; a separate branch for lone touches ran the join twice instead
+    // (DataFusion inlines a CTE at each reference), 1.4 x slower when most orders have
+    // several touches.
     format!(
         "touches AS (
             SELECT r.tenant_id, r.campaign_id, r.customer_id, c.currency, {sent} AS t
@@ -78,17 +83,13 @@ pub fn attribution_ctes_for(
             FROM paid p JOIN touches tc
               ON tc.customer_id = p.customer_id AND tc.tenant_id = p.tenant_id AND tc.currency = p.currency
              AND tc.t <= p.t AND tc.t >= p.t - {window}),
-         multi AS (
-            SELECT *, n - k + 1 AS recency FROM (
-              SELECT order_id, amount_minor, paid_t, campaign_id, touch_t, n,
-                     CAST(row_number() OVER (PARTITION BY order_id ORDER BY touch_t ASC, campaign_id ASC) AS BIGINT) AS k
-              FROM pairs WHERE n > 1) ordered),
          matched AS (
-            SELECT order_id, amount_minor, paid_t, campaign_id, touch_t, n,
-                   CAST(1 AS BIGINT) AS k, CAST(1 AS BIGINT) AS recency
-            FROM pairs WHERE n = 1
-            UNION ALL
-            SELECT order_id, amount_minor, paid_t, campaign_id, touch_t, n, k, recency FROM multi)",
+            SELECT *, n - k + 1 AS recency FROM (
+              SELECT order_id, grp, amount_minor, paid_t, campaign_id, touch_t, n,
+                     CASE WHEN n = 1 THEN CAST(1 AS BIGINT)
+                          ELSE CAST(row_number() OVER (PARTITION BY grp ORDER BY touch_t ASC, campaign_id ASC) AS BIGINT)
+                     END AS k
+              FROM (SELECT *, CASE WHEN n > 1 THEN order_id END AS grp FROM pairs) keyed) ordered)",
         sent = micros("r.sent_at"),
         paid = micros("o.paid_at"),
         reached_r = reached("r.customer_id"),
@@ -122,26 +123,24 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
     // Every model's credit is summed in one aggregate over the ranked touches
     // (`recency`, `k` and `n` ride along): DataFusion inlines a CTE at each reference, so
     // a second aggregate over `matched` ran its join and window sorts twice (half the
-    // query's time at 100,000 customers, EXPLAIN ANALYZE). `ranked` adds the lone touches
-    // after the windows: weight 1 of 1 in every model, the whole amount, nothing left
-    // over. (DataFusion runs the `pairs` join once for each branch; the windows it no
-    // longer runs over every order cost more: ROI 0.33 s -> 0.19 s at 100,000 customers.)
+    // query's time at 100,000 customers, EXPLAIN ANALYZE). Lone touches (`n` = 1) share one
+    // window partition and take their own values: weight 1 of 1, the whole amount.
     format!(
         "WITH {ctes},
          sends AS (SELECT campaign_id, count(*) AS sends FROM touches GROUP BY campaign_id),
          weights AS (
-            SELECT order_id, campaign_id, amount_minor, k, n, recency,
+            SELECT order_id, grp, campaign_id, amount_minor, k, n, recency,
                    CAST(CASE WHEN n <= 2 THEN 1 WHEN k = 1 OR k = n THEN 2 * (n - 2) ELSE 1 END AS BIGINT) AS w_pos,
                    greatest(CAST(round(1000000.0 * power(0.5, CAST(paid_t - touch_t AS {double}) / {half_life_us}))
                             AS BIGINT), CAST(1 AS BIGINT)) AS w_decay
-            FROM multi),
+            FROM matched),
          totals AS (
-            SELECT order_id, campaign_id, amount_minor, k, n, recency, w_pos, w_decay,
-                   CAST(sum(w_pos) OVER (PARTITION BY order_id) AS BIGINT) AS t_pos,
-                   CAST(sum(w_decay) OVER (PARTITION BY order_id) AS BIGINT) AS t_decay
+            SELECT order_id, grp, campaign_id, amount_minor, k, n, recency, w_pos, w_decay,
+                   CASE WHEN n = 1 THEN w_pos ELSE CAST(sum(w_pos) OVER (PARTITION BY grp) AS BIGINT) END AS t_pos,
+                   CASE WHEN n = 1 THEN w_decay ELSE CAST(sum(w_decay) OVER (PARTITION BY grp) AS BIGINT) END AS t_decay
             FROM weights),
          shares AS (
-            SELECT order_id, campaign_id, amount_minor, k, n, recency,
+            SELECT order_id, grp, campaign_id, amount_minor, k, n, recency,
                    CAST(w_pos AS {double}) / CAST(t_pos AS {double}) AS o_pos,
                    CAST(w_decay AS {double}) / CAST(t_decay AS {double}) AS o_decay,
                    {b_pos} AS b_pos, (amount_minor * w_pos) % t_pos AS r_pos,
@@ -149,18 +148,15 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
             FROM totals),
          ranked AS (
             SELECT campaign_id, amount_minor, k, n, recency, o_pos, o_decay, b_pos, b_decay,
-                   amount_minor - CAST(sum(b_pos) OVER (PARTITION BY order_id) AS BIGINT) AS left_pos,
-                   CAST(row_number() OVER (PARTITION BY order_id ORDER BY r_pos DESC, k ASC) AS BIGINT) AS rank_pos,
-                   amount_minor - CAST(sum(b_decay) OVER (PARTITION BY order_id) AS BIGINT) AS left_decay,
-                   CAST(row_number() OVER (PARTITION BY order_id ORDER BY r_decay DESC, k ASC) AS BIGINT) AS rank_decay
-            FROM shares
-            UNION ALL
-            SELECT campaign_id, amount_minor, CAST(1 AS BIGINT) AS k, n, CAST(1 AS BIGINT) AS recency,
-                   CAST(1.0 AS {double}) AS o_pos, CAST(1.0 AS {double}) AS o_decay,
-                   amount_minor AS b_pos, amount_minor AS b_decay,
-                   CAST(0 AS BIGINT) AS left_pos, CAST(1 AS BIGINT) AS rank_pos,
-                   CAST(0 AS BIGINT) AS left_decay, CAST(1 AS BIGINT) AS rank_decay
-            FROM pairs WHERE n = 1),
+                   CASE WHEN n = 1 THEN CAST(0 AS BIGINT)
+                        ELSE amount_minor - CAST(sum(b_pos) OVER (PARTITION BY grp) AS BIGINT) END AS left_pos,
+                   CASE WHEN n = 1 THEN CAST(1 AS BIGINT)
+                        ELSE CAST(row_number() OVER (PARTITION BY grp ORDER BY r_pos DESC, k ASC) AS BIGINT) END AS rank_pos,
+                   CASE WHEN n = 1 THEN CAST(0 AS BIGINT)
+                        ELSE amount_minor - CAST(sum(b_decay) OVER (PARTITION BY grp) AS BIGINT) END AS left_decay,
+                   CASE WHEN n = 1 THEN CAST(1 AS BIGINT)
+                        ELSE CAST(row_number() OVER (PARTITION BY grp ORDER BY r_decay DESC, k ASC) AS BIGINT) END AS rank_decay
+            FROM shares),
          credit AS (
             SELECT campaign_id,
                    sum(CASE WHEN recency = 1 THEN 1 ELSE 0 END) AS last_touch_orders,

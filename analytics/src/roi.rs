@@ -129,18 +129,18 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
         "WITH {ctes},
          sends AS (SELECT campaign_id, count(*) AS sends FROM touches GROUP BY campaign_id),
          weights AS (
-            SELECT order_id, grp, campaign_id, amount_minor, k, n, recency,
+            SELECT grp, campaign_id, amount_minor, k, n, recency,
                    CAST(CASE WHEN n <= 2 THEN 1 WHEN k = 1 OR k = n THEN 2 * (n - 2) ELSE 1 END AS BIGINT) AS w_pos,
                    greatest(CAST(round(1000000.0 * power(0.5, CAST(paid_t - touch_t AS {double}) / {half_life_us}))
                             AS BIGINT), CAST(1 AS BIGINT)) AS w_decay
             FROM matched),
          totals AS (
-            SELECT order_id, grp, campaign_id, amount_minor, k, n, recency, w_pos, w_decay,
+            SELECT grp, campaign_id, amount_minor, k, n, recency, w_pos, w_decay,
                    CASE WHEN n = 1 THEN w_pos ELSE CAST(sum(w_pos) OVER (PARTITION BY grp) AS BIGINT) END AS t_pos,
                    CASE WHEN n = 1 THEN w_decay ELSE CAST(sum(w_decay) OVER (PARTITION BY grp) AS BIGINT) END AS t_decay
             FROM weights),
          shares AS (
-            SELECT order_id, grp, campaign_id, amount_minor, k, n, recency,
+            SELECT grp, campaign_id, amount_minor, k, n, recency,
                    CAST(w_pos AS {double}) / CAST(t_pos AS {double}) AS o_pos,
                    CAST(w_decay AS {double}) / CAST(t_decay AS {double}) AS o_decay,
                    {b_pos} AS b_pos, (amount_minor * w_pos) % t_pos AS r_pos,

@@ -169,6 +169,15 @@ impl SearchQuery {
     }
 }
 
+/// What a search shows of a knowledge entry (`kb`), in [`Hit`]'s order from `title` to
+/// `is_public` (`shared` follows, per caller); the vector query and the re-read both
+/// select it, so a hit reads the same whichever of them brought it.
+pub(crate) const ENTRY_SHOWN: &str =
+    "kb.title, left(kb.content, 240) as snippet, kb.category, kb.subcategory, kb.tags, kb.is_public";
+/// The same of an article (`a`): its excerpt or the start of its body; never public.
+pub(crate) const ARTICLE_SHOWN: &str = "a.title, left(coalesce(nullif(a.excerpt, ''), a.body), 240) as snippet, \
+     a.category, null::text as subcategory, a.tags, false as is_public";
+
 /// One result with the scores that placed it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
@@ -355,12 +364,14 @@ pub async fn search(
     } else {
         None
     };
-    // In semantic mode pgvector's query also returns each neighbour's row (same
-    // statement, visibility and filters), so the page needs no re-read: `found_rows` by
-    // id, `found_sections` by (id, section). Hybrid mode ranks a pool three pages deep and
-    // shows one page of it, so it reads only ids and re-reads the page below.
+    // For semantic mode's first page pgvector's query also returns each neighbour's row
+    // (same statement, visibility and filters), so the page needs no re-read:
+    // `found_rows` by id, `found_sections` by (id, section). Hybrid mode ranks a pool
+    // three pages deep and shows one page of it, so it reads only ids and re-reads the
+    // page below.
     let columns = match q.mode {
-        Mode::Semantic => crate::store::pgvector::Columns::Shown,
+        // Page 1 only: a later page asks for every row up to it and shows the last few.
+        Mode::Semantic if q.page == 1 => crate::store::pgvector::Columns::Shown,
         _ => crate::store::pgvector::Columns::Ids,
     };
     let mut found_rows: HashMap<Uuid, Hit> = HashMap::new();
@@ -436,10 +447,7 @@ pub async fn search(
     // request's visibility and filters: an external store that lags behind Postgres can
     // narrow the answer, never widen it.
     if !entry_ids.is_empty() {
-        let mut fetch = QueryBuilder::new(
-            "select kb.id, kb.title, left(kb.content, 240) as snippet, kb.category, kb.subcategory, kb.tags, kb.is_public,
-                kb.tenant_id <> ",
-        );
+        let mut fetch = QueryBuilder::new(format!("select kb.id, {ENTRY_SHOWN}, kb.tenant_id <> "));
         fetch
             .push_bind(tenant)
             .push(" as shared from knowledge_base kb where kb.id = any(")
@@ -452,11 +460,9 @@ pub async fn search(
         }));
     }
     if !article_ids.is_empty() {
-        let mut fetch = QueryBuilder::new(
-            "select a.id, a.title, left(coalesce(nullif(a.excerpt, ''), a.body), 240) as snippet, a.category,
-                null::text as subcategory, a.tags, false as is_public, false as shared
-             from articles a where a.id = any(",
-        );
+        let mut fetch = QueryBuilder::new(format!(
+            "select a.id, {ARTICLE_SHOWN}, false as shared from articles a where a.id = any("
+        ));
         fetch.push_bind(article_ids).push(")");
         push_article_filters(&mut fetch, tenant, &q.filters);
         rows.extend(fetch.build_query_as::<Hit>().fetch_all(&mut *tx).await?.into_iter().map(|mut h| {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Neighbour, Point, Source, StoreFuture, VectorStore};
 use crate::{
     embed::pgvector_literal,
-    knowledge::{Filters, Hit},
+    knowledge::{ARTICLE_SHOWN, ENTRY_SHOWN, Filters, Hit},
     vectors::Dims,
 };
 
@@ -92,8 +92,8 @@ pub enum Columns {
     /// shows (hybrid search), or that needs no row at all.
     Ids,
     /// Also what the search shows for each (title, snippet, filters' columns, a section's
-    /// text): worth it when about every row returned is shown, as in semantic mode, where
-    /// it saves the re-read of the page.
+    /// text): worth it when about every row returned is shown, as on semantic mode's
+    /// first page, where it saves the re-read of the page.
     Shown,
 }
 
@@ -162,7 +162,7 @@ pub async fn nearest_hits_in(
     // An entry's columns, then the section text (`text`) when rows are asked.
     let entry_row = |qb: &mut QueryBuilder<sqlx::Postgres>, text: &str| {
         if shown {
-            qb.push(", kb.title, left(kb.content, 240), kb.category, kb.subcategory, kb.tags, kb.is_public, kb.tenant_id <> ");
+            qb.push(format!(", {ENTRY_SHOWN}, kb.tenant_id <> "));
             qb.push_bind(tenant).push(format!(", {text}"));
         } else {
             qb.push(format!(", {NO_ROW}"));
@@ -196,9 +196,7 @@ pub async fn nearest_hits_in(
     if f.sources.articles {
         let expr = branch(&mut qb, "'article', ac.article_id, ac.chunk_index", "ac.embedding");
         qb.push(if shown {
-            ", a.title, left(coalesce(nullif(a.excerpt, ''), a.body), 240), a.category, null::text, a.tags, false, false, \
-             case when ac.chunk_index > 0 then ac.content end"
-                .to_owned()
+            format!(", {ARTICLE_SHOWN}, false, case when ac.chunk_index > 0 then ac.content end")
         } else {
             format!(", {NO_ROW}")
         });

@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use crate::{
     Engine, PipelineError,
-    output::{TextBatch, floats, ints, rounded, text},
+    copy::CopyBatch,
+    output::{floats, ints, round_to, rounded, text},
     stages::Stages,
     store::{self, Replace, RunRecord},
 };
@@ -216,17 +217,17 @@ impl Pipelines {
         let mut scored = 0usize;
         let mut total = 0.0;
         for batch in &batches {
-            let mut out = TextBatch::new();
-            let tenant_ids = text(batch, "tenant_id")?;
+            let mut out = CopyBatch::new();
             if mode == Replace::Keys {
-                tenants.extend(tenant_ids.iter().flatten().map(str::to_string));
+                tenants.extend(text(batch, "tenant_id")?.iter().flatten().map(str::to_string));
             }
-            out.push("tenant_id", tenant_ids);
-            out.push("customer_id", text(batch, "customer_id")?);
+            out.push_column(batch, "tenant_id")?;
+            out.push_column(batch, "customer_id")?;
             let scores = floats(batch, "score")?;
             total += scores.iter().flatten().sum::<f64>();
             scored += scores.len();
-            out.push_iter("score", scores.iter().map(|s| s.map(|s| rounded(s, 2))));
+            // numeric(5,2): the binary COPY rounds to the column's two decimals.
+            out.push_floats("score", scores);
             let parts: Vec<Vec<Option<f64>>> =
                 components.iter().map(|c| floats(batch, &format!("s_{c}"))).collect::<Result<_, _>>()?;
             let json = (0..batch.num_rows()).map(|i| {
@@ -237,7 +238,7 @@ impl Pipelines {
                     .collect();
                 Some(serde_json::to_string(&map).unwrap_or_else(|_| "{}".into()))
             });
-            out.push_iter("components", json);
+            out.push_texts("components", json);
             out.push_as_of(batch.num_rows(), as_of);
             rows.push(out);
         }
@@ -286,7 +287,7 @@ impl Pipelines {
         let mut rows = Vec::new();
         let mut campaigns_seen = 0;
         for batch in &batches {
-            let mut out = TextBatch::new();
+            let mut out = CopyBatch::new();
             for c in [
                 "tenant_id",
                 "campaign_id",
@@ -300,7 +301,7 @@ impl Pipelines {
                 "last_touch_orders",
                 "last_touch_revenue_minor",
             ] {
-                out.push(c, text(batch, c)?);
+                out.push_column(batch, c)?;
             }
             let cost = ints(batch, "cost_minor")?;
             let lt = ints(batch, "last_touch_revenue_minor")?;
@@ -308,32 +309,29 @@ impl Pipelines {
             let ratio = |rev: &Vec<Option<i64>>| {
                 cost.iter()
                     .zip(rev)
-                    .map(|(c, r)| roi::ratio(r.unwrap_or(0), c.unwrap_or(0)).map(|x| x.to_string()))
+                    .map(|(c, r)| roi::ratio(r.unwrap_or(0), c.unwrap_or(0)))
                     .collect::<Vec<_>>()
             };
-            out.push_iter("last_touch_roi", ratio(&lt));
-            out.push_iter("linear_orders", floats(batch, "linear_orders")?.iter().map(|v| v.map(|v| rounded(v, 6))));
-            out.push("linear_revenue_minor", text(batch, "linear_revenue_minor")?);
-            out.push_iter("linear_roi", ratio(&lin));
+            out.push_floats("last_touch_roi", ratio(&lt));
+            out.push_floats("linear_orders", floats(batch, "linear_orders")?.into_iter().map(|v| v.map(|v| round_to(v, 6))));
+            out.push_column(batch, "linear_revenue_minor")?;
+            out.push_floats("linear_roi", ratio(&lin));
             let first = ints(batch, "first_touch_revenue_minor")?;
             let decay = ints(batch, "time_decay_revenue_minor")?;
             let position = ints(batch, "position_revenue_minor")?;
-            out.push("first_touch_orders", text(batch, "first_touch_orders")?);
-            out.push("first_touch_revenue_minor", text(batch, "first_touch_revenue_minor")?);
-            out.push_iter("first_touch_roi", ratio(&first));
+            out.push_column(batch, "first_touch_orders")?;
+            out.push_column(batch, "first_touch_revenue_minor")?;
+            out.push_floats("first_touch_roi", ratio(&first));
             for (orders, revenue, roi, values) in [
                 ("time_decay_orders", "time_decay_revenue_minor", "time_decay_roi", &decay),
                 ("position_orders", "position_revenue_minor", "position_roi", &position),
             ] {
-                out.push_iter(orders, floats(batch, orders)?.iter().map(|v| v.map(|v| rounded(v, 6))));
-                out.push(revenue, text(batch, revenue)?);
-                out.push_iter(roi, ratio(values));
+                out.push_floats(orders, floats(batch, orders)?.into_iter().map(|v| v.map(|v| round_to(v, 6))));
+                out.push_column(batch, revenue)?;
+                out.push_floats(roi, ratio(values));
             }
-            out.push_iter(
-                "decay_half_life_days",
-                std::iter::repeat_n(Some(config.decay_half_life_days.to_string()), batch.num_rows()),
-            );
-            out.push_iter("window_days", std::iter::repeat_n(Some(config.window_days.to_string()), batch.num_rows()));
+            out.push_floats("decay_half_life_days", std::iter::repeat_n(Some(config.decay_half_life_days), batch.num_rows()));
+            out.push("window_days", Arc::new(Int64Array::from_value(i64::from(config.window_days), batch.num_rows())));
             out.push_as_of(batch.num_rows(), as_of);
             campaigns_seen += batch.num_rows();
             rows.push(out);
@@ -395,10 +393,23 @@ impl Pipelines {
         let rows = scores.len();
         drop(scores);
         let versions = StringArray::from_iter_values(std::iter::repeat_n(model.version.as_str(), rows));
-        let mut out = TextBatch::new();
+        let (tenant_ids, customer_ids, probabilities, top_features, versions): (
+            ArrayRef,
+            ArrayRef,
+            ArrayRef,
+            ArrayRef,
+            ArrayRef,
+        ) = (
+            Arc::new(tenant_ids),
+            Arc::new(customer_ids),
+            Arc::new(probabilities),
+            Arc::new(top_features),
+            Arc::new(versions),
+        );
+        let mut out = CopyBatch::new();
         out.push("tenant_id", tenant_ids.clone());
         out.push("customer_id", customer_ids.clone());
-        out.push_iter("probability", probabilities.iter().map(|p| p.map(|p| p.to_string())));
+        out.push("probability", probabilities.clone());
         out.push("top_features", top_features.clone());
         out.push("model_version", versions.clone());
         out.push_as_of(rows, as_of);
@@ -444,13 +455,7 @@ impl Pipelines {
         ]));
         let typed = RecordBatch::try_new(
             schema,
-            vec![
-                Arc::new(tenant_ids) as ArrayRef,
-                Arc::new(customer_ids),
-                Arc::new(probabilities),
-                Arc::new(top_features),
-                Arc::new(versions),
-            ],
+            vec![tenant_ids, customer_ids, probabilities, top_features, versions],
         )?;
         let mut derived = self.derive("predictive", as_of, &[typed]).await?;
         let validation = RecordBatch::try_new(
@@ -539,7 +544,7 @@ impl Pipelines {
         stages.lap("compute");
         bar.set_message("writing");
         // Customer slots in Arrow batches of 100,000 rows: the derived Parquet for data
-        // teams, and (as text) the COPY into `customer_send_slots`.
+        // teams, and the COPY into `customer_send_slots`.
         let schema = Arc::new(Schema::new(vec![
             Field::new("tenant_id", DataType::Utf8, false),
             Field::new("customer_id", DataType::Utf8, false),
@@ -582,31 +587,29 @@ impl Pipelines {
         if !tenant_ids.is_empty() {
             flush(&mut tenant_ids, &mut customer_ids, &mut counts, &mut expected)?;
         }
-        let rows = batches.iter().map(|b| TextBatch::of_batch(b, as_of)).collect::<Result<Vec<_>, _>>()?;
+        let rows: Vec<CopyBatch> = batches.iter().map(|b| CopyBatch::of_batch(b, as_of)).collect();
         let customers = slots.customers.len();
         // Every slot of a tenant with history: its rate is the prior of each customer.
-        let mut tenant_rows = TextBatch::new();
-        let mut columns: [Vec<String>; 6] = Default::default();
+        let (mut tenant, mut slot, mut sends, mut responses, mut expected, mut rate) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (t, counts) in slots.tenants.iter().zip(&slots.tenant_counts) {
-            for (slot, (c, rate)) in counts.iter().zip(send_time::tenant_rates(counts)).enumerate() {
-                let row = [
-                    t.clone(),
-                    slot.to_string(),
-                    c.sends.to_string(),
-                    c.responses.to_string(),
-                    c.expected.to_string(),
-                    rate.to_string(),
-                ];
-                for (column, value) in columns.iter_mut().zip(row) {
-                    column.push(value);
-                }
+            for (s, (c, r)) in counts.iter().zip(send_time::tenant_rates(counts)).enumerate() {
+                tenant.push(t.as_str());
+                slot.push(s as i64);
+                sends.push(c.sends as i64);
+                responses.push(c.responses as i64);
+                expected.push(c.expected);
+                rate.push(r);
             }
         }
-        let len = columns[0].len();
-        let names = ["tenant_id", "slot", "sends", "responses", "expected", "rate"];
-        for (name, values) in names.into_iter().zip(columns) {
-            tenant_rows.push_iter(name, values.into_iter().map(Some));
-        }
+        let len = tenant.len();
+        let mut tenant_rows = CopyBatch::new();
+        tenant_rows.push("tenant_id", Arc::new(StringArray::from(tenant)));
+        tenant_rows.push("slot", Arc::new(Int64Array::from(slot)));
+        tenant_rows.push("sends", Arc::new(Int64Array::from(sends)));
+        tenant_rows.push("responses", Arc::new(Int64Array::from(responses)));
+        tenant_rows.push("expected", Arc::new(Float64Array::from(expected)));
+        tenant_rows.push("rate", Arc::new(Float64Array::from(rate)));
         tenant_rows.push_as_of(len, as_of);
         stages.lap("prepare");
         let mut tx = store::begin(&self.pool).await?;
@@ -639,8 +642,7 @@ impl Pipelines {
         for model in dashboard::MODELS {
             bar.set_message(format!("computing {model}"));
             let batches = dashboard::read_model(ctx, model, &self.config.roi, as_of).await?.collect().await?;
-            let rows: Vec<TextBatch> =
-                batches.iter().map(|b| TextBatch::of_batch(b, as_of)).collect::<Result<_, _>>()?;
+            let rows: Vec<CopyBatch> = batches.iter().map(|b| CopyBatch::of_batch(b, as_of)).collect();
             stages.lap(model);
             computed.push((*model, batches, rows));
         }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod cluster;
 pub mod engine;
 pub mod error;
+pub mod copy;
 pub mod output;
 pub mod stages;
 pub mod store;

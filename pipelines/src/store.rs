@@ -5,7 +5,10 @@
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 
-use crate::{PipelineError, output::TextBatch};
+use crate::{
+    PipelineError,
+    copy::{ColumnType, CopyBatch, Encoder},
+};
 
 /// How a result replaces what the table held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,32 +28,73 @@ pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, Pipe
     Ok(tx)
 }
 
-/// `COPY` into a table without row-level security (a staging table: Postgres refuses
-/// `COPY FROM` into a table with RLS enabled, bypass or not).
-#[tracing::instrument(skip(conn, batch), fields(rows = batch.rows()), err)]
-pub async fn copy(conn: &mut PgConnection, table: &str, batch: &TextBatch) -> Result<(), PipelineError> {
-    if batch.rows() == 0 {
-        return Ok(());
-    }
-    let mut sink = conn.copy_in_raw(&format!("copy {table} ({}) from stdin", batch.names().join(", "))).await?;
+/// The columns of `table` (a name on the search path, temporary tables included) and
+/// the types the binary `COPY` writes them as.
+async fn column_types(conn: &mut PgConnection, table: &str) -> Result<Vec<(String, ColumnType)>, PipelineError> {
+    let rows: Vec<(String, i64, i32)> = sqlx::query_as(
+        "select attname::text, atttypid::int8, atttypmod from pg_attribute
+         where attrelid = $1::text::regclass and attnum > 0 and not attisdropped",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(name, oid, typmod)| {
+            let ty = u32::try_from(oid).ok().and_then(|oid| ColumnType::of_oid(oid, typmod)).ok_or_else(|| {
+                PipelineError::Input(format!("{table}.{name} has a type the pipelines do not write (oid {oid})"))
+            })?;
+            Ok((name, ty))
+        })
+        .collect()
+}
+
+/// Binary `COPY` of `batches` into a table without row-level security (a staging table:
+/// Postgres refuses `COPY FROM` into a table with RLS enabled, bypass or not). Every
+/// batch is matched to the table's columns and cast to their types before the `COPY`
+/// starts; a value that still does not fit (a malformed uuid) aborts the `COPY`.
+#[tracing::instrument(skip(conn, batches), fields(rows = batches.iter().map(CopyBatch::rows).sum::<usize>()), err)]
+pub async fn copy(conn: &mut PgConnection, table: &str, batches: &[CopyBatch]) -> Result<(), PipelineError> {
+    let Some(first) = batches.iter().find(|b| b.rows() > 0) else { return Ok(()) };
+    let names = first.names();
+    let types = column_types(conn, table).await?;
+    let encoders: Vec<Encoder> = batches
+        .iter()
+        .filter(|b| b.rows() > 0)
+        .map(|b| {
+            if b.names() != names {
+                return Err(PipelineError::Input(format!("batches for {table} have different columns")));
+            }
+            b.encoder(&types)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut sink =
+        conn.copy_in_raw(&format!("copy {table} ({}) from stdin with (format binary)", names.join(", "))).await?;
     const ROWS_PER_SEND: usize = 50_000;
-    for start in (0..batch.rows()).step_by(ROWS_PER_SEND) {
-        let end = (start + ROWS_PER_SEND).min(batch.rows());
-        sink.send(batch.copy_text_of(start..end).into_bytes()).await?;
+    let mut chunk = Encoder::header();
+    for encoder in &encoders {
+        for start in (0..encoder.rows()).step_by(ROWS_PER_SEND) {
+            let end = (start + ROWS_PER_SEND).min(encoder.rows());
+            if let Err(e) = encoder.encode(start..end, &mut chunk) {
+                // Nothing of a failed write may land: abort the COPY, then report why.
+                sink.abort(e.to_string()).await.ok();
+                return Err(e);
+            }
+            sink.send(std::mem::take(&mut chunk)).await?;
+        }
     }
+    chunk.extend_from_slice(&Encoder::trailer());
+    sink.send(chunk).await?;
     sink.finish().await?;
     Ok(())
 }
 
 /// A temporary copy of `table`'s shape holding `batches`; returns its name.
-async fn stage(tx: &mut PgConnection, table: &str, batches: &[TextBatch]) -> Result<String, PipelineError> {
+async fn stage(tx: &mut PgConnection, table: &str, batches: &[CopyBatch]) -> Result<String, PipelineError> {
     let stage = format!("stage_{table}");
     sqlx::query(AssertSqlSafe(format!("create temp table {stage} (like {table} including defaults) on commit drop")))
         .execute(&mut *tx)
         .await?;
-    for batch in batches {
-        copy(tx, &stage, batch).await?;
-    }
+    copy(tx, &stage, batches).await?;
     Ok(stage)
 }
 
@@ -70,7 +114,7 @@ pub async fn replace_scores(
     table: &str,
     key: &str,
     parent: &str,
-    batches: &[TextBatch],
+    batches: &[CopyBatch],
     mode: Replace,
 ) -> Result<u64, PipelineError> {
     if mode == Replace::All {
@@ -171,7 +215,7 @@ pub async fn refresh_score_summaries(tx: &mut PgConnection, tenants: Option<&[St
 
 /// Replaces every row of a read-model table (through a staging table, see [`copy`]).
 #[tracing::instrument(skip(tx, batches), err)]
-pub async fn replace_all(tx: &mut PgConnection, table: &str, batches: &[TextBatch]) -> Result<u64, PipelineError> {
+pub async fn replace_all(tx: &mut PgConnection, table: &str, batches: &[CopyBatch]) -> Result<u64, PipelineError> {
     sqlx::query(AssertSqlSafe(format!("delete from {table}"))).execute(&mut *tx).await?;
     let Some(first) = batches.first() else { return Ok(0) };
     let columns = first.names().join(", ");
@@ -195,7 +239,7 @@ pub async fn replace_customer_rows(
     tx: &mut PgConnection,
     table: &str,
     keys: &[&str],
-    batches: &[TextBatch],
+    batches: &[CopyBatch],
 ) -> Result<u64, PipelineError> {
     sqlx::query(AssertSqlSafe(format!("lock table {table} in share row exclusive mode"))).execute(&mut *tx).await?;
     let Some(first) = batches.first() else {

@@ -307,13 +307,13 @@ impl Pipelines {
             let lt = ints(batch, "last_touch_revenue_minor")?;
             let lin = ints(batch, "linear_revenue_minor")?;
             let ratio = |rev: &Vec<Option<i64>>| {
-                cost.iter()
-                    .zip(rev)
-                    .map(|(c, r)| roi::ratio(r.unwrap_or(0), c.unwrap_or(0)))
-                    .collect::<Vec<_>>()
+                cost.iter().zip(rev).map(|(c, r)| roi::ratio(r.unwrap_or(0), c.unwrap_or(0))).collect::<Vec<_>>()
             };
             out.push_floats("last_touch_roi", ratio(&lt));
-            out.push_floats("linear_orders", floats(batch, "linear_orders")?.into_iter().map(|v| v.map(|v| round_to(v, 6))));
+            out.push_floats(
+                "linear_orders",
+                floats(batch, "linear_orders")?.into_iter().map(|v| v.map(|v| round_to(v, 6))),
+            );
             out.push_column(batch, "linear_revenue_minor")?;
             out.push_floats("linear_roi", ratio(&lin));
             let first = ints(batch, "first_touch_revenue_minor")?;
@@ -330,7 +330,10 @@ impl Pipelines {
                 out.push_column(batch, revenue)?;
                 out.push_floats(roi, ratio(values));
             }
-            out.push_floats("decay_half_life_days", std::iter::repeat_n(Some(config.decay_half_life_days), batch.num_rows()));
+            out.push_floats(
+                "decay_half_life_days",
+                std::iter::repeat_n(Some(config.decay_half_life_days), batch.num_rows()),
+            );
             out.push("window_days", Arc::new(Int64Array::from_value(i64::from(config.window_days), batch.num_rows())));
             out.push_as_of(batch.num_rows(), as_of);
             campaigns_seen += batch.num_rows();
@@ -453,10 +456,8 @@ impl Pipelines {
             Field::new("top_features", DataType::Utf8, false),
             Field::new("model_version", DataType::Utf8, false),
         ]));
-        let typed = RecordBatch::try_new(
-            schema,
-            vec![tenant_ids, customer_ids, probabilities, top_features, versions],
-        )?;
+        let typed =
+            RecordBatch::try_new(schema, vec![tenant_ids, customer_ids, probabilities, top_features, versions])?;
         let mut derived = self.derive("predictive", as_of, &[typed]).await?;
         let validation = RecordBatch::try_new(
             Arc::new(Schema::new(vec![

@@ -82,16 +82,17 @@ impl CopyBatch {
     /// (looked up by name): every column cast once, checked against its type as it is
     /// written.
     pub fn encoder(&self, types: &[(String, ColumnType)]) -> Result<Encoder, PipelineError> {
-        let columns = self
-            .columns
-            .iter()
-            .map(|(name, values)| {
-                let ty = types.iter().find(|(n, _)| n == name).map(|(_, t)| *t).ok_or_else(|| {
-                    PipelineError::Input(format!("the table being written has no column {name}"))
-                })?;
-                Column::new(name, ty, values)
-            })
-            .collect::<Result<_, _>>()?;
+        let columns =
+            self.columns
+                .iter()
+                .map(|(name, values)| {
+                    let ty =
+                        types.iter().find(|(n, _)| n == name).map(|(_, t)| *t).ok_or_else(|| {
+                            PipelineError::Input(format!("the table being written has no column {name}"))
+                        })?;
+                    Named::new(name, ty, values)
+                })
+                .collect::<Result<_, _>>()?;
         Ok(Encoder { columns, rows: self.rows() })
     }
 }
@@ -158,10 +159,11 @@ struct Named {
     column: Column,
 }
 
-impl Column {
-    fn new(name: &str, ty: ColumnType, values: &ArrayRef) -> Result<Named, PipelineError> {
+impl Named {
+    fn new(name: &str, ty: ColumnType, values: &ArrayRef) -> Result<Self, PipelineError> {
         let to = |t: DataType| {
-            cast(values, &t).map_err(|e| PipelineError::Input(format!("column {name} cannot be written as {ty:?}: {e}")))
+            cast(values, &t)
+                .map_err(|e| PipelineError::Input(format!("column {name} cannot be written as {ty:?}: {e}")))
         };
         let column = match ty {
             ColumnType::Bool => Column::Bool(to(DataType::Boolean)?.as_boolean().clone()),
@@ -187,7 +189,7 @@ impl Column {
                     .clone(),
             ),
         };
-        Ok(Named { name: name.to_string(), column })
+        Ok(Self { name: name.to_string(), column })
     }
 }
 
@@ -297,7 +299,9 @@ fn numeric(name: &str, value: f64, scale: u16) -> Result<Vec<u8>, PipelineError>
     // 10^18 fits an i64 with room; a dashboard figure near it is a bug upstream.
     let scaled = value * 10f64.powi(i32::from(scale));
     if !scaled.is_finite() || scaled.abs() >= 1e18 {
-        return Err(PipelineError::Input(format!("column {name}: {value} does not fit a numeric with {scale} decimals")));
+        return Err(PipelineError::Input(format!(
+            "column {name}: {value} does not fit a numeric with {scale} decimals"
+        )));
     }
     let scaled = scaled.round() as i64;
     let negative = scaled < 0;

@@ -8,9 +8,9 @@
 
 pub mod batch;
 pub mod cluster;
+pub mod copy;
 pub mod engine;
 pub mod error;
-pub mod copy;
 pub mod output;
 pub mod stages;
 pub mod store;

@@ -274,7 +274,10 @@ start_cluster() {
 
 # On the cluster at $PG_PORT: pgvector in template1 (not a trusted extension: the
 # superuser installs it so every database created later, the app's and each test's, has
-# it), the app role and the app database, each only if missing.
+# it), the app role and the app database, each only if missing. Also `fibonacco_search`:
+# a role that cannot log in and bypasses row-level security, which owns the keyword
+# search's candidate functions (migration 37: under RLS, full-text matching cannot use
+# its GIN index); the app role is a member so its migrations can hand the functions over.
 prepare_app_database() {
   psql_super -d template1 -c 'create extension if not exists vector'
   psql_super -d postgres <<EOF
@@ -283,8 +286,12 @@ begin
   if not exists (select 1 from pg_roles where rolname = '$APP_ROLE') then
     create role $APP_ROLE login password '$APP_PASS' createdb replication;
   end if;
+  if not exists (select 1 from pg_roles where rolname = 'fibonacco_search') then
+    create role fibonacco_search nologin bypassrls;
+  end if;
 end
 \$\$;
+grant fibonacco_search to $APP_ROLE;
 EOF
   if [ -z "$(psql_super -d postgres -tAc "select 1 from pg_database where datname = '$APP_DB'")" ]; then
     psql_super -d postgres -c "create database $APP_DB owner $APP_ROLE"

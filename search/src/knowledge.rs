@@ -305,21 +305,22 @@ async fn keyword(
     let mut qb = QueryBuilder::new(
         "select source, id, score from (select null::text as source, null::uuid as id, 0::float8 as score where false",
     );
+    // The matches come from functions that can use the full-text indexes (migration 37:
+    // under row-level security a plain `search_vector @@ q` reads every row of the
+    // tenant); their ids are joined back under this transaction's RLS and the filters.
     if f.sources.knowledge {
-        qb.push(format!(
-            " union all (select 'knowledge', kb.id, ts_rank_cd(kb.search_vector, q)::float8 as score from knowledge_base kb, {tsquery}"
-        ));
-        qb.push_bind(text.to_owned()).push(close).push(" q where kb.search_vector @@ q");
+        qb.push(format!(" union all (select 'knowledge', kb.id, m.score from app_knowledge_matches({tsquery}"));
+        qb.push_bind(text.to_owned()).push(close).push(", ").push_bind(f.include_public);
+        qb.push(") m join knowledge_base kb on kb.id = m.id where true");
         push_filters(&mut qb, tenant, f);
-        qb.push(" order by score desc, kb.id limit ").push_bind(limit).push(")");
+        qb.push(" order by m.score desc, kb.id limit ").push_bind(limit).push(")");
     }
     if f.sources.articles {
-        qb.push(format!(
-            " union all (select 'article', a.id, ts_rank_cd(a.search_vector, q)::float8 as score from articles a, {tsquery}"
-        ));
-        qb.push_bind(text.to_owned()).push(close).push(" q where a.search_vector @@ q");
+        qb.push(format!(" union all (select 'article', a.id, m.score from app_article_matches({tsquery}"));
+        qb.push_bind(text.to_owned()).push(close);
+        qb.push(") m join articles a on a.id = m.id where true");
         push_article_filters(&mut qb, tenant, f);
-        qb.push(" order by score desc, a.id limit ").push_bind(limit).push(")");
+        qb.push(" order by m.score desc, a.id limit ").push_bind(limit).push(")");
     }
     qb.push(") k order by score desc, id limit ").push_bind(limit);
     let rows: Vec<(String, Uuid, f64)> = qb.build_query_as().fetch_all(conn).await?;

@@ -15,7 +15,7 @@ use datafusion::arrow::{
         Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray,
         TimestampMicrosecondArray,
     },
-    compute::cast,
+    compute::{CastOptions, cast_with_options},
     datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType},
 };
 use std::sync::Arc;
@@ -161,10 +161,18 @@ struct Named {
 
 impl Named {
     fn new(name: &str, ty: ColumnType, values: &ArrayRef) -> Result<Self, PipelineError> {
+        // Strict casts: a string that is no number or date, or a number out of the
+        // target's range, is an error here (Arrow's default cast would make it NULL).
+        let options = CastOptions { safe: false, ..CastOptions::default() };
         let to = |t: DataType| {
-            cast(values, &t)
+            cast_with_options(values, &t, &options)
                 .map_err(|e| PipelineError::Input(format!("column {name} cannot be written as {ty:?}: {e}")))
         };
+        // Arrow casts a float to an integer by truncating; an integer column is never
+        // fed fractions.
+        if matches!(ty, ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8) && values.data_type().is_floating() {
+            return Err(PipelineError::Input(format!("column {name} holds floats; the table wants integers")));
+        }
         let column = match ty {
             ColumnType::Bool => Column::Bool(to(DataType::Boolean)?.as_boolean().clone()),
             ColumnType::Int2 | ColumnType::Int4 | ColumnType::Int8 => Column::Int {

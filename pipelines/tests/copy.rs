@@ -73,6 +73,14 @@ new \\N line 'q' ""dq""",EUR,"{{""a"": ""x\\ny"", ""b"": [1, 2.5]}}",{id},2000-0
     let not_a_uuid = batch(&[Some(id), Some("0b6f3c2e'; drop table typed; --"), None], &[None, None, None]);
     let err = store::copy(&mut conn, "typed", &[not_a_uuid]).await.unwrap_err();
     assert!(matches!(&err, PipelineError::Input(m) if m.contains("column id") && !m.contains("drop")), "{err}");
+    let mut fractions = CopyBatch::new();
+    fractions.push("big", Arc::new(Float64Array::from(vec![1.5, 2.0])));
+    let err = store::copy(&mut conn, "typed", &[fractions]).await.unwrap_err();
+    assert!(matches!(&err, PipelineError::Input(m) if m.contains("big") && m.contains("floats")), "{err}");
+    let mut not_a_date = CopyBatch::new();
+    not_a_date.push("day", strings(&[Some("2026-11-01"), Some("someday")]));
+    let err = store::copy(&mut conn, "typed", &[not_a_date]).await.unwrap_err();
+    assert!(matches!(&err, PipelineError::Input(m) if m.contains("column day")), "{err}");
     let mut unknown = CopyBatch::new();
     unknown.push("nope", strings(&[Some("x")]));
     let err = store::copy(&mut conn, "typed", &[unknown]).await.unwrap_err();

@@ -70,6 +70,15 @@ async fn keyword_search_finds_a_rare_word_through_the_full_text_index() {
         .execute(&mut *tx)
         .await
         .unwrap();
+        sqlx::query(
+            "insert into articles (tenant_id, slug, title, body, status, published_at)
+             select $1, 'post-' || g, 'Post ' || g, 'A routine post about opening hours.', 'published', now()
+             from generate_series(1, 3000) g",
+        )
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     }
     let add = |tenant: TenantId, title: &'static str, public: bool| {
         sqlx::query_scalar::<_, uuid::Uuid>(
@@ -83,13 +92,29 @@ async fn keyword_search_finds_a_rare_word_through_the_full_text_index() {
     let mine = add(app.tenant_a, "Tours", false).fetch_one(&mut *tx).await.unwrap().to_string();
     let theirs = add(app.tenant_b, "Their tours", false).fetch_one(&mut *tx).await.unwrap().to_string();
     let public = add(app.tenant_b, "Public tours", true).fetch_one(&mut *tx).await.unwrap().to_string();
+    let article = |tenant: TenantId, slug: &'static str, status: &'static str| {
+        sqlx::query_scalar::<_, uuid::Uuid>(
+            "insert into articles (tenant_id, slug, title, body, status)
+             values ($1, $2, 'Airship days', 'Why we fly airships.', $3) returning id",
+        )
+        .bind(tenant)
+        .bind(slug)
+        .bind(status)
+    };
+    let my_post = article(app.tenant_a, "airships", "published").fetch_one(&mut *tx).await.unwrap().to_string();
+    let my_draft = article(app.tenant_a, "airships-draft", "draft").fetch_one(&mut *tx).await.unwrap().to_string();
+    let their_post = article(app.tenant_b, "airships", "published").fetch_one(&mut *tx).await.unwrap().to_string();
     tx.commit().await.unwrap();
     // As autovacuum leaves a table: statistics for the planner, and the GIN index's own
     // (kept in its metapage by VACUUM; without them Postgres prices the index pessimistically).
-    sqlx::query("vacuum (analyze) knowledge_base").execute(&app.db.pool).await.unwrap();
+    for table in ["knowledge_base", "articles"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("vacuum (analyze) {table}"))).execute(&app.db.pool).await.unwrap();
+    }
     let index_scans = || async {
-        sqlx::query_scalar::<_, i64>(
-            "select idx_scan from pg_stat_user_indexes where indexrelname = 'knowledge_base_search_vector_idx'",
+        sqlx::query_as::<_, (i64, i64)>(
+            "select sum(idx_scan) filter (where indexrelname = 'knowledge_base_search_vector_idx')::int8,
+                    sum(idx_scan) filter (where indexrelname = 'articles_search_vector_idx')::int8
+             from pg_stat_user_indexes",
         )
         .fetch_one(&app.db.pool)
         .await
@@ -107,12 +132,23 @@ async fn keyword_search_finds_a_rare_word_through_the_full_text_index() {
     expected.sort();
     assert_eq!(found, expected, "{with_public}");
     assert!(!with_public.to_string().contains(&theirs));
+    // Articles: the tenant's own published ones only.
+    let (_, posts) = app.get("/api/v1/search?mode=keyword&q=airships", &app.token_a).await;
+    assert_eq!(ids(&posts), vec![my_post], "{posts}");
+    assert!(!posts.to_string().contains(&my_draft) && !posts.to_string().contains(&their_post));
 
     // The searches' statistics reach the shared counters when their backend flushes them
     // (at most a second or so after it goes idle).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while index_scans().await == before {
-        assert!(std::time::Instant::now() < deadline, "the keyword search never used knowledge_base_search_vector_idx");
+    loop {
+        let (entries, articles) = index_scans().await;
+        if entries > before.0 && articles > before.1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the keyword search never used the full-text indexes (entries {entries}, articles {articles})"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

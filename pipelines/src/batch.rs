@@ -377,13 +377,14 @@ impl Pipelines {
         stages.lap("train_and_score");
         stages.record("train", train_time);
         bar.set_message("writing");
-        // Each column is built once, as an Arrow array shared by the COPY text and the
+        // Each column is built once, as an Arrow array shared by the COPY and the
         // derived Parquet (clones share the buffers), and the scores are dropped before the
         // write: at 1 M customers every copy of these columns is hundreds of MB.
-        let tenant_ids = StringArray::from_iter_values(scores.iter().map(|s| s.tenant_id.as_str()));
-        let customer_ids = StringArray::from_iter_values(scores.iter().map(|s| s.customer_id.as_str()));
-        let probabilities = Float64Array::from_iter_values(scores.iter().map(|s| s.probability));
-        let top_features = StringArray::from_iter_values(scores.iter().map(|s| {
+        let tenant_ids: ArrayRef = Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.tenant_id.as_str())));
+        let customer_ids: ArrayRef =
+            Arc::new(StringArray::from_iter_values(scores.iter().map(|s| s.customer_id.as_str())));
+        let probabilities: ArrayRef = Arc::new(Float64Array::from_iter_values(scores.iter().map(|s| s.probability)));
+        let top_features: ArrayRef = Arc::new(StringArray::from_iter_values(scores.iter().map(|s| {
             let items = s.top_features.iter().map(|(feature, contribution, value)| {
                 serde_json::json!({
                     "feature": feature,
@@ -392,23 +393,11 @@ impl Pipelines {
                 })
             });
             serde_json::Value::Array(items.collect()).to_string()
-        }));
+        })));
         let rows = scores.len();
         drop(scores);
-        let versions = StringArray::from_iter_values(std::iter::repeat_n(model.version.as_str(), rows));
-        let (tenant_ids, customer_ids, probabilities, top_features, versions): (
-            ArrayRef,
-            ArrayRef,
-            ArrayRef,
-            ArrayRef,
-            ArrayRef,
-        ) = (
-            Arc::new(tenant_ids),
-            Arc::new(customer_ids),
-            Arc::new(probabilities),
-            Arc::new(top_features),
-            Arc::new(versions),
-        );
+        let versions: ArrayRef =
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(model.version.as_str(), rows)));
         let mut out = CopyBatch::new();
         out.push("tenant_id", tenant_ids.clone());
         out.push("customer_id", customer_ids.clone());

@@ -15,6 +15,7 @@ use datafusion::arrow::{
         Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray,
         TimestampMicrosecondArray,
     },
+    buffer::NullBuffer,
     compute::{CastOptions, cast_with_options},
     datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType},
 };
@@ -157,6 +158,8 @@ enum Column {
 struct Named {
     name: String,
     column: Column,
+    /// Which rows are NULL (whatever the column's type).
+    nulls: Option<NullBuffer>,
 }
 
 impl Named {
@@ -197,7 +200,7 @@ impl Named {
                     .clone(),
             ),
         };
-        Ok(Self { name: name.to_string(), column })
+        Ok(Self { name: name.to_string(), column, nulls: values.logical_nulls() })
     }
 }
 
@@ -236,8 +239,8 @@ impl Encoder {
             .map_err(|_| PipelineError::Input(format!("{} columns is more than COPY takes", self.columns.len())))?;
         for row in rows {
             out.extend_from_slice(&fields.to_be_bytes());
-            for Named { name, column } in &self.columns {
-                encode_value(name, column, row, out)?;
+            for named in &self.columns {
+                encode_value(named, row, out)?;
             }
         }
         Ok(())
@@ -251,16 +254,9 @@ fn field(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), PipelineError> {
     Ok(())
 }
 
-fn encode_value(name: &str, column: &Column, row: usize, out: &mut Vec<u8>) -> Result<(), PipelineError> {
-    let null = match column {
-        Column::Bool(a) => a.is_null(row),
-        Column::Int { values, .. } => values.is_null(row),
-        Column::Float8(a) | Column::Numeric { values: a, .. } => a.is_null(row),
-        Column::Text(a) | Column::Jsonb(a) | Column::Uuid(a) => a.is_null(row),
-        Column::Date(a) => a.is_null(row),
-        Column::Timestamptz(a) => a.is_null(row),
-    };
-    if null {
+fn encode_value(named: &Named, row: usize, out: &mut Vec<u8>) -> Result<(), PipelineError> {
+    let Named { name, column, nulls } = named;
+    if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
         out.extend_from_slice(&(-1i32).to_be_bytes());
         return Ok(());
     }

@@ -202,6 +202,43 @@ impl TestApp {
         self.send("GET", path, Some(token), None).await
     }
 
+    /// How many times `index` has been scanned in this test's database, as far as the
+    /// shared statistics know.
+    pub async fn index_scans(&self, index: &str) -> i64 {
+        sqlx::query_scalar("select coalesce(sum(idx_scan), 0)::int8 from pg_stat_user_indexes where indexrelname = $1")
+            .bind(index)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// How many heap blocks of `table` have been read (from shared buffers or not) in this
+    /// test's database, as far as the shared statistics know.
+    pub async fn heap_blocks_read(&self, table: &str) -> i64 {
+        sqlx::query_scalar(
+            "select (coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0))::int8
+             from pg_statio_user_tables where relname = $1",
+        )
+        .bind(table)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Fails unless `index` is scanned more than `before` times within 20 s: a backend
+    /// hands its statistics to the shared counters only about a second after it goes idle.
+    pub async fn assert_index_scanned_since(&self, index: &str, before: i64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let now = self.index_scans(index).await;
+            if now > before {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{index} was never scanned (still {now} scans)");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Creates a customer as tenant A (or B) and returns its JSON.
     pub async fn customer(&self, token: &str, body: Value) -> Value {
         let (status, json) = self.send("POST", "/api/v1/customers", Some(token), Some(body)).await;

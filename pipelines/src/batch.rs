@@ -39,6 +39,11 @@ impl Pipeline {
     pub const ALL: [Pipeline; 5] =
         [Pipeline::Engagement, Pipeline::Roi, Pipeline::Predictive, Pipeline::Analytics, Pipeline::SendTimes];
 
+    /// The order in which `run` computes them: the largest computation with the largest
+    /// write first, the small ones last, so that writes overlap computations.
+    const EXECUTION: [Pipeline; 5] =
+        [Pipeline::Predictive, Pipeline::SendTimes, Pipeline::Engagement, Pipeline::Analytics, Pipeline::Roi];
+
     pub fn name(self) -> &'static str {
         match self {
             Pipeline::Engagement => "engagement",
@@ -98,6 +103,21 @@ pub struct RunReport {
     pub details: serde_json::Value,
 }
 
+/// Rows written, derived files, details: what a pipeline reports.
+pub type Outcome = (u64, Vec<String>, serde_json::Value);
+
+/// What is left of a pipeline once its results are computed: writing them (Postgres,
+/// then the lake).
+pub type Finish<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, PipelineError>> + Send + 'a>>;
+
+/// A pipeline under way in [`Pipelines::run`].
+struct Started {
+    pipeline: Pipeline,
+    at: DateTime<Utc>,
+    clock: Instant,
+    bar: ProgressBar,
+}
+
 pub struct Pipelines {
     pub pool: PgPool,
     pub lake: Lake,
@@ -118,9 +138,19 @@ fn spinner(show: bool, name: &str) -> ProgressBar {
 }
 
 impl Pipelines {
-    /// Runs `pipelines` in order over one snapshot of the lake.
+    /// Runs `pipelines` over one snapshot of the lake; the reports come in the order asked.
+    ///
+    /// Results are computed one pipeline at a time (each computation uses every core and
+    /// the largest needs most of the memory budget), and each one's writing (Postgres,
+    /// then the lake) proceeds while the next computes: a `MERGE` keeps one Postgres
+    /// backend busy for seconds while this process would otherwise wait. Predictive,
+    /// the largest computation with the largest write, goes first so that its write has
+    /// the others' computations to hide behind. A failure stops further computations;
+    /// the writes already under way finish (each in its own transaction) and are recorded
+    /// before the first error is returned.
     #[tracing::instrument(skip(self), fields(as_of = %as_of))]
     pub async fn run(&self, pipelines: &[Pipeline], as_of: DateTime<Utc>) -> Result<Vec<RunReport>, PipelineError> {
+        use futures_util::{StreamExt, stream::FuturesUnordered};
         let (ctx, manifest) = self.engine.session(&self.lake).await?;
         let missing: Vec<&str> = pipelines
             .iter()
@@ -137,44 +167,108 @@ impl Pipelines {
             )));
         }
         let input_lsn = format_lsn(manifest.durable_lsn);
+        let mut order: Vec<Pipeline> = pipelines.to_vec();
+        order.sort_by_key(|p| Pipeline::EXECUTION.iter().position(|e| e == p));
         let mut reports = Vec::new();
-        for p in pipelines {
-            let bar = spinner(self.progress, p.name());
-            let started_at = Utc::now();
-            let clock = Instant::now();
-            bar.set_message("computing");
-            let (rows, derived, details) = match p {
-                Pipeline::Engagement => self.engagement(&ctx, as_of, None, Replace::All, &bar).await?,
-                Pipeline::Roi => self.roi(&ctx, as_of, None, Replace::All, &bar).await?,
-                Pipeline::Predictive => self.predictive(&ctx, as_of, &bar).await?,
-                Pipeline::Analytics => self.analytics(&ctx, as_of, &bar).await?,
-                Pipeline::SendTimes => self.send_times(&ctx, as_of, &bar).await?,
+        let mut failure: Option<PipelineError> = None;
+        let mut writing = FuturesUnordered::new();
+        for p in order {
+            let started =
+                Started { pipeline: p, at: Utc::now(), clock: Instant::now(), bar: spinner(self.progress, p.name()) };
+            started.bar.set_message("computing");
+            let computed = {
+                let compute = self.compute(p, &ctx, as_of, &started.bar);
+                tokio::pin!(compute);
+                loop {
+                    tokio::select! {
+                        computed = &mut compute => break computed,
+                        Some((done, outcome)) = writing.next(), if !writing.is_empty() => {
+                            if let Err(e) = self.settle(done, outcome, as_of, &input_lsn, &mut reports).await {
+                                failure.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
             };
-            let duration_ms = clock.elapsed().as_millis() as u64;
-            let record = RunRecord {
-                pipeline: p.name(),
-                mode: "batch",
-                as_of,
-                input_lsn: input_lsn.clone(),
-                started_at,
-                duration_ms: duration_ms as i64,
-                rows_written: rows as i64,
-                details: details.clone(),
-            };
-            let mut conn = self.pool.acquire().await?;
-            store::record_run(&mut conn, &record).await?;
-            bar.finish_with_message(format!("{rows} rows in {duration_ms} ms"));
-            reports.push(RunReport {
-                pipeline: *p,
-                as_of,
-                input_lsn: input_lsn.clone(),
-                rows_written: rows,
-                duration_ms,
-                derived,
-                details,
-            });
+            match computed {
+                Ok(finish) => writing.push(async move { (started, finish.await) }),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
         }
+        while let Some((done, outcome)) = writing.next().await {
+            if let Err(e) = self.settle(done, outcome, as_of, &input_lsn, &mut reports).await {
+                failure.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        reports.sort_by_key(|r| pipelines.iter().position(|p| *p == r.pipeline));
         Ok(reports)
+    }
+
+    /// Computes `p`'s results; what it returns writes them.
+    async fn compute<'a>(
+        &'a self,
+        p: Pipeline,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        bar: &ProgressBar,
+    ) -> Result<Finish<'a>, PipelineError> {
+        match p {
+            Pipeline::Engagement => self.compute_engagement(ctx, as_of, None, Replace::All, bar).await,
+            Pipeline::Roi => self.compute_roi(ctx, as_of, None, Replace::All, bar).await,
+            Pipeline::Predictive => self.predictive(ctx, as_of, bar).await,
+            Pipeline::Analytics => self.analytics(ctx, as_of, bar).await,
+            Pipeline::SendTimes => self.send_times(ctx, as_of, bar).await,
+        }
+    }
+
+    /// Records a pipeline whose writing ended, and reports it.
+    async fn settle(
+        &self,
+        started: Started,
+        outcome: Result<Outcome, PipelineError>,
+        as_of: DateTime<Utc>,
+        input_lsn: &str,
+        reports: &mut Vec<RunReport>,
+    ) -> Result<(), PipelineError> {
+        let (rows, derived, details) = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                started.bar.abandon_with_message("failed");
+                return Err(e);
+            }
+        };
+        let duration_ms = started.clock.elapsed().as_millis() as u64;
+        let record = RunRecord {
+            pipeline: started.pipeline.name(),
+            mode: "batch",
+            as_of,
+            input_lsn: input_lsn.to_owned(),
+            started_at: started.at,
+            duration_ms: duration_ms as i64,
+            rows_written: rows as i64,
+            details: details.clone(),
+        };
+        let mut conn = self.pool.acquire().await?;
+        store::record_run(&mut conn, &record).await?;
+        started.bar.finish_with_message(format!("{rows} rows in {duration_ms} ms"));
+        reports.push(RunReport {
+            pipeline: started.pipeline,
+            as_of,
+            input_lsn: input_lsn.to_owned(),
+            rows_written: rows,
+            duration_ms,
+            derived,
+            details,
+        });
+        Ok(())
     }
 
     /// Writes typed result batches under `_derived/<name>/as_of=<date>/`.
@@ -205,7 +299,18 @@ impl Pipelines {
         customers: Option<&[String]>,
         mode: Replace,
         bar: &ProgressBar,
-    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+    ) -> Result<Outcome, PipelineError> {
+        self.compute_engagement(ctx, as_of, customers, mode, bar).await?.await
+    }
+
+    async fn compute_engagement(
+        &self,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        customers: Option<&[String]>,
+        mode: Replace,
+        bar: &ProgressBar,
+    ) -> Result<Finish<'_>, PipelineError> {
         let config = &self.config.engagement;
         let mut stages = Stages::start();
         let batches = engagement::scores(ctx, config, as_of, customers).await?.collect().await?;
@@ -243,31 +348,40 @@ impl Pipelines {
             rows.push(out);
         }
         stages.lap("prepare");
-        let mut tx = store::begin(&self.pool).await?;
-        let written =
-            store::replace_scores(&mut tx, "customer_engagement_scores", "customer_id", "crm_customers", &rows, mode)
-                .await?;
-        stages.lap("write");
-        if mode == Replace::All {
-            store::refresh_score_summaries(&mut tx, None).await?;
-            tx.commit().await?;
-        } else {
-            // The watch shows the scores first and sums the touched tenants right after, in
-            // a transaction of its own: a large tenant's sums read its updated rows from the
-            // heap (tens of milliseconds at 250,000 customers), which the score need not
-            // wait for.
-            tx.commit().await?;
-            let tenants: Vec<String> = tenants.into_iter().collect();
+        Ok(Box::pin(async move {
             let mut tx = store::begin(&self.pool).await?;
-            store::refresh_score_summaries(&mut tx, Some(&tenants)).await?;
-            tx.commit().await?;
-        }
-        stages.lap("summaries");
-        let derived = if mode == Replace::All { self.derive("engagement", as_of, &batches).await? } else { Vec::new() };
-        stages.lap("derive");
-        let mean = if scored > 0 { total / scored as f64 } else { 0.0 };
-        let details = serde_json::json!({"customers": scored, "mean_score": rounded(mean, 2)});
-        Ok((written, derived, stages.into_details(details)))
+            let written = store::replace_scores(
+                &mut tx,
+                "customer_engagement_scores",
+                "customer_id",
+                "crm_customers",
+                &rows,
+                mode,
+            )
+            .await?;
+            stages.lap("write");
+            if mode == Replace::All {
+                store::refresh_score_summaries(&mut tx, None).await?;
+                tx.commit().await?;
+            } else {
+                // The watch shows the scores first and sums the touched tenants right after, in
+                // a transaction of its own: a large tenant's sums read its updated rows from the
+                // heap (tens of milliseconds at 250,000 customers), which the score need not
+                // wait for.
+                tx.commit().await?;
+                let tenants: Vec<String> = tenants.into_iter().collect();
+                let mut tx = store::begin(&self.pool).await?;
+                store::refresh_score_summaries(&mut tx, Some(&tenants)).await?;
+                tx.commit().await?;
+            }
+            stages.lap("summaries");
+            let derived =
+                if mode == Replace::All { self.derive("engagement", as_of, &batches).await? } else { Vec::new() };
+            stages.lap("derive");
+            let mean = if scored > 0 { total / scored as f64 } else { 0.0 };
+            let details = serde_json::json!({"customers": scored, "mean_score": rounded(mean, 2)});
+            Ok((written, derived, stages.into_details(details)))
+        }))
     }
 
     /// ROI for every campaign, or only `campaigns`.
@@ -278,7 +392,18 @@ impl Pipelines {
         campaigns: Option<&[String]>,
         mode: Replace,
         bar: &ProgressBar,
-    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+    ) -> Result<Outcome, PipelineError> {
+        self.compute_roi(ctx, as_of, campaigns, mode, bar).await?.await
+    }
+
+    async fn compute_roi(
+        &self,
+        ctx: &SessionContext,
+        as_of: DateTime<Utc>,
+        campaigns: Option<&[String]>,
+        mode: Replace,
+        bar: &ProgressBar,
+    ) -> Result<Finish<'_>, PipelineError> {
         let config = &self.config.roi;
         let mut stages = Stages::start();
         let batches = roi::roi(ctx, config, as_of, campaigns).await?.collect().await?;
@@ -340,15 +465,19 @@ impl Pipelines {
             rows.push(out);
         }
         stages.lap("prepare");
-        let mut tx = store::begin(&self.pool).await?;
-        let written =
-            store::replace_scores(&mut tx, "campaign_roi", "campaign_id", "outbound_campaigns", &rows, mode).await?;
-        tx.commit().await?;
-        stages.lap("write");
-        let derived = if mode == Replace::All { self.derive("roi", as_of, &batches).await? } else { Vec::new() };
-        stages.lap("derive");
-        let details = serde_json::json!({"campaigns": campaigns_seen, "window_days": config.window_days});
-        Ok((written, derived, stages.into_details(details)))
+        let window_days = config.window_days;
+        Ok(Box::pin(async move {
+            let mut tx = store::begin(&self.pool).await?;
+            let written =
+                store::replace_scores(&mut tx, "campaign_roi", "campaign_id", "outbound_campaigns", &rows, mode)
+                    .await?;
+            tx.commit().await?;
+            stages.lap("write");
+            let derived = if mode == Replace::All { self.derive("roi", as_of, &batches).await? } else { Vec::new() };
+            stages.lap("derive");
+            let details = serde_json::json!({"campaigns": campaigns_seen, "window_days": window_days});
+            Ok((written, derived, stages.into_details(details)))
+        }))
     }
 
     async fn predictive(
@@ -356,7 +485,7 @@ impl Pipelines {
         ctx: &SessionContext,
         as_of: DateTime<Utc>,
         bar: &ProgressBar,
-    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+    ) -> Result<Finish<'_>, PipelineError> {
         let config = &self.config;
         let mut stages = Stages::start();
         bar.set_message("reading features");
@@ -406,8 +535,9 @@ impl Pipelines {
         out.push("model_version", versions.clone());
         out.push_as_of(rows, as_of);
         stages.lap("prepare");
-        let mut tx = store::begin(&self.pool).await?;
-        sqlx::query(
+        Ok(Box::pin(async move {
+            let mut tx = store::begin(&self.pool).await?;
+            sqlx::query(
             "insert into predictive_models (version, as_of, horizon_days, features, coefficients, intercept, metrics)
              values ($1, $2, $3, $4, $5, $6, $7)
              on conflict (version) do update set trained_at = now(), metrics = excluded.metrics",
@@ -424,61 +554,62 @@ impl Pipelines {
         .bind(serde_json::to_value(&model.metrics).unwrap_or_default())
         .execute(&mut *tx)
         .await?;
-        let written = store::replace_scores(
-            &mut tx,
-            "customer_predictive_scores",
-            "customer_id",
-            "crm_customers",
-            std::slice::from_ref(&out),
-            Replace::All,
-        )
-        .await?;
-        stages.lap("write");
-        store::refresh_score_summaries(&mut tx, None).await?;
-        tx.commit().await?;
-        stages.lap("summaries");
-        drop(out);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("tenant_id", DataType::Utf8, false),
-            Field::new("customer_id", DataType::Utf8, false),
-            Field::new("probability", DataType::Float64, false),
-            Field::new("top_features", DataType::Utf8, false),
-            Field::new("model_version", DataType::Utf8, false),
-        ]));
-        let typed =
-            RecordBatch::try_new(schema, vec![tenant_ids, customer_ids, probabilities, top_features, versions])?;
-        let mut derived = self.derive("predictive", as_of, &[typed]).await?;
-        let validation = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
+            let written = store::replace_scores(
+                &mut tx,
+                "customer_predictive_scores",
+                "customer_id",
+                "crm_customers",
+                std::slice::from_ref(&out),
+                Replace::All,
+            )
+            .await?;
+            stages.lap("write");
+            store::refresh_score_summaries(&mut tx, None).await?;
+            tx.commit().await?;
+            stages.lap("summaries");
+            drop(out);
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("tenant_id", DataType::Utf8, false),
+                Field::new("customer_id", DataType::Utf8, false),
                 Field::new("probability", DataType::Float64, false),
-                Field::new("label", DataType::Boolean, false),
-            ])),
-            vec![
-                Arc::new(Float64Array::from_iter_values(model.validation.iter().map(|v| v.0))) as ArrayRef,
-                Arc::new(BooleanArray::from(model.validation.iter().map(|v| v.1).collect::<Vec<_>>())),
-            ],
-        )?;
-        derived.extend(self.derive("predictive_validation", as_of, &[validation]).await?);
-        let model_path = format!("{}models/{}.json", fibonacco_ingest::lake::DERIVED, model.version);
-        let model_json = serde_json::to_vec_pretty(&model).map_err(|e| PipelineError::Input(e.to_string()))?;
-        self.lake.put_bytes(&model_path, model_json).await?;
-        derived.push(model_path);
-        stages.lap("derive");
-        let m = &model.metrics;
-        Ok((
-            written,
-            derived,
-            stages.into_details(serde_json::json!({
-                "model_version": model.version,
-                "auc_validation": m.auc_validation,
-                "auc_train": m.auc_train,
-                "baseline_auc_recent_buyer": m.baseline_auc_recent_buyer,
-                "base_rate_validation": m.base_rate_validation,
-                "brier_validation": m.brier_validation,
-                "train_rows": m.train_rows,
-                "validation_rows": m.validation_rows,
-            })),
-        ))
+                Field::new("top_features", DataType::Utf8, false),
+                Field::new("model_version", DataType::Utf8, false),
+            ]));
+            let typed =
+                RecordBatch::try_new(schema, vec![tenant_ids, customer_ids, probabilities, top_features, versions])?;
+            let mut derived = self.derive("predictive", as_of, &[typed]).await?;
+            let validation = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![
+                    Field::new("probability", DataType::Float64, false),
+                    Field::new("label", DataType::Boolean, false),
+                ])),
+                vec![
+                    Arc::new(Float64Array::from_iter_values(model.validation.iter().map(|v| v.0))) as ArrayRef,
+                    Arc::new(BooleanArray::from(model.validation.iter().map(|v| v.1).collect::<Vec<_>>())),
+                ],
+            )?;
+            derived.extend(self.derive("predictive_validation", as_of, &[validation]).await?);
+            let model_path = format!("{}models/{}.json", fibonacco_ingest::lake::DERIVED, model.version);
+            let model_json = serde_json::to_vec_pretty(&model).map_err(|e| PipelineError::Input(e.to_string()))?;
+            self.lake.put_bytes(&model_path, model_json).await?;
+            derived.push(model_path);
+            stages.lap("derive");
+            let m = &model.metrics;
+            Ok((
+                written,
+                derived,
+                stages.into_details(serde_json::json!({
+                    "model_version": model.version,
+                    "auc_validation": m.auc_validation,
+                    "auc_train": m.auc_train,
+                    "baseline_auc_recent_buyer": m.baseline_auc_recent_buyer,
+                    "base_rate_validation": m.base_rate_validation,
+                    "brier_validation": m.brier_validation,
+                    "train_rows": m.train_rows,
+                    "validation_rows": m.validation_rows,
+                })),
+            ))
+        }))
     }
 
     /// Each customer's sends and responses per local hour of the week, and each tenant's
@@ -489,7 +620,7 @@ impl Pipelines {
         ctx: &SessionContext,
         as_of: DateTime<Utc>,
         bar: &ProgressBar,
-    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+    ) -> Result<Finish<'_>, PipelineError> {
         use datafusion::arrow::array::Array;
         use futures_util::StreamExt;
         let mut stages = Stages::start();
@@ -601,22 +732,25 @@ impl Pipelines {
         tenant_rows.push("expected", Arc::new(Float64Array::from(expected)));
         tenant_rows.push("rate", Arc::new(Float64Array::from(rate)));
         tenant_rows.push_as_of(len, as_of);
-        stages.lap("prepare");
-        let mut tx = store::begin(&self.pool).await?;
-        let written =
-            store::replace_customer_rows(&mut tx, "customer_send_slots", &["customer_id", "slot"], &rows).await?;
-        let tenant_written = store::replace_all(&mut tx, "tenant_send_slots", &[tenant_rows]).await?;
-        tx.commit().await?;
-        stages.lap("write");
-        drop(rows);
-        let derived = self.derive("send_slots", as_of, &batches).await?;
-        stages.lap("derive");
         let details = serde_json::json!({
             "sends": slots.sends(),
             "customers": customers,
             "tenants": slots.tenants.len(),
         });
-        Ok((written + tenant_written, derived, stages.into_details(details)))
+        drop(slots);
+        stages.lap("prepare");
+        Ok(Box::pin(async move {
+            let mut tx = store::begin(&self.pool).await?;
+            let written =
+                store::replace_customer_rows(&mut tx, "customer_send_slots", &["customer_id", "slot"], &rows).await?;
+            let tenant_written = store::replace_all(&mut tx, "tenant_send_slots", &[tenant_rows]).await?;
+            tx.commit().await?;
+            stages.lap("write");
+            drop(rows);
+            let derived = self.derive("send_slots", as_of, &batches).await?;
+            stages.lap("derive");
+            Ok((written + tenant_written, derived, stages.into_details(details)))
+        }))
     }
 
     async fn analytics(
@@ -624,7 +758,7 @@ impl Pipelines {
         ctx: &SessionContext,
         as_of: DateTime<Utc>,
         bar: &ProgressBar,
-    ) -> Result<(u64, Vec<String>, serde_json::Value), PipelineError> {
+    ) -> Result<Finish<'_>, PipelineError> {
         // Computed first, written in one transaction, then written to the lake: no pooled
         // connection waits on the lake's reads and writes (object storage, in production).
         let mut stages = Stages::start();
@@ -637,23 +771,28 @@ impl Pipelines {
             computed.push((*model, batches, rows));
         }
         bar.set_message("writing");
-        let mut tx = store::begin(&self.pool).await?;
-        let mut total = 0;
-        let mut per_model = serde_json::Map::new();
-        for (model, _, rows) in &computed {
-            let table =
-                if *model == "content" { "analytics_content".to_string() } else { format!("analytics_daily_{model}") };
-            let n = store::replace_all(&mut tx, &table, rows).await?;
-            per_model.insert(table, n.into());
-            total += n;
-        }
-        tx.commit().await?;
-        stages.lap("write");
-        let mut derived = Vec::new();
-        for (model, batches, _) in &computed {
-            derived.extend(self.derive(&format!("analytics_{model}"), as_of, batches).await?);
-        }
-        stages.lap("derive");
-        Ok((total, derived, stages.into_details(serde_json::Value::Object(per_model))))
+        Ok(Box::pin(async move {
+            let mut tx = store::begin(&self.pool).await?;
+            let mut total = 0;
+            let mut per_model = serde_json::Map::new();
+            for (model, _, rows) in &computed {
+                let table = if *model == "content" {
+                    "analytics_content".to_string()
+                } else {
+                    format!("analytics_daily_{model}")
+                };
+                let n = store::replace_all(&mut tx, &table, rows).await?;
+                per_model.insert(table, n.into());
+                total += n;
+            }
+            tx.commit().await?;
+            stages.lap("write");
+            let mut derived = Vec::new();
+            for (model, batches, _) in &computed {
+                derived.extend(self.derive(&format!("analytics_{model}"), as_of, batches).await?);
+            }
+            stages.lap("derive");
+            Ok((total, derived, stages.into_details(serde_json::Value::Object(per_model))))
+        }))
     }
 }

@@ -155,13 +155,21 @@ pub async fn replace_scores(
 /// Recomputes the dashboard's per-tenant score KPIs (`customer_score_summaries`) from the
 /// score tables: for every tenant, or only `tenants` and then only the customer and
 /// engagement figures (what the watch recomputes). A batch run calls it in the
-/// transaction that wrote the scores; the watch right after its own write.
+/// transaction that wrote the scores; the watch right after its own write. It holds a
+/// lock until the caller's transaction ends: keep that short.
 #[tracing::instrument(skip(tx, tenants), fields(tenants = tenants.map(<[String]>::len)), err)]
 pub async fn refresh_score_summaries(tx: &mut PgConnection, tenants: Option<&[String]>) -> Result<u64, PipelineError> {
     let tenants: Option<Vec<uuid::Uuid>> = tenants
         .map(|ids| ids.iter().map(|t| t.parse()).collect::<Result<_, _>>())
         .transpose()
         .map_err(|e: uuid::Error| PipelineError::Input(format!("tenant id: {e}")))?;
+    // Refreshes take turns until their transactions end. Each reads both score tables as
+    // committed when its statement starts, so a refresh that ran beside another's
+    // uncommitted scores would write summaries without them, and win if it committed
+    // last (a batch run writes engagement and predictive scores concurrently).
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended('customer_score_summaries', 0))")
+        .execute(&mut *tx)
+        .await?;
     let Some(tenants) = tenants else {
         // A batch run: one pass over each table, grouped by tenant.
         let rows = sqlx::query(

@@ -1214,3 +1214,70 @@ async fn lake_rows_text(lake: &std::path::Path, sql: &str) -> String {
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap()
 }
+
+/// `run` writes pipelines' results concurrently, and the engagement and predictive writes
+/// each refresh the per-tenant score summaries from both score tables in their own
+/// transaction: the later refresh must see the earlier one's scores, whichever commits
+/// first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_score_writes_leave_summaries_equal_to_both_tables() {
+    use fibonacco_pipelines::store;
+    let app = TestApp::spawn().await;
+    let customer = app.customer(&app.token_a, serde_json::json!({"name": "Ada", "email": "ada@example.com"})).await;
+    let customer: Uuid = customer["id"].as_str().unwrap().parse().unwrap();
+    let pool = app.db.pool.clone();
+
+    let mut engagement = store::begin(&pool).await.unwrap();
+    sqlx::query(
+        "insert into customer_engagement_scores (tenant_id, customer_id, score, as_of) values ($1, $2, 80, $3)",
+    )
+    .bind(app.tenant_a)
+    .bind(customer)
+    .bind(as_of())
+    .execute(&mut *engagement)
+    .await
+    .unwrap();
+    store::refresh_score_summaries(&mut engagement, None).await.unwrap();
+
+    let predictive = tokio::spawn({
+        let (pool, tenant) = (pool.clone(), app.tenant_a);
+        async move {
+            let mut tx = store::begin(&pool).await.unwrap();
+            sqlx::query(
+                "insert into customer_predictive_scores (tenant_id, customer_id, probability, model_version, as_of)
+                 values ($1, $2, 0.9, 'test', $3)",
+            )
+            .bind(tenant)
+            .bind(customer)
+            .bind(as_of())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            store::refresh_score_summaries(&mut tx, None).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    });
+    // The predictive refresh is under way (waiting for a lock the engagement transaction
+    // holds) before the engagement scores commit.
+    wait_until("the second refresh waits", async || {
+        sqlx::query_scalar::<_, bool>(
+            "select exists (select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock')",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+    engagement.commit().await.unwrap();
+    predictive.await.unwrap();
+
+    let (highly_engaged, average, likely, expected): (i64, Option<f64>, i64, Option<f64>) = sqlx::query_as(
+        "select highly_engaged::int8, average_engagement::float8, likely_buyers::int8, expected_buyers::float8
+         from customer_score_summaries where tenant_id = $1",
+    )
+    .bind(app.tenant_a)
+    .fetch_one(&mut *store::begin(&pool).await.unwrap())
+    .await
+    .unwrap();
+    assert_eq!((highly_engaged, average, likely, expected), (1, Some(80.0), 1, Some(0.9)));
+}

@@ -11,14 +11,12 @@
 //! * Training: cut-offs `as_of − 90d − k·30d`, k = 0..cutoffs−1. The latest (k = 0)
 //!   validates, the earlier ones train (a time-based split: no customer's future leaks
 //!   into training). Features are standardised with the training means and deviations and
-//!   fitted by L2-regularised logistic regression (linfa-logistic, L-BFGS).
+//!   fitted by L2-regularised logistic regression (Newton's method, `fit_logistic`).
 //! * Scoring at `as_of` with the validated model; each customer's top features are the
 //!   largest |βⱼ·zⱼ| terms of the linear predictor.
 
 use chrono::{DateTime, Duration, Utc};
 use datafusion::prelude::SessionContext;
-use linfa::{Dataset, traits::Fit};
-use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use polars::prelude::{DataFrame, DataType, IntoLazy, JoinArgs, JoinType, LazyFrame, col, lit, when};
 use serde::Serialize;
@@ -316,18 +314,117 @@ impl Model {
     }
 }
 
-/// L2-regularised logistic regression (linfa, L-BFGS): β and β₀ of the log-odds of
-/// `true`. linfa fits the log-odds of whichever class it calls positive (in practice
-/// `false` when it comes first) and `predict_probabilities` answers for that class, so
-/// the signs are oriented here (tested below).
-fn fit_logistic(z: Array2<f64>, y: &[bool], l2: f64) -> Result<(Vec<f64>, f64), AnalyticsError> {
-    let fitted = LogisticRegression::default()
-        .alpha(l2)
-        .max_iterations(200)
-        .fit(&Dataset::new(z, Array1::from(y.to_vec())))
-        .map_err(|e| AnalyticsError::Model(e.to_string()))?;
-    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-    Ok((fitted.params().iter().map(|b| sign * b).collect(), sign * fitted.intercept()))
+/// L2-regularised logistic regression: β and β₀ of the log-odds of `true`, minimising
+/// Σᵢ log(1 + e^(−tᵢ·(β·zᵢ + β₀))) + l2/2·|β|² (tᵢ = ±1, β₀ not penalised), the objective
+/// linfa-logistic's L-BFGS minimised here before. Newton's method with a backtracking
+/// step: each iteration is one pass over the rows (gradient and the (d+1)² Hessian), and
+/// it converges in a handful where L-BFGS took up to 200 iterations of several passes
+/// each (8.9 s against tenths of a second for 200,000 rows × 15 features). With `l2` > 0
+/// the objective is strictly convex, so both reach the same unique optimum.
+fn fit_logistic(z: &Array2<f64>, y: &[bool], l2: f64) -> Result<(Vec<f64>, f64), AnalyticsError> {
+    let (n, d) = z.dim();
+    if n != y.len() {
+        return Err(AnalyticsError::Model(format!("{n} rows but {} labels", y.len())));
+    }
+    if z.iter().any(|v| !v.is_finite()) || !l2.is_finite() || l2 < 0.0 {
+        return Err(AnalyticsError::Model("features and l2 must be finite (l2 ≥ 0)".into()));
+    }
+    let rows = z.as_standard_layout();
+    let rows = rows.as_slice().expect("standard layout is contiguous");
+    let k = d + 1;
+    // The intercept is the last weight.
+    let score = |w: &[f64], row: &[f64]| row.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() + w[d];
+    let objective = |w: &[f64]| -> f64 {
+        let data: f64 = y
+            .iter()
+            .enumerate()
+            .map(|(i, &label)| {
+                let row = &rows[i * d..(i + 1) * d];
+                let m = if label { score(w, row) } else { -score(w, row) };
+                // log(1 + e^(−m)), without overflow either way.
+                if m > 0.0 { (-m).exp().ln_1p() } else { -m + m.exp().ln_1p() }
+            })
+            .sum();
+        data + 0.5 * l2 * w[..d].iter().map(|v| v * v).sum::<f64>()
+    };
+    let mut w = vec![0.0; k];
+    let mut value = objective(&w);
+    for _ in 0..100 {
+        let mut gradient = vec![0.0; k];
+        let mut hessian = vec![0.0; k * k];
+        for (i, &label) in y.iter().enumerate() {
+            let row = &rows[i * d..(i + 1) * d];
+            let p = sigmoid(score(&w, row));
+            let (r, q) = (p - if label { 1.0 } else { 0.0 }, p * (1.0 - p));
+            for a in 0..d {
+                gradient[a] += r * row[a];
+                let qa = q * row[a];
+                for b in 0..=a {
+                    hessian[a * k + b] += qa * row[b];
+                }
+                hessian[d * k + a] += qa;
+            }
+            gradient[d] += r;
+            hessian[d * k + d] += q;
+        }
+        for a in 0..d {
+            gradient[a] += l2 * w[a];
+            hessian[a * k + a] += l2;
+        }
+        // linfa's default tolerance on the summed gradient.
+        if gradient.iter().map(|g| g * g).sum::<f64>().sqrt() < 1e-4 {
+            break;
+        }
+        for a in 0..k {
+            for b in 0..a {
+                hessian[b * k + a] = hessian[a * k + b];
+            }
+            // A constant feature with l2 = 0 leaves the Hessian singular: a whisker of
+            // ridge keeps the step defined without moving the optimum measurably.
+            hessian[a * k + a] += 1e-9;
+        }
+        let step = solve_positive_definite(&mut hessian, &gradient, k)
+            .ok_or_else(|| AnalyticsError::Model("the logistic Hessian is not positive definite".into()))?;
+        // Halve the step until the objective decreases enough (Armijo).
+        let slope: f64 = gradient.iter().zip(&step).map(|(g, s)| g * s).sum();
+        let mut t = 1.0;
+        loop {
+            let next: Vec<f64> = w.iter().zip(&step).map(|(v, s)| v - t * s).collect();
+            let next_value = objective(&next);
+            if next_value <= value - 1e-4 * t * slope || t < 1e-10 {
+                w = next;
+                value = next_value;
+                break;
+            }
+            t *= 0.5;
+        }
+    }
+    let intercept = w.pop().unwrap_or_default();
+    Ok((w, intercept))
+}
+
+/// Solves `a·x = b` for a symmetric positive definite `a` (k×k, row-major) by Cholesky,
+/// overwriting `a` with its factor; None if `a` is not positive definite.
+fn solve_positive_definite(a: &mut [f64], b: &[f64], k: usize) -> Option<Vec<f64>> {
+    for j in 0..k {
+        let diagonal = a[j * k + j] - (0..j).map(|m| a[j * k + m] * a[j * k + m]).sum::<f64>();
+        if diagonal <= 0.0 || !diagonal.is_finite() {
+            return None;
+        }
+        let l = diagonal.sqrt();
+        a[j * k + j] = l;
+        for i in j + 1..k {
+            a[i * k + j] = (a[i * k + j] - (0..j).map(|m| a[i * k + m] * a[j * k + m]).sum::<f64>()) / l;
+        }
+    }
+    let mut x = b.to_vec();
+    for i in 0..k {
+        x[i] = (x[i] - (0..i).map(|m| a[i * k + m] * x[m]).sum::<f64>()) / a[i * k + i];
+    }
+    for i in (0..k).rev() {
+        x[i] = (x[i] - (i + 1..k).map(|m| a[m * k + i] * x[m]).sum::<f64>()) / a[i * k + i];
+    }
+    Some(x)
 }
 
 fn sigmoid(s: f64) -> f64 {
@@ -473,7 +570,7 @@ pub fn train(
     };
     let zt = model.standardise(&xt);
     let clock = std::time::Instant::now();
-    let (coefficients, intercept) = fit_logistic(zt, &yt, config.l2)?;
+    let (coefficients, intercept) = fit_logistic(&zt, &yt, config.l2)?;
     tracing::info!(
         features_ms = features_time.as_millis() as u64,
         fit_ms = clock.elapsed().as_millis() as u64,
@@ -592,12 +689,63 @@ mod tests {
     fn fitted_coefficients_raise_the_probability_of_true() {
         let x = Array2::from_shape_vec((6, 1), vec![-2.0, -1.0, -0.5, 0.5, 1.0, 2.0]).unwrap();
         for y in [vec![false, false, false, true, true, true], vec![true, false, false, true, true, true]] {
-            let (beta, _) = fit_logistic(x.clone(), &y, 1.0).unwrap();
+            let (beta, _) = fit_logistic(&x, &y, 1.0).unwrap();
             assert!(beta[0] > 0.0, "{beta:?} for {y:?}");
         }
         let y = vec![true, true, true, false, false, false];
-        let (beta, _) = fit_logistic(x, &y, 1.0).unwrap();
+        let (beta, _) = fit_logistic(&x, &y, 1.0).unwrap();
         assert!(beta[0] < 0.0, "{beta:?}");
+    }
+
+    /// The objective is strictly convex, so a point where its gradient vanishes is its
+    /// minimum: checked on correlated, noisy features with an unbalanced label.
+    #[test]
+    fn the_fit_is_the_regularised_optimum() {
+        let (n, d, l2) = (5_000, 4, 2.0);
+        let mut state = 7u64;
+        let mut uniform = || {
+            state = splitmix64(state);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut x = Array2::zeros((n, d));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let base = uniform() * 4.0 - 2.0;
+            for j in 0..d {
+                x[[i, j]] = base * (j as f64 + 1.0) / 2.0 + uniform() - 0.5;
+            }
+            let s = 1.5 * x[[i, 0]] - 0.7 * x[[i, 2]] - 1.2;
+            y.push(uniform() < sigmoid(s));
+        }
+        let (beta, intercept) = fit_logistic(&x, &y, l2).unwrap();
+        let mut gradient = vec![0.0; d + 1];
+        for i in 0..n {
+            let s: f64 = (0..d).map(|j| beta[j] * x[[i, j]]).sum::<f64>() + intercept;
+            let r = sigmoid(s) - if y[i] { 1.0 } else { 0.0 };
+            for j in 0..d {
+                gradient[j] += r * x[[i, j]];
+            }
+            gradient[d] += r;
+        }
+        for j in 0..d {
+            gradient[j] += l2 * beta[j];
+        }
+        let norm = gradient.iter().map(|g| g * g).sum::<f64>().sqrt();
+        assert!(norm < 1e-4, "gradient {gradient:?} at {beta:?}, {intercept}");
+        // Without features the optimum is the log-odds of the base rate, l2 or not.
+        let positives = y.iter().filter(|l| **l).count() as f64;
+        let (none, intercept) = fit_logistic(&Array2::zeros((n, 0)), &y, l2).unwrap();
+        assert!(none.is_empty());
+        assert!((intercept - (positives / (n as f64 - positives)).ln()).abs() < 1e-8, "{intercept}");
+    }
+
+    #[test]
+    fn a_fit_refuses_what_it_cannot_fit() {
+        let x = Array2::from_shape_vec((2, 1), vec![f64::NAN, 1.0]).unwrap();
+        assert!(fit_logistic(&x, &[true, false], 1.0).is_err());
+        let x = Array2::from_shape_vec((2, 1), vec![0.0, 1.0]).unwrap();
+        assert!(fit_logistic(&x, &[true], 1.0).is_err());
+        assert!(fit_logistic(&x, &[true, false], f64::INFINITY).is_err());
     }
 
     #[test]

@@ -628,7 +628,7 @@ pub struct Score {
     pub top_features: Vec<(String, f64, f64)>,
 }
 
-/// Scores every customer existing at `as_of`.
+/// Scores every customer existing at `as_of`, in customer-id order.
 #[tracing::instrument(skip_all)]
 pub fn score(
     inputs: &Inputs,
@@ -667,6 +667,9 @@ pub fn score(
             top_features: top,
         });
     }
+    // In customer order: the score table's heap is in that order, so its write updates
+    // each page once.
+    out.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
     Ok(out)
 }
 

@@ -98,6 +98,20 @@ async fn stage(tx: &mut PgConnection, table: &str, batches: &[CopyBatch]) -> Res
     Ok(stage)
 }
 
+/// Deletes the rows of `stage` whose `key` is no longer an id of `parent` (the lake can
+/// trail Postgres by a moment). A separate statement rather than a semi-join in the
+/// `MERGE`'s source, so the `MERGE` reads the stage in the order the batch wrote it:
+/// a semi-join may hash the stage and emit it in the parent's order, and the updates
+/// then reach the heap's pages out of order (see `send_times` in `batch`).
+async fn drop_orphans(tx: &mut PgConnection, stage: &str, key: &str, parent: &str) -> Result<(), PipelineError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "delete from {stage} s where not exists (select 1 from {parent} p where p.id = s.{key})"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Loads `batches` into `table` through a staging table, keeping only rows whose `key`
 /// still exists as an id of `parent` (the lake can trail Postgres by a moment).
 ///
@@ -129,7 +143,8 @@ pub async fn replace_scores(
     let names = first.names();
     let columns = names.join(", ");
     let stage = stage(tx, table, batches).await?;
-    let source = format!("select s.* from {stage} s where exists (select 1 from {parent} p where p.id = s.{key})");
+    drop_orphans(tx, &stage, key, parent).await?;
+    let source = format!("select * from {stage}");
     let written = match mode {
         Replace::All => merge_replacing(tx, table, &source, &names, &[key], Some("computed_at")).await?,
         Replace::Keys => {
@@ -256,12 +271,17 @@ pub async fn replace_customer_rows(
     };
     let names = first.names();
     let stage = stage(tx, table, batches).await?;
-    let source =
-        format!("select s.* from {stage} s where exists (select 1 from crm_customers c where c.id = s.customer_id)");
+    drop_orphans(tx, &stage, "customer_id", "crm_customers").await?;
+    let source = format!("select * from {stage}");
     let written = merge_replacing(tx, table, &source, &names, keys, None).await?;
     sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
     Ok(written)
 }
+
+/// Postgres' `work_mem` for a batch write's `MERGE` (its hash table may use
+/// `hash_mem_multiplier` times this): one hash of 2.65 M send-slot keys took 177 MB.
+/// Larger tables spill to temp files again, which is slower but still bounded.
+const MERGE_WORK_MEM: &str = "256MB";
 
 /// One `MERGE` that makes `table` hold exactly `source`'s rows (columns `names`, matched
 /// on `keys`): a row present is updated in place, a new key inserted, a key `source` no
@@ -287,6 +307,12 @@ async fn merge_replacing(
         columns.push(stamp.to_string());
         values.push("now()".into());
     }
+    // The MERGE hashes every target row's key. Under the default work_mem (4 MB) the
+    // send slots' join at 1 M customers (2.65 M rows) spilled to 32 batches in temp files,
+    // and the updates then reached the table's pages out of order through a 256 MB buffer
+    // pool: 21.9 s, against 9.8 s in one batch (EXPLAIN ANALYZE; docs/benchmarks.md). The
+    // setting ends with the write's transaction.
+    sqlx::query("select set_config('work_mem', $1, true)").bind(MERGE_WORK_MEM).execute(&mut *tx).await?;
     let written = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
         "with merged as (
              merge into {table} t using ({source}) s on {on}

@@ -258,6 +258,18 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
         .unwrap();
     assert_eq!(runs, 5);
 
+    // The batch writes its rows in key order, so the tables' heaps are in key order and
+    // the next run's updates reach each page once. Score rows vary in width, so a short
+    // one can land in the free space an earlier page had left (a few steps back), and the
+    // stale row updated in place stays where it was; rows in random order step back at
+    // every other row.
+    let customers: i64 = sqlx::query_scalar("select count(*) from crm_customers").fetch_one(env.pool()).await.unwrap();
+    for table in ["customer_engagement_scores", "customer_predictive_scores"] {
+        let descents = heap_descents(env.pool(), table, "customer_id").await;
+        assert!(descents <= customers / 50, "{table}'s heap steps back {descents} times in {customers} rows");
+    }
+    assert_eq!(heap_descents(env.pool(), "customer_send_slots", "customer_id, slot").await, 0);
+
     // Every customer has an engagement score and a purchase probability.
     let customers: i64 = sqlx::query_scalar("select count(*) from crm_customers where created_at <= $1")
         .bind(as_of())
@@ -679,6 +691,10 @@ async fn send_times_learn_the_hidden_best_hours_from_the_lake() {
     .await
     .unwrap();
     assert_eq!(stored, expected);
+    // Written in key order, and a second run's updates leave every row where it was.
+    assert_eq!(heap_descents(env.pool(), "customer_send_slots", "customer_id, slot").await, 0);
+    env.pipelines().run(&[Pipeline::SendTimes], as_of()).await.unwrap();
+    assert_eq!(heap_descents(env.pool(), "customer_send_slots", "customer_id, slot").await, 0);
 
     let starts = fibonacco_bench::send_time::starts(as_of(), 4);
     let lift = fibonacco_bench::send_time::evaluate(env.pool(), &starts, 4000).await.unwrap();
@@ -686,6 +702,20 @@ async fn send_times_learn_the_hidden_best_hours_from_the_lake() {
     // pick would recover nothing and land within an hour of the best one time in eight.
     assert!(lift.lift > 0.1 && lift.within_one_hour > 0.3, "{lift:?}");
     env.cleanup().await;
+}
+
+/// How often `table`'s rows, read in heap order, step back in `key` order: 0 when the
+/// heap is in key order. A `MERGE` updates rows in the order the batch produced them,
+/// and in a heap in that order it reads and dirties each page once; in random order,
+/// each update can evict and re-read a page (docs/benchmarks.md).
+async fn heap_descents(pool: &PgPool, table: &str, key: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "select count(*) from (select row({key}) < lag(row({key})) over (order by ctid) as back from {table}) h
+         where back"
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 async fn engagement_table(pool: &PgPool) -> Vec<(Uuid, String, String)> {

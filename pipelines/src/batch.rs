@@ -22,7 +22,7 @@ use crate::{
     copy::CopyBatch,
     output::{floats, ints, round_to, rounded, text},
     stages::Stages,
-    store::{self, Replace, RunRecord},
+    store::{self, Replace, RunRecord, Summaries},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -368,7 +368,7 @@ impl Pipelines {
             .await?;
             stages.lap("write");
             if mode == Replace::All {
-                store::refresh_score_summaries(&mut tx, None).await?;
+                store::refresh_score_summaries(&mut tx, Summaries::Engagement).await?;
                 tx.commit().await?;
             } else {
                 // The watch shows the scores first and sums the touched tenants right after, in
@@ -378,7 +378,7 @@ impl Pipelines {
                 tx.commit().await?;
                 let tenants: Vec<String> = tenants.into_iter().collect();
                 let mut tx = store::begin(&self.pool).await?;
-                store::refresh_score_summaries(&mut tx, Some(&tenants)).await?;
+                store::refresh_score_summaries(&mut tx, Summaries::EngagementOf(&tenants)).await?;
                 tx.commit().await?;
             }
             stages.lap("summaries");
@@ -571,7 +571,7 @@ impl Pipelines {
             )
             .await?;
             stages.lap("write");
-            store::refresh_score_summaries(&mut tx, None).await?;
+            store::refresh_score_summaries(&mut tx, Summaries::Predictive).await?;
             tx.commit().await?;
             stages.lap("summaries");
             drop(out);

@@ -103,13 +103,22 @@ async fn stage(tx: &mut PgConnection, table: &str, batches: &[CopyBatch]) -> Res
 /// `MERGE`'s source, so the `MERGE` reads the stage in the order the batch wrote it:
 /// a semi-join may hash the stage and emit it in the parent's order, and the updates
 /// then reach the heap's pages out of order (see `send_times` in `batch`).
-async fn drop_orphans(tx: &mut PgConnection, stage: &str, key: &str, parent: &str) -> Result<(), PipelineError> {
-    sqlx::query(AssertSqlSafe(format!(
+/// Returns the rows the stage keeps.
+async fn drop_orphans(
+    tx: &mut PgConnection,
+    stage: &str,
+    key: &str,
+    parent: &str,
+    batches: &[CopyBatch],
+) -> Result<u64, PipelineError> {
+    let dropped = sqlx::query(AssertSqlSafe(format!(
         "delete from {stage} s where not exists (select 1 from {parent} p where p.id = s.{key})"
     )))
     .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    let staged = batches.iter().map(CopyBatch::rows).sum::<usize>() as u64;
+    Ok(staged.saturating_sub(dropped))
 }
 
 /// Loads `batches` into `table` through a staging table, keeping only rows whose `key`
@@ -143,10 +152,13 @@ pub async fn replace_scores(
     let names = first.names();
     let columns = names.join(", ");
     let stage = stage(tx, table, batches).await?;
-    drop_orphans(tx, &stage, key, parent).await?;
+    let kept = drop_orphans(tx, &stage, key, parent, batches).await?;
     let source = format!("select * from {stage}");
     let written = match mode {
-        Replace::All => merge_replacing(tx, table, &source, &names, &[key], Some("computed_at")).await?,
+        Replace::All => {
+            merge_replacing(tx, table, &source, &names, &[key], Some("computed_at")).await?;
+            kept
+        }
         Replace::Keys => {
             let updates: Vec<String> =
                 names.iter().filter(|c| **c != key).map(|c| format!("{c} = excluded.{c}")).collect();
@@ -167,51 +179,89 @@ pub async fn replace_scores(
     Ok(written)
 }
 
-/// Recomputes the dashboard's per-tenant score KPIs (`customer_score_summaries`) from the
-/// score tables: for every tenant, or only `tenants` and then only the customer and
-/// engagement figures (what the watch recomputes). A batch run calls it in the
-/// transaction that wrote the scores; the watch right after its own write. It holds a
-/// lock until the caller's transaction ends: keep that short.
-#[tracing::instrument(skip(tx, tenants), fields(tenants = tenants.map(<[String]>::len)), err)]
-pub async fn refresh_score_summaries(tx: &mut PgConnection, tenants: Option<&[String]>) -> Result<u64, PipelineError> {
-    let tenants: Option<Vec<uuid::Uuid>> = tenants
-        .map(|ids| ids.iter().map(|t| t.parse()).collect::<Result<_, _>>())
-        .transpose()
-        .map_err(|e: uuid::Error| PipelineError::Input(format!("tenant id: {e}")))?;
-    // Refreshes take turns until their transactions end. Each reads both score tables as
-    // committed when its statement starts, so a refresh that ran beside another's
-    // uncommitted scores would write summaries without them, and win if it committed
-    // last (a batch run writes engagement and predictive scores concurrently).
+/// Which figures of the dashboard's per-tenant score KPIs a refresh recomputes.
+#[derive(Debug, Clone, Copy)]
+pub enum Summaries<'a> {
+    /// Every tenant's customers and engagement figures: a batch run's engagement write.
+    Engagement,
+    /// Every tenant's customers and purchase-probability figures: its predictive write.
+    Predictive,
+    /// These tenants' customers and engagement figures: what the watch recomputes.
+    EngagementOf(&'a [String]),
+}
+
+impl Summaries<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Summaries::Engagement => "engagement",
+            Summaries::Predictive => "predictive",
+            Summaries::EngagementOf(_) => "engagement of touched tenants",
+        }
+    }
+}
+
+/// Recomputes the dashboard's per-tenant score KPIs (`customer_score_summaries`) from one
+/// score table: each refresh sets only its own table's columns (and the customer count),
+/// so the engagement and predictive writes of a run each read one table, not both. A
+/// batch run calls it in the transaction that wrote the scores; the watch right after its
+/// own write. It holds a lock until the caller's transaction ends: keep that short.
+#[tracing::instrument(skip(tx, figures), fields(figures = figures.name()), err)]
+pub async fn refresh_score_summaries(tx: &mut PgConnection, figures: Summaries<'_>) -> Result<u64, PipelineError> {
+    // Refreshes take turns until their transactions end, and each one's statement starts
+    // after the lock is granted, so it reads what the refresh before it committed. Without
+    // it, a refresh whose statement began before another's commit could overwrite the
+    // same columns with the older figures (a watch round's beside a batch run's).
     sqlx::query("select pg_advisory_xact_lock(hashtextextended('customer_score_summaries', 0))")
         .execute(&mut *tx)
         .await?;
-    let Some(tenants) = tenants else {
-        // A batch run: one pass over each table, grouped by tenant.
-        let rows = sqlx::query(
-            "with c as (select tenant_id, count(*) as n from crm_customers group by 1),
-                  e as (select tenant_id, count(*) as n, avg(score)::float8 as average,
-                               count(*) filter (where score >= 70) as high
-                        from customer_engagement_scores group by 1),
-                  p as (select tenant_id, count(*) filter (where probability >= 0.5) as likely,
-                               sum(probability) as expected
-                        from customer_predictive_scores group by 1)
-             insert into customer_score_summaries as s
-                 (tenant_id, customers, scored_customers, average_engagement, highly_engaged, likely_buyers,
-                  expected_buyers, computed_at)
-             select t.id, coalesce(c.n, 0), coalesce(e.n, 0), e.average, coalesce(e.high, 0),
-                    coalesce(p.likely, 0), p.expected, now()
-             from tenants t
-             left join c on c.tenant_id = t.id left join e on e.tenant_id = t.id left join p on p.tenant_id = t.id
-             on conflict (tenant_id) do update set
-                 customers = excluded.customers, scored_customers = excluded.scored_customers,
-                 average_engagement = excluded.average_engagement, highly_engaged = excluded.highly_engaged,
-                 likely_buyers = excluded.likely_buyers, expected_buyers = excluded.expected_buyers,
-                 computed_at = excluded.computed_at",
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        return Ok(rows);
+    let tenants = match figures {
+        Summaries::Engagement => {
+            // One pass over each table, grouped by tenant.
+            let rows = sqlx::query(
+                "with c as (select tenant_id, count(*) as n from crm_customers group by 1),
+                      e as (select tenant_id, count(*) as n, avg(score)::float8 as average,
+                                   count(*) filter (where score >= 70) as high
+                            from customer_engagement_scores group by 1)
+                 insert into customer_score_summaries as s
+                     (tenant_id, customers, scored_customers, average_engagement, highly_engaged, likely_buyers,
+                      computed_at)
+                 select t.id, coalesce(c.n, 0), coalesce(e.n, 0), e.average, coalesce(e.high, 0), 0, now()
+                 from tenants t left join c on c.tenant_id = t.id left join e on e.tenant_id = t.id
+                 on conflict (tenant_id) do update set
+                     customers = excluded.customers, scored_customers = excluded.scored_customers,
+                     average_engagement = excluded.average_engagement, highly_engaged = excluded.highly_engaged,
+                     computed_at = excluded.computed_at",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            return Ok(rows);
+        }
+        Summaries::Predictive => {
+            let rows = sqlx::query(
+                "with c as (select tenant_id, count(*) as n from crm_customers group by 1),
+                      p as (select tenant_id, count(*) filter (where probability >= 0.5) as likely,
+                                   sum(probability) as expected
+                            from customer_predictive_scores group by 1)
+                 insert into customer_score_summaries as s
+                     (tenant_id, customers, scored_customers, highly_engaged, likely_buyers, expected_buyers,
+                      computed_at)
+                 select t.id, coalesce(c.n, 0), 0, 0, coalesce(p.likely, 0), p.expected, now()
+                 from tenants t left join c on c.tenant_id = t.id left join p on p.tenant_id = t.id
+                 on conflict (tenant_id) do update set
+                     customers = excluded.customers, likely_buyers = excluded.likely_buyers,
+                     expected_buyers = excluded.expected_buyers, computed_at = excluded.computed_at",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            return Ok(rows);
+        }
+        Summaries::EngagementOf(tenants) => tenants
+            .iter()
+            .map(|t| t.parse())
+            .collect::<Result<Vec<uuid::Uuid>, _>>()
+            .map_err(|e| PipelineError::Input(format!("tenant id: {e}")))?,
     };
     // The watch: the touched tenants, through the tenant indexes, and only what the watch
     // recomputes (customers and engagement; purchase probabilities change with batch runs).
@@ -271,9 +321,9 @@ pub async fn replace_customer_rows(
     };
     let names = first.names();
     let stage = stage(tx, table, batches).await?;
-    drop_orphans(tx, &stage, "customer_id", "crm_customers").await?;
+    let written = drop_orphans(tx, &stage, "customer_id", "crm_customers", batches).await?;
     let source = format!("select * from {stage}");
-    let written = merge_replacing(tx, table, &source, &names, keys, None).await?;
+    merge_replacing(tx, table, &source, &names, keys, None).await?;
     sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
     Ok(written)
 }
@@ -287,8 +337,10 @@ const MERGE_WORK_MEM: &str = "256MB";
 /// on `keys`): a row present is updated in place, a new key inserted, a key `source` no
 /// longer has deleted; `stamp`, if any, is a column set to now() either way. Neither the
 /// keys nor tenant_id are assigned: a key never changes tenant, and assigning either would
-/// make Postgres re-check its foreign key. Returns the rows inserted or updated (MERGE's
-/// own count includes the deletes).
+/// make Postgres re-check its foreign key. Every row of `source` is inserted or updated
+/// (a key twice fails the statement), so the caller's count of them is the rows written;
+/// counting them through `RETURNING merge_action()` cost 1.3–1.9 s of the send slots'
+/// `MERGE` at 2.65 M rows.
 async fn merge_replacing(
     tx: &mut PgConnection,
     table: &str,
@@ -296,7 +348,7 @@ async fn merge_replacing(
     names: &[&str],
     keys: &[&str],
     stamp: Option<&str>,
-) -> Result<u64, PipelineError> {
+) -> Result<(), PipelineError> {
     let on = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" and ");
     let mut updates: Vec<String> =
         names.iter().filter(|c| !keys.contains(c) && **c != "tenant_id").map(|c| format!("{c} = s.{c}")).collect();
@@ -313,21 +365,18 @@ async fn merge_replacing(
     // pool: 21.9 s, against 9.8 s in one batch (EXPLAIN ANALYZE; docs/benchmarks.md). The
     // setting ends with the write's transaction.
     sqlx::query("select set_config('work_mem', $1, true)").bind(MERGE_WORK_MEM).execute(&mut *tx).await?;
-    let written = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
-        "with merged as (
-             merge into {table} t using ({source}) s on {on}
-             when matched then update set {updates}
-             when not matched then insert ({columns}) values ({values})
-             when not matched by source then delete
-             returning merge_action() as action)
-         select count(*) filter (where action <> 'DELETE') from merged",
+    sqlx::query(AssertSqlSafe(format!(
+        "merge into {table} t using ({source}) s on {on}
+         when matched then update set {updates}
+         when not matched then insert ({columns}) values ({values})
+         when not matched by source then delete",
         updates = updates.join(", "),
         columns = columns.join(", "),
         values = values.join(", ")
     )))
-    .fetch_one(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    Ok(written as u64)
+    Ok(())
 }
 
 /// One row of `pipeline_runs`.

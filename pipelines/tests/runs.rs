@@ -283,6 +283,16 @@ async fn batch_run_scores_everyone_and_the_api_serves_the_results() {
             .unwrap();
         assert_eq!(n, customers, "{table}");
     }
+    // Rows written: every row the run left in its tables.
+    let written = |p: Pipeline| reports.iter().find(|r| r.pipeline == p).unwrap().rows_written as i64;
+    assert_eq!((written(Pipeline::Engagement), written(Pipeline::Predictive)), (customers, customers));
+    let slots: i64 = sqlx::query_scalar(
+        "select (select count(*) from customer_send_slots) + (select count(*) from tenant_send_slots)",
+    )
+    .fetch_one(env.pool())
+    .await
+    .unwrap();
+    assert_eq!(written(Pipeline::SendTimes), slots);
 
     // The model finds the hidden propensity: well above chance and above the
     // "bought recently" rule, and the same inputs give the same model.
@@ -1246,9 +1256,8 @@ async fn lake_rows_text(lake: &std::path::Path, sql: &str) -> String {
 }
 
 /// `run` writes pipelines' results concurrently, and the engagement and predictive writes
-/// each refresh the per-tenant score summaries from both score tables in their own
-/// transaction: the later refresh must see the earlier one's scores, whichever commits
-/// first.
+/// each refresh the per-tenant score summaries in their own transaction: neither may
+/// lose the other's figures, whichever commits first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_score_writes_leave_summaries_equal_to_both_tables() {
     use fibonacco_pipelines::store;
@@ -1267,7 +1276,7 @@ async fn concurrent_score_writes_leave_summaries_equal_to_both_tables() {
     .execute(&mut *engagement)
     .await
     .unwrap();
-    store::refresh_score_summaries(&mut engagement, None).await.unwrap();
+    store::refresh_score_summaries(&mut engagement, store::Summaries::Engagement).await.unwrap();
 
     let predictive = tokio::spawn({
         let (pool, tenant) = (pool.clone(), app.tenant_a);
@@ -1283,7 +1292,7 @@ async fn concurrent_score_writes_leave_summaries_equal_to_both_tables() {
             .execute(&mut *tx)
             .await
             .unwrap();
-            store::refresh_score_summaries(&mut tx, None).await.unwrap();
+            store::refresh_score_summaries(&mut tx, store::Summaries::Predictive).await.unwrap();
             tx.commit().await.unwrap();
         }
     });

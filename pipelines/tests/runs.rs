@@ -714,6 +714,52 @@ async fn send_times_learn_the_hidden_best_hours_from_the_lake() {
     env.cleanup().await;
 }
 
+/// A write that fails ends the run with its error: no computation starts after the
+/// failure is seen, the writes under way finish and are recorded, and the failed
+/// pipeline records nothing. Analytics and predictive compute before send times, so
+/// their writes are under way or done when the send slots' write fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_ends_the_run_and_keeps_the_writes_under_way() {
+    let env = Env::seeded(300, 2, 120).await;
+    let pipelines = env.pipelines();
+    let runs = async || -> std::collections::BTreeMap<String, i64> {
+        sqlx::query_as::<_, (String, i64)>("select pipeline, count(*) from pipeline_runs group by 1")
+            .fetch_all(env.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    let before = runs().await;
+    sqlx::query(
+        "create function refuse_send_slots() returns trigger language plpgsql
+         as $$ begin raise exception 'send slots refused'; end $$",
+    )
+    .execute(env.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "create trigger refuse before insert or update on customer_send_slots
+         for each statement execute function refuse_send_slots()",
+    )
+    .execute(env.pool())
+    .await
+    .unwrap();
+    let err = pipelines.run(&Pipeline::ALL, as_of()).await.unwrap_err();
+    assert!(err.to_string().contains("send slots refused"), "{err}");
+    let after = runs().await;
+    let added = |p: &str| after.get(p).copied().unwrap_or(0) - before.get(p).copied().unwrap_or(0);
+    assert_eq!((added("analytics"), added("predictive"), added("send_times")), (1, 1, 0), "{after:?}");
+    let slots: i64 =
+        sqlx::query_scalar("select count(*) from customer_send_slots").fetch_one(env.pool()).await.unwrap();
+    assert_eq!(slots, 0, "the failed write left rows");
+    // The predictive write committed: its scores are there.
+    let scored: i64 =
+        sqlx::query_scalar("select count(*) from customer_predictive_scores").fetch_one(env.pool()).await.unwrap();
+    assert!(scored > 0);
+    env.cleanup().await;
+}
+
 /// How often `table`'s rows, read in heap order, step back in `key` order: 0 when the
 /// heap is in key order. A `MERGE` updates rows in the order the batch produced them,
 /// and in a heap in that order it reads and dirties each page once; in random order,

@@ -130,7 +130,8 @@ async fn drop_orphans(
 /// value) it is heap-only: at 1 M rows this is ~4× faster than delete + insert, which
 /// re-checked two foreign keys and re-inserted into every index per row. The table is
 /// locked against other writers (readers go on) so a watch round's upsert cannot race
-/// the merge's inserts into a duplicate key.
+/// the merge's inserts into a duplicate key. `batches` should come in key order: the
+/// updates then reach the heap page after page ([`drop_orphans`]).
 #[tracing::instrument(skip(tx, batches), err)]
 pub async fn replace_scores(
     tx: &mut PgConnection,
@@ -153,10 +154,9 @@ pub async fn replace_scores(
     let columns = names.join(", ");
     let stage = stage(tx, table, batches).await?;
     let kept = drop_orphans(tx, &stage, key, parent, batches).await?;
-    let source = format!("select * from {stage}");
     let written = match mode {
         Replace::All => {
-            merge_replacing(tx, table, &source, &names, &[key], Some("computed_at")).await?;
+            merge_replacing(tx, table, &stage, &names, &[key], Some("computed_at")).await?;
             kept
         }
         Replace::Keys => {
@@ -165,7 +165,7 @@ pub async fn replace_scores(
             let s_columns: Vec<String> = names.iter().map(|c| format!("s.{c}")).collect();
             sqlx::query(AssertSqlSafe(format!(
                 "insert into {table} ({columns}, computed_at)
-                 select {s_columns}, now() from ({source}) s
+                 select {s_columns}, now() from {stage} s
                  on conflict ({key}) do update set {updates}, computed_at = now()",
                 s_columns = s_columns.join(", "),
                 updates = updates.join(", ")
@@ -306,7 +306,8 @@ pub async fn replace_all(tx: &mut PgConnection, table: &str, batches: &[CopyBatc
 /// by a moment). One `MERGE`, as [`replace_scores`] does: a key present again is updated
 /// in place (no foreign key re-checked; heap-only on a table with room on its pages), new
 /// keys inserted, keys the run no longer produced deleted. Delete + insert re-checked two
-/// foreign keys per row: 67.8 s for 2.65 M send slots at 1 M customers.
+/// foreign keys per row: 67.8 s for 2.65 M send slots at 1 M customers. `batches` should
+/// come in key order, as for [`replace_scores`].
 #[tracing::instrument(skip(tx, batches), err)]
 pub async fn replace_customer_rows(
     tx: &mut PgConnection,
@@ -322,8 +323,7 @@ pub async fn replace_customer_rows(
     let names = first.names();
     let stage = stage(tx, table, batches).await?;
     let written = drop_orphans(tx, &stage, "customer_id", "crm_customers", batches).await?;
-    let source = format!("select * from {stage}");
-    merge_replacing(tx, table, &source, &names, keys, None).await?;
+    merge_replacing(tx, table, &stage, &names, keys, None).await?;
     sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
     Ok(written)
 }
@@ -333,18 +333,18 @@ pub async fn replace_customer_rows(
 /// Larger tables spill to temp files again, which is slower but still bounded.
 const MERGE_WORK_MEM: &str = "256MB";
 
-/// One `MERGE` that makes `table` hold exactly `source`'s rows (columns `names`, matched
-/// on `keys`): a row present is updated in place, a new key inserted, a key `source` no
-/// longer has deleted; `stamp`, if any, is a column set to now() either way. Neither the
+/// One `MERGE` that makes `table` hold exactly the rows of the staging table `stage`
+/// (columns `names`, matched on `keys`): a row present is updated in place, a new key
+/// inserted, a key the stage no longer has deleted; `stamp`, if any, is a column set to now() either way. Neither the
 /// keys nor tenant_id are assigned: a key never changes tenant, and assigning either would
-/// make Postgres re-check its foreign key. Every row of `source` is inserted or updated
+/// make Postgres re-check its foreign key. Every row of the stage is inserted or updated
 /// (a key twice fails the statement), so the caller's count of them is the rows written;
 /// counting them through `RETURNING merge_action()` cost 1.3–1.9 s of the send slots'
 /// `MERGE` at 2.65 M rows.
 async fn merge_replacing(
     tx: &mut PgConnection,
     table: &str,
-    source: &str,
+    stage: &str,
     names: &[&str],
     keys: &[&str],
     stamp: Option<&str>,
@@ -361,12 +361,12 @@ async fn merge_replacing(
     }
     // The MERGE hashes every target row's key. Under the default work_mem (4 MB) the
     // send slots' join at 1 M customers (2.65 M rows) spilled to 32 batches in temp files,
-    // and the updates then reached the table's pages out of order through a 256 MB buffer
+    // and the updates then swept the table's pages once per batch through a 256 MB buffer
     // pool: 21.9 s, against 9.8 s in one batch (EXPLAIN ANALYZE; docs/benchmarks.md). The
     // setting ends with the write's transaction.
     sqlx::query("select set_config('work_mem', $1, true)").bind(MERGE_WORK_MEM).execute(&mut *tx).await?;
     sqlx::query(AssertSqlSafe(format!(
-        "merge into {table} t using ({source}) s on {on}
+        "merge into {table} t using {stage} s on {on}
          when matched then update set {updates}
          when not matched then insert ({columns}) values ({values})
          when not matched by source then delete",

@@ -1,10 +1,9 @@
-//! Counting search hits as uses of knowledge entries (`knowledge_base.usage_count`) off the
-//! request path.
+//! Counting search hits as uses of knowledge entries off the request path.
 //!
-//! Updating the counter rewrites the entry's row, and a row with a vector is not updated
-//! in place: each new version goes into the HNSW index too, which cost more than the
-//! search itself (`fibonacco bench search`). So hits are summed in memory and written in
-//! one statement per second. A crash loses at most that second of counts; the counter is
+//! Hits are summed in memory and written once a second, in one statement, into
+//! `knowledge_usage` (migration 40), not into the entry's row: a new version of a row with
+//! a vector is a new HNSW entry and a whole row, vector included, through change data
+//! capture into the lake. A crash loses at most the last second of counts; the counter is
 //! a popularity signal, not a ledger.
 
 use std::{
@@ -68,23 +67,28 @@ impl UsageCounter {
 
 async fn write_loop(pool: PgPool, mut rx: mpsc::Receiver<Message>) {
     let mut pending: HashMap<(TenantId, Uuid), i64> = HashMap::new();
+    // A tick, not a timeout on receiving: under steady traffic the next hit always came
+    // before a timeout ended, and counts were written only after a pause.
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match tokio::time::timeout(FLUSH_EVERY, rx.recv()).await {
-            Ok(Some(Message::Hits(tenant, entries))) => {
-                for id in entries {
-                    *pending.entry((tenant, id)).or_default() += 1;
+        tokio::select! {
+            message = rx.recv() => match message {
+                Some(Message::Hits(tenant, entries)) => {
+                    for id in entries {
+                        *pending.entry((tenant, id)).or_default() += 1;
+                    }
                 }
-                continue;
-            }
-            Ok(Some(Message::Flush(ack))) => {
-                write(&pool, &mut pending).await;
-                let _ = ack.send(());
-            }
-            Ok(None) => {
-                write(&pool, &mut pending).await;
-                return;
-            }
-            Err(_elapsed) => write(&pool, &mut pending).await,
+                Some(Message::Flush(ack)) => {
+                    write(&pool, &mut pending).await;
+                    let _ = ack.send(());
+                }
+                None => {
+                    write(&pool, &mut pending).await;
+                    return;
+                }
+            },
+            _ = tick.tick() => write(&pool, &mut pending).await,
         }
     }
 }
@@ -94,18 +98,29 @@ async fn write(pool: &PgPool, pending: &mut HashMap<(TenantId, Uuid), i64>) {
     if pending.is_empty() {
         return;
     }
+    // In entry order, so two processes counting the same entries lock them in one order.
+    let mut counted: Vec<((TenantId, Uuid), i64)> = pending.drain().collect();
+    counted.sort_unstable_by_key(|((_, id), _)| *id);
     let (mut tenants, mut ids, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    for ((tenant, id), n) in pending.drain() {
+    for ((tenant, id), n) in counted {
         tenants.push(tenant.as_uuid());
         ids.push(id);
         counts.push(n);
     }
     let result = async {
         let mut tx = db::begin_system(pool).await?;
+        // Joined to the entries: a hit on an entry deleted since counts for nothing, and an
+        // entry of another tenant than the hit's is never counted. (One deleted between
+        // the join and the insert fails the foreign key, and the second's counts are
+        // dropped like any failed write's.)
         sqlx::query(
-            "update knowledge_base kb set usage_count = kb.usage_count + u.n
-             from unnest($1::uuid[], $2::uuid[], $3::bigint[]) as u(tenant_id, id, n)
-             where kb.id = u.id and kb.tenant_id = u.tenant_id",
+            "insert into knowledge_usage (entry_id, tenant_id, uses)
+             select u.id, u.tenant_id, u.n
+             from unnest($1::uuid[], $2::uuid[], $3::bigint[]) with ordinality as u(tenant_id, id, n, ord)
+             join knowledge_base kb on kb.id = u.id and kb.tenant_id = u.tenant_id
+             order by u.ord
+             on conflict (entry_id) do update
+               set uses = knowledge_usage.uses + excluded.uses, updated_at = now()",
         )
         .bind(&tenants)
         .bind(&ids)

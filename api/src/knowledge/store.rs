@@ -46,7 +46,9 @@ pub struct KnowledgeEntry {
 
 const SELECT: &str = "select id, title, content, category, subcategory, faq_category_id, industry_codes,
         embedding_status, embedding_model, embedded_at, embedding is not null as has_embedding, is_public,
-        allowed_agents, source, source_url, validation_status, validated_at, validated_by, usage_count,
+        allowed_agents, source, source_url, validation_status, validated_at, validated_by,
+        usage_count + coalesce((select u.uses from knowledge_usage u where u.entry_id = knowledge_base.id), 0)
+          as usage_count,
         helpful_count, not_helpful_count, tags, metadata, created_by, created_at, updated_at
      from knowledge_base";
 

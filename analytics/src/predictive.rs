@@ -300,15 +300,16 @@ impl Model {
         z.dot(&beta).iter().map(|s| sigmoid(s + self.intercept)).collect()
     }
 
-    /// Per row: the `n` largest |βⱼ·zⱼ| terms as (feature, contribution, raw value).
-    pub fn top_features(&self, x: &Array2<f64>, n: usize) -> Vec<Vec<(String, f64, f64)>> {
+    /// Per row: the `n` largest |βⱼ·zⱼ| terms as (feature index, contribution, raw value).
+    pub fn top_features(&self, x: &Array2<f64>, n: usize) -> Vec<Vec<(usize, f64, f64)>> {
         let z = self.standardise(x);
+        let mut terms: Vec<(usize, f64)> = Vec::with_capacity(self.features.len());
         (0..x.nrows())
             .map(|i| {
-                let mut terms: Vec<(usize, f64)> =
-                    (0..self.features.len()).map(|j| (j, self.coefficients[j] * z[[i, j]])).collect();
+                terms.clear();
+                terms.extend((0..self.features.len()).map(|j| (j, self.coefficients[j] * z[[i, j]])));
                 terms.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
-                terms.into_iter().take(n).map(|(j, c)| (self.features[j].clone(), c, x[[i, j]])).collect()
+                terms.iter().take(n).map(|&(j, c)| (j, c, x[[i, j]])).collect()
             })
             .collect()
     }
@@ -624,8 +625,10 @@ pub struct Score {
     pub tenant_id: String,
     pub customer_id: String,
     pub probability: f64,
-    /// (feature, contribution to the log-odds, raw feature value)
-    pub top_features: Vec<(String, f64, f64)>,
+    /// (the feature's index in the model's `features`, contribution to the log-odds, raw
+    /// feature value): an index, not the name, since a million customers' names were
+    /// three million strings.
+    pub top_features: Vec<(usize, f64, f64)>,
 }
 
 /// Scores every customer existing at `as_of`, in customer-id order.

@@ -441,6 +441,9 @@ async fn vectors(args: &SearchBench, report: &mut Report) -> anyhow::Result<()> 
     let filters = fibonacco_search::knowledge::Filters { include_public: false, ..Default::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/api/v1/search", listener.local_addr()?);
+    // The hits' usage counts are written once a second: flushed before the scratch
+    // database goes, so no late write fails (and logs) after the report.
+    let usage = svc.usage.clone();
     tokio::spawn(fibonacco_search::service::serve(listener, svc, std::future::pending()));
     let mut tokens = Vec::new();
     for &tenant in &tenants {
@@ -517,6 +520,7 @@ async fn vectors(args: &SearchBench, report: &mut Report) -> anyhow::Result<()> 
             }
         }
     }
+    usage.flush().await;
     direct.sort_by(f64::total_cmp);
     through_store.sort_by(f64::total_cmp);
     service.sort_by(f64::total_cmp);

@@ -50,6 +50,7 @@ const PLATFORM_TABLES: &[&str] = &[
     "learning_sales_contacts",
     "customer_activities",
     "knowledge_votes",
+    "knowledge_usage",
     "survey_responses",
     "tts_requests",
     "stripe_events",

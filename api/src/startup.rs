@@ -183,17 +183,21 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     async move {
         #[cfg(unix)]
         {
-            let wait = |listener: std::io::Result<tokio::signal::unix::Signal>| async move {
+            // A handler that could not be installed is never waited for, as before, but said.
+            let wait = |name: &'static str, listener: std::io::Result<tokio::signal::unix::Signal>| async move {
                 match listener {
                     Ok(mut s) => {
                         s.recv().await;
                     }
-                    Err(_) => std::future::pending::<()>().await,
+                    Err(error) => {
+                        tracing::warn!(%error, signal = name, "cannot listen for the signal; it will not stop the process");
+                        std::future::pending::<()>().await
+                    }
                 }
             };
             tokio::select! {
-                _ = wait(interrupt) => {},
-                _ = wait(terminate) => {},
+                _ = wait("SIGINT", interrupt) => {},
+                _ = wait("SIGTERM", terminate) => {},
             }
         }
         #[cfg(not(unix))]

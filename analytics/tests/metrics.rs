@@ -441,3 +441,113 @@ async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     assert_eq!(total("k2", "conversions"), 2);
     assert_eq!(total("k2", "revenue_minor"), 2000, "net of o2's partial refund");
 }
+
+/// The read models' day of a UTC timestamp, at the edges of days, before 1970 included:
+/// the day `chrono` gives for the same instant.
+#[tokio::test]
+async fn a_timestamp_falls_on_its_utc_day_at_the_edges() {
+    let instants: Vec<i64> = [
+        "2026-10-31T23:59:59.999999Z",
+        "2026-11-01T00:00:00Z",
+        "1969-12-31T23:59:59.999999Z",
+        "1960-02-29T00:00:00.000001Z",
+    ]
+    .iter()
+    .map(|t| t.parse::<DateTime<Utc>>().unwrap().timestamp_micros())
+    .collect();
+    let ctx = SessionContext::new();
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "t",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )]));
+    let column: ArrayRef = Arc::new(TimestampMicrosecondArray::from(instants.clone()).with_timezone("UTC"));
+    let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+    ctx.register_table("instants", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())).unwrap();
+    let sql = format!("SELECT arrow_cast({}, 'Utf8') AS day FROM instants", fibonacco_analytics::sql::day("t"));
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let days: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let column = datafusion::arrow::array::cast::AsArray::as_string::<i32>(b.column(0)).clone();
+            (0..b.num_rows()).map(move |i| column.value(i).to_string()).collect::<Vec<_>>()
+        })
+        .collect();
+    let expected: Vec<String> = instants
+        .iter()
+        .map(|us| DateTime::<Utc>::from_timestamp_micros(*us).unwrap().date_naive().to_string())
+        .collect();
+    assert_eq!(days, expected);
+    assert_eq!(days, ["2026-10-31", "2026-11-01", "1969-12-31", "1960-02-29"]);
+}
+
+/// The customers read model: a customer active twice on a day is one active customer
+/// that day, tenants apart, nothing after `as_of`.
+#[tokio::test]
+async fn customers_read_model_counts_each_active_customer_once_a_day() {
+    let ctx = SessionContext::new();
+    table(
+        &ctx,
+        "crm_customers",
+        vec![
+            ("tenant_id", Text(vec![Some("t1"), Some("t1"), Some("t2")])),
+            ("id", Text(vec![Some("a"), Some("b"), Some("c")])),
+            ("created_at", Day(vec![Some(-3.5), Some(-3.2), Some(0.5)])),
+        ],
+    );
+    table(
+        &ctx,
+        "customer_activities",
+        vec![
+            ("tenant_id", Text(vec![Some("t1"), Some("t1"), Some("t1"), Some("t1"), Some("t2"), Some("t1")])),
+            ("customer_id", Text(vec![Some("a"), Some("a"), Some("b"), Some("a"), Some("c"), Some("b")])),
+            ("occurred_at", Day(vec![Some(-1.9), Some(-1.1), Some(-1.5), Some(-0.5), Some(-0.5), Some(0.2)])),
+        ],
+    );
+    table(
+        &ctx,
+        "crm_conversations",
+        vec![("tenant_id", Text(vec![Some("t1")])), ("created_at", Day(vec![Some(-0.5)]))],
+    );
+    table(
+        &ctx,
+        "crm_conversation_messages",
+        vec![("tenant_id", Text(vec![Some("t1"), Some("t1")])), ("created_at", Day(vec![Some(-0.5), Some(-0.4)]))],
+    );
+    let config = AnalyticsConfig::default().roi;
+    let frame = bridge::frame_of(dashboard::read_model(&ctx, "customers", &config, t0()).await.unwrap()).await.unwrap();
+    let frame = frame.sort(["tenant_id", "day"], Default::default()).unwrap();
+    let tenants: Vec<String> =
+        frame.column("tenant_id").unwrap().str().unwrap().iter().map(|t| t.unwrap().to_string()).collect();
+    let days: Vec<String> = frame
+        .column("day")
+        .unwrap()
+        .cast(&polars::prelude::DataType::String)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|d| d.unwrap().to_string())
+        .collect();
+    let rows: Vec<(&str, &str, i64, i64, i64, i64)> = (0..frame.height())
+        .map(|i| {
+            (
+                tenants[i].as_str(),
+                days[i].as_str(),
+                ints(&frame, "new_customers")[i],
+                ints(&frame, "active_customers")[i],
+                ints(&frame, "conversations")[i],
+                ints(&frame, "messages")[i],
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("t1", "2026-10-28", 2, 0, 0, 0),
+            ("t1", "2026-10-30", 0, 2, 0, 0),
+            ("t1", "2026-10-31", 0, 1, 1, 2),
+            ("t2", "2026-10-31", 0, 1, 0, 0),
+        ]
+    );
+}

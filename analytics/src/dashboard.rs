@@ -110,7 +110,7 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
             format!(
                 "WITH {ctes},
                  conversions AS (
-                    SELECT c.tenant_id, m.campaign_id, CAST(to_timestamp_micros(m.paid_t) AS DATE) AS day,
+                    SELECT c.tenant_id, m.campaign_id, {paid_day} AS day,
                            'conversion' AS milestone, m.amount_minor AS amount
                     FROM matched m JOIN outbound_campaigns c ON c.id = m.campaign_id WHERE m.recency = 1),
                  events AS ({events} UNION ALL SELECT * FROM conversions)
@@ -130,6 +130,7 @@ pub fn sql(model: &str, roi_config: &RoiConfig, as_of: DateTime<Utc>) -> Option<
                  FROM events e JOIN outbound_campaigns c ON c.id = e.campaign_id
                  GROUP BY 1, 2, 3, 4, 5",
                 ctes = roi::attribution_ctes(roi_config, as_of),
+                paid_day = day("to_timestamp_micros(m.paid_t)"),
             )
         }
         // Active customers as a second grouping, as for "activity": 2.6 s → 1.9 s over the

@@ -171,6 +171,12 @@ fn ints(frame: &polars::prelude::DataFrame, name: &str) -> Vec<i64> {
     column.i64().unwrap().iter().map(|v| v.unwrap()).collect()
 }
 
+/// A column as text (dates as `YYYY-MM-DD`).
+fn texts(frame: &polars::prelude::DataFrame, name: &str) -> Vec<String> {
+    let column = frame.column(name).unwrap().cast(&polars::prelude::DataType::String).unwrap();
+    column.str().unwrap().iter().map(|v| v.unwrap().to_string()).collect()
+}
+
 /// One customer `v` of tenant `t1`, sent each campaign of `sent` (id, day) once, paying
 /// the `orders` (id, net amount, day); e-mail campaigns in USD at no fixed cost.
 fn one_customer(sent: &[(&'static str, f64)], orders: &[(&'static str, i64, f64)]) -> SessionContext {
@@ -424,10 +430,10 @@ async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     let config = AnalyticsConfig::default().roi;
     let frame = bridge::frame_of(dashboard::read_model(&ctx, "campaigns", &config, t0()).await.unwrap()).await.unwrap();
     let frame = frame.sort(["campaign_id", "day"], Default::default()).unwrap();
+    let ids = texts(&frame, "campaign_id");
     let total = |campaign: &str, name: &str| -> i64 {
-        let ids = frame.column("campaign_id").unwrap().str().unwrap().clone();
         let values = ints(&frame, name);
-        (0..frame.height()).filter(|i| ids.get(*i) == Some(campaign)).map(|i| values[i]).sum()
+        (0..frame.height()).filter(|i| ids[*i] == campaign).map(|i| values[i]).sum()
     };
     assert_eq!(total("k1", "sent"), 3);
     assert_eq!(total("k1", "delivered"), 2);
@@ -517,29 +523,10 @@ async fn customers_read_model_counts_each_active_customer_once_a_day() {
     let config = AnalyticsConfig::default().roi;
     let frame = bridge::frame_of(dashboard::read_model(&ctx, "customers", &config, t0()).await.unwrap()).await.unwrap();
     let frame = frame.sort(["tenant_id", "day"], Default::default()).unwrap();
-    let tenants: Vec<String> =
-        frame.column("tenant_id").unwrap().str().unwrap().iter().map(|t| t.unwrap().to_string()).collect();
-    let days: Vec<String> = frame
-        .column("day")
-        .unwrap()
-        .cast(&polars::prelude::DataType::String)
-        .unwrap()
-        .str()
-        .unwrap()
-        .iter()
-        .map(|d| d.unwrap().to_string())
-        .collect();
+    let (tenants, days) = (texts(&frame, "tenant_id"), texts(&frame, "day"));
+    let counts = ["new_customers", "active_customers", "conversations", "messages"].map(|c| ints(&frame, c));
     let rows: Vec<(&str, &str, i64, i64, i64, i64)> = (0..frame.height())
-        .map(|i| {
-            (
-                tenants[i].as_str(),
-                days[i].as_str(),
-                ints(&frame, "new_customers")[i],
-                ints(&frame, "active_customers")[i],
-                ints(&frame, "conversations")[i],
-                ints(&frame, "messages")[i],
-            )
-        })
+        .map(|i| (tenants[i].as_str(), days[i].as_str(), counts[0][i], counts[1][i], counts[2][i], counts[3][i]))
         .collect();
     assert_eq!(
         rows,

@@ -27,11 +27,11 @@ use crate::{
     sql::{Dialect, MICROS_PER_DAY, in_list, literal},
 };
 
-/// CTEs `touches` (tenant, campaign, customer, currency, t), `pairs` (one row per order ×
-/// touch in its window, with the order's `n` touches) and `matched` (every pair with `k`,
-/// the touch's position from the earliest, `recency` 1 = last touch, and `grp`, the
-/// window partition: the order, or NULL for a lone touch). The dashboard's conversions use
-/// the same CTEs.
+/// CTEs `touches` (tenant, campaign, customer, currency, t), `paid` (the orders that count),
+/// `pairs` (one row per order × touch in its window: the order's `n` touches, the touch's
+/// position `k` from the earliest, its time-decay weight `w_decay` and the order's total
+/// `t_decay`) and `matched` (every pair with `recency`, 1 = last touch). The dashboard's
+/// conversions use the same CTEs.
 pub fn attribution_ctes(config: &RoiConfig, as_of: DateTime<Utc>) -> String {
     attribution_ctes_for(Dialect::DataFusion, config, as_of, None)
 }
@@ -55,21 +55,26 @@ pub fn attribution_ctes_for(
     };
     let as_of = as_of.timestamp_micros();
     let window = config.window_days as i64 * MICROS_PER_DAY;
-    // An order's touches are its customer's sends, one per campaign (recipients are unique
-    // per campaign and customer), so (t, campaign) orders them without ties and the last
-    // touch is the n-th from the earliest: `recency` needs no second sort of the order's
-    // touches. Most orders have one touch, which takes every model's whole credit, so the
-    // windows partition by `grp`: the order when it has several touches, NULL (one
-    // partition for all of them) when it has one, whose window values are then replaced by
-    // a lone touch's (k 1, its own weight the total, nothing left over). In DataFusion a
-    // window's cost goes with its partitions (one per order), and ranking every order was
-    // most of ROI's time; a separate branch for lone touches ran the join twice instead
-    // (DataFusion inlines a CTE at each reference), 1.4 x slower when most orders have
-    // several touches.
+    // Measured at 1 M customers (docs/benchmarks.md, "ROI in two window passes"):
+    // * `touches` takes the campaign's currency by a LEFT join: as an inner join
+    //   DataFusion estimated sends ⋈ campaigns at 160 rows and built the order–send join's
+    //   hash table on the 2.7 M sends instead of the 0.35 M paid orders. (Joining the
+    //   campaign after the order–send join instead let DuckDB join orders to campaigns on
+    //   the currency first: 25 times slower.) A send of no campaign has no currency and
+    //   matches no order; `sends` is only read for the campaigns that exist.
+    // * The pair's keys leave the join as plain strings (`Dialect::plain_text`): string
+    //   views point into every buffer the join read, and each window sort and partition
+    //   carried them along (the same SQL took 1.7 s with views, 0.8 s without).
+    // * An order's touches are its customer's sends, one per campaign (recipients are
+    //   unique per campaign and customer), so (t, campaign) orders them without ties: the
+    //   last touch is the n-th from the earliest and `recency` needs no second sort. `n`,
+    //   `k` and `t_decay` share one partitioning and order, so they are one window pass;
+    //   DataFusion's window cost follows the number of partitions and of passes.
+    let order = "PARTITION BY order_id ORDER BY touch_t ASC, campaign_id ASC";
     format!(
         "touches AS (
             SELECT r.tenant_id, r.campaign_id, r.customer_id, c.currency, {sent} AS t
-            FROM outbound_campaign_recipients r JOIN outbound_campaigns c ON c.id = r.campaign_id
+            FROM outbound_campaign_recipients r LEFT JOIN outbound_campaigns c ON c.id = r.campaign_id
             WHERE r.sent_at IS NOT NULL AND {sent} <= {as_of} AND {reached_r}),
          paid AS (
             SELECT o.id AS order_id, o.tenant_id, o.customer_id,
@@ -77,23 +82,29 @@ pub fn attribution_ctes_for(
             FROM orders o
             WHERE o.status = 'paid' AND o.paid_at IS NOT NULL AND o.customer_id IS NOT NULL AND {paid} <= {as_of}
               AND {reached_o}),
-         pairs AS (
-            SELECT p.order_id, p.amount_minor, p.t AS paid_t, tc.campaign_id, tc.t AS touch_t,
-                   count(*) OVER (PARTITION BY p.order_id) AS n
+         joined AS (
+            SELECT {order_id} AS order_id, p.amount_minor, p.t AS paid_t, {campaign_id} AS campaign_id, tc.t AS touch_t,
+                   greatest(CAST(round(1000000.0 * power(0.5, CAST(p.t - tc.t AS {double}) / {half_life_us}))
+                            AS BIGINT), CAST(1 AS BIGINT)) AS w_decay
             FROM paid p JOIN touches tc
               ON tc.customer_id = p.customer_id AND tc.tenant_id = p.tenant_id AND tc.currency = p.currency
              AND tc.t <= p.t AND tc.t >= p.t - {window}),
-         matched AS (
-            SELECT *, n - k + 1 AS recency FROM (
-              SELECT order_id, grp, amount_minor, paid_t, campaign_id, touch_t, n,
-                     CASE WHEN n = 1 THEN CAST(1 AS BIGINT)
-                          ELSE CAST(row_number() OVER (PARTITION BY grp ORDER BY touch_t ASC, campaign_id ASC) AS BIGINT)
-                     END AS k
-              FROM (SELECT *, CASE WHEN n > 1 THEN order_id END AS grp FROM pairs) keyed) ordered)",
+         pairs AS (
+            SELECT *,
+                   count(*) OVER ({order} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n,
+                   CAST(row_number() OVER ({order}) AS BIGINT) AS k,
+                   CAST(sum(w_decay) OVER ({order} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS BIGINT)
+                     AS t_decay
+            FROM joined),
+         matched AS (SELECT *, n - k + 1 AS recency FROM pairs)",
         sent = micros("r.sent_at"),
         paid = micros("o.paid_at"),
         reached_r = reached("r.customer_id"),
         reached_o = reached("o.customer_id"),
+        order_id = dialect.plain_text("p.order_id"),
+        campaign_id = dialect.plain_text("tc.campaign_id"),
+        double = dialect.double(),
+        half_life_us = (config.decay_half_life_days * MICROS_PER_DAY as f64).max(1.0),
     )
 }
 
@@ -120,43 +131,50 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
     } else {
         format!("CASE c.type {} ELSE CAST(0 AS BIGINT) END", unit_cases.join(" "))
     };
-    // Every model's credit is summed in one aggregate over the ranked touches
-    // (`recency`, `k` and `n` ride along): DataFusion inlines a CTE at each reference, so
-    // a second aggregate over `matched` ran its join and window sorts twice (half the
-    // query's time at 100,000 customers, EXPLAIN ANALYZE). Lone touches (`n` = 1) share one
-    // window partition and take their own values: weight 1 of 1, the whole amount.
+    // Every model's credit is summed in one aggregate over the ranked touches: DataFusion
+    // inlines a CTE at each reference, so a second aggregate over `matched` ran its join
+    // and window sorts twice (half the query's time at 100,000 customers, EXPLAIN ANALYZE).
+    //
+    // Time decay needs the order's touches ranked by remainder: one more window pass, by
+    // `grp`, the order when it has several touches and NULL (one partition for all) when
+    // it has one, whose values are then replaced by a lone touch's (its weight the whole,
+    // nothing left over). `left_decay`'s sum takes the rank's order so both are one pass.
+    //
+    // Position-based needs no window: its weights follow from `n` and `k` alone. With
+    // n ≥ 3 and m = n − 2 the total is 5m; the two ends (weight 2m) share one remainder
+    // and the m middles (weight 1) another, so the units left over go to the ends first
+    // (k = 1 before k = n), then the middles in order, when the ends' remainder is the
+    // larger; the middles first, then the ends, when it is the smaller; in order of `k`
+    // when they tie. With n ≤ 2 every weight is 1 and every remainder the same.
+    let m = "(n - 2)";
+    let five_m = "greatest(5 * (n - 2), 1)";
     format!(
         "WITH {ctes},
          sends AS (SELECT campaign_id, count(*) AS sends FROM touches GROUP BY campaign_id),
-         weights AS (
-            SELECT grp, campaign_id, amount_minor, k, n, recency,
-                   CAST(CASE WHEN n <= 2 THEN 1 WHEN k = 1 OR k = n THEN 2 * (n - 2) ELSE 1 END AS BIGINT) AS w_pos,
-                   greatest(CAST(round(1000000.0 * power(0.5, CAST(paid_t - touch_t AS {double}) / {half_life_us}))
-                            AS BIGINT), CAST(1 AS BIGINT)) AS w_decay
+         shared AS (
+            SELECT *, CASE WHEN n > 1 THEN order_id END AS grp,
+                   {b_decay} AS b_decay, (amount_minor * w_decay) % t_decay AS r_decay,
+                   CAST(CASE WHEN n <= 2 THEN 1 WHEN k = 1 OR k = n THEN 2 * {m} ELSE 1 END AS BIGINT) AS w_pos,
+                   CAST(CASE WHEN n <= 2 THEN n ELSE 5 * {m} END AS BIGINT) AS t_pos,
+                   CASE WHEN n <= 2 THEN 0
+                        ELSE (amount_minor * 2 * {m}) % {five_m} - amount_minor % {five_m} END AS ends_ahead
             FROM matched),
-         totals AS (
-            SELECT grp, campaign_id, amount_minor, k, n, recency, w_pos, w_decay,
-                   CASE WHEN n = 1 THEN w_pos ELSE CAST(sum(w_pos) OVER (PARTITION BY grp) AS BIGINT) END AS t_pos,
-                   CASE WHEN n = 1 THEN w_decay ELSE CAST(sum(w_decay) OVER (PARTITION BY grp) AS BIGINT) END AS t_decay
-            FROM weights),
-         shares AS (
-            SELECT grp, campaign_id, amount_minor, k, n, recency,
+         ranked AS (
+            SELECT campaign_id, amount_minor, k, n, recency, b_decay,
                    CAST(w_pos AS {double}) / CAST(t_pos AS {double}) AS o_pos,
                    CAST(w_decay AS {double}) / CAST(t_decay AS {double}) AS o_decay,
-                   {b_pos} AS b_pos, (amount_minor * w_pos) % t_pos AS r_pos,
-                   {b_decay} AS b_decay, (amount_minor * w_decay) % t_decay AS r_decay
-            FROM totals),
-         ranked AS (
-            SELECT campaign_id, amount_minor, k, n, recency, o_pos, o_decay, b_pos, b_decay,
+                   {b_pos} AS b_pos,
+                   amount_minor - CASE WHEN n <= 2 THEN n * {linear_base}
+                                       ELSE 2 * {b_end} + {m} * {b_middle} END AS left_pos,
+                   CASE WHEN ends_ahead > 0 THEN CASE WHEN k = 1 THEN 1 WHEN k = n THEN 2 ELSE k + 1 END
+                        WHEN ends_ahead < 0 THEN CASE WHEN k = 1 THEN n - 1 WHEN k = n THEN n ELSE k - 1 END
+                        ELSE k END AS rank_pos,
                    CASE WHEN n = 1 THEN CAST(0 AS BIGINT)
-                        ELSE amount_minor - CAST(sum(b_pos) OVER (PARTITION BY grp) AS BIGINT) END AS left_pos,
+                        ELSE amount_minor - CAST(sum(b_decay) OVER ({by_remainder} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+                                                 AS BIGINT) END AS left_decay,
                    CASE WHEN n = 1 THEN CAST(1 AS BIGINT)
-                        ELSE CAST(row_number() OVER (PARTITION BY grp ORDER BY r_pos DESC, k ASC) AS BIGINT) END AS rank_pos,
-                   CASE WHEN n = 1 THEN CAST(0 AS BIGINT)
-                        ELSE amount_minor - CAST(sum(b_decay) OVER (PARTITION BY grp) AS BIGINT) END AS left_decay,
-                   CASE WHEN n = 1 THEN CAST(1 AS BIGINT)
-                        ELSE CAST(row_number() OVER (PARTITION BY grp ORDER BY r_decay DESC, k ASC) AS BIGINT) END AS rank_decay
-            FROM shares),
+                        ELSE CAST(row_number() OVER ({by_remainder}) AS BIGINT) END AS rank_decay
+            FROM shared),
          credit AS (
             SELECT campaign_id,
                    sum(CASE WHEN recency = 1 THEN 1 ELSE 0 END) AS last_touch_orders,
@@ -199,12 +217,16 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
         created = micros("c.created_at"),
         as_of_us = as_of.timestamp_micros(),
         only = in_list("c.id", campaigns),
-        half_life_us = (config.decay_half_life_days * MICROS_PER_DAY as f64).max(1.0),
+        // Ties in remainder go to the earlier touch: the order of `k`.
+        by_remainder = "PARTITION BY grp ORDER BY r_decay DESC, touch_t ASC, campaign_id ASC",
         // DuckDB's `/` divides as floats: its linear parts summed to a few minor units more
         // than the order (found by the benchmark's cross-engine check).
         linear_base = dialect.int_div("amount_minor", "n"),
         b_pos = dialect.int_div("amount_minor * w_pos", "t_pos"),
         b_decay = dialect.int_div("amount_minor * w_decay", "t_decay"),
+        // One end's and one middle's `b_pos` with n ≥ 3, the same expressions row by row.
+        b_end = dialect.int_div(&format!("amount_minor * 2 * {m}"), five_m),
+        b_middle = dialect.int_div("amount_minor", five_m),
     )
 }
 

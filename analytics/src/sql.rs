@@ -27,7 +27,6 @@ impl Dialect {
         }
     }
 
-    /// The 64-bit float type's name.
     /// Integer division of two BIGINT expressions (DuckDB's `/` gives a float).
     pub fn int_div(self, a: &str, b: &str) -> String {
         match self {
@@ -36,10 +35,22 @@ impl Dialect {
         }
     }
 
+    /// The 64-bit float type's name.
     pub fn double(self) -> &'static str {
         match self {
             Dialect::Postgres => "DOUBLE PRECISION",
             _ => "DOUBLE",
+        }
+    }
+
+    /// A string column as plain text. DataFusion reads Parquet strings as views into the
+    /// decoded pages, and a join's output views keep every page it read alive: sorting and
+    /// partitioning them for a window carried that weight along (docs/benchmarks.md). The
+    /// other engines have one string type.
+    pub fn plain_text(self, column: &str) -> String {
+        match self {
+            Dialect::DataFusion => format!("arrow_cast({column}, 'Utf8')"),
+            _ => column.to_string(),
         }
     }
 }

@@ -424,6 +424,69 @@ async fn simultaneous_touches_split_first_and_last_by_campaign_id() {
     assert_eq!(ints(&frame, "linear_revenue_minor"), [500, 499]);
 }
 
+/// `amount` split by integer `weights`: each part ⌊amount·w/Σw⌋, the units left over one
+/// each to the largest remainders, ties to the earlier touch. The models' definition,
+/// written out in Rust to check the SQL against.
+fn largest_remainder(amount: i64, weights: &[i64]) -> Vec<i64> {
+    let total: i64 = weights.iter().sum();
+    let mut parts: Vec<i64> = weights.iter().map(|w| amount * w / total).collect();
+    let left = amount - parts.iter().sum::<i64>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(amount * weights[i] % total), i));
+    for &i in order.iter().take(left as usize) {
+        parts[i] += 1;
+    }
+    parts
+}
+
+/// Every weighted split for one to six touches and 120 amounts against
+/// [`largest_remainder`]: the position-based ranks are computed from `n` and `k` alone, so
+/// each of their cases (the ends' remainder larger, smaller, equal; units left to one
+/// group or to both) has to come out as the sorted remainders would.
+#[tokio::test]
+async fn weighted_splits_equal_the_largest_remainder_method_for_up_to_six_touches() {
+    let config = AnalyticsConfig::default().roi;
+    let half_life_us = config.decay_half_life_days * 86_400_000_000.0;
+    const CAMPAIGNS: [&str; 6] = ["c1", "c2", "c3", "c4", "c5", "c6"];
+    let amounts: Vec<i64> = (0..100).chain([101, 997, 1001, 1002, 4999, 99_999, 123_457, 1_000_003]).collect();
+    for n in 1..=6usize {
+        let sent: Vec<(&'static str, f64)> =
+            (0..n).map(|i| (CAMPAIGNS[i], -28.0 + 3.0 * i as f64 + 0.3 * (i * i) as f64)).collect();
+        let orders: Vec<(&'static str, i64, f64)> = amounts
+            .iter()
+            .enumerate()
+            .map(|(j, &a)| (&*Box::leak(format!("o{j}").into_boxed_str()), a, -0.1 * (j % 7) as f64))
+            .collect();
+        let (mut position, mut decay, mut linear) = (vec![0i64; n], vec![0i64; n], vec![0i64; n]);
+        for &(_, amount, paid) in &orders {
+            let ends = if n <= 2 { 1 } else { 2 * (n as i64 - 2) };
+            let w_pos: Vec<i64> = (0..n).map(|i| if i == 0 || i == n - 1 { ends } else { 1 }).collect();
+            let w_decay: Vec<i64> = sent
+                .iter()
+                .map(|&(_, day)| {
+                    let age = (at(paid).timestamp_micros() - at(day).timestamp_micros()) as f64;
+                    ((1_000_000.0 * 0.5f64.powf(age / half_life_us)).round() as i64).max(1)
+                })
+                .collect();
+            for (i, part) in largest_remainder(amount, &w_pos).into_iter().enumerate() {
+                position[i] += part;
+            }
+            for (i, part) in largest_remainder(amount, &w_decay).into_iter().enumerate() {
+                decay[i] += part;
+            }
+            for (i, part) in largest_remainder(amount, &vec![1; n]).into_iter().enumerate() {
+                linear[i] += part;
+            }
+        }
+        let ctx = one_customer(&sent, &orders);
+        let frame = bridge::frame_of(roi::roi(&ctx, &config, t0(), None).await.unwrap()).await.unwrap();
+        let frame = frame.sort(["campaign_id"], Default::default()).unwrap();
+        assert_eq!(ints(&frame, "position_revenue_minor"), position, "position-based, {n} touches");
+        assert_eq!(ints(&frame, "time_decay_revenue_minor"), decay, "time decay, {n} touches");
+        assert_eq!(ints(&frame, "linear_revenue_minor"), linear, "linear, {n} touches");
+    }
+}
+
 #[tokio::test]
 async fn campaign_read_model_counts_milestones_and_conversions_on_their_days() {
     let ctx = roi_fixture();

@@ -29,8 +29,8 @@ use crate::{
 
 /// CTEs `touches` (tenant, campaign, customer, currency, t), `paid` (the orders that count),
 /// `pairs` (one row per order × touch in its window: the order's `n` touches, the touch's
-/// position `k` from the earliest, its time-decay weight `w_decay` and the order's total
-/// `t_decay`) and `matched` (every pair with `recency`, 1 = last touch). The dashboard's
+/// position `k` from the earliest, its time-decay weight `w_decay`, the order's total
+/// `t_decay`, and `grp`, the order when it has several touches, NULL when one) and `matched` (every pair with `recency`, 1 = last touch). The dashboard's
 /// conversions use the same CTEs.
 pub fn attribution_ctes(config: &RoiConfig, as_of: DateTime<Utc>) -> String {
     attribution_ctes_for(Dialect::DataFusion, config, as_of, None)
@@ -67,10 +67,16 @@ pub fn attribution_ctes_for(
     //   carried them along (the same SQL took 1.7 s with views, 0.8 s without).
     // * An order's touches are its customer's sends, one per campaign (recipients are
     //   unique per campaign and customer), so (t, campaign) orders them without ties: the
-    //   last touch is the n-th from the earliest and `recency` needs no second sort. `n`,
-    //   `k` and `t_decay` share one partitioning and order, so they are one window pass;
-    //   DataFusion's window cost follows the number of partitions and of passes.
-    let order = "PARTITION BY order_id ORDER BY touch_t ASC, campaign_id ASC";
+    //   last touch is the n-th from the earliest and `recency` needs no second sort.
+    // * DataFusion's window cost follows the number of partitions and of passes. Most
+    //   orders have one touch, so a first pass in one order over all pairs finds them
+    //   (neither neighbour is the same order) at a cost per batch, not per order; they
+    //   share one partition, `grp` NULL, and take a lone touch's values (n = k = 1, its
+    //   own weight the total). Only orders with several touches get a partition of their
+    //   own, for `n`, `k` and `t_decay` in one pass (window and sort compute 0.59 s →
+    //   0.36 s at 1 M customers, EXPLAIN ANALYZE).
+    let edges = "ORDER BY order_id ASC, touch_t ASC, campaign_id ASC";
+    let order = "PARTITION BY grp ORDER BY touch_t ASC, campaign_id ASC";
     format!(
         "touches AS (
             SELECT r.tenant_id, r.campaign_id, r.customer_id, c.currency, {sent} AS t
@@ -89,18 +95,25 @@ pub fn attribution_ctes_for(
             FROM paid p JOIN touches tc
               ON tc.customer_id = p.customer_id AND tc.tenant_id = p.tenant_id AND tc.currency = p.currency
              AND tc.t <= p.t AND tc.t >= p.t - {window}),
+         grouped AS (
+            SELECT *, CASE WHEN order_id = lag(order_id) OVER ({edges}) OR order_id = lead(order_id) OVER ({edges})
+                           THEN order_id END AS grp
+            FROM joined),
          pairs AS (
             SELECT *,
-                   count(*) OVER ({order} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n,
-                   CAST(row_number() OVER ({order}) AS BIGINT) AS k,
-                   CAST(sum(w_decay) OVER ({order} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS BIGINT)
-                     AS t_decay
-            FROM joined),
+                   CASE WHEN grp IS NULL THEN CAST(1 AS BIGINT)
+                        ELSE CAST(count(*) OVER ({order} {whole}) AS BIGINT) END AS n,
+                   CASE WHEN grp IS NULL THEN CAST(1 AS BIGINT)
+                        ELSE CAST(row_number() OVER ({order}) AS BIGINT) END AS k,
+                   CASE WHEN grp IS NULL THEN w_decay
+                        ELSE CAST(sum(w_decay) OVER ({order} {whole}) AS BIGINT) END AS t_decay
+            FROM grouped),
          matched AS (SELECT *, n - k + 1 AS recency FROM pairs)",
         sent = micros("r.sent_at"),
         paid = micros("o.paid_at"),
         reached_r = reached("r.customer_id"),
         reached_o = reached("o.customer_id"),
+        whole = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING",
         order_id = dialect.plain_text("p.order_id"),
         campaign_id = dialect.plain_text("tc.campaign_id"),
         double = dialect.double(),
@@ -152,8 +165,7 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
         "WITH {ctes},
          sends AS (SELECT campaign_id, count(*) AS sends FROM touches GROUP BY campaign_id),
          shared AS (
-            SELECT *, CASE WHEN n > 1 THEN order_id END AS grp,
-                   {b_decay} AS b_decay, (amount_minor * w_decay) % t_decay AS r_decay,
+            SELECT *, {b_decay} AS b_decay, (amount_minor * w_decay) % t_decay AS r_decay,
                    CAST(CASE WHEN n <= 2 THEN 1 WHEN k = 1 OR k = n THEN 2 * {m} ELSE 1 END AS BIGINT) AS w_pos,
                    CAST(CASE WHEN n <= 2 THEN n ELSE 5 * {m} END AS BIGINT) AS t_pos,
                    CASE WHEN n <= 2 THEN 0

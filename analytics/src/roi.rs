@@ -55,7 +55,7 @@ pub fn attribution_ctes_for(
     };
     let as_of = as_of.timestamp_micros();
     let window = config.window_days as i64 * MICROS_PER_DAY;
-    // Measured at 1 M customers (docs/benchmarks.md, "ROI in two window passes"):
+    // Measured at 1 M customers (docs/benchmarks.md, "ROI in three window passes"):
     // * `touches` takes the campaign's currency by a LEFT join: as an inner join
     //   DataFusion estimated sends ⋈ campaigns at 160 rows and built the order–send join's
     //   hash table on the 2.7 M sends instead of the 0.35 M paid orders. (Joining the

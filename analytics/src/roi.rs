@@ -64,7 +64,7 @@ pub fn attribution_ctes_for(
     //   matches no order; `sends` is only read for the campaigns that exist.
     // * The pair's keys leave the join as plain strings (`Dialect::plain_text`): string
     //   views point into every buffer the join read, and each window sort and partition
-    //   carried them along (the same SQL took 1.7 s with views, 0.8 s without).
+    //   carried them along (the same SQL took 1.6–1.7 s with views, 0.83–0.89 s without).
     // * An order's touches are its customer's sends, one per campaign (recipients are
     //   unique per campaign and customer), so (t, campaign) orders them without ties: the
     //   last touch is the n-th from the earliest and `recency` needs no second sort.

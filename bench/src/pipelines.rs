@@ -49,6 +49,10 @@ pub struct PipelinesBench {
     /// e.g. to try `DATAFUSION_*` settings; skips the recompute, the routes and the watch.
     #[arg(long)]
     engines_only: bool,
+    /// With `--engines-only`: then DataFusion's EXPLAIN ANALYZE of both queries (each
+    /// operator's rows and compute time) on standard error.
+    #[arg(long, requires = "engines_only")]
+    explain: bool,
     /// After the in-process recompute, the same recompute on a Ballista cluster started
     /// in this process (a scheduler and this many executors, sharing the machine's cores;
     /// 0: not measured). Rows written are checked against the in-process run's.
@@ -234,6 +238,9 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
             engines.duckdb_s,
             engines.datafusion_s / engines.duckdb_s
         );
+        if args.explain {
+            explain(&pipelines.lake, as_of).await?;
+        }
         if args.json {
             println!("{}", serde_json::to_string(&engines)?);
         }
@@ -401,6 +408,41 @@ pub struct Engines {
     duckdb_each_s: [f64; 2],
 }
 
+/// Engagement and ROI as one engine spells them, each wrapped in a (rows, sum) summary.
+fn queries(d: Dialect, as_of: DateTime<Utc>) -> [String; 2] {
+    let config = AnalyticsConfig::default();
+    // (rows, sum) as (BIGINT, DOUBLE) in every engine, compared below: a faster engine
+    // that computes something else is not faster.
+    let summary = |sum: &str, inner: String| {
+        format!("SELECT CAST(count(*) AS BIGINT) AS n, CAST({sum} AS {}) AS s FROM ({inner}) q", d.double())
+    };
+    [
+        summary("sum(score)", engagement::scores_sql_for(d, &config.engagement, as_of, None)),
+        // Every attribution model's columns: an engine prunes what the summary does not
+        // read (DataFusion dropped the time-decay and position windows when this summed
+        // only the linear revenue).
+        summary(
+            &format!(
+                "sum(CAST(cost_minor + last_touch_orders + last_touch_revenue_minor + linear_revenue_minor \
+                     + first_touch_orders + first_touch_revenue_minor + time_decay_revenue_minor + position_revenue_minor \
+                     AS {double}) + linear_orders + time_decay_orders + position_orders)",
+                double = d.double()
+            ),
+            roi::roi_sql_for(d, &config.roi, as_of, None),
+        ),
+    ]
+}
+
+/// DataFusion's EXPLAIN ANALYZE of [`queries`] over the lake, on standard error.
+async fn explain(lake: &Lake, as_of: DateTime<Utc>) -> anyhow::Result<()> {
+    let (ctx, _) = view::session(lake).await?;
+    for (what, q) in ["engagement", "ROI"].into_iter().zip(queries(Dialect::DataFusion, as_of)) {
+        let batches = ctx.sql(&format!("EXPLAIN ANALYZE {q}")).await?.collect().await?;
+        eprintln!("{what}:\n{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+    }
+    Ok(())
+}
+
 /// Engagement + ROI alone, the same definitions in three engines, results aggregated so
 /// each engine computes every row and ships only a summary; an error when the engines'
 /// answers differ. `pool` must see every tenant (row-level security bypassed).
@@ -410,29 +452,6 @@ pub async fn engines(
     lake_dir: &std::path::Path,
     as_of: DateTime<Utc>,
 ) -> anyhow::Result<Engines> {
-    let config = AnalyticsConfig::default();
-    // (rows, sum) as (BIGINT, DOUBLE) in every engine, compared below: a faster engine
-    // that computes something else is not faster.
-    let queries = |d: Dialect| {
-        let summary = |sum: &str, inner: String| {
-            format!("SELECT CAST(count(*) AS BIGINT) AS n, CAST({sum} AS {}) AS s FROM ({inner}) q", d.double())
-        };
-        [
-            summary("sum(score)", engagement::scores_sql_for(d, &config.engagement, as_of, None)),
-            // Every attribution model's columns: an engine prunes what the summary does not
-            // read (DataFusion dropped the time-decay and position windows when this summed
-            // only the linear revenue).
-            summary(
-                &format!(
-                    "sum(CAST(cost_minor + last_touch_orders + last_touch_revenue_minor + linear_revenue_minor \
-                     + first_touch_orders + first_touch_revenue_minor + time_decay_revenue_minor + position_revenue_minor \
-                     AS {double}) + linear_orders + time_decay_orders + position_orders)",
-                    double = d.double()
-                ),
-                roi::roi_sql_for(d, &config.roi, as_of, None),
-            ),
-        ]
-    };
     // Like DuckDB's below, the session's views (a footer read per file) are set up before
     // the clock starts; their cost is reported on its own.
     let started = Instant::now();
@@ -440,7 +459,7 @@ pub async fn engines(
     let datafusion_session_s = started.elapsed().as_secs_f64();
     let mut datafusion_each_s = [0.0; 2];
     let mut answers: Vec<[Answer; 2]> = vec![[(0, 0.0); 2]; 3];
-    for (i, q) in queries(Dialect::DataFusion).into_iter().enumerate() {
+    for (i, q) in queries(Dialect::DataFusion, as_of).into_iter().enumerate() {
         let mut times = Vec::new();
         let mut batches = Vec::new();
         for _ in 0..ENGINE_ROUNDS {
@@ -462,7 +481,7 @@ pub async fn engines(
     let mut tx = pool.begin().await?;
     sqlx::query("set local work_mem = '256MB'").execute(&mut *tx).await?;
     let mut postgres_each_s = [0.0; 2];
-    for (i, q) in queries(Dialect::Postgres).into_iter().enumerate() {
+    for (i, q) in queries(Dialect::Postgres, as_of).into_iter().enumerate() {
         let mut times = Vec::new();
         for _ in 0..ENGINE_ROUNDS {
             let clock = Instant::now();
@@ -475,7 +494,7 @@ pub async fn engines(
     let postgres_s = postgres_each_s.iter().sum::<f64>();
     eprintln!("engagement + ROI as SQL inside Postgres: {postgres_s:.2} s {postgres_each_s:?}");
 
-    let (duckdb_s, duckdb_each_s, duck) = duckdb(lake_dir, &queries(Dialect::DuckDb))?;
+    let (duckdb_s, duckdb_each_s, duck) = duckdb(lake_dir, &queries(Dialect::DuckDb, as_of))?;
     answers[2] = duck;
     eprintln!("engagement + ROI in DuckDB over the same Parquet: {duckdb_s:.2} s {duckdb_each_s:?}");
     for (i, what) in ["engagement", "ROI"].iter().enumerate() {

@@ -131,3 +131,22 @@ async fn import_customers_runs_in_the_process_and_a_second_run_creates_nobody() 
     assert!(String::from_utf8_lossy(&refused.stderr).contains("mapping.Nope"), "a clear error");
     std::fs::remove_file(&file).unwrap();
 }
+
+/// Logs go to standard error, so what a command prints on standard output is only its
+/// answer at any log level: `tenant list | …` or `--json | jq` keep working with
+/// `RUST_LOG=debug` (which logs every statement).
+#[tokio::test]
+async fn logs_go_to_standard_error_and_leave_the_output_alone() {
+    let app = TestApp::spawn().await;
+    let out = cli(&app.db.url).env("RUST_LOG", "debug").args(["tenant", "list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEBUG"), "the statements are logged: {stderr}");
+    assert!(!stdout.contains("DEBUG") && !stdout.contains('\u{1b}'), "no log line in the output: {stdout}");
+    let slugs: Vec<String> = sqlx::query_scalar("select slug from tenants").fetch_all(&app.db.pool).await.unwrap();
+    assert!(!slugs.is_empty());
+    for slug in &slugs {
+        assert!(stdout.contains(slug.as_str()), "{slug} listed: {stdout}");
+    }
+}

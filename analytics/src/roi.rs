@@ -160,7 +160,7 @@ pub fn roi_sql_for(dialect: Dialect, config: &RoiConfig, as_of: DateTime<Utc>, c
     // larger; the middles first, then the ends, when it is the smaller; in order of `k`
     // when they tie. With n ≤ 2 every weight is 1 and every remainder the same.
     let m = "(n - 2)";
-    let five_m = "greatest(5 * (n - 2), 1)";
+    let five_m = &format!("greatest(5 * {m}, 1)");
     format!(
         "WITH {ctes},
          sends AS (SELECT campaign_id, count(*) AS sends FROM touches GROUP BY campaign_id),

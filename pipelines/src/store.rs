@@ -103,26 +103,39 @@ async fn stage(tx: &mut PgConnection, table: &str, batches: &[CopyBatch]) -> Res
 /// `MERGE`'s source, so the `MERGE` reads the stage in the order the batch wrote it:
 /// a semi-join may hash the stage and emit it in the parent's order, and the updates
 /// then reach the heap's pages out of order (see `send_times` in `batch`).
-/// Returns the rows the stage keeps.
+/// Returns the rows the stage keeps of the `staged` it held.
 async fn drop_orphans(
     tx: &mut PgConnection,
     stage: &str,
-    key: &str,
-    parent: &str,
-    batches: &[CopyBatch],
+    parent: Parent<'_>,
+    staged: u64,
 ) -> Result<u64, PipelineError> {
     let dropped = sqlx::query(AssertSqlSafe(format!(
-        "delete from {stage} s where not exists (select 1 from {parent} p where p.id = s.{key})"
+        "delete from {stage} s where not exists (select 1 from {table} p where p.id = s.{key})",
+        table = parent.table,
+        key = parent.key
     )))
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let staged = batches.iter().map(CopyBatch::rows).sum::<usize>() as u64;
     Ok(staged.saturating_sub(dropped))
 }
 
+/// The table whose ids a result's rows hang from (`key` in the result, a foreign key
+/// with `on delete cascade` to `table`'s `id`).
+#[derive(Debug, Clone, Copy)]
+struct Parent<'a> {
+    table: &'a str,
+    key: &'a str,
+}
+
+fn staged(batches: &[CopyBatch]) -> u64 {
+    batches.iter().map(CopyBatch::rows).sum::<usize>() as u64
+}
+
 /// Loads `batches` into `table` through a staging table, keeping only rows whose `key`
-/// still exists as an id of `parent` (the lake can trail Postgres by a moment).
+/// still exists as an id of `parent` (the lake can trail Postgres by a moment; see
+/// [`merge_keeping_parents`] and, for [`Replace::Keys`], [`drop_orphans`]).
 ///
 /// [`Replace::All`] is one `MERGE`: rows present are updated in place, new keys inserted,
 /// keys the run no longer produced deleted. An update keeps the key, so Postgres does not
@@ -131,7 +144,7 @@ async fn drop_orphans(
 /// re-checked two foreign keys and re-inserted into every index per row. The table is
 /// locked against other writers (readers go on) so a watch round's upsert cannot race
 /// the merge's inserts into a duplicate key. `batches` should come in key order: the
-/// updates then reach the heap page after page ([`drop_orphans`]).
+/// updates then reach the heap page after page.
 #[tracing::instrument(skip(tx, batches), err)]
 pub async fn replace_scores(
     tx: &mut PgConnection,
@@ -153,13 +166,14 @@ pub async fn replace_scores(
     let names = first.names();
     let columns = names.join(", ");
     let stage = stage(tx, table, batches).await?;
-    let kept = drop_orphans(tx, &stage, key, parent, batches).await?;
+    let parent = Parent { table: parent, key };
     let written = match mode {
         Replace::All => {
-            merge_replacing(tx, table, &stage, &names, &[key], Some("computed_at")).await?;
-            kept
+            merge_keeping_parents(tx, table, &stage, &names, &[key], Some("computed_at"), parent, staged(batches))
+                .await?
         }
         Replace::Keys => {
+            let kept = drop_orphans(tx, &stage, parent, staged(batches)).await?;
             let updates: Vec<String> =
                 names.iter().filter(|c| **c != key).map(|c| format!("{c} = excluded.{c}")).collect();
             let s_columns: Vec<String> = names.iter().map(|c| format!("s.{c}")).collect();
@@ -171,8 +185,8 @@ pub async fn replace_scores(
                 updates = updates.join(", ")
             )))
             .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            .await?;
+            kept
         }
     };
     sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
@@ -322,8 +336,8 @@ pub async fn replace_customer_rows(
     };
     let names = first.names();
     let stage = stage(tx, table, batches).await?;
-    let written = drop_orphans(tx, &stage, "customer_id", "crm_customers", batches).await?;
-    merge_replacing(tx, table, &stage, &names, keys, None).await?;
+    let parent = Parent { table: "crm_customers", key: "customer_id" };
+    let written = merge_keeping_parents(tx, table, &stage, &names, keys, None, parent, staged(batches)).await?;
     sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
     Ok(written)
 }
@@ -332,6 +346,45 @@ pub async fn replace_customer_rows(
 /// `hash_mem_multiplier` times this): one hash of 2.65 M send-slot keys took 177 MB.
 /// Larger tables spill to temp files again, which is slower but still bounded.
 const MERGE_WORK_MEM: &str = "256MB";
+
+/// [`merge_replacing`] for a result whose rows hang from `parent`; returns the rows
+/// written (of the `staged` the stage holds).
+///
+/// A row of a parent deleted since the lake saw it (the lake can trail Postgres by a
+/// moment) has no row to update, since the delete cascaded to it, so the `MERGE` would
+/// insert it and the foreign key refuses the statement. That is rare, so the `MERGE` runs
+/// first as it is, inside a savepoint; only if a foreign key refuses it does it go back,
+/// delete the orphans from the stage and merge again. Deleting them up front cost an
+/// anti-join of the whole stage with the parent on every write: 1.1–1.2 s of
+/// Postgres' time per million rows alone, 1.7–2.5 s beside the run's other work
+/// (docs/benchmarks.md).
+#[allow(clippy::too_many_arguments)]
+async fn merge_keeping_parents(
+    tx: &mut PgConnection,
+    table: &str,
+    stage: &str,
+    names: &[&str],
+    keys: &[&str],
+    stamp: Option<&str>,
+    parent: Parent<'_>,
+    staged: u64,
+) -> Result<u64, PipelineError> {
+    sqlx::query("savepoint merge_results").execute(&mut *tx).await?;
+    match merge_replacing(tx, table, stage, names, keys, stamp).await {
+        Ok(()) => {
+            sqlx::query("release savepoint merge_results").execute(&mut *tx).await?;
+            Ok(staged)
+        }
+        Err(PipelineError::Database(e)) if fibonacco_platform::db::foreign_key_violation(&e).is_some() => {
+            tracing::info!(table, parent = parent.table, "rows of deleted parents: dropping them and merging again");
+            sqlx::query("rollback to savepoint merge_results").execute(&mut *tx).await?;
+            let kept = drop_orphans(tx, stage, parent, staged).await?;
+            merge_replacing(tx, table, stage, names, keys, stamp).await?;
+            Ok(kept)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// One `MERGE` that makes `table` hold exactly the rows of the staging table `stage`
 /// (columns `names`, matched on `keys`): a row present is updated in place, a new key

@@ -1,20 +1,18 @@
 """`fibonacco bench pipelines`' DuckDB baseline: registers each lake table as its current
 state (latest version per key, deletes dropped — what the lake gives DataFusion, with the
-same shortcut for inserts-only tables), then
-times the given queries. Prints one JSON line: {"seconds": …, "each": [median seconds per query over BENCH_ROUNDS
-runs, 3 by default], "rows": […]}."""
+same shortcut for inserts-only tables), then runs one round of the given queries for each
+line read from standard input, printing one JSON line per round: {"each": [seconds per
+query], "rows": […]}. The bench takes turns between the engines, one round each, so a
+slow minute on the machine falls on all of them rather than on one engine's rounds."""
 
 import glob
 import json
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import duckdb
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TABLES = ["crm_customers", "customer_activities", "outbound_campaigns", "outbound_campaign_recipients", "orders"]
 
 
@@ -39,17 +37,14 @@ def main() -> int:
                   from read_parquet({files!r}, union_by_name = true))
                 where _rn = 1 and _op not in ('d', 't')"""
         )
-    # Each query ROUNDS times, the median kept: one run on two shared cores varies by 30 %.
-    rows, each = [], []
-    for q in queries:
-        times = []
-        for _ in range(ROUNDS):
+    for _ in sys.stdin:
+        rows, each = [], []
+        for q in queries:
             started = time.perf_counter()
             result = con.execute(q).fetchall()
-            times.append(time.perf_counter() - started)
-        rows.append(result)
-        each.append(statistics.median(times))
-    print(json.dumps({"seconds": sum(each), "each": each, "rows": [[list(map(str, r)) for r in rs] for rs in rows]}))
+            each.append(time.perf_counter() - started)
+            rows.append(result)
+        print(json.dumps({"each": each, "rows": [[list(map(str, r)) for r in rs] for rs in rows]}), flush=True)
     return 0
 
 

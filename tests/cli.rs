@@ -134,7 +134,8 @@ async fn import_customers_runs_in_the_process_and_a_second_run_creates_nobody() 
 
 /// Logs go to standard error, so what a command prints on standard output is only its
 /// answer at any log level: `tenant list | …` or `--json | jq` keep working with
-/// `RUST_LOG=debug` (which logs every statement).
+/// `RUST_LOG=debug` (which logs every statement). Logs written to a file or a pipe carry
+/// no terminal colour codes.
 #[tokio::test]
 async fn logs_go_to_standard_error_and_leave_the_output_alone() {
     let app = TestApp::spawn().await;
@@ -144,6 +145,8 @@ async fn logs_go_to_standard_error_and_leave_the_output_alone() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DEBUG"), "the statements are logged: {stderr}");
     assert!(!stdout.contains("DEBUG") && !stdout.contains('\u{1b}'), "no log line in the output: {stdout}");
+    // Standard error is a pipe here, not a terminal: plain text, no colour codes.
+    assert!(!stderr.contains('\u{1b}'), "colour codes in the logs: {stderr}");
     let slugs: Vec<String> = sqlx::query_scalar("select slug from tenants").fetch_all(&app.db.pool).await.unwrap();
     assert!(!slugs.is_empty());
     for slug in &slugs {

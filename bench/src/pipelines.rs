@@ -247,7 +247,11 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // 1. The full recompute, as `fibonacco pipelines run all` does it (writes included).
+    // 1. The full recompute, as `fibonacco pipelines run all` does it (writes included),
+    // on tables as a daily run finds them: autovacuum has cleared the last run's old row
+    // versions long before. A bench run right after another would otherwise share the
+    // cores with autovacuum's pass over millions of them.
+    vacuum_dead_rows(&pool).await?;
     reset_peak_rss();
     let started = Instant::now();
     let reports = pipelines.run(&Pipeline::ALL, as_of).await?;
@@ -385,8 +389,8 @@ pub async fn run(args: PipelinesBench) -> anyhow::Result<()> {
 /// One engine's (rows, sum) for a query.
 type Answer = (i64, f64);
 
-/// Each engine runs each query this many times and its median counts (the DuckDB script
-/// does the same): single runs on two shared cores varied by 30 %.
+/// Each engine runs each query this many times, in turns with the other engines, and its
+/// median counts: single runs on two shared cores varied by 30 %.
 const ENGINE_ROUNDS: usize = 3;
 
 fn median(mut times: Vec<f64>) -> f64 {
@@ -446,56 +450,59 @@ async fn explain(lake: &Lake, as_of: DateTime<Utc>) -> anyhow::Result<()> {
 /// Engagement + ROI alone, the same definitions in three engines, results aggregated so
 /// each engine computes every row and ships only a summary; an error when the engines'
 /// answers differ. `pool` must see every tenant (row-level security bypassed).
+///
+/// The engines take turns: each round runs both queries in DataFusion, then in Postgres,
+/// then in DuckDB, and each engine's median over the rounds counts. Run one engine's
+/// rounds after another's, a slow minute on two shared cores fell on one engine only
+/// (the same DataFusion query drifted by up to 2 × between runs minutes apart).
 pub async fn engines(
     pool: &PgPool,
     lake: &Lake,
     lake_dir: &std::path::Path,
     as_of: DateTime<Utc>,
 ) -> anyhow::Result<Engines> {
-    // Like DuckDB's below, the session's views (a footer read per file) are set up before
-    // the clock starts; their cost is reported on its own.
+    // Like DuckDB's, the session's views (a footer read per file) are set up before the
+    // clock starts; their cost is reported on its own.
     let started = Instant::now();
     let (ctx, _) = view::session(lake).await?;
     let datafusion_session_s = started.elapsed().as_secs_f64();
-    let mut datafusion_each_s = [0.0; 2];
-    let mut answers: Vec<[Answer; 2]> = vec![[(0, 0.0); 2]; 3];
-    for (i, q) in queries(Dialect::DataFusion, as_of).into_iter().enumerate() {
-        let mut times = Vec::new();
-        let mut batches = Vec::new();
-        for _ in 0..ENGINE_ROUNDS {
+    let mut duckdb = DuckDb::start(lake_dir, &queries(Dialect::DuckDb, as_of))?;
+    let (datafusion, postgres) = (queries(Dialect::DataFusion, as_of), queries(Dialect::Postgres, as_of));
+    let mut tx = pool.begin().await?;
+    sqlx::query("set local work_mem = '256MB'").execute(&mut *tx).await?;
+    // [engine][query]: the seconds of each round, and the last round's answer.
+    let mut times: [[Vec<f64>; 2]; 3] = Default::default();
+    let mut answers = [[(0, 0.0); 2]; 3];
+    for _ in 0..ENGINE_ROUNDS {
+        for (i, q) in datafusion.iter().enumerate() {
             let clock = Instant::now();
-            batches = ctx.sql(&q).await?.collect().await?;
-            times.push(clock.elapsed().as_secs_f64());
+            let batches = ctx.sql(q).await?.collect().await?;
+            times[0][i].push(clock.elapsed().as_secs_f64());
+            let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| anyhow::anyhow!("no summary row"))?;
+            let n = batch.column(0).as_primitive::<Int64Type>().value(0);
+            let sum = batch.column(1).as_primitive::<Float64Type>().value(0);
+            answers[0][i] = (n, sum);
         }
-        datafusion_each_s[i] = median(times);
-        let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| anyhow::anyhow!("no summary row"))?;
-        let n = batch.column(0).as_primitive::<Int64Type>().value(0);
-        let sum = batch.column(1).as_primitive::<Float64Type>().value(0);
-        answers[0][i] = (n, sum);
+        for (i, q) in postgres.iter().enumerate() {
+            let clock = Instant::now();
+            answers[1][i] = sqlx::query_as::<_, Answer>(sqlx::AssertSqlSafe(q.clone())).fetch_one(&mut *tx).await?;
+            times[1][i].push(clock.elapsed().as_secs_f64());
+        }
+        let (each, rows) = duckdb.round()?;
+        for i in 0..2 {
+            times[2][i].push(each[i]);
+        }
+        answers[2] = rows;
     }
-    let datafusion_s = datafusion_each_s.iter().sum::<f64>();
+    tx.commit().await?;
+    duckdb.finish()?;
+    let [datafusion_each_s, postgres_each_s, duckdb_each_s] = times.map(|engine| engine.map(median));
+    let (datafusion_s, postgres_s, duckdb_s) =
+        (datafusion_each_s.iter().sum::<f64>(), postgres_each_s.iter().sum::<f64>(), duckdb_each_s.iter().sum::<f64>());
     eprintln!(
         "engagement + ROI in DataFusion over the lake: {datafusion_s:.2} s {datafusion_each_s:?} (session {datafusion_session_s:.2} s)"
     );
-
-    let mut tx = pool.begin().await?;
-    sqlx::query("set local work_mem = '256MB'").execute(&mut *tx).await?;
-    let mut postgres_each_s = [0.0; 2];
-    for (i, q) in queries(Dialect::Postgres, as_of).into_iter().enumerate() {
-        let mut times = Vec::new();
-        for _ in 0..ENGINE_ROUNDS {
-            let clock = Instant::now();
-            answers[1][i] = sqlx::query_as::<_, Answer>(sqlx::AssertSqlSafe(q.clone())).fetch_one(&mut *tx).await?;
-            times.push(clock.elapsed().as_secs_f64());
-        }
-        postgres_each_s[i] = median(times);
-    }
-    tx.commit().await?;
-    let postgres_s = postgres_each_s.iter().sum::<f64>();
     eprintln!("engagement + ROI as SQL inside Postgres: {postgres_s:.2} s {postgres_each_s:?}");
-
-    let (duckdb_s, duckdb_each_s, duck) = duckdb(lake_dir, &queries(Dialect::DuckDb, as_of))?;
-    answers[2] = duck;
     eprintln!("engagement + ROI in DuckDB over the same Parquet: {duckdb_s:.2} s {duckdb_each_s:?}");
     for (i, what) in ["engagement", "ROI"].iter().enumerate() {
         let (n, sum) = answers[0][i];
@@ -519,6 +526,24 @@ pub async fn engines(
     })
 }
 
+/// Vacuums every table with dead row versions (a run's replaced scores) and waits for it.
+#[tracing::instrument(skip(pool), err)]
+async fn vacuum_dead_rows(pool: &PgPool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select format('%I.%I', schemaname, relname) from pg_stat_user_tables where n_dead_tup > 0 order by 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    // VACUUM refuses a transaction block: one statement over the simple protocol.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("vacuum {}", tables.join(", ")))).execute(pool).await?;
+    eprintln!("vacuumed {} tables in {:.1} s before the recompute", tables.len(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn db_url(base: &str, name: &str) -> String {
     match base.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{name}"),
@@ -531,28 +556,68 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Runs the queries in DuckDB (the project venv's `duckdb`) over the lake's Parquet files,
-/// with the same current-state view the lake gives DataFusion; returns the seconds, in all
-/// and per query.
-fn duckdb(lake: &std::path::Path, queries: &[String]) -> anyhow::Result<(f64, [f64; 2], [Answer; 2])> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/scripts/bench_duckdb.py"))
-        .arg(lake)
-        .args(queries)
-        .output()?;
-    anyhow::ensure!(out.status.success(), "duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let value: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))?;
-    let seconds = value["seconds"].as_f64().ok_or_else(|| anyhow::anyhow!("duckdb printed no timing: {text}"))?;
-    let each = |i: usize| value["each"][i].as_f64().unwrap_or(f64::NAN);
-    // Each query's one row, as strings: [n, s].
-    let answer = |i: usize| -> anyhow::Result<Answer> {
-        let row = &value["rows"][i][0];
-        let field = |j: usize| row[j].as_str().ok_or_else(|| anyhow::anyhow!("duckdb row {i}: {row}"));
-        Ok((field(0)?.parse()?, field(1)?.parse()?))
-    };
-    Ok((seconds, [each(0), each(1)], [answer(0)?, answer(1)?]))
+/// DuckDB (the project venv's `duckdb`, scripts/bench_duckdb.py) in a child process over
+/// the lake's Parquet files, with the same current-state views the lake gives DataFusion:
+/// it runs one round of the queries each time [`DuckDb::round`] asks. The child stays up
+/// between rounds, as DataFusion's session and Postgres' connection do.
+struct DuckDb {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl DuckDb {
+    fn start(lake: &std::path::Path, queries: &[String; 2]) -> anyhow::Result<Self> {
+        use std::process::Stdio;
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut child = Command::new(format!("{root}/.venv/bin/python"))
+            .arg(format!("{root}/scripts/bench_duckdb.py"))
+            .arg(lake)
+            .args(queries)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("duckdb: no standard output"))?;
+        Ok(Self { child, stdin, stdout: std::io::BufRead::lines(std::io::BufReader::new(stdout)) })
+    }
+
+    /// One round: each query's seconds and its one row (rows, sum). Blocks this thread
+    /// while DuckDB works, which is what the bench wants: nothing else runs meanwhile.
+    fn round(&mut self) -> anyhow::Result<([f64; 2], [Answer; 2])> {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow::anyhow!("duckdb: already finished"))?;
+        stdin.write_all(b"round\n")?;
+        stdin.flush()?;
+        let Some(line) = self.stdout.next().transpose()? else {
+            // The child ended: what it said on standard error is the reason.
+            self.stdin = None;
+            let mut reason = String::new();
+            if let Some(mut stderr) = self.child.stderr.take() {
+                std::io::Read::read_to_string(&mut stderr, &mut reason)?;
+            }
+            anyhow::bail!("duckdb failed ({}): {reason}", self.child.wait()?);
+        };
+        let value: serde_json::Value = serde_json::from_str(&line)?;
+        let each =
+            |i: usize| value["each"][i].as_f64().ok_or_else(|| anyhow::anyhow!("duckdb printed no timing: {line}"));
+        // Each query's one row, as strings: [n, s].
+        let answer = |i: usize| -> anyhow::Result<Answer> {
+            let row = &value["rows"][i][0];
+            let field = |j: usize| row[j].as_str().ok_or_else(|| anyhow::anyhow!("duckdb row {i}: {row}"));
+            Ok((field(0)?.parse()?, field(1)?.parse()?))
+        };
+        Ok(([each(0)?, each(1)?], [answer(0)?, answer(1)?]))
+    }
+
+    /// Ends the child (its standard input closes) and checks that it exited cleanly.
+    fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        let out = self.child.wait_with_output()?;
+        anyhow::ensure!(out.status.success(), "duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    }
 }
 
 /// Sequential GETs of the analytics routes through the real HTTP stack: p50 and p99 over

@@ -5,7 +5,6 @@ line read from standard input, printing one JSON line per round: {"each": [secon
 query], "rows": […]}. The bench takes turns between the engines, one round each, so a
 slow minute on the machine falls on all of them rather than on one engine's rounds."""
 
-import glob
 import json
 import sys
 import time

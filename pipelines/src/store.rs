@@ -169,8 +169,8 @@ pub async fn replace_scores(
     let parent = Parent { table: parent, key };
     let written = match mode {
         Replace::All => {
-            merge_keeping_parents(tx, table, &stage, &names, &[key], Some("computed_at"), parent, staged(batches))
-                .await?
+            let merge = Merge { table, stage: &stage, names: &names, keys: &[key], stamp: Some("computed_at") };
+            merge_keeping_parents(tx, merge, parent, staged(batches)).await?
         }
         Replace::Keys => {
             let kept = drop_orphans(tx, &stage, parent, staged(batches)).await?;
@@ -337,7 +337,8 @@ pub async fn replace_customer_rows(
     let names = first.names();
     let stage = stage(tx, table, batches).await?;
     let parent = Parent { table: "crm_customers", key: "customer_id" };
-    let written = merge_keeping_parents(tx, table, &stage, &names, keys, None, parent, staged(batches)).await?;
+    let merge = Merge { table, stage: &stage, names: &names, keys, stamp: None };
+    let written = merge_keeping_parents(tx, merge, parent, staged(batches)).await?;
     sqlx::query(AssertSqlSafe(format!("drop table {stage}"))).execute(&mut *tx).await?;
     Ok(written)
 }
@@ -358,32 +359,42 @@ const MERGE_WORK_MEM: &str = "256MB";
 /// anti-join of the whole stage with the parent on every write: 1.1–1.2 s of
 /// Postgres' time per million rows alone, 1.7–2.5 s beside the run's other work
 /// (docs/benchmarks.md).
-#[allow(clippy::too_many_arguments)]
 async fn merge_keeping_parents(
     tx: &mut PgConnection,
-    table: &str,
-    stage: &str,
-    names: &[&str],
-    keys: &[&str],
-    stamp: Option<&str>,
+    merge: Merge<'_>,
     parent: Parent<'_>,
     staged: u64,
 ) -> Result<u64, PipelineError> {
     sqlx::query("savepoint merge_results").execute(&mut *tx).await?;
-    match merge_replacing(tx, table, stage, names, keys, stamp).await {
+    match merge_replacing(tx, merge).await {
         Ok(()) => {
             sqlx::query("release savepoint merge_results").execute(&mut *tx).await?;
             Ok(staged)
         }
         Err(PipelineError::Database(e)) if fibonacco_platform::db::foreign_key_violation(&e).is_some() => {
-            tracing::info!(table, parent = parent.table, "rows of deleted parents: dropping them and merging again");
+            tracing::info!(
+                table = merge.table,
+                parent = parent.table,
+                "rows of deleted parents: dropping them and merging again"
+            );
             sqlx::query("rollback to savepoint merge_results").execute(&mut *tx).await?;
-            let kept = drop_orphans(tx, stage, parent, staged).await?;
-            merge_replacing(tx, table, stage, names, keys, stamp).await?;
+            let kept = drop_orphans(tx, merge.stage, parent, staged).await?;
+            merge_replacing(tx, merge).await?;
             Ok(kept)
         }
         Err(e) => Err(e),
     }
+}
+
+/// A `MERGE` of the staging table `stage` (columns `names`) into `table`, matched on
+/// `keys`; `stamp`, if any, is a column set to now() on every row written.
+#[derive(Debug, Clone, Copy)]
+struct Merge<'a> {
+    table: &'a str,
+    stage: &'a str,
+    names: &'a [&'a str],
+    keys: &'a [&'a str],
+    stamp: Option<&'a str>,
 }
 
 /// One `MERGE` that makes `table` hold exactly the rows of the staging table `stage`
@@ -394,14 +405,8 @@ async fn merge_keeping_parents(
 /// (a key twice fails the statement), so the caller's count of them is the rows written;
 /// counting them through `RETURNING merge_action()` cost 1.3–1.9 s of the send slots'
 /// `MERGE` at 2.65 M rows.
-async fn merge_replacing(
-    tx: &mut PgConnection,
-    table: &str,
-    stage: &str,
-    names: &[&str],
-    keys: &[&str],
-    stamp: Option<&str>,
-) -> Result<(), PipelineError> {
+async fn merge_replacing(tx: &mut PgConnection, merge: Merge<'_>) -> Result<(), PipelineError> {
+    let Merge { table, stage, names, keys, stamp } = merge;
     let on = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" and ");
     let mut updates: Vec<String> =
         names.iter().filter(|c| !keys.contains(c) && **c != "tenant_id").map(|c| format!("{c} = s.{c}")).collect();
